@@ -1,0 +1,66 @@
+"""System checks: refuse to run without encryption keys when DEBUG is off."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.checks import Error, Tags, Warning, register
+
+from .conf import app_settings
+from .crypto import KeyRing, KeyRingError
+
+
+@register(Tags.security, deploy=False)
+def check_encryption_keys(app_configs=None, **kwargs):
+    keys = app_settings.encryption_keys()
+    if not keys:
+        if settings.DEBUG:
+            return [
+                Warning(
+                    "TRUSTED_IDENTITY_ENCRYPTION_KEYS is not set: secrets are encrypted with a "
+                    "development key derived from SECRET_KEY.",
+                    hint="Set it before going to production: "
+                    "`manage.py trusted_identity generate-key`.",
+                    id="trusted_identity.W001",
+                )
+            ]
+        return [
+            Error(
+                "TRUSTED_IDENTITY_ENCRYPTION_KEYS is not set and DEBUG is off: platform "
+                "secrets can't be encrypted or read.",
+                hint="Make a key with `manage.py trusted_identity generate-key` and set "
+                "TRUSTED_IDENTITY_ENCRYPTION_KEYS to it.",
+                id="trusted_identity.E001",
+            )
+        ]
+    try:
+        KeyRing(keys)
+    except KeyRingError as exc:
+        return [
+            Error(
+                f"TRUSTED_IDENTITY_ENCRYPTION_KEYS is unusable: {exc}.",
+                hint="Each key is 32 random bytes in URL-safe base64, comma-separated.",
+                id="trusted_identity.E002",
+            )
+        ]
+    return []
+
+
+@register(Tags.compatibility)
+def check_settings(app_configs=None, **kwargs):
+    errors = []
+    threshold = app_settings.READINESS_THRESHOLD
+    if not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
+        errors.append(
+            Error(
+                "TRUSTED_IDENTITY['READINESS_THRESHOLD'] must be a number between 0 and 1.",
+                id="trusted_identity.E003",
+            )
+        )
+    from .ratelimit import RateLimitError, parse_rate
+
+    for name in ("RATE_LIMIT", "SIGN_RATE_LIMIT"):
+        try:
+            parse_rate(getattr(app_settings, name))
+        except RateLimitError as exc:
+            errors.append(Error(f"TRUSTED_IDENTITY['{name}']: {exc}", id="trusted_identity.E004"))
+    return errors

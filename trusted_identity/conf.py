@@ -1,0 +1,86 @@
+"""The app's settings: one ``TRUSTED_IDENTITY`` dict, read lazily, with defaults.
+
+Read on every access (not at import) so ``override_settings`` and pytest-django's
+``settings`` fixture work; derived objects such as the key ring are cached and
+dropped again by the ``setting_changed`` receiver in ``signals.py``.
+
+::
+
+    TRUSTED_IDENTITY = {
+        "ENCRYPTION_KEYS": [...],          # default: $TRUSTED_IDENTITY_ENCRYPTION_KEYS
+        "SIGNING_SPACE": "my-space",       # the space the sign view uses without ?space=
+        "DEFAULT_GRACE": timedelta(hours=24),
+        "READINESS_WINDOW": timedelta(days=7),
+        "READINESS_THRESHOLD": 0.99,
+        ...
+    }
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings as django_settings
+
+DEFAULTS: dict[str, Any] = {
+    # Comma-separated string or list; the first key encrypts, all decrypt.
+    # None means: read the TRUSTED_IDENTITY_ENCRYPTION_KEYS environment variable.
+    "ENCRYPTION_KEYS": None,
+    # Slug of the space the sign view signs for when the request names none.
+    "SIGNING_SPACE": None,
+    # Which attribute of request.user is the user id that gets signed.
+    "USER_ID_ATTRIBUTE": "pk",
+    # How long a rotated-out secret keeps verifying, unless the rotation says otherwise.
+    "DEFAULT_GRACE": timedelta(hours=24),
+    # Enforcement readiness: the window looked at, and the valid share required.
+    "READINESS_WINDOW": timedelta(days=7),
+    "READINESS_THRESHOLD": 0.99,
+    # Prefix of generated secrets ("tis_ios_..."), so secret scanners can spot leaks.
+    "SECRET_PREFIX": "tis_",
+    # Prefix of generated public API keys.
+    "API_KEY_PREFIX": "tik_",
+    # Session-start request limits.
+    "MAX_BODY_BYTES": 64 * 1024,
+    "MAX_USER_ID_LENGTH": 1024,
+    # Rate limits as "<count>/<s|m|h>", or "off". Session starts are limited per
+    # client address and API key; the sign view per user.
+    # None means: read TRUSTED_IDENTITY_RATE_LIMIT from the environment, else "600/m".
+    "RATE_LIMIT": None,
+    "SIGN_RATE_LIMIT": "120/m",
+    # Header with the client address when behind a trusted proxy, as it appears in
+    # request.META (such as "HTTP_X_FORWARDED_FOR"); None means REMOTE_ADDR.
+    "CLIENT_IP_HEADER": None,
+    # The cache alias for rate limits and the platform lookup.
+    "CACHE_ALIAS": "default",
+    # Seconds a platform lookup may stay in the cache; writes invalidate it at once.
+    "LOOKUP_CACHE_TIMEOUT": 300,
+    # Username the CLI writes audit entries as when no --actor is given.
+    "CLI_ACTOR_USERNAME": "trusted-identity-cli",
+}
+
+
+class AppSettings:
+    """Attribute access to ``settings.TRUSTED_IDENTITY`` with defaults."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in DEFAULTS:
+            raise AttributeError(f"unknown trusted-identity setting {name!r}")
+        user_settings = getattr(django_settings, "TRUSTED_IDENTITY", None) or {}
+        value = user_settings.get(name, DEFAULTS[name])
+        if name == "ENCRYPTION_KEYS" and value is None:
+            value = os.environ.get("TRUSTED_IDENTITY_ENCRYPTION_KEYS", "")
+        if name == "RATE_LIMIT" and value is None:
+            value = os.environ.get("TRUSTED_IDENTITY_RATE_LIMIT", "") or "600/m"
+        return value
+
+    def encryption_keys(self) -> list[str]:
+        """The configured keys as a list of stripped, non-empty strings."""
+        value = self.ENCRYPTION_KEYS
+        if isinstance(value, str):
+            value = value.split(",")
+        return [key.strip() for key in value or [] if key and key.strip()]
+
+
+app_settings = AppSettings()

@@ -1,0 +1,252 @@
+"""``manage.py trusted_identity <sub-command>``: the CLI of CONTRACT section 5.
+
+A sub-command that prints a value prints it alone on one line of stdout; words
+for a person go to stderr. Every rule is in ``services``; this module parses
+arguments and formats answers.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+from collections.abc import Callable
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
+
+from trusted_identity import services
+from trusted_identity.crypto import generate_key
+from trusted_identity.exceptions import NotReady, TrustedIdentityError
+from trusted_identity.models import PlatformKind, Role
+
+
+class Command(BaseCommand):
+    help = "Manage Trusted Identity spaces, platforms, secrets and enforcement."
+    requires_system_checks: list[str] = []  # generate-key must work before keys exist
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        parser.error = lambda message: _one_line_error(parser, message)  # type: ignore[method-assign]
+        return parser
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--actor",
+            metavar="USERNAME",
+            help="Django user the audit entries name (default: the CLI's own account).",
+        )
+        commands = parser.add_subparsers(
+            dest="subcommand", metavar="SUBCOMMAND", parser_class=_parser_class(parser)
+        )
+        commands.required = True
+
+        create = commands.add_parser("create-space", help="Create a space.")
+        create.add_argument("slug")
+        create.add_argument("--name", default="")
+
+        add = commands.add_parser("add-platform", help="Add a platform; prints its API key.")
+        add.add_argument("space")
+        add.add_argument("kind", help=f"one of {', '.join(PlatformKind.values)}")
+
+        show = commands.add_parser("show-secret", help="Print the current secret (audited).")
+        show.add_argument("space")
+        show.add_argument("kind")
+
+        rotate = commands.add_parser("rotate-secret", help="Rotate; prints the new secret.")
+        rotate.add_argument("space")
+        rotate.add_argument("kind")
+        rotate.add_argument(
+            "--grace",
+            default=None,
+            help="How long the previous secret keeps verifying: 0, 30m, 24h, 7d (default 24h).",
+        )
+
+        enforce = commands.add_parser("enforce", help="Turn enforcement on or off.")
+        enforce.add_argument("space")
+        enforce.add_argument("kind")
+        enforce.add_argument("state", choices=["on", "off"])
+        enforce.add_argument(
+            "--force", action="store_true", help="Turn on even below the readiness threshold."
+        )
+        enforce.add_argument(
+            "--reason",
+            default="",
+            help="Why the readiness rule is overridden (recorded; used with --force).",
+        )
+
+        sign = commands.add_parser("sign", help="Print the signature of a user id.")
+        sign.add_argument("space")
+        sign.add_argument("kind")
+        sign.add_argument("user_id")
+
+        status = commands.add_parser("status", help="Enforcement and figures per platform.")
+        status.add_argument("space", nargs="?")
+        status.add_argument("--json", action="store_true", dest="as_json")
+
+        rekey = commands.add_parser("rekey", help="Re-encrypt every secret with the first key.")
+        rekey.add_argument("--batch-size", type=int, default=500)
+
+        commands.add_parser("generate-key", help="Print a new encryption key.")
+
+        grant = commands.add_parser("grant", help="Give a user a role in a space (makes staff).")
+        grant.add_argument("space")
+        grant.add_argument("username")
+        grant.add_argument("--role", required=True, choices=Role.values)
+
+        revoke = commands.add_parser("revoke", help="Remove a user from a space.")
+        revoke.add_argument("space")
+        revoke.add_argument("username")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        subcommand = options["subcommand"]
+        handler: Callable[[dict[str, Any]], None] = getattr(
+            self, "do_" + subcommand.replace("-", "_")
+        )
+        try:
+            handler(options)
+        except NotReady as exc:
+            raise CommandError(f"{exc.message} (use --force with --reason)") from None
+        except TrustedIdentityError as exc:
+            raise CommandError(exc.message) from None
+        except ImproperlyConfigured as exc:
+            raise CommandError(str(exc)) from None
+        except DatabaseError as exc:
+            raise CommandError(f"database error: {str(exc).splitlines()[0]}") from None
+
+    # -- helpers
+
+    def _out(self, value: str) -> None:
+        self.stdout.write(value)
+
+    def _say(self, message: str) -> None:
+        self.stderr.write(message)
+
+    def _actor(self, options: dict[str, Any]) -> services.Actor:
+        try:
+            os_user = getpass.getuser()
+        except (KeyError, OSError):
+            os_user = ""
+        return services.get_cli_actor(options.get("actor"), os_user=os_user)
+
+    # -- sub-commands
+
+    def do_create_space(self, options: dict[str, Any]) -> None:
+        space = services.create_space(options["slug"], options["name"], self._actor(options))
+        self._say(f"Created space {space.slug!r}.")
+
+    def do_add_platform(self, options: dict[str, Any]) -> None:
+        services.validate_kind(options["kind"])
+        space = services.get_space(options["space"])
+        platform = services.add_platform(space, options["kind"], self._actor(options))
+        self._say(f"Added {platform.kind} to {space.slug!r}; its public API key:")
+        self._out(platform.api_key)
+
+    def do_show_secret(self, options: dict[str, Any]) -> None:
+        platform = services.get_platform(options["space"], options["kind"])
+        secret = services.reveal_secret(platform, self._actor(options))
+        self._say(f"Current secret of {platform} (this reveal was audited):")
+        self._out(secret)
+
+    def do_rotate_secret(self, options: dict[str, Any]) -> None:
+        grace = None if options["grace"] is None else services.parse_duration(options["grace"])
+        platform = services.get_platform(options["space"], options["kind"])
+        secret = services.rotate_secret(platform, self._actor(options), grace)
+        until = services.previous_secret_valid_until(platform)
+        if until:
+            self._say(
+                f"Rotated {platform}; the previous secret verifies until "
+                f"{until:%Y-%m-%d %H:%M:%S %Z}."
+            )
+        else:
+            self._say(f"Rotated {platform}; the previous secret no longer verifies.")
+        self._out(secret)
+
+    def do_enforce(self, options: dict[str, Any]) -> None:
+        platform = services.get_platform(options["space"], options["kind"])
+        enabled = options["state"] == "on"
+        force = options["force"]
+        reason = options["reason"] or ("forced from the command line" if force else "")
+        platform = services.set_enforcement(
+            platform, enabled, self._actor(options), force=force, reason=reason
+        )
+        self._say(f"Enforcement for {platform} is {'on' if platform.enforced else 'off'}.")
+
+    def do_sign(self, options: dict[str, Any]) -> None:
+        self._out(services.sign_for(options["space"], options["kind"], options["user_id"]))
+
+    def do_status(self, options: dict[str, Any]) -> None:
+        spaces = services.status(options["space"])
+        if options["as_json"]:
+            self._out(json.dumps({"spaces": spaces}))
+            return
+        if not spaces:
+            self._say("No spaces yet: create one with `trusted_identity create-space SLUG`.")
+            return
+        header = (
+            f"{'space/platform':<28} {'enforced':<9} {'valid':>8} {'invalid':>8} "
+            f"{'missing':>8} {'visitor':>8} {'rejected':>8} {'valid %':>8}"
+        )
+        self._out(header)
+        for space in spaces:
+            if not space["platforms"]:
+                self._out(f"{space['slug'] + '/-':<28} (no platforms)")
+            for p in space["platforms"]:
+                share = "-" if p["valid_share"] is None else f"{p['valid_share'] * 100:.2f}"
+                self._out(
+                    f"{space['slug'] + '/' + p['kind']:<28} {'on' if p['enforced'] else 'off':<9} "
+                    f"{p['valid']:>8} {p['invalid']:>8} {p['missing']:>8} {p['visitor']:>8} "
+                    f"{p['rejected']:>8} {share:>8}"
+                )
+
+    def do_rekey(self, options: dict[str, Any]) -> None:
+        if options["batch_size"] < 1:
+            raise CommandError("--batch-size must be at least 1")
+        result = services.rekey(batch_size=options["batch_size"])
+        self._say(
+            f"Re-encrypted {result.rekeyed} of {result.total} secrets with the first key; "
+            f"{result.total - result.rekeyed - len(result.failed)} already used it."
+        )
+        if result.failed:
+            rows = ", ".join(f"row {pk} (platform #{pid})" for pk, pid, _ in result.failed[:20])
+            more = f" and {len(result.failed) - 20} more" if len(result.failed) > 20 else ""
+            raise CommandError(
+                f"{len(result.failed)} secrets could not be decrypted and were left as they "
+                f"were: {rows}{more}; first reason: {result.failed[0][2]}"
+            )
+
+    def do_generate_key(self, options: dict[str, Any]) -> None:
+        self._say("A new encryption key; put it first in TRUSTED_IDENTITY_ENCRYPTION_KEYS:")
+        self._out(generate_key())
+
+    def do_grant(self, options: dict[str, Any]) -> None:
+        space = services.get_space(options["space"])
+        services.grant(space, options["username"], options["role"], self._actor(options))
+        self._say(f"{options['username']} is now {options['role']} of {space.slug!r} (and staff).")
+
+    def do_revoke(self, options: dict[str, Any]) -> None:
+        space = services.get_space(options["space"])
+        services.revoke(space, options["username"], self._actor(options))
+        self._say(f"{options['username']} is no longer a member of {space.slug!r}.")
+
+
+def _one_line_error(parser: CommandParser, message: str) -> None:
+    """Usage errors as one line and exit code 2 (or CommandError when called from code)."""
+    if parser.called_from_command_line:
+        parser.exit(2, f"{parser.prog}: error: {message} (see --help)\n")
+    raise CommandError(f"Error: {message}")
+
+
+def _parser_class(parent: CommandParser) -> type[CommandParser]:
+    """Sub-parsers that inherit how the main parser was called, and its one-line errors."""
+
+    class SubCommandParser(CommandParser):
+        def __init__(self, **kwargs: Any) -> None:
+            kwargs.setdefault("called_from_command_line", parent.called_from_command_line)
+            super().__init__(**kwargs)
+
+        def error(self, message: str) -> None:
+            _one_line_error(self, message)
+
+    return SubCommandParser

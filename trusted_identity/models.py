@@ -1,0 +1,194 @@
+"""Spaces, their platforms, encrypted platform secrets, memberships and outcome counts.
+
+Business operations on these live in ``services.py``; the models hold data,
+constraints and the small helpers that belong to one row.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from .keyring import get_key_ring
+
+
+class PlatformKind(models.TextChoices):
+    WEB = "web", _("Web")
+    IOS = "ios", _("iOS")
+    ANDROID = "android", _("Android")
+    TVOS = "tvos", _("tvOS")
+    ANDROIDTV = "androidtv", _("Android TV")
+    ROKU = "roku", _("Roku")
+
+
+class Role(models.TextChoices):
+    OWNER = "owner", _("Owner")
+    ADMIN = "admin", _("Admin")
+    VIEWER = "viewer", _("Viewer")
+
+
+class Outcome(models.TextChoices):
+    VALID = "valid", _("Valid signature")
+    INVALID = "invalid", _("Invalid signature")
+    MISSING = "missing", _("Missing signature")
+    VISITOR = "visitor", _("Visitor")
+    REJECTED = "rejected", _("Rejected")
+
+
+class Space(models.Model):
+    """A customer's workspace: the unit of tenancy."""
+
+    slug = models.SlugField(_("slug"), max_length=64, unique=True)
+    name = models.CharField(_("name"), max_length=200)
+    created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        through="SpaceMembership",
+        related_name="trusted_identity_spaces",
+        blank=True,
+    )
+
+    class Meta:
+        ordering = ["slug"]
+        verbose_name = _("space")
+        verbose_name_plural = _("spaces")
+
+    def __str__(self) -> str:
+        return self.name or self.slug
+
+
+class SpaceMembership(models.Model):
+    """A user's role in a space: owner and admin may reveal, rotate and toggle."""
+
+    space = models.ForeignKey(Space, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="trusted_identity_memberships",
+    )
+    role = models.CharField(_("role"), max_length=16, choices=Role.choices)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["space_id", "user_id"]
+        verbose_name = _("space membership")
+        verbose_name_plural = _("space memberships")
+        constraints = [
+            models.UniqueConstraint(fields=["space", "user"], name="ti_one_membership_per_user"),
+            models.CheckConstraint(
+                condition=Q(role__in=Role.values), name="ti_membership_role_known"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.get_role_display()}) in {self.space}"
+
+
+class Platform(models.Model):
+    """One kind of client app (web, ios, ...) of a space, with its public API key."""
+
+    space = models.ForeignKey(Space, on_delete=models.CASCADE, related_name="platforms")
+    kind = models.CharField(_("kind"), max_length=16, choices=PlatformKind.choices)
+    api_key = models.CharField(
+        _("API key"),
+        max_length=64,
+        unique=True,
+        editable=False,
+        help_text=_("Public: client SDKs are built with it. Not a secret."),
+    )
+    enforced = models.BooleanField(
+        _("Trusted Identity enforced"),
+        default=False,
+        help_text=_("Reject identified session starts without a valid signature."),
+    )
+    enforcement_changed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["space_id", "kind"]
+        verbose_name = _("platform")
+        verbose_name_plural = _("platforms")
+        constraints = [
+            models.UniqueConstraint(fields=["space", "kind"], name="ti_one_platform_per_kind"),
+            models.CheckConstraint(
+                condition=Q(kind__in=PlatformKind.values), name="ti_platform_kind_known"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.space.slug}/{self.kind}"
+
+
+class PlatformSecret(models.Model):
+    """A platform's signing secret, encrypted at rest and bound to its platform.
+
+    ``retired_at`` is empty for the one current secret; a retired secret keeps
+    verifying until ``valid_until``. The plaintext is only reachable through
+    ``get_secret()``: no field, form or ``repr`` carries it.
+    """
+
+    platform = models.ForeignKey(Platform, on_delete=models.CASCADE, related_name="secrets")
+    ciphertext = models.TextField(editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    retired_at = models.DateTimeField(null=True, blank=True, editable=False)
+    valid_until = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["platform_id", "-created_at"]
+        verbose_name = _("platform secret")
+        verbose_name_plural = _("platform secrets")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["platform"],
+                condition=Q(retired_at__isnull=True),
+                name="ti_one_current_secret_per_platform",
+            ),
+        ]
+        indexes = [models.Index(fields=["platform", "valid_until"], name="ti_secret_validity")]
+
+    def __str__(self) -> str:
+        state = "current" if self.retired_at is None else f"retired, valid until {self.valid_until}"
+        return f"secret #{self.pk} of platform #{self.platform_id} ({state})"
+
+    def __repr__(self) -> str:
+        return f"<PlatformSecret pk={self.pk} platform_id={self.platform_id}>"
+
+    @staticmethod
+    def associated_data(platform_id: int) -> bytes:
+        """What a ciphertext is bound to: this table and the platform's primary key."""
+        return f"trusted_identity.platformsecret:platform={platform_id}".encode()
+
+    def set_secret(self, plaintext: str) -> None:
+        self.ciphertext = get_key_ring().encrypt(plaintext, self.associated_data(self.platform_id))
+
+    def get_secret(self) -> str:
+        return get_key_ring().decrypt(self.ciphertext, self.associated_data(self.platform_id))
+
+    @property
+    def is_current(self) -> bool:
+        return self.retired_at is None
+
+
+class OutcomeCount(models.Model):
+    """How many session starts of one platform had one outcome in one hour (UTC)."""
+
+    platform = models.ForeignKey(Platform, on_delete=models.CASCADE, related_name="outcome_counts")
+    hour = models.DateTimeField(_("hour"))
+    outcome = models.CharField(_("outcome"), max_length=16, choices=Outcome.choices)
+    count = models.PositiveBigIntegerField(_("count"), default=0)
+
+    class Meta:
+        ordering = ["platform_id", "-hour", "outcome"]
+        verbose_name = _("outcome count")
+        verbose_name_plural = _("outcome counts")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["platform", "hour", "outcome"], name="ti_one_count_per_hour_outcome"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.platform_id} {self.hour:%Y-%m-%d %H}:00 {self.outcome}={self.count}"

@@ -1,0 +1,73 @@
+"""Fixed-window rate limits through Django's cache (shared across processes with Redis)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass
+
+from django.core.cache import caches
+
+from .conf import app_settings
+
+logger = logging.getLogger("trusted_identity")
+
+_RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$", re.IGNORECASE)
+_PERIODS = {
+    "s": 1,
+    "sec": 1,
+    "second": 1,
+    "m": 60,
+    "min": 60,
+    "minute": 60,
+    "h": 3600,
+    "hour": 3600,
+}
+
+
+class RateLimitError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Rate:
+    limit: int
+    period: int
+
+
+def parse_rate(text: str | None) -> Rate | None:
+    """``"600/m"`` as a Rate; ``"off"`` (or empty) as None."""
+    if text is None or str(text).strip().lower() in {"", "off", "none", "0"}:
+        return None
+    match = _RATE_RE.match(str(text))
+    if not match or int(match.group(1)) < 1:
+        raise RateLimitError(f"invalid rate {text!r}: use <count>/<s|m|h>, such as 600/m, or off")
+    return Rate(int(match.group(1)), _PERIODS[match.group(2).lower()])
+
+
+def hit(scope: str, identity: str, rate_text: str | None) -> int | None:
+    """Count one request; the seconds to wait if it is over the limit, else None.
+
+    A cache that is down lets the request through (logged): a rate limit must
+    never take the service down with it.
+    """
+    rate = parse_rate(rate_text)
+    if rate is None:
+        return None
+    now = time.time()
+    window = int(now // rate.period)
+    key = f"trusted_identity:rl:{scope}:{window}:{identity}"
+    cache = caches[app_settings.CACHE_ALIAS]
+    try:
+        if cache.add(key, 1, rate.period + 1):
+            return None
+        count = cache.incr(key)
+    except ValueError:  # expired between add and incr
+        return None
+    except Exception:
+        logger.warning("Trusted Identity rate limit skipped: cache unavailable")
+        return None
+    if count > rate.limit:
+        return max(1, int((window + 1) * rate.period - now + 0.999))
+    return None

@@ -1,0 +1,178 @@
+"""The HTTP face of Trusted Identity: the sign view and session start (CONTRACT section 4).
+
+Every answer is JSON; every error is ``{"error": {"code", "message"}}``. The
+views decode requests and encode answers; the decisions are in ``services``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from django.core.exceptions import RequestDataTooBig
+from django.db import DatabaseError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.request import UnreadablePostError
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.debug import sensitive_variables
+
+from . import ratelimit, services
+from .conf import app_settings
+from .exceptions import (
+    InvalidRequest,
+    NotAuthenticated,
+    RateLimited,
+    TrustedIdentityError,
+)
+
+logger = logging.getLogger("trusted_identity")
+
+MAX_PARAMETER_LENGTH = 128
+
+
+def error_response(code: str, message: str, status: int, **headers: str) -> JsonResponse:
+    response = JsonResponse({"error": {"code": code, "message": message}}, status=status)
+    response["Cache-Control"] = "no-store"
+    for name, value in headers.items():
+        response[name] = value
+    return response
+
+
+def api_view(*methods: str) -> Callable:
+    """JSON in, JSON out: the allowed methods, and every failure as the contract's error body."""
+
+    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if request.method not in methods:
+                return error_response(
+                    "method_not_allowed",
+                    f"use {' or '.join(methods)}",
+                    405,
+                    Allow=", ".join(methods),
+                )
+            try:
+                return view(request, *args, **kwargs)
+            except RateLimited as exc:
+                return error_response(
+                    exc.code, exc.message, exc.status, **{"Retry-After": str(exc.retry_after)}
+                )
+            except TrustedIdentityError as exc:
+                return error_response(exc.code, exc.message, exc.status)
+            except DatabaseError:
+                logger.exception("Database error in %s", view.__name__)
+                return error_response(
+                    "service_unavailable", "the service is unavailable; try again shortly", 503
+                )
+            except Exception:
+                logger.exception("Unexpected error in %s", view.__name__)
+                return error_response("internal_error", "an unexpected error occurred", 500)
+
+        return wrapper
+
+    return decorator
+
+
+def client_address(request: HttpRequest) -> str:
+    header = app_settings.CLIENT_IP_HEADER
+    if header and request.META.get(header):
+        # The first address of a proxy chain is the client's, as set by the trusted proxy.
+        return request.META[header].split(",")[0].strip()[:64]
+    return request.META.get("REMOTE_ADDR", "")[:64]
+
+
+def _check_rate(scope: str, identity: str, rate: str | None) -> None:
+    retry_after = ratelimit.hit(scope, identity, rate)
+    if retry_after is not None:
+        raise RateLimited("too many requests; retry later", retry_after)
+
+
+def read_json_body(request: HttpRequest) -> Any:
+    """The decoded JSON body, or InvalidRequest naming what is wrong with it."""
+    limit = app_settings.MAX_BODY_BYTES
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise InvalidRequest("the Content-Length header is not a number") from None
+    if declared > limit:
+        raise InvalidRequest(f"the body is larger than {limit} bytes")
+    try:
+        body = request.body
+    except (RequestDataTooBig, UnreadablePostError, OSError):
+        raise InvalidRequest(f"the body is unreadable or larger than {limit} bytes") from None
+    if len(body) > limit:
+        raise InvalidRequest(f"the body is larger than {limit} bytes")
+    if not body.strip():
+        raise InvalidRequest("the body must be a JSON object; send {} for a visitor")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidRequest("the body is not UTF-8") from None
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        raise InvalidRequest("the body is not valid JSON") from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+@csrf_exempt
+@never_cache
+@api_view("POST")
+@sensitive_variables("payload")
+def start_session(request: HttpRequest) -> HttpResponse:
+    """``POST <mount>/v1/sessions``: what a client SDK calls to start a session."""
+    api_key = request.headers.get("X-Api-Key", "")
+    key_digest = hashlib.sha256(api_key.encode("utf-8", "replace")).hexdigest()[:16]
+    _check_rate("session", f"{client_address(request)}:{key_digest}", app_settings.RATE_LIMIT)
+    platform = services.lookup_platform(api_key)
+    payload = read_json_body(request)
+    started = services.start_session(platform, payload)
+    return JsonResponse(started.as_dict(), status=201)
+
+
+def _parameter(request: HttpRequest, name: str, header: str | None = None) -> str | None:
+    values = request.GET.getlist(name)
+    if len(values) > 1:
+        raise InvalidRequest(f"give {name} once")
+    value = values[0] if values else None
+    if value is None and header:
+        value = request.headers.get(header)
+    if value is not None and (not value or len(value) > MAX_PARAMETER_LENGTH):
+        raise InvalidRequest(f"{name} is empty or too long")
+    return value
+
+
+@never_cache
+@api_view("GET", "HEAD")
+@sensitive_variables("signed")
+def sign_current_user(request: HttpRequest) -> HttpResponse:
+    """``GET <mount>/sign/?platform=<kind>``: the logged-in user's id, signed."""
+    if not request.user.is_authenticated:
+        raise NotAuthenticated("log in first: visitors are anonymous and never signed")
+    kind = _parameter(request, "platform", "X-Trusted-Identity-Platform")
+    if kind is None:
+        raise InvalidRequest("platform is required (?platform=web, or X-Trusted-Identity-Platform)")
+    space = _parameter(request, "space") or app_settings.SIGNING_SPACE
+    if not space:
+        raise InvalidRequest(
+            "no space given: pass ?space=<slug> or set TRUSTED_IDENTITY['SIGNING_SPACE']"
+        )
+    _check_rate("sign", str(request.user.pk), app_settings.SIGN_RATE_LIMIT)
+    user_id = str(getattr(request.user, app_settings.USER_ID_ATTRIBUTE))
+    signed = services.sign_for(space, kind, user_id)
+    return JsonResponse({"userId": user_id, "platform": kind, "signed": signed})
+
+
+@csrf_exempt
+@api_view("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    """Anything else under the mount: a JSON 404, never Django's HTML page."""
+    return error_response("not_found", "no such endpoint", 404)
