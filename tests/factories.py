@@ -1,0 +1,82 @@
+"""factory-boy factories. Platforms are made through the service layer, so every
+platform has an API key and an encrypted current secret, as in production."""
+
+import factory
+from django.contrib.auth import get_user_model
+from factory.django import DjangoModelFactory
+
+from trusted_identity import services
+from trusted_identity.models import OutcomeCount, Platform, Role, Space, SpaceMembership
+
+PASSWORD = "correct horse battery staple"
+
+
+class UserFactory(DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    email = factory.LazyAttribute(lambda u: f"{u.username}@example.com")
+    is_staff = True
+    password = factory.PostGenerationMethodCall("set_password", PASSWORD)
+
+    @factory.post_generation
+    def _save(obj, create, extracted, **kwargs):
+        if create:
+            obj.save()
+
+
+class SuperuserFactory(UserFactory):
+    is_superuser = True
+
+
+class SpaceFactory(DjangoModelFactory):
+    class Meta:
+        model = Space
+
+    slug = factory.Sequence(lambda n: f"space-{n}")
+    name = factory.LazyAttribute(lambda s: f"Space {s.slug}")
+
+
+class PlatformFactory(DjangoModelFactory):
+    class Meta:
+        model = Platform
+
+    space = factory.SubFactory(SpaceFactory)
+    kind = "web"
+    enforced = False
+
+    @classmethod
+    def _create(cls, model_class, space, kind, enforced=False, **kwargs):
+        platform = services.add_platform(space, kind)
+        if enforced:
+            Platform.objects.filter(pk=platform.pk).update(enforced=True)
+            platform.refresh_from_db()
+        return platform
+
+
+class MembershipFactory(DjangoModelFactory):
+    class Meta:
+        model = SpaceMembership
+
+    space = factory.SubFactory(SpaceFactory)
+    user = factory.SubFactory(UserFactory)
+    role = Role.ADMIN
+
+
+class OutcomeCountFactory(DjangoModelFactory):
+    class Meta:
+        model = OutcomeCount
+
+    platform = factory.SubFactory(PlatformFactory)
+    hour = factory.LazyFunction(
+        lambda: (
+            __import__("django.utils.timezone", fromlist=["now"])
+            .now()
+            .replace(minute=0, second=0, microsecond=0)
+        )
+    )
+    outcome = "valid"
+    count = 1

@@ -1,0 +1,28 @@
+"""Test settings: the example project's, with fixed keys and fast hashing.
+
+DATABASE_URL and CACHE_URL still come from the environment, so the same suite
+runs on SQLite (default) and PostgreSQL (``DATABASE_URL=postgres://...``).
+"""
+
+import os
+
+os.environ.setdefault("SECRET_KEY", "tests-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz")
+
+from project.settings import *  # noqa: E402,F403
+from project.settings import TRUSTED_IDENTITY  # noqa: E402
+
+# Two fixed test keys would be fine too; one is enough as the default ring.
+TEST_ENCRYPTION_KEY = "3q2-7wAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+TRUSTED_IDENTITY = {
+    **TRUSTED_IDENTITY,
+    "ENCRYPTION_KEYS": TEST_ENCRYPTION_KEY,
+    "RATE_LIMIT": "off",
+    "SIGN_RATE_LIMIT": "off",
+    "SIGNING_SPACE": None,
+}
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+SECURE_SSL_REDIRECT = False
+SESSION_COOKIE_SECURE = False
+CSRF_COOKIE_SECURE = False
+SECURE_HSTS_SECONDS = 0
+ALLOWED_HOSTS = ["*"]
