@@ -23,7 +23,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-migrate: install
+# A local .env for the demo: a random SECRET_KEY and a real encryption key, made once.
+.env: | $(STAMP)
+	$(BIN)/python -c "import secrets; from trusted_identity.crypto import generate_key; \
+	print('DEBUG=1'); print('SECRET_KEY=' + secrets.token_urlsafe(50)); \
+	print('TRUSTED_IDENTITY_ENCRYPTION_KEYS=' + generate_key())" > .env
+	@echo "Wrote .env (DEBUG on, a random SECRET_KEY and a new encryption key)."
+
+migrate: install .env
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py migrate --noinput
 
 demo: migrate
@@ -40,4 +47,4 @@ lint: install
 	$(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache db.sqlite3
+	rm -rf $(VENV) .pytest_cache .ruff_cache db.sqlite3 .env

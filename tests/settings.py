@@ -6,6 +6,7 @@ runs on SQLite (default) and PostgreSQL (``DATABASE_URL=postgres://...``).
 
 import os
 
+os.environ["DJANGO_READ_DOT_ENV"] = "0"  # a developer's .env must not change the tests
 os.environ.setdefault("SECRET_KEY", "tests-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz")
 
 from project.settings import *  # noqa: E402,F403

@@ -56,7 +56,13 @@ class Command(BaseCommand):
             "Trusted Identity demo is ready.",
             f"  Admin:     {url}/admin/  (login: {options['username']} / {password})",
             f"  Settings:  {url}/admin/trusted_identity/space/{space.pk}/trusted-identity/",
-            f"  Sessions:  POST {url}/trusted-identity/v1/sessions  (X-Api-Key from the admin)",
+            f"  Sessions:  POST {url}/trusted-identity/v1/sessions  with header X-Api-Key:",
+            *(
+                f"    {p.kind:<8} {p.api_key}"
+                for p in Platform.objects.filter(space=space).order_by("kind")
+            ),
+            "  Secrets:   the admin settings page (Reveal), or "
+            f"`manage.py trusted_identity show-secret {space.slug} web`",
             "",
         ]
         self.stdout.write("\n".join(lines))
