@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 export DJANGO_SETTINGS_MODULE ?= project.settings
 
-.PHONY: help install run test lint migrate demo clean
+.PHONY: help install run test test-postgres lint migrate demo clean
 
 help:
 	@echo "make run    - install, migrate, create the demo space and admin login, serve on $(HOST):$(PORT)"
@@ -41,6 +41,11 @@ run: demo
 
 test: install
 	$(BIN)/python -m pytest
+
+# The same suite on PostgreSQL (127.0.0.1:5432, trust auth on this project's machines).
+POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/trusted_identity
+test-postgres: install
+	DATABASE_URL=$(POSTGRES_URL) $(BIN)/python -m pytest
 
 lint: install
 	$(BIN)/ruff check .
