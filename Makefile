@@ -8,11 +8,12 @@ STAMP := $(VENV)/.installed
 
 export DJANGO_SETTINGS_MODULE ?= project.settings
 
-.PHONY: help install run test test-postgres lint migrate demo clean
+.PHONY: help install run serve test test-postgres lint migrate demo clean
 
 help:
 	@echo "make run    - install, migrate, create the demo space and admin login, serve on $(HOST):$(PORT)"
 	@echo "make test   - install and run the whole test suite"
+	@echo "make serve  - gunicorn, DEBUG off, settings from the environment"
 	@echo "make lint   - ruff"
 
 $(STAMP): pyproject.toml
@@ -38,6 +39,14 @@ demo: migrate
 
 run: demo
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py runserver $(HOST):$(PORT)
+
+# Production-style serving: gunicorn with settings from the environment
+# (DATABASE_URL, CACHE_URL, SECRET_KEY, TRUSTED_IDENTITY_ENCRYPTION_KEYS, ALLOWED_HOSTS).
+serve: install
+	DEBUG=0 $(BIN)/python manage.py check --deploy --fail-level ERROR
+	DEBUG=0 $(BIN)/python manage.py migrate --noinput
+	DEBUG=0 $(BIN)/python manage.py collectstatic --noinput -v0
+	DEBUG=0 HOST=$(HOST) PORT=$(PORT) $(BIN)/gunicorn -c project/gunicorn.conf.py project.wsgi
 
 test: install
 	$(BIN)/python -m pytest
