@@ -9,8 +9,8 @@ import os
 os.environ["DJANGO_READ_DOT_ENV"] = "0"  # a developer's .env must not change the tests
 os.environ.setdefault("SECRET_KEY", "tests-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz")
 
-from project.settings import *  # noqa: E402,F403
-from project.settings import TRUSTED_IDENTITY  # noqa: E402
+from project.settings import *  # noqa: F403
+from project.settings import TRUSTED_IDENTITY
 
 # Two fixed test keys would be fine too; one is enough as the default ring.
 TEST_ENCRYPTION_KEY = "3q2-7wAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="

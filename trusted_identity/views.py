@@ -150,6 +150,9 @@ def _parameter(request: HttpRequest, name: str, header: str | None = None) -> st
     return value
 
 
+# CSRF-exempt only so that a POST gets the JSON 405 instead of Django's HTML CSRF
+# page: the view acts on GET and HEAD alone, which CSRF never protects.
+@csrf_exempt
 @never_cache
 @api_view("GET", "HEAD")
 @sensitive_variables("signed")

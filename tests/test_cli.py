@@ -1,0 +1,582 @@
+"""The command line (CONTRACT section 5): ``manage.py trusted_identity <sub-command>``.
+
+Most tests use ``call_command`` in-process; a few run ``manage.py`` in a subprocess
+to check what a script sees: exit codes, one value on one line of stdout, one-line
+errors without a traceback.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from datetime import timedelta
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.contrib.admin.models import ADDITION, LogEntry
+from django.contrib.auth import get_user_model
+from django.contrib.contenttypes.models import ContentType
+from django.core.management import CommandError, call_command
+from django.test import TestCase
+from django.utils import timezone
+
+from trusted_identity import services, signing
+from trusted_identity.crypto import KeyRing, generate_key
+from trusted_identity.keyring import get_key_ring
+from trusted_identity.models import Platform, PlatformSecret, Space, SpaceMembership
+
+from .factories import OutcomeCountFactory, PlatformFactory, UserFactory
+from .settings import TEST_ENCRYPTION_KEY
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def run(*args):
+    """Run the command in-process; (stdout, stderr) as text.
+
+    On-commit callbacks (cache invalidation) run when the command is done, as they
+    would in a real, autocommitting CLI process.
+    """
+    out, err = StringIO(), StringIO()
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        call_command("trusted_identity", *args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+def value_of(stdout):
+    """The single value a command printed: exactly one non-empty line."""
+    lines = stdout.splitlines()
+    assert len(lines) == 1, stdout
+    assert stdout.endswith("\n")
+    assert lines[0] and lines[0] == lines[0].strip()
+    return lines[0]
+
+
+def fails(*args, match=None):
+    """The command fails with a one-line CommandError; its message."""
+    with pytest.raises(CommandError) as info:
+        run(*args)
+    message = str(info.value)
+    assert message and "\n" not in message.strip(), message
+    if match:
+        assert re.search(match, message, re.IGNORECASE), message
+    return message
+
+
+def secret_of(platform):
+    return services.reveal_secret(platform, services.get_cli_actor())
+
+
+def verifies(platform, secret, user_id="u"):
+    snapshot = services.lookup_platform(platform.api_key)
+    return services.verify_user_id(snapshot, user_id, signing.sign(secret, user_id))
+
+
+def entries_for(obj):
+    return LogEntry.objects.filter(
+        content_type=ContentType.objects.get_for_model(obj), object_id=str(obj.pk)
+    ).order_by("pk")
+
+
+# ------------------------------------------------------------------ create-space
+
+
+def test_create_space(db):
+    out, err = run("create-space", "news")
+    assert out == ""
+    assert "news" in err
+    space = Space.objects.get(slug="news")
+    assert space.name == "news"
+    (entry,) = entries_for(space)
+    assert entry.action_flag == ADDITION
+    assert entry.user.get_username() == "trusted-identity-cli"
+
+
+def test_create_space_with_name(db):
+    run("create-space", "news", "--name", "The News")
+    assert Space.objects.get(slug="news").name == "The News"
+
+
+def test_create_space_duplicate(space):
+    fails("create-space", "acme", match="already exists")
+    assert Space.objects.filter(slug="acme").count() == 1
+
+
+@pytest.mark.parametrize("slug", ["bad slug", "a/b", "ünï", "x" * 65, "acme!"])
+def test_create_space_bad_slug(db, slug):
+    fails("create-space", slug, match="slug")
+    assert not Space.objects.exists()
+
+
+# ------------------------------------------------------------------ add-platform
+
+
+def test_add_platform_prints_the_api_key_alone(space):
+    out, err = run("add-platform", "acme", "roku")
+    api_key = value_of(out)
+    platform = Platform.objects.get(space=space, kind="roku")
+    assert api_key == platform.api_key
+    assert "API key" in err
+    assert api_key not in err
+    # It works at once, and has a secret to sign with.
+    assert services.lookup_platform(api_key).kind == "roku"
+    assert HEX64.match(services.sign_for("acme", "roku", "42"))
+
+
+def test_add_platform_unknown_space(db):
+    fails("add-platform", "nope", "ios", match="nope")
+
+
+def test_add_platform_unknown_kind(space):
+    fails("add-platform", "acme", "playstation", match="playstation")
+    assert not Platform.objects.exists()
+
+
+def test_add_platform_duplicate_kind(platform):
+    fails("add-platform", "acme", "ios", match="already")
+    assert Platform.objects.filter(space=platform.space, kind="ios").count() == 1
+
+
+# ------------------------------------------------------------------- show-secret
+
+
+def test_show_secret_prints_the_secret_alone_and_is_audited(platform):
+    before = entries_for(platform).count()
+    out, err = run("show-secret", "acme", "ios")
+    secret = value_of(out)
+    assert secret.startswith("tis_ios_")
+    assert secret not in err
+    assert services.sign_for("acme", "ios", "7") == signing.sign(secret, "7")
+    entries = list(entries_for(platform))
+    assert len(entries) == before + 1
+    assert "Revealed" in entries[-1].change_message
+    assert secret not in entries[-1].change_message
+
+
+@pytest.mark.parametrize(("space_slug", "kind"), [("acme", "web"), ("nope", "ios"), ("acme", "x")])
+def test_show_secret_unknown_platform(platform, space_slug, kind):
+    before = LogEntry.objects.count()
+    fails("show-secret", space_slug, kind)
+    assert LogEntry.objects.count() == before
+
+
+# ----------------------------------------------------------------- rotate-secret
+
+
+def test_rotate_with_default_grace(platform):
+    old = secret_of(platform)
+    out, err = run("rotate-secret", "acme", "ios")
+    new = value_of(out)
+    assert new != old and new.startswith("tis_ios_")
+    assert new not in err and old not in err
+    assert verifies(platform, new)
+    assert verifies(platform, old)
+    assert services.sign_for("acme", "ios", "u") == signing.sign(new, "u")
+    assert "Rotated" in entries_for(platform).last().change_message
+
+
+@pytest.mark.parametrize(
+    ("grace", "expected"), [("24h", timedelta(hours=24)), ("30m", timedelta(minutes=30))]
+)
+def test_rotate_with_grace(platform, grace, expected):
+    old = secret_of(platform)
+    out, err = run("rotate-secret", "acme", "ios", "--grace", grace)
+    new = value_of(out)
+    assert "verifies until" in err
+    assert verifies(platform, new)
+    assert verifies(platform, old)
+    retired = PlatformSecret.objects.get(platform=platform, retired_at__isnull=False)
+    assert retired.valid_until - retired.retired_at == expected
+    assert secret_of(platform) == new
+
+
+def test_rotate_with_no_grace_revokes_at_once(platform):
+    old = secret_of(platform)
+    out, err = run("rotate-secret", "acme", "ios", "--grace", "0")
+    new = value_of(out)
+    assert "no longer verifies" in err
+    assert verifies(platform, new)
+    assert not verifies(platform, old)
+
+
+@pytest.mark.parametrize("grace", ["5x", "-1", "1y", "", "24 h", "91d"])
+def test_rotate_bad_duration(platform, grace):
+    old = secret_of(platform)
+    fails("rotate-secret", "acme", "ios", f"--grace={grace}", match="duration|grace")
+    assert secret_of(platform) == old
+    assert PlatformSecret.objects.filter(platform=platform).count() == 1
+
+
+def test_rotate_unknown_platform(platform):
+    fails("rotate-secret", "acme", "tvos", match="tvos")
+
+
+# ------------------------------------------------------------------------ enforce
+
+
+def _record(platform, valid, invalid=0, missing=0):
+    for outcome, count in (("valid", valid), ("invalid", invalid), ("missing", missing)):
+        if count:
+            OutcomeCountFactory(platform=platform, outcome=outcome, count=count)
+
+
+def test_enforce_on_and_off(platform):
+    _record(platform, valid=100)
+    out, err = run("enforce", "acme", "ios", "on")
+    assert out == ""
+    assert "on" in err
+    platform.refresh_from_db()
+    assert platform.enforced
+    # It takes effect for session starts at once.
+    snapshot = services.lookup_platform(platform.api_key)
+    assert snapshot.enforced
+    run("enforce", "acme", "ios", "off")
+    platform.refresh_from_db()
+    assert not platform.enforced
+    assert not services.lookup_platform(platform.api_key).enforced
+
+
+def test_enforce_on_is_refused_below_readiness(platform):
+    _record(platform, valid=90, invalid=6, missing=4)
+    message = fails("enforce", "acme", "ios", "on")
+    assert "90.00%" in message
+    assert "100 identified" in message
+    assert "99.00%" in message
+    assert "--force" in message
+    platform.refresh_from_db()
+    assert not platform.enforced
+
+
+def test_enforce_force_without_reason_records_a_default(platform):
+    _record(platform, valid=1, invalid=9)
+    run("enforce", "acme", "ios", "on", "--force")
+    platform.refresh_from_db()
+    assert platform.enforced
+    assert "override reason" in entries_for(platform).last().change_message
+
+
+def test_enforce_force_with_reason_records_it(platform):
+    _record(platform, valid=1, invalid=9)
+    run("enforce", "acme", "ios", "on", "--force", "--reason", "beta users only")
+    platform.refresh_from_db()
+    assert platform.enforced
+    message = entries_for(platform).last().change_message
+    assert "override reason: beta users only" in message
+    assert "10.00%" in message
+
+
+def test_enforce_bad_state(platform):
+    fails("enforce", "acme", "ios", "maybe", match="maybe|choice")
+    platform.refresh_from_db()
+    assert not platform.enforced
+
+
+# --------------------------------------------------------------------------- sign
+
+
+@pytest.mark.parametrize("user_id", ["42", "Zoë", "a user with spaces", "-1"])
+def test_sign(platform, user_id):
+    out, err = run("sign", "acme", "ios", "--", user_id)
+    signed = value_of(out)
+    assert HEX64.match(signed)
+    assert signed == signing.sign(secret_of(platform), user_id)
+    assert err == ""
+
+
+def test_sign_unknown_platform(platform):
+    fails("sign", "acme", "android", "42", match="android")
+
+
+# ------------------------------------------------------------------------- status
+
+
+def test_status_table(platform, space):
+    PlatformFactory(space=space, kind="web", enforced=True)
+    _record(platform, valid=3, invalid=1)
+    OutcomeCountFactory(platform=platform, outcome="visitor", count=5)
+    out, _ = run("status")
+    lines = out.splitlines()
+    assert "space/platform" in lines[0] and "valid" in lines[0]
+    ios = next(line for line in lines if line.startswith("acme/ios"))
+    assert ios.split() == ["acme/ios", "off", "3", "1", "0", "5", "0", "75.00"]
+    web = next(line for line in lines if line.startswith("acme/web"))
+    assert web.split() == ["acme/web", "on", "0", "0", "0", "0", "0", "-"]
+
+
+def test_status_without_spaces(db):
+    out, err = run("status")
+    assert out == ""
+    assert "create-space" in err
+
+
+def test_status_json_matches_recorded_outcomes(client, platform, space):
+    PlatformFactory(space=space, kind="web")
+    signed = signing.sign(secret_of(platform), "u")
+    sessions = "/trusted-identity/v1/sessions"
+    bodies = [
+        {"userId": "u", "signed": signed},
+        {"userId": "u", "signed": signed},
+        {"userId": "u", "signed": "0" * 64},
+        {"userId": "u"},
+        {},
+    ]
+    for body in bodies:
+        response = client.post(
+            sessions, json.dumps(body), "application/json", HTTP_X_API_KEY=platform.api_key
+        )
+        assert response.status_code == 201
+    OutcomeCountFactory(platform=platform, outcome="rejected", count=2)
+
+    out, _ = run("status", "--json")
+    data = json.loads(value_of(out))
+    (acme,) = data["spaces"]
+    assert acme["slug"] == "acme"
+    by_kind = {p["kind"]: p for p in acme["platforms"]}
+    assert set(by_kind) == {"ios", "web"}
+    ios = by_kind["ios"]
+    assert ios["enforced"] is False
+    assert (ios["valid"], ios["invalid"], ios["missing"], ios["visitor"], ios["rejected"]) == (
+        2,
+        1,
+        1,
+        1,
+        2,
+    )
+    assert ios["valid_share"] == pytest.approx(2 / 6, abs=1e-6)
+    assert by_kind["web"]["valid_share"] is None
+    assert by_kind["web"]["valid"] == 0
+
+
+def test_status_json_one_space(platform):
+    other = PlatformFactory(kind="ios")
+    data = json.loads(value_of(run("status", "acme", "--json")[0]))
+    assert [s["slug"] for s in data["spaces"]] == ["acme"]
+    data = json.loads(value_of(run("status", "--json")[0]))
+    assert {s["slug"] for s in data["spaces"]} == {"acme", other.space.slug}
+
+
+def test_status_json_excludes_counts_outside_the_window(platform):
+    old_hour = timezone.now() - timedelta(days=8)
+    OutcomeCountFactory(platform=platform, outcome="valid", count=50, hour=old_hour)
+    OutcomeCountFactory(platform=platform, outcome="valid", count=4)
+    (acme,) = json.loads(run("status", "--json")[0])["spaces"]
+    assert acme["platforms"][0]["valid"] == 4
+
+
+def test_status_unknown_space(platform):
+    fails("status", "nope", match="nope")
+    fails("status", "nope", "--json", match="nope")
+
+
+# -------------------------------------------------------------------------- rekey
+
+
+def test_rekey_moves_every_row_to_the_first_key(settings, space):
+    ios = PlatformFactory(space=space, kind="ios")
+    web = PlatformFactory(space=space, kind="web")
+    services.rotate_secret(ios, services.get_cli_actor())  # a previous secret in its grace
+    secrets_before = {p.pk: secret_of(p) for p in (ios, web)}
+    old_id = get_key_ring().primary_key_id
+
+    new_key = generate_key()
+    settings.TRUSTED_IDENTITY = {
+        **settings.TRUSTED_IDENTITY,
+        "ENCRYPTION_KEYS": f"{new_key},{TEST_ENCRYPTION_KEY}",
+    }
+    new_id = get_key_ring().primary_key_id
+    assert new_id != old_id
+
+    out, err = run("rekey")
+    assert out == ""
+    assert "Re-encrypted 3 of 3" in err
+    ring = get_key_ring()
+    tokens = PlatformSecret.objects.values_list("ciphertext", flat=True)
+    assert len(tokens) == 3
+    assert {ring.key_id_of(token) for token in tokens} == {new_id}
+
+    # The old key can go: everything still decrypts, to the same secrets.
+    settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, "ENCRYPTION_KEYS": new_key}
+    assert {p.pk: secret_of(p) for p in (ios, web)} == secrets_before
+    assert services.sign_for("acme", "ios", "u") == signing.sign(secrets_before[ios.pk], "u")
+
+    # Idempotent: a second run has nothing left to do.
+    _, err = run("rekey")
+    assert "Re-encrypted 0 of 3" in err
+    assert "3 already used it" in err
+
+
+def test_rekey_reports_rows_it_cannot_decrypt(settings, platform):
+    # Drop the key the row was encrypted with: rekey must report it, not change it.
+    before = PlatformSecret.objects.get(platform=platform).ciphertext
+    settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, "ENCRYPTION_KEYS": generate_key()}
+    fails("rekey", match="could not be decrypted")
+    assert PlatformSecret.objects.get(platform=platform).ciphertext == before
+
+
+# ------------------------------------------------------------------- generate-key
+
+
+def test_generate_key(db):
+    out, err = run("generate-key")
+    key = value_of(out)
+    assert len(key) == 44
+    assert KeyRing([key]).key_ids
+    assert key not in err
+    assert value_of(run("generate-key")[0]) != key
+
+
+# ------------------------------------------------------------------ grant, revoke
+
+
+def test_grant_makes_staff_with_the_role(space):
+    bob = UserFactory(username="bob", is_staff=False)
+    out, err = run("grant", "acme", "bob", "--role", "viewer")
+    assert out == ""
+    assert "viewer" in err
+    bob.refresh_from_db()
+    assert bob.is_staff
+    assert SpaceMembership.objects.get(space=space, user=bob).role == "viewer"
+    assert services.can(bob, "view", space)
+    assert not services.can(bob, "reveal", space)
+
+    run("grant", "acme", "bob", "--role", "admin")
+    assert SpaceMembership.objects.get(space=space, user=bob).role == "admin"
+    assert services.can(bob, "rotate", space)
+    assert "Granted bob the admin role" in entries_for(space).last().change_message
+
+
+def test_grant_unknown_user(space):
+    fails("grant", "acme", "nobody", "--role", "owner", match="nobody")
+    assert not SpaceMembership.objects.exists()
+
+
+def test_grant_unknown_role(space):
+    UserFactory(username="bob", is_staff=False)
+    fails("grant", "acme", "bob", "--role", "god", match="god|choice")
+    assert not SpaceMembership.objects.exists()
+    assert not get_user_model().objects.get(username="bob").is_staff
+
+
+def test_grant_unknown_space(db):
+    UserFactory(username="bob")
+    fails("grant", "nope", "bob", "--role", "owner", match="nope")
+
+
+def test_revoke(space):
+    UserFactory(username="bob")
+    run("grant", "acme", "bob", "--role", "owner")
+    out, err = run("revoke", "acme", "bob")
+    assert out == ""
+    assert "no longer" in err
+    assert not SpaceMembership.objects.exists()
+    fails("revoke", "acme", "bob", match="not a member")
+
+
+# ------------------------------------------------------------------------- actors
+
+
+def test_actor_is_named_in_the_audit(platform, superuser):
+    run("--actor", "root", "show-secret", "acme", "ios")
+    entry = entries_for(platform).last()
+    assert entry.user == superuser
+    assert "Revealed" in entry.change_message
+
+
+def test_default_actor_is_an_inactive_cli_account(platform):
+    run("show-secret", "acme", "ios")
+    user = entries_for(platform).last().user
+    assert user.get_username() == "trusted-identity-cli"
+    assert not user.is_active
+    assert not user.has_usable_password()
+
+
+def test_unknown_actor(platform):
+    old = secret_of(platform)
+    fails("--actor", "ghost", "rotate-secret", "acme", "ios", match="ghost")
+    assert secret_of(platform) == old
+
+
+def test_missing_subcommand(db):
+    fails(match="required|subcommand")
+
+
+def test_unknown_subcommand(db):
+    fails("explode", match="explode|choice")
+
+
+# ------------------------------------------------- subprocess: what scripts see
+
+
+@pytest.fixture(scope="module")
+def cli_env(tmp_path_factory):
+    """A migrated SQLite file for manage.py subprocesses (outside the test database)."""
+    path = tmp_path_factory.mktemp("cli") / "db.sqlite3"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": f"sqlite:///{path}",
+        "PYTHONWARNINGS": "ignore",
+    }
+    env.pop("TRUSTED_IDENTITY_ENCRYPTION_KEYS", None)
+    done = subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return env
+
+
+def manage(env, *args):
+    return subprocess.run(
+        [sys.executable, "manage.py", "trusted_identity", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_subprocess_values_are_one_line_on_stdout(cli_env):
+    created = manage(cli_env, "create-space", "sub")
+    assert created.returncode == 0, created.stderr
+    assert created.stdout == ""
+
+    added = manage(cli_env, "add-platform", "sub", "web")
+    assert added.returncode == 0, added.stderr
+    assert re.fullmatch(r"tik_[A-Za-z0-9_-]+\n", added.stdout)
+    assert added.stderr.strip() and added.stdout.strip() not in added.stderr
+
+    shown = manage(cli_env, "show-secret", "sub", "web")
+    assert shown.returncode == 0, shown.stderr
+    assert re.fullmatch(r"tis_web_[A-Za-z0-9]+\n", shown.stdout)
+
+    signed = manage(cli_env, "sign", "sub", "web", "42")
+    assert signed.returncode == 0, signed.stderr
+    assert signed.stdout == signing.sign(shown.stdout.strip(), "42") + "\n"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("add-platform", "no-such-space", "ios"),
+        ("rotate-secret", "no-such-space", "ios", "--grace", "5x"),
+        ("enforce", "no-such-space", "ios", "maybe"),
+        ("--actor", "ghost", "create-space", "ghostly"),
+    ],
+    ids=["unknown-space", "bad-grace", "usage-error", "unknown-actor"],
+)
+def test_subprocess_errors_are_one_line(cli_env, args):
+    done = manage(cli_env, *args)
+    assert done.returncode != 0
+    assert done.stdout == ""
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip()

@@ -1,0 +1,703 @@
+"""The HTTP contract (CONTRACT section 4): session start and the sign view, end to end.
+
+Everything goes through Django's test client and the real service layer; nothing of
+ours is mocked. Cache invalidation happens on commit, so tests that depend on it run
+the writes inside ``django_capture_on_commit_callbacks(execute=True)``.
+"""
+
+import json
+import re
+import time
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+
+from trusted_identity import services, signing
+from trusted_identity.models import Outcome, Platform
+
+from .factories import PASSWORD, PlatformFactory, SpaceFactory, UserFactory
+
+SESSIONS = "/trusted-identity/v1/sessions"
+SIGN = "/trusted-identity/sign/"
+SESSION_KEYS = {"sessionId", "anonymous", "userId", "trusted", "signature", "space", "platform"}
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+# ----------------------------------------------------------------------- helpers
+
+
+def start(client, api_key, body=None, *, raw=None, content_type="application/json", **extra):
+    """POST a session start: ``body`` as JSON, or ``raw`` bytes/str as they are."""
+    data = raw if raw is not None else json.dumps({} if body is None else body)
+    headers = {} if api_key is None else {"HTTP_X_API_KEY": api_key}
+    return client.post(SESSIONS, data=data, content_type=content_type, **headers, **extra)
+
+
+def assert_json(response):
+    assert response["Content-Type"].startswith("application/json"), response["Content-Type"]
+    return json.loads(response.content)
+
+
+def assert_error(response, status, code):
+    assert response.status_code == status, response.content[:300]
+    body = assert_json(response)
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message"}
+    assert body["error"]["code"] == code
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    assert "no-store" in response["Cache-Control"]
+    return body
+
+
+def secret_of(platform):
+    return services.reveal_secret(platform, services.get_cli_actor())
+
+
+def set_app_settings(settings, **values):
+    settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, **values}
+
+
+def wait_out_window_edge(period):
+    """Fixed-window limits: don't start a burst in the last second of a window."""
+    if period - (time.time() % period) < 1.5:
+        time.sleep(1.6)
+
+
+@pytest.fixture
+def enforced(space):
+    return PlatformFactory(space=space, kind="android", enforced=True)
+
+
+@pytest.fixture
+def user(db):
+    return UserFactory(username="alice", is_staff=False)
+
+
+@pytest.fixture
+def user_client(client, user):
+    assert client.login(username="alice", password=PASSWORD)
+    return client
+
+
+@pytest.fixture(params=[False, True], ids=["debug-off", "debug-on"])
+def debug(request, settings):
+    settings.DEBUG = request.param
+    return request.param
+
+
+# ---------------------------------------------------------------- session start
+
+
+def test_identified_valid_start(client, platform):
+    signed = signing.sign(secret_of(platform), "user-1")
+    response = start(client, platform.api_key, {"userId": "user-1", "signed": signed})
+    assert response.status_code == 201
+    body = assert_json(response)
+    assert set(body) == SESSION_KEYS
+    assert body["anonymous"] is False
+    assert body["userId"] == "user-1"
+    assert body["trusted"] is True
+    assert body["signature"] == "valid"
+    assert body["space"] == "acme"
+    assert body["platform"] == "ios"
+    assert isinstance(body["sessionId"], str) and len(body["sessionId"]) >= 16
+    assert "no-store" in response["Cache-Control"]
+
+
+def test_session_ids_differ(client, platform):
+    first = assert_json(start(client, platform.api_key, {}))
+    second = assert_json(start(client, platform.api_key, {}))
+    assert first["sessionId"] != second["sessionId"]
+
+
+def test_upper_case_hex_signature_is_valid(client, platform):
+    signed = signing.sign(secret_of(platform), "user-1").upper()
+    body = assert_json(start(client, platform.api_key, {"userId": "user-1", "signed": signed}))
+    assert body["signature"] == "valid"
+    assert body["trusted"] is True
+
+
+@pytest.mark.parametrize(
+    "signed",
+    [
+        "0" * 64,
+        "not-hex",
+        "g" * 64,
+        "ab",
+        " " + "0" * 63,
+    ],
+)
+def test_invalid_signature_is_accepted_untrusted_without_enforcement(client, platform, signed):
+    response = start(client, platform.api_key, {"userId": "user-1", "signed": signed})
+    assert response.status_code == 201
+    body = assert_json(response)
+    assert set(body) == SESSION_KEYS
+    assert body["trusted"] is False
+    assert body["signature"] == "invalid"
+    assert body["userId"] == "user-1"
+
+
+def test_signature_of_another_user_is_invalid(client, platform):
+    signed = signing.sign(secret_of(platform), "USER-1")
+    body = assert_json(start(client, platform.api_key, {"userId": "user-1", "signed": signed}))
+    assert body["signature"] == "invalid"
+
+
+def test_signature_of_another_platform_is_invalid(client, platform, space):
+    other = PlatformFactory(space=space, kind="web")
+    signed = signing.sign(secret_of(other), "user-1")
+    body = assert_json(start(client, platform.api_key, {"userId": "user-1", "signed": signed}))
+    assert body["signature"] == "invalid"
+
+
+@pytest.mark.parametrize(
+    "payload", [{"userId": "u"}, {"userId": "u", "signed": None}, {"userId": "u", "signed": ""}]
+)
+def test_missing_signature(client, platform, payload):
+    response = start(client, platform.api_key, payload)
+    assert response.status_code == 201
+    body = assert_json(response)
+    assert body["signature"] == "missing"
+    assert body["trusted"] is False
+    assert body["anonymous"] is False
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [{}, {"fields": {"plan": "free", "age": 3}}, {"userId": None}, {"fields": None}],
+)
+def test_visitor(client, platform, payload):
+    response = start(client, platform.api_key, payload)
+    assert response.status_code == 201
+    body = assert_json(response)
+    assert set(body) == SESSION_KEYS
+    assert body["anonymous"] is True
+    assert body["userId"] is None
+    assert body["signature"] == "none"
+    assert body["trusted"] is False
+
+
+@pytest.mark.parametrize(
+    "user_id", ["Zoë", "用户-42", "a user with spaces", " 42", "😀", "x" * 1024]
+)
+def test_user_ids_are_used_exactly_as_given(client, platform, user_id):
+    signed = signing.sign(secret_of(platform), user_id)
+    body = assert_json(start(client, platform.api_key, {"userId": user_id, "signed": signed}))
+    assert body["signature"] == "valid"
+    assert body["userId"] == user_id
+
+
+def test_trimmed_user_id_does_not_verify(client, platform):
+    signed = signing.sign(secret_of(platform), " 42")
+    body = assert_json(start(client, platform.api_key, {"userId": "42", "signed": signed}))
+    assert body["signature"] == "invalid"
+
+
+def test_visitors_are_welcome_under_enforcement(client, enforced):
+    body = assert_json(start(client, enforced.api_key, {"fields": {"a": 1}}))
+    assert body["signature"] == "none"
+
+
+def test_enforced_valid_signature_is_accepted(client, enforced):
+    signed = signing.sign(secret_of(enforced), "u1")
+    response = start(client, enforced.api_key, {"userId": "u1", "signed": signed})
+    assert response.status_code == 201
+    assert assert_json(response)["platform"] == "android"
+
+
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        ({"userId": "u1"}, "signature_required"),
+        ({"userId": "u1", "signed": ""}, "signature_required"),
+        ({"userId": "u1", "signed": "0" * 64}, "signature_invalid"),
+        ({"userId": "u1", "signed": "zz"}, "signature_invalid"),
+    ],
+)
+def test_enforcement_rejects(client, enforced, payload, code):
+    assert_error(start(client, enforced.api_key, payload), 403, code)
+    figures = services.readiness(enforced)
+    assert figures.rejected == 1
+    assert figures.invalid == figures.missing == 0
+
+
+@pytest.mark.parametrize(
+    "api_key",
+    [None, "", "tik_unknown", "x" * 10_000, "tik_" + "a" * 124, "\x00", "é"],
+    ids=["absent", "empty", "unknown", "very-long", "129-chars", "nul", "non-ascii"],
+)
+def test_invalid_api_key(client, platform, api_key):
+    assert_error(start(client, api_key, {}), 401, "invalid_api_key")
+
+
+def test_api_key_is_not_fuzzy(client, platform):
+    for near in (platform.api_key.upper(), platform.api_key + " ", platform.api_key[:-1]):
+        assert_error(start(client, near, {}), 401, "invalid_api_key")
+
+
+def test_api_key_is_checked_before_the_body(client, db):
+    assert_error(start(client, "tik_nope", raw="{"), 401, "invalid_api_key")
+
+
+HUGE_INT = "1" + "0" * 5000
+MALFORMED_BODIES = {
+    "empty": b"",
+    "whitespace": b"  \n ",
+    "null": b"null",
+    "array": b"[]",
+    "number": b"123",
+    "string": b'"str"',
+    "true": b"true",
+    "truncated": b"{",
+    "trailing-garbage": b"{} x",
+    "single-quotes": b"{'userId': 'x'}",
+    "int-user-id": b'{"userId": 42}',
+    "float-user-id": b'{"userId": 4.2}',
+    "bool-user-id": b'{"userId": true}',
+    "signed-without-user-id": b'{"userId": null, "signed": "ab"}',
+    "signed-only": b'{"signed": "ab"}',
+    "empty-user-id": b'{"userId": ""}',
+    "list-user-id": b'{"userId": ["a"]}',
+    "object-user-id": b'{"userId": {"id": "a"}}',
+    "int-signed": b'{"signed": 5, "userId": "x"}',
+    "list-signed": b'{"signed": ["ab"], "userId": "x"}',
+    "list-fields": b'{"fields": []}',
+    "string-fields": b'{"fields": "a=b"}',
+    "lone-surrogate": b'{"userId": "\\ud800"}',
+    "too-long-user-id": json.dumps({"userId": "x" * 1025}).encode(),
+    "too-long-signed": json.dumps({"userId": "x", "signed": "a" * 257}).encode(),
+    "invalid-utf8": b'{"userId": "\xff\xfe"}',
+    "latin1": '{"userId": "Zoë"}'.encode("latin-1"),
+    "utf16": '{"userId": "x"}'.encode("utf-16"),
+    "utf16-le-no-bom": '{"userId": "x"}'.encode("utf-16-le"),
+    "deeply-nested": b"[" * 100_000,
+    "deeply-nested-object": b'{"fields": ' + b'{"a": ' * 50_000 + b"1" + b"}" * 50_001,
+    "huge-integer": b'{"userId": ' + HUGE_INT.encode() + b"}",
+    "huge-integer-in-fields": b'{"fields": {"n": ' + HUGE_INT.encode() + b"}}",
+    "nan": b'{"userId": NaN}',
+    "infinity": b'{"fields": {"n": Infinity}}',
+    "negative-infinity": b"-Infinity",
+    "oversized": json.dumps({"userId": "x", "fields": {"pad": "p" * (64 * 1024)}}).encode(),
+}
+
+
+@pytest.mark.parametrize("raw", MALFORMED_BODIES.values(), ids=MALFORMED_BODIES.keys())
+def test_malformed_bodies_are_invalid_requests(client, platform, debug, raw):
+    response = start(client, platform.api_key, raw=raw)
+    assert_error(response, 400, "invalid_request")
+    assert b"<html" not in response.content.lower()
+    figures = services.readiness(platform)
+    assert figures.identified + figures.visitor == 0, "a refused request must not be counted"
+
+
+def test_body_over_max_body_bytes_setting(client, platform, settings):
+    set_app_settings(settings, MAX_BODY_BYTES=100)
+    ok = json.dumps({"fields": {"p": "x" * 50}})
+    too_big = json.dumps({"fields": {"p": "x" * 100}})
+    assert start(client, platform.api_key, raw=ok).status_code == 201
+    body = assert_error(start(client, platform.api_key, raw=too_big), 400, "invalid_request")
+    assert "100" in body["error"]["message"]
+
+
+@pytest.mark.parametrize("length", ["abc", "-5", "1e3", "99999999999999999999"])
+def test_bad_content_length_header(client, platform, debug, length):
+    response = start(client, platform.api_key, {}, CONTENT_LENGTH=length)
+    assert_error(response, 400, "invalid_request")
+
+
+def test_short_content_length_truncates_to_invalid_json(client, platform):
+    response = start(client, platform.api_key, {"userId": "abc"}, CONTENT_LENGTH="5")
+    assert_error(response, 400, "invalid_request")
+
+
+def test_form_encoded_body(client, platform, debug):
+    response = start(
+        client,
+        platform.api_key,
+        raw="userId=x&signed=ab",
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert_error(response, 400, "invalid_request")
+
+
+def test_multipart_body(client, platform, debug):
+    response = client.post(SESSIONS, {"userId": "x"}, HTTP_X_API_KEY=platform.api_key)
+    assert_error(response, 400, "invalid_request")
+
+
+def test_json_body_with_another_content_type_is_read(client, platform):
+    # The body decides, not the header: SDKs that send text/plain still work.
+    response = start(client, platform.api_key, {"userId": "u"}, content_type="text/plain")
+    assert response.status_code == 201
+    assert assert_json(response)["signature"] == "missing"
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE"])
+def test_other_methods_are_not_allowed(client, platform, debug, method):
+    response = client.generic(
+        method,
+        SESSIONS,
+        data=json.dumps({}),
+        content_type="application/json",
+        HTTP_X_API_KEY=platform.api_key,
+    )
+    assert_error(response, 405, "method_not_allowed")
+    assert "POST" in response["Allow"]
+    assert services.readiness(platform).visitor == 0
+
+
+def test_trailing_slash_is_accepted(client, platform):
+    response = client.post(
+        SESSIONS + "/", data="{}", content_type="application/json", HTTP_X_API_KEY=platform.api_key
+    )
+    assert response.status_code == 201
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/trusted-identity/",
+        "/trusted-identity/v2/sessions",
+        "/trusted-identity/v1/sessions/extra",
+        "/trusted-identity/sign",
+        "/trusted-identity/admin/",
+        "/trusted-identity/%ff%fe",
+        "/trusted-identity/" + "a" * 5000,
+    ],
+)
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_unknown_paths_are_json_404(client, db, debug, path, method):
+    response = getattr(client, method)(path)
+    assert_error(response, 404, "not_found")
+
+
+def test_csrf_is_not_needed_for_session_start(platform):
+    csrf_client = Client(enforce_csrf_checks=True)
+    response = start(csrf_client, platform.api_key, {})
+    assert response.status_code == 201
+
+
+def test_counting_matches_what_was_sent(client, platform, space):
+    web = PlatformFactory(space=space, kind="web")
+    signed = signing.sign(secret_of(platform), "u")
+    sent = [
+        ({"userId": "u", "signed": signed}, platform),
+        ({"userId": "u", "signed": signed}, platform),
+        ({"userId": "u", "signed": signed.upper()}, platform),
+        ({"userId": "v", "signed": signed}, platform),
+        ({"userId": "u"}, platform),
+        ({}, platform),
+        ({"fields": {"a": 1}}, platform),
+        ({"userId": "u", "signed": signed}, web),
+        ({}, web),
+    ]
+    for payload, target in sent:
+        assert start(client, target.api_key, payload).status_code == 201
+    # Refused requests are not counted.
+    start(client, platform.api_key, raw=b"{")
+    start(client, "tik_unknown", {})
+
+    (acme,) = services.status("acme")
+    by_kind = {p["kind"]: p for p in acme["platforms"]}
+    assert by_kind["ios"]["valid"] == 3
+    assert by_kind["ios"]["invalid"] == 1
+    assert by_kind["ios"]["missing"] == 1
+    assert by_kind["ios"]["visitor"] == 2
+    assert by_kind["ios"]["rejected"] == 0
+    assert by_kind["ios"]["valid_share"] == pytest.approx(3 / 5)
+    assert by_kind["web"]["invalid"] == 1
+    assert by_kind["web"]["visitor"] == 1
+    assert by_kind["web"]["valid"] == 0
+
+
+def test_rejections_are_counted(client, enforced):
+    signed = signing.sign(secret_of(enforced), "u")
+    start(client, enforced.api_key, {"userId": "u", "signed": signed})
+    start(client, enforced.api_key, {"userId": "u"})
+    start(client, enforced.api_key, {"userId": "u", "signed": "0" * 64})
+    start(client, enforced.api_key, {})
+    figures = services.readiness(enforced)
+    assert (figures.valid, figures.rejected, figures.visitor) == (1, 2, 1)
+    assert figures.invalid == figures.missing == 0
+
+
+# ------------------------------------------------------------------- rate limits
+
+
+def test_rate_limit(client, platform, space, settings):
+    set_app_settings(settings, RATE_LIMIT="3/m")
+    wait_out_window_edge(60)
+    for _ in range(3):
+        assert start(client, platform.api_key, {}).status_code == 201
+    response = start(client, platform.api_key, {})
+    assert_error(response, 429, "rate_limited")
+    retry_after = response["Retry-After"]
+    assert retry_after.isdigit()
+    assert 1 <= int(retry_after) <= 60
+    assert services.readiness(platform).visitor == 3
+
+    # Another API key from the same address has its own budget.
+    web = PlatformFactory(space=space, kind="web")
+    assert start(client, web.api_key, {}).status_code == 201
+    # Another address with the same key too.
+    assert start(client, platform.api_key, {}, REMOTE_ADDR="10.0.0.9").status_code == 201
+
+
+def test_rate_limit_also_counts_unknown_keys(client, db, settings):
+    set_app_settings(settings, RATE_LIMIT="2/h")
+    wait_out_window_edge(3600)
+    assert_error(start(client, "tik_guess1", {}), 401, "invalid_api_key")
+    assert_error(start(client, "tik_guess1", {}), 401, "invalid_api_key")
+    assert_error(start(client, "tik_guess1", {}), 429, "rate_limited")
+
+
+def test_rate_limit_off(client, platform, settings):
+    set_app_settings(settings, RATE_LIMIT="off")
+    for _ in range(25):
+        assert start(client, platform.api_key, {}).status_code == 201
+    assert services.readiness(platform).visitor == 25
+
+
+def test_rate_limit_uses_the_client_ip_header_when_configured(client, platform, settings):
+    set_app_settings(settings, RATE_LIMIT="1/h", CLIENT_IP_HEADER="HTTP_X_FORWARDED_FOR")
+    wait_out_window_edge(3600)
+    a = {"HTTP_X_FORWARDED_FOR": "203.0.113.1, 10.0.0.1"}
+    b = {"HTTP_X_FORWARDED_FOR": "203.0.113.2, 10.0.0.1"}
+    assert start(client, platform.api_key, {}, **a).status_code == 201
+    assert start(client, platform.api_key, {}, **b).status_code == 201
+    assert_error(start(client, platform.api_key, {}, **a), 429, "rate_limited")
+
+
+# ------------------------------------------------------- caching and invalidation
+
+
+def test_rotation_takes_effect_at_once_with_a_warm_cache(
+    client, platform, django_capture_on_commit_callbacks
+):
+    old = secret_of(platform)
+    old_signed = signing.sign(old, "u")
+    body = assert_json(start(client, platform.api_key, {"userId": "u", "signed": old_signed}))
+    assert body["signature"] == "valid"  # the lookup cache is now warm
+
+    with django_capture_on_commit_callbacks(execute=True):
+        new = services.rotate_secret(platform, services.get_cli_actor())
+    assert new != old
+    new_signed = signing.sign(new, "u")
+    body = assert_json(start(client, platform.api_key, {"userId": "u", "signed": new_signed}))
+    assert body["signature"] == "valid"
+    # The default grace keeps the previous secret verifying.
+    body = assert_json(start(client, platform.api_key, {"userId": "u", "signed": old_signed}))
+    assert body["signature"] == "valid"
+
+
+def test_rotation_with_no_grace_rejects_the_old_secret_at_once(
+    client, enforced, django_capture_on_commit_callbacks
+):
+    old_signed = signing.sign(secret_of(enforced), "u")
+    response = start(client, enforced.api_key, {"userId": "u", "signed": old_signed})
+    assert response.status_code == 201
+
+    with django_capture_on_commit_callbacks(execute=True):
+        new = services.rotate_secret(enforced, services.get_cli_actor(), grace=timedelta(0))
+    response = start(client, enforced.api_key, {"userId": "u", "signed": old_signed})
+    assert_error(response, 403, "signature_invalid")
+    response = start(client, enforced.api_key, {"userId": "u", "signed": signing.sign(new, "u")})
+    assert response.status_code == 201
+
+
+def test_enforcement_change_takes_effect_at_once(
+    client, platform, django_capture_on_commit_callbacks
+):
+    assert start(client, platform.api_key, {"userId": "u"}).status_code == 201
+    with django_capture_on_commit_callbacks(execute=True):
+        services.set_enforcement(platform, True, services.get_cli_actor(), force=True, reason="t")
+    assert_error(start(client, platform.api_key, {"userId": "u"}), 403, "signature_required")
+    with django_capture_on_commit_callbacks(execute=True):
+        services.set_enforcement(platform, False, services.get_cli_actor())
+    assert start(client, platform.api_key, {"userId": "u"}).status_code == 201
+
+
+def test_deleted_platform_key_is_refused_at_once(
+    client, platform, django_capture_on_commit_callbacks
+):
+    api_key = platform.api_key
+    assert start(client, api_key, {}).status_code == 201
+    with django_capture_on_commit_callbacks(execute=True):
+        Platform.objects.get(pk=platform.pk).delete()
+    assert_error(start(client, api_key, {}), 401, "invalid_api_key")
+
+
+def test_deleted_space_keys_are_refused_at_once(
+    client, platform, space, django_capture_on_commit_callbacks
+):
+    api_key = platform.api_key
+    assert start(client, api_key, {}).status_code == 201
+    with django_capture_on_commit_callbacks(execute=True):
+        space.delete()
+    assert_error(start(client, api_key, {}), 401, "invalid_api_key")
+
+
+def test_warm_lookup_needs_no_platform_queries(client, platform, django_assert_max_num_queries):
+    start(client, platform.api_key, {})
+    # Warm: no platform or secret lookup, only the outcome count (one UPDATE).
+    with django_assert_max_num_queries(2):
+        assert start(client, platform.api_key, {}).status_code == 201
+    assert services.readiness(platform).visitor == 2
+
+
+# ----------------------------------------------------------------- the sign view
+
+
+def test_sign_current_user(user_client, user, platform):
+    response = user_client.get(SIGN, {"platform": "ios", "space": "acme"})
+    assert response.status_code == 200
+    body = assert_json(response)
+    assert body == {
+        "userId": str(user.pk),
+        "platform": "ios",
+        "signed": signing.sign(secret_of(platform), str(user.pk)),
+    }
+    assert HEX64.match(body["signed"])
+    assert "no-store" in response["Cache-Control"]
+
+
+def test_signature_from_the_sign_view_starts_a_trusted_session(client, user_client, enforced):
+    body = assert_json(user_client.get(SIGN, {"platform": "android", "space": "acme"}))
+    response = start(
+        Client(), enforced.api_key, {"userId": body["userId"], "signed": body["signed"]}
+    )
+    assert response.status_code == 201
+    assert assert_json(response)["trusted"] is True
+
+
+def test_sign_platform_from_header(user_client, user, platform):
+    response = user_client.get(SIGN, {"space": "acme"}, HTTP_X_TRUSTED_IDENTITY_PLATFORM="ios")
+    assert response.status_code == 200
+    assert assert_json(response)["signed"] == signing.sign(secret_of(platform), str(user.pk))
+
+
+def test_sign_query_parameter_wins_over_header(user_client, platform, space):
+    web = PlatformFactory(space=space, kind="web")
+    response = user_client.get(
+        SIGN, {"space": "acme", "platform": "web"}, HTTP_X_TRUSTED_IDENTITY_PLATFORM="ios"
+    )
+    body = assert_json(response)
+    assert body["platform"] == "web"
+    assert body["signed"] == signing.sign(secret_of(web), body["userId"])
+
+
+def test_sign_space_from_setting(user_client, user, platform, settings):
+    set_app_settings(settings, SIGNING_SPACE="acme")
+    response = user_client.get(SIGN, {"platform": "ios"})
+    assert response.status_code == 200
+    assert assert_json(response)["signed"] == signing.sign(secret_of(platform), str(user.pk))
+
+
+def test_sign_space_parameter_wins_over_setting(user_client, platform, settings):
+    other = PlatformFactory(space=SpaceFactory(slug="other"), kind="ios")
+    set_app_settings(settings, SIGNING_SPACE="acme")
+    body = assert_json(user_client.get(SIGN, {"platform": "ios", "space": "other"}))
+    assert body["signed"] == signing.sign(secret_of(other), body["userId"])
+
+
+def test_sign_uses_the_configured_user_attribute(user_client, user, platform, settings):
+    set_app_settings(settings, USER_ID_ATTRIBUTE="username")
+    body = assert_json(user_client.get(SIGN, {"platform": "ios", "space": "acme"}))
+    assert body["userId"] == "alice"
+    assert body["signed"] == signing.sign(secret_of(platform), "alice")
+
+
+def test_sign_after_rotation_uses_the_new_secret(
+    user_client, user, platform, django_capture_on_commit_callbacks
+):
+    user_client.get(SIGN, {"platform": "ios", "space": "acme"})
+    with django_capture_on_commit_callbacks(execute=True):
+        new = services.rotate_secret(platform, services.get_cli_actor())
+    body = assert_json(user_client.get(SIGN, {"platform": "ios", "space": "acme"}))
+    assert body["signed"] == signing.sign(new, str(user.pk))
+
+
+def test_sign_anonymous(client, platform, debug):
+    response = client.get(SIGN, {"platform": "ios", "space": "acme"})
+    assert_error(response, 401, "not_authenticated")
+
+
+def test_sign_inactive_session_user_is_anonymous(user_client, user, platform):
+    user.is_active = False
+    user.save()
+    response = user_client.get(SIGN, {"platform": "ios", "space": "acme"})
+    assert_error(response, 401, "not_authenticated")
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"platform": "ios", "space": "nope"},
+        {"platform": "roku", "space": "acme"},  # a known kind the space doesn't have
+        {"platform": "playstation", "space": "acme"},
+        {"platform": "IOS", "space": "acme"},
+        {"platform": "ios", "space": "ACME"},
+        {"platform": "ios", "space": "\x00"},
+        {"platform": "ios", "space": "../acme"},
+    ],
+)
+def test_sign_platform_not_found(user_client, platform, debug, params):
+    assert_error(user_client.get(SIGN, params), 404, "platform_not_found")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "space=acme",  # no platform
+        "platform=&space=acme",
+        "platform=ios&space=",  # an empty space is no space, and there is no SIGNING_SPACE
+        "platform=ios",
+        "platform=ios&platform=web&space=acme",
+        "platform=ios&space=acme&space=other",
+        "platform=" + "i" * 200 + "&space=acme",
+    ],
+)
+def test_sign_invalid_request(user_client, platform, debug, query):
+    assert_error(user_client.get(SIGN + "?" + query), 400, "invalid_request")
+
+
+def test_sign_empty_header_is_invalid(user_client, platform):
+    response = user_client.get(SIGN, {"space": "acme"}, HTTP_X_TRUSTED_IDENTITY_PLATFORM="")
+    assert_error(response, 400, "invalid_request")
+
+
+@pytest.mark.parametrize("method", ["post", "put", "delete"])
+def test_sign_other_methods(user, platform, debug, method):
+    # A real browser client: CSRF checks on. Still the JSON 405, never Django's HTML 403.
+    csrf_client = Client(enforce_csrf_checks=True)
+    csrf_client.force_login(user)
+    response = getattr(csrf_client, method)(SIGN + "?platform=ios&space=acme")
+    assert_error(response, 405, "method_not_allowed")
+    assert "GET" in response["Allow"]
+
+
+def test_sign_head(user_client, platform):
+    response = user_client.head(SIGN, {"platform": "ios", "space": "acme"})
+    assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"]
+
+
+def test_sign_rate_limit(user_client, platform, settings):
+    set_app_settings(settings, SIGN_RATE_LIMIT="2/m")
+    wait_out_window_edge(60)
+    for _ in range(2):
+        assert user_client.get(SIGN, {"platform": "ios", "space": "acme"}).status_code == 200
+    response = user_client.get(SIGN, {"platform": "ios", "space": "acme"})
+    assert_error(response, 429, "rate_limited")
+    assert 1 <= int(response["Retry-After"]) <= 60
+
+    # The limit is per user: another user still gets signed.
+    UserFactory(username="bob")
+    other = Client()
+    assert other.login(username="bob", password=PASSWORD)
+    assert other.get(SIGN, {"platform": "ios", "space": "acme"}).status_code == 200
+
+
+def test_outcomes_enum_matches_contract():
+    assert set(Outcome.values) == {"valid", "invalid", "missing", "visitor", "rejected"}
