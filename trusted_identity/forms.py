@@ -1,0 +1,99 @@
+"""Forms of the admin console. They validate input only; the rules live in ``services``."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django import forms
+from django.contrib.auth import get_user_model
+from django.utils.translation import gettext_lazy as _
+
+from . import services
+from .exceptions import InvalidRequest
+from .models import Role, SpaceMembership
+
+#: The grace periods the admin offers for the previous secret after a rotation.
+GRACE_CHOICES = [
+    ("0", _("None: the previous secret stops verifying now")),
+    ("1h", _("1 hour")),
+    ("24h", _("24 hours")),
+    ("7d", _("7 days")),
+]
+DEFAULT_GRACE = "24h"
+
+
+class RotationForm(forms.Form):
+    """The grace period of a rotation: one of the offered choices, as a timedelta."""
+
+    grace = forms.ChoiceField(
+        label=_("The previous secret keeps verifying for"),
+        choices=GRACE_CHOICES,
+        initial=DEFAULT_GRACE,
+        help_text=_(
+            "Clients signing with the previous secret keep working for this long, "
+            "so you can deploy the new secret first."
+        ),
+    )
+
+    def clean_grace(self) -> timedelta:
+        try:
+            return services.parse_duration(self.cleaned_data["grace"])
+        except InvalidRequest as exc:  # pragma: no cover - the choices are all valid
+            raise forms.ValidationError(exc.message) from None
+
+
+class EnforcementForm(forms.Form):
+    """Turning enforcement on or off; below the readiness threshold, an explicit override."""
+
+    enabled = forms.TypedChoiceField(
+        choices=[("on", _("On")), ("off", _("Off"))],
+        coerce=lambda value: value == "on",
+        widget=forms.HiddenInput,
+    )
+    override = forms.BooleanField(
+        label=_("Turn enforcement on anyway, below the readiness threshold"),
+        required=False,
+    )
+    reason = forms.CharField(
+        label=_("Reason for the override"),
+        help_text=_("Recorded in the platform's history with the figures."),
+        required=False,
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+    )
+
+    def clean_reason(self) -> str:
+        return self.cleaned_data["reason"].strip()
+
+
+class MembershipAddForm(forms.ModelForm):
+    """Grant a user a role in a space, by username: no list of the site's users is shown."""
+
+    username = forms.CharField(
+        label=_("Username"),
+        max_length=150,
+        help_text=_("The user becomes staff and a member of the space with this role."),
+    )
+
+    class Meta:
+        model = SpaceMembership
+        fields = ["space", "username", "role"]
+
+    def clean_username(self) -> str:
+        username = self.cleaned_data["username"].strip()
+        user_model = get_user_model()
+        if not user_model._default_manager.filter(**{user_model.USERNAME_FIELD: username}).exists():
+            raise forms.ValidationError(_("There is no user with this username."))
+        return username
+
+
+class MembershipChangeForm(forms.ModelForm):
+    class Meta:
+        model = SpaceMembership
+        fields = ["role"]
+        widgets = {"role": forms.RadioSelect}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "role" in self.fields:  # absent when the form is view-only
+            self.fields["role"].choices = Role.choices

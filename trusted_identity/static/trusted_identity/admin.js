@@ -1,0 +1,71 @@
+// Trusted Identity admin: copy a revealed secret, and make a reload hide it again.
+// No library, no network: the secret never leaves the page except to the clipboard.
+"use strict";
+(function () {
+    function fallbackCopy(text) {
+        const area = document.createElement("textarea");
+        area.value = text;
+        area.setAttribute("readonly", "");
+        area.style.position = "fixed";
+        area.style.opacity = "0";
+        document.body.appendChild(area);
+        area.select();
+        let copied = false;
+        try {
+            copied = document.execCommand("copy");
+        } catch (error) {
+            copied = false;
+        }
+        document.body.removeChild(area);
+        return copied;
+    }
+
+    async function copy(text) {
+        if (navigator.clipboard && window.isSecureContext) {
+            try {
+                await navigator.clipboard.writeText(text);
+                return true;
+            } catch (error) {
+                // Permission refused or no focus: try the older way.
+            }
+        }
+        return fallbackCopy(text);
+    }
+
+    function selectText(element) {
+        const range = document.createRange();
+        range.selectNodeContents(element);
+        const selection = window.getSelection();
+        selection.removeAllRanges();
+        selection.addRange(range);
+    }
+
+    document.addEventListener("click", async function (event) {
+        const button = event.target.closest("[data-ti-copy]");
+        if (!button) {
+            return;
+        }
+        const source = document.getElementById(button.dataset.tiCopy);
+        if (!source) {
+            return;
+        }
+        const status = document.getElementById(button.dataset.tiCopy.replace(/^secret-/, "copy-status-"));
+        const copied = await copy(source.textContent.trim());
+        if (!copied) {
+            selectText(source);
+        }
+        if (status) {
+            status.textContent = copied ? button.dataset.tiCopied : button.dataset.tiCopyFailed;
+        }
+        button.setAttribute("data-ti-copy-result", copied ? "copied" : "failed");
+    });
+
+    // A Reveal answers a POST. Point the history entry at the page itself, so a
+    // reload fetches it again (secret hidden) instead of posting the Reveal again.
+    document.addEventListener("DOMContentLoaded", function () {
+        const page = document.querySelector("[data-ti-revealed][data-ti-settings-url]");
+        if (page && window.history && window.history.replaceState) {
+            window.history.replaceState(null, "", page.dataset.tiSettingsUrl + window.location.hash);
+        }
+    });
+})();
