@@ -1,0 +1,648 @@
+"""The admin console without a browser: pages, reveal, rotation, enforcement, audit,
+CSRF and query counts. Who may do what is in ``test_admin_permissions.py``."""
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.contrib.admin.models import LogEntry
+from django.contrib.contenttypes.models import ContentType
+from django.core.management import call_command
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from trusted_identity import services
+from trusted_identity.models import Platform, PlatformSecret, Role, Space, SpaceMembership
+
+from .factories import (
+    MembershipFactory,
+    OutcomeCountFactory,
+    PlatformFactory,
+    SpaceFactory,
+    UserFactory,
+)
+
+PLATFORM_LIST = "admin:trusted_identity_platform_changelist"
+
+
+def settings_url(space):
+    return reverse("admin:trusted_identity_space_trusted_identity", args=[space.pk])
+
+
+def action_url(space, name, kind):
+    return reverse(f"admin:trusted_identity_space_{name}", args=[space.pk, kind])
+
+
+def current_secret(platform):
+    return services.current_secret_row(platform).get_secret()
+
+
+def platform_log(platform):
+    return LogEntry.objects.filter(
+        content_type=ContentType.objects.get_for_model(Platform), object_id=str(platform.pk)
+    ).order_by("pk")
+
+
+def messages_of(response):
+    return [str(m) for m in response.context["messages"]] if response.context else []
+
+
+@pytest.fixture
+def owner(space):
+    user = UserFactory(username="olivia")
+    MembershipFactory(space=space, user=user, role=Role.OWNER)
+    return user
+
+
+@pytest.fixture
+def owner_client(client, owner):
+    client.force_login(owner)
+    return client
+
+
+def add_figures(platform, valid=0, invalid=0, missing=0, visitor=0, rejected=0, hours_ago=1):
+    hour = (timezone.now() - timedelta(hours=hours_ago)).replace(minute=0, second=0, microsecond=0)
+    for outcome, count in (
+        ("valid", valid),
+        ("invalid", invalid),
+        ("missing", missing),
+        ("visitor", visitor),
+        ("rejected", rejected),
+    ):
+        if count:
+            OutcomeCountFactory(platform=platform, hour=hour, outcome=outcome, count=count)
+
+
+# ------------------------------------------------------------------ the pages
+
+
+def test_admin_system_checks_pass():
+    call_command("check", "--fail-level", "WARNING")
+
+
+def test_space_list_shows_enforcement_last_rotation_and_links(owner_client, space, platform):
+    web = PlatformFactory(space=space, kind="web", enforced=True)
+    response = owner_client.get(reverse("admin:trusted_identity_space_changelist"))
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert "on for 1 of 2" in body
+    assert "2 platforms" in body
+    assert f'{reverse(PLATFORM_LIST)}?space={space.pk}"' in body
+    assert f'href="{settings_url(space)}"' in body
+    row = response.context["cl"].result_list[0]
+    assert row.ti_last_rotated_at == max(
+        services.current_secret_row(p).created_at for p in (platform, web)
+    )
+    assert row.ti_your_role == "owner"
+
+
+def test_platform_list_links_to_its_space_and_page(owner_client, space, platform):
+    add_figures(platform, valid=3, missing=1)
+    response = owner_client.get(reverse(PLATFORM_LIST), {"space": space.pk})
+    body = response.content.decode()
+    assert reverse("admin:trusted_identity_space_change", args=[space.pk]) in body
+    assert f"{settings_url(space)}#platform-ios" in body
+    assert "75.0%" in body  # valid share over the readiness window
+
+
+def test_space_change_page_links_to_the_settings_page(owner_client, space, platform):
+    response = owner_client.get(reverse("admin:trusted_identity_space_change", args=[space.pk]))
+    body = response.content.decode()
+    assert 'id="trusted-identity-link"' in body
+    assert f'href="{settings_url(space)}"' in body
+    assert "object-tools" in body
+
+
+def test_platform_change_page_is_read_only_and_links_to_settings(owner_client, space, platform):
+    url = reverse("admin:trusted_identity_platform_change", args=[platform.pk])
+    response = owner_client.get(url)
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert platform.api_key in body  # public
+    assert f"{settings_url(space)}#platform-ios" in body
+    assert 'name="_save"' not in body  # nothing to edit
+    assert owner_client.post(url, {"kind": "web"}).status_code == 403
+
+
+def test_settings_page_shows_each_platform_with_figures_and_chart(owner_client, space, platform):
+    PlatformFactory(space=space, kind="web")
+    add_figures(platform, valid=95, invalid=2, missing=3, visitor=40, rejected=0)
+    add_figures(platform, valid=10, hours_ago=24 * 3)
+    add_figures(platform, valid=500, hours_ago=24 * 9)  # outside the window and the chart
+    response = owner_client.get(settings_url(space))
+    assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"]
+    body = response.content.decode()
+    assert body.index('data-platform="web"') < body.index('data-platform="ios"')
+    ios = body[body.index('data-platform="ios"') :]
+    assert '<td data-figure="valid">105</td>' in ios
+    assert '<td data-figure="invalid">2</td>' in ios
+    assert '<td data-figure="missing">3</td>' in ios
+    assert '<td data-figure="visitor">40</td>' in ios
+    assert '<td data-figure="valid_share">95.5%</td>' in ios
+    assert 'data-ready="false"' in ios
+    assert ios.count('class="ti-chart-day"') == 7
+    assert '<svg class="ti-chart-svg" role="img"' in ios
+    assert platform.api_key in ios
+    assert 'id="secret-ios"' in ios and "ti-masked" in ios
+    assert "trusted_identity/admin.js" in body and "trusted_identity/admin.css" in body
+    assert not re.search(r"<script[^>]+src=\"https?://", body)  # no CDN
+
+
+def test_settings_page_shows_rotation_and_grace_end(owner_client, space, platform):
+    services.rotate_secret(platform, services.get_cli_actor(), timedelta(hours=5))
+    response = owner_client.get(settings_url(space))
+    section = response.context["platforms"][0]["platform"]
+    assert section.ti_last_rotated_at == services.current_secret_row(platform).created_at
+    assert section.ti_previous_valid_until == services.previous_secret_valid_until(platform)
+    body = response.content.decode()
+    assert 'id="previous-valid-until-ios"><time' in body
+
+
+def test_settings_page_of_an_empty_space(owner_client, space):
+    response = owner_client.get(settings_url(space))
+    assert response.status_code == 200
+    assert "no platforms yet" in response.content.decode()
+
+
+def test_settings_page_refuses_post(owner_client, space, platform):
+    assert owner_client.post(settings_url(space)).status_code == 405
+
+
+def test_settings_page_of_a_missing_space_is_404(owner_client, db):
+    url = reverse("admin:trusted_identity_space_trusted_identity", args=[99999])
+    assert owner_client.get(url).status_code == 404
+    bad = reverse("admin:trusted_identity_space_trusted_identity", args=["not-a-number"])
+    assert owner_client.get(bad).status_code == 404
+
+
+def test_add_platform_through_the_admin_uses_the_service(owner_client, space, owner):
+    response = owner_client.post(
+        reverse("admin:trusted_identity_platform_add"), {"space": space.pk, "kind": "roku"}
+    )
+    platform = Platform.objects.get(space=space, kind="roku")
+    assert response.status_code == 302
+    assert response["Location"].endswith(f"{settings_url(space)}#platform-roku")
+    assert platform.api_key.startswith("tik_")
+    assert current_secret(platform).startswith("tis_roku_")
+    entries = platform_log(platform)
+    assert [e.get_change_message() for e in entries] == ["Added the platform with a new secret."]
+    assert entries[0].user == owner
+    # One platform per kind: the form says so instead of failing.
+    again = owner_client.post(
+        reverse("admin:trusted_identity_platform_add"), {"space": space.pk, "kind": "roku"}
+    )
+    assert again.status_code == 200
+    assert again.context["adminform"].form.errors
+
+
+def test_space_slug_is_read_only_for_owners(owner_client, space):
+    url = reverse("admin:trusted_identity_space_change", args=[space.pk])
+    response = owner_client.post(url, {"slug": "stolen", "name": "Acme Inc"})
+    assert response.status_code == 302
+    space.refresh_from_db()
+    assert (space.slug, space.name) == ("acme", "Acme Inc")
+
+
+def test_superuser_adds_a_space(client, superuser, db):
+    client.force_login(superuser)
+    response = client.post(
+        reverse("admin:trusted_identity_space_add"), {"slug": "initech", "name": "Initech"}
+    )
+    assert response.status_code == 302
+    assert Space.objects.filter(slug="initech").exists()
+
+
+# --------------------------------------------------------------------- reveal
+
+
+def test_reveal_shows_the_secret_once_audited_and_not_cached(owner_client, space, platform, owner):
+    web = PlatformFactory(space=space, kind="web")
+    response = owner_client.post(action_url(space, "reveal_secret", "ios"))
+    body = response.content.decode()
+    secret = current_secret(platform)
+    assert response.status_code == 200
+    assert secret in body
+    assert current_secret(web) not in body  # only the platform asked for
+    assert "no-store" in response["Cache-Control"]
+    assert 'id="copy-ios"' in body and ">Copy<" in body
+    assert 'data-ti-copy="secret-ios"' in body
+    assert "data-ti-revealed" in body  # admin.js points a reload at the page itself
+    assert any("You revealed the current iOS secret" in m for m in messages_of(response))
+    entries = platform_log(platform)
+    assert [e.get_change_message() for e in entries][-1] == "Revealed the current secret."
+    assert entries.last().user == owner
+    # Reloading (a GET of the page) hides it again.
+    again = owner_client.get(settings_url(space))
+    assert secret not in again.content.decode()
+    assert ">Copy<" not in again.content.decode()
+    assert ">Reveal<" in again.content.decode()
+
+
+def test_reveal_by_get_redirects_without_revealing(owner_client, space, platform):
+    before = platform_log(platform).count()
+    response = owner_client.get(action_url(space, "reveal_secret", "ios"))
+    assert response.status_code == 302
+    assert response["Location"].endswith(f"{settings_url(space)}#platform-ios")
+    assert platform_log(platform).count() == before
+
+
+def test_revealed_secret_shows_in_history_and_history_has_no_secret(owner_client, space, platform):
+    owner_client.post(action_url(space, "reveal_secret", "ios"))
+    history = owner_client.get(
+        reverse("admin:trusted_identity_platform_history", args=[platform.pk])
+    )
+    body = history.content.decode()
+    assert "Revealed the current secret." in body
+    assert current_secret(platform) not in body
+
+
+def test_reveal_that_cannot_decrypt_reports_an_error(owner_client, space, platform):
+    PlatformSecret.objects.filter(platform=platform).update(ciphertext="v1:xxxxxxxx:AAAA")
+    response = owner_client.post(action_url(space, "reveal_secret", "ios"), follow=True)
+    assert response.status_code == 200
+    assert any("can't be decrypted" in m for m in messages_of(response))
+
+
+# ------------------------------------------------------------------------ CSRF
+
+
+def test_csrf_is_enforced_on_every_post(space, platform, owner):
+    csrf_client = Client(enforce_csrf_checks=True)
+    csrf_client.force_login(owner)
+    before = LogEntry.objects.count()
+    for name, data in (
+        ("reveal_secret", {}),
+        ("rotate_secret", {"post": "yes", "grace": "0"}),
+        ("enforcement", {"post": "yes", "enabled": "on"}),
+    ):
+        response = csrf_client.post(action_url(space, name, "ios"), data)
+        assert response.status_code == 403, name
+    response = csrf_client.post(
+        reverse(PLATFORM_LIST),
+        {"action": "rotate_secrets", "_selected_action": [platform.pk], "post": "yes"},
+    )
+    assert response.status_code == 403
+    assert LogEntry.objects.count() == before
+    assert not Platform.objects.get(pk=platform.pk).enforced
+
+
+def test_every_post_form_carries_a_csrf_token(owner_client, space, platform):
+    pages = [
+        owner_client.get(settings_url(space)),
+        owner_client.post(action_url(space, "reveal_secret", "ios")),
+        owner_client.post(action_url(space, "rotate_secret", "ios"), {"grace": "24h"}),
+        owner_client.post(action_url(space, "enforcement", "ios"), {"enabled": "on"}),
+        owner_client.post(
+            reverse(PLATFORM_LIST),
+            {"action": "rotate_secrets", "_selected_action": [platform.pk], "index": "0"},
+        ),
+    ]
+    for response in pages:
+        body = response.content.decode()
+        forms = re.findall(r"<form[^>]*method=\"post\".*?</form>", body, flags=re.S)
+        assert forms
+        for form in forms:
+            assert 'name="csrfmiddlewaretoken"' in form
+
+
+def test_reveal_with_a_csrf_token_works(space, platform, owner):
+    csrf_client = Client(enforce_csrf_checks=True)
+    csrf_client.force_login(owner)
+    page = csrf_client.get(settings_url(space))
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.content.decode())[1]
+    response = csrf_client.post(
+        action_url(space, "reveal_secret", "ios"), {"csrfmiddlewaretoken": token}
+    )
+    assert response.status_code == 200
+    assert current_secret(platform) in response.content.decode()
+
+
+# -------------------------------------------------------------------- rotation
+
+
+def test_rotation_asks_for_confirmation_first(owner_client, space, platform):
+    old = current_secret(platform)
+    response = owner_client.post(action_url(space, "rotate_secret", "ios"), {"grace": "7d"})
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert "Yes, rotate" in body and 'name="post" value="yes"' in body
+    assert '<option value="7d" selected>' in body
+    assert current_secret(platform) == old
+    # GET shows the same page with the default grace.
+    page = owner_client.get(action_url(space, "rotate_secret", "ios"))
+    assert '<option value="24h" selected>' in page.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("grace", "delta"),
+    [
+        ("0", None),
+        ("1h", timedelta(hours=1)),
+        ("24h", timedelta(hours=24)),
+        ("7d", timedelta(days=7)),
+    ],
+)
+def test_rotation_with_each_grace_choice(owner_client, space, platform, owner, grace, delta):
+    old = current_secret(platform)
+    response = owner_client.post(
+        action_url(space, "rotate_secret", "ios"), {"grace": grace, "post": "yes"}, follow=True
+    )
+    new = current_secret(platform)
+    assert new != old
+    body = response.content.decode()
+    assert new not in body and old not in body  # the new secret is revealed explicitly only
+    assert response.redirect_chain[-1][0].endswith(f"{settings_url(space)}#platform-ios")
+    assert any(m.startswith("Rotated the secret of acme/ios.") for m in messages_of(response))
+    until = services.previous_secret_valid_until(platform)
+    if delta is None:
+        assert until is None
+    else:
+        assert abs(until - (timezone.now() + delta)) < timedelta(minutes=1)
+    entry = platform_log(platform).last()
+    assert entry.user == owner
+    assert entry.get_change_message().startswith("Rotated the secret; previous secret grace:")
+
+
+def test_rotation_refuses_an_unknown_grace(owner_client, space, platform):
+    old = current_secret(platform)
+    response = owner_client.post(
+        action_url(space, "rotate_secret", "ios"), {"grace": "90d", "post": "yes"}
+    )
+    assert response.status_code == 200
+    assert response.context["form"].errors["grace"]
+    assert current_secret(platform) == old
+
+
+def test_rotate_action_has_an_intermediate_page_like_delete_selected(owner_client, space, platform):
+    web = PlatformFactory(space=space, kind="web")
+    old = {p.pk: current_secret(p) for p in (platform, web)}
+    response = owner_client.post(
+        reverse(PLATFORM_LIST),
+        {"action": "rotate_secrets", "_selected_action": [platform.pk, web.pk], "index": "0"},
+    )
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert "Rotate Trusted Identity secrets?" in body
+    assert body.count('name="_selected_action"') == 2
+    assert '<input type="hidden" name="action" value="rotate_secrets">' in body
+    assert '<input type="hidden" name="post" value="yes">' in body
+    assert 'name="grace"' in body
+    assert {p.pk: current_secret(p) for p in (platform, web)} == old
+
+    done = owner_client.post(
+        reverse(PLATFORM_LIST),
+        {
+            "action": "rotate_secrets",
+            "_selected_action": [platform.pk, web.pk],
+            "post": "yes",
+            "grace": "0",
+        },
+        follow=True,
+    )
+    new = {p.pk: current_secret(p) for p in (platform, web)}
+    assert all(new[pk] != old[pk] for pk in old)
+    assert not any(secret in done.content.decode() for secret in (*old.values(), *new.values()))
+    assert any("Rotated the secrets of" in m for m in messages_of(done))
+    for p in (platform, web):
+        assert platform_log(p).last().get_change_message().startswith("Rotated the secret")
+
+
+def test_rotate_action_leaves_out_platforms_the_user_may_not_rotate(client, space, platform):
+    other_space = SpaceFactory(slug="globex")
+    other = PlatformFactory(space=other_space, kind="android")
+    user = UserFactory(username="split")
+    MembershipFactory(space=space, user=user, role=Role.ADMIN)
+    MembershipFactory(space=other_space, user=user, role=Role.VIEWER)
+    client.force_login(user)
+    ids = [platform.pk, other.pk]
+    page = client.post(
+        reverse(PLATFORM_LIST), {"action": "rotate_secrets", "_selected_action": ids, "index": "0"}
+    )
+    body = page.content.decode()
+    assert page.status_code == 200
+    assert body.count('name="_selected_action"') == 1
+    assert "1 selected platform is left out" in body
+    old_other = current_secret(other)
+    client.post(
+        reverse(PLATFORM_LIST),
+        {"action": "rotate_secrets", "_selected_action": ids, "post": "yes", "grace": "1h"},
+    )
+    assert current_secret(other) == old_other
+    assert platform_log(other).filter(change_message__startswith="Rotated").count() == 0
+    assert platform_log(platform).filter(change_message__startswith="Rotated").count() == 1
+
+
+def test_rotate_action_is_not_offered_to_viewers(client, space, platform):
+    viewer = UserFactory(username="vera")
+    MembershipFactory(space=space, user=viewer, role=Role.VIEWER)
+    client.force_login(viewer)
+    response = client.get(reverse(PLATFORM_LIST))
+    assert "rotate_secrets" not in response.content.decode()
+
+
+# ----------------------------------------------------------------- enforcement
+
+
+def test_turning_on_when_ready_confirms_then_enforces(owner_client, space, platform, owner):
+    add_figures(platform, valid=1000, missing=5)
+    page = owner_client.post(action_url(space, "enforcement", "ios"), {"enabled": "on"})
+    body = page.content.decode()
+    assert page.status_code == 200
+    assert "Yes, turn on enforcement" in body
+    assert '<td data-figure="valid">1000</td>' in body
+    assert 'name="override"' not in body  # ready: no override needed
+    assert not Platform.objects.get(pk=platform.pk).enforced
+
+    done = owner_client.post(
+        action_url(space, "enforcement", "ios"), {"enabled": "on", "post": "yes"}, follow=True
+    )
+    assert Platform.objects.get(pk=platform.pk).enforced
+    assert any("Enforcement is now on for iOS" in m for m in messages_of(done))
+    entry = platform_log(platform).last()
+    assert (entry.get_change_message(), entry.user) == ("Turned enforcement on.", owner)
+    assert ">Turn off enforcement<" in done.content.decode()
+
+
+def test_confirmation_page_by_get(owner_client, space, platform):
+    response = owner_client.get(action_url(space, "enforcement", "ios"), {"enabled": "on"})
+    assert response.status_code == 200
+    assert "Turn on enforcement for iOS?" in response.content.decode()
+
+
+def test_below_threshold_needs_the_override_box_and_a_reason(owner_client, space, platform, owner):
+    add_figures(platform, valid=90, missing=10)
+    url = action_url(space, "enforcement", "ios")
+    page = owner_client.post(url, {"enabled": "on"})
+    body = page.content.decode()
+    assert 'type="checkbox" name="override" id="id_override"' in body
+    assert '<label for="id_override"' in body and '<label for="id_reason">' in body
+    assert "Not ready: only 90.0%" in body
+
+    no_box = owner_client.post(url, {"enabled": "on", "post": "yes", "reason": "because"})
+    assert no_box.status_code == 200
+    assert no_box.context["form"].errors["override"]
+    no_reason = owner_client.post(url, {"enabled": "on", "post": "yes", "override": "on"})
+    assert no_reason.status_code == 200
+    assert no_reason.context["form"].errors["reason"]
+    assert not Platform.objects.get(pk=platform.pk).enforced
+    assert not platform_log(platform).filter(change_message__startswith="Turned").exists()
+
+    done = owner_client.post(
+        url, {"enabled": "on", "post": "yes", "override": "on", "reason": "  launch day  "}
+    )
+    assert done.status_code == 302
+    assert Platform.objects.get(pk=platform.pk).enforced
+    entry = platform_log(platform).last()
+    assert entry.user == owner
+    message = entry.get_change_message()
+    assert "below the readiness threshold (90.00% valid)" in message
+    assert message.endswith("override reason: launch day")
+    history = owner_client.get(
+        reverse("admin:trusted_identity_platform_history", args=[platform.pk])
+    )
+    assert "override reason: launch day" in history.content.decode()
+
+
+def test_figures_that_drop_between_pages_ask_for_the_override(owner_client, space, platform):
+    url = action_url(space, "enforcement", "ios")
+    page = owner_client.post(url, {"enabled": "on"})
+    assert 'name="override"' not in page.content.decode()  # no data yet: ready
+    add_figures(platform, valid=1, missing=9)
+    response = owner_client.post(url, {"enabled": "on", "post": "yes"})
+    assert response.status_code == 200
+    assert response.context["form"].errors["override"]
+    assert 'name="override"' in response.content.decode()
+    assert not Platform.objects.get(pk=platform.pk).enforced
+
+
+def test_turning_off_asks_for_confirmation_too(owner_client, space, owner):
+    platform = PlatformFactory(space=space, kind="ios", enforced=True)
+    url = action_url(space, "enforcement", "ios")
+    page = owner_client.post(url, {"enabled": "off"})
+    assert page.status_code == 200
+    assert "Yes, turn off enforcement" in page.content.decode()
+    assert Platform.objects.get(pk=platform.pk).enforced
+    owner_client.post(url, {"enabled": "off", "post": "yes"})
+    assert not Platform.objects.get(pk=platform.pk).enforced
+    assert platform_log(platform).last().get_change_message() == "Turned enforcement off."
+
+
+def test_enforcement_already_in_that_state_or_unknown_value(owner_client, space, platform):
+    url = action_url(space, "enforcement", "ios")
+    same = owner_client.post(url, {"enabled": "off", "post": "yes"}, follow=True)
+    assert any("already off" in m for m in messages_of(same))
+    bad = owner_client.post(url, {"enabled": "maybe"}, follow=True)
+    assert any("Choose whether" in m for m in messages_of(bad))
+    assert not platform_log(platform).filter(change_message__startswith="Turned").exists()
+
+
+# -------------------------------------------------------------------- members
+
+
+def test_owner_grants_changes_and_revokes_through_services(owner_client, space, owner):
+    newbie = UserFactory(username="newbie", is_staff=False)
+    add = owner_client.post(
+        reverse("admin:trusted_identity_spacemembership_add"),
+        {"space": space.pk, "username": "newbie", "role": "viewer"},
+    )
+    assert add.status_code == 302
+    membership = SpaceMembership.objects.get(space=space, user=newbie)
+    newbie.refresh_from_db()
+    assert membership.role == "viewer" and newbie.is_staff
+    space_log = LogEntry.objects.filter(
+        content_type=ContentType.objects.get_for_model(Space), object_id=str(space.pk)
+    ).order_by("pk")
+    assert space_log.last().get_change_message() == "Granted newbie the viewer role."
+
+    change_url = reverse("admin:trusted_identity_spacemembership_change", args=[membership.pk])
+    owner_client.post(change_url, {"role": "admin"})
+    membership.refresh_from_db()
+    assert membership.role == "admin"
+    assert space_log.last().get_change_message() == "Granted newbie the admin role."
+
+    delete_url = reverse("admin:trusted_identity_spacemembership_delete", args=[membership.pk])
+    owner_client.post(delete_url, {"post": "yes"})
+    assert not SpaceMembership.objects.filter(pk=membership.pk).exists()
+    assert space_log.last().get_change_message() == "Revoked newbie's membership."
+    # Services wrote the entries; the admin added none of its own on memberships.
+    assert not LogEntry.objects.filter(
+        content_type=ContentType.objects.get_for_model(SpaceMembership)
+    ).exists()
+
+
+def test_granting_an_unknown_username_is_a_form_error(owner_client, space):
+    response = owner_client.post(
+        reverse("admin:trusted_identity_spacemembership_add"),
+        {"space": space.pk, "username": "ghost", "role": "viewer"},
+    )
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["username"]
+
+
+# ---------------------------------------------------------------- query counts
+
+
+def make_spaces(count, user, start=0):
+    for index in range(start, start + count):
+        space = SpaceFactory(slug=f"s{index:03d}")
+        PlatformFactory(space=space, kind="ios")
+        PlatformFactory(space=space, kind="web", enforced=index % 2 == 0)
+        MembershipFactory(space=space, user=user, role=Role.OWNER)
+        MembershipFactory(space=space, role=Role.VIEWER)
+
+
+def count_queries(client, url, **params):
+    with CaptureQueriesContext(connection) as ctx:
+        response = client.get(url, params)
+    assert response.status_code == 200
+    return len(ctx.captured_queries), response
+
+
+@pytest.mark.parametrize("as_superuser", [False, True])
+@pytest.mark.parametrize(
+    "url_name",
+    [
+        "admin:trusted_identity_space_changelist",
+        "admin:trusted_identity_platform_changelist",
+        "admin:trusted_identity_spacemembership_changelist",
+    ],
+)
+def test_list_queries_do_not_grow_with_rows(
+    client, db, django_assert_max_num_queries, as_superuser, url_name
+):
+    user = UserFactory(username="lister", is_superuser=as_superuser)
+    client.force_login(user)
+    make_spaces(3, user)
+    url = reverse(url_name)
+    with_3, _ = count_queries(client, url)
+    make_spaces(27, user, start=3)
+    with django_assert_max_num_queries(with_3):
+        response = client.get(url)
+    assert response.context["cl"].result_count >= 30
+
+
+def test_settings_page_queries_do_not_grow_with_platforms_or_counts(
+    owner_client, space, django_assert_max_num_queries
+):
+    ios = PlatformFactory(space=space, kind="ios")
+    add_figures(ios, valid=5, missing=1)
+    with_1, _ = count_queries(owner_client, settings_url(space))
+    for kind in ("web", "android", "tvos", "androidtv", "roku"):
+        platform = PlatformFactory(space=space, kind=kind)
+        services.rotate_secret(platform, services.get_cli_actor(), timedelta(hours=1))
+        for day in range(8):
+            add_figures(platform, valid=9, invalid=1, visitor=3, hours_ago=day * 24 + 1)
+    with django_assert_max_num_queries(with_1):
+        response = owner_client.get(settings_url(space))
+    assert len(response.context["platforms"]) == 6
+
+
+def test_reveal_queries_are_bounded(owner_client, space, platform, django_assert_max_num_queries):
+    for kind in ("web", "android", "tvos", "androidtv", "roku"):
+        PlatformFactory(space=space, kind=kind)
+    with django_assert_max_num_queries(20):
+        owner_client.post(action_url(space, "reveal_secret", "ios"))
