@@ -179,6 +179,26 @@ def test_settings_page_of_a_missing_space_is_404(owner_client, db):
     assert owner_client.get(bad).status_code == 404
 
 
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("platform/?space=" + "9" * 30, 200),
+        ("platform/?space=abc", 200),
+        ("platform/?space=-1", 200),
+        ("space/?enforcement=nonsense", 200),
+        ("space/" + "9" * 30 + "/trusted-identity/", 404),
+        ("space/-1/trusted-identity/", 404),
+        ("space/%00/trusted-identity/", 404),
+        ("space/{pk}/trusted-identity/ios%00/rotate/", 404),
+        ("space/{pk}/trusted-identity/IOS/reveal/", 404),
+    ],
+)
+def test_odd_input_is_never_a_server_error(client, superuser, space, platform, path, status):
+    client.force_login(superuser)
+    response = client.get("/admin/trusted_identity/" + path.format(pk=space.pk))
+    assert response.status_code == status
+
+
 def test_add_platform_through_the_admin_uses_the_service(owner_client, space, owner):
     response = owner_client.post(
         reverse("admin:trusted_identity_platform_add"), {"space": space.pk, "kind": "roku"}

@@ -162,9 +162,12 @@ class VisibleSpaceFilter(admin.SimpleListFilter):
         if value is None:
             return queryset
         try:
-            return queryset.filter(space_id=int(value))
+            space_id = int(value)
         except ValueError:
             return queryset.none()
+        if not 0 < space_id < 2**63:  # the database would refuse it
+            return queryset.none()
+        return queryset.filter(space_id=space_id)
 
 
 class EnforcementListFilter(admin.SimpleListFilter):
@@ -414,6 +417,8 @@ class SpaceAdmin(ScopedAdminMixin, admin.ModelAdmin):
         return space
 
     def _platform_or_404(self, space: Space, kind: str) -> Platform:
+        if kind not in PlatformKind.values:  # also keeps odd input (NUL) out of the query
+            raise Http404(_("This space has no such platform."))
         platform = Platform.objects.select_related("space").filter(space=space, kind=kind).first()
         if platform is None:
             raise Http404(_("This space has no such platform."))
