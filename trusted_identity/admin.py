@@ -446,6 +446,7 @@ class SpaceAdmin(ScopedAdminMixin, admin.ModelAdmin):
         space = self._space_or_404(request, object_id)
         return self._render_settings(request, space)
 
+    @sensitive_variables("revealed", "sections", "context", "response")
     def _render_settings(self, request, space: Space, revealed: dict[int, str] | None = None):
         perms = permissions(request)
         now = timezone.now()
@@ -513,6 +514,10 @@ class SpaceAdmin(ScopedAdminMixin, admin.ModelAdmin):
         request.current_app = self.admin_site.name
         response = TemplateResponse(request, self.settings_template, context)
         add_never_cache_headers(response)
+        if revealed:
+            # Render here, inside the sensitive frame, and drop the context holding the secret.
+            response.render()
+            response.context_data = None
         return response
 
     @sensitive_variables("plaintext")
