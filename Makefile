@@ -42,6 +42,7 @@ run: demo
 
 # Production-style serving: gunicorn with settings from the environment
 # (DATABASE_URL, CACHE_URL, SECRET_KEY, TRUSTED_IDENTITY_ENCRYPTION_KEYS, ALLOWED_HOSTS).
+serve: export CACHE_URL ?= redis://127.0.0.1:6379/0
 serve: install
 	DEBUG=0 $(BIN)/python manage.py check --deploy --fail-level ERROR
 	DEBUG=0 $(BIN)/python manage.py migrate --noinput

@@ -20,6 +20,9 @@ TRUSTED_IDENTITY = {
     "RATE_LIMIT": "off",
     "SIGN_RATE_LIMIT": "off",
     "SIGNING_SPACE": None,
+    # Each start is written at once, so tests read figures straight after requests;
+    # tests/test_outcomes.py covers the buffered mode.
+    "COUNT_FLUSH_INTERVAL": 0,
 }
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 SECURE_SSL_REDIRECT = False

@@ -64,3 +64,31 @@ def check_settings(app_configs=None, **kwargs):
         except RateLimitError as exc:
             errors.append(Error(f"TRUSTED_IDENTITY['{name}']: {exc}", id="trusted_identity.E004"))
     return errors
+
+
+PROCESS_LOCAL_CACHES = {
+    "django.core.cache.backends.locmem.LocMemCache",
+    "django.core.cache.backends.dummy.DummyCache",
+    "django.core.cache.backends.filebased.FileBasedCache",
+}
+
+
+@register(Tags.caches, deploy=True)
+def check_shared_cache(app_configs=None, **kwargs):
+    """With several server processes, a process-local cache would keep serving a
+    revoked secret or a stale enforcement flag in the other processes."""
+    alias = app_settings.CACHE_ALIAS
+    backend = settings.CACHES.get(alias, {}).get("BACKEND", "")
+    if backend in PROCESS_LOCAL_CACHES:
+        return [
+            Warning(
+                f"The cache {alias!r} ({backend.rsplit('.', 1)[-1]}) is not shared between "
+                "processes: a rotation, revocation or enforcement change reaches other server "
+                "processes only when their cached lookup expires "
+                "(TRUSTED_IDENTITY['LOOKUP_CACHE_TIMEOUT']).",
+                hint="Use a shared cache such as Redis (CACHE_URL=redis://...) with more than "
+                "one server process.",
+                id="trusted_identity.W002",
+            )
+        ]
+    return []

@@ -56,6 +56,9 @@ DEFAULTS: dict[str, Any] = {
     "CACHE_ALIAS": "default",
     # Seconds a platform lookup may stay in the cache; writes invalidate it at once.
     "LOOKUP_CACHE_TIMEOUT": 300,
+    # Seconds a process gathers session-start counts before writing them (as atomic
+    # increments); 0 writes each start at once. Figures lag by at most this much.
+    "COUNT_FLUSH_INTERVAL": 0.5,
     # Username the CLI writes audit entries as when no --actor is given.
     "CLI_ACTOR_USERNAME": "trusted-identity-cli",
 }

@@ -25,12 +25,12 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.cache import caches
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_slug
-from django.db import DatabaseError, IntegrityError, transaction
-from django.db.models import F, Sum
+from django.db import IntegrityError, transaction
+from django.db.models import Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from . import signals
+from . import outcomes, signals
 from .conf import app_settings
 from .crypto import DecryptionError, KeyRing
 from .exceptions import (
@@ -498,6 +498,7 @@ def readiness_since(now: datetime | None = None) -> datetime:
 def figures_for(platform_ids: Iterable[int], since: datetime | None = None) -> dict[int, Figures]:
     """Figures per platform over the readiness window, in one query."""
     ids = list(platform_ids)
+    outcomes.flush()  # what this process counted but has not written yet
     result = {pk: Figures() for pk in ids}
     if not ids:
         return result
@@ -932,25 +933,12 @@ def _hour_start(moment: datetime) -> datetime:
 def record_outcome(
     platform_id: int, outcome: str, count: int = 1, at: datetime | None = None
 ) -> None:
-    """Add to the hourly count of an outcome: one UPDATE in the steady state, no lost updates.
+    """Count session starts of a platform by outcome, in the hour they happened (UTC).
 
-    The increment happens in the database (``count = count + n``); the first start
-    of an hour inserts the row, and a concurrent insert falls back to the update.
+    Buffered per process and written as atomic increments (see ``outcomes``), so
+    concurrent writers never lose counts and a start never waits for a commit.
     """
-    hour = _hour_start(at or timezone.now())
-    counts = OutcomeCount.objects.filter(platform_id=platform_id, hour=hour, outcome=outcome)
-    try:
-        if counts.update(count=F("count") + count):
-            return
-        try:
-            with transaction.atomic():
-                OutcomeCount.objects.create(
-                    platform_id=platform_id, hour=hour, outcome=outcome, count=count
-                )
-        except IntegrityError:
-            counts.update(count=F("count") + count)
-    except DatabaseError:
-        logger.exception("Could not record a %s outcome for platform #%s", outcome, platform_id)
+    outcomes.count(platform_id, _hour_start(at or timezone.now()), outcome, count)
 
 
 # ------------------------------------------------------------------------ rekey

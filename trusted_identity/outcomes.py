@@ -1,0 +1,142 @@
+"""How session-start outcomes reach the database: atomic increments, buffered per process.
+
+Writing one row per session start makes every start wait for a commit on the same
+hot row (one platform, hour and outcome), which caps throughput at the disk's
+flush rate. Instead each process adds starts to an in-memory counter and a
+background thread writes the sums every ``COUNT_FLUSH_INTERVAL`` seconds (and at
+exit) as ``count = count + n``: several processes never lose each other's
+updates, and a failed write keeps its counts for the next try.
+
+With ``COUNT_FLUSH_INTERVAL = 0`` every start is written at once (the tests'
+default, and a choice for sites that want figures to the request).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+from collections import Counter
+from datetime import datetime
+
+from django.db import DatabaseError, IntegrityError, connections, transaction
+from django.db.models import F
+
+from .conf import app_settings
+from .models import OutcomeCount
+
+logger = logging.getLogger("trusted_identity")
+
+CountKey = tuple[int, datetime, str]  # (platform id, start of the hour, outcome)
+
+
+def write_increment(platform_id: int, hour: datetime, outcome: str, count: int) -> None:
+    """Add ``count`` to one hourly row: one UPDATE when the row exists, else an INSERT.
+
+    The increment happens in the database, so concurrent writers never lose each
+    other's updates; a concurrent first INSERT falls back to the UPDATE.
+    """
+    rows = OutcomeCount.objects.filter(platform_id=platform_id, hour=hour, outcome=outcome)
+    # Its own atomic block: a failure rolls back this write only, even inside a caller's
+    # transaction, and leaves the caller free to keep the counts for another try.
+    with transaction.atomic():
+        if rows.update(count=F("count") + count):
+            return
+        try:
+            with transaction.atomic():
+                OutcomeCount.objects.create(
+                    platform_id=platform_id, hour=hour, outcome=outcome, count=count
+                )
+        except IntegrityError:
+            # Another writer inserted the row first, or the platform was deleted (then
+            # this updates nothing: its counts went with it).
+            rows.update(count=F("count") + count)
+
+
+class OutcomeBuffer:
+    """Per-process sums of outcomes not yet written, and the thread that writes them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: Counter[CountKey] = Counter()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._owner_pid = 0
+
+    def add(self, key: CountKey, count: int = 1) -> None:
+        with self._lock:
+            self._pending[key] += count
+            self._ensure_flusher()
+        self._wake.set()
+
+    def pending(self) -> dict[CountKey, int]:
+        with self._lock:
+            return dict(self._pending)
+
+    def flush(self) -> int:
+        """Write every pending sum; what can't be written stays pending. Returns rows written."""
+        with self._lock:
+            batch, self._pending = self._pending, Counter()
+        written = 0
+        try:
+            for key, n in list(batch.items()):
+                write_increment(*key, n)
+                del batch[key]
+                written += 1
+        except DatabaseError:
+            logger.exception(
+                "Could not write %d outcome counts; keeping them for the next try", len(batch)
+            )
+            with self._lock:
+                self._pending.update(batch)
+        return written
+
+    def _ensure_flusher(self) -> None:
+        # After a fork (gunicorn --preload) the parent's thread does not exist here.
+        if self._thread is not None and self._owner_pid == os.getpid() and self._thread.is_alive():
+            return
+        self._owner_pid = os.getpid()
+        self._thread = threading.Thread(
+            target=self._run, name="trusted-identity-outcomes", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            # Gather a whole interval of starts into one write per hourly row.
+            threading.Event().wait(float(app_settings.COUNT_FLUSH_INTERVAL) or 0.5)
+            try:
+                self.flush()
+            except Exception:
+                logger.exception("Outcome count flush failed")
+            finally:
+                # This thread's connections only; a flush at most every interval
+                # does not need a persistent one, and none is left idle behind.
+                connections.close_all()
+
+
+_buffer = OutcomeBuffer()
+atexit.register(_buffer.flush)
+
+
+def count(platform_id: int, hour: datetime, outcome: str, n: int = 1) -> None:
+    """Count ``n`` starts: buffered, or written at once when the interval is 0."""
+    if float(app_settings.COUNT_FLUSH_INTERVAL) > 0:
+        _buffer.add((platform_id, hour, outcome), n)
+        return
+    try:
+        write_increment(platform_id, hour, outcome, n)
+    except DatabaseError:
+        logger.exception("Could not record a %s outcome for platform #%s", outcome, platform_id)
+
+
+def flush() -> int:
+    """Write this process's pending counts now (tests, management commands, shutdown)."""
+    return _buffer.flush()
+
+
+def pending() -> dict[CountKey, int]:
+    return _buffer.pending()
