@@ -1,0 +1,495 @@
+"""``make bench``: how fast trusted-identity is against the floor a user could write by hand.
+
+Prints a table and writes ``bench/results.json``. Sections:
+
+- ``verify``: the app's verification with a warm lookup vs raw ``hmac`` + ``compare_digest``.
+- ``session_start``: requests/s and p50/p99 through gunicorn (2 workers) under wrk,
+  vs a trivial JSON view and a hand-written verify view in the same deployment;
+  and the queries one warm session start makes.
+- ``admin``: queries of the settings page and the space list for few vs many rows,
+  and the time to render the space list with 1,000 spaces.
+- ``bulk``: rotating 1,000 platforms through the admin action and re-keying 10,000
+  secrets, with peak memory.
+
+Uses PostgreSQL and Redis when they answer on loopback (as on this project's
+machines), else SQLite and local memory; the table says which.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform as platform_module
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import timeit
+import tracemalloc
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results.json"
+PYTHON = sys.executable
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def configure_environment(workdir: Path) -> dict[str, str]:
+    """Database, cache and keys for this run, exported for the server processes too."""
+    from trusted_identity.crypto import generate_key
+
+    env = {
+        "DJANGO_SETTINGS_MODULE": "bench.settings",
+        "DJANGO_READ_DOT_ENV": "0",
+        "DEBUG": "0",
+        "SECRET_KEY": "bench-" + os.urandom(24).hex(),
+        "TRUSTED_IDENTITY_ENCRYPTION_KEYS": generate_key(),
+    }
+    if os.environ.get("BENCH_DATABASE_URL"):
+        env["DATABASE_URL"] = os.environ["BENCH_DATABASE_URL"]
+    elif _port_open(5432):
+        env["DATABASE_URL"] = "postgres://postgres@127.0.0.1:5432/trusted_identity_bench"
+        subprocess.run(
+            ["createdb", "-h", "127.0.0.1", "-U", "postgres", "trusted_identity_bench"],
+            capture_output=True,
+            check=False,
+        )
+    else:
+        env["DATABASE_URL"] = f"sqlite:///{workdir / 'bench.sqlite3'}"
+    if os.environ.get("BENCH_CACHE_URL"):
+        env["CACHE_URL"] = os.environ["BENCH_CACHE_URL"]
+    elif _port_open(6379):
+        env["CACHE_URL"] = "redis://127.0.0.1:6379/15"
+    else:
+        env["CACHE_URL"] = "locmemcache://bench"
+    os.environ.update(env)
+    return env
+
+
+def setup_django() -> None:
+    import django
+
+    django.setup()
+    from django.core.cache import cache
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0, interactive=False)
+    call_command("flush", verbosity=0, interactive=False)
+    cache.clear()
+
+
+def make_platform(slug: str = "bench", kind: str = "web"):
+    from trusted_identity import services
+
+    space = services.create_space(slug)
+    platform = services.add_platform(space, kind)
+    secret = services.reveal_secret(platform, services.get_cli_actor())
+    return platform, secret
+
+
+# ------------------------------------------------------------------------ verify
+
+
+def bench_verify(platform, secret: str, quick: bool) -> dict:
+    import hashlib
+    import hmac
+
+    from trusted_identity import services
+
+    user_id = "user-1234567890"
+    signature = hmac.new(secret.encode(), user_id.encode(), hashlib.sha256).hexdigest()
+    snapshot = services.lookup_platform(platform.api_key)  # warm: cached, decrypted once
+    assert services.verify_user_id(snapshot, user_id, signature)
+
+    def raw() -> bool:
+        expected = hmac.new(secret.encode(), user_id.encode(), hashlib.sha256).hexdigest()
+        return hmac.compare_digest(expected, signature)
+
+    def app() -> bool:
+        return services.verify_user_id(snapshot, user_id, signature)
+
+    number = 20_000 if quick else 100_000
+    raw_runs, app_runs = [], []
+    for _ in range(7):  # interleaved, best of each: the fairest figure on a shared machine
+        raw_runs.append(timeit.timeit(raw, number=number) / number)
+        app_runs.append(timeit.timeit(app, number=number) / number)
+    raw_best, app_best = min(raw_runs), min(app_runs)
+    return {
+        "raw_hmac_us": round(raw_best * 1e6, 3),
+        "app_verify_us": round(app_best * 1e6, 3),
+        "verify_ratio": round(app_best / raw_best, 3),
+        "calls_per_run": number,
+    }
+
+
+# ----------------------------------------------------------------- session start
+
+
+def count_session_start_queries(platform, secret: str) -> dict:
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    from trusted_identity.signing import sign
+
+    client = Client()
+    body = json.dumps({"userId": "q-user", "signed": sign(secret, "q-user")})
+    headers = {"HTTP_X_API_KEY": platform.api_key}
+    url = "/trusted-identity/v1/sessions"
+    assert client.post(url, body, "application/json", **headers).status_code == 201  # warm
+    with CaptureQueriesContext(connection) as queries:
+        response = client.post(url, body, "application/json", **headers)
+    assert response.status_code == 201, response.content
+    sql = [q["sql"] for q in queries.captured_queries]
+    reads = [q for q in sql if q.lstrip().upper().startswith("SELECT")]
+    return {
+        "queries_per_session_start": len(sql),
+        "read_queries_per_session_start": len(reads),
+        "write_queries_per_session_start": len(sql) - len(reads),
+    }
+
+
+def _start_gunicorn(env: dict[str, str], port: int, secret: str) -> subprocess.Popen:
+    server_env = {
+        **os.environ,
+        **env,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "WEB_CONCURRENCY": "2",
+        "BENCH_HANDWRITTEN_SECRET": secret,
+    }
+    process = subprocess.Popen(
+        [str(Path(PYTHON).with_name("gunicorn")), "-c", "project/gunicorn.conf.py", "project.wsgi"],
+        cwd=ROOT,
+        env=server_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/bench/trivial", data=b"{}", timeout=1)
+            return process
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("gunicorn did not start: " + process.stderr.read().decode()[-2000:])
+
+
+_WRK_RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
+_WRK_PERCENTILE = re.compile(r"^\s+(50|99)(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE)
+_WRK_STATUS = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _wrk(url: str, api_key: str, body: str, seconds: int, connections: int) -> dict:
+    env = {**os.environ, "BENCH_BODY": body, "BENCH_API_KEY": api_key}
+    command = [
+        "wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency",
+        "-s", str(ROOT / "bench" / "post.lua"), url,
+    ]  # fmt: skip
+    output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    percentiles = {p: float(v) * _UNITS[u] for p, v, u in _WRK_PERCENTILE.findall(output)}
+    errors = _WRK_STATUS.search(output)
+    return {
+        "rps": float(_WRK_RPS.search(output).group(1)),
+        "p50_ms": round(percentiles["50"], 3),
+        "p99_ms": round(percentiles["99"], 3),
+        "non_2xx": int(errors.group(1)) if errors else 0,
+    }
+
+
+def bench_session_start(env: dict[str, str], platform, secret: str, quick: bool) -> dict:
+    from trusted_identity.signing import sign
+
+    if shutil.which("wrk") is None:
+        raise RuntimeError("wrk is not installed (make bench installs Debian's wrk)")
+    port = _free_port()
+    server = _start_gunicorn(env, port, secret)
+    seconds, connections = (3, 8) if quick else (10, 16)
+    body = json.dumps({"userId": "load-user", "signed": sign(secret, "load-user")})
+    base = f"http://127.0.0.1:{port}"
+    targets = {
+        "session_start": f"{base}/trusted-identity/v1/sessions",
+        "trivial": f"{base}/bench/trivial",
+        "handwritten": f"{base}/bench/handwritten",
+    }
+    try:
+        for url in targets.values():  # warm every worker's caches and connections
+            _wrk(url, platform.api_key, body, 1, connections)
+        rounds: dict[str, list[dict]] = {name: [] for name in targets}
+        for _ in range(1 if quick else 3):  # interleaved rounds, median of each
+            for name, url in targets.items():
+                rounds[name].append(_wrk(url, platform.api_key, body, seconds, connections))
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+    def median_of(name: str) -> dict:
+        runs = rounds[name]
+        return {
+            key: round(statistics.median(run[key] for run in runs), 3)
+            for key in ("rps", "p50_ms", "p99_ms")
+        } | {"non_2xx": sum(run["non_2xx"] for run in runs)}
+
+    result = {name: median_of(name) for name in targets}
+    result["session_start_vs_trivial"] = round(
+        result["session_start"]["rps"] / result["trivial"]["rps"], 3
+    )
+    result["session_start_vs_handwritten"] = round(
+        result["session_start"]["rps"] / result["handwritten"]["rps"], 3
+    )
+    result["load"] = {"tool": "wrk", "connections": connections, "seconds": seconds, "workers": 2}
+    return result
+
+
+# ------------------------------------------------------------------------- admin
+
+
+def _count_queries(client, url: str) -> int:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(url)
+    assert response.status_code == 200, (url, response.status_code)
+    return len(queries.captured_queries)
+
+
+def bench_admin(quick: bool) -> dict:
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from trusted_identity import services
+    from trusted_identity.models import PlatformKind, Space
+
+    user_model = get_user_model()
+    admin_user = user_model.objects.create_superuser("bench-admin", "b@example.com", "x")
+    client = Client()
+    client.force_login(admin_user)
+
+    few = services.create_space("admin-few")
+    for kind in PlatformKind.values[:2]:
+        services.add_platform(few, kind)
+    many = services.create_space("admin-many")
+    for kind in PlatformKind.values:
+        services.add_platform(many, kind)
+
+    def settings_url(space) -> str:
+        return f"/admin/trusted_identity/space/{space.pk}/trusted-identity/"
+
+    result = {
+        "settings_page_queries_2_platforms": _count_queries(client, settings_url(few)),
+        "settings_page_queries_6_platforms": _count_queries(client, settings_url(many)),
+    }
+    result["space_list_queries_few_spaces"] = _count_queries(
+        client, "/admin/trusted_identity/space/"
+    )
+
+    total = 1000
+    existing = Space.objects.count()
+    Space.objects.bulk_create(
+        [Space(slug=f"bulk-{n}", name=f"Bulk {n}") for n in range(total - existing)]
+    )
+    result["space_list_queries_1000_spaces"] = _count_queries(
+        client, "/admin/trusted_identity/space/"
+    )
+    timings = []
+    for _ in range(3 if quick else 7):
+        start = time.perf_counter()
+        response = client.get("/admin/trusted_identity/space/?all=")
+        timings.append(time.perf_counter() - start)
+        assert response.status_code == 200
+    result["space_list_1000_spaces_ms"] = round(statistics.median(timings) * 1000, 1)
+    result["space_list_page_size"] = "all (?all=)"
+    return result
+
+
+# -------------------------------------------------------------------------- bulk
+
+
+def bench_bulk(quick: bool) -> dict:
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from trusted_identity import services
+    from trusted_identity.crypto import generate_key
+    from trusted_identity.keyring import get_key_ring, reset_key_ring
+    from trusted_identity.models import Platform, PlatformSecret, Space
+
+    result: dict = {}
+    count = 200 if quick else 1000
+    spaces = Space.objects.bulk_create([Space(slug=f"rot-{n}", name=f"R{n}") for n in range(count)])
+    for space in spaces:
+        services.add_platform(space, "web")
+    ids = list(Platform.objects.filter(space__in=spaces).values_list("pk", flat=True))
+    user_model = get_user_model()
+    admin_user = user_model.objects.filter(
+        is_superuser=True
+    ).first() or user_model.objects.create_superuser("bulk-admin", "a@example.com", "x")
+    client = Client()
+    client.force_login(admin_user)
+    tracemalloc.start()
+    start = time.perf_counter()
+    response = client.post(
+        "/admin/trusted_identity/platform/",
+        {"action": "rotate_secrets", "_selected_action": ids, "post": "yes", "grace": "0"},
+    )
+    elapsed = time.perf_counter() - start
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert response.status_code in (200, 302), response.status_code
+    rotated = PlatformSecret.objects.filter(platform_id__in=ids).count()
+    assert rotated >= 2 * len(ids), "the admin action did not rotate every platform"
+    result["rotate_platforms"] = len(ids)
+    result["rotate_admin_action_s"] = round(elapsed, 2)
+    result["rotate_peak_mib"] = round(peak / 2**20, 1)
+
+    # Re-key: enough secrets under the old key, then a new key first in the ring.
+    secrets_target = 2_000 if quick else 10_000
+    ring = get_key_ring()
+    platforms = list(Platform.objects.values_list("pk", flat=True))
+    rows, index = [], 0
+    existing = PlatformSecret.objects.count()
+    now = dt.datetime.now(dt.timezone.utc)
+    while existing + len(rows) < secrets_target:
+        pid = platforms[index % len(platforms)]
+        index += 1
+        rows.append(
+            PlatformSecret(
+                platform_id=pid,
+                ciphertext=ring.encrypt(
+                    f"tis_web_bench{index}", PlatformSecret.associated_data(pid)
+                ),
+                created_at=now,
+                retired_at=now,
+                valid_until=now + dt.timedelta(days=1),
+            )
+        )
+    PlatformSecret.objects.bulk_create(rows, batch_size=1000)
+    old_key = os.environ["TRUSTED_IDENTITY_ENCRYPTION_KEYS"]
+    from django.conf import settings
+
+    settings.TRUSTED_IDENTITY = {
+        **settings.TRUSTED_IDENTITY,
+        "ENCRYPTION_KEYS": f"{generate_key()},{old_key}",
+    }
+    reset_key_ring()
+    tracemalloc.start()
+    start = time.perf_counter()
+    outcome = services.rekey(batch_size=500)
+    elapsed = time.perf_counter() - start
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert not outcome.failed and outcome.rekeyed == outcome.total
+    result["rekey_secrets"] = outcome.total
+    result["rekey_s"] = round(elapsed, 2)
+    result["rekey_peak_mib"] = round(peak / 2**20, 1)
+    return result
+
+
+# ------------------------------------------------------------------------ report
+
+
+TARGETS = {
+    ("verify", "verify_ratio"): ("<=", 1.5),
+    ("session_start", "session_start_vs_trivial"): (">=", 0.8),
+    ("session_start", "read_queries_per_session_start"): ("<=", 0),
+    ("session_start", "write_queries_per_session_start"): ("<=", 1),
+}
+
+
+def print_table(results: dict) -> None:
+    print()
+    print(f"trusted-identity benchmarks  {results['date']}  {results['machine']['summary']}")
+    print(f"database: {results['database']}   cache: {results['cache']}")
+    print("-" * 78)
+    for section in ("verify", "session_start", "admin", "bulk"):
+        values = results.get(section)
+        if not values:
+            continue
+        for key, value in values.items():
+            if isinstance(value, dict) and "rps" in value:
+                value = (
+                    f"{value['rps']:.0f} req/s, p50 {value['p50_ms']:.2f} ms, "
+                    f"p99 {value['p99_ms']:.2f} ms, non-2xx {value['non_2xx']}"
+                )
+            elif isinstance(value, dict):
+                value = ", ".join(f"{k}={v}" for k, v in value.items())
+            target = TARGETS.get((section, key))
+            mark = ""
+            if target:
+                op, limit = target
+                ok = value <= limit if op == "<=" else value >= limit
+                mark = f"  [target {op} {limit}: {'met' if ok else 'MISSED'}]"
+            print(f"{section:<14} {key:<38} {value}{mark}")
+    print("-" * 78)
+    print(f"written to {RESULTS.relative_to(ROOT)}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="shorter runs (for a smoke test)")
+    parser.add_argument(
+        "--only", nargs="*", choices=["verify", "session_start", "admin", "bulk"], default=None
+    )
+    args = parser.parse_args()
+    sections = set(args.only or ["verify", "session_start", "admin", "bulk"])
+    sys.path.insert(0, str(ROOT))
+    os.chdir(ROOT)
+    with tempfile.TemporaryDirectory() as workdir:
+        env = configure_environment(Path(workdir))
+        setup_django()
+        from django.db import connection
+
+        platform, secret = make_platform()
+        results: dict = {
+            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": {
+                "summary": f"{platform_module.machine()}, {os.cpu_count()} cores, "
+                f"Python {platform_module.python_version()}",
+                "python": platform_module.python_version(),
+                "cores": os.cpu_count(),
+            },
+            "database": connection.vendor,
+            "cache": env["CACHE_URL"].split(":")[0],
+            "quick": args.quick,
+        }
+        if "verify" in sections:
+            results["verify"] = bench_verify(platform, secret, args.quick)
+        if "session_start" in sections:
+            results["session_start"] = {
+                **count_session_start_queries(platform, secret),
+                **bench_session_start(env, platform, secret, args.quick),
+            }
+        if "admin" in sections:
+            results["admin"] = bench_admin(args.quick)
+        if "bulk" in sections:
+            results["bulk"] = bench_bulk(args.quick)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print_table(results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
