@@ -11,7 +11,9 @@ import time
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from trusted_identity import services, signing
 from trusted_identity.models import Outcome, Platform
@@ -538,12 +540,26 @@ def test_deleted_space_keys_are_refused_at_once(
     assert_error(start(client, api_key, {}), 401, "invalid_api_key")
 
 
-def test_warm_lookup_needs_no_platform_queries(client, platform, django_assert_max_num_queries):
+def test_warm_lookup_needs_no_platform_queries(client, platform):
     start(client, platform.api_key, {})
-    # Warm: no platform or secret lookup, only the outcome count (one UPDATE).
-    with django_assert_max_num_queries(2):
+    # Warm: no platform, space or secret read; only the outcome count's UPDATE
+    # (inside a savepoint, since the test runs in a transaction).
+    with CaptureQueriesContext(connection) as queries:
         assert start(client, platform.api_key, {}).status_code == 201
+    statements = [q["sql"] for q in queries.captured_queries]
+    assert not [sql for sql in statements if sql.lstrip().upper().startswith("SELECT")]
+    writes = [sql for sql in statements if "trusted_identity_outcomecount" in sql]
+    assert len(writes) == 1 and writes[0].lstrip().upper().startswith("UPDATE")
     assert services.readiness(platform).visitor == 2
+
+
+def test_warm_buffered_start_makes_no_query_at_all(client, platform, settings):
+    settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, "COUNT_FLUSH_INTERVAL": 60}
+    start(client, platform.api_key, {})
+    with CaptureQueriesContext(connection) as queries:
+        assert start(client, platform.api_key, {}).status_code == 201
+    assert queries.captured_queries == []
+    assert services.readiness(platform).visitor == 2  # flushed by the figures read
 
 
 # ----------------------------------------------------------------- the sign view
