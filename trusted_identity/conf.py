@@ -65,18 +65,34 @@ DEFAULTS: dict[str, Any] = {
 
 
 class AppSettings:
-    """Attribute access to ``settings.TRUSTED_IDENTITY`` with defaults."""
+    """Attribute access to ``settings.TRUSTED_IDENTITY`` with defaults.
+
+    Values are read on first use, not at import, and remembered: session start
+    reads several per request. ``reload()`` forgets them; the ``setting_changed``
+    receiver calls it, so ``override_settings`` and the ``settings`` fixture work.
+    """
+
+    def __init__(self) -> None:
+        self._resolved: dict[str, Any] = {}
 
     def __getattr__(self, name: str) -> Any:
         if name not in DEFAULTS:
             raise AttributeError(f"unknown trusted-identity setting {name!r}")
+        try:
+            return self._resolved[name]
+        except KeyError:
+            pass
         user_settings = getattr(django_settings, "TRUSTED_IDENTITY", None) or {}
         value = user_settings.get(name, DEFAULTS[name])
         if name == "ENCRYPTION_KEYS" and value is None:
             value = os.environ.get("TRUSTED_IDENTITY_ENCRYPTION_KEYS", "")
         if name == "RATE_LIMIT" and value is None:
             value = os.environ.get("TRUSTED_IDENTITY_RATE_LIMIT", "") or "600/m"
+        self._resolved[name] = value
         return value
+
+    def reload(self) -> None:
+        self._resolved = {}
 
     def encryption_keys(self) -> list[str]:
         """The configured keys as a list of stripped, non-empty strings."""

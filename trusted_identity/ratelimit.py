@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
@@ -36,6 +37,7 @@ class Rate:
     period: int
 
 
+@functools.lru_cache(maxsize=64)
 def parse_rate(text: str | None) -> Rate | None:
     """``"600/m"`` as a Rate; ``"off"`` (or empty) as None."""
     if text is None or str(text).strip().lower() in {"", "off", "none", "0"}:

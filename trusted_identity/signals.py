@@ -24,7 +24,10 @@ enforcement_changed = Signal()
 @receiver(setting_changed)
 def _reset_on_setting_change(*, setting: str, **kwargs) -> None:
     if setting in {"TRUSTED_IDENTITY", "SECRET_KEY", "DEBUG"}:
+        from .conf import app_settings
         from .keyring import reset_key_ring
+
+        app_settings.reload()
         from .services import clear_plaintext_cache
 
         reset_key_ring()

@@ -17,7 +17,6 @@ from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.request import UnreadablePostError
-from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_variables
 
@@ -33,6 +32,22 @@ from .exceptions import (
 logger = logging.getLogger("trusted_identity")
 
 MAX_PARAMETER_LENGTH = 128
+
+
+def no_store(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """``Cache-Control: no-store`` on every answer: signatures and sessions are per user.
+
+    Set directly rather than with ``never_cache``, which parses and rebuilds the
+    header twice per response on the hot path.
+    """
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = view(request, *args, **kwargs)
+        response["Cache-Control"] = "no-store"
+        return response
+
+    return wrapper
 
 
 def error_response(code: str, message: str, status: int, **headers: str) -> JsonResponse:
@@ -86,10 +101,16 @@ def client_address(request: HttpRequest) -> str:
     return request.META.get("REMOTE_ADDR", "")[:64]
 
 
-def _check_rate(scope: str, identity: str, rate: str | None) -> None:
-    retry_after = ratelimit.hit(scope, identity, rate)
+def _check_rate(scope: str, identity: Callable[[], str], rate: str | None) -> None:
+    if ratelimit.parse_rate(rate) is None:
+        return
+    retry_after = ratelimit.hit(scope, identity(), rate)
     if retry_after is not None:
         raise RateLimited("too many requests; retry later", retry_after)
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8", "replace")).hexdigest()[:16]
 
 
 def read_json_body(request: HttpRequest) -> Any:
@@ -124,14 +145,17 @@ def _reject_constant(name: str) -> Any:
 
 
 @csrf_exempt
-@never_cache
+@no_store
 @api_view("POST")
 @sensitive_variables("payload")
 def start_session(request: HttpRequest) -> HttpResponse:
     """``POST <mount>/v1/sessions``: what a client SDK calls to start a session."""
-    api_key = request.headers.get("X-Api-Key", "")
-    key_digest = hashlib.sha256(api_key.encode("utf-8", "replace")).hexdigest()[:16]
-    _check_rate("session", f"{client_address(request)}:{key_digest}", app_settings.RATE_LIMIT)
+    api_key = request.META.get("HTTP_X_API_KEY", "")
+    _check_rate(
+        "session",
+        lambda: f"{client_address(request)}:{_digest(api_key)}",
+        app_settings.RATE_LIMIT,
+    )
     platform = services.lookup_platform(api_key)
     payload = read_json_body(request)
     started = services.start_session(platform, payload)
@@ -153,7 +177,7 @@ def _parameter(request: HttpRequest, name: str, header: str | None = None) -> st
 # CSRF-exempt only so that a POST gets the JSON 405 instead of Django's HTML CSRF
 # page: the view acts on GET and HEAD alone, which CSRF never protects.
 @csrf_exempt
-@never_cache
+@no_store
 @api_view("GET", "HEAD")
 @sensitive_variables("signed")
 def sign_current_user(request: HttpRequest) -> HttpResponse:
@@ -168,7 +192,7 @@ def sign_current_user(request: HttpRequest) -> HttpResponse:
         raise InvalidRequest(
             "no space given: pass ?space=<slug> or set TRUSTED_IDENTITY['SIGNING_SPACE']"
         )
-    _check_rate("sign", str(request.user.pk), app_settings.SIGN_RATE_LIMIT)
+    _check_rate("sign", lambda: str(request.user.pk), app_settings.SIGN_RATE_LIMIT)
     user_id = str(getattr(request.user, app_settings.USER_ID_ATTRIBUTE))
     signed = services.sign_for(space, kind, user_id)
     return JsonResponse({"userId": user_id, "platform": kind, "signed": signed})
