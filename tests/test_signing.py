@@ -4,6 +4,7 @@ The vectors were computed with Node's ``crypto.createHmac("sha256", secret)``; t
 contract says our signature is byte-for-byte what Node gives.
 """
 
+import hmac
 import json
 import math
 import string
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from trusted_identity import signing
 from trusted_identity.signing import (
     SECRET_ALPHABET,
     SIGNATURE_LENGTH,
@@ -193,3 +195,23 @@ def test_generated_secrets_are_random():
     # a uniform choice misses one is about 62 * (61/62) ** 14400, i.e. never).
     seen = set("".join(s[len("tis_web_") :] for s in samples))
     assert seen == set(SECRET_ALPHABET)
+
+
+# ------------------------------------------------------------- prepared HMAC keys
+
+
+@pytest.mark.parametrize("length", [0, 1, 31, 32, 63, 64, 65, 128, 300])
+def test_prepared_key_matches_hmac_for_every_key_length(length):
+    """HmacKey precomputes RFC 2104's padded states; keys past the block are hashed first."""
+    key = bytes((n * 7 + 3) % 256 for n in range(length))
+    for message in (b"", b"42", "Ünïcödé-用户-🚀".encode(), b"x" * 1000):
+        assert signing.HmacKey(key).digest(message) == hmac.digest(key, message, "sha256")
+
+
+def test_prepared_key_signs_and_verifies_the_node_vectors(node_vectors):
+    for vector in node_vectors:
+        key = signing.HmacKey(vector["secret"])
+        assert signing.sign(key, vector["userId"]) == vector["signed"]
+        assert signing.verify([key], vector["userId"], vector["signed"].upper())
+        assert not signing.verify([key], vector["userId"] + " ", vector["signed"])
+    assert repr(signing.HmacKey("tis_web_secret")) == "<HmacKey>"

@@ -905,18 +905,14 @@ class PlatformAdmin(ScopedAdminMixin, admin.ModelAdmin):
         form = RotationForm(request.POST if confirmed else None)
         if confirmed and form.is_valid():
             grace = form.cleaned_data["grace"]
-            done, failed = [], []
-            for platform in allowed:
-                try:
-                    services.rotate_secret(platform, actor(request), grace)
-                except TrustedIdentityError as exc:
-                    failed.append(f"{platform}: {exc.message}")
-                else:
-                    done.append(platform)
-            if done:
-                self.message_user(request, _rotation_message(done, grace), messages.SUCCESS)
-            for failure in failed:
-                self.message_user(request, failure, messages.ERROR)
+            try:
+                services.rotate_secrets(allowed, actor(request), grace)
+            except TrustedIdentityError as exc:
+                self.message_user(
+                    request, _("Nothing was rotated: %s") % exc.message, messages.ERROR
+                )
+            else:
+                self.message_user(request, _rotation_message(allowed, grace), messages.SUCCESS)
             return None
         context = {
             **self.admin_site.each_context(request),

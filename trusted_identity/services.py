@@ -58,7 +58,7 @@ from .models import (
     Space,
     SpaceMembership,
 )
-from .signing import generate_secret, sign, verify
+from .signing import HmacKey, generate_secret, sign, verify
 
 logger = logging.getLogger("trusted_identity")
 audit_logger = logging.getLogger("trusted_identity.audit")
@@ -249,24 +249,28 @@ def _audit(actor: Actor | None, obj: Any, message: str, flag: int = CHANGE) -> N
 
     The message says what happened; it never carries a secret.
     """
-    if actor is None:
+    _audit_many(actor, [obj], message, flag)
+
+
+def _audit_many(
+    actor: Actor | None, objects: Sequence[Any], message: str, flag: int = CHANGE
+) -> None:
+    """The same audit entry for each object, written with one INSERT."""
+    if actor is None or not objects:
         return
     text = f"{message} [{actor.detail}]" if actor.detail else message
     LogEntry.objects.log_actions(
         user_id=actor.user.pk,
-        queryset=[obj],
+        queryset=list(objects),
         action_flag=flag,
         change_message=text,
-        single_object=True,
+        single_object=len(objects) == 1,
     )
-    audit_logger.info(
-        "%s by %s on %s %s: %s",
-        {ADDITION: "addition", CHANGE: "change", DELETION: "deletion"}[flag],
-        actor.user.get_username(),
-        obj._meta.label,
-        obj.pk,
-        text,
-    )
+    verb = {ADDITION: "addition", CHANGE: "change", DELETION: "deletion"}[flag]
+    for obj in objects:
+        audit_logger.info(
+            "%s by %s on %s %s: %s", verb, actor.user.get_username(), obj._meta.label, obj.pk, text
+        )
 
 
 # -------------------------------------------------------------- spaces, platforms
@@ -337,10 +341,15 @@ def add_platform(space: Space, kind: str, actor: Actor | None = None) -> Platfor
     return platform
 
 
-def _store_new_secret(platform: Platform, now: datetime) -> str:
+def _new_secret_row(platform: Platform, now: datetime) -> tuple[PlatformSecret, str]:
     plaintext = generate_secret(f"{app_settings.SECRET_PREFIX}{platform.kind}_")
     row = PlatformSecret(platform=platform, created_at=now)
     row.set_secret(plaintext)
+    return row, plaintext
+
+
+def _store_new_secret(platform: Platform, now: datetime) -> str:
+    row, plaintext = _new_secret_row(platform, now)
     row.save()
     return plaintext
 
@@ -405,6 +414,41 @@ def reveal_secret(platform: Platform, actor: Actor) -> str:
     return plaintext
 
 
+def _checked_grace(grace: timedelta | None) -> timedelta:
+    if grace is None:
+        grace = app_settings.DEFAULT_GRACE
+    if grace < timedelta(0) or grace > MAX_GRACE:
+        raise InvalidRequest("the grace period must be between 0 and 90 days")
+    return grace
+
+
+def _rotate_locked(locked: Sequence[Platform], actor: Actor, grace: timedelta) -> list[str]:
+    """Rotate platforms whose rows the caller holds locked; the new plaintexts, in order.
+
+    Expired previous secrets are dropped, the current ones retire with ``grace``,
+    and each platform gets a new current secret: three statements for any number
+    of platforms, plus one audit INSERT.
+    """
+    now = timezone.now()
+    ids = [platform.pk for platform in locked]
+    PlatformSecret.objects.filter(platform_id__in=ids, valid_until__lt=now).delete()
+    PlatformSecret.objects.filter(platform_id__in=ids, retired_at__isnull=True).update(
+        retired_at=now, valid_until=now + grace
+    )
+    rows, plaintexts = [], []
+    for platform in locked:
+        row, plaintext = _new_secret_row(platform, now)
+        rows.append(row)
+        plaintexts.append(plaintext)
+    PlatformSecret.objects.bulk_create(rows)
+    _audit_many(
+        actor, locked, f"Rotated the secret; previous secret grace: {describe_duration(grace)}."
+    )
+    for platform in locked:
+        _invalidate_on_commit(platform.api_key)
+    return plaintexts
+
+
 def rotate_secret(platform: Platform, actor: Actor, grace: timedelta | None = None) -> str:
     """A new current secret; the old one verifies until ``grace`` has passed (0: revoked).
 
@@ -413,24 +457,47 @@ def rotate_secret(platform: Platform, actor: Actor, grace: timedelta | None = No
     Returns the new plaintext.
     """
     _authorize(actor, "rotate", platform.space_id)
-    if grace is None:
-        grace = app_settings.DEFAULT_GRACE
-    if grace < timedelta(0) or grace > MAX_GRACE:
-        raise InvalidRequest("the grace period must be between 0 and 90 days")
+    grace = _checked_grace(grace)
     with transaction.atomic():
         locked = Platform.objects.select_for_update().get(pk=platform.pk)
-        now = timezone.now()
-        locked.secrets.filter(valid_until__lt=now).delete()
-        locked.secrets.filter(retired_at__isnull=True).update(
-            retired_at=now, valid_until=now + grace
-        )
-        plaintext = _store_new_secret(locked, now)
-        _audit(
-            actor, locked, f"Rotated the secret; previous secret grace: {describe_duration(grace)}."
-        )
-        _invalidate_on_commit(locked.api_key)
+        (plaintext,) = _rotate_locked([locked], actor, grace)
     signals.secret_rotated.send(sender=Platform, platform=locked, user=actor.user, grace=grace)
     return plaintext
+
+
+#: Platforms rotated per round of statements in a bulk rotation (bounds memory).
+ROTATION_CHUNK = 500
+
+
+def rotate_secrets(
+    platforms: Iterable[Platform], actor: Actor, grace: timedelta | None = None
+) -> int:
+    """Rotate several platforms at once (the admin's bulk action): all of them, or none.
+
+    One transaction; rows are locked in primary-key order, so two bulk rotations
+    can't deadlock, and written in chunks of ``ROTATION_CHUNK`` with bulk
+    statements. The new secrets are not returned: a person reveals them one by one.
+    Returns how many platforms were rotated.
+    """
+    grace = _checked_grace(grace)
+    platforms = list(platforms)
+    if not actor.trusted:
+        allowed = permissions_for(actor.user)
+        if not all(allowed.can("rotate", p.space_id) for p in platforms):
+            raise PermissionDenied("you may not rotate some of these platforms")
+    ids = sorted({platform.pk for platform in platforms})
+    rotated: list[Platform] = []
+    with transaction.atomic():
+        for start in range(0, len(ids), ROTATION_CHUNK):
+            chunk = ids[start : start + ROTATION_CHUNK]
+            locked = list(Platform.objects.select_for_update().filter(pk__in=chunk).order_by("pk"))
+            _rotate_locked(locked, actor, grace)
+            rotated.extend(locked)
+    for platform in rotated:
+        signals.secret_rotated.send(
+            sender=Platform, platform=platform, user=actor.user, grace=grace
+        )
+    return len(rotated)
 
 
 def previous_secret_valid_until(platform: Platform) -> datetime | None:
@@ -771,20 +838,26 @@ def _invalidate_on_commit(api_key: str) -> None:
     transaction.on_commit(lambda: invalidate_platform(api_key))
 
 
+KeyEntry = tuple[HmacKey, float | None]  # (prepared HMAC key, grace end or None)
+
+
 @lru_cache(maxsize=4096)
-def _secret_key(ring: KeyRing, platform_id: int, ciphertext: str) -> bytes:
-    """Decrypt once per process, ring and ciphertext: the HMAC key as UTF-8 bytes.
+def _key_entries(
+    ring: KeyRing, platform_id: int, secrets: tuple[SecretSnapshot, ...]
+) -> tuple[KeyEntry, ...]:
+    """Decrypt a platform's secrets once per process and key ring.
 
-    The plaintext stays in this process's memory only; the shared cache holds
-    ciphertexts. A rotation makes a new ciphertext, hence a new entry.
+    Keyed by the ciphertexts themselves, so a rotation (new ciphertexts) is a new
+    entry. The plaintexts stay in this process's memory; the shared cache only
+    ever holds ciphertexts.
     """
-    return ring.decrypt(ciphertext, PlatformSecret.associated_data(platform_id)).encode("utf-8")
+    ad = PlatformSecret.associated_data(platform_id)
+    return tuple((HmacKey(ring.decrypt(s.ciphertext, ad)), s.expires_at) for s in secrets)
 
 
-def _secret_keys(snapshot: PlatformSnapshot, chosen: Iterable[SecretSnapshot]) -> list[bytes]:
-    ring = get_key_ring()
+def _keys(snapshot: PlatformSnapshot) -> tuple[KeyEntry, ...]:
     try:
-        return [_secret_key(ring, snapshot.platform_id, s.ciphertext) for s in chosen]
+        return _key_entries(get_key_ring(), snapshot.platform_id, snapshot.secrets)
     except DecryptionError as exc:
         logger.error("Cannot decrypt a secret of platform #%s: %s", snapshot.platform_id, exc)
         raise ServiceUnavailable(
@@ -793,7 +866,7 @@ def _secret_keys(snapshot: PlatformSnapshot, chosen: Iterable[SecretSnapshot]) -
 
 
 def clear_plaintext_cache() -> None:
-    _secret_key.cache_clear()
+    _key_entries.cache_clear()
 
 
 # ------------------------------------------------------------- signing, sessions
@@ -801,10 +874,10 @@ def clear_plaintext_cache() -> None:
 
 def sign_user_id(snapshot: PlatformSnapshot, user_id: str) -> str:
     """The signature of ``user_id`` with the platform's current secret."""
-    current = [s for s in snapshot.secrets if s.is_current]
-    if not current:
-        raise ServiceUnavailable(f"platform #{snapshot.platform_id} has no current secret")
-    return sign(_secret_keys(snapshot, current)[0], user_id)
+    for key, expires_at in _keys(snapshot):
+        if expires_at is None:
+            return sign(key, user_id)
+    raise ServiceUnavailable(f"platform #{snapshot.platform_id} has no current secret")
 
 
 def sign_for(space_slug: str, kind: str, user_id: str) -> str:
@@ -819,8 +892,9 @@ def verify_user_id(snapshot: PlatformSnapshot, user_id: str, signature: str) -> 
     keys come from the per-process decryption memo, so a warm call costs about
     what a hand-written ``hmac`` check does (``make bench``, key ``verify_ratio``).
     """
-    valid = snapshot.valid_secrets(time.time())
-    return verify(_secret_keys(snapshot, valid), user_id, signature)
+    now = time.time()
+    valid = [key for key, expires_at in _keys(snapshot) if expires_at is None or expires_at > now]
+    return verify(valid, user_id, signature)
 
 
 @dataclass(frozen=True)
