@@ -25,7 +25,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.cache import caches
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_slug
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, router, transaction
 from django.db.models import Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
@@ -459,7 +459,11 @@ def rotate_secret(platform: Platform, actor: Actor, grace: timedelta | None = No
     _authorize(actor, "rotate", platform.space_id)
     grace = _checked_grace(grace)
     with transaction.atomic():
-        locked = Platform.objects.select_for_update().get(pk=platform.pk)
+        locked = (
+            Platform.objects.select_related("space")
+            .select_for_update(of=("self",))
+            .get(pk=platform.pk)
+        )
         (plaintext,) = _rotate_locked([locked], actor, grace)
     signals.secret_rotated.send(sender=Platform, platform=locked, user=actor.user, grace=grace)
     return plaintext
@@ -490,7 +494,12 @@ def rotate_secrets(
     with transaction.atomic():
         for start in range(0, len(ids), ROTATION_CHUNK):
             chunk = ids[start : start + ROTATION_CHUNK]
-            locked = list(Platform.objects.select_for_update().filter(pk__in=chunk).order_by("pk"))
+            locked = list(
+                Platform.objects.select_related("space")  # str() in the audit names the space
+                .select_for_update(of=("self",))
+                .filter(pk__in=chunk)
+                .order_by("pk")
+            )
             _rotate_locked(locked, actor, grace)
             rotated.extend(locked)
     for platform in rotated:
@@ -834,6 +843,13 @@ def invalidate_platform(api_key: str) -> None:
         logger.warning("Trusted Identity cache unavailable: could not invalidate a platform")
 
 
+def invalidate_platforms(api_keys: Sequence[str]) -> None:
+    try:
+        _cache().delete_many([_cache_key(api_key) for api_key in api_keys])
+    except Exception:
+        logger.warning("Trusted Identity cache unavailable: could not invalidate platforms")
+
+
 def _invalidate_on_commit(api_key: str) -> None:
     transaction.on_commit(lambda: invalidate_platform(api_key))
 
@@ -1025,6 +1041,25 @@ class RekeyResult:
     failed: list[tuple[int, int, str]] = field(default_factory=list)  # (row, platform, reason)
 
 
+def _replace_ciphertexts(changes: list[tuple[str, int, str]]) -> None:
+    """``(new, pk, old)``: set each row's ciphertext, only where it is still ``old``.
+
+    One parameterised UPDATE run with ``executemany`` (pipelined by psycopg 3);
+    Django's ``bulk_update`` builds a CASE expression per row and costs more in
+    Python than the database spends on the whole batch. The ``old`` condition
+    leaves a row alone if something else re-encrypted it meanwhile.
+    """
+    connection = connections[router.db_for_write(PlatformSecret)]
+    table = connection.ops.quote_name(PlatformSecret._meta.db_table)
+    column = connection.ops.quote_name("ciphertext")
+    key = connection.ops.quote_name(PlatformSecret._meta.pk.column)
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"UPDATE {table} SET {column} = %s WHERE {key} = %s AND {column} = %s",  # noqa: S608
+            changes,
+        )
+
+
 def rekey(batch_size: int = 500) -> RekeyResult:
     """Re-encrypt every secret not under the first key, in batches.
 
@@ -1052,21 +1087,19 @@ def rekey(batch_size: int = 500) -> RekeyResult:
                 if ring.key_id_of(ciphertext) == primary:
                     continue
                 ad = PlatformSecret.associated_data(platform_id)
-                stale.append((pk, platform_id, ring.encrypt(ring.decrypt(ciphertext, ad), ad)))
+                token = ring.encrypt(ring.decrypt(ciphertext, ad), ad)
+                stale.append((pk, platform_id, ciphertext, token))
             except DecryptionError as exc:
                 result.failed.append((pk, platform_id, str(exc)))
         if stale:
             with transaction.atomic():
-                rows = []
-                for pk, platform_id, token in stale:
-                    row = PlatformSecret(pk=pk, platform_id=platform_id, ciphertext=token)
-                    rows.append(row)
-                PlatformSecret.objects.bulk_update(rows, ["ciphertext"])
-                api_keys = Platform.objects.filter(
-                    pk__in={platform_id for _, platform_id, _ in stale}
-                ).values_list("api_key", flat=True)
-                for api_key in api_keys:
-                    _invalidate_on_commit(api_key)
+                _replace_ciphertexts([(token, pk, old) for pk, _, old, token in stale])
+                api_keys = list(
+                    Platform.objects.filter(
+                        pk__in={platform_id for _, platform_id, _, _ in stale}
+                    ).values_list("api_key", flat=True)
+                )
+                transaction.on_commit(lambda keys=api_keys: invalidate_platforms(keys))
             result.rekeyed += len(stale)
     return result
 
