@@ -1,0 +1,409 @@
+"""The admin console in a real Chromium: Debian's ``chromium`` driven by Playwright.
+
+Every test is a click-through against pytest-django's ``live_server``: log in on
+/admin/login/, open a space's Trusted Identity page from the space list, reveal
+and copy a secret, rotate with a grace, turn enforcement on and off through the
+confirmation page and the override, and check what a viewer can't do.
+
+The browser is ``/usr/bin/chromium`` (no Playwright browser download). Without it
+the tests skip locally, but fail when ``CI`` is set, so CI can't pass them silently.
+"""
+
+import os
+
+# Playwright's sync API keeps an asyncio loop in this thread, which makes Django
+# refuse database access from the test ("SynchronousOnlyOperation"). The test does
+# not share connections across threads in an unsafe way: this is Django's
+# documented switch for exactly this case, set before any database use.
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+import re
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.contrib.admin.models import LogEntry
+from django.contrib.contenttypes.models import ContentType
+from django.utils import timezone
+
+from trusted_identity import services, signing
+from trusted_identity.models import Platform, Role
+
+from .factories import PASSWORD, MembershipFactory, PlatformFactory, SpaceFactory, UserFactory
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = Path(os.environ.get("TRUSTED_IDENTITY_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TIMEOUT_MS = 15_000
+
+
+def _missing_browser(reason: str):
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}; CI must run the browser tests (.ci/run installs chromium)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not CHROMIUM.exists() and shutil.which("chromium") is None:
+        _missing_browser(f"no Chromium at {CHROMIUM}")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:  # pragma: no cover - playwright is a dev dependency
+        _missing_browser("Playwright for Python is not installed")
+    executable = CHROMIUM if CHROMIUM.exists() else Path(shutil.which("chromium"))
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(executable), headless=True, args=CHROMIUM_ARGS
+        )
+        yield chromium
+        chromium.close()
+
+
+def _new_context(browser, live_server, **options):
+    context = browser.new_context(
+        base_url=live_server.url, viewport={"width": 1280, "height": 900}, **options
+    )
+    context.set_default_timeout(TIMEOUT_MS)
+    return context
+
+
+@pytest.fixture
+def context(browser, live_server):
+    context = _new_context(browser, live_server)
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def page(context):
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    assert errors == [], f"JavaScript errors on the page: {errors}"
+
+
+@pytest.fixture
+def space(db):
+    return SpaceFactory(slug="acme", name="Acme")
+
+
+@pytest.fixture
+def web(space):
+    return PlatformFactory(space=space, kind="web")
+
+
+@pytest.fixture
+def owner(space):
+    user = UserFactory(username="olivia")
+    MembershipFactory(space=space, user=user, role=Role.OWNER)
+    return user
+
+
+@pytest.fixture
+def viewer(space):
+    user = UserFactory(username="victor")
+    MembershipFactory(space=space, user=user, role=Role.VIEWER)
+    return user
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def log_in(page, user):
+    page.goto("/admin/login/?next=/admin/")
+    page.fill("#id_username", user.get_username())
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_url("**/admin/")
+    assert page.locator("#user-tools").is_visible()
+
+
+def settings_path(space):
+    return f"/admin/trusted_identity/space/{space.pk}/trusted-identity/"
+
+
+def open_settings(page, space):
+    """From the admin index, through the space list's "Settings" link."""
+    page.click("#content-main a[href$='/trusted_identity/space/']")
+    page.wait_for_url("**/trusted_identity/space/")
+    page.click(f"a.ti-settings-link[href='{settings_path(space)}']")
+    page.wait_for_url(f"**{settings_path(space)}")
+    assert page.title().startswith(f"Trusted Identity: {space}")
+
+
+def current_secret(platform):
+    """Decrypted from the model, so the check itself writes no audit entry."""
+    return services.current_secret_row(platform).get_secret()
+
+
+def platform_log(platform):
+    return LogEntry.objects.filter(
+        content_type=ContentType.objects.get_for_model(Platform), object_id=str(platform.pk)
+    ).order_by("pk")
+
+
+def success_messages(page):
+    return page.locator("ul.messagelist li.success").all_inner_texts()
+
+
+# -------------------------------------------------------------------- tests
+
+
+def test_log_in_and_open_the_settings_page(page, space, web, owner):
+    PlatformFactory(space=space, kind="ios")
+    log_in(page, owner)
+    open_settings(page, space)
+    assert page.locator("section.ti-platform").evaluate_all(
+        "sections => sections.map(s => s.dataset.platform)"
+    ) == ["web", "ios"]
+    for kind in ("web", "ios"):
+        section = page.locator(f"#platform-{kind}")
+        assert section.get_attribute("data-platform") == kind
+        assert section.locator(f"#reveal-{kind}").inner_text() == "Reveal"
+        assert section.locator(f"#rotate-{kind}").inner_text() == "Rotate"
+        assert section.locator(f"#enforcement-{kind}").inner_text() == "Turn on enforcement"
+        assert section.locator(f"#figures-{kind} td[data-figure='valid']").inner_text() == "0"
+    assert "Your role in this space: Owner." in page.locator(".ti-intro").inner_text()
+    assert page.locator(".ti-secret.ti-revealed").count() == 0
+
+
+def test_reveal_shows_the_secret_audits_it_and_a_reload_hides_it(page, space, web, owner):
+    log_in(page, owner)
+    page.goto(settings_path(space))
+    before = platform_log(web).count()
+    page.click("#reveal-web")
+    secret = page.locator("#secret-web.ti-revealed")
+    secret.wait_for()
+    shown = secret.inner_text().strip()
+    assert shown == current_secret(web)
+    assert shown.startswith("tis_web_")
+    revealed = platform_log(web).filter(change_message="Revealed the current secret.")
+    assert revealed.filter(user=owner).count() == 1
+    assert platform_log(web).count() > before
+    warning = page.locator("ul.messagelist li.warning").inner_text()
+    assert "You revealed the current Web secret" in warning
+    # The page replaced its history entry: a reload is a GET, and hides the secret.
+    assert page.url.endswith(settings_path(space))
+    page.reload()
+    assert page.locator("#secret-web.ti-revealed").count() == 0
+    assert page.locator("#reveal-web").is_visible()
+    assert shown not in page.content()
+    assert revealed.filter(user=owner).count() == 1  # the reload did not reveal again
+
+
+def test_copy_puts_the_secret_on_the_clipboard(browser, live_server, space, web, owner):
+    context = _new_context(browser, live_server)
+    try:
+        context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
+        page = context.new_page()
+        log_in(page, owner)
+        page.goto(settings_path(space))
+        page.click("#reveal-web")
+        shown = page.locator("#secret-web.ti-revealed").inner_text().strip()
+        copy = page.locator("#copy-web")
+        assert copy.inner_text() == "Copy"
+        copy.click()
+        status = page.locator("#copy-status-web")
+        status.filter(has_text=re.compile(".+")).wait_for()
+        assert status.get_attribute("role") == "status"
+        assert copy.get_attribute("data-ti-copy-result") == "copied"
+        assert status.inner_text() == "Copied to the clipboard."
+        assert page.evaluate("navigator.clipboard.readText()") == shown
+    finally:
+        context.close()
+
+
+def test_copy_without_the_clipboard_api_selects_the_secret(page, space, web, owner):
+    """The fallback path: no async clipboard (or it refuses), execCommand fails too."""
+    page.add_init_script(
+        "Object.defineProperty(navigator, 'clipboard', {value: undefined});"
+        "document.execCommand = () => false;"
+    )
+    log_in(page, owner)
+    page.goto(settings_path(space))
+    page.click("#reveal-web")
+    shown = page.locator("#secret-web.ti-revealed").inner_text().strip()
+    page.click("#copy-web")
+    status = page.locator("#copy-status-web")
+    status.filter(has_text=re.compile(".+")).wait_for()
+    assert status.inner_text() == "Could not copy: select the secret and copy it by hand."
+    assert page.locator("#copy-web").get_attribute("data-ti-copy-result") == "failed"
+    assert page.evaluate("window.getSelection().toString().trim()") == shown
+
+
+def test_rotate_with_a_grace_through_the_confirmation(page, space, web, owner):
+    old = current_secret(web)
+    log_in(page, owner)
+    page.goto(settings_path(space))
+    page.select_option("#grace-web", "1h")
+    page.click("#rotate-web")
+    page.wait_for_url(re.compile(r"/trusted-identity/web/rotate/$"))
+    assert page.locator("h1").inner_text() == "Rotate the Web secret?"
+    assert page.locator("#id_grace").input_value() == "1h"  # the choice carried over
+    assert current_secret(web) == old  # nothing happens before the confirmation
+    confirm = page.locator("#confirm-rotate")
+    assert confirm.inner_text() == "Yes, rotate"
+    confirm.click()
+    page.wait_for_url(f"**{settings_path(space)}#platform-web")
+
+    new = current_secret(web)
+    assert new != old
+    (message,) = success_messages(page)
+    assert message.startswith("Rotated the secret of acme/web.")
+    assert "The previous secret still verifies until" in message
+    body = page.content()
+    assert new not in body and old not in body  # rotation never displays a secret
+    assert page.locator("#secret-web.ti-revealed").count() == 0
+    until = services.previous_secret_valid_until(web)
+    assert abs(until - (timezone.now() + timedelta(hours=1))) < timedelta(minutes=1)
+    assert page.locator("#previous-valid-until-web time").count() == 1
+
+    snapshot = services.lookup_platform(web.api_key)
+    for secret in (new, old):
+        assert services.verify_user_id(snapshot, "user-42", signing.sign(secret, "user-42"))
+    entry = platform_log(web).filter(user=owner).last()
+    assert entry.get_change_message() == "Rotated the secret; previous secret grace: 1 hour."
+
+
+def test_toggle_enforcement_through_the_confirmation_and_the_override(page, space, web, owner):
+    log_in(page, owner)
+    page.goto(settings_path(space))
+
+    # On, with no traffic: a confirmation page, then enforced.
+    page.click("#enforcement-web")
+    page.wait_for_url(re.compile(r"/trusted-identity/web/enforcement/$"))
+    assert page.locator("h1").inner_text() == "Turn on enforcement for Web?"
+    assert page.locator("#id_override").count() == 0
+    assert not Platform.objects.get(pk=web.pk).enforced
+    page.click("#confirm-enforcement")
+    page.wait_for_url(f"**{settings_path(space)}#platform-web")
+    assert Platform.objects.get(pk=web.pk).enforced
+    assert page.locator("#enforcement-state-web").inner_text() == "Enforced"
+    assert success_messages(page)[0].startswith("Enforcement is now on for Web")
+
+    # Off again, also confirmed.
+    page.click("#enforcement-web")
+    assert page.locator("h1").inner_text() == "Turn off enforcement for Web?"
+    page.click("#confirm-enforcement")
+    page.wait_for_url(f"**{settings_path(space)}#platform-web")
+    assert not Platform.objects.get(pk=web.pk).enforced
+    assert page.locator("#enforcement-web").inner_text() == "Turn on enforcement"
+
+    # Below the threshold: the confirmation needs the override box and a reason.
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    services.record_outcome(web.pk, "valid", 90, at=an_hour_ago)
+    services.record_outcome(web.pk, "missing", 10, at=an_hour_ago)
+    page.reload()
+    assert page.locator("#platform-web .ti-readiness").get_attribute("data-ready") == "false"
+    page.click("#enforcement-web")
+    assert "Not ready: only 90.0%" in page.locator(".ti-readiness").inner_text()
+    confirm = page.locator("#confirm-enforcement")
+    assert confirm.inner_text() == "Yes, turn on enforcement"
+    confirm.click()  # no override ticked
+    assert page.locator(".errorlist").first.is_visible()
+    assert not Platform.objects.get(pk=web.pk).enforced
+    page.check("#id_override")
+    page.click("#confirm-enforcement")  # ticked, but no reason
+    assert "Give the reason for the override." in page.locator(".errorlist").inner_text()
+    assert not Platform.objects.get(pk=web.pk).enforced
+    assert page.locator("#id_override").is_checked()
+    page.fill("#id_reason", "Launch day: the old app version is retired")
+    page.click("#confirm-enforcement")
+    page.wait_for_url(f"**{settings_path(space)}#platform-web")
+    assert Platform.objects.get(pk=web.pk).enforced
+    assert page.locator("#enforcement-web").inner_text() == "Turn off enforcement"
+
+    messages = [e.get_change_message() for e in platform_log(web).filter(user=owner)]
+    assert messages[:2] == ["Turned enforcement on.", "Turned enforcement off."]
+    assert messages[2].startswith("Turned enforcement on below the readiness threshold")
+    assert messages[2].endswith("override reason: Launch day: the old app version is retired")
+    # The audit history of the platform shows it, one click away.
+    page.click("#platform-web .ti-links a:text('History')")
+    assert "override reason: Launch day" in page.locator("#change-history").inner_text()
+
+
+def test_viewer_sees_figures_but_cannot_reveal(page, space, web, viewer):
+    services.record_outcome(web.pk, "valid", 7, at=timezone.now() - timedelta(hours=2))
+    log_in(page, viewer)
+    open_settings(page, space)
+    assert page.locator("#figures-web td[data-figure='valid']").inner_text() == "7"
+    assert page.locator("#chart-web svg").is_visible()
+    for control in ("reveal-web", "rotate-web", "enforcement-web", "copy-web"):
+        assert page.locator(f"#{control}").count() == 0
+    assert page.get_by_role("button", name="Reveal").count() == 0
+    assert "Your role in this space: Viewer." in page.locator(".ti-intro").inner_text()
+
+    # A forged Reveal POST, with a valid CSRF token, from the viewer's own session.
+    status, body = page.evaluate(
+        """async (url) => {
+            const token = document.cookie.match(/(?:^|; )csrftoken=([^;]+)/)[1];
+            const response = await fetch(url, {
+                method: "POST", headers: {"X-CSRFToken": token}, body: new FormData(),
+            });
+            return [response.status, await response.text()];
+        }""",
+        f"{settings_path(space)}web/reveal/",
+    )
+    assert status in (403, 404)
+    assert "CSRF" not in body
+    assert current_secret(web) not in body
+    assert not LogEntry.objects.filter(user=viewer).exists()
+
+
+def test_reveal_is_reachable_with_tab_and_activates_with_enter(page, space, web, owner):
+    log_in(page, owner)
+    page.goto(settings_path(space))
+    page.locator("#api-key-web").click()  # start from the platform's first fact
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == "reveal-web":
+            break
+    else:
+        pytest.fail("Tab never reached the Reveal button")
+    assert page.locator("#reveal-web").evaluate("b => b.matches(':focus-visible')")
+    page.keyboard.press("Enter")
+    page.locator("#secret-web.ti-revealed").wait_for()
+    assert page.locator("#secret-web.ti-revealed").inner_text().strip() == current_secret(web)
+
+
+def test_dark_mode_uses_the_admin_dark_theme(browser, live_server, space, web, owner):
+    colors, session = {}, None
+    for scheme in ("light", "dark"):
+        context = _new_context(browser, live_server, color_scheme=scheme, storage_state=session)
+        try:
+            page = context.new_page()
+            if session is None:
+                log_in(page, owner)
+                session = context.storage_state()
+            page.goto(settings_path(space))
+            colors[scheme] = page.evaluate(
+                """() => {
+                    const style = (selector, property) =>
+                        getComputedStyle(document.querySelector(selector))[property];
+                    return {
+                        body: style("body", "backgroundColor"),
+                        text: style("body", "color"),
+                        badge: style("#enforcement-state-web", "color"),
+                        secret: style("#secret-web", "backgroundColor"),
+                    };
+                }"""
+            )
+        finally:
+            context.close()
+    assert colors["light"]["body"] == "rgb(255, 255, 255)"
+    assert colors["dark"]["body"] == "rgb(18, 18, 18)"  # the admin's --body-bg, #121212
+    assert colors["dark"]["text"] != colors["light"]["text"]
+    assert colors["dark"]["badge"] == colors["dark"]["text"]  # readable on the dark theme
+    assert colors["dark"]["secret"] != colors["light"]["secret"]
