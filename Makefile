@@ -8,13 +8,14 @@ STAMP := $(VENV)/.installed
 
 export DJANGO_SETTINGS_MODULE ?= project.settings
 
-.PHONY: help install run serve test test-postgres lint migrate demo clean
+.PHONY: help install run serve test test-postgres lint migrate demo screenshots clean
 
 help:
 	@echo "make run    - install, migrate, create the demo space and admin login, serve on $(HOST):$(PORT)"
 	@echo "make test   - install and run the whole test suite"
 	@echo "make serve  - gunicorn, DEBUG off, settings from the environment"
 	@echo "make lint   - ruff"
+	@echo "make screenshots - regenerate docs/screenshots/ (Debian's chromium, no download)"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -56,6 +57,11 @@ test: install
 POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/trusted_identity
 test-postgres: install
 	DATABASE_URL=$(POSTGRES_URL) $(BIN)/python -m pytest
+
+# The README's screenshots of the admin settings page, light and dark, from demo data
+# in a throw-away database; needs Debian's chromium (/usr/bin/chromium).
+screenshots: install
+	$(BIN)/python docs/screenshots.py
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,0 +1,215 @@
+"""Regenerate the README's screenshots of the admin settings page: ``make screenshots``.
+
+Builds a throw-away SQLite database with a demo space (web, iOS and Android, a
+week of realistic session-start figures, web enforced, iOS rotated two hours ago
+with a 24-hour grace), serves the example project on a local port, logs in
+through /admin/login/ in Debian's Chromium (driven by Playwright; no browser
+download, no network) and saves the space's Trusted Identity page, full length,
+in the light and the dark theme:
+
+    docs/screenshots/settings-light.png
+    docs/screenshots/settings-dark.png
+
+No secret is revealed on them. Figures are drawn from a seeded generator, so
+only the dates change from one run to the next.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import secrets
+import sys
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "docs" / "screenshots"
+CHROMIUM = os.environ.get("TRUSTED_IDENTITY_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--font-render-hinting=none",
+]
+USERNAME, PASSWORD = "dana", secrets.token_urlsafe(16)
+VIEWPORT = {"width": 1280, "height": 900}
+
+#: Hourly session starts per platform: (identified starts at the daily peak, visitors
+#: at the peak, valid share on the first and on the last day, share of the non-valid
+#: starts that are "missing" rather than "invalid").
+TRAFFIC = {
+    "web": (420, 260, 0.998, 0.999, 0.2),
+    "ios": (310, 90, 0.991, 0.997, 0.6),
+    "android": (260, 70, 0.55, 0.86, 0.9),
+}
+
+
+def configure(workdir: Path) -> None:
+    sys.path.insert(0, str(ROOT))
+    from trusted_identity.crypto import generate_key
+
+    os.environ.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "project.settings",
+            "DJANGO_READ_DOT_ENV": "0",  # a developer's .env must not leak into the docs
+            "DEBUG": "1",
+            "SECRET_KEY": secrets.token_urlsafe(50),
+            "DATABASE_URL": f"sqlite:///{workdir / 'screenshots.sqlite3'}",
+            "CACHE_URL": "locmemcache://screenshots",
+            "TRUSTED_IDENTITY_ENCRYPTION_KEYS": generate_key(),
+            "TRUSTED_IDENTITY_RATE_LIMIT": "off",
+            "TIME_ZONE": "UTC",
+            "LOG_LEVEL": "WARNING",
+            # Playwright's sync API runs an event loop in this thread; Django's
+            # documented switch lets this single-purpose script still use the ORM.
+            "DJANGO_ALLOW_ASYNC_UNSAFE": "true",
+        }
+    )
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0, interactive=False)
+
+
+def demo_data():
+    """The demo space, its owner, and the figures of the last 7 days. Returns the space."""
+    from django.contrib.auth import get_user_model
+    from django.utils import timezone
+
+    from trusted_identity import outcomes, services
+    from trusted_identity.models import Platform, PlatformSecret, Role
+
+    user = get_user_model().objects.create_user(
+        USERNAME, "dana@example.com", PASSWORD, is_staff=True, first_name="Dana"
+    )
+    cli = services.get_cli_actor()
+    space = services.create_space("acme", "Acme Mobile", cli)
+    services.grant(space, USERNAME, Role.OWNER, cli)
+    actor = services.Actor.admin(user)
+    platforms = {kind: services.add_platform(space, kind, actor) for kind in TRAFFIC}
+
+    now = timezone.now()
+    rng = random.Random(20240611)  # noqa: S311 - figures for a picture, not a secret
+    hours = 7 * 24
+    for kind, (identified_peak, visitor_peak, first, last, missing_part) in TRAFFIC.items():
+        for back in range(hours, 0, -1):
+            at = now - timedelta(hours=back)
+            # A day curve: quiet at night (UTC 03:00), busiest in the evening.
+            load = 0.25 + 0.75 * (0.5 - 0.5 * math.cos((at.hour - 3) / 24 * 2 * math.pi))
+            identified = round(identified_peak * load * rng.uniform(0.85, 1.15))
+            visitors = round(visitor_peak * load * rng.uniform(0.8, 1.2))
+            share = first + (last - first) * (1 - back / hours)
+            valid = round(identified * min(1.0, rng.gauss(share, 0.004)))
+            bad = identified - valid
+            missing = round(bad * missing_part)
+            invalid = bad - missing
+            if kind == "web" and back < 3 * 24:  # enforced for 3 days: refused, not counted bad
+                counts = {"valid": valid, "rejected": bad, "visitor": visitors}
+            else:
+                counts = {"valid": valid, "invalid": invalid, "missing": missing}
+                counts["visitor"] = visitors
+            for outcome, count in counts.items():
+                if count > 0:
+                    services.record_outcome(platforms[kind].pk, outcome, count, at=at)
+    outcomes.flush()
+
+    # Web: enforced three days ago (the figures were ready); secrets made weeks ago.
+    services.set_enforcement(platforms["web"], True, actor)
+    Platform.objects.filter(pk=platforms["web"].pk).update(
+        enforcement_changed_at=now - timedelta(days=3, hours=2)
+    )
+    for kind, age in (("web", timedelta(days=41)), ("android", timedelta(days=63))):
+        PlatformSecret.objects.filter(platform=platforms[kind]).update(created_at=now - age)
+    # iOS: rotated two hours ago with a 24-hour grace for the previous secret.
+    PlatformSecret.objects.filter(platform=platforms["ios"]).update(
+        created_at=now - timedelta(days=88)
+    )
+    services.rotate_secret(platforms["ios"], actor, timedelta(hours=24))
+    rotated = now - timedelta(hours=2)
+    rows = PlatformSecret.objects.filter(platform=platforms["ios"])
+    rows.filter(retired_at__isnull=True).update(created_at=rotated)
+    rows.filter(retired_at__isnull=False).update(
+        retired_at=rotated, valid_until=rotated + timedelta(hours=24)
+    )
+    return space
+
+
+def serve():
+    from django.contrib.staticfiles.handlers import StaticFilesHandler
+    from django.test.testcases import LiveServerThread
+
+    server = LiveServerThread("localhost", StaticFilesHandler, port=0)
+    server.daemon = True
+    server.start()
+    server.is_ready.wait()
+    if server.error:
+        raise server.error
+    return server, f"http://localhost:{server.port}"
+
+
+def shoot(base_url: str, space) -> list[Path]:
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        sys.exit(f"No Chromium at {CHROMIUM}: apt-get install chromium (no browser download)")
+    OUT.mkdir(parents=True, exist_ok=True)
+    settings_path = f"/admin/trusted_identity/space/{space.pk}/trusted-identity/"
+    saved = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        session = None
+        for scheme in ("light", "dark"):
+            context = browser.new_context(
+                base_url=base_url,
+                viewport=VIEWPORT,
+                color_scheme=scheme,
+                device_scale_factor=1,
+                storage_state=session,
+            )
+            context.route("**/favicon.ico", lambda route: route.fulfill(status=204))
+            page = context.new_page()
+            if session is None:
+                page.goto("/admin/login/?next=/admin/")
+                page.fill("#id_username", USERNAME)
+                page.fill("#id_password", PASSWORD)
+                page.click("input[type=submit]")
+                page.wait_for_url("**/admin/")
+                session = context.storage_state()
+            page.goto(settings_path)
+            page.wait_for_load_state("networkidle")
+            if page.locator(".ti-secret.ti-revealed").count():  # pragma: no cover
+                sys.exit("a secret is revealed on the page: not saving a screenshot of it")
+            path = OUT / f"settings-{scheme}.png"
+            page.screenshot(path=str(path), full_page=True, animations="disabled")
+            saved.append(path)
+            context.close()
+        browser.close()
+    return saved
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="ti-screenshots-") as workdir:
+        configure(Path(workdir))
+        space = demo_data()
+        server, base_url = serve()
+        try:
+            saved = shoot(base_url, space)
+        finally:
+            server.terminate()
+    for path in saved:
+        print(f"{path.relative_to(ROOT)}  {path.stat().st_size // 1024} KB")
+
+
+if __name__ == "__main__":
+    main()
