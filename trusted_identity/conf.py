@@ -56,6 +56,9 @@ DEFAULTS: dict[str, Any] = {
     "CACHE_ALIAS": "default",
     # Seconds a platform lookup may stay in the cache; writes invalidate it at once.
     "LOOKUP_CACHE_TIMEOUT": 300,
+    # Keep looked-up platforms in process memory too, while subscribed to Redis
+    # invalidations (only with a Redis cache; see nearcache.py).
+    "LOCAL_LOOKUP_CACHE": True,
     # Seconds a process gathers session-start counts before writing them (as atomic
     # increments); 0 writes each start at once. Figures lag by at most this much.
     "COUNT_FLUSH_INTERVAL": 0.5,

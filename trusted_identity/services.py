@@ -58,6 +58,7 @@ from .models import (
     Space,
     SpaceMembership,
 )
+from .nearcache import near_cache
 from .signing import HmacKey, generate_secret, sign, verify
 
 logger = logging.getLogger("trusted_identity")
@@ -817,6 +818,10 @@ def lookup_platform(api_key: str) -> PlatformSnapshot:
     if not isinstance(api_key, str) or not api_key or len(api_key) > 128 or "\x00" in api_key:
         raise InvalidApiKey("missing or unknown API key (send it in the X-Api-Key header)")
     key = _cache_key(api_key)
+    snapshot = near_cache.get(key)
+    if snapshot is not None:
+        return snapshot
+    generation = near_cache.generation()
     cache = _cache()
     try:
         snapshot = cache.get(key)
@@ -833,21 +838,23 @@ def lookup_platform(api_key: str) -> PlatformSnapshot:
                 cache.set(key, snapshot, app_settings.LOOKUP_CACHE_TIMEOUT)
             except Exception:
                 logger.warning("Trusted Identity cache unavailable on write")
+    if cache is not None:
+        near_cache.put(key, snapshot, generation)
     return snapshot
 
 
 def invalidate_platform(api_key: str) -> None:
-    try:
-        _cache().delete(_cache_key(api_key))
-    except Exception:
-        logger.warning("Trusted Identity cache unavailable: could not invalidate a platform")
+    invalidate_platforms([api_key])
 
 
 def invalidate_platforms(api_keys: Sequence[str]) -> None:
+    """Drop platforms from the shared cache, then from every process's near cache."""
+    keys = [_cache_key(api_key) for api_key in api_keys]
     try:
-        _cache().delete_many([_cache_key(api_key) for api_key in api_keys])
+        _cache().delete_many(keys)
     except Exception:
         logger.warning("Trusted Identity cache unavailable: could not invalidate platforms")
+    near_cache.publish(keys)
 
 
 def _invalidate_on_commit(api_key: str) -> None:

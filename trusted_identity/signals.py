@@ -32,6 +32,10 @@ def _reset_on_setting_change(*, setting: str, **kwargs) -> None:
 
         reset_key_ring()
         clear_plaintext_cache()
+    if setting in {"TRUSTED_IDENTITY", "CACHES"}:
+        from .nearcache import near_cache
+
+        near_cache.reset()
 
 
 def _forget_platform(sender, instance, **kwargs) -> None:
