@@ -8,12 +8,13 @@ STAMP := $(VENV)/.installed
 
 export DJANGO_SETTINGS_MODULE ?= project.settings
 
-.PHONY: help install run serve test test-postgres lint migrate demo screenshots clean
+.PHONY: help install run serve bench test test-postgres lint migrate demo screenshots clean
 
 help:
 	@echo "make run    - install, migrate, create the demo space and admin login, serve on $(HOST):$(PORT)"
 	@echo "make test   - install and run the whole test suite"
 	@echo "make serve  - gunicorn, DEBUG off, settings from the environment"
+	@echo "make bench  - benchmarks: a table, and bench/results.json"
 	@echo "make lint   - ruff"
 	@echo "make screenshots - regenerate docs/screenshots/ (Debian's chromium, no download)"
 
@@ -62,6 +63,12 @@ test-postgres: install
 # in a throw-away database; needs Debian's chromium (/usr/bin/chromium).
 screenshots: install
 	$(BIN)/python docs/screenshots.py
+
+# Benchmarks (docs/performance.md): PostgreSQL and Redis on loopback when they answer.
+bench: install
+	@command -v wrk >/dev/null 2>&1 || { echo "Installing Debian's wrk (load generator)..."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+	$(BIN)/python -m bench.run
 
 lint: install
 	$(BIN)/ruff check .
