@@ -751,10 +751,6 @@ class SecretSnapshot:
     ciphertext: str
     expires_at: float | None  # end of grace as a Unix time; None for the current secret
 
-    @property
-    def is_current(self) -> bool:
-        return self.expires_at is None
-
 
 @dataclass(frozen=True)
 class PlatformSnapshot:
@@ -765,10 +761,6 @@ class PlatformSnapshot:
     kind: str
     enforced: bool
     secrets: tuple[SecretSnapshot, ...] = field(default=())
-
-    def valid_secrets(self, now: float) -> list[SecretSnapshot]:
-        """The current secret and those still in grace at Unix time ``now``."""
-        return [s for s in self.secrets if s.expires_at is None or s.expires_at > now]
 
 
 def _cache_key(api_key: str) -> str:
