@@ -6,7 +6,6 @@ PORT ?= 8000
 HOST ?= 127.0.0.1
 STAMP := $(VENV)/.installed
 
-export DJANGO_SETTINGS_MODULE ?= project.settings
 
 .PHONY: help install run serve bench test test-postgres lint migrate demo screenshots clean
 
