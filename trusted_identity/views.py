@@ -13,10 +13,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import ImproperlyConfigured, RequestDataTooBig, SuspiciousOperation
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.request import UnreadablePostError
+from django.urls import Resolver404, resolve
+from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_variables
 
@@ -79,6 +81,19 @@ def api_view(*methods: str) -> Callable:
                 )
             except TrustedIdentityError as exc:
                 return error_response(exc.code, exc.message, exc.status)
+            except SuspiciousOperation as exc:
+                # Django refused part of the request (such as TooManyFieldsSent): the
+                # client's fault, as Django itself would answer, but in JSON.
+                logger.warning("Refused a malformed request to %s: %s", view.__name__, exc)
+                return error_response("invalid_request", "the request is malformed", 400)
+            except ImproperlyConfigured as exc:
+                # Missing or unusable encryption keys: the operator's problem, named in the log.
+                logger.error("Trusted Identity is misconfigured: %s", exc)
+                return error_response(
+                    "service_unavailable",
+                    "the service is not configured correctly; the operator has been told",
+                    503,
+                )
             except DatabaseError:
                 logger.exception("Database error in %s", view.__name__)
                 return error_response(
@@ -203,3 +218,53 @@ def sign_current_user(request: HttpRequest) -> HttpResponse:
 def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
     """Anything else under the mount: a JSON 404, never Django's HTML page."""
     return error_response("not_found", "no such endpoint", 404)
+
+
+# ------------------------------------------------------------------ error handlers
+#
+# Django answers some requests before any view runs: a Host header that is not
+# allowed (DisallowedHost), an uncaught error in a middleware. With DEBUG off it
+# calls the project's handler400/403/404/500, whose defaults are HTML pages. Set
+# these in the project's root URLconf (``handler400 = "trusted_identity.views.handler400"``
+# and so on): under the app's mount they answer the contract's JSON error body;
+# everywhere else they defer to Django's defaults.
+
+
+def is_app_path(request: HttpRequest) -> bool:
+    """Whether the request's path is under this app's mount, in whatever URLconf includes it."""
+    from .urls import app_name  # not at import time: urls imports this module
+
+    try:
+        match = resolve(request.path_info, getattr(request, "urlconf", None))
+    except Resolver404:
+        return False
+    except Exception:  # a broken URLconf must not break the error page as well
+        logger.exception("Could not resolve %r for an error page", request.path_info)
+        return False
+    return app_name in match.app_names
+
+
+def handler400(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if is_app_path(request):
+        return error_response(
+            "invalid_request", "the request is malformed (such as a Host header not allowed)", 400
+        )
+    return defaults.bad_request(request, exception)
+
+
+def handler403(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if is_app_path(request):
+        return error_response("permission_denied", "the request was refused", 403)
+    return defaults.permission_denied(request, exception)
+
+
+def handler404(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if is_app_path(request):
+        return error_response("not_found", "no such endpoint", 404)
+    return defaults.page_not_found(request, exception)
+
+
+def handler500(request: HttpRequest) -> HttpResponse:
+    if is_app_path(request):
+        return error_response("internal_error", "an unexpected error occurred", 500)
+    return defaults.server_error(request)
