@@ -15,3 +15,31 @@ max_requests_jitter = 2000
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+# ---------------------------------------------------------------------------
+# gunicorn answers requests it can't parse as HTTP (a garbled request line, a NUL
+# in a header, a line or header block over its limits) itself, before Django, with
+# an HTML page. This server is a JSON API and an admin: answer those with the
+# contract's JSON error body instead. Same signature as gunicorn.util.write_error,
+# which gunicorn looks up at call time (gunicorn/workers/base.py, handle_error).
+import json  # noqa: E402
+
+import gunicorn.util  # noqa: E402
+
+
+def write_json_error(sock, status_int, reason, mesg):
+    code = "internal_error" if status_int == 500 else "invalid_request"
+    message = f"{reason}: {mesg}"[:300] if mesg else reason
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\n"
+        "Connection: close\r\n"
+        "Content-Type: application/json\r\n"
+        "Cache-Control: no-store\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    gunicorn.util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
+gunicorn.util.write_error = write_json_error
