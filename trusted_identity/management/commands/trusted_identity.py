@@ -101,19 +101,27 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         subcommand = options["subcommand"]
+        for name, value in options.items():
+            # Bytes that are not UTF-8 on the command line arrive as lone surrogates
+            # (surrogateescape); no user id, slug or name can hold them.
+            if isinstance(value, str) and not _is_utf8(value):
+                raise CommandError(f"{name.replace('_', '-')}: not valid UTF-8")
         handler: Callable[[dict[str, Any]], None] = getattr(
             self, "do_" + subcommand.replace("-", "_")
         )
         try:
             handler(options)
+        except CommandError as exc:
+            raise CommandError(_one_line(str(exc)), returncode=exc.returncode) from None
         except NotReady as exc:
-            raise CommandError(f"{exc.message} (use --force with --reason)") from None
+            raise CommandError(_one_line(f"{exc.message} (use --force with --reason)")) from None
         except TrustedIdentityError as exc:
-            raise CommandError(exc.message) from None
+            raise CommandError(_one_line(exc.message)) from None
         except ImproperlyConfigured as exc:
-            raise CommandError(str(exc)) from None
+            raise CommandError(_one_line(str(exc))) from None
         except DatabaseError as exc:
-            raise CommandError(f"database error: {str(exc).splitlines()[0]}") from None
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise CommandError(_one_line(f"database error: {first}")) from None
 
     # -- helpers
 
@@ -231,8 +239,22 @@ class Command(BaseCommand):
         self._say(f"{options['username']} is no longer a member of {space.slug!r}.")
 
 
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _one_line(text: str) -> str:
+    """An error on one line: line breaks in echoed input are shown as \\n."""
+    return text.strip().replace("\r", "\\r").replace("\n", "\\n")
+
+
 def _one_line_error(parser: CommandParser, message: str) -> None:
     """Usage errors as one line and exit code 2 (or CommandError when called from code)."""
+    message = _one_line(message)
     if parser.called_from_command_line:
         parser.exit(2, f"{parser.prog}: error: {message} (see --help)\n")
     raise CommandError(f"Error: {message}")
