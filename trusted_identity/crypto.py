@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from trusted_identity.signing import SecretStr
+
 TOKEN_VERSION = "v1"
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -123,7 +125,7 @@ class KeyRing:
         body = base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
         return f"{TOKEN_VERSION}:{key.key_id}:{body}"
 
-    def decrypt(self, token: str, associated_data: bytes) -> str:
+    def decrypt(self, token: str, associated_data: bytes) -> SecretStr:
         key_id, blob = self._split(token)
         key = self._by_id.get(key_id)
         if key is None:
@@ -134,7 +136,7 @@ class KeyRing:
             raise DecryptionError(
                 "authentication failed: the ciphertext was altered or belongs to another record"
             ) from None
-        return plaintext.decode("utf-8")
+        return SecretStr(plaintext.decode("utf-8"))  # masked in repr(), tracebacks, debug logs
 
     def key_id_of(self, token: str) -> str:
         return self._split(token)[0]

@@ -103,6 +103,22 @@ def verify(valid_secrets: Iterable[str | bytes | HmacKey], user_id: str, signatu
     return matched and candidate is not None
 
 
+class SecretStr(str):
+    """A secret in plaintext: the value itself to ``str()``, formatting, templates and
+    ``encode()``, but masked in its ``repr()``.
+
+    A traceback's local variables, a debugger, or Django's template engine logging a
+    failed variable lookup (it logs the ``repr()`` of the whole context at DEBUG)
+    show ``<secret: masked>`` instead of the value. Strings derived from it (slices,
+    concatenations) are plain ``str`` again.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<secret: masked>"
+
+
 SECRET_ALPHABET = string.ascii_letters + string.digits
 
 
@@ -112,4 +128,4 @@ def generate_secret(prefix: str, length: int = 48) -> str:
     48 characters from 62 carry about 285 bits, above the 256 the contract asks for.
     The prefix (such as ``tis_ios_``) lets secret scanners recognise a leaked one.
     """
-    return prefix + "".join(secrets.choice(SECRET_ALPHABET) for _ in range(length))
+    return SecretStr(prefix + "".join(secrets.choice(SECRET_ALPHABET) for _ in range(length)))
