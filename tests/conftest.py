@@ -1,13 +1,42 @@
 import json
+import logging
+import os
 from pathlib import Path
 
 import pytest
 from django.core.cache import caches
+from django.db.models.signals import post_delete, post_save
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from trusted_identity import services
 from trusted_identity.keyring import reset_key_ring
+from trusted_identity.models import PlatformSecret
 
+from . import hardening
 from .factories import PlatformFactory, SpaceFactory, SuperuserFactory
+
+# Property-based tests (tests/test_fuzz.py). "ci" is reproducible: the same
+# examples every run, no example database, no deadline (CI machines vary). Each
+# test sets its own max_examples; FUZZ_SCALE=10 multiplies them for a longer hunt,
+# HYPOTHESIS_PROFILE=explore also randomises.
+hypothesis_settings.register_profile(
+    "ci",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,  # fixtures set up once per test, on purpose
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.filter_too_much,
+    ],
+)
+hypothesis_settings.register_profile(
+    "explore", parent=hypothesis_settings.get_profile("ci"), derandomize=False
+)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 VECTORS_FILE = Path(__file__).resolve().parents[2] / "shared" / "vectors" / "node-hmac-sha256.json"
 LOCAL_VECTORS_FILE = Path(__file__).resolve().parent / "data" / "node-hmac-sha256.json"
@@ -50,3 +79,109 @@ def superuser(db):
 @pytest.fixture
 def cli_actor(db):
     return services.get_cli_actor()
+
+
+# ------------------------------------------------------- suite-wide leak check
+#
+# Every log record of every logger, at every level, is kept for the whole run;
+# every platform secret the run stores is decrypted and remembered (when saved,
+# when deleted, and before each test's rollback). At the end each secret is
+# searched for in every record (tests/hardening.py) and the figures are printed.
+
+_DB_FIXTURES = {
+    "db",
+    "transactional_db",
+    "django_db_reset_sequences",
+    "django_db_serialized_rollback",
+    "live_server",
+}
+
+
+def _remember_row(row: PlatformSecret) -> None:
+    try:
+        hardening.remember_secret(row.get_secret())
+    except Exception:  # tests break ciphertexts and swap keys on purpose
+        hardening.count("leak_rows_undecryptable")
+
+
+def _remember_saved(sender, instance, **kwargs):
+    _remember_row(instance)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _capture_every_log_record():
+    root = logging.getLogger()
+    changed = {}
+    for name in ("", "trusted_identity", "trusted_identity.audit", "django"):
+        logger = logging.getLogger(name)
+        changed[name] = (logger.level, logger.propagate)
+        logger.setLevel(logging.DEBUG)
+        if name:
+            logger.propagate = True
+    # Except the template engine's DEBUG records: each failed variable lookup logs the
+    # repr() of the whole context, which runs the querysets in it (the admin's query
+    # count tests would see them) and costs a traceback each. tests/test_leaks.py
+    # turns them on around every admin page, the reveal included.
+    template_logger = logging.getLogger("django.template")
+    changed["django.template"] = (template_logger.level, template_logger.propagate)
+    template_logger.setLevel(logging.INFO)
+    root.addHandler(hardening.LOG)
+    post_save.connect(_remember_saved, sender=PlatformSecret, weak=False, dispatch_uid="ti-leaks")
+    post_delete.connect(
+        _remember_saved, sender=PlatformSecret, weak=False, dispatch_uid="ti-leaks-del"
+    )
+    yield
+    post_save.disconnect(sender=PlatformSecret, dispatch_uid="ti-leaks")
+    post_delete.disconnect(sender=PlatformSecret, dispatch_uid="ti-leaks-del")
+    root.removeHandler(hardening.LOG)
+    for name, (level, propagate) in changed.items():
+        logging.getLogger(name).setLevel(level)
+        logging.getLogger(name).propagate = propagate
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item, nextitem):
+    """Before the test's rollback: remember every secret its database holds."""
+    uses_db = item.get_closest_marker("django_db") or _DB_FIXTURES & set(item.fixturenames)
+    if not uses_db:
+        return
+    try:
+        rows = list(PlatformSecret.objects.only("pk", "platform_id", "ciphertext"))
+    except Exception:  # the test broke the connection on purpose (tests/test_faults.py)
+        return
+    hardening.count("leak_sweeps")
+    for row in rows:
+        _remember_row(row)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    texts = hardening.LOG.texts
+    leaked = hardening.find_leaks(hardening.SECRETS, texts)
+    hardening.FIGURES["leak_secrets_checked"] = len(hardening.SECRETS)
+    hardening.FIGURES["leak_log_records_searched"] = len(texts)
+    hardening.FIGURES["leak_log_chars_searched"] = sum(map(len, texts))
+    hardening.FIGURES["leaks_found"] = len(leaked)
+    session.config._ti_leaked = leaked
+    if leaked and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    figures = hardening.FIGURES
+    if not figures.get("leak_secrets_checked"):
+        return
+    write = terminalreporter.write_line
+    terminalreporter.section("hardening figures")
+    for name in sorted(figures):
+        write(f"{name}: {figures[name]}")
+    leaked = getattr(config, "_ti_leaked", [])
+    if leaked:
+        write(f"LEAK: {len(leaked)} secrets appear in the logs (tails shown): ", red=True)
+        for text in hardening.leaking_records(set(leaked), hardening.LOG.texts):
+            write("  in: " + text.replace("\n", "\n      "), red=True)
+    else:
+        write(
+            f"no leak: {figures['leak_secrets_checked']} secrets searched for in "
+            f"{figures['leak_log_records_searched']} log records",
+            green=True,
+        )
