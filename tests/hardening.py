@@ -10,6 +10,9 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
+from contextlib import contextmanager
+
+from django.db import OperationalError, connections
 
 TAIL = 48  # random letters and digits at the end of every generated secret
 _RUN = re.compile(f"[A-Za-z0-9]{{{TAIL},}}")
@@ -92,3 +95,29 @@ def leaking_records(secrets: set[str], texts: list[str], limit: int = 5) -> list
             if len(found) >= limit:
                 break
     return found
+
+
+@contextmanager
+def failing_sql(pattern: str, *, nth: int = 1, times: int = 1, alias: str = "default"):
+    """Make the ``nth`` (and up to ``times``) statement matching ``pattern`` fail.
+
+    Django's own hook (``connection.execute_wrapper``) raises an OperationalError in
+    place of running the statement, as a dropped connection or a full disk would.
+    Yields a list that records the statements it failed.
+    """
+    regex = re.compile(pattern, re.IGNORECASE | re.DOTALL)
+    seen = 0
+    failed: list[str] = []
+
+    def wrapper(execute, sql, params, many, context):
+        nonlocal seen
+        if regex.search(sql):
+            seen += 1
+            if nth <= seen < nth + times:
+                failed.append(sql)
+                count("faults_injected")
+                raise OperationalError(f"injected fault: {sql[:60]}")
+        return execute(sql, params, many, context)
+
+    with connections[alias].execute_wrapper(wrapper):
+        yield failed
