@@ -1,0 +1,410 @@
+"""Abuse (SECURITY.md, "Abuse"): timing-safe comparison on every path, no oracle,
+brute-force limits, CSRF and permission checks on every state change, and no data
+about anyone else in a session-start answer.
+
+Timing safety is shown structurally: the stdlib ``hmac.compare_digest`` is wrapped
+with a counter that calls the real one, and every verification must call it once
+per still-valid secret, on two 32-byte digests, whatever the signature looks like
+(right, wrong, too short, too long, not hex) and whichever secret matches.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+import time
+from datetime import timedelta
+
+import pytest
+from django.contrib import admin
+from django.contrib.admin.models import LogEntry
+from django.contrib.auth import get_user_model
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from trusted_identity import services, signing
+from trusted_identity.models import Platform, PlatformSecret, Role, SpaceMembership
+
+from . import hardening
+from .factories import MembershipFactory, PlatformFactory, SpaceFactory, UserFactory
+
+SESSIONS = "/trusted-identity/v1/sessions"
+SIGN = "/trusted-identity/sign/"
+USER = "user-1"
+
+
+def start(client, api_key, body, **extra):
+    headers = {} if api_key is None else {"HTTP_X_API_KEY": api_key}
+    data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    return client.post(SESSIONS, data, content_type="application/json", **headers, **extra)
+
+
+@pytest.fixture
+def comparisons(monkeypatch):
+    """Every call of hmac.compare_digest, as (type, length, type, length)."""
+    calls = []
+    real = hmac.compare_digest
+
+    def counting(a, b):
+        calls.append((type(a), len(a), type(b), len(b)))
+        return real(a, b)
+
+    monkeypatch.setattr(signing.hmac, "compare_digest", counting)
+    return calls
+
+
+@pytest.fixture
+def graced(db):
+    """An enforced platform with a current secret, two in grace and one revoked."""
+    space = SpaceFactory(slug="acme")
+    platform = PlatformFactory(space=space, kind="ios", enforced=True)
+    actor = services.get_cli_actor()
+    revoked = services.current_secret_row(platform).get_secret()
+    oldest = services.rotate_secret(platform, actor, timedelta(0))  # revokes the first
+    middle = services.rotate_secret(platform, actor, timedelta(hours=2))
+    current = services.rotate_secret(platform, actor, timedelta(hours=1))
+    return platform, {"current": current, "middle": middle, "oldest": oldest, "revoked": revoked}
+
+
+VALID = {"valid-current", "valid-in-grace", "valid-oldest-in-grace", "valid-upper"}
+
+
+def signature_variants(secrets):
+    good = signing.sign(secrets["current"], USER)
+    return {
+        "valid-current": good,
+        "valid-in-grace": signing.sign(secrets["middle"], USER),
+        "valid-oldest-in-grace": signing.sign(secrets["oldest"], USER),
+        "valid-upper": good.upper(),
+        "one-digit-off": good[:-1] + ("0" if good[-1] != "0" else "1"),
+        "first-digit-off": ("0" if good[0] != "0" else "1") + good[1:],
+        "other-user": signing.sign(secrets["current"], "user-2"),
+        "revoked-secret": signing.sign(secrets["revoked"], USER),
+        "too-short": good[:63],
+        "too-long": good + "0",
+        "much-too-long": good * 4,
+        "two-chars": "ab",
+        "not-hex": "g" * 64,
+        "spaces-inside": good[:30] + "  " + good[32:],
+        "non-ascii": "é" * 64,
+        "nul": "\x00" * 64,
+    }
+
+
+# ---------------------------------------------------------------- timing
+
+
+@pytest.mark.parametrize("enforced", [True, False], ids=["enforced", "not-enforced"])
+def test_every_signature_costs_one_comparison_per_valid_secret(
+    client, graced, comparisons, settings, enforced
+):
+    platform, secrets = graced
+    if not enforced:
+        Platform.objects.filter(pk=platform.pk).update(enforced=False)
+    for name, signed in signature_variants(secrets).items():
+        comparisons.clear()
+        response = start(client, platform.api_key, {"userId": USER, "signed": signed})
+        assert response.status_code in (201, 403), (name, response.content)
+        assert (response.status_code == 201 and json.loads(response.content)["trusted"]) is (
+            name in VALID
+        ), name
+        # The current secret and the two in grace; the revoked one is never compared.
+        assert comparisons == [(bytes, 32, bytes, 32)] * 3, name
+        hardening.count("timing_paths_checked")
+
+
+def test_a_grace_period_ending_in_a_warm_cache_drops_that_comparison(
+    client, graced, comparisons, django_capture_on_commit_callbacks
+):
+    platform, secrets = graced
+    ending = PlatformSecret.objects.filter(platform=platform, retired_at__isnull=False)
+    ending.filter(valid_until__gt=timezone.now() + timedelta(minutes=90)).update(
+        valid_until=timezone.now() + timedelta(seconds=1)
+    )
+    services.invalidate_platform(platform.api_key)
+    oldest = {"userId": USER, "signed": signing.sign(secrets["oldest"], USER)}
+    assert start(client, platform.api_key, oldest).status_code == 201  # cached now
+    assert len(comparisons) == 3
+    time.sleep(1.1)
+    comparisons.clear()
+    assert start(client, platform.api_key, oldest).status_code == 403
+    assert comparisons == [(bytes, 32, bytes, 32)] * 2
+
+
+def test_no_comparison_without_a_signature_and_none_when_signing(client, graced, comparisons):
+    platform, _secrets = graced
+    Platform.objects.filter(pk=platform.pk).update(enforced=False)
+    for body in (
+        {},
+        {"userId": USER},
+        {"userId": USER, "signed": ""},
+        {"userId": USER, "signed": None},
+    ):
+        assert start(client, platform.api_key, body).status_code == 201
+    services.sign_for("acme", "ios", USER)
+    assert comparisons == []
+
+
+@settings(max_examples=300)
+@given(signature=st.text(max_size=256) | st.text(alphabet="0123456789abcdefABCDEF", max_size=70))
+def test_comparisons_never_depend_on_the_signature(graced, comparisons, signature):
+    """For any signature text, verification compares exactly once per valid secret,
+    always two 32-byte values."""
+    hardening.count("fuzz_cases")
+    hardening.count("fuzz_cases.timing")
+    platform, _secrets = graced
+    snapshot = services.lookup_platform(platform.api_key)
+    comparisons.clear()
+    services.verify_user_id(snapshot, USER, signature)
+    assert comparisons == [(bytes, 32, bytes, 32)] * 3
+
+
+# ---------------------------------------------------------------- no oracle
+
+
+def test_every_wrong_signature_gets_the_same_answer(client, graced):
+    """Under enforcement, whatever was wrong (length, digits, user, secret, revoked),
+    the answer is the same status, headers and body: nothing tells which part."""
+    platform, secrets = graced
+    answers = set()
+    for name, signed in signature_variants(secrets).items():
+        if name in VALID:
+            continue
+        response = start(client, platform.api_key, {"userId": USER, "signed": signed})
+        answers.add((response.status_code, response.content, tuple(sorted(response.items()))))
+    assert len(answers) == 1, answers
+    status, content, _headers = answers.pop()
+    assert status == 403 and json.loads(content)["error"]["code"] == "signature_invalid"
+
+
+def test_every_unknown_api_key_gets_the_same_answer(client, graced):
+    platform, _secrets = graced
+    key = platform.api_key
+    candidates = [
+        None,
+        "",
+        "tik_",
+        key[:-1],
+        key + "x",
+        key.upper(),
+        key[:-1] + "\x00",
+        "x" * 200,
+        "' OR '1'='1",
+        key.replace("tik_", "tis_"),
+    ]
+    answers = {
+        (r.status_code, r.content, tuple(sorted(r.items())))
+        for r in (start(client, candidate, {"userId": USER}) for candidate in candidates)
+    }
+    assert len(answers) == 1, answers
+    assert answers.pop()[0] == 401
+
+
+# ------------------------------------------------------------ brute force
+
+
+def test_brute_force_is_rate_limited_per_address_and_key(client, graced, settings):
+    """Guessing signatures costs one request per guess within the limit: varying the
+    guess, the user id, the body or a spoofed X-Forwarded-For does not reset it, and
+    a right guess over the limit is refused too."""
+    platform, secrets = graced
+    settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, "RATE_LIMIT": "5/h"}
+    for attempt in range(5):
+        response = start(
+            client,
+            platform.api_key,
+            {"userId": f"user-{attempt}", "signed": f"{attempt:064x}"},
+            HTTP_X_FORWARDED_FOR=f"198.51.100.{attempt}",
+        )
+        assert response.status_code == 403
+    right = {"userId": USER, "signed": signing.sign(secrets["current"], USER)}
+    for extra in ({}, {"HTTP_X_FORWARDED_FOR": "203.0.113.9"}):
+        response = start(client, platform.api_key, right, **extra)
+        assert response.status_code == 429, response.content
+        assert json.loads(response.content)["error"]["code"] == "rate_limited"
+        assert int(response["Retry-After"]) >= 1
+    # Someone else (another address) is not locked out by the attacker.
+    assert start(client, platform.api_key, right, REMOTE_ADDR="192.0.2.50").status_code == 201
+
+
+# ------------------------------------------------- CSRF and permissions
+
+
+def state():
+    """Everything a state change could touch."""
+    return (
+        list(PlatformSecret.objects.order_by("pk").values_list()),
+        list(Platform.objects.order_by("pk").values_list()),
+        list(SpaceMembership.objects.order_by("pk").values_list()),
+        list(get_user_model().objects.order_by("pk").values_list("pk", "is_staff", "is_active")),
+        LogEntry.objects.count(),
+    )
+
+
+@pytest.fixture
+def tenants(db, superuser):
+    acme, globex = SpaceFactory(slug="acme"), SpaceFactory(slug="globex")
+    ios = PlatformFactory(space=acme, kind="ios")
+    android = PlatformFactory(space=globex, kind="android")
+    users = {"root": superuser}
+    for name, space, role in (
+        ("viewer", acme, Role.VIEWER),
+        ("outsider", globex, Role.OWNER),
+    ):
+        users[name] = UserFactory(username=name)
+        MembershipFactory(space=space, user=users[name], role=role)
+    users["nospace"] = UserFactory(username="nospace")
+    membership = SpaceMembership.objects.get(user=users["viewer"])
+    return {"acme": acme, "ios": ios, "android": android, "users": users, "membership": membership}
+
+
+def state_changing_posts(t):
+    """Every admin URL of the app that accepts a POST, with data that would confirm it."""
+    acme, ios, membership = t["acme"], t["ios"], t["membership"]
+    confirm = {"post": "yes", "grace": "0", "enabled": "on", "override": "on", "reason": "x"}
+    posts = []
+    for model, obj in (("space", acme), ("platform", ios), ("spacemembership", membership)):
+        base = f"admin:trusted_identity_{model}"
+        posts += [
+            (
+                reverse(f"{base}_changelist"),
+                {"action": "delete_selected", "_selected_action": [obj.pk], "post": "yes"},
+            ),
+            (
+                reverse(f"{base}_add"),
+                {
+                    "space": acme.pk,
+                    "kind": "web",
+                    "slug": "new",
+                    "name": "New",
+                    "user": t["users"]["nospace"].pk,
+                    "role": "owner",
+                },
+            ),
+            (reverse(f"{base}_change", args=[obj.pk]), {"name": "Renamed", "role": "owner"}),
+            (reverse(f"{base}_delete", args=[obj.pk]), {"post": "yes"}),
+        ]
+    posts.append(
+        (
+            reverse("admin:trusted_identity_platform_changelist"),
+            {"action": "rotate_secrets", "_selected_action": [ios.pk], **confirm},
+        )
+    )
+    for name in ("reveal_secret", "rotate_secret", "enforcement"):
+        posts.append(
+            (reverse(f"admin:trusted_identity_space_{name}", args=[acme.pk, "ios"]), confirm)
+        )
+    posts.append(
+        (reverse("admin:trusted_identity_space_trusted_identity", args=[acme.pk]), confirm)
+    )
+    return posts
+
+
+def test_the_sweep_covers_every_admin_url_of_the_app(tenants):
+    """Every URL pattern the app adds to the admin is either in the POST sweep below or
+    read-only (history, autocomplete-style lookups)."""
+    names = {
+        p.name
+        for model_admin in admin.site._registry.values()
+        if model_admin.opts.app_label == "trusted_identity"
+        for p in model_admin.urls
+        if p.name
+    }
+    swept = {
+        f"trusted_identity_{m}_{v}"
+        for m in ("space", "platform", "spacemembership")
+        for v in ("changelist", "add", "change", "delete", "history")
+    } | {
+        f"trusted_identity_space_{n}"
+        for n in ("reveal_secret", "rotate_secret", "enforcement", "trusted_identity")
+    }
+    assert names <= swept, names - swept
+
+
+def test_every_state_change_needs_a_csrf_token(tenants):
+    csrf_client = Client(enforce_csrf_checks=True)
+    csrf_client.force_login(tenants["users"]["root"])
+    before = state()
+    for url, data in state_changing_posts(tenants):
+        response = csrf_client.post(url, data)
+        assert response.status_code == 403, (url, response.status_code)
+        assert b"CSRF" in response.content
+        hardening.count("csrf_checks")
+    assert state() == before
+
+
+@pytest.mark.parametrize("role", ["viewer", "outsider", "nospace"])
+def test_every_state_change_of_a_space_is_refused_without_the_role(client, tenants, role):
+    """With a valid CSRF token (force_login, no enforcement) but without the role, no
+    POST to any admin URL of ``acme`` changes anything or reveals anything."""
+    client.force_login(tenants["users"][role])
+    secrets = [row.get_secret() for row in PlatformSecret.objects.all()]
+    before = state()
+    for url, data in state_changing_posts(tenants):
+        response = client.post(url, data)
+        assert response.status_code in (200, 302, 403, 404, 405), (url, response.status_code)
+        for secret in secrets:
+            assert secret.encode() not in response.content, url
+        hardening.count("permission_checks")
+    assert state() == before
+
+
+def test_the_api_has_no_ambient_authority_and_no_cors(client, tenants):
+    """Session start is CSRF-exempt because cookies give it nothing: an admin's session
+    is no API key. Neither endpoint allows cross-origin reads."""
+    client.force_login(tenants["users"]["root"])
+    response = start(client, None, {"userId": USER}, HTTP_ORIGIN="https://evil.example")
+    assert response.status_code == 401
+    assert "Access-Control-Allow-Origin" not in response
+    signed = client.get(
+        SIGN, {"platform": "ios", "space": "acme"}, HTTP_ORIGIN="https://evil.example"
+    )
+    assert signed.status_code == 200
+    assert "Access-Control-Allow-Origin" not in signed
+    assert signed["Cache-Control"] == "no-store"
+    assert client.post(SIGN + "?platform=ios&space=acme").status_code == 405
+
+
+# ----------------------------------------------- nothing about anyone else
+
+
+def test_session_answers_carry_nothing_about_other_users(client, tenants):
+    ios = tenants["ios"]
+    secret = services.current_secret_row(ios).get_secret()
+    ciphertext = services.current_secret_row(ios).ciphertext
+    users = [f"alice-{n:03d}-zq" for n in range(5)] + [f"bob-{n:03d}-xk" for n in range(5)]
+    seen_sessions = set()
+    for user_id in users:
+        body = {
+            "userId": user_id,
+            "signed": signing.sign(secret, user_id),
+            "fields": {"email": f"{user_id}@example.com", "plan": "pro"},
+        }
+        response = start(client, ios.api_key, body)
+        answer = json.loads(response.content)
+        assert set(answer) == {
+            "sessionId",
+            "anonymous",
+            "userId",
+            "trusted",
+            "signature",
+            "space",
+            "platform",
+        }
+        assert answer["userId"] == user_id
+        text = response.content.decode()
+        for other in users:
+            if other != user_id:
+                assert other not in text
+        assert "example.com" not in text  # fields are not echoed
+        assert ios.api_key not in text and ciphertext not in text and secret not in text
+        assert user_id not in answer["sessionId"]
+        assert re.fullmatch(r"[A-Za-z0-9_-]{20,}", answer["sessionId"])
+        seen_sessions.add(answer["sessionId"])
+    assert len(seen_sessions) == len(users)
+    visitor = json.loads(start(client, ios.api_key, {}).content)
+    assert visitor["userId"] is None and visitor["anonymous"] is True
