@@ -121,3 +121,5 @@ def failing_sql(pattern: str, *, nth: int = 1, times: int = 1, alias: str = "def
 
     with connections[alias].execute_wrapper(wrapper):
         yield failed
+    if failed:
+        count("fault_scenarios")

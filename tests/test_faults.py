@@ -211,6 +211,8 @@ def test_database_down_with_a_warm_cache_still_decides(client, enforced, caplog)
 def test_missing_encryption_key_is_a_clear_error_and_loses_nothing(
     client, enforced, settings, caplog
 ):
+    count("faults_injected")  # the key configuration broken on purpose
+    count("fault_scenarios")
     secret = current_secret(enforced)
     signed = signing.sign(secret, USER)
     before = rows_of(enforced)
@@ -255,6 +257,8 @@ def test_missing_encryption_key_is_a_clear_error_and_loses_nothing(
 def test_unusable_encryption_key_names_the_problem_and_loses_nothing(
     client, enforced, settings, caplog, keys, named
 ):
+    count("faults_injected")  # the key configuration broken on purpose
+    count("fault_scenarios")
     secret = current_secret(enforced)
     signed = signing.sign(secret, USER)
     before = rows_of(enforced)
@@ -278,6 +282,8 @@ def test_unusable_encryption_key_names_the_problem_and_loses_nothing(
 def test_wrong_encryption_key_names_the_row_and_the_key_and_loses_nothing(
     client, enforced, settings, caplog
 ):
+    count("faults_injected")  # the key configuration broken on purpose
+    count("fault_scenarios")
     secret = current_secret(enforced)
     signed = signing.sign(secret, USER)
     row = services.current_secret_row(enforced)
@@ -307,6 +313,8 @@ def test_key_unknown_for_some_rows_names_those_rows_and_spares_the_others(
 ):
     """One platform's rows were encrypted with a key that is gone: its starts are a 503
     naming it, the other platforms keep working, and rekey names exactly its rows."""
+    count("faults_injected")  # the key configuration broken on purpose
+    count("fault_scenarios")
     space = enforced.space
     healthy = PlatformFactory(space=space, kind="ios", enforced=True)
     lost_key = generate_key()
@@ -355,6 +363,7 @@ def cache_down(settings):
     with pytest.raises(Exception):  # noqa: B017 - really down: redis' own ConnectionError
         caches["default"].get("probe")
     count("faults_injected")
+    count("fault_scenarios")
     return settings
 
 
@@ -405,6 +414,7 @@ def test_cache_down_sign_view_still_signs(client, enforced, cache_down):
 def test_deleted_platform_key_stops_working_at_once(
     client, enforced, owner, superuser, how, django_capture_on_commit_callbacks
 ):
+    count("fault_scenarios")
     signed = signing.sign(current_secret(enforced), USER)
     assert outcome(start(client, enforced, signed=signed)) == "valid"  # cached now
     admin = Client()
