@@ -611,7 +611,16 @@ class SpaceAdmin(ScopedAdminMixin, admin.ModelAdmin):
         if confirmed and form.is_valid():
             override = form.cleaned_data["override"]
             reason = form.cleaned_data["reason"]
-            if enabled and not ready and not override:
+            # The readiness rule and its override are the service's; the admin only
+            # words its refusals for the form.
+            try:
+                services.set_enforcement(
+                    platform, enabled, actor(request), force=override, reason=reason
+                )
+            except ServicePermissionDenied:
+                raise PermissionDenied from None
+            except NotReady as exc:  # not ready (the figures may have changed since)
+                figures, ready = exc.figures, False
                 form.add_error(
                     "override",
                     _(
@@ -619,40 +628,28 @@ class SpaceAdmin(ScopedAdminMixin, admin.ModelAdmin):
                         "enforcement on anyway."
                     ),
                 )
-            elif enabled and not ready and not reason:
+            except InvalidRequest:  # an override without a reason
                 form.add_error("reason", _("Give the reason for the override."))
+            except TrustedIdentityError as exc:
+                messages.error(request, exc.message)
+                return HttpResponseRedirect(self._settings_url(space, platform))
             else:
-                try:
-                    services.set_enforcement(
-                        platform, enabled, actor(request), force=override, reason=reason
-                    )
-                except ServicePermissionDenied:
-                    raise PermissionDenied from None
-                except NotReady as exc:  # the figures changed since the page was shown
-                    figures, ready = exc.figures, False
-                    form.add_error("override", exc.message)
-                except InvalidRequest as exc:
-                    form.add_error("reason", exc.message)
-                except TrustedIdentityError as exc:
-                    messages.error(request, exc.message)
-                    return HttpResponseRedirect(self._settings_url(space, platform))
-                else:
-                    messages.success(
-                        request,
-                        (
-                            _(
-                                "Enforcement is now on for %(platform)s: identified session "
-                                "starts without a valid signature are rejected."
-                            )
-                            if enabled
-                            else _(
-                                "Enforcement is now off for %(platform)s: session starts are "
-                                "accepted whatever their signature, and counted."
-                            )
+                messages.success(
+                    request,
+                    (
+                        _(
+                            "Enforcement is now on for %(platform)s: identified session "
+                            "starts without a valid signature are rejected."
                         )
-                        % {"platform": platform_label},
+                        if enabled
+                        else _(
+                            "Enforcement is now off for %(platform)s: session starts are "
+                            "accepted whatever their signature, and counted."
+                        )
                     )
-                    return HttpResponseRedirect(self._settings_url(space, platform))
+                    % {"platform": platform_label},
+                )
+                return HttpResponseRedirect(self._settings_url(space, platform))
         title = (
             _("Turn on enforcement for %(platform)s?")
             if enabled
