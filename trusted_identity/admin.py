@@ -218,6 +218,14 @@ class ScopedAdminMixin:
     def has_module_permission(self, request):
         return permissions(request).staff
 
+    def space_id_of(self, obj) -> int:
+        return obj.pk if self.space_field == "pk" else obj.space_id
+
+    def has_view_permission(self, request, obj=None):
+        """Any staff user sees the (scoped) lists; an object needs view in its space."""
+        perms = permissions(request)
+        return perms.staff if obj is None else perms.can("view", self.space_id_of(obj))
+
 
 # ------------------------------------------------------------------- spaces
 
@@ -282,10 +290,6 @@ class SpaceAdmin(ScopedAdminMixin, admin.ModelAdmin):
             )
             queryset = services.restrict_to_spaces(queryset, request.user, action, "pk")
         return super().get_search_results(request, queryset, search_term)
-
-    def has_view_permission(self, request, obj=None):
-        perms = permissions(request)
-        return perms.staff if obj is None else perms.can("view", obj)
 
     def has_add_permission(self, request):
         return permissions(request).may_create_spaces
@@ -772,10 +776,6 @@ class PlatformAdmin(ScopedAdminMixin, admin.ModelAdmin):
 
     # ---- permissions: nothing on a platform is edited in a form
 
-    def has_view_permission(self, request, obj=None):
-        perms = permissions(request)
-        return perms.staff if obj is None else perms.can("view", obj.space_id)
-
     def has_add_permission(self, request):
         return permissions(request).can_any("rotate")
 
@@ -942,10 +942,6 @@ class SpaceMembershipAdmin(ScopedAdminMixin, admin.ModelAdmin):
         from django.contrib.auth import get_user_model
 
         return [f"user__{get_user_model().USERNAME_FIELD}", "space__slug", "space__name"]
-
-    def has_view_permission(self, request, obj=None):
-        perms = permissions(request)
-        return perms.staff if obj is None else perms.can("view", obj.space_id)
 
     def has_add_permission(self, request):
         return permissions(request).can_any("manage_members")
