@@ -10,6 +10,7 @@ from django.core.cache import caches
 
 from trusted_identity import services
 from trusted_identity.nearcache import near_cache
+from trusted_identity.services.lookup import cache_key
 
 from .factories import PlatformFactory
 
@@ -53,14 +54,14 @@ def _wait_until_subscribed(platform, timeout=5.0):
 def test_a_warm_lookup_is_served_from_process_memory(redis_cache, platform):
     _wait_until_subscribed(platform)
     first = services.lookup_platform(platform.api_key)
-    redis_cache.delete(services._cache_key(platform.api_key))  # behind the layer's back
+    redis_cache.delete(cache_key(platform.api_key))  # behind the layer's back
     assert services.lookup_platform(platform.api_key) is first
 
 
 def test_an_invalidation_published_by_another_process_drops_the_entry(redis_cache, platform):
     _wait_until_subscribed(platform)
     services.lookup_platform(platform.api_key)
-    key = services._cache_key(platform.api_key)
+    key = cache_key(platform.api_key)
     redis_cache.delete(key)
     # Another process publishes on the same channel with its own connection.
     other = redis.Redis(db=REDIS_DB)
@@ -86,7 +87,7 @@ def test_rotation_is_seen_at_once_through_the_layer(
 
 def test_a_read_racing_an_invalidation_is_not_kept(redis_cache, platform):
     _wait_until_subscribed(platform)
-    key = services._cache_key(platform.api_key)
+    key = cache_key(platform.api_key)
     near_cache.drop([key])
     generation = near_cache.generation()
     stale = object()

@@ -31,7 +31,6 @@ from trusted_identity.exceptions import (
     AlreadyExists,
     InvalidApiKey,
     InvalidRequest,
-    NotReady,
     PermissionDenied,
     PlatformNotFound,
     ServiceUnavailable,
@@ -48,6 +47,8 @@ from trusted_identity.models import (
     Role,
     SpaceMembership,
 )
+from trusted_identity.services import NotReady
+from trusted_identity.services.lookup import cache_key
 from trusted_identity.signing import sign
 
 from .factories import (
@@ -318,7 +319,7 @@ def test_node_vectors_verify_through_session_start(platform, node_vectors, commi
 def test_the_platform_cache_holds_ciphertexts_only(platform, cli_actor):
     secret = _secret(platform, cli_actor)
     assert _verifies(platform, secret)
-    cached = caches[app_settings.CACHE_ALIAS].get(services._cache_key(platform.api_key))
+    cached = caches[app_settings.CACHE_ALIAS].get(cache_key(platform.api_key))
     assert cached is not None
     image = pickle.dumps(cached)
     assert _current_rows(platform).get().ciphertext.encode() in image

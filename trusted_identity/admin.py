@@ -35,7 +35,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from . import services
 from .conf import app_settings
-from .exceptions import InvalidRequest, NotReady, TrustedIdentityError
+from .exceptions import InvalidRequest, TrustedIdentityError
 from .exceptions import PermissionDenied as ServicePermissionDenied
 from .forms import (
     DEFAULT_GRACE,
@@ -55,6 +55,7 @@ from .models import (
     Space,
     SpaceMembership,
 )
+from .services import NotReady
 
 KIND_ORDER = {kind: index for index, kind in enumerate(PlatformKind.values)}
 CHART_DAYS = 7

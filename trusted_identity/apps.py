@@ -8,6 +8,6 @@ class TrustedIdentityConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks, signals  # noqa: F401 - registers checks and receivers
+        from . import checks, receivers  # noqa: F401 - checks register on import
 
-        signals.connect_model_receivers()
+        receivers.connect()

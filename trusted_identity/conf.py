@@ -2,7 +2,7 @@
 
 Read on every access (not at import) so ``override_settings`` and pytest-django's
 ``settings`` fixture work; derived objects such as the key ring are cached and
-dropped again by the ``setting_changed`` receiver in ``signals.py``.
+dropped again by the ``setting_changed`` receiver in ``receivers.py``.
 
 ::
 

@@ -2,15 +2,12 @@
 
 The HTTP views turn them into ``{"error": {"code", "message"}}`` with ``status``;
 the CLI turns them into a one-line ``CommandError``. Messages are for a person and
-never carry a secret.
+never carry a secret. This module imports nothing of the app: every layer may
+raise these. ``NotReady``, which carries rollout figures, lives with the readiness
+rule in ``services.enforcement``.
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .services import Figures
 
 
 class TrustedIdentityError(Exception):
@@ -88,14 +85,3 @@ class ServiceUnavailable(TrustedIdentityError):
 
     code = "service_unavailable"
     status = 503
-
-
-class NotReady(TrustedIdentityError):
-    """Enforcement refused: signing is not rolled out far enough (readiness rule)."""
-
-    code = "not_ready"
-    status = 409
-
-    def __init__(self, message: str, figures: Figures) -> None:
-        super().__init__(message)
-        self.figures = figures

@@ -4,7 +4,7 @@ from django.urls import path, re_path
 
 from . import views
 
-app_name = "trusted_identity"
+app_name = views.APP_NAMESPACE
 
 urlpatterns = [
     path("sign/", views.sign_current_user, name="sign"),

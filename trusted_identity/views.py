@@ -34,6 +34,8 @@ from .exceptions import (
 logger = logging.getLogger("trusted_identity")
 
 MAX_PARAMETER_LENGTH = 128
+#: The URL namespace of ``trusted_identity.urls`` (its ``app_name``).
+APP_NAMESPACE = "trusted_identity"
 
 
 def no_store(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -232,8 +234,6 @@ def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
 
 def is_app_path(request: HttpRequest) -> bool:
     """Whether the request's path is under this app's mount, in whatever URLconf includes it."""
-    from .urls import app_name  # not at import time: urls imports this module
-
     try:
         match = resolve(request.path_info, getattr(request, "urlconf", None))
     except Resolver404:
@@ -241,7 +241,7 @@ def is_app_path(request: HttpRequest) -> bool:
     except Exception:  # a broken URLconf must not break the error page as well
         logger.exception("Could not resolve %r for an error page", request.path_info)
         return False
-    return app_name in match.app_names
+    return APP_NAMESPACE in match.app_names
 
 
 def handler400(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

@@ -18,8 +18,9 @@ from django.db import DatabaseError
 
 from trusted_identity import services
 from trusted_identity.crypto import generate_key
-from trusted_identity.exceptions import NotReady, TrustedIdentityError
+from trusted_identity.exceptions import TrustedIdentityError
 from trusted_identity.models import PlatformKind, Role
+from trusted_identity.services import NotReady
 
 
 class Command(BaseCommand):

@@ -1,0 +1,117 @@
+"""The business operations of Trusted Identity, in one place.
+
+The admin, the management command and the HTTP views call these functions (as
+``services.rotate_secret(...)``) and hold no rules of their own: who may do what,
+how a secret is rotated, when enforcement may be turned on, how a session start
+is decided and counted. Each concern has its module; a module imports only those
+above it in this list, never one below:
+
+- ``access``: actors, roles, the permission table and checks
+- ``audit``: the ``LogEntry`` and log line of every change
+- ``durations``: grace periods as typed (``24h``) and as said
+- ``lookup``: the platform snapshot of the hot path, its caches and invalidation
+- ``platform_secrets``: the secret lifecycle (create, reveal, rotate)
+- ``spaces``: spaces and platforms (find, create, add a platform)
+- ``memberships``: grant and revoke roles in a space
+- ``counting``: recording session-start outcomes per hour
+- ``figures``: rollout figures, the readiness rule, ``status``
+- ``enforcement``: turning enforcement on and off under the readiness rule
+- ``verification``: signing and verifying a user id with a platform's keys
+- ``sessions``: session start (parse, verify, decide, count)
+- ``rekey``: re-encrypting every secret under the first key
+
+``docs/architecture.md`` shows how they fit together.
+"""
+
+from ..exceptions import TrustedIdentityError
+from .access import (
+    ROLE_PERMISSIONS,
+    Actor,
+    Permissions,
+    can,
+    get_cli_actor,
+    permissions_for,
+    restrict_to_spaces,
+    role_of,
+    roles_allowing,
+    spaces_visible_to,
+)
+from .counting import record_outcome
+from .durations import MAX_GRACE, describe_duration, parse_duration
+from .enforcement import NotReady, set_enforcement
+from .figures import Figures, daily_figures, figures_for, readiness, readiness_since, status
+from .lookup import (
+    PlatformSnapshot,
+    SecretSnapshot,
+    clear_plaintext_cache,
+    invalidate_platform,
+    invalidate_platforms,
+    lookup_platform,
+)
+from .memberships import grant, revoke
+from .platform_secrets import (
+    ROTATION_CHUNK,
+    current_secret_row,
+    previous_secret_valid_until,
+    reveal_secret,
+    rotate_secret,
+    rotate_secrets,
+)
+from .rekey import RekeyResult, rekey
+from .sessions import SessionStart, parse_session_request, start_session
+from .spaces import add_platform, create_space, get_platform, get_space, new_api_key, validate_kind
+from .verification import sign_for, sign_user_id, verify_user_id
+
+__all__ = [
+    "MAX_GRACE",
+    "ROLE_PERMISSIONS",
+    "ROTATION_CHUNK",
+    "Actor",
+    "Figures",
+    "NotReady",
+    "Permissions",
+    "PlatformSnapshot",
+    "RekeyResult",
+    "SecretSnapshot",
+    "SessionStart",
+    "TrustedIdentityError",
+    "add_platform",
+    "can",
+    "clear_plaintext_cache",
+    "create_space",
+    "current_secret_row",
+    "daily_figures",
+    "describe_duration",
+    "figures_for",
+    "get_cli_actor",
+    "get_platform",
+    "get_space",
+    "grant",
+    "invalidate_platform",
+    "invalidate_platforms",
+    "lookup_platform",
+    "new_api_key",
+    "parse_duration",
+    "parse_session_request",
+    "permissions_for",
+    "previous_secret_valid_until",
+    "readiness",
+    "readiness_since",
+    "record_outcome",
+    "rekey",
+    "restrict_to_spaces",
+    "reveal_secret",
+    "revoke",
+    "role_of",
+    "roles_allowing",
+    "rotate_secret",
+    "rotate_secrets",
+    "set_enforcement",
+    "sign_for",
+    "sign_user_id",
+    "spaces_visible_to",
+    "start_session",
+    "status",
+    "validate_kind",
+    "verify_user_id",
+]

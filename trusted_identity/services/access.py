@@ -1,0 +1,190 @@
+"""Who may do what: actors, roles and their permissions in a space.
+
+The lowest service module. An :class:`Actor` is who performs an operation and
+through which door (the admin checks the space role, the CLI is trusted);
+``ROLE_PERMISSIONS`` is the one table of what each role may do; every other
+module asks :func:`authorize` before it changes anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
+
+from ..conf import app_settings
+from ..exceptions import PermissionDenied, UserNotFound
+from ..models import Role, Space, SpaceMembership
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who performs an operation, and through which door.
+
+    ``channel`` is ``"admin"`` for people in the admin (their space role is
+    checked) or ``"cli"`` for the management command, which is trusted: whoever
+    runs it already holds the database and the encryption keys.
+    """
+
+    user: AbstractBaseUser
+    channel: str = "admin"
+    detail: str = ""
+
+    @classmethod
+    def admin(cls, user: AbstractBaseUser) -> Actor:
+        return cls(user=user, channel="admin")
+
+    @property
+    def trusted(self) -> bool:
+        return self.channel == "cli"
+
+
+def get_cli_actor(username: str | None = None, os_user: str = "") -> Actor:
+    """The actor the CLI writes audit entries as.
+
+    With a username, that user; otherwise a dedicated inactive account with no
+    usable password, created on first use, so history shows "trusted-identity-cli".
+    """
+    user_model = get_user_model()
+    if username:
+        try:
+            user = user_model._default_manager.get_by_natural_key(username)
+        except user_model.DoesNotExist:
+            raise UserNotFound(f"no user named {username!r}") from None
+    else:
+        username = app_settings.CLI_ACTOR_USERNAME
+        try:
+            user = user_model._default_manager.get_by_natural_key(username)
+        except user_model.DoesNotExist:
+            user = user_model(**{user_model.USERNAME_FIELD: username}, is_active=False)
+            user.set_unusable_password()
+            user.save()
+    detail = f"command line, OS user {os_user}" if os_user else "command line"
+    return Actor(user=user, channel="cli", detail=detail)
+
+
+#: What each role may do in its space. Superusers may do everything everywhere.
+#: ``change_space`` (rename it) and ``delete_platform`` are admin-console operations.
+ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
+    Role.OWNER: frozenset(
+        {
+            "view",
+            "reveal",
+            "rotate",
+            "enforce",
+            "manage_members",
+            "change_space",
+            "delete_platform",
+        }
+    ),
+    Role.ADMIN: frozenset({"view", "reveal", "rotate", "enforce"}),
+    Role.VIEWER: frozenset({"view"}),
+}
+
+
+def spaces_visible_to(user: AbstractBaseUser):
+    """The spaces a user may see at all: every space for superusers, else their own."""
+    if not getattr(user, "is_active", False) or not getattr(user, "is_staff", False):
+        return Space.objects.none()
+    if user.is_superuser:
+        return Space.objects.all()
+    return Space.objects.filter(memberships__user=user).distinct()
+
+
+def role_of(user: AbstractBaseUser, space: Space | int) -> str | None:
+    space_id = space if isinstance(space, int) else space.pk
+    if not getattr(user, "is_authenticated", False):
+        return None
+    return (
+        SpaceMembership.objects.filter(space_id=space_id, user_id=user.pk)
+        .values_list("role", flat=True)
+        .first()
+    )
+
+
+def can(user: AbstractBaseUser, action: str, space: Space | int) -> bool:
+    """Whether ``user`` may do ``action`` ("view", "reveal", "rotate", ...) in ``space``."""
+    if not getattr(user, "is_active", False) or not getattr(user, "is_staff", False):
+        return False
+    if user.is_superuser:
+        return True
+    role = role_of(user, space)
+    return role is not None and action in ROLE_PERMISSIONS.get(role, frozenset())
+
+
+def is_active_staff(user: AbstractBaseUser) -> bool:
+    return bool(getattr(user, "is_active", False) and getattr(user, "is_staff", False))
+
+
+def roles_allowing(action: str) -> list[str]:
+    """The roles whose members may do ``action`` in their space."""
+    return [role for role, actions in ROLE_PERMISSIONS.items() if action in actions]
+
+
+def restrict_to_spaces(queryset, user: AbstractBaseUser, action: str = "view", space_field="space"):
+    """``queryset`` narrowed to rows in spaces where ``user`` may do ``action``.
+
+    ``space_field`` is the lookup from the queryset's model to the space (``"pk"``
+    for spaces themselves). One subquery, no extra query: fit for list pages.
+    """
+    if not is_active_staff(user):
+        return queryset.none()
+    if user.is_superuser:
+        return queryset
+    space_ids = SpaceMembership.objects.filter(
+        user_id=user.pk, role__in=roles_allowing(action)
+    ).values("space_id")
+    return queryset.filter(**{f"{space_field}__in": space_ids})
+
+
+@dataclass(frozen=True)
+class Permissions:
+    """What one user may do in which space: read once (one query), asked many times.
+
+    Gives the same answers as :func:`can`; the admin keeps one per request so a
+    list page costs no permission query per row.
+    """
+
+    staff: bool  # an active staff user: may use the admin console at all
+    superuser: bool
+    roles: dict[int, str] = field(default_factory=dict)
+
+    def role(self, space: Space | int) -> str | None:
+        return self.roles.get(space if isinstance(space, int) else space.pk)
+
+    def can(self, action: str, space: Space | int) -> bool:
+        if not self.staff:
+            return False
+        if self.superuser:
+            return True
+        role = self.role(space)
+        return role is not None and action in ROLE_PERMISSIONS.get(role, frozenset())
+
+    def can_any(self, action: str) -> bool:
+        """Whether there is at least one space where the user may do ``action``."""
+        if not self.staff:
+            return False
+        return self.superuser or any(
+            action in ROLE_PERMISSIONS.get(role, frozenset()) for role in self.roles.values()
+        )
+
+    @property
+    def may_create_spaces(self) -> bool:
+        """Only superusers create (and delete) spaces: a space is a tenant."""
+        return self.staff and self.superuser
+
+
+def permissions_for(user: AbstractBaseUser) -> Permissions:
+    staff = is_active_staff(user)
+    if not staff or user.is_superuser:
+        return Permissions(staff=staff, superuser=staff and user.is_superuser)
+    roles = dict(SpaceMembership.objects.filter(user_id=user.pk).values_list("space_id", "role"))
+    return Permissions(staff=True, superuser=False, roles=roles)
+
+
+def authorize(actor: Actor, action: str, space_id: int) -> None:
+    if actor.trusted:
+        return
+    if not can(actor.user, action, space_id):
+        raise PermissionDenied(f"you may not {action} in this space")

@@ -1,0 +1,36 @@
+"""Grace periods as people type them (``0``, ``30m``, ``24h``, ``7d``) and say them."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from ..exceptions import InvalidRequest
+
+_DURATION_RE = re.compile(r"^(\d{1,6})([smhdw]?)$")
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "": 1}
+MAX_GRACE = timedelta(days=90)
+
+
+def parse_duration(text: str) -> timedelta:
+    """``"0"``, ``"30m"``, ``"24h"``, ``"7d"``, ``"90s"`` or ``"2w"`` as a timedelta."""
+    match = _DURATION_RE.match(text.strip().lower()) if isinstance(text, str) else None
+    if not match:
+        raise InvalidRequest(
+            f"invalid duration {text!r}: use a number and a unit, such as 0, 30m, 24h or 7d"
+        )
+    value = timedelta(seconds=int(match.group(1)) * _DURATION_UNITS[match.group(2)])
+    if value > MAX_GRACE:
+        raise InvalidRequest(f"duration {text!r} is longer than the 90-day maximum")
+    return value
+
+
+def describe_duration(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    if seconds == 0:
+        return "none (revoked at once)"
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} seconds"

@@ -1,0 +1,85 @@
+"""Turning enforcement on and off, under the readiness rule with its explicit override."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils import timezone
+
+from .. import signals
+from ..conf import app_settings
+from ..exceptions import InvalidRequest, TrustedIdentityError
+from ..models import Platform
+from .access import Actor, authorize
+from .audit import audit
+from .figures import Figures, readiness
+from .lookup import invalidate_on_commit
+
+
+class NotReady(TrustedIdentityError):
+    """Enforcement refused: signing is not rolled out far enough (readiness rule).
+
+    Carries the :class:`Figures` that decided it, for the admin and the CLI to show.
+    """
+
+    code = "not_ready"
+    status = 409
+
+    def __init__(self, message: str, figures: Figures) -> None:
+        super().__init__(message)
+        self.figures = figures
+
+
+def set_enforcement(
+    platform: Platform,
+    enabled: bool,
+    actor: Actor,
+    *,
+    force: bool = False,
+    reason: str = "",
+) -> Platform:
+    """Turn enforcement on or off, following the readiness rule.
+
+    Turning on is refused with :class:`NotReady` when, in the readiness window,
+    identified session starts exist and their valid share is below the threshold,
+    unless ``force`` is given with a ``reason``, which is recorded in the audit.
+    """
+    authorize(actor, "enforce", platform.space_id)
+    reason = (reason or "").strip()
+    with transaction.atomic():
+        locked = Platform.objects.select_for_update().select_related("space").get(pk=platform.pk)
+        if locked.enforced == enabled:
+            return locked
+        message = "Turned enforcement on." if enabled else "Turned enforcement off."
+        if enabled:
+            figures = readiness(locked)
+            if not figures.is_ready():
+                if not force:
+                    raise NotReady(_not_ready_message(figures), figures)
+                if not reason:
+                    raise InvalidRequest("overriding the readiness rule needs a reason")
+                message = (
+                    f"Turned enforcement on below the readiness threshold "
+                    f"({_percent(figures.valid_share)} valid); override reason: {reason}"
+                )
+        locked.enforced = enabled
+        locked.enforcement_changed_at = timezone.now()
+        locked.save(update_fields=["enforced", "enforcement_changed_at"])
+        audit(actor, locked, message)
+        invalidate_on_commit(locked.api_key)
+    signals.enforcement_changed.send(
+        sender=Platform, platform=locked, user=actor.user, enforced=enabled, reason=reason
+    )
+    return locked
+
+
+def _percent(share: float | None) -> str:
+    return "n/a" if share is None else f"{share * 100:.2f}%"
+
+
+def _not_ready_message(figures: Figures) -> str:
+    return (
+        f"signing is not rolled out: {_percent(figures.valid_share)} of "
+        f"{figures.identified} identified session starts in the readiness window had a valid "
+        f"signature, below the {_percent(app_settings.READINESS_THRESHOLD)} threshold; "
+        "override explicitly to turn enforcement on anyway"
+    )

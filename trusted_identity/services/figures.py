@@ -1,0 +1,145 @@
+"""Rollout figures and the readiness rule.
+
+:class:`Figures` are the counts of one platform over a window and what they mean
+(the valid share of identified starts, and whether it meets the threshold);
+:func:`figures_for` reads them for many platforms in one query; :func:`status`
+is ``status --json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from datetime import timezone as dt_timezone
+from typing import Any
+
+from django.db.models import Sum
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from .. import outcomes
+from ..conf import app_settings
+from ..models import OutcomeCount, Platform, Space
+from .counting import hour_start
+from .spaces import get_space
+
+
+@dataclass
+class Figures:
+    """Session-start counts of one platform over a window, and what they mean."""
+
+    valid: int = 0
+    invalid: int = 0
+    missing: int = 0
+    visitor: int = 0
+    rejected: int = 0
+
+    @property
+    def identified(self) -> int:
+        """Session starts that named a user (every outcome but visitor)."""
+        return self.valid + self.invalid + self.missing + self.rejected
+
+    @property
+    def valid_share(self) -> float | None:
+        """Share of identified starts with a valid signature; None when there were none."""
+        return self.valid / self.identified if self.identified else None
+
+    def is_ready(self, threshold: float | None = None) -> bool:
+        threshold = app_settings.READINESS_THRESHOLD if threshold is None else threshold
+        share = self.valid_share
+        return share is None or share >= threshold
+
+    def add(self, outcome: str, count: int) -> None:
+        setattr(self, outcome, getattr(self, outcome) + count)
+
+    def as_dict(self) -> dict[str, Any]:
+        share = self.valid_share
+        return {
+            "valid": self.valid,
+            "invalid": self.invalid,
+            "missing": self.missing,
+            "visitor": self.visitor,
+            "rejected": self.rejected,
+            "identified": self.identified,
+            "valid_share": None if share is None else round(share, 6),
+            "ready": self.is_ready(),
+        }
+
+
+def readiness_since(now: datetime | None = None) -> datetime:
+    now = now or timezone.now()
+    return now - app_settings.READINESS_WINDOW
+
+
+def figures_for(platform_ids: Iterable[int], since: datetime | None = None) -> dict[int, Figures]:
+    """Figures per platform over the readiness window, in one query."""
+    ids = list(platform_ids)
+    outcomes.flush()  # what this process counted but has not written yet
+    result = {pk: Figures() for pk in ids}
+    if not ids:
+        return result
+    rows = (
+        OutcomeCount.objects.filter(
+            platform_id__in=ids, hour__gte=hour_start(since or readiness_since())
+        )
+        .values("platform_id", "outcome")
+        .annotate(total=Sum("count"))
+        .order_by()
+    )
+    for row in rows:
+        result[row["platform_id"]].add(row["outcome"], row["total"])
+    return result
+
+
+def readiness(platform: Platform) -> Figures:
+    return figures_for([platform.pk])[platform.pk]
+
+
+def daily_figures(
+    platform_ids: Sequence[int], days: int = 7
+) -> dict[int, list[tuple[date, Figures]]]:
+    """Per platform, one ``(day, Figures)`` for each of the last ``days`` days (UTC), oldest
+    first: the admin's small rollout chart."""
+    today = timezone.now().date()
+    day_list = [today - timedelta(days=offset) for offset in range(days - 1, -1, -1)]
+    series = {pk: {day: Figures() for day in day_list} for pk in platform_ids}
+    if platform_ids:
+        start = datetime.combine(day_list[0], datetime.min.time(), tzinfo=dt_timezone.utc)
+        rows = (
+            OutcomeCount.objects.filter(platform_id__in=platform_ids, hour__gte=start)
+            .annotate(day=TruncDate("hour", tzinfo=dt_timezone.utc))
+            .values("platform_id", "day", "outcome")
+            .annotate(total=Sum("count"))
+            .order_by()
+        )
+        for row in rows:
+            if row["day"] in series[row["platform_id"]]:
+                series[row["platform_id"]][row["day"]].add(row["outcome"], row["total"])
+    return {pk: list(days_map.items()) for pk, days_map in series.items()}
+
+
+def status(space_slug: str | None = None) -> list[dict[str, Any]]:
+    """Every space (or one) with its platforms' enforcement and figures: ``status --json``."""
+    spaces = Space.objects.order_by("slug").prefetch_related("platforms")
+    if space_slug is not None:
+        spaces = spaces.filter(pk=get_space(space_slug).pk)
+    spaces = list(spaces)
+    platforms = [p for s in spaces for p in s.platforms.all()]
+    figures = figures_for([p.pk for p in platforms])
+    return [
+        {
+            "slug": space.slug,
+            "name": space.name,
+            "platforms": [
+                {
+                    "kind": platform.kind,
+                    "api_key": platform.api_key,
+                    "enforced": platform.enforced,
+                    **figures[platform.pk].as_dict(),
+                }
+                for platform in space.platforms.all()
+            ],
+        }
+        for space in spaces
+    ]

@@ -1,0 +1,117 @@
+"""Session start: parse the request, verify, decide under enforcement, count, answer."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from ..conf import app_settings
+from ..exceptions import InvalidRequest, SignatureInvalid, SignatureRequired
+from ..models import Outcome
+from .counting import record_outcome
+from .lookup import PlatformSnapshot
+from .verification import verify_user_id
+
+
+@dataclass(frozen=True)
+class SessionStart:
+    session_id: str
+    user_id: str | None
+    signature: str  # valid | invalid | missing | none
+    space: str
+    platform: str
+
+    @property
+    def anonymous(self) -> bool:
+        return self.user_id is None
+
+    @property
+    def trusted(self) -> bool:
+        return self.signature == "valid"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "sessionId": self.session_id,
+            "anonymous": self.anonymous,
+            "userId": self.user_id,
+            "trusted": self.trusted,
+            "signature": self.signature,
+            "space": self.space,
+            "platform": self.platform,
+        }
+
+
+def parse_session_request(payload: Any) -> tuple[str | None, str | None]:
+    """``(user_id, signed)`` from a decoded session-start body, or InvalidRequest.
+
+    ``null`` counts as absent; an empty ``signed`` counts as missing; an empty
+    ``userId`` is an error (a visitor sends no ``userId`` at all).
+    """
+    if not isinstance(payload, dict):
+        raise InvalidRequest("the body must be a JSON object")
+    user_id = payload.get("userId")
+    signed = payload.get("signed")
+    fields = payload.get("fields")
+    if fields is not None and not isinstance(fields, dict):
+        raise InvalidRequest("fields must be a JSON object")
+    if user_id is not None and not isinstance(user_id, str):
+        raise InvalidRequest("userId must be a string")
+    if signed is not None and not isinstance(signed, str):
+        raise InvalidRequest("signed must be a string")
+    if user_id == "":
+        raise InvalidRequest("userId must not be empty (send no userId for a visitor)")
+    if user_id is not None and len(user_id) > app_settings.MAX_USER_ID_LENGTH:
+        raise InvalidRequest(f"userId is longer than {app_settings.MAX_USER_ID_LENGTH} characters")
+    if user_id is not None and not _is_encodable(user_id):
+        raise InvalidRequest("userId is not valid Unicode (lone surrogate)")
+    if signed is not None and user_id is None:
+        raise InvalidRequest("signed was sent without userId")
+    if signed == "":
+        signed = None
+    if signed is not None and len(signed) > 256:
+        raise InvalidRequest("signed is too long to be a signature")
+    return user_id, signed
+
+
+def _is_encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def start_session(snapshot: PlatformSnapshot, payload: Any) -> SessionStart:
+    """Verify the signature, decide, count, answer, for a platform from ``lookup_platform``.
+
+    Raises InvalidRequest, SignatureRequired or SignatureInvalid; every decided
+    start is counted once by its outcome (``rejected`` for a start that
+    enforcement refused).
+    """
+    user_id, signed = parse_session_request(payload)
+    if user_id is None:
+        signature, outcome = "none", Outcome.VISITOR
+    elif signed is None:
+        signature, outcome = "missing", Outcome.MISSING
+    elif verify_user_id(snapshot, user_id, signed):
+        signature, outcome = "valid", Outcome.VALID
+    else:
+        signature, outcome = "invalid", Outcome.INVALID
+
+    if snapshot.enforced and signature in ("missing", "invalid"):
+        record_outcome(snapshot.platform_id, Outcome.REJECTED)
+        if signature == "missing":
+            raise SignatureRequired(
+                "Trusted Identity is enforced for this platform: send `signed` with the userId"
+            )
+        raise SignatureInvalid("the signature does not match the userId for this platform")
+
+    record_outcome(snapshot.platform_id, outcome)
+    return SessionStart(
+        session_id=secrets.token_urlsafe(18),
+        user_id=user_id,
+        signature=signature,
+        space=snapshot.space_slug,
+        platform=snapshot.kind,
+    )

@@ -1,0 +1,86 @@
+"""Spaces and their platforms: find them by slug and kind, create them.
+
+A new platform gets its public API key and its first secret in one transaction.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from django.contrib.admin.models import ADDITION
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_slug
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from ..conf import app_settings
+from ..exceptions import AlreadyExists, InvalidRequest, PlatformNotFound, SpaceNotFound
+from ..models import Platform, PlatformKind, Space
+from .access import Actor, authorize
+from .audit import audit
+from .platform_secrets import store_new_secret
+
+
+def get_space(slug: str) -> Space:
+    if "\x00" in slug:  # no slug has one, and PostgreSQL refuses it in a query
+        raise SpaceNotFound(f"no space with slug {slug!r}")
+    try:
+        return Space.objects.get(slug=slug)
+    except Space.DoesNotExist:
+        raise SpaceNotFound(f"no space with slug {slug!r}") from None
+
+
+def validate_kind(kind: str) -> str:
+    if kind not in PlatformKind.values:
+        raise PlatformNotFound(
+            f"unknown platform kind {kind!r}; expected one of {', '.join(PlatformKind.values)}"
+        )
+    return kind
+
+
+def get_platform(space_slug: str, kind: str) -> Platform:
+    validate_kind(kind)
+    if "\x00" in space_slug:  # PostgreSQL refuses NUL in a query: no such space
+        get_space(space_slug)
+    try:
+        return Platform.objects.select_related("space").get(space__slug=space_slug, kind=kind)
+    except Platform.DoesNotExist:
+        get_space(space_slug)  # a missing space is named as such
+        raise PlatformNotFound(f"space {space_slug!r} has no {kind} platform") from None
+
+
+def create_space(slug: str, name: str = "", actor: Actor | None = None) -> Space:
+    try:
+        validate_slug(slug)
+    except ValidationError:
+        raise InvalidRequest(
+            f"invalid slug {slug!r}: use letters, numbers, underscores or hyphens"
+        ) from None
+    if len(slug) > Space._meta.get_field("slug").max_length:
+        raise InvalidRequest("the slug is longer than 64 characters")
+    try:
+        with transaction.atomic():
+            space = Space.objects.create(slug=slug, name=name or slug)
+    except IntegrityError:
+        raise AlreadyExists(f"a space with slug {slug!r} already exists") from None
+    audit(actor, space, "Created the space.", ADDITION)
+    return space
+
+
+def new_api_key() -> str:
+    return app_settings.API_KEY_PREFIX + secrets.token_urlsafe(24)
+
+
+def add_platform(space: Space, kind: str, actor: Actor | None = None) -> Platform:
+    """A new platform with its API key and its first secret."""
+    validate_kind(kind)
+    if actor is not None:
+        authorize(actor, "rotate", space.pk)
+    try:
+        with transaction.atomic():
+            platform = Platform.objects.create(space=space, kind=kind, api_key=new_api_key())
+            store_new_secret(platform, timezone.now())
+    except IntegrityError:
+        raise AlreadyExists(f"space {space.slug!r} already has a {kind} platform") from None
+    audit(actor, platform, "Added the platform with a new secret.", ADDITION)
+    return platform
