@@ -1,0 +1,37 @@
+"""Grace periods as typed.
+
+Against a real database: no mock of our own code. Cache invalidation runs on
+commit; tests run inside a transaction that never commits, so writes whose effect
+on a warm cache matters run inside ``with commit():`` (``conftest.py``), which runs
+the on-commit callbacks as a real commit would.
+"""
+
+from datetime import timedelta
+
+import pytest
+
+from trusted_identity import services
+from trusted_identity.exceptions import (
+    InvalidRequest,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("0", timedelta(0)),
+        ("30m", timedelta(minutes=30)),
+        ("24h", timedelta(hours=24)),
+        ("7d", timedelta(days=7)),
+        (" 90s ", timedelta(seconds=90)),
+        ("2w", timedelta(weeks=2)),
+    ],
+)
+def test_parse_duration_accepts(text, expected):
+    assert services.parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("text", ["5x", "-1h", "", "100d", "1.5h", "h", "24 h", None])
+def test_parse_duration_rejects(text):
+    with pytest.raises(InvalidRequest):
+        services.parse_duration(text)

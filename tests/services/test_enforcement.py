@@ -1,0 +1,118 @@
+"""Enforcement under the readiness rule, its override, and the warm cache.
+
+Against a real database: no mock of our own code. Cache invalidation runs on
+commit; tests run inside a transaction that never commits, so writes whose effect
+on a warm cache matters run inside ``with commit():`` (``conftest.py``), which runs
+the on-commit callbacks as a real commit would.
+"""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from trusted_identity import services
+from trusted_identity.exceptions import (
+    InvalidRequest,
+    SignatureRequired,
+)
+from trusted_identity.models import (
+    Platform,
+)
+from trusted_identity.services import NotReady
+
+from ..factories import (
+    OutcomeCountFactory,
+)
+from .helpers import USER_ID, _logs, _start
+
+
+def test_enforcement_refused_below_threshold(platform, cli_actor):
+    OutcomeCountFactory(platform=platform, outcome="valid", count=98)
+    OutcomeCountFactory(platform=platform, outcome="invalid", count=1)
+    OutcomeCountFactory(platform=platform, outcome="missing", count=1)
+    OutcomeCountFactory(platform=platform, outcome="visitor", count=500)
+    logs_before = _logs(platform).count()
+    with pytest.raises(NotReady) as excinfo:
+        services.set_enforcement(platform, True, cli_actor)
+    figures = excinfo.value.figures
+    assert (figures.valid, figures.invalid, figures.missing, figures.visitor) == (98, 1, 1, 500)
+    assert figures.identified == 100
+    assert figures.valid_share == pytest.approx(0.98)
+    assert "98.00%" in excinfo.value.message
+    platform.refresh_from_db()
+    assert not platform.enforced
+    assert _logs(platform).count() == logs_before
+
+
+def test_enforcement_allowed_without_identified_starts(platform, cli_actor):
+    OutcomeCountFactory(platform=platform, outcome="visitor", count=50)
+    services.set_enforcement(platform, True, cli_actor)
+    platform.refresh_from_db()
+    assert platform.enforced
+    assert platform.enforcement_changed_at is not None
+
+
+def test_enforcement_allowed_at_the_threshold(platform, cli_actor):
+    OutcomeCountFactory(platform=platform, outcome="valid", count=99)
+    OutcomeCountFactory(platform=platform, outcome="missing", count=1)
+    assert services.readiness(platform).valid_share == pytest.approx(0.99)
+    services.set_enforcement(platform, True, cli_actor)
+    platform.refresh_from_db()
+    assert platform.enforced
+
+
+def test_starts_outside_the_readiness_window_do_not_count(platform, cli_actor):
+    OutcomeCountFactory(
+        platform=platform,
+        outcome="invalid",
+        count=1000,
+        hour=(timezone.now() - timedelta(days=8)).replace(minute=0, second=0, microsecond=0),
+    )
+    OutcomeCountFactory(platform=platform, outcome="valid", count=10)
+    assert services.readiness(platform).invalid == 0
+    services.set_enforcement(platform, True, cli_actor)
+    assert Platform.objects.get(pk=platform.pk).enforced
+
+
+@pytest.mark.parametrize("reason", ["", "   "])
+def test_force_without_reason_is_invalid(platform, cli_actor, reason):
+    OutcomeCountFactory(platform=platform, outcome="missing", count=10)
+    with pytest.raises(InvalidRequest):
+        services.set_enforcement(platform, True, cli_actor, force=True, reason=reason)
+    assert not Platform.objects.get(pk=platform.pk).enforced
+
+
+def test_force_with_reason_turns_on_and_records_the_reason(platform, cli_actor):
+    OutcomeCountFactory(platform=platform, outcome="valid", count=5)
+    OutcomeCountFactory(platform=platform, outcome="missing", count=5)
+    reason = "old app versions are being retired today"
+    services.set_enforcement(platform, True, cli_actor, force=True, reason=reason)
+    assert Platform.objects.get(pk=platform.pk).enforced
+    entry = _logs(platform).last()
+    assert reason in entry.change_message
+    assert "50.00%" in entry.change_message
+    assert entry.user_id == cli_actor.user.pk
+
+
+def test_turning_enforcement_off(platform, cli_actor, commit):
+    services.set_enforcement(platform, True, cli_actor)
+    with pytest.raises(SignatureRequired):
+        _start(platform, {"userId": USER_ID})  # warms the cache with enforcement on
+    with commit():
+        services.set_enforcement(platform, False, cli_actor)
+    assert not Platform.objects.get(pk=platform.pk).enforced
+    assert _start(platform, {"userId": USER_ID}).signature == "missing"
+    assert "off" in _logs(platform).last().change_message
+    # Turning it off again changes nothing and writes nothing.
+    logs = _logs(platform).count()
+    services.set_enforcement(platform, False, cli_actor)
+    assert _logs(platform).count() == logs
+
+
+def test_turning_enforcement_on_reaches_a_warm_cache(platform, cli_actor, commit):
+    assert _start(platform, {}).signature == "none"  # warms the cache, enforcement off
+    with commit():
+        services.set_enforcement(platform, True, cli_actor)
+    with pytest.raises(SignatureRequired):
+        _start(platform, {"userId": USER_ID})

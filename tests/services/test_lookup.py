@@ -1,0 +1,69 @@
+"""The platform lookup: its caches hold ciphertexts only and forget deleted platforms.
+
+Against a real database: no mock of our own code. Cache invalidation runs on
+commit; tests run inside a transaction that never commits, so writes whose effect
+on a warm cache matters run inside ``with commit():`` (``conftest.py``), which runs
+the on-commit callbacks as a real commit would.
+"""
+
+import pickle
+
+import pytest
+from django.core.cache import caches
+
+from trusted_identity import services
+from trusted_identity.conf import app_settings
+from trusted_identity.exceptions import (
+    InvalidApiKey,
+)
+from trusted_identity.services.lookup import cache_key
+
+from .helpers import (
+    _current_rows,
+    _secret,
+    _verifies,
+)
+
+
+def test_the_platform_cache_holds_ciphertexts_only(platform, cli_actor):
+    secret = _secret(platform, cli_actor)
+    assert _verifies(platform, secret)
+    cached = caches[app_settings.CACHE_ALIAS].get(cache_key(platform.api_key))
+    assert cached is not None
+    image = pickle.dumps(cached)
+    assert _current_rows(platform).get().ciphertext.encode() in image
+    assert secret.encode() not in image
+
+
+@pytest.mark.parametrize(
+    "api_key",
+    ["", "tik_unknown", None, "\x00", "tik_" + "a" * 200, 42],
+    ids=["empty", "unknown", "none", "nul", "too-long", "not-a-string"],
+)
+def test_lookup_platform_refuses_unknown_keys(platform, api_key):
+    with pytest.raises(InvalidApiKey):
+        services.lookup_platform(api_key)
+    assert services.lookup_platform(platform.api_key).platform_id == platform.pk
+
+
+def test_api_keys_are_matched_exactly(platform):
+    for near in (platform.api_key.upper(), platform.api_key + " ", platform.api_key[:-1]):
+        with pytest.raises(InvalidApiKey):
+            services.lookup_platform(near)
+
+
+def test_deleting_a_platform_stops_lookup_at_once(platform, commit):
+    snapshot = services.lookup_platform(platform.api_key)  # warm
+    assert services.lookup_platform(platform.api_key) == snapshot
+    with commit():
+        platform.delete()
+    with pytest.raises(InvalidApiKey):
+        services.lookup_platform(platform.api_key)
+
+
+def test_deleting_a_space_stops_lookup_at_once(space, platform, commit):
+    services.lookup_platform(platform.api_key)  # warm
+    with commit():
+        space.delete()
+    with pytest.raises(InvalidApiKey):
+        services.lookup_platform(platform.api_key)

@@ -1,0 +1,89 @@
+"""Re-encrypting every secret under the first key.
+
+Against a real database: no mock of our own code. Cache invalidation runs on
+commit; tests run inside a transaction that never commits, so writes whose effect
+on a warm cache matters run inside ``with commit():`` (``conftest.py``), which runs
+the on-commit callbacks as a real commit would.
+"""
+
+import pytest
+
+from trusted_identity import services
+from trusted_identity.crypto import KeyRing, generate_key
+from trusted_identity.exceptions import (
+    ServiceUnavailable,
+)
+from trusted_identity.models import (
+    PlatformSecret,
+)
+from trusted_identity.signing import sign
+
+from ..factories import (
+    PlatformFactory,
+)
+from .helpers import _current_rows, _key_id, _secret, _set_keys, _start, _verifies
+
+
+def test_rekey_across_two_keys_then_the_old_key_removed(settings, space, cli_actor, commit):
+    old_key, new_key = generate_key(), generate_key()
+    _set_keys(settings, old_key)
+    ios = PlatformFactory(space=space, kind="ios")
+    web = PlatformFactory(space=space, kind="web")
+    previous = {p.pk: _secret(p, cli_actor) for p in (ios, web)}
+    with commit():
+        current = {p.pk: services.rotate_secret(p, cli_actor) for p in (ios, web)}
+    assert all(_verifies(p, previous[p.pk]) for p in (ios, web))  # warms every cache
+    key_ids = {t.split(":")[1] for t in PlatformSecret.objects.values_list("ciphertext", flat=True)}
+    assert key_ids == {_key_id(old_key)}
+
+    # Without the old key nothing can be read: the key really matters.
+    _set_keys(settings, new_key)
+    with pytest.raises(ServiceUnavailable):
+        services.reveal_secret(ios, cli_actor)
+
+    _set_keys(settings, f"{new_key},{old_key}")
+    with commit():
+        result = services.rekey(batch_size=3)  # several batches
+    assert (result.total, result.rekeyed, result.failed) == (4, 4, [])
+    key_ids = {t.split(":")[1] for t in PlatformSecret.objects.values_list("ciphertext", flat=True)}
+    assert key_ids == {_key_id(new_key)}
+
+    _set_keys(settings, [new_key])
+    for platform in (ios, web):
+        assert services.reveal_secret(platform, cli_actor) == current[platform.pk]
+        assert _verifies(platform, current[platform.pk])
+        assert _verifies(platform, previous[platform.pk])
+        assert _start(platform, {"userId": "7", "signed": sign(current[platform.pk], "7")}).trusted
+    assert services.sign_for("acme", "web", "7") == sign(current[web.pk], "7")
+
+    again = services.rekey()
+    assert (again.total, again.rekeyed, again.failed) == (4, 0, [])
+
+
+def test_rekey_reports_undecryptable_rows_without_changing_them(settings, space, cli_actor):
+    old_key, new_key, lost_key = generate_key(), generate_key(), generate_key()
+    _set_keys(settings, old_key)
+    ios = PlatformFactory(space=space, kind="ios")
+    web = PlatformFactory(space=space, kind="web")
+    roku = PlatformFactory(space=space, kind="roku")
+    roku_secret = _secret(roku, cli_actor)
+    # web's row now holds ios's ciphertext (bound to ios); roku's row a lost key's token.
+    _current_rows(web).update(ciphertext=_current_rows(ios).get().ciphertext)
+    lost_token = KeyRing([lost_key]).encrypt(roku_secret, PlatformSecret.associated_data(roku.pk))
+    _current_rows(roku).update(ciphertext=lost_token)
+    before = dict(PlatformSecret.objects.values_list("pk", "ciphertext"))
+
+    _set_keys(settings, f"{new_key},{old_key}")
+    result = services.rekey()
+    assert result.total == 3 and result.rekeyed == 1
+    failed = {(pk, platform_id) for pk, platform_id, _reason in result.failed}
+    web_row, roku_row = _current_rows(web).get(), _current_rows(roku).get()
+    assert failed == {(web_row.pk, web.pk), (roku_row.pk, roku.pk)}
+    reasons = " ".join(reason for *_ids, reason in result.failed)
+    assert _key_id(lost_key) in reasons
+    assert roku_secret not in reasons
+    # The failed rows are untouched, the good one moved to the new key.
+    assert web_row.ciphertext == before[web_row.pk]
+    assert roku_row.ciphertext == before[roku_row.pk]
+    assert _current_rows(ios).get().ciphertext.split(":")[1] == _key_id(new_key)
+    assert services.rekey().rekeyed == 0

@@ -1,0 +1,80 @@
+"""Spaces and platforms: create, add, find.
+
+Against a real database: no mock of our own code. Cache invalidation runs on
+commit; tests run inside a transaction that never commits, so writes whose effect
+on a warm cache matters run inside ``with commit():`` (``conftest.py``), which runs
+the on-commit callbacks as a real commit would.
+"""
+
+import pytest
+
+from trusted_identity import services
+from trusted_identity.exceptions import (
+    AlreadyExists,
+    InvalidRequest,
+    PlatformNotFound,
+    SpaceNotFound,
+)
+from trusted_identity.models import (
+    Platform,
+    PlatformKind,
+    PlatformSecret,
+)
+
+from ..factories import (
+    SpaceFactory,
+)
+from .helpers import _secret
+
+
+def test_create_space(db):
+    space = services.create_space("news", name="The News")
+    assert space.pk and space.slug == "news" and space.name == "The News"
+    with pytest.raises(AlreadyExists):
+        services.create_space("news")
+
+
+@pytest.mark.parametrize("slug", ["", "has space", "sl/ash", "x" * 65, "nul\x00"])
+def test_create_space_refuses_bad_slugs(db, slug):
+    with pytest.raises(InvalidRequest):
+        services.create_space(slug)
+
+
+def test_add_platform_every_kind(space, cli_actor):
+    platforms = [services.add_platform(space, kind) for kind in PlatformKind.values]
+    api_keys = [p.api_key for p in platforms]
+    assert len(set(api_keys)) == len(PlatformKind.values) == 6
+    assert all(key.startswith("tik_") and len(key) >= 30 for key in api_keys)
+    for platform in platforms:
+        rows = PlatformSecret.objects.filter(platform=platform)
+        assert rows.count() == 1
+        assert rows.get().is_current and rows.get().valid_until is None
+        assert not platform.enforced
+        secret = _secret(platform, cli_actor)
+        assert secret.startswith(f"tis_{platform.kind}_")
+    secrets = {_secret(p, cli_actor) for p in platforms}
+    assert len(secrets) == 6
+
+
+def test_add_platform_twice_is_already_exists(space, platform):
+    with pytest.raises(AlreadyExists):
+        services.add_platform(space, "ios")
+    assert Platform.objects.filter(space=space, kind="ios").count() == 1
+    assert PlatformSecret.objects.filter(platform__space=space).count() == 1
+    # Another space may have an ios platform of its own.
+    assert services.add_platform(SpaceFactory(), "ios").kind == "ios"
+
+
+@pytest.mark.parametrize("kind", ["tv", "IOS", "", "windows"])
+def test_add_platform_unknown_kind(space, kind):
+    with pytest.raises(PlatformNotFound):
+        services.add_platform(space, kind)
+    assert not Platform.objects.exists()
+
+
+def test_get_platform_names_what_is_missing(platform):
+    assert services.get_platform("acme", "ios") == platform
+    with pytest.raises(SpaceNotFound):
+        services.get_platform("nope", "ios")
+    with pytest.raises(PlatformNotFound):
+        services.get_platform("acme", "web")
