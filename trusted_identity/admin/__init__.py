@@ -33,11 +33,11 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.debug import sensitive_variables
 
-from . import services
-from .conf import app_settings
-from .exceptions import InvalidRequest, NotReady, TrustedIdentityError
-from .exceptions import PermissionDenied as ServicePermissionDenied
-from .forms import (
+from .. import services
+from ..conf import app_settings
+from ..exceptions import InvalidRequest, NotReady, TrustedIdentityError
+from ..exceptions import PermissionDenied as ServicePermissionDenied
+from ..forms import (
     DEFAULT_GRACE,
     GRACE_CHOICES,
     EnforcementForm,
@@ -45,7 +45,7 @@ from .forms import (
     MembershipChangeForm,
     RotationForm,
 )
-from .models import (
+from ..models import (
     Outcome,
     OutcomeCount,
     Platform,
