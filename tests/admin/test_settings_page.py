@@ -17,7 +17,7 @@ from django.utils import timezone
 from trusted_identity import services
 from trusted_identity.models import Platform, PlatformSecret, Role, Space, SpaceMembership
 
-from .factories import (
+from ..factories import (
     MembershipFactory,
     OutcomeCountFactory,
     PlatformFactory,

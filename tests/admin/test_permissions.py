@@ -16,7 +16,7 @@ from django.urls import reverse
 from trusted_identity import services
 from trusted_identity.models import Platform, PlatformSecret, Role
 
-from .factories import MembershipFactory, PlatformFactory, SpaceFactory, UserFactory
+from ..factories import MembershipFactory, PlatformFactory, SpaceFactory, UserFactory
 
 ROLES = ("root", "owner", "admin", "viewer", "outsider", "nospace", "anon")
 
