@@ -1,130 +1,32 @@
-"""The admin console without a browser: pages, reveal, rotation, enforcement, audit,
-CSRF and query counts. Who may do what is in ``test_admin_permissions.py``."""
+"""The Trusted Identity page of a space (``trusted_identity.admin.settings_page``) without
+a browser: the page, odd input, reveal, CSRF, rotation and enforcement, with their
+audit entries. Who may do what is in ``test_permissions.py``.
+"""
 
 import re
 from datetime import timedelta
 
 import pytest
 from django.contrib.admin.models import LogEntry
-from django.contrib.contenttypes.models import ContentType
-from django.core.management import call_command
-from django.db import connection
 from django.test import Client
-from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
 from trusted_identity import services
-from trusted_identity.models import Platform, PlatformSecret, Role, Space, SpaceMembership
+from trusted_identity.models import Platform, PlatformSecret
 
-from .factories import (
-    MembershipFactory,
-    OutcomeCountFactory,
-    PlatformFactory,
-    SpaceFactory,
-    UserFactory,
+from ..factories import PlatformFactory
+from .helpers import (
+    PLATFORM_LIST,
+    action_url,
+    add_figures,
+    current_secret,
+    messages_of,
+    platform_log,
+    settings_url,
 )
 
-PLATFORM_LIST = "admin:trusted_identity_platform_changelist"
-
-
-def settings_url(space):
-    return reverse("admin:trusted_identity_space_trusted_identity", args=[space.pk])
-
-
-def action_url(space, name, kind):
-    return reverse(f"admin:trusted_identity_space_{name}", args=[space.pk, kind])
-
-
-def current_secret(platform):
-    return services.current_secret_row(platform).get_secret()
-
-
-def platform_log(platform):
-    return LogEntry.objects.filter(
-        content_type=ContentType.objects.get_for_model(Platform), object_id=str(platform.pk)
-    ).order_by("pk")
-
-
-def messages_of(response):
-    return [str(m) for m in response.context["messages"]] if response.context else []
-
-
-@pytest.fixture
-def owner(space):
-    user = UserFactory(username="olivia")
-    MembershipFactory(space=space, user=user, role=Role.OWNER)
-    return user
-
-
-@pytest.fixture
-def owner_client(client, owner):
-    client.force_login(owner)
-    return client
-
-
-def add_figures(platform, valid=0, invalid=0, missing=0, visitor=0, rejected=0, hours_ago=1):
-    hour = (timezone.now() - timedelta(hours=hours_ago)).replace(minute=0, second=0, microsecond=0)
-    for outcome, count in (
-        ("valid", valid),
-        ("invalid", invalid),
-        ("missing", missing),
-        ("visitor", visitor),
-        ("rejected", rejected),
-    ):
-        if count:
-            OutcomeCountFactory(platform=platform, hour=hour, outcome=outcome, count=count)
-
-
-# ------------------------------------------------------------------ the pages
-
-
-def test_admin_system_checks_pass():
-    call_command("check", "--fail-level", "WARNING")
-
-
-def test_space_list_shows_enforcement_last_rotation_and_links(owner_client, space, platform):
-    web = PlatformFactory(space=space, kind="web", enforced=True)
-    response = owner_client.get(reverse("admin:trusted_identity_space_changelist"))
-    body = response.content.decode()
-    assert response.status_code == 200
-    assert "on for 1 of 2" in body
-    assert "2 platforms" in body
-    assert f'{reverse(PLATFORM_LIST)}?space={space.pk}"' in body
-    assert f'href="{settings_url(space)}"' in body
-    row = response.context["cl"].result_list[0]
-    assert row.ti_last_rotated_at == max(
-        services.current_secret_row(p).created_at for p in (platform, web)
-    )
-    assert row.ti_your_role == "owner"
-
-
-def test_platform_list_links_to_its_space_and_page(owner_client, space, platform):
-    add_figures(platform, valid=3, missing=1)
-    response = owner_client.get(reverse(PLATFORM_LIST), {"space": space.pk})
-    body = response.content.decode()
-    assert reverse("admin:trusted_identity_space_change", args=[space.pk]) in body
-    assert f"{settings_url(space)}#platform-ios" in body
-    assert "75.0%" in body  # valid share over the readiness window
-
-
-def test_space_change_page_links_to_the_settings_page(owner_client, space, platform):
-    response = owner_client.get(reverse("admin:trusted_identity_space_change", args=[space.pk]))
-    body = response.content.decode()
-    assert 'id="trusted-identity-link"' in body
-    assert f'href="{settings_url(space)}"' in body
-    assert "object-tools" in body
-
-
-def test_platform_change_page_is_read_only_and_links_to_settings(owner_client, space, platform):
-    url = reverse("admin:trusted_identity_platform_change", args=[platform.pk])
-    response = owner_client.get(url)
-    body = response.content.decode()
-    assert response.status_code == 200
-    assert platform.api_key in body  # public
-    assert f"{settings_url(space)}#platform-ios" in body
-    assert 'name="_save"' not in body  # nothing to edit
-    assert owner_client.post(url, {"kind": "web"}).status_code == 403
+# ------------------------------------------------------------------ the page
 
 
 def test_settings_page_shows_each_platform_with_figures_and_chart(owner_client, space, platform):
@@ -199,44 +101,7 @@ def test_odd_input_is_never_a_server_error(client, superuser, space, platform, p
     assert response.status_code == status
 
 
-def test_add_platform_through_the_admin_uses_the_service(owner_client, space, owner):
-    response = owner_client.post(
-        reverse("admin:trusted_identity_platform_add"), {"space": space.pk, "kind": "roku"}
-    )
-    platform = Platform.objects.get(space=space, kind="roku")
-    assert response.status_code == 302
-    assert response["Location"].endswith(f"{settings_url(space)}#platform-roku")
-    assert platform.api_key.startswith("tik_")
-    assert current_secret(platform).startswith("tis_roku_")
-    entries = platform_log(platform)
-    assert [e.get_change_message() for e in entries] == ["Added the platform with a new secret."]
-    assert entries[0].user == owner
-    # One platform per kind: the form says so instead of failing.
-    again = owner_client.post(
-        reverse("admin:trusted_identity_platform_add"), {"space": space.pk, "kind": "roku"}
-    )
-    assert again.status_code == 200
-    assert again.context["adminform"].form.errors
-
-
-def test_space_slug_is_read_only_for_owners(owner_client, space):
-    url = reverse("admin:trusted_identity_space_change", args=[space.pk])
-    response = owner_client.post(url, {"slug": "stolen", "name": "Acme Inc"})
-    assert response.status_code == 302
-    space.refresh_from_db()
-    assert (space.slug, space.name) == ("acme", "Acme Inc")
-
-
-def test_superuser_adds_a_space(client, superuser, db):
-    client.force_login(superuser)
-    response = client.post(
-        reverse("admin:trusted_identity_space_add"), {"slug": "initech", "name": "Initech"}
-    )
-    assert response.status_code == 302
-    assert Space.objects.filter(slug="initech").exists()
-
-
-# --------------------------------------------------------------------- reveal
+# -------------------------------------------------------------------- reveal
 
 
 def test_reveal_shows_the_secret_once_audited_and_not_cached(owner_client, space, platform, owner):
@@ -287,7 +152,7 @@ def test_reveal_that_cannot_decrypt_reports_an_error(owner_client, space, platfo
     assert any("can't be decrypted" in m for m in messages_of(response))
 
 
-# ------------------------------------------------------------------------ CSRF
+# ---------------------------------------------------------------------- CSRF
 
 
 def test_csrf_is_enforced_on_every_post(space, platform, owner):
@@ -341,7 +206,7 @@ def test_reveal_with_a_csrf_token_works(space, platform, owner):
     assert current_secret(platform) in response.content.decode()
 
 
-# -------------------------------------------------------------------- rotation
+# ------------------------------------------------------------------ rotation
 
 
 def test_rotation_asks_for_confirmation_first(owner_client, space, platform):
@@ -397,74 +262,7 @@ def test_rotation_refuses_an_unknown_grace(owner_client, space, platform):
     assert current_secret(platform) == old
 
 
-def test_rotate_action_has_an_intermediate_page_like_delete_selected(owner_client, space, platform):
-    web = PlatformFactory(space=space, kind="web")
-    old = {p.pk: current_secret(p) for p in (platform, web)}
-    response = owner_client.post(
-        reverse(PLATFORM_LIST),
-        {"action": "rotate_secrets", "_selected_action": [platform.pk, web.pk], "index": "0"},
-    )
-    body = response.content.decode()
-    assert response.status_code == 200
-    assert "Rotate Trusted Identity secrets?" in body
-    assert body.count('name="_selected_action"') == 2
-    assert '<input type="hidden" name="action" value="rotate_secrets">' in body
-    assert '<input type="hidden" name="post" value="yes">' in body
-    assert 'name="grace"' in body
-    assert {p.pk: current_secret(p) for p in (platform, web)} == old
-
-    done = owner_client.post(
-        reverse(PLATFORM_LIST),
-        {
-            "action": "rotate_secrets",
-            "_selected_action": [platform.pk, web.pk],
-            "post": "yes",
-            "grace": "0",
-        },
-        follow=True,
-    )
-    new = {p.pk: current_secret(p) for p in (platform, web)}
-    assert all(new[pk] != old[pk] for pk in old)
-    assert not any(secret in done.content.decode() for secret in (*old.values(), *new.values()))
-    assert any("Rotated the secrets of" in m for m in messages_of(done))
-    for p in (platform, web):
-        assert platform_log(p).last().get_change_message().startswith("Rotated the secret")
-
-
-def test_rotate_action_leaves_out_platforms_the_user_may_not_rotate(client, space, platform):
-    other_space = SpaceFactory(slug="globex")
-    other = PlatformFactory(space=other_space, kind="android")
-    user = UserFactory(username="split")
-    MembershipFactory(space=space, user=user, role=Role.ADMIN)
-    MembershipFactory(space=other_space, user=user, role=Role.VIEWER)
-    client.force_login(user)
-    ids = [platform.pk, other.pk]
-    page = client.post(
-        reverse(PLATFORM_LIST), {"action": "rotate_secrets", "_selected_action": ids, "index": "0"}
-    )
-    body = page.content.decode()
-    assert page.status_code == 200
-    assert body.count('name="_selected_action"') == 1
-    assert "1 selected platform is left out" in body
-    old_other = current_secret(other)
-    client.post(
-        reverse(PLATFORM_LIST),
-        {"action": "rotate_secrets", "_selected_action": ids, "post": "yes", "grace": "1h"},
-    )
-    assert current_secret(other) == old_other
-    assert platform_log(other).filter(change_message__startswith="Rotated").count() == 0
-    assert platform_log(platform).filter(change_message__startswith="Rotated").count() == 1
-
-
-def test_rotate_action_is_not_offered_to_viewers(client, space, platform):
-    viewer = UserFactory(username="vera")
-    MembershipFactory(space=space, user=viewer, role=Role.VIEWER)
-    client.force_login(viewer)
-    response = client.get(reverse(PLATFORM_LIST))
-    assert "rotate_secrets" not in response.content.decode()
-
-
-# ----------------------------------------------------------------- enforcement
+# --------------------------------------------------------------- enforcement
 
 
 def test_turning_on_when_ready_confirms_then_enforces(owner_client, space, platform, owner):
@@ -558,111 +356,3 @@ def test_enforcement_already_in_that_state_or_unknown_value(owner_client, space,
     bad = owner_client.post(url, {"enabled": "maybe"}, follow=True)
     assert any("Choose whether" in m for m in messages_of(bad))
     assert not platform_log(platform).filter(change_message__startswith="Turned").exists()
-
-
-# -------------------------------------------------------------------- members
-
-
-def test_owner_grants_changes_and_revokes_through_services(owner_client, space, owner):
-    newbie = UserFactory(username="newbie", is_staff=False)
-    add = owner_client.post(
-        reverse("admin:trusted_identity_spacemembership_add"),
-        {"space": space.pk, "username": "newbie", "role": "viewer"},
-    )
-    assert add.status_code == 302
-    membership = SpaceMembership.objects.get(space=space, user=newbie)
-    newbie.refresh_from_db()
-    assert membership.role == "viewer" and newbie.is_staff
-    space_log = LogEntry.objects.filter(
-        content_type=ContentType.objects.get_for_model(Space), object_id=str(space.pk)
-    ).order_by("pk")
-    assert space_log.last().get_change_message() == "Granted newbie the viewer role."
-
-    change_url = reverse("admin:trusted_identity_spacemembership_change", args=[membership.pk])
-    owner_client.post(change_url, {"role": "admin"})
-    membership.refresh_from_db()
-    assert membership.role == "admin"
-    assert space_log.last().get_change_message() == "Granted newbie the admin role."
-
-    delete_url = reverse("admin:trusted_identity_spacemembership_delete", args=[membership.pk])
-    owner_client.post(delete_url, {"post": "yes"})
-    assert not SpaceMembership.objects.filter(pk=membership.pk).exists()
-    assert space_log.last().get_change_message() == "Revoked newbie's membership."
-    # Services wrote the entries; the admin added none of its own on memberships.
-    assert not LogEntry.objects.filter(
-        content_type=ContentType.objects.get_for_model(SpaceMembership)
-    ).exists()
-
-
-def test_granting_an_unknown_username_is_a_form_error(owner_client, space):
-    response = owner_client.post(
-        reverse("admin:trusted_identity_spacemembership_add"),
-        {"space": space.pk, "username": "ghost", "role": "viewer"},
-    )
-    assert response.status_code == 200
-    assert response.context["adminform"].form.errors["username"]
-
-
-# ---------------------------------------------------------------- query counts
-
-
-def make_spaces(count, user, start=0):
-    for index in range(start, start + count):
-        space = SpaceFactory(slug=f"s{index:03d}")
-        PlatformFactory(space=space, kind="ios")
-        PlatformFactory(space=space, kind="web", enforced=index % 2 == 0)
-        MembershipFactory(space=space, user=user, role=Role.OWNER)
-        MembershipFactory(space=space, role=Role.VIEWER)
-
-
-def count_queries(client, url, **params):
-    with CaptureQueriesContext(connection) as ctx:
-        response = client.get(url, params)
-    assert response.status_code == 200
-    return len(ctx.captured_queries), response
-
-
-@pytest.mark.parametrize("as_superuser", [False, True])
-@pytest.mark.parametrize(
-    "url_name",
-    [
-        "admin:trusted_identity_space_changelist",
-        "admin:trusted_identity_platform_changelist",
-        "admin:trusted_identity_spacemembership_changelist",
-    ],
-)
-def test_list_queries_do_not_grow_with_rows(
-    client, db, django_assert_max_num_queries, as_superuser, url_name
-):
-    user = UserFactory(username="lister", is_superuser=as_superuser)
-    client.force_login(user)
-    make_spaces(3, user)
-    url = reverse(url_name)
-    with_3, _ = count_queries(client, url)
-    make_spaces(27, user, start=3)
-    with django_assert_max_num_queries(with_3):
-        response = client.get(url)
-    assert response.context["cl"].result_count >= 30
-
-
-def test_settings_page_queries_do_not_grow_with_platforms_or_counts(
-    owner_client, space, django_assert_max_num_queries
-):
-    ios = PlatformFactory(space=space, kind="ios")
-    add_figures(ios, valid=5, missing=1)
-    with_1, _ = count_queries(owner_client, settings_url(space))
-    for kind in ("web", "android", "tvos", "androidtv", "roku"):
-        platform = PlatformFactory(space=space, kind=kind)
-        services.rotate_secret(platform, services.get_cli_actor(), timedelta(hours=1))
-        for day in range(8):
-            add_figures(platform, valid=9, invalid=1, visitor=3, hours_ago=day * 24 + 1)
-    with django_assert_max_num_queries(with_1):
-        response = owner_client.get(settings_url(space))
-    assert len(response.context["platforms"]) == 6
-
-
-def test_reveal_queries_are_bounded(owner_client, space, platform, django_assert_max_num_queries):
-    for kind in ("web", "android", "tvos", "androidtv", "roku"):
-        PlatformFactory(space=space, kind=kind)
-    with django_assert_max_num_queries(20):
-        owner_client.post(action_url(space, "reveal_secret", "ios"))

@@ -1,0 +1,78 @@
+"""Query counts of the admin: the lists, the Trusted Identity page and the reveal do not
+run more queries as rows, platforms and counts grow.
+"""
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from trusted_identity import services
+from trusted_identity.models import Role
+
+from ..factories import MembershipFactory, PlatformFactory, SpaceFactory, UserFactory
+from .helpers import action_url, add_figures, settings_url
+
+
+def make_spaces(count, user, start=0):
+    for index in range(start, start + count):
+        space = SpaceFactory(slug=f"s{index:03d}")
+        PlatformFactory(space=space, kind="ios")
+        PlatformFactory(space=space, kind="web", enforced=index % 2 == 0)
+        MembershipFactory(space=space, user=user, role=Role.OWNER)
+        MembershipFactory(space=space, role=Role.VIEWER)
+
+
+def count_queries(client, url, **params):
+    with CaptureQueriesContext(connection) as ctx:
+        response = client.get(url, params)
+    assert response.status_code == 200
+    return len(ctx.captured_queries), response
+
+
+@pytest.mark.parametrize("as_superuser", [False, True])
+@pytest.mark.parametrize(
+    "url_name",
+    [
+        "admin:trusted_identity_space_changelist",
+        "admin:trusted_identity_platform_changelist",
+        "admin:trusted_identity_spacemembership_changelist",
+    ],
+)
+def test_list_queries_do_not_grow_with_rows(
+    client, db, django_assert_max_num_queries, as_superuser, url_name
+):
+    user = UserFactory(username="lister", is_superuser=as_superuser)
+    client.force_login(user)
+    make_spaces(3, user)
+    url = reverse(url_name)
+    with_3, _ = count_queries(client, url)
+    make_spaces(27, user, start=3)
+    with django_assert_max_num_queries(with_3):
+        response = client.get(url)
+    assert response.context["cl"].result_count >= 30
+
+
+def test_settings_page_queries_do_not_grow_with_platforms_or_counts(
+    owner_client, space, django_assert_max_num_queries
+):
+    ios = PlatformFactory(space=space, kind="ios")
+    add_figures(ios, valid=5, missing=1)
+    with_1, _ = count_queries(owner_client, settings_url(space))
+    for kind in ("web", "android", "tvos", "androidtv", "roku"):
+        platform = PlatformFactory(space=space, kind=kind)
+        services.rotate_secret(platform, services.get_cli_actor(), timedelta(hours=1))
+        for day in range(8):
+            add_figures(platform, valid=9, invalid=1, visitor=3, hours_ago=day * 24 + 1)
+    with django_assert_max_num_queries(with_1):
+        response = owner_client.get(settings_url(space))
+    assert len(response.context["platforms"]) == 6
+
+
+def test_reveal_queries_are_bounded(owner_client, space, platform, django_assert_max_num_queries):
+    for kind in ("web", "android", "tvos", "androidtv", "roku"):
+        PlatformFactory(space=space, kind=kind)
+    with django_assert_max_num_queries(20):
+        owner_client.post(action_url(space, "reveal_secret", "ios"))

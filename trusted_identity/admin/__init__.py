@@ -1,0 +1,41 @@
+"""The admin console: spaces, platforms, memberships, and each space's Trusted Identity page.
+
+It holds no rules of its own. Who may do what comes from ``services``
+(:class:`~trusted_identity.services.Permissions`, ``restrict_to_spaces``), and every
+reveal, rotation and enforcement change goes through the service layer, which
+writes the audit ``LogEntry`` shown in the platform's history.
+
+A staff user sees only the spaces they are a member of, in every list, page,
+action, filter and autocomplete; superusers see all. Secrets never appear on a
+list or change form: ``PlatformSecret`` is not registered, and the plaintext is
+shown only in the response to an explicit, permission-checked Reveal POST.
+
+This module only registers the model admins. The package, lower modules first (a
+module imports only from the ones above it in this list):
+
+- ``base``: ``permissions(request)``, ``actor(request)``, ``admin_url`` and
+  ``ScopedAdminMixin``, which limits every queryset and choice to the user's spaces.
+- ``display``: wording and formatting (dates, shares, the rotation message), the
+  per-day chart's geometry, and the subqueries that annotate list rows.
+- ``filters``: the list filters by space and by enforcement.
+- ``settings_page``: ``SpaceSettingsPageMixin``, the space's Trusted Identity page and
+  its Reveal, Rotate and enforcement views and URLs.
+- ``spaces``: ``SpaceAdmin`` (list, forms, space autocomplete; uses the settings page).
+- ``platforms``: ``PlatformAdmin`` and its "Rotate Trusted Identity secrets" action.
+- ``memberships``: ``SpaceMembershipAdmin``; grants and revocations through services.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin
+
+from ..models import Platform, Space, SpaceMembership
+from .memberships import SpaceMembershipAdmin
+from .platforms import PlatformAdmin
+from .spaces import SpaceAdmin
+
+__all__ = ["PlatformAdmin", "SpaceAdmin", "SpaceMembershipAdmin"]
+
+admin.site.register(Space, SpaceAdmin)
+admin.site.register(Platform, PlatformAdmin)
+admin.site.register(SpaceMembership, SpaceMembershipAdmin)

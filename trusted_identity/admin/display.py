@@ -1,0 +1,147 @@
+"""How the admin shows things: the order of platform kinds, dates, shares, the rotation
+message, the per-day chart's geometry, and the correlated subqueries that put counts,
+rotation dates and valid shares on list rows. These are pure wording, formatting and
+query-shaping helpers shared by the model admins and the settings page, kept apart so
+that the pages read as what they show; they import nothing from the admin package and
+decide nothing (the figures themselves come from ``services``).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
+
+from .. import services
+from ..models import OutcomeCount, Platform, PlatformKind, PlatformSecret
+
+KIND_ORDER = {kind: index for index, kind in enumerate(PlatformKind.values)}
+
+
+# ------------------------------------------------------------ row annotations
+
+
+def count_subquery(queryset: QuerySet, group: str) -> Coalesce:
+    """A correlated COUNT subquery: no join, so no row multiplication between counts."""
+    return Coalesce(
+        Subquery(
+            queryset.order_by().values(group).annotate(n=Count("pk")).values("n"),
+            output_field=IntegerField(),
+        ),
+        0,
+    )
+
+
+def sum_outcomes(outcomes: list[str], since: datetime) -> Coalesce:
+    return Coalesce(
+        Subquery(
+            OutcomeCount.objects.filter(
+                platform=OuterRef("pk"), hour__gte=since, outcome__in=outcomes
+            )
+            .order_by()
+            .values("platform")
+            .annotate(total=Sum("count"))
+            .values("total"),
+        ),
+        0,
+    )
+
+
+def current_secret_since(platform_ref: str = "pk") -> Subquery:
+    return Subquery(
+        PlatformSecret.objects.filter(platform=OuterRef(platform_ref), retired_at__isnull=True)
+        .order_by("-created_at")
+        .values("created_at")[:1]
+    )
+
+
+def previous_valid_until(now: datetime) -> Subquery:
+    return Subquery(
+        PlatformSecret.objects.filter(
+            platform=OuterRef("pk"), retired_at__isnull=False, valid_until__gt=now
+        )
+        .order_by("-valid_until")
+        .values("valid_until")[:1]
+    )
+
+
+def window_start() -> datetime:
+    # The same window as services.figures_for: from the start of the hour, a window ago.
+    return services.readiness_since().replace(minute=0, second=0, microsecond=0)
+
+
+# ------------------------------------------------------------------ wording
+
+
+def _when(value: datetime | None, fmt: str = "DATETIME_FORMAT") -> str:
+    return date_format(timezone.localtime(value), fmt) if value else "—"
+
+
+def short(value: datetime | None) -> str:
+    return _when(value, "SHORT_DATETIME_FORMAT")
+
+
+def percent(share: float | None) -> str:
+    return "—" if share is None else f"{share * 100:.1f}%"
+
+
+def rotation_message(platforms: list[Platform], grace: timedelta) -> str:
+    names = ", ".join(str(p) for p in platforms)
+    if grace.total_seconds() == 0:
+        tail = _("The previous secret no longer verifies.")
+    else:
+        until = _when(timezone.now() + grace)
+        tail = _("The previous secret still verifies until %(until)s.") % {"until": until}
+    head = ngettext(
+        "Rotated the secret of %(names)s.", "Rotated the secrets of %(names)s.", len(platforms)
+    ) % {"names": names}
+    return f"{head} {tail} " + _("Reveal the new secret on the space's Trusted Identity page.")
+
+
+# -------------------------------------------------------------------- chart
+
+
+def chart(days: list[tuple[date, services.Figures]]) -> dict[str, Any]:
+    """Stacked bars (valid, not valid, visitor) for the per-day chart, as SVG geometry."""
+    bar_width, pitch, height = 22, 34, 64
+    top = max((f.identified + f.visitor for _day, f in days), default=0)
+    bars = []
+    for index, (day, f) in enumerate(days):
+        x = 6 + index * pitch
+        y = height
+        segments = []
+        for css, value in (
+            ("ti-bar-valid", f.valid),
+            ("ti-bar-bad", f.invalid + f.missing + f.rejected),
+            ("ti-bar-visitor", f.visitor),
+        ):
+            if value and top:
+                h = max(1.0, round(value / top * (height - 4), 1))
+                y -= h
+                segments.append({"css": css, "y": round(y, 1), "height": h})
+        bars.append(
+            {
+                "day": day,
+                "figures": f,
+                "share": percent(f.valid_share),
+                "bad": f.invalid + f.missing + f.rejected,
+                "x": x,
+                "label_x": x + bar_width / 2,
+                "width": bar_width,
+                "segments": segments,
+            }
+        )
+    return {
+        "bars": bars,
+        "width": 6 + len(days) * pitch,
+        "height": height,
+        "label_y": height + 13,
+        "total_height": height + 18,
+        "empty": top == 0,
+    }

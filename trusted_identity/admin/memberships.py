@@ -1,0 +1,125 @@
+"""The memberships' model admin: who has which role in which space, a username typed
+rather than picked from the site's users, and only the spaces the user manages offered.
+Grants, role changes and revocations go through ``services.grant`` and
+``services.revoke``, which audit them on the space; this module turns the admin's own
+log entries off so that nothing is recorded twice, and decides no permission itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.contrib.admin.utils import quote
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.forms import ModelForm
+from django.http import HttpRequest
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy
+
+from .. import services
+from ..exceptions import PermissionDenied as ServicePermissionDenied
+from ..forms import MembershipAddForm, MembershipChangeForm
+from ..models import SpaceMembership
+from .base import ScopedAdminMixin, actor, admin_url, permissions
+from .filters import VisibleSpaceFilter
+
+
+class SpaceMembershipAdmin(ScopedAdminMixin, admin.ModelAdmin):
+    """Who has which role in which space; grants and revocations go through services."""
+
+    space_choice_action = "manage_members"
+    list_display = ["user_name", "space_link", "role", "created_at"]
+    list_filter = [VisibleSpaceFilter, "role"]
+    list_select_related = ["space", "user"]
+    ordering = ["space__slug", "user_id"]
+    autocomplete_fields = ["space"]
+
+    def get_search_fields(self, request: HttpRequest) -> list[str]:
+        from django.contrib.auth import get_user_model
+
+        return [f"user__{get_user_model().USERNAME_FIELD}", "space__slug", "space__name"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return permissions(request).can_any("manage_members")
+
+    def has_change_permission(
+        self, request: HttpRequest, obj: SpaceMembership | None = None
+    ) -> bool:
+        perms = permissions(request)
+        if obj is None:
+            return perms.can_any("manage_members")
+        return perms.can("manage_members", obj.space_id)
+
+    has_delete_permission = has_change_permission
+
+    def get_form(
+        self,
+        request: HttpRequest,
+        obj: SpaceMembership | None = None,
+        change: bool = False,
+        **kwargs: Any,
+    ) -> type[ModelForm]:
+        kwargs["form"] = MembershipChangeForm if obj is not None else MembershipAddForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request: HttpRequest, obj: SpaceMembership | None = None) -> list[str]:
+        if obj is None:
+            return ["space", "username", "role"]
+        return ["user_name", "space_link", "role", "created_at"]
+
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: SpaceMembership | None = None
+    ) -> list[str]:
+        if obj is None:
+            return []
+        return ["user_name", "space_link", "created_at"]
+
+    @admin.display(description=gettext_lazy("user"))
+    def user_name(self, obj: SpaceMembership) -> str:
+        return obj.user.get_username()
+
+    @admin.display(description=gettext_lazy("space"), ordering="space__slug")
+    def space_link(self, obj: SpaceMembership) -> str:
+        url = admin_url(self.admin_site, "space_change", quote(obj.space_id))
+        return format_html('<a href="{}">{}</a>', url, obj.space)
+
+    # Grants and revocations go through services, which audit them on the space.
+
+    def save_model(
+        self, request: HttpRequest, obj: SpaceMembership, form: ModelForm, change: bool
+    ) -> None:
+        if change:
+            space, username = obj.space, obj.user.get_username()
+        else:
+            space, username = form.cleaned_data["space"], form.cleaned_data["username"]
+        try:
+            membership = services.grant(space, username, obj.role, actor(request))
+        except ServicePermissionDenied:
+            raise PermissionDenied from None
+        obj.pk = membership.pk
+        obj.space = membership.space
+        obj.user = membership.user
+        obj.created_at = membership.created_at
+        obj._state.adding = False
+        obj._state.db = membership._state.db
+
+    def delete_model(self, request: HttpRequest, obj: SpaceMembership) -> None:
+        try:
+            services.revoke(obj.space, obj.user.get_username(), actor(request))
+        except ServicePermissionDenied:
+            raise PermissionDenied from None
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[SpaceMembership]) -> None:
+        for membership in queryset.select_related("space", "user"):
+            self.delete_model(request, membership)
+
+    def log_addition(self, request: HttpRequest, obj: SpaceMembership, message: Any) -> None:
+        return None  # services.grant wrote the entry, on the space
+
+    def log_change(self, request: HttpRequest, obj: SpaceMembership, message: Any) -> None:
+        return None  # services.grant wrote the entry, on the space
+
+    def log_deletions(self, request: HttpRequest, queryset: QuerySet[SpaceMembership]) -> None:
+        return None  # services.revoke writes the entry, on the space
