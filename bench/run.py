@@ -392,15 +392,18 @@ def bench_bulk(quick: bool) -> dict:
         rows.append(
             PlatformSecret(
                 platform_id=pid,
-                ciphertext=ring.encrypt(
-                    f"tis_web_bench{index}", PlatformSecret.associated_data(pid)
-                ),
+                ciphertext="",  # bound to the row: encrypted once the row has its key
                 created_at=now,
                 retired_at=now,
                 valid_until=now + dt.timedelta(days=1),
             )
         )
     PlatformSecret.objects.bulk_create(rows, batch_size=1000)
+    for number, row in enumerate(rows):
+        row.ciphertext = ring.encrypt(
+            f"tis_web_bench{number}", PlatformSecret.associated_data(row.platform_id, row.pk)
+        )
+    PlatformSecret.objects.bulk_update(rows, ["ciphertext"], batch_size=1000)
     old_key = os.environ["TRUSTED_IDENTITY_ENCRYPTION_KEYS"]
     from django.conf import settings
     from django.test.utils import override_settings

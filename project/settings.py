@@ -69,6 +69,17 @@ DATABASES = {
 # Persistent connections: opening one per request costs more than the request itself.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Several processes share the file (runserver and the CLI, gunicorn workers): write
+    # transactions take the lock when they begin and wait for it, instead of failing
+    # with "database is locked" when a read turns into a write; WAL lets readers on.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
 
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://trusted-identity")}
 if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":

@@ -48,7 +48,7 @@ def _fresh_caches():
     for alias in caches:
         caches[alias].clear()
     reset_key_ring()
-    services.clear_plaintext_cache()
+    services.reset_local_state()
     yield
     for alias in caches:
         caches[alias].clear()

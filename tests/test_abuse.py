@@ -124,7 +124,8 @@ def test_a_grace_period_ending_in_a_warm_cache_drops_that_comparison(
     ending = PlatformSecret.objects.filter(platform=platform, retired_at__isnull=False)
     ends = timezone.now() + timedelta(seconds=2)
     ending.filter(valid_until__gt=timezone.now() + timedelta(minutes=90)).update(valid_until=ends)
-    services.invalidate_platform(platform.api_key)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.verification_changed()
     oldest = {"userId": USER, "signed": signing.sign(secrets["oldest"], USER)}
     assert start(client, platform.api_key, oldest).status_code == 201  # cached now
     assert len(comparisons) == 3

@@ -321,10 +321,10 @@ def test_key_unknown_for_some_rows_names_those_rows_and_spares_the_others(
     lost_ring = KeyRing([lost_key])
     for row in PlatformSecret.objects.filter(platform=enforced):
         row.ciphertext = lost_ring.encrypt(
-            row.get_secret(), PlatformSecret.associated_data(enforced.pk)
+            row.get_secret(), PlatformSecret.associated_data(enforced.pk, row.pk)
         )
         row.save(update_fields=["ciphertext"])
-    services.clear_plaintext_cache()
+    services.reset_local_state()
     good = signing.sign(current_secret(healthy), USER)
     lost_rows = set(PlatformSecret.objects.filter(platform=enforced).values_list("pk", flat=True))
 

@@ -139,4 +139,4 @@ def test_node_client_rotation_with_grace_and_revocation(live_platforms):
     after_revocation = run_client(p["url"], steps)
     assert after_revocation["newest"]["status"] == 201
     assert after_revocation["new"]["status"] == 403  # revoked with grace 0
-    assert after_revocation["old"]["status"] == 201  # its own 1-hour grace still runs
+    assert after_revocation["old"]["status"] == 403  # grace 0 ended its 1-hour grace too

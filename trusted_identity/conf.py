@@ -54,10 +54,13 @@ DEFAULTS: dict[str, Any] = {
     "CLIENT_IP_HEADER": None,
     # The cache alias for rate limits and the platform lookup.
     "CACHE_ALIAS": "default",
-    # Seconds a platform lookup may stay in the cache; writes invalidate it at once.
+    # Seconds a platform lookup may stay in the cache at most.
     "LOOKUP_CACHE_TIMEOUT": 300,
-    # Keep looked-up platforms in process memory too, while subscribed to Redis
-    # invalidations (only with a Redis cache; see nearcache.py).
+    # Seconds between two reads of the verification generation by a serving process:
+    # a rotation, revocation or enforcement change committed anywhere is honoured by
+    # every process within this interval (one tiny query per process per interval).
+    "LOOKUP_CHECK_INTERVAL": 0.5,
+    # Keep looked-up platforms in process memory too (see nearcache.py).
     "LOCAL_LOOKUP_CACHE": True,
     # Seconds a process gathers session-start counts before writing them (as atomic
     # increments); 0 writes each start at once. Figures lag by at most this much.

@@ -123,7 +123,7 @@ class Platform(models.Model):
 
 
 class PlatformSecret(models.Model):
-    """A platform's signing secret, encrypted at rest and bound to its platform.
+    """A platform's signing secret, encrypted at rest and bound to its platform and row.
 
     ``retired_at`` is empty for the one current secret; a retired secret keeps
     verifying until ``valid_until``. The plaintext is only reachable through
@@ -157,15 +157,24 @@ class PlatformSecret(models.Model):
         return f"<PlatformSecret pk={self.pk} platform_id={self.platform_id}>"
 
     @staticmethod
-    def associated_data(platform_id: int) -> bytes:
-        """What a ciphertext is bound to: this table and the platform's primary key."""
-        return f"trusted_identity.platformsecret:platform={platform_id}".encode()
+    def associated_data(platform_id: int, secret_id: int) -> bytes:
+        """What a ciphertext is bound to: this table, the platform and the row itself.
+
+        A ciphertext copied into another platform's row, or into another row of the
+        same platform (a revoked secret over the current one), no longer decrypts.
+        """
+        return f"trusted_identity.platformsecret:platform={platform_id}:row={secret_id}".encode()
+
+    def _bound_data(self) -> bytes:
+        if self.pk is None:
+            raise ValueError("a secret is encrypted for its row: save the row first")
+        return self.associated_data(self.platform_id, self.pk)
 
     def set_secret(self, plaintext: str) -> None:
-        self.ciphertext = get_key_ring().encrypt(plaintext, self.associated_data(self.platform_id))
+        self.ciphertext = get_key_ring().encrypt(plaintext, self._bound_data())
 
     def get_secret(self) -> str:
-        return get_key_ring().decrypt(self.ciphertext, self.associated_data(self.platform_id))
+        return get_key_ring().decrypt(self.ciphertext, self._bound_data())
 
     @property
     def is_current(self) -> bool:
@@ -192,3 +201,29 @@ class OutcomeCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.platform_id} {self.hour:%Y-%m-%d %H}:00 {self.outcome}={self.count}"
+
+
+class VerificationGeneration(models.Model):
+    """One row whose number goes up with every change that alters verification.
+
+    Rotations, revocations, enforcement changes, deletions and rekeys bump it in
+    their own transaction, so it can't be lost the way a cache message can. Every
+    serving process reads it at most every ``LOOKUP_CHECK_INTERVAL`` seconds and
+    keys its cached platform lookups by it: a change reaches every process, in any
+    cache set-up, within that interval of its commit.
+    """
+
+    SINGLETON = 1
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=SINGLETON, editable=False)
+    value = models.BigIntegerField(default=0)
+
+    class Meta:
+        verbose_name = _("verification generation")
+        verbose_name_plural = _("verification generation")
+        constraints = [
+            models.CheckConstraint(condition=Q(id=1), name="ti_one_verification_generation"),
+        ]
+
+    def __str__(self) -> str:
+        return f"verification generation {self.value}"

@@ -7,38 +7,28 @@ Connected by ``TrustedIdentityConfig.ready()``. They sit above the service layer
 from __future__ import annotations
 
 from django.core.signals import setting_changed
-from django.db import transaction
 from django.db.models.signals import post_delete
 
 from .conf import app_settings
 from .keyring import reset_key_ring
 from .models import Platform, PlatformSecret
-from .nearcache import near_cache
-from .services import clear_plaintext_cache, invalidate_platform
+from .services.lookup import reset_local_state, verification_changed
 
 
 def reset_on_setting_change(*, setting: str, **kwargs) -> None:
     """Settings read once and remembered are read again (``override_settings``, tests)."""
-    if setting in {"TRUSTED_IDENTITY", "SECRET_KEY", "DEBUG"}:
+    if setting in {"TRUSTED_IDENTITY", "SECRET_KEY", "DEBUG", "CACHES"}:
         app_settings.reload()
         reset_key_ring()
-        clear_plaintext_cache()
-    if setting in {"TRUSTED_IDENTITY", "CACHES"}:
-        near_cache.reset()
+        reset_local_state()
 
 
 def forget_platform(sender, instance, **kwargs) -> None:
-    """A deleted platform (or secret) must stop answering at once, in every process."""
-    if isinstance(instance, Platform):
-        api_key = instance.api_key
-    else:
-        api_key = (
-            Platform.objects.filter(pk=instance.platform_id)
-            .values_list("api_key", flat=True)
-            .first()
-        )
-    if api_key:
-        transaction.on_commit(lambda: invalidate_platform(api_key))
+    """A deleted platform (or secret) must stop answering in every process.
+
+    Runs inside the deletion's transaction, so the generation goes up with it.
+    """
+    verification_changed()
 
 
 def connect() -> None:

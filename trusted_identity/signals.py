@@ -5,6 +5,7 @@ Sent by the service layer after the operation's transaction has committed:
 - ``secret_revealed(platform, user)``
 - ``secret_rotated(platform, user, grace)``
 - ``enforcement_changed(platform, user, enforced, reason)``
+- ``grace_ended(platform, user, count)``: previous secrets revoked before their grace ended
 
 None of them carries a secret. The app's own receivers (which keep its caches
 honest) are in ``receivers.py``; this module imports nothing of the app, so the
@@ -18,3 +19,4 @@ from django.dispatch import Signal
 secret_revealed = Signal()
 secret_rotated = Signal()
 enforcement_changed = Signal()
+grace_ended = Signal()

@@ -103,7 +103,8 @@ def test_expired_previous_secrets_stop_verifying(platform, cli_actor, commit):
     PlatformSecret.objects.filter(platform=platform, retired_at__isnull=False).update(
         valid_until=timezone.now() - timedelta(seconds=1)
     )
-    services.invalidate_platform(platform.api_key)  # the edit bypassed the service layer
+    with commit():  # the edit bypassed the service layer
+        services.verification_changed()
     assert not _verifies(platform, old)
     assert _verifies(platform, new)
     assert services.previous_secret_valid_until(platform) is None
@@ -214,6 +215,28 @@ def test_the_database_holds_no_plaintext_secret(space, cli_actor, tmp_path):
         assert ciphertexts[0].encode() in image  # the copy really holds our rows
         assert not [needle for needle in needles if needle.encode() in image]
         assert not [needle for needle in needles if needle.encode("utf-16-le") in image]
+
+
+def test_a_revoked_rows_ciphertext_copied_over_the_current_row_does_not_decrypt(
+    platform, cli_actor, commit
+):
+    """Finding 9 of the revocation issue: ciphertexts are bound to their row, not only
+    to their platform, so restoring a revoked secret by copying its ciphertext fails."""
+    revoked_secret = _secret(platform, cli_actor)
+    revoked_row = _current_rows(platform).get()
+    with commit():
+        services.rotate_secret(platform, cli_actor, grace=timedelta(0))
+    _current_rows(platform).update(ciphertext=revoked_row.ciphertext)
+
+    with pytest.raises(DecryptionError):
+        _current_rows(platform).get().get_secret()
+    with pytest.raises(ServiceUnavailable):
+        services.reveal_secret(platform, cli_actor)
+    with commit():
+        services.verification_changed()  # the edit bypassed the service layer
+    with pytest.raises(ServiceUnavailable):
+        _start(platform, {"userId": USER_ID, "signed": sign(revoked_secret, USER_ID)})
+    assert "valid" not in _counts(platform)
 
 
 def test_a_ciphertext_copied_to_another_platform_does_not_decrypt(

@@ -69,7 +69,9 @@ def test_rekey_reports_undecryptable_rows_without_changing_them(settings, space,
     roku_secret = _secret(roku, cli_actor)
     # web's row now holds ios's ciphertext (bound to ios); roku's row a lost key's token.
     _current_rows(web).update(ciphertext=_current_rows(ios).get().ciphertext)
-    lost_token = KeyRing([lost_key]).encrypt(roku_secret, PlatformSecret.associated_data(roku.pk))
+    lost_token = KeyRing([lost_key]).encrypt(
+        roku_secret, PlatformSecret.associated_data(roku.pk, _current_rows(roku).get().pk)
+    )
     _current_rows(roku).update(ciphertext=lost_token)
     before = dict(PlatformSecret.objects.values_list("pk", "ciphertext"))
 

@@ -33,13 +33,14 @@ def test_enforced_session_start_accepts_a_secret_in_grace(platform, cli_actor, c
     assert _start(platform, payload).trusted
     with commit():
         services.rotate_secret(platform, cli_actor, grace=timedelta(0))
-    # The first secret is still in its own grace; the second was revoked at once.
-    assert _start(platform, payload).trusted
+    # Grace 0 revokes every earlier secret: the first one's own grace ended too.
+    with pytest.raises(SignatureInvalid):
+        _start(platform, payload)
     second = PlatformSecret.objects.filter(platform=platform, retired_at__isnull=False)
     second = second.order_by("-created_at").first().get_secret()
     with pytest.raises(SignatureInvalid):
         _start(platform, {"userId": USER_ID, "signed": sign(second, USER_ID)})
-    assert _counts(platform) == {"valid": 2, "rejected": 1}
+    assert _counts(platform) == {"valid": 1, "rejected": 2}
 
 
 def test_node_vectors_verify_through_session_start(platform, node_vectors, commit):
@@ -49,7 +50,7 @@ def test_node_vectors_verify_through_session_start(platform, node_vectors, commi
         row.set_secret(vector["secret"])
         with commit():
             row.save(update_fields=["ciphertext"])
-            services.invalidate_platform(platform.api_key)
+            services.verification_changed()
         result = _start(platform, {"userId": vector["userId"], "signed": vector["signed"]})
         assert result.trusted, vector["userId"]
         assert result.user_id == vector["userId"]

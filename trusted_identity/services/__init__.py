@@ -44,18 +44,21 @@ from .lookup import (
     PlatformSnapshot,
     SecretSnapshot,
     clear_plaintext_cache,
-    invalidate_platform,
-    invalidate_platforms,
     lookup_platform,
+    reset_local_state,
+    verification_changed,
 )
 from .memberships import grant, revoke
 from .platform_secrets import (
     ROTATION_CHUNK,
+    VerifyingSecret,
     current_secret_row,
     previous_secret_valid_until,
     reveal_secret,
+    revoke_previous,
     rotate_secret,
     rotate_secrets,
+    verifying_secrets,
 )
 from .rekey import RekeyResult, rekey
 from .sessions import SessionStart, parse_session_request, start_session
@@ -75,6 +78,7 @@ __all__ = [
     "SecretSnapshot",
     "SessionStart",
     "TrustedIdentityError",
+    "VerifyingSecret",
     "add_platform",
     "can",
     "clear_plaintext_cache",
@@ -87,8 +91,6 @@ __all__ = [
     "get_platform",
     "get_space",
     "grant",
-    "invalidate_platform",
-    "invalidate_platforms",
     "lookup_platform",
     "new_api_key",
     "parse_duration",
@@ -99,9 +101,11 @@ __all__ = [
     "readiness_since",
     "record_outcome",
     "rekey",
+    "reset_local_state",
     "restrict_to_spaces",
     "reveal_secret",
     "revoke",
+    "revoke_previous",
     "role_of",
     "roles_allowing",
     "rotate_secret",
@@ -113,5 +117,7 @@ __all__ = [
     "start_session",
     "status",
     "validate_kind",
+    "verification_changed",
     "verify_user_id",
+    "verifying_secrets",
 ]

@@ -12,7 +12,7 @@ from ..models import Platform
 from .access import Actor, authorize
 from .audit import audit
 from .figures import Figures, readiness
-from .lookup import invalidate_on_commit
+from .lookup import verification_changed
 
 
 class NotReady(TrustedIdentityError):
@@ -65,7 +65,7 @@ def set_enforcement(
         locked.enforcement_changed_at = timezone.now()
         locked.save(update_fields=["enforced", "enforcement_changed_at"])
         audit(actor, locked, message)
-        invalidate_on_commit(locked.api_key)
+        verification_changed()
     signals.enforcement_changed.send(
         sender=Platform, platform=locked, user=actor.user, enforced=enabled, reason=reason
     )

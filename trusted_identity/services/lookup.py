@@ -2,28 +2,32 @@
 
 Owns the :class:`PlatformSnapshot` session start works from (ciphertexts only),
 the shared cache (Django's, ``CACHE_ALIAS``) and the per-process near cache in
-front of it, the per-process memo of decrypted keys, and
-:func:`invalidate_platforms`, which every write that changes what verification
-sees calls after its commit.
+front of it, the per-process memo of decrypted keys, and the verification
+generation: :func:`verification_changed` is called inside the transaction of
+every change that alters verification, and every process reads the generation
+at most every ``LOOKUP_CHECK_INTERVAL`` seconds and serves only what it looked
+up at the current one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+import threading
+import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 from django.core.cache import caches
-from django.db import transaction
+from django.db import DatabaseError, IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from ..conf import app_settings
 from ..crypto import DecryptionError, KeyRing
 from ..exceptions import InvalidApiKey, ServiceUnavailable
 from ..keyring import get_key_ring
-from ..models import Platform, PlatformSecret
+from ..models import Platform, PlatformSecret, VerificationGeneration
 from ..nearcache import near_cache
 from ..signing import HmacKey
 
@@ -32,6 +36,7 @@ logger = logging.getLogger("trusted_identity")
 
 @dataclass(frozen=True)
 class SecretSnapshot:
+    secret_id: int  # the row, which the ciphertext is bound to
     ciphertext: str
     expires_at: float | None  # end of grace as a Unix time; None for the current secret
 
@@ -47,12 +52,80 @@ class PlatformSnapshot:
     secrets: tuple[SecretSnapshot, ...] = field(default=())
 
 
-def cache_key(api_key: str) -> str:
-    # API keys are URL-safe; hashing keeps odd client input from making odd cache keys.
-    return (
-        "trusted_identity:platform:v1:"
-        + hashlib.sha256(api_key.encode("utf-8", "replace")).hexdigest()
+# ------------------------------------------------------------ the generation
+
+
+class GenerationTracker:
+    """This process's view of the verification generation, read at most once an interval.
+
+    Reading it is one primary-key SELECT per process per ``LOOKUP_CHECK_INTERVAL``,
+    not per request. While the database can't be read, the last value stands: no
+    change can commit then either.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._value = -1
+        self._next_check = 0.0
+
+    def current(self) -> int:
+        if time.monotonic() < self._next_check:
+            return self._value
+        with self._lock:
+            now = time.monotonic()
+            if now >= self._next_check:
+                try:
+                    self._value = read_generation()
+                except DatabaseError:
+                    logger.warning("Trusted Identity could not read the verification generation")
+                self._next_check = now + float(app_settings.LOOKUP_CHECK_INTERVAL)
+        return self._value
+
+    def expire(self) -> None:
+        """Read the generation again on the next lookup (this process made a change)."""
+        self._next_check = 0.0
+
+
+generation_tracker = GenerationTracker()
+
+
+def read_generation() -> int:
+    value = (
+        VerificationGeneration.objects.filter(pk=VerificationGeneration.SINGLETON)
+        .values_list("value", flat=True)
+        .first()
     )
+    return value or 0
+
+
+def verification_changed() -> None:
+    """Record a change that alters verification, inside the transaction that makes it.
+
+    Bumps the generation in the database, so that every serving process, whatever
+    its cache, stops using what it looked up before within ``LOOKUP_CHECK_INTERVAL``
+    of the commit; this process at once.
+    """
+    rows = VerificationGeneration.objects.filter(pk=VerificationGeneration.SINGLETON)
+    if not rows.update(value=F("value") + 1):
+        try:
+            with transaction.atomic():
+                VerificationGeneration.objects.create(value=1)
+        except IntegrityError:  # created meanwhile by another writer
+            rows.update(value=F("value") + 1)
+    transaction.on_commit(generation_tracker.expire)
+
+
+# ------------------------------------------------------------------ lookups
+
+
+def cache_key(api_key: str, generation: int) -> str:
+    """The shared cache's key for a platform at a generation.
+
+    API keys are URL-safe; hashing keeps odd client input from making odd cache
+    keys. Entries of older generations are never read again and expire.
+    """
+    digest = hashlib.sha256(api_key.encode("utf-8", "replace")).hexdigest()
+    return f"trusted_identity:platform:v2:{generation}:{digest}"
 
 
 def _cache():
@@ -70,7 +143,7 @@ def _load_snapshot(api_key: str) -> PlatformSnapshot | None:
         return None
     now = timezone.now()
     rows = PlatformSecret.objects.filter(platform_id=platform.pk).values_list(
-        "ciphertext", "retired_at", "valid_until"
+        "pk", "ciphertext", "retired_at", "valid_until"
     )
     return PlatformSnapshot(
         platform_id=platform.pk,
@@ -78,26 +151,31 @@ def _load_snapshot(api_key: str) -> PlatformSnapshot | None:
         kind=platform.kind,
         enforced=platform.enforced,
         secrets=tuple(
-            SecretSnapshot(ciphertext, None if retired is None else until.timestamp())
-            for ciphertext, retired, until in rows
+            SecretSnapshot(pk, ciphertext, None if retired is None else until.timestamp())
+            for pk, ciphertext, retired, until in rows
             if retired is None or (until is not None and until > now)
         ),
     )
 
 
 def lookup_platform(api_key: str) -> PlatformSnapshot:
-    """The platform behind a public API key, from the shared cache when warm.
+    """The platform behind a public API key: from process memory or the shared cache when warm.
 
-    A cache that is down is logged and skipped: the database answers instead.
+    Both caches hold what was read at the current verification generation only.
+    The generation is read before the database, so a lookup racing a change can
+    at worst store what it read under the generation the change has already left
+    behind, where nobody looks again. A cache that is down is logged and skipped.
     """
     # NUL never occurs in a key, and PostgreSQL would refuse it in the query (a 503).
     if not isinstance(api_key, str) or not api_key or len(api_key) > 128 or "\x00" in api_key:
         raise InvalidApiKey("missing or unknown API key (send it in the X-Api-Key header)")
-    key = cache_key(api_key)
-    snapshot = near_cache.get(key)
-    if snapshot is not None:
-        return snapshot
-    generation = near_cache.generation()
+    generation = generation_tracker.current()
+    local = app_settings.LOCAL_LOOKUP_CACHE
+    if local:
+        snapshot = near_cache.get(api_key, generation)
+        if snapshot is not None:
+            return snapshot
+    key = cache_key(api_key, generation)
     cache = _cache()
     try:
         snapshot = cache.get(key)
@@ -114,27 +192,16 @@ def lookup_platform(api_key: str) -> PlatformSnapshot:
                 cache.set(key, snapshot, app_settings.LOOKUP_CACHE_TIMEOUT)
             except Exception:
                 logger.warning("Trusted Identity cache unavailable on write")
-    if cache is not None:
-        near_cache.put(key, snapshot, generation)
+    if local:
+        near_cache.put(api_key, snapshot, generation, app_settings.LOOKUP_CACHE_TIMEOUT)
     return snapshot
 
 
-def invalidate_platform(api_key: str) -> None:
-    invalidate_platforms([api_key])
-
-
-def invalidate_platforms(api_keys: Sequence[str]) -> None:
-    """Drop platforms from the shared cache, then from every process's near cache."""
-    keys = [cache_key(api_key) for api_key in api_keys]
-    try:
-        _cache().delete_many(keys)
-    except Exception:
-        logger.warning("Trusted Identity cache unavailable: could not invalidate platforms")
-    near_cache.publish(keys)
-
-
-def invalidate_on_commit(api_key: str) -> None:
-    transaction.on_commit(lambda: invalidate_platform(api_key))
+def reset_local_state() -> None:
+    """Forget what this process looked up, decrypted and read (settings changed, tests)."""
+    near_cache.clear()
+    generation_tracker.expire()
+    clear_plaintext_cache()
 
 
 KeyEntry = tuple[HmacKey, float | None]  # (prepared HMAC key, grace end or None)
@@ -150,8 +217,15 @@ def _key_entries(
     entry. The plaintexts stay in this process's memory; the shared cache only
     ever holds ciphertexts.
     """
-    ad = PlatformSecret.associated_data(platform_id)
-    return tuple((HmacKey(ring.decrypt(s.ciphertext, ad)), s.expires_at) for s in secrets)
+    return tuple(
+        (
+            HmacKey(
+                ring.decrypt(s.ciphertext, PlatformSecret.associated_data(platform_id, s.secret_id))
+            ),
+            s.expires_at,
+        )
+        for s in secrets
+    )
 
 
 def keys_of(snapshot: PlatformSnapshot) -> tuple[KeyEntry, ...]:

@@ -1,18 +1,21 @@
-"""The secret lifecycle of a platform: create, read, reveal and rotate.
+"""The secret lifecycle of a platform: create, read, reveal, rotate and revoke.
 
 One current secret per platform; a rotation retires it with a grace period (the
-previous secret keeps verifying until then) and makes a new one, with the
-platform's row locked so concurrent rotations leave exactly one current secret.
-Reveals and rotations are permission-checked and audited here.
+previous secret keeps verifying until then; grace 0 leaves only the new secret)
+and makes a new one, with the platform's row locked so concurrent rotations
+leave exactly one current secret. ``revoke_previous`` ends every grace at once.
+Reveals, rotations and revocations are permission-checked and audited here.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import connections, router, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from .. import signals
@@ -24,22 +27,39 @@ from ..signing import generate_secret
 from .access import Actor, authorize, permissions_for
 from .audit import audit, audit_many
 from .durations import MAX_GRACE, describe_duration
-from .lookup import invalidate_on_commit
+from .lookup import verification_changed
 
 logger = logging.getLogger("trusted_identity")
 
 
-def new_secret_row(platform: Platform, now: datetime) -> tuple[PlatformSecret, str]:
-    plaintext = generate_secret(f"{app_settings.SECRET_PREFIX}{platform.kind}_")
-    row = PlatformSecret(platform=platform, created_at=now)
-    row.set_secret(plaintext)
-    return row, plaintext
+def create_secrets(platforms: Sequence[Platform], now: datetime) -> list[str]:
+    """A new current secret for each platform, encrypted for its row: the plaintexts, in order.
 
-
-def store_new_secret(platform: Platform, now: datetime) -> str:
-    row, plaintext = new_secret_row(platform, now)
-    row.save()
-    return plaintext
+    A ciphertext is bound to its row's primary key, which the database assigns, so
+    the rows are inserted first and their ciphertexts written next, inside the
+    caller's transaction: one INSERT and one UPDATE for any number of platforms.
+    """
+    rows = [PlatformSecret(platform=p, created_at=now, ciphertext="") for p in platforms]
+    connection = connections[router.db_for_write(PlatformSecret)]
+    if connection.features.can_return_rows_from_bulk_insert:
+        PlatformSecret.objects.bulk_create(rows)
+    else:  # pragma: no cover - every supported backend returns the new keys
+        for row in rows:
+            row.save()
+    plaintexts = []
+    for platform, row in zip(platforms, rows, strict=True):
+        plaintext = generate_secret(f"{app_settings.SECRET_PREFIX}{platform.kind}_")
+        row.set_secret(plaintext)
+        plaintexts.append(plaintext)
+    table = connection.ops.quote_name(PlatformSecret._meta.db_table)
+    column = connection.ops.quote_name("ciphertext")
+    key = connection.ops.quote_name(PlatformSecret._meta.pk.column)
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"UPDATE {table} SET {column} = %s WHERE {key} = %s",  # noqa: S608
+            [(row.ciphertext, row.pk) for row in rows],
+        )
+    return plaintexts
 
 
 def current_secret_row(platform: Platform) -> PlatformSecret:
@@ -78,30 +98,40 @@ def _checked_grace(grace: timedelta | None) -> timedelta:
     return grace
 
 
+def _end_graces(platform_ids: Sequence[int], until: datetime) -> int:
+    """Previous secrets of these platforms that would verify past ``until`` stop then.
+
+    Returns how many graces ended.
+    """
+    return PlatformSecret.objects.filter(
+        platform_id__in=platform_ids, retired_at__isnull=False, valid_until__gt=until
+    ).update(valid_until=until)
+
+
 def _rotate_locked(locked: Sequence[Platform], actor: Actor, grace: timedelta) -> list[str]:
     """Rotate platforms whose rows the caller holds locked; the new plaintexts, in order.
 
-    Expired previous secrets are dropped, the current ones retire with ``grace``,
-    and each platform gets a new current secret: three statements for any number
-    of platforms, plus one audit INSERT.
+    Expired previous secrets are dropped; the current one retires and verifies
+    until ``now + grace``, earlier ones keep their own grace, except with grace 0,
+    a revocation, after which only the new secret verifies; each platform gets a
+    new current secret. A few statements for any number of platforms, plus one
+    audit INSERT.
     """
     now = timezone.now()
+    until = now + grace
     ids = [platform.pk for platform in locked]
     PlatformSecret.objects.filter(platform_id__in=ids, valid_until__lt=now).delete()
+    if grace == timedelta(0):  # a revocation: earlier graces end too
+        _end_graces(ids, now)
     PlatformSecret.objects.filter(platform_id__in=ids, retired_at__isnull=True).update(
-        retired_at=now, valid_until=now + grace
+        retired_at=now, valid_until=until
     )
-    rows, plaintexts = [], []
-    for platform in locked:
-        row, plaintext = new_secret_row(platform, now)
-        rows.append(row)
-        plaintexts.append(plaintext)
-    PlatformSecret.objects.bulk_create(rows)
-    audit_many(
-        actor, locked, f"Rotated the secret; previous secret grace: {describe_duration(grace)}."
-    )
-    for platform in locked:
-        invalidate_on_commit(platform.api_key)
+    plaintexts = create_secrets(locked, now)
+    message = f"Rotated the secret; previous secret grace: {describe_duration(grace)}."
+    if grace == timedelta(0):
+        message += " Only the new secret verifies."
+    audit_many(actor, locked, message)
+    verification_changed()
     return plaintexts
 
 
@@ -163,6 +193,64 @@ def rotate_secrets(
             sender=Platform, platform=platform, user=actor.user, grace=grace
         )
     return len(rotated)
+
+
+def revoke_previous(platform: Platform, actor: Actor) -> int:
+    """End every previous secret's grace now: only the current secret verifies.
+
+    What to do after a leak when the new secret is already deployed. Audited when
+    it ends anything; returns how many previous secrets stopped verifying.
+    """
+    authorize(actor, "rotate", platform.space_id)
+    with transaction.atomic():
+        locked = (
+            Platform.objects.select_related("space")
+            .select_for_update(of=("self",))
+            .get(pk=platform.pk)
+        )
+        ended = _end_graces([locked.pk], timezone.now())
+        if ended:
+            audit(
+                actor,
+                locked,
+                f"Ended the grace of {ended} previous secret{'s' if ended != 1 else ''} "
+                "now; only the current secret verifies.",
+            )
+            verification_changed()
+    if ended:
+        signals.grace_ended.send(sender=Platform, platform=locked, user=actor.user, count=ended)
+    return ended
+
+
+@dataclass(frozen=True)
+class VerifyingSecret:
+    """A secret that still verifies, without its plaintext: for the settings page and CLI."""
+
+    secret_id: int
+    created_at: datetime
+    valid_until: datetime | None  # None for the current secret
+
+    @property
+    def is_current(self) -> bool:
+        return self.valid_until is None
+
+
+def verifying_secrets(platform_ids: Sequence[int]) -> dict[int, list[VerifyingSecret]]:
+    """Per platform, every secret that still verifies: the current one first, then the
+    previous ones by the end of their grace, latest first. One query."""
+    now = timezone.now()
+    result: dict[int, list[VerifyingSecret]] = {pk: [] for pk in platform_ids}
+    rows = (
+        PlatformSecret.objects.filter(platform_id__in=platform_ids)
+        .filter(Q(retired_at__isnull=True) | Q(valid_until__gt=now))
+        .values_list("platform_id", "pk", "created_at", "retired_at", "valid_until")
+    )
+    for platform_id, pk, created_at, retired_at, valid_until in rows:
+        until = None if retired_at is None else valid_until
+        result[platform_id].append(VerifyingSecret(pk, created_at, until))
+    for secrets in result.values():
+        secrets.sort(key=lambda s: (not s.is_current, -(s.valid_until or now).timestamp()))
+    return result
 
 
 def previous_secret_valid_until(platform: Platform) -> datetime | None:

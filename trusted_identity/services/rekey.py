@@ -8,8 +8,8 @@ from django.db import connections, router, transaction
 
 from ..crypto import DecryptionError
 from ..keyring import get_key_ring
-from ..models import Platform, PlatformSecret
-from .lookup import invalidate_platforms
+from ..models import PlatformSecret
+from .lookup import verification_changed
 
 
 @dataclass
@@ -64,7 +64,7 @@ def rekey(batch_size: int = 500) -> RekeyResult:
             try:
                 if ring.key_id_of(ciphertext) == primary:
                     continue
-                ad = PlatformSecret.associated_data(platform_id)
+                ad = PlatformSecret.associated_data(platform_id, pk)
                 token = ring.encrypt(ring.decrypt(ciphertext, ad), ad)
                 stale.append((pk, platform_id, ciphertext, token))
             except DecryptionError as exc:
@@ -72,11 +72,6 @@ def rekey(batch_size: int = 500) -> RekeyResult:
         if stale:
             with transaction.atomic():
                 _replace_ciphertexts([(token, pk, old) for pk, _, old, token in stale])
-                api_keys = list(
-                    Platform.objects.filter(
-                        pk__in={platform_id for _, platform_id, _, _ in stale}
-                    ).values_list("api_key", flat=True)
-                )
-                transaction.on_commit(lambda keys=api_keys: invalidate_platforms(keys))
+                verification_changed()
             result.rekeyed += len(stale)
     return result

@@ -18,7 +18,7 @@ from ..exceptions import AlreadyExists, InvalidRequest, PlatformNotFound, SpaceN
 from ..models import Platform, PlatformKind, Space
 from .access import Actor, authorize
 from .audit import audit
-from .platform_secrets import store_new_secret
+from .platform_secrets import create_secrets
 
 
 def get_space(slug: str) -> Space:
@@ -79,7 +79,7 @@ def add_platform(space: Space, kind: str, actor: Actor | None = None) -> Platfor
     try:
         with transaction.atomic():
             platform = Platform.objects.create(space=space, kind=kind, api_key=new_api_key())
-            store_new_secret(platform, timezone.now())
+            create_secrets([platform], timezone.now())
     except IntegrityError:
         raise AlreadyExists(f"space {space.slug!r} already has a {kind} platform") from None
     audit(actor, platform, "Added the platform with a new secret.", ADDITION)

@@ -64,6 +64,13 @@ class Command(BaseCommand):
             help="How long the previous secret keeps verifying: 0, 30m, 24h, 7d (default 24h).",
         )
 
+        revoke_previous = commands.add_parser(
+            "revoke-previous",
+            help="End every previous secret's grace now: only the current one verifies (audited).",
+        )
+        revoke_previous.add_argument("space")
+        revoke_previous.add_argument("kind")
+
         enforce = commands.add_parser("enforce", help="Turn enforcement on or off.")
         enforce.add_argument("space")
         enforce.add_argument("kind")
@@ -169,8 +176,22 @@ class Command(BaseCommand):
                 f"{until:%Y-%m-%d %H:%M:%S %Z}."
             )
         else:
-            self._say(f"Rotated {platform}; the previous secret no longer verifies.")
+            self._say(
+                f"Rotated {platform}; the previous secret no longer verifies: "
+                "only the new secret does."
+            )
         self._out(secret)
+
+    def do_revoke_previous(self, options: dict[str, Any]) -> None:
+        platform = services.get_platform(options["space"], options["kind"])
+        ended = services.revoke_previous(platform, self._actor(options))
+        if ended:
+            self._say(
+                f"Ended the grace of {ended} previous secret{'s' if ended != 1 else ''} of "
+                f"{platform}: only the current secret verifies."
+            )
+        else:
+            self._say(f"No previous secret of {platform} was verifying; nothing changed.")
 
     def do_enforce(self, options: dict[str, Any]) -> None:
         platform = services.get_platform(options["space"], options["kind"])

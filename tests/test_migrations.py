@@ -1,0 +1,51 @@
+"""Migrations that touch secrets: run forwards and backwards on real rows."""
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+from trusted_identity.keyring import get_key_ring
+from trusted_identity.models import PlatformSecret
+
+APP = "trusted_identity"
+BEFORE_ROW_BINDING = [(APP, "0001_initial")]
+ROW_BINDING = [(APP, "0002_verification_generation_row_binding")]
+
+
+def _migrate(targets):
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(targets)
+    return executor.loader.project_state(targets).apps
+
+
+def _latest():
+    executor = MigrationExecutor(connection)
+    return executor.loader.graph.leaf_nodes(APP)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_row_binding_reencrypts_existing_secrets_and_back():
+    ring = get_key_ring()
+    try:
+        apps = _migrate(BEFORE_ROW_BINDING)
+        Space = apps.get_model(APP, "Space")
+        Platform = apps.get_model(APP, "Platform")
+        OldSecret = apps.get_model(APP, "PlatformSecret")
+        space = Space.objects.create(slug="legacy", name="Legacy")
+        platform = Platform.objects.create(space=space, kind="ios", api_key="tik_legacy")
+        legacy_ad = f"trusted_identity.platformsecret:platform={platform.pk}".encode()
+        row = OldSecret.objects.create(
+            platform=platform, ciphertext=ring.encrypt("tis_ios_legacy", legacy_ad)
+        )
+
+        _migrate(ROW_BINDING)
+        migrated = PlatformSecret.objects.get(pk=row.pk)
+        assert migrated.get_secret() == "tis_ios_legacy"
+        assert migrated.ciphertext != row.ciphertext
+
+        apps = _migrate(BEFORE_ROW_BINDING)
+        restored = apps.get_model(APP, "PlatformSecret").objects.get(pk=row.pk)
+        assert ring.decrypt(restored.ciphertext, legacy_ad) == "tis_ios_legacy"
+    finally:
+        _migrate(_latest())
