@@ -322,7 +322,13 @@ def test_the_sweep_covers_every_admin_url_of_the_app(tenants):
         for v in ("changelist", "add", "change", "delete", "history")
     } | {
         f"trusted_identity_space_{n}"
-        for n in ("reveal_secret", "rotate_secret", "enforcement", "trusted_identity")
+        for n in (
+            "reveal_secret",
+            "rotate_secret",
+            "revoke_previous",
+            "enforcement",
+            "trusted_identity",
+        )
     }
     assert names <= swept, names - swept
 

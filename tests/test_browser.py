@@ -277,11 +277,38 @@ def test_rotate_with_a_grace_through_the_confirmation(page, space, web, owner):
     assert entry.get_change_message() == "Rotated the secret; previous secret grace: 1 hour."
 
 
-def test_toggle_enforcement_through_the_confirmation_and_the_override(page, space, web, owner):
+def test_end_the_grace_now_from_the_page(page, space, web, owner):
+    old = current_secret(web)
+    services.rotate_secret(web, services.get_cli_actor(), timedelta(hours=24))
     log_in(page, owner)
     page.goto(settings_path(space))
+    assert page.locator("#verifying-secrets-web li").count() == 2
+    button = page.locator("#revoke-previous-web")
+    red = button.evaluate("e => getComputedStyle(e).backgroundColor")
+    plain = page.locator("#rotate-web").evaluate("e => getComputedStyle(e).backgroundColor")
+    assert red != plain  # styled as Django's delete button, not as an ordinary one
+    button.click()
+    page.wait_for_url(re.compile(r"/trusted-identity/web/revoke-previous/$"))
+    assert page.locator("h1").inner_text() == "End the grace of the previous Web secrets now?"
+    confirm = page.locator("#confirm-revoke-previous")
+    assert confirm.evaluate("e => getComputedStyle(e).backgroundColor") == red  # danger
+    confirm.click()
+    page.wait_for_url(f"**{settings_path(space)}#platform-web")
+    (message,) = success_messages(page)
+    assert message.startswith("Ended the grace of 1 previous Web secret")
+    assert page.locator("#verifying-secrets-web li").count() == 1
+    assert page.locator("#revoke-previous-web").count() == 0
+    snapshot = services.lookup_platform(web.api_key)
+    assert not services.verify_user_id(snapshot, "user-42", signing.sign(old, "user-42"))
 
-    # On, with no traffic: a confirmation page, then enforced.
+
+def test_toggle_enforcement_through_the_confirmation_and_the_override(page, space, web, owner):
+    log_in(page, owner)
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    services.record_outcome(web.pk, "valid", 100, at=an_hour_ago)
+    page.goto(settings_path(space))
+
+    # On, with 100 valid starts: a confirmation page, then enforced.
     page.click("#enforcement-web")
     page.wait_for_url(re.compile(r"/trusted-identity/web/enforcement/$"))
     assert page.locator("h1").inner_text() == "Turn on enforcement for Web?"
@@ -302,13 +329,11 @@ def test_toggle_enforcement_through_the_confirmation_and_the_override(page, spac
     assert page.locator("#enforcement-web").inner_text() == "Turn on enforcement"
 
     # Below the threshold: the confirmation needs the override box and a reason.
-    an_hour_ago = timezone.now() - timedelta(hours=1)
-    services.record_outcome(web.pk, "valid", 90, at=an_hour_ago)
     services.record_outcome(web.pk, "missing", 10, at=an_hour_ago)
     page.reload()
     assert page.locator("#platform-web .ti-readiness").get_attribute("data-ready") == "false"
     page.click("#enforcement-web")
-    assert "Not ready: only 90.0%" in page.locator(".ti-readiness").inner_text()
+    assert "Not ready: only 90.9%" in page.locator(".ti-readiness").inner_text()
     confirm = page.locator("#confirm-enforcement")
     assert confirm.inner_text() == "Yes, turn on enforcement"
     confirm.click()  # no override ticked

@@ -259,7 +259,7 @@ def test_enforce_force_without_reason_records_a_default(platform):
 
 
 def test_enforce_force_with_reason_records_it(platform):
-    _record(platform, valid=1, invalid=9)
+    _record(platform, valid=10, invalid=90)
     run("enforce", "acme", "ios", "on", "--force", "--reason", "beta users only")
     platform.refresh_from_db()
     assert platform.enforced

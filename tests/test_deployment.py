@@ -205,7 +205,7 @@ def test_deployment_runbook_hostile_requests_key_rotation_and_no_leak(deployment
     keys = {kind: d.cli("add-platform", "acme", kind) for kind in ("ios", "web")}
     first = {kind: d.cli("show-secret", "acme", kind) for kind in keys}
     rotated = d.cli("rotate-secret", "acme", "ios", "--grace", "2h")
-    d.cli("enforce", "acme", "ios", "on")
+    d.cli("enforce", "acme", "ios", "on", "--force", "--reason", "no clients yet")
     valid = {"ios": [first["ios"], rotated], "web": [first["web"]]}
     signatures = [
         (kind, user_id, signing.sign(secret, user_id))

@@ -125,7 +125,7 @@ def test_node_client_sees_the_contract_answers_with_enforcement_off_then_on(live
 def test_node_client_rotation_with_grace_and_revocation(live_platforms):
     p = live_platforms
     key, old = p["ios"].api_key, p["ios_secret"]
-    services.set_enforcement(p["ios"], True, p["actor"])  # no traffic yet: allowed
+    services.set_enforcement(p["ios"], True, p["actor"], force=True, reason="no traffic yet")
     new = services.rotate_secret(p["ios"], p["actor"], timedelta(hours=1))
     steps = [
         {"name": "old", "apiKey": key, "userId": "u2", "signWith": old},

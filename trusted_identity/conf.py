@@ -37,6 +37,9 @@ DEFAULTS: dict[str, Any] = {
     # Enforcement readiness: the window looked at, and the valid share required.
     "READINESS_WINDOW": timedelta(days=7),
     "READINESS_THRESHOLD": 0.99,
+    # Fewer identified starts than this in the window: "not enough starts to tell", and
+    # turning enforcement on needs the override with a reason.
+    "READINESS_MIN_STARTS": 100,
     # Prefix of generated secrets ("tis_ios_..."), so secret scanners can spot leaks.
     "SECRET_PREFIX": "tis_",
     # Prefix of generated public API keys.

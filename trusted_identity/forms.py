@@ -14,7 +14,7 @@ from .models import Role, SpaceMembership
 
 #: The grace periods the admin offers for the previous secret after a rotation.
 GRACE_CHOICES = [
-    ("0", _("None: the previous secret stops verifying now")),
+    ("0", _("None: only the new secret verifies, every earlier one stops now")),
     ("1h", _("1 hour")),
     ("24h", _("24 hours")),
     ("7d", _("7 days")),

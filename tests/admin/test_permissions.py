@@ -136,7 +136,19 @@ MATRIX = {
     "enforce POST confirmed": (
         "post",
         lambda w: space_url("enforcement", w, "ios"),
-        lambda w: {"enabled": "on", "post": "yes"},
+        lambda w: {"enabled": "on", "post": "yes", "override": "on", "reason": "matrix"},
+        (302, 302, 302, 403, 404, 404, 302),
+    ),
+    "revoke previous": (
+        "get",
+        lambda w: space_url("revoke_previous", w, "ios"),
+        None,
+        (200, 200, 200, 403, 404, 404, 302),
+    ),
+    "revoke previous POST confirmed": (
+        "post",
+        lambda w: space_url("revoke_previous", w, "ios"),
+        lambda w: {"post": "yes"},
         (302, 302, 302, 403, 404, 404, 302),
     ),
     "platform list": (
@@ -379,7 +391,7 @@ def test_membership_add_form_offers_only_spaces_the_owner_manages(client, world)
 def test_settings_actions_are_refused_without_a_log_entry(client, world, role):
     client.force_login(world.users[role])
     before = LogEntry.objects.count()
-    for name in ("reveal_secret", "rotate_secret", "enforcement"):
+    for name in ("reveal_secret", "rotate_secret", "revoke_previous", "enforcement"):
         response = client.post(
             space_url(name, world, "ios"), {"post": "yes", "grace": "0", "enabled": "on"}
         )

@@ -327,9 +327,10 @@ def test_below_threshold_needs_the_override_box_and_a_reason(owner_client, space
 
 def test_figures_that_drop_between_pages_ask_for_the_override(owner_client, space, platform):
     url = action_url(space, "enforcement", "ios")
+    add_figures(platform, valid=100)
     page = owner_client.post(url, {"enabled": "on"})
-    assert 'name="override"' not in page.content.decode()  # no data yet: ready
-    add_figures(platform, valid=1, missing=9)
+    assert 'name="override"' not in page.content.decode()  # 100 valid starts: ready
+    add_figures(platform, valid=1, missing=9, hours_ago=2)
     response = owner_client.post(url, {"enabled": "on", "post": "yes"})
     assert response.status_code == 200
     assert response.context["form"].errors["override"]

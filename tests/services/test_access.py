@@ -28,7 +28,9 @@ from .helpers import _logs, _secret
 OPERATIONS = {
     "reveal": lambda platform, actor: services.reveal_secret(platform, actor),
     "rotate": lambda platform, actor: services.rotate_secret(platform, actor),
-    "enforce": lambda platform, actor: services.set_enforcement(platform, True, actor),
+    "enforce": lambda platform, actor: services.set_enforcement(
+        platform, True, actor, force=True, reason="test"
+    ),
 }
 
 
@@ -57,7 +59,7 @@ def test_owner_and_admin_may_reveal_rotate_and_enforce(platform, cli_actor, role
     assert services.reveal_secret(platform, actor) == _secret(platform, cli_actor)
     new = services.rotate_secret(platform, actor)
     assert _secret(platform, cli_actor) == new
-    services.set_enforcement(platform, True, actor)
+    services.set_enforcement(platform, True, actor, force=True, reason="test")
     assert Platform.objects.get(pk=platform.pk).enforced
     assert _logs(platform).filter(user=user).count() == 3
 

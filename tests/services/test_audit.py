@@ -39,7 +39,7 @@ def test_reveal_rotate_and_toggle_are_audited_without_the_secret(platform, cli_a
     last = _one_new_entry(last, "rotate")
     seen.append(services.rotate_secret(platform, cli_actor, grace=timedelta(0)))
     last = _one_new_entry(last, "rotate")
-    services.set_enforcement(platform, True, cli_actor)
+    services.set_enforcement(platform, True, cli_actor, force=True, reason="test")
     last = _one_new_entry(last, "on")
     services.set_enforcement(platform, False, cli_actor)
     last = _one_new_entry(last, "off")

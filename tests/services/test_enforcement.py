@@ -45,12 +45,35 @@ def test_enforcement_refused_below_threshold(platform, cli_actor):
     assert _logs(platform).count() == logs_before
 
 
-def test_enforcement_allowed_without_identified_starts(platform, cli_actor):
-    OutcomeCountFactory(platform=platform, outcome="visitor", count=50)
-    services.set_enforcement(platform, True, cli_actor)
+@pytest.mark.parametrize("identified", [0, 1, 99])
+def test_too_few_identified_starts_are_not_enough_to_tell(platform, cli_actor, identified):
+    """Finding 8 of the revocation issue: no evidence is not readiness. Visitors don't
+    count, and even all-valid starts below the minimum sample need the override."""
+    OutcomeCountFactory(platform=platform, outcome="visitor", count=500)
+    if identified:
+        OutcomeCountFactory(platform=platform, outcome="valid", count=identified)
+    figures = services.readiness(platform)
+    assert (figures.readiness, figures.is_ready()) == ("not_enough_starts", False)
+    assert figures.as_dict()["readiness"] == "not_enough_starts"
+    with pytest.raises(NotReady) as excinfo:
+        services.set_enforcement(platform, True, cli_actor)
+    assert "not enough starts to tell" in excinfo.value.message
+    assert "at least 100" in excinfo.value.message
+    assert not Platform.objects.get(pk=platform.pk).enforced
+    services.set_enforcement(platform, True, cli_actor, force=True, reason="launch day")
     platform.refresh_from_db()
     assert platform.enforced
     assert platform.enforcement_changed_at is not None
+    entry = _logs(platform).last().change_message
+    assert "without enough starts to tell" in entry and "launch day" in entry
+
+
+def test_the_minimum_sample_is_a_setting(settings, platform, cli_actor):
+    settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, "READINESS_MIN_STARTS": 10}
+    OutcomeCountFactory(platform=platform, outcome="valid", count=10)
+    assert services.readiness(platform).is_ready()
+    services.set_enforcement(platform, True, cli_actor)
+    assert Platform.objects.get(pk=platform.pk).enforced
 
 
 def test_enforcement_allowed_at_the_threshold(platform, cli_actor):
@@ -69,7 +92,7 @@ def test_starts_outside_the_readiness_window_do_not_count(platform, cli_actor):
         count=1000,
         hour=(timezone.now() - timedelta(days=8)).replace(minute=0, second=0, microsecond=0),
     )
-    OutcomeCountFactory(platform=platform, outcome="valid", count=10)
+    OutcomeCountFactory(platform=platform, outcome="valid", count=100)
     assert services.readiness(platform).invalid == 0
     services.set_enforcement(platform, True, cli_actor)
     assert Platform.objects.get(pk=platform.pk).enforced
@@ -85,18 +108,18 @@ def test_force_without_reason_is_invalid(platform, cli_actor, reason):
 
 def test_force_with_reason_turns_on_and_records_the_reason(platform, cli_actor):
     OutcomeCountFactory(platform=platform, outcome="valid", count=5)
-    OutcomeCountFactory(platform=platform, outcome="missing", count=5)
+    OutcomeCountFactory(platform=platform, outcome="missing", count=95)
     reason = "old app versions are being retired today"
     services.set_enforcement(platform, True, cli_actor, force=True, reason=reason)
     assert Platform.objects.get(pk=platform.pk).enforced
     entry = _logs(platform).last()
     assert reason in entry.change_message
-    assert "50.00%" in entry.change_message
+    assert "5.00%" in entry.change_message
     assert entry.user_id == cli_actor.user.pk
 
 
 def test_turning_enforcement_off(platform, cli_actor, commit):
-    services.set_enforcement(platform, True, cli_actor)
+    services.set_enforcement(platform, True, cli_actor, force=True, reason="test")
     with pytest.raises(SignatureRequired):
         _start(platform, {"userId": USER_ID})  # warms the cache with enforcement on
     with commit():
@@ -113,6 +136,6 @@ def test_turning_enforcement_off(platform, cli_actor, commit):
 def test_turning_enforcement_on_reaches_a_warm_cache(platform, cli_actor, commit):
     assert _start(platform, {}).signature == "none"  # warms the cache, enforcement off
     with commit():
-        services.set_enforcement(platform, True, cli_actor)
+        services.set_enforcement(platform, True, cli_actor, force=True, reason="test")
     with pytest.raises(SignatureRequired):
         _start(platform, {"userId": USER_ID})

@@ -25,7 +25,7 @@ from .helpers import USER_ID, _counts, _current_rows, _secret, _start
 
 
 def test_enforced_session_start_accepts_a_secret_in_grace(platform, cli_actor, commit):
-    services.set_enforcement(platform, True, cli_actor)
+    services.set_enforcement(platform, True, cli_actor, force=True, reason="test")
     old = _secret(platform, cli_actor)
     payload = {"userId": USER_ID, "signed": sign(old, USER_ID)}
     with commit():
@@ -104,7 +104,7 @@ def test_session_start_decision_matrix(platform, other_platform, cli_actor, enfo
     build, signature, refusal = CASES[case]
     own, other = _secret(platform, cli_actor), _secret(other_platform, cli_actor)
     if enforced:
-        services.set_enforcement(platform, True, cli_actor)
+        services.set_enforcement(platform, True, cli_actor, force=True, reason="test")
     payload = build(own, other)
 
     if enforced and refusal is not None:

@@ -94,7 +94,7 @@ def percent(share: float | None) -> str:
 def rotation_message(platforms: list[Platform], grace: timedelta) -> str:
     names = ", ".join(str(p) for p in platforms)
     if grace.total_seconds() == 0:
-        tail = _("The previous secret no longer verifies.")
+        tail = _("No earlier secret verifies any more: only the new one does.")
     else:
         until = _when(timezone.now() + grace)
         tail = _("The previous secret still verifies until %(until)s.") % {"until": until}
@@ -102,6 +102,16 @@ def rotation_message(platforms: list[Platform], grace: timedelta) -> str:
         "Rotated the secret of %(names)s.", "Rotated the secrets of %(names)s.", len(platforms)
     ) % {"names": names}
     return f"{head} {tail} " + _("Reveal the new secret on the space's Trusted Identity page.")
+
+
+def revocation_message(platform: Platform, ended: int) -> str:
+    return ngettext(
+        "Ended the grace of %(count)d previous %(platform)s secret: only the current "
+        "secret verifies now.",
+        "Ended the grace of %(count)d previous %(platform)s secrets: only the current "
+        "secret verifies now.",
+        ended,
+    ) % {"count": ended, "platform": platform.get_kind_display()}
 
 
 # -------------------------------------------------------------------- chart

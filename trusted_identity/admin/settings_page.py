@@ -39,6 +39,7 @@ from .display import (
     current_secret_since,
     percent,
     previous_valid_until,
+    revocation_message,
     rotation_message,
 )
 
@@ -51,6 +52,7 @@ class SpaceSettingsPageMixin:
     settings_template = "trusted_identity/admin/space_settings.html"
     rotate_template = "trusted_identity/admin/rotate_confirm.html"
     enforcement_template = "trusted_identity/admin/enforcement_confirm.html"
+    revoke_previous_template = "trusted_identity/admin/revoke_previous_confirm.html"
 
     def get_urls(self) -> list[URLPattern | URLResolver]:
         def wrap(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -76,6 +78,11 @@ class SpaceSettingsPageMixin:
                 "<path:object_id>/trusted-identity/<str:kind>/rotate/",
                 wrap(self.rotate_view),
                 name=f"{prefix}_rotate_secret",
+            ),
+            path(
+                "<path:object_id>/trusted-identity/<str:kind>/revoke-previous/",
+                wrap(self.revoke_previous_view),
+                name=f"{prefix}_revoke_previous",
             ),
             path(
                 "<path:object_id>/trusted-identity/<str:kind>/enforcement/",
@@ -135,6 +142,7 @@ class SpaceSettingsPageMixin:
             key=lambda p: KIND_ORDER.get(p.kind, 99),
         )
         ids = [p.pk for p in platforms]
+        verifying = services.verifying_secrets(ids)
         figures = services.figures_for(ids)
         daily = services.daily_figures(ids, days=CHART_DAYS)
         revealed = revealed or {}
@@ -153,6 +161,11 @@ class SpaceSettingsPageMixin:
                     "rotate_url": admin_url(self.admin_site, "space_rotate_secret", *info),
                     "enforcement_url": admin_url(self.admin_site, "space_enforcement", *info),
                     "change_url": admin_url(self.admin_site, "platform_change", quote(platform.pk)),
+                    "secrets": verifying[platform.pk],
+                    "previous_secrets": [s for s in verifying[platform.pk] if not s.is_current],
+                    "revoke_previous_url": admin_url(
+                        self.admin_site, "space_revoke_previous", *info
+                    ),
                     "history_url": admin_url(
                         self.admin_site, "platform_history", quote(platform.pk)
                     ),
@@ -175,6 +188,7 @@ class SpaceSettingsPageMixin:
             grace_choices=GRACE_CHOICES,
             default_grace=DEFAULT_GRACE,
             threshold=percent(app_settings.READINESS_THRESHOLD),
+            min_starts=app_settings.READINESS_MIN_STARTS,
             window_days=app_settings.READINESS_WINDOW.days,
             chart_days=CHART_DAYS,
             add_platform_url=(
@@ -256,6 +270,46 @@ class SpaceSettingsPageMixin:
         )
         request.current_app = self.admin_site.name
         return TemplateResponse(request, self.rotate_template, context)
+
+    def revoke_previous_view(self, request: HttpRequest, object_id: str, kind: str) -> HttpResponse:
+        """End every previous secret's grace now, after a confirmation page (GET shows it)."""
+        space = self._space_or_404(request, object_id)
+        platform = self._platform_or_404(space, kind)
+        if not permissions(request).can("rotate", space):
+            raise PermissionDenied
+        if request.method == "POST" and request.POST.get("post") == "yes":
+            try:
+                ended = services.revoke_previous(platform, actor(request))
+            except ServicePermissionDenied:
+                raise PermissionDenied from None
+            except TrustedIdentityError as exc:
+                messages.error(request, exc.message)
+            else:
+                if ended:
+                    messages.success(request, revocation_message(platform, ended))
+                else:
+                    messages.info(
+                        request,
+                        _("No previous %(platform)s secret was verifying: nothing changed.")
+                        % {"platform": platform.get_kind_display()},
+                    )
+            return HttpResponseRedirect(self._settings_url(space, platform))
+        previous = [
+            s for s in services.verifying_secrets([platform.pk])[platform.pk] if not s.is_current
+        ]
+        context = self._context(
+            request,
+            space,
+            title=_("End the grace of the previous %(platform)s secrets now?")
+            % {"platform": platform.get_kind_display()},
+            platform=platform,
+            previous_secrets=previous,
+            action_url=admin_url(
+                self.admin_site, "space_revoke_previous", quote(space.pk), platform.kind
+            ),
+        )
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, self.revoke_previous_template, context)
 
     def enforcement_view(self, request: HttpRequest, object_id: str, kind: str) -> HttpResponse:
         space = self._space_or_404(request, object_id)
@@ -342,6 +396,7 @@ class SpaceSettingsPageMixin:
             ready=ready,
             needs_override=enabled and not ready,
             threshold=percent(app_settings.READINESS_THRESHOLD),
+            min_starts=app_settings.READINESS_MIN_STARTS,
             window_days=app_settings.READINESS_WINDOW.days,
             action_url=admin_url(
                 self.admin_site, "space_enforcement", quote(space.pk), platform.kind

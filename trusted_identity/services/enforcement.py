@@ -11,7 +11,7 @@ from ..exceptions import InvalidRequest, TrustedIdentityError
 from ..models import Platform
 from .access import Actor, authorize
 from .audit import audit
-from .figures import Figures, readiness
+from .figures import NOT_ENOUGH_STARTS, Figures, readiness
 from .lookup import verification_changed
 
 
@@ -39,9 +39,10 @@ def set_enforcement(
 ) -> Platform:
     """Turn enforcement on or off, following the readiness rule.
 
-    Turning on is refused with :class:`NotReady` when, in the readiness window,
-    identified session starts exist and their valid share is below the threshold,
-    unless ``force`` is given with a ``reason``, which is recorded in the audit.
+    Turning on is refused with :class:`NotReady` unless the readiness window holds
+    at least ``READINESS_MIN_STARTS`` identified session starts with a valid share at
+    or above the threshold, or ``force`` is given with a ``reason``, which is
+    recorded in the audit.
     """
     authorize(actor, "enforce", platform.space_id)
     reason = (reason or "").strip()
@@ -57,10 +58,7 @@ def set_enforcement(
                     raise NotReady(_not_ready_message(figures), figures)
                 if not reason:
                     raise InvalidRequest("overriding the readiness rule needs a reason")
-                message = (
-                    f"Turned enforcement on below the readiness threshold "
-                    f"({_percent(figures.valid_share)} valid); override reason: {reason}"
-                )
+                message = f"Turned enforcement on {_overridden(figures)}; override reason: {reason}"
         locked.enforced = enabled
         locked.enforcement_changed_at = timezone.now()
         locked.save(update_fields=["enforced", "enforcement_changed_at"])
@@ -76,7 +74,19 @@ def _percent(share: float | None) -> str:
     return "n/a" if share is None else f"{share * 100:.2f}%"
 
 
+def _overridden(figures: Figures) -> str:
+    if figures.readiness == NOT_ENOUGH_STARTS:
+        return f"without enough starts to tell ({figures.identified} identified)"
+    return f"below the readiness threshold ({_percent(figures.valid_share)} valid)"
+
+
 def _not_ready_message(figures: Figures) -> str:
+    if figures.readiness == NOT_ENOUGH_STARTS:
+        return (
+            f"not enough starts to tell: {figures.identified} identified session starts in "
+            f"the readiness window, at least {app_settings.READINESS_MIN_STARTS} are needed to "
+            "judge the rollout; override explicitly to turn enforcement on anyway"
+        )
     return (
         f"signing is not rolled out: {_percent(figures.valid_share)} of "
         f"{figures.identified} identified session starts in the readiness window had a valid "

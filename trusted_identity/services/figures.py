@@ -24,6 +24,10 @@ from ..models import OutcomeCount, Platform, Space
 from .counting import hour_start
 from .spaces import get_space
 
+READY = "ready"
+NOT_READY = "not_ready"
+NOT_ENOUGH_STARTS = "not_enough_starts"
+
 
 @dataclass
 class Figures:
@@ -45,10 +49,27 @@ class Figures:
         """Share of identified starts with a valid signature; None when there were none."""
         return self.valid / self.identified if self.identified else None
 
-    def is_ready(self, threshold: float | None = None) -> bool:
-        threshold = app_settings.READINESS_THRESHOLD if threshold is None else threshold
+    @property
+    def enough_evidence(self) -> bool:
+        """Whether the window holds enough identified starts to judge the rollout by."""
+        return self.identified >= app_settings.READINESS_MIN_STARTS
+
+    @property
+    def readiness(self) -> str:
+        """``ready``, ``not_ready`` (valid share below the threshold) or ``not_enough_starts``.
+
+        Below the minimum sample nothing can be told: a platform with a handful of
+        starts (or none) is not "ready", however they went.
+        """
+        if not self.enough_evidence:
+            return NOT_ENOUGH_STARTS
         share = self.valid_share
-        return share is None or share >= threshold
+        return (
+            READY if share is not None and share >= app_settings.READINESS_THRESHOLD else NOT_READY
+        )
+
+    def is_ready(self) -> bool:
+        return self.readiness == READY
 
     def add(self, outcome: str, count: int) -> None:
         setattr(self, outcome, getattr(self, outcome) + count)
@@ -64,6 +85,7 @@ class Figures:
             "identified": self.identified,
             "valid_share": None if share is None else round(share, 6),
             "ready": self.is_ready(),
+            "readiness": self.readiness,
         }
 
 
