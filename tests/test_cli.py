@@ -202,7 +202,7 @@ def test_rotate_with_no_grace_revokes_at_once(platform):
     assert not verifies(platform, old)
 
 
-@pytest.mark.parametrize("grace", ["5x", "-1", "1y", "", "24 h", "91d"])
+@pytest.mark.parametrize("grace", ["5x", "-1", "1y", "", "24 h", "91d", "5", "24"])
 def test_rotate_bad_duration(platform, grace):
     old = secret_of(platform)
     fails("rotate-secret", "acme", "ios", f"--grace={grace}", match="duration|grace")
@@ -580,3 +580,17 @@ def test_subprocess_errors_are_one_line(cli_env, args):
     assert len(done.stderr.splitlines()) == 1, done.stderr
     assert "Traceback" not in done.stderr
     assert done.stderr.strip()
+
+
+def test_subprocess_bare_number_grace_is_an_error(cli_env):
+    """``--grace 5`` used to mean 5 seconds; now it is refused, on one line, and nothing
+    changes."""
+    assert manage(cli_env, "create-space", "dur").returncode == 0
+    assert manage(cli_env, "add-platform", "dur", "ios").returncode == 0
+    before = manage(cli_env, "show-secret", "dur", "ios").stdout
+    done = manage(cli_env, "rotate-secret", "dur", "ios", "--grace", "5")
+    assert done.returncode != 0
+    assert done.stdout == ""
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+    assert "unit" in done.stderr and "Traceback" not in done.stderr
+    assert manage(cli_env, "show-secret", "dur", "ios").stdout == before
