@@ -112,6 +112,9 @@ TRUSTED_IDENTITY = {
     "ENCRYPTION_KEYS": env.str("TRUSTED_IDENTITY_ENCRYPTION_KEYS", default=""),
     "RATE_LIMIT": env.str("TRUSTED_IDENTITY_RATE_LIMIT", default="600/m"),
     "SIGNING_SPACE": env.str("TRUSTED_IDENTITY_SIGNING_SPACE", default="") or None,
+    # The only spaces the sign view signs for, comma-separated ("acme,beta"); unset:
+    # the SIGNING_SPACE alone.
+    "SIGNING_SPACES": env.str("TRUSTED_IDENTITY_SIGNING_SPACES", default="") or None,
 }
 
 LOGGING = {

@@ -715,5 +715,70 @@ def test_sign_rate_limit(user_client, platform, settings):
     assert other.get(SIGN, {"platform": "ios", "space": "acme"}).status_code == 200
 
 
+# --------------------------------------------- the sign view signs for this site only
+
+
+def _sign_error(user_client, space, kind="web"):
+    response = user_client.get(SIGN, {"platform": kind, "space": space})
+    return assert_error(response, 404, "platform_not_found")["error"]
+
+
+def test_sign_refuses_a_space_this_site_does_not_serve(user_client, user, space, settings):
+    """A user of this site can't get a signature that another space's enforced platform
+    accepts (issue 9, finding 4): the space is answered exactly as an unknown one."""
+    set_app_settings(settings, SIGNING_SPACES=["acme"])
+    PlatformFactory(space=space, kind="web")
+    beta = PlatformFactory(space=SpaceFactory(slug="beta"), kind="web", enforced=True)
+    PlatformFactory(space=beta.space, kind="ios")
+
+    assert user_client.get(SIGN, {"platform": "web", "space": "acme"}).status_code == 200
+    refused = _sign_error(user_client, "beta")
+    unknown = _sign_error(user_client, "gamma")
+    assert refused["message"].replace("beta", "?") == unknown["message"].replace("gamma", "?")
+    # No oracle either for which platforms the other space has, or which kinds exist.
+    for kind in ("ios", "roku"):
+        assert _sign_error(user_client, "beta", kind) == refused
+        assert _sign_error(user_client, "gamma", kind) == unknown
+    response = user_client.get(SIGN, {"platform": "playstation", "space": "beta"})
+    same = user_client.get(SIGN, {"platform": "playstation", "space": "gamma"})
+    assert (response.status_code, json.loads(response.content)) == (
+        same.status_code,
+        json.loads(same.content),
+    )
+    # And beta's enforced platform still refuses this user's id unsigned.
+    assert start(Client(), beta.api_key, {"userId": str(user.pk)}).status_code == 403
+
+
+def test_sign_spaces_default_is_the_signing_space_alone(user_client, space, settings):
+    PlatformFactory(space=space, kind="web")
+    PlatformFactory(space=SpaceFactory(slug="beta"), kind="web")
+    set_app_settings(settings, SIGNING_SPACE="acme", SIGNING_SPACES=None)
+    assert user_client.get(SIGN, {"platform": "web"}).status_code == 200
+    assert user_client.get(SIGN, {"platform": "web", "space": "acme"}).status_code == 200
+    _sign_error(user_client, "beta")
+    # Neither setting: the view signs for no space at all.
+    set_app_settings(settings, SIGNING_SPACE=None, SIGNING_SPACES=None)
+    _sign_error(user_client, "acme")
+
+
+def test_sign_spaces_as_a_comma_separated_string(user_client, space, settings):
+    PlatformFactory(space=space, kind="web")
+    PlatformFactory(space=SpaceFactory(slug="beta"), kind="web")
+    PlatformFactory(space=SpaceFactory(slug="gamma"), kind="web")
+    set_app_settings(settings, SIGNING_SPACES=" acme, beta ,")
+    for slug in ("acme", "beta"):
+        assert user_client.get(SIGN, {"platform": "web", "space": slug}).status_code == 200
+    _sign_error(user_client, "gamma")
+
+
+def test_a_signing_space_the_view_does_not_serve_is_a_check_warning(settings):
+    from django.core.checks import run_checks
+
+    set_app_settings(settings, SIGNING_SPACE="acme", SIGNING_SPACES=["beta"])
+    assert "trusted_identity.W003" in [message.id for message in run_checks()]
+    set_app_settings(settings, SIGNING_SPACES=None)
+    assert "trusted_identity.W003" not in [message.id for message in run_checks()]
+
+
 def test_outcomes_enum_matches_contract():
     assert set(Outcome.values) == {"valid", "invalid", "missing", "visitor", "rejected"}

@@ -56,6 +56,18 @@ def check_settings(app_configs=None, **kwargs):
                 id="trusted_identity.E003",
             )
         )
+    signing_space = app_settings.SIGNING_SPACE
+    if signing_space and signing_space not in app_settings.SIGNING_SPACES:
+        errors.append(
+            Warning(
+                f"TRUSTED_IDENTITY['SIGNING_SPACE'] ({signing_space!r}) is not one of "
+                "TRUSTED_IDENTITY['SIGNING_SPACES']: the sign view answers 404 to every "
+                "request that names no space.",
+                hint="Add it to SIGNING_SPACES (TRUSTED_IDENTITY_SIGNING_SPACES in the "
+                "example project), or leave SIGNING_SPACES unset to serve it alone.",
+                id="trusted_identity.W003",
+            )
+        )
     from .ratelimit import RateLimitError, parse_rate
 
     for name in ("RATE_LIMIT", "SIGN_RATE_LIMIT"):

@@ -211,7 +211,9 @@ def sign_current_user(request: HttpRequest) -> HttpResponse:
         )
     _check_rate("sign", lambda: str(request.user.pk), app_settings.SIGN_RATE_LIMIT)
     user_id = str(getattr(request.user, app_settings.USER_ID_ATTRIBUTE))
-    signed = services.sign_for(space, kind, user_id)
+    # Only the spaces this site serves (SIGNING_SPACES); not audited per call (hot path).
+    platform = services.get_signing_platform(space, kind)
+    signed = services.sign_user_id(services.lookup_platform(platform.api_key), user_id)
     return JsonResponse({"userId": user_id, "platform": kind, "signed": signed})
 
 

@@ -59,7 +59,15 @@ from .platform_secrets import (
 )
 from .rekey import RekeyResult, rekey
 from .sessions import SessionStart, parse_session_request, start_session
-from .spaces import add_platform, create_space, get_platform, get_space, new_api_key, validate_kind
+from .spaces import (
+    add_platform,
+    create_space,
+    get_platform,
+    get_signing_platform,
+    get_space,
+    new_api_key,
+    validate_kind,
+)
 from .verification import sign_for, sign_user_id, verify_user_id
 
 __all__ = [
@@ -85,6 +93,7 @@ __all__ = [
     "figures_for",
     "get_cli_actor",
     "get_platform",
+    "get_signing_platform",
     "get_space",
     "grant",
     "invalidate_platform",

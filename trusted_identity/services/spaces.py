@@ -49,6 +49,20 @@ def get_platform(space_slug: str, kind: str) -> Platform:
         raise PlatformNotFound(f"space {space_slug!r} has no {kind} platform") from None
 
 
+def get_signing_platform(space_slug: str, kind: str) -> Platform:
+    """The platform the sign view may sign for: only in the spaces this site serves.
+
+    A space outside ``SIGNING_SPACES`` is answered exactly as an unknown one (same
+    error, same message, no query), so the sign view can't tell which other spaces
+    exist, nor which platforms they have: a user of this site must not get a
+    signature that another space's apps accept.
+    """
+    validate_kind(kind)
+    if space_slug not in app_settings.SIGNING_SPACES:
+        raise SpaceNotFound(f"no space with slug {space_slug!r}")
+    return get_platform(space_slug, kind)
+
+
 def create_space(slug: str, name: str = "", actor: Actor | None = None) -> Space:
     try:
         validate_slug(slug)
