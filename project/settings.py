@@ -115,6 +115,10 @@ TRUSTED_IDENTITY = {
     # The only spaces the sign view signs for, comma-separated ("acme,beta"); unset:
     # the SIGNING_SPACE alone.
     "SIGNING_SPACES": env.str("TRUSTED_IDENTITY_SIGNING_SPACES", default="") or None,
+    # Behind trusted proxies: the request.META key of the header they append the
+    # client's address to (HTTP_X_FORWARDED_FOR), and how many of them append to it.
+    "CLIENT_IP_HEADER": env.str("TRUSTED_IDENTITY_CLIENT_IP_HEADER", default="") or None,
+    "PROXY_COUNT": env.int("TRUSTED_IDENTITY_PROXY_COUNT", default=1),
 }
 
 LOGGING = {

@@ -462,13 +462,65 @@ def test_rate_limit_off(client, platform, settings):
 
 
 def test_rate_limit_uses_the_client_ip_header_when_configured(client, platform, settings):
-    set_app_settings(settings, RATE_LIMIT="1/h", CLIENT_IP_HEADER="HTTP_X_FORWARDED_FOR")
+    # Two proxies: a load balancer appends the client, then nginx appends the balancer.
+    set_app_settings(
+        settings, RATE_LIMIT="1/h", CLIENT_IP_HEADER="HTTP_X_FORWARDED_FOR", PROXY_COUNT=2
+    )
     wait_out_window_edge(3600)
     a = {"HTTP_X_FORWARDED_FOR": "203.0.113.1, 10.0.0.1"}
     b = {"HTTP_X_FORWARDED_FOR": "203.0.113.2, 10.0.0.1"}
     assert start(client, platform.api_key, {}, **a).status_code == 201
     assert start(client, platform.api_key, {}, **b).status_code == 201
     assert_error(start(client, platform.api_key, {}, **a), 429, "rate_limited")
+
+
+@pytest.mark.parametrize(
+    ("proxies", "header", "expected"),
+    [
+        (1, None, "10.0.0.1"),  # no header: the peer
+        (1, "", "10.0.0.1"),
+        (1, "203.0.113.7", "203.0.113.7"),
+        (1, "6.6.6.6, 203.0.113.7", "203.0.113.7"),  # the client wrote 6.6.6.6
+        (1, "6.6.6.6,203.0.113.7 ", "203.0.113.7"),
+        (1, "1.1.1.1, 2.2.2.2, 203.0.113.7", "203.0.113.7"),
+        (2, "6.6.6.6, 203.0.113.7, 192.0.2.1", "203.0.113.7"),
+        (2, "203.0.113.7, 192.0.2.1", "203.0.113.7"),
+        (2, "203.0.113.7", "10.0.0.1"),  # fewer entries than proxies: the peer, never them
+        (3, "6.6.6.6, 203.0.113.7", "10.0.0.1"),
+        (1, "6.6.6.6, ", "10.0.0.1"),  # an empty entry where the proxy's should be
+        (0, "6.6.6.6, 203.0.113.7", "10.0.0.1"),  # a bad count never trusts the header
+    ],
+)
+def test_client_address_counts_trusted_proxies_from_the_right(settings, proxies, header, expected):
+    from django.test import RequestFactory
+
+    from trusted_identity.views import client_address
+
+    set_app_settings(settings, CLIENT_IP_HEADER="HTTP_X_FORWARDED_FOR", PROXY_COUNT=proxies)
+    extra = {} if header is None else {"HTTP_X_FORWARDED_FOR": header}
+    request = RequestFactory().post(SESSIONS, REMOTE_ADDR="10.0.0.1", **extra)
+    assert client_address(request) == expected
+
+
+def test_client_address_ignores_the_header_unless_configured(settings):
+    from django.test import RequestFactory
+
+    from trusted_identity.views import client_address
+
+    request = RequestFactory().post(
+        SESSIONS, REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR="6.6.6.6"
+    )
+    assert client_address(request) == "10.0.0.1"
+
+
+def test_a_bad_proxy_count_is_a_check_error(settings):
+    from django.core.checks import run_checks
+
+    for bad in (0, -1, "1", 1.5, None):
+        set_app_settings(settings, PROXY_COUNT=bad)
+        assert "trusted_identity.E005" in [message.id for message in run_checks()], bad
+    set_app_settings(settings, PROXY_COUNT=2)
+    assert "trusted_identity.E005" not in [message.id for message in run_checks()]
 
 
 # ------------------------------------------------------- caching and invalidation

@@ -14,7 +14,12 @@ def project_settings(monkeypatch):
     """``project/settings.py`` evaluated with the given environment; its globals."""
 
     def load(**environ):
-        for name in ("TRUSTED_IDENTITY_SIGNING_SPACE", "TRUSTED_IDENTITY_SIGNING_SPACES"):
+        for name in (
+            "TRUSTED_IDENTITY_SIGNING_SPACE",
+            "TRUSTED_IDENTITY_SIGNING_SPACES",
+            "TRUSTED_IDENTITY_CLIENT_IP_HEADER",
+            "TRUSTED_IDENTITY_PROXY_COUNT",
+        ):
             monkeypatch.delenv(name, raising=False)
         monkeypatch.setenv("DJANGO_READ_DOT_ENV", "0")
         for name, value in environ.items():
@@ -40,3 +45,12 @@ def test_signing_spaces_unset_means_the_signing_space_alone(project_settings, se
 
     settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, **config}
     assert set(app_settings.SIGNING_SPACES) == {"acme"}
+
+
+def test_proxy_settings_from_the_environment(project_settings):
+    config = project_settings()["TRUSTED_IDENTITY"]
+    assert (config["CLIENT_IP_HEADER"], config["PROXY_COUNT"]) == (None, 1)
+    config = project_settings(
+        TRUSTED_IDENTITY_CLIENT_IP_HEADER="HTTP_X_FORWARDED_FOR", TRUSTED_IDENTITY_PROXY_COUNT="2"
+    )["TRUSTED_IDENTITY"]
+    assert (config["CLIENT_IP_HEADER"], config["PROXY_COUNT"]) == ("HTTP_X_FORWARDED_FOR", 2)

@@ -68,6 +68,17 @@ def check_settings(app_configs=None, **kwargs):
                 id="trusted_identity.W003",
             )
         )
+    proxy_count = app_settings.PROXY_COUNT
+    if isinstance(proxy_count, bool) or not isinstance(proxy_count, int) or proxy_count < 1:
+        errors.append(
+            Error(
+                "TRUSTED_IDENTITY['PROXY_COUNT'] must be a whole number of at least 1 "
+                f"(got {proxy_count!r}).",
+                hint="The number of trusted proxies that append to CLIENT_IP_HEADER; "
+                "without a proxy, leave CLIENT_IP_HEADER unset instead.",
+                id="trusted_identity.E005",
+            )
+        )
     from .ratelimit import RateLimitError, parse_rate
 
     for name in ("RATE_LIMIT", "SIGN_RATE_LIMIT"):

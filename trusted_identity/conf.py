@@ -57,6 +57,12 @@ DEFAULTS: dict[str, Any] = {
     # Header with the client address when behind a trusted proxy, as it appears in
     # request.META (such as "HTTP_X_FORWARDED_FOR"); None means REMOTE_ADDR.
     "CLIENT_IP_HEADER": None,
+    # How many trusted proxies append to CLIENT_IP_HEADER: the client is the address
+    # that many entries from the right (nginx's $proxy_add_x_forwarded_for appends
+    # the address it saw, so one proxy means the rightmost). Entries left of it are
+    # the client's own words and never used; a header with fewer entries falls back
+    # to REMOTE_ADDR.
+    "PROXY_COUNT": 1,
     # The cache alias for rate limits and the platform lookup.
     "CACHE_ALIAS": "default",
     # Seconds a platform lookup may stay in the cache; writes invalidate it at once.

@@ -110,12 +110,8 @@ def api_view(*methods: str) -> Callable:
     return decorator
 
 
-def client_address(request: HttpRequest) -> str:
-    header = app_settings.CLIENT_IP_HEADER
-    if header and request.META.get(header):
-        # The first address of a proxy chain is the client's, as set by the trusted proxy.
-        return request.META[header].split(",")[0].strip()[:64]
-    return request.META.get("REMOTE_ADDR", "")[:64]
+#: The client's address behind ``PROXY_COUNT`` trusted proxies (see ``ratelimit``).
+client_address = ratelimit.client_address
 
 
 def _check_rate(scope: str, identity: Callable[[], str], rate: str | None) -> None:
