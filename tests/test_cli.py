@@ -467,12 +467,39 @@ def test_grant_unknown_space(db):
 
 def test_revoke(space):
     UserFactory(username="bob")
+    UserFactory(username="carol")
+    run("grant", "acme", "carol", "--role", "owner")  # the space keeps an owner
     run("grant", "acme", "bob", "--role", "owner")
     out, err = run("revoke", "acme", "bob")
     assert out == ""
     assert "no longer" in err
-    assert not SpaceMembership.objects.exists()
+    assert not SpaceMembership.objects.filter(user__username="bob").exists()
     fails("revoke", "acme", "bob", match="not a member")
+
+
+def test_grant_and_revoke_say_when_staff_status_changes(space):
+    """Issue 9, finding 6: grant says it made the user staff (stderr), and revoking the
+    last membership takes back that, and only that."""
+    UserFactory(username="bob", is_staff=False)
+    UserFactory(username="carol", is_staff=True)
+    out, err = run("grant", "acme", "bob", "--role", "viewer")
+    assert out == "" and "now staff" in err
+    out, err = run("grant", "acme", "carol", "--role", "viewer")
+    assert out == "" and "staff" not in err  # she already was
+    out, err = run("revoke", "acme", "bob")
+    assert out == "" and "no longer staff" in err
+    assert not get_user_model().objects.get(username="bob").is_staff
+    out, err = run("revoke", "acme", "carol")
+    assert out == "" and "staff" not in err
+    assert get_user_model().objects.get(username="carol").is_staff
+
+
+def test_revoke_or_demote_the_last_owner_is_refused(space):
+    UserFactory(username="bob")
+    run("grant", "acme", "bob", "--role", "owner")
+    fails("revoke", "acme", "bob", match="last owner")
+    fails("grant", "acme", "bob", "--role", "admin", match="last owner")
+    assert SpaceMembership.objects.get(user__username="bob").role == "owner"
 
 
 # ------------------------------------------------------------------------- actors

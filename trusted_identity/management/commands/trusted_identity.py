@@ -91,12 +91,16 @@ class Command(BaseCommand):
 
         commands.add_parser("generate-key", help="Print a new encryption key.")
 
-        grant = commands.add_parser("grant", help="Give a user a role in a space (makes staff).")
+        grant = commands.add_parser(
+            "grant", help="Give a user a role in a space (and staff status, saying so)."
+        )
         grant.add_argument("space")
         grant.add_argument("username")
         grant.add_argument("--role", required=True, choices=Role.values)
 
-        revoke = commands.add_parser("revoke", help="Remove a user from a space.")
+        revoke = commands.add_parser(
+            "revoke", help="Remove a user from a space (the last membership: staff too)."
+        )
         revoke.add_argument("space")
         revoke.add_argument("username")
 
@@ -231,13 +235,25 @@ class Command(BaseCommand):
 
     def do_grant(self, options: dict[str, Any]) -> None:
         space = services.get_space(options["space"])
-        services.grant(space, options["username"], options["role"], self._actor(options))
-        self._say(f"{options['username']} is now {options['role']} of {space.slug!r} (and staff).")
+        username = options["username"]
+        membership = services.grant(space, username, options["role"], self._actor(options))
+        self._say(f"{username} is now {options['role']} of {space.slug!r}.")
+        if membership.made_staff:
+            self._say(
+                f"{username} is now staff too, so they can log into the admin "
+                "(revoking their last membership takes that back)."
+            )
 
     def do_revoke(self, options: dict[str, Any]) -> None:
         space = services.get_space(options["space"])
-        services.revoke(space, options["username"], self._actor(options))
-        self._say(f"{options['username']} is no longer a member of {space.slug!r}.")
+        username = options["username"]
+        took_staff = services.revoke(space, username, self._actor(options))
+        self._say(f"{username} is no longer a member of {space.slug!r}.")
+        if took_staff:
+            self._say(
+                f"That was their last membership: {username} is no longer staff "
+                "(the staff status their grant gave is taken back)."
+            )
 
 
 def _is_utf8(text: str) -> bool:
