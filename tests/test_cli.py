@@ -27,7 +27,8 @@ from trusted_identity.crypto import KeyRing, generate_key
 from trusted_identity.keyring import get_key_ring
 from trusted_identity.models import Platform, PlatformSecret, Space, SpaceMembership
 
-from .factories import OutcomeCountFactory, PlatformFactory, UserFactory
+from . import hardening
+from .factories import OutcomeCountFactory, PlatformFactory, SpaceFactory, UserFactory
 from .settings import TEST_ENCRYPTION_KEY
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -524,6 +525,114 @@ def test_unknown_actor(platform):
     old = secret_of(platform)
     fails("--actor", "ghost", "rotate-secret", "acme", "ios", match="ghost")
     assert secret_of(platform) == old
+
+
+def _member(space, username, role):
+    user = UserFactory(username=username)
+    SpaceMembership.objects.create(space=space, user=user, role=role)
+    return user
+
+
+def test_a_named_actor_needs_a_role_allowing_the_action(platform, space):
+    """Issue 9, finding 7: main accepted any --actor and wrote entries naming them."""
+    _member(space, "vera", "viewer")
+    outsider = UserFactory(username="otto")
+    SpaceMembership.objects.create(
+        space=PlatformFactory(kind="web").space, user=outsider, role="owner"
+    )
+    UserFactory(username="bob")
+    old = secret_of(platform)
+    entries = LogEntry.objects.count()
+    for actor in ("vera", "otto"):
+        for args in (
+            ("show-secret", "acme", "ios"),
+            ("rotate-secret", "acme", "ios", "--grace", "1h"),
+            ("enforce", "acme", "ios", "on", "--force"),
+            ("sign", "acme", "ios", "42"),
+            ("add-platform", "acme", "web"),
+            ("grant", "acme", "bob", "--role", "viewer"),
+            ("revoke", "acme", "vera"),
+            ("create-space", "mine"),
+            ("rekey",),
+        ):
+            fails("--actor", actor, *args, match=f"{actor} may not")
+    fails("--actor", "otto", "status", "acme", match="otto may not")  # vera may view
+    assert LogEntry.objects.count() == entries
+    assert secret_of(platform) == old
+    assert not Platform.objects.get(pk=platform.pk).enforced
+    assert not Space.objects.filter(slug="mine").exists()
+    assert SpaceMembership.objects.filter(user__username="vera").exists()
+
+
+def test_a_named_actor_may_do_what_their_role_allows(platform, space):
+    ada = _member(space, "ada", "admin")
+    out, _ = run("--actor", "ada", "show-secret", "acme", "ios")
+    assert value_of(out).startswith("tis_ios_")
+    assert entries_for(platform).last().user == ada
+    run("--actor", "ada", "rotate-secret", "acme", "ios", "--grace", "1h")
+    assert entries_for(platform).last().user == ada
+    signed = value_of(run("--actor", "ada", "sign", "acme", "ios", "7")[0])
+    assert signed == signing.sign(secret_of(platform), "7")
+    # An admin doesn't manage members; an owner does.
+    UserFactory(username="bob")
+    fails("--actor", "ada", "grant", "acme", "bob", "--role", "viewer", match="ada may not")
+    _member(space, "olga", "owner")
+    run("--actor", "olga", "grant", "acme", "bob", "--role", "viewer")
+    assert entries_for(space).last().user.get_username() == "olga"
+
+
+def test_a_named_actor_sees_only_their_spaces_in_status(platform, space):
+    PlatformFactory(space=SpaceFactory(slug="beta"), kind="web")
+    _member(space, "vera", "viewer")
+    data = json.loads(value_of(run("--actor", "vera", "status", "--json")[0]))
+    assert [s["slug"] for s in data["spaces"]] == ["acme"]
+    fails("--actor", "vera", "status", "beta", match="vera may not")
+    # The CLI's own account, and superusers, see every space.
+    UserFactory(username="root", is_superuser=True)
+    for actor in ((), ("--actor", "root"), ("--actor", "trusted-identity-cli")):
+        data = json.loads(value_of(run(*actor, "status", "--json")[0]))
+        assert [s["slug"] for s in data["spaces"]] == ["acme", "beta"]
+
+
+def test_an_inactive_actor_is_refused_even_as_owner(platform, space):
+    former = _member(space, "gone", "owner")
+    former.is_active = False
+    former.save()
+    fails("--actor", "gone", "show-secret", "acme", "ios", match="gone may not")
+
+
+def test_naming_the_clis_own_account_is_the_default(platform):
+    run("--actor", "trusted-identity-cli", "show-secret", "acme", "ios")
+    assert entries_for(platform).last().user.get_username() == "trusted-identity-cli"
+
+
+def test_sign_is_audited_without_the_signature(platform, superuser):
+    before = entries_for(platform).count()
+    signed = value_of(run("sign", "acme", "ios", "--", "user-42")[0])
+    signed_as_root = value_of(run("--actor", "root", "sign", "acme", "ios", "Zoë")[0])
+    entries = list(entries_for(platform))[before:]
+    assert len(entries) == 2
+    assert entries[0].user.get_username() == "trusted-identity-cli"
+    assert entries[1].user == superuser
+    assert "'user-42'" in entries[0].change_message and "'Zoë'" in entries[1].change_message
+    assert "command line" in entries[0].change_message
+    for entry in entries:
+        assert entry.object_repr == "acme/ios"
+        for text in (signed, signed_as_root, secret_of(platform)):
+            assert text not in entry.change_message and text not in entry.object_repr
+    assert not any(
+        text in record for record in hardening.LOG.texts for text in (signed, signed_as_root)
+    )
+
+
+def test_the_sign_view_writes_no_audit_entry(client, platform, settings):
+    user = UserFactory(username="viewer-of-sign")
+    client.force_login(user)
+    before = LogEntry.objects.count()
+    for _ in range(3):
+        response = client.get("/trusted-identity/sign/", {"platform": "ios", "space": "acme"})
+        assert response.status_code == 200
+    assert LogEntry.objects.count() == before
 
 
 def test_missing_subcommand(db):

@@ -13,21 +13,12 @@ from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.core.exceptions import FieldDoesNotExist
 from django.db import transaction
 
 from ..exceptions import InvalidRequest, UserNotFound
 from ..models import Role, Space, SpaceMembership, StaffGrant
-from .access import Actor, authorize
+from .access import Actor, authorize, model_has_field
 from .audit import audit
-
-
-def _has_field(model: type, name: str) -> bool:
-    try:
-        model._meta.get_field(name)
-    except FieldDoesNotExist:
-        return False
-    return True
 
 
 def _lock_space(space: Space) -> None:
@@ -77,7 +68,7 @@ def grant(space: Space, username: str, role: str, actor: Actor) -> SpaceMembersh
         if current == Role.OWNER and role != Role.OWNER:
             _refuse_last_owner(space, user, f"make {role} of {space.slug!r}")
         made_staff = False
-        if _has_field(user_model, "is_staff") and not user.is_staff:
+        if model_has_field(user_model, "is_staff") and not user.is_staff:
             user.is_staff = True
             user.save(update_fields=["is_staff"])
             StaffGrant.objects.get_or_create(user=user)

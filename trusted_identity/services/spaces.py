@@ -16,7 +16,7 @@ from django.utils import timezone
 from ..conf import app_settings
 from ..exceptions import AlreadyExists, InvalidRequest, PlatformNotFound, SpaceNotFound
 from ..models import Platform, PlatformKind, Space
-from .access import Actor, authorize
+from .access import Actor, authorize, authorize_superuser
 from .audit import audit
 from .platform_secrets import store_new_secret
 
@@ -64,6 +64,10 @@ def get_signing_platform(space_slug: str, kind: str) -> Platform:
 
 
 def create_space(slug: str, name: str = "", actor: Actor | None = None) -> Space:
+    """A new space; only superusers (and the CLI's own account) create them: a space is a
+    tenant."""
+    if actor is not None:
+        authorize_superuser(actor, "create spaces")
     try:
         validate_slug(slug)
     except ValidationError:

@@ -36,7 +36,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--actor",
             metavar="USERNAME",
-            help="Django user the audit entries name (default: the CLI's own account).",
+            help="Django user the audit entries name, who must hold a role allowing the "
+            "action in that space (default: the CLI's own account, which may do anything).",
         )
         commands = parser.add_subparsers(
             dest="subcommand", metavar="SUBCOMMAND", parser_class=_parser_class(parser)
@@ -187,10 +188,19 @@ class Command(BaseCommand):
         self._say(f"Enforcement for {platform} is {'on' if platform.enforced else 'off'}.")
 
     def do_sign(self, options: dict[str, Any]) -> None:
-        self._out(services.sign_for(options["space"], options["kind"], options["user_id"]))
+        signed = services.sign_for(
+            options["space"], options["kind"], options["user_id"], self._actor(options)
+        )
+        self._out(signed)
 
     def do_status(self, options: dict[str, Any]) -> None:
         spaces = services.status(options["space"])
+        if options.get("actor"):  # only what that user may see
+            actor = self._actor(options)
+            visible = set(services.spaces_for(actor, "view").values_list("slug", flat=True))
+            if options["space"] and options["space"] not in visible:
+                raise CommandError(f"{options['actor']} may not view space {options['space']!r}")
+            spaces = [space for space in spaces if space["slug"] in visible]
         if options["as_json"]:
             self._out(json.dumps({"spaces": spaces}))
             return
@@ -216,6 +226,8 @@ class Command(BaseCommand):
     def do_rekey(self, options: dict[str, Any]) -> None:
         if options["batch_size"] < 1:
             raise CommandError("--batch-size must be at least 1")
+        if options.get("actor"):
+            services.authorize_superuser(self._actor(options), "rekey")
         result = services.rekey(batch_size=options["batch_size"])
         self._say(
             f"Re-encrypted {result.rekeyed} of {result.total} secrets with the first key; "
