@@ -54,3 +54,15 @@ def test_proxy_settings_from_the_environment(project_settings):
         TRUSTED_IDENTITY_CLIENT_IP_HEADER="HTTP_X_FORWARDED_FOR", TRUSTED_IDENTITY_PROXY_COUNT="2"
     )["TRUSTED_IDENTITY"]
     assert (config["CLIENT_IP_HEADER"], config["PROXY_COUNT"]) == ("HTTP_X_FORWARDED_FOR", 2)
+
+
+def test_admin_login_throttling_with_django_axes(project_settings):
+    config = project_settings()
+    assert "axes" in config["INSTALLED_APPS"]
+    assert config["AUTHENTICATION_BACKENDS"][0] == "axes.backends.AxesStandaloneBackend"
+    assert config["MIDDLEWARE"][-1] == "axes.middleware.AxesMiddleware"
+    assert config["AXES_ENABLED"] is True
+    assert 3 <= config["AXES_FAILURE_LIMIT"] <= 20
+    assert config["AXES_COOLOFF_TIME"].total_seconds() >= 60
+    assert config["AXES_LOCKOUT_PARAMETERS"] == [["username", "ip_address"]]
+    assert config["AXES_CLIENT_IP_CALLABLE"] == "trusted_identity.ratelimit.client_address"
