@@ -37,11 +37,13 @@ def _locked_user(username: str, missing: str) -> AbstractBaseUser:
         raise UserNotFound(missing) from None
 
 
-def _refuse_last_owner(space: Space, user: AbstractBaseUser, doing: str) -> None:
+def _refuse_last_owner(space: Space, user: AbstractBaseUser, change: str) -> None:
+    """InvalidRequest if ``user`` is the only owner of ``space``; ``change`` says what
+    was asked ("remove olga from 'acme'")."""
     others = SpaceMembership.objects.filter(space=space, role=Role.OWNER).exclude(user=user)
     if not others.exists():
         raise InvalidRequest(
-            f"can't {doing} {user.get_username()}: they are the last owner of space "
+            f"can't {change}: {user.get_username()} is the last owner of space "
             f"{space.slug!r}; make another member owner first"
         )
 
@@ -66,7 +68,7 @@ def grant(space: Space, username: str, role: str, actor: Actor) -> SpaceMembersh
             .first()
         )
         if current == Role.OWNER and role != Role.OWNER:
-            _refuse_last_owner(space, user, f"make {role} of {space.slug!r}")
+            _refuse_last_owner(space, user, f"make {username} {role} of {space.slug!r}")
         made_staff = False
         if model_has_field(user_model, "is_staff") and not user.is_staff:
             user.is_staff = True
@@ -105,7 +107,7 @@ def revoke(space: Space, username: str, actor: Actor) -> bool:
         if membership is None:
             raise UserNotFound(not_member)
         if membership.role == Role.OWNER:
-            _refuse_last_owner(space, user, f"remove from {space.slug!r}")
+            _refuse_last_owner(space, user, f"remove {username} from {space.slug!r}")
         membership.delete()
         took_staff = _take_back_staff(user)
         message = f"Revoked {username}'s membership."
