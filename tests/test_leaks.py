@@ -369,7 +369,7 @@ def test_cli_prints_secrets_on_stdout_only_when_asked(world):
         ("sign", "acme", "ios", "42"),
         ("enforce", "acme", "ios", "on", "--force", "--reason", "x"),
         ("rekey",),
-        ("grant", "acme", "olivia", "--role", "viewer"),
+        ("grant", "acme", "victor", "--role", "admin"),  # olivia stays acme's owner
     ):
         call_command("trusted_identity", *args, stdout=out, stderr=err)
     secrets = every_secret()
