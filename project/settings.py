@@ -4,6 +4,7 @@ Every value a deployment changes comes from an environment variable (or a
 ``.env`` file beside ``manage.py``); the defaults suit local development.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -31,6 +32,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",
     "trusted_identity",
 ]
 
@@ -43,6 +45,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its lockout answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "project.urls"
@@ -97,6 +101,23 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# Admin login throttling with django-axes: the admin guards the platform secrets. Axes'
+# backend comes first and refuses a locked-out login before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
+# After this many failed logins for one username from one address, that pair is locked
+# out for the cool-off; a right password before then resets the count. Keyed on
+# username and address together, so an attacker can't lock a user out from elsewhere.
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# The client address as the app's rate limits see it (CLIENT_IP_HEADER, PROXY_COUNT).
+AXES_CLIENT_IP_CALLABLE = "trusted_identity.ratelimit.client_address"
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
 USE_I18N = True
@@ -123,6 +144,13 @@ TRUSTED_IDENTITY = {
     "ENCRYPTION_KEYS": env.str("TRUSTED_IDENTITY_ENCRYPTION_KEYS", default=""),
     "RATE_LIMIT": env.str("TRUSTED_IDENTITY_RATE_LIMIT", default="600/m"),
     "SIGNING_SPACE": env.str("TRUSTED_IDENTITY_SIGNING_SPACE", default="") or None,
+    # The only spaces the sign view signs for, comma-separated ("acme,beta"); unset:
+    # the SIGNING_SPACE alone.
+    "SIGNING_SPACES": env.str("TRUSTED_IDENTITY_SIGNING_SPACES", default="") or None,
+    # Behind trusted proxies: the request.META key of the header they append the
+    # client's address to (HTTP_X_FORWARDED_FOR), and how many of them append to it.
+    "CLIENT_IP_HEADER": env.str("TRUSTED_IDENTITY_CLIENT_IP_HEADER", default="") or None,
+    "PROXY_COUNT": env.int("TRUSTED_IDENTITY_PROXY_COUNT", default=1),
 }
 
 LOGGING = {

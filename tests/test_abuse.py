@@ -233,6 +233,36 @@ def test_brute_force_is_rate_limited_per_address_and_key(client, graced, setting
     assert start(client, platform.api_key, right, REMOTE_ADDR="192.0.2.50").status_code == 201
 
 
+def test_forged_forwarded_for_does_not_escape_the_limit_behind_a_proxy(client, platform, settings):
+    """Behind nginx (``$proxy_add_x_forwarded_for`` appends the address it saw), the
+    client writes the leftmost entries: 90 starts with a new forged one each against a
+    60/m limit are limited after 60 (issue 9, finding 5: main let 90 of 90 through)."""
+    settings.TRUSTED_IDENTITY = {
+        **settings.TRUSTED_IDENTITY,
+        "RATE_LIMIT": "60/m",
+        "CLIENT_IP_HEADER": "HTTP_X_FORWARDED_FOR",
+    }
+    if 60 - time.time() % 60 < 5:  # fixed windows: don't start at the edge of one
+        time.sleep(6)
+    proxy = {"REMOTE_ADDR": "10.0.0.2"}
+    statuses = [
+        start(
+            client,
+            platform.api_key,
+            {},
+            HTTP_X_FORWARDED_FOR=f"198.51.{attempt // 250}.{attempt % 250}, 203.0.113.7",
+            **proxy,
+        ).status_code
+        for attempt in range(90)
+    ]
+    assert statuses.count(201) == 60, statuses
+    assert statuses.count(429) == 30
+    assert statuses[60:] == [429] * 30
+    # Another client behind the same proxy has its own budget.
+    other = start(client, platform.api_key, {}, HTTP_X_FORWARDED_FOR="203.0.113.8", **proxy)
+    assert other.status_code == 201
+
+
 # ------------------------------------------------- CSRF and permissions
 
 

@@ -480,6 +480,8 @@ def expected_sign(query: str, header: str | None, signed_in: bool, world) -> tup
     )
     if kind not in PlatformKind.values or not exists:
         return 404, "platform_not_found"
+    if slug not in app_settings.SIGNING_SPACES:  # only the spaces this site serves
+        return 404, "platform_not_found"
     return 200, kind
 
 

@@ -462,13 +462,65 @@ def test_rate_limit_off(client, platform, settings):
 
 
 def test_rate_limit_uses_the_client_ip_header_when_configured(client, platform, settings):
-    set_app_settings(settings, RATE_LIMIT="1/h", CLIENT_IP_HEADER="HTTP_X_FORWARDED_FOR")
+    # Two proxies: a load balancer appends the client, then nginx appends the balancer.
+    set_app_settings(
+        settings, RATE_LIMIT="1/h", CLIENT_IP_HEADER="HTTP_X_FORWARDED_FOR", PROXY_COUNT=2
+    )
     wait_out_window_edge(3600)
     a = {"HTTP_X_FORWARDED_FOR": "203.0.113.1, 10.0.0.1"}
     b = {"HTTP_X_FORWARDED_FOR": "203.0.113.2, 10.0.0.1"}
     assert start(client, platform.api_key, {}, **a).status_code == 201
     assert start(client, platform.api_key, {}, **b).status_code == 201
     assert_error(start(client, platform.api_key, {}, **a), 429, "rate_limited")
+
+
+@pytest.mark.parametrize(
+    ("proxies", "header", "expected"),
+    [
+        (1, None, "10.0.0.1"),  # no header: the peer
+        (1, "", "10.0.0.1"),
+        (1, "203.0.113.7", "203.0.113.7"),
+        (1, "6.6.6.6, 203.0.113.7", "203.0.113.7"),  # the client wrote 6.6.6.6
+        (1, "6.6.6.6,203.0.113.7 ", "203.0.113.7"),
+        (1, "1.1.1.1, 2.2.2.2, 203.0.113.7", "203.0.113.7"),
+        (2, "6.6.6.6, 203.0.113.7, 192.0.2.1", "203.0.113.7"),
+        (2, "203.0.113.7, 192.0.2.1", "203.0.113.7"),
+        (2, "203.0.113.7", "10.0.0.1"),  # fewer entries than proxies: the peer, never them
+        (3, "6.6.6.6, 203.0.113.7", "10.0.0.1"),
+        (1, "6.6.6.6, ", "10.0.0.1"),  # an empty entry where the proxy's should be
+        (0, "6.6.6.6, 203.0.113.7", "10.0.0.1"),  # a bad count never trusts the header
+    ],
+)
+def test_client_address_counts_trusted_proxies_from_the_right(settings, proxies, header, expected):
+    from django.test import RequestFactory
+
+    from trusted_identity.views import client_address
+
+    set_app_settings(settings, CLIENT_IP_HEADER="HTTP_X_FORWARDED_FOR", PROXY_COUNT=proxies)
+    extra = {} if header is None else {"HTTP_X_FORWARDED_FOR": header}
+    request = RequestFactory().post(SESSIONS, REMOTE_ADDR="10.0.0.1", **extra)
+    assert client_address(request) == expected
+
+
+def test_client_address_ignores_the_header_unless_configured(settings):
+    from django.test import RequestFactory
+
+    from trusted_identity.views import client_address
+
+    request = RequestFactory().post(
+        SESSIONS, REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR="6.6.6.6"
+    )
+    assert client_address(request) == "10.0.0.1"
+
+
+def test_a_bad_proxy_count_is_a_check_error(settings):
+    from django.core.checks import run_checks
+
+    for bad in (0, -1, "1", 1.5, None):
+        set_app_settings(settings, PROXY_COUNT=bad)
+        assert "trusted_identity.E005" in [message.id for message in run_checks()], bad
+    set_app_settings(settings, PROXY_COUNT=2)
+    assert "trusted_identity.E005" not in [message.id for message in run_checks()]
 
 
 # ------------------------------------------------------- caching and invalidation
@@ -713,6 +765,71 @@ def test_sign_rate_limit(user_client, platform, settings):
     other = Client()
     assert other.login(username="bob", password=PASSWORD)
     assert other.get(SIGN, {"platform": "ios", "space": "acme"}).status_code == 200
+
+
+# --------------------------------------------- the sign view signs for this site only
+
+
+def _sign_error(user_client, space, kind="web"):
+    response = user_client.get(SIGN, {"platform": kind, "space": space})
+    return assert_error(response, 404, "platform_not_found")["error"]
+
+
+def test_sign_refuses_a_space_this_site_does_not_serve(user_client, user, space, settings):
+    """A user of this site can't get a signature that another space's enforced platform
+    accepts (issue 9, finding 4): the space is answered exactly as an unknown one."""
+    set_app_settings(settings, SIGNING_SPACES=["acme"])
+    PlatformFactory(space=space, kind="web")
+    beta = PlatformFactory(space=SpaceFactory(slug="beta"), kind="web", enforced=True)
+    PlatformFactory(space=beta.space, kind="ios")
+
+    assert user_client.get(SIGN, {"platform": "web", "space": "acme"}).status_code == 200
+    refused = _sign_error(user_client, "beta")
+    unknown = _sign_error(user_client, "gamma")
+    assert refused["message"].replace("beta", "?") == unknown["message"].replace("gamma", "?")
+    # No oracle either for which platforms the other space has, or which kinds exist.
+    for kind in ("ios", "roku"):
+        assert _sign_error(user_client, "beta", kind) == refused
+        assert _sign_error(user_client, "gamma", kind) == unknown
+    response = user_client.get(SIGN, {"platform": "playstation", "space": "beta"})
+    same = user_client.get(SIGN, {"platform": "playstation", "space": "gamma"})
+    assert (response.status_code, json.loads(response.content)) == (
+        same.status_code,
+        json.loads(same.content),
+    )
+    # And beta's enforced platform still refuses this user's id unsigned.
+    assert start(Client(), beta.api_key, {"userId": str(user.pk)}).status_code == 403
+
+
+def test_sign_spaces_default_is_the_signing_space_alone(user_client, space, settings):
+    PlatformFactory(space=space, kind="web")
+    PlatformFactory(space=SpaceFactory(slug="beta"), kind="web")
+    set_app_settings(settings, SIGNING_SPACE="acme", SIGNING_SPACES=None)
+    assert user_client.get(SIGN, {"platform": "web"}).status_code == 200
+    assert user_client.get(SIGN, {"platform": "web", "space": "acme"}).status_code == 200
+    _sign_error(user_client, "beta")
+    # Neither setting: the view signs for no space at all.
+    set_app_settings(settings, SIGNING_SPACE=None, SIGNING_SPACES=None)
+    _sign_error(user_client, "acme")
+
+
+def test_sign_spaces_as_a_comma_separated_string(user_client, space, settings):
+    PlatformFactory(space=space, kind="web")
+    PlatformFactory(space=SpaceFactory(slug="beta"), kind="web")
+    PlatformFactory(space=SpaceFactory(slug="gamma"), kind="web")
+    set_app_settings(settings, SIGNING_SPACES=" acme, beta ,")
+    for slug in ("acme", "beta"):
+        assert user_client.get(SIGN, {"platform": "web", "space": slug}).status_code == 200
+    _sign_error(user_client, "gamma")
+
+
+def test_a_signing_space_the_view_does_not_serve_is_a_check_warning(settings):
+    from django.core.checks import run_checks
+
+    set_app_settings(settings, SIGNING_SPACE="acme", SIGNING_SPACES=["beta"])
+    assert "trusted_identity.W003" in [message.id for message in run_checks()]
+    set_app_settings(settings, SIGNING_SPACES=None)
+    assert "trusted_identity.W003" not in [message.id for message in run_checks()]
 
 
 def test_outcomes_enum_matches_contract():

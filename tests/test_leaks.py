@@ -298,8 +298,9 @@ def test_audit_entries_hold_no_secret(client, world, superuser):
         ("show-secret", "acme", "ios"),
         ("rotate-secret", "acme", "ios", "--grace", "0"),
         ("enforce", "acme", "web", "off"),
-        ("grant", "acme", "olivia", "--role", "admin"),
-        ("revoke", "acme", "victor"),
+        ("grant", "acme", "victor", "--role", "owner"),
+        ("grant", "acme", "olivia", "--role", "admin"),  # victor owns acme now
+        ("revoke", "acme", "olivia"),
         ("add-platform", "acme", "roku"),
     ):
         call_command("trusted_identity", *args, stdout=out, stderr=StringIO())
@@ -368,7 +369,7 @@ def test_cli_prints_secrets_on_stdout_only_when_asked(world):
         ("sign", "acme", "ios", "42"),
         ("enforce", "acme", "ios", "on", "--force", "--reason", "x"),
         ("rekey",),
-        ("grant", "acme", "olivia", "--role", "viewer"),
+        ("grant", "acme", "victor", "--role", "admin"),  # olivia stays acme's owner
     ):
         call_command("trusted_identity", *args, stdout=out, stderr=err)
     secrets = every_secret()

@@ -56,6 +56,29 @@ def check_settings(app_configs=None, **kwargs):
                 id="trusted_identity.E003",
             )
         )
+    signing_space = app_settings.SIGNING_SPACE
+    if signing_space and signing_space not in app_settings.SIGNING_SPACES:
+        errors.append(
+            Warning(
+                f"TRUSTED_IDENTITY['SIGNING_SPACE'] ({signing_space!r}) is not one of "
+                "TRUSTED_IDENTITY['SIGNING_SPACES']: the sign view answers 404 to every "
+                "request that names no space.",
+                hint="Add it to SIGNING_SPACES (TRUSTED_IDENTITY_SIGNING_SPACES in the "
+                "example project), or leave SIGNING_SPACES unset to serve it alone.",
+                id="trusted_identity.W003",
+            )
+        )
+    proxy_count = app_settings.PROXY_COUNT
+    if isinstance(proxy_count, bool) or not isinstance(proxy_count, int) or proxy_count < 1:
+        errors.append(
+            Error(
+                "TRUSTED_IDENTITY['PROXY_COUNT'] must be a whole number of at least 1 "
+                f"(got {proxy_count!r}).",
+                hint="The number of trusted proxies that append to CLIENT_IP_HEADER; "
+                "without a proxy, leave CLIENT_IP_HEADER unset instead.",
+                id="trusted_identity.E005",
+            )
+        )
     from .ratelimit import RateLimitError, parse_rate
 
     for name in ("RATE_LIMIT", "SIGN_RATE_LIMIT"):

@@ -9,6 +9,7 @@ dropped again by the ``setting_changed`` receiver in ``receivers.py``.
     TRUSTED_IDENTITY = {
         "ENCRYPTION_KEYS": [...],          # default: $TRUSTED_IDENTITY_ENCRYPTION_KEYS
         "SIGNING_SPACE": "my-space",       # the space the sign view uses without ?space=
+        "SIGNING_SPACES": ["my-space"],    # the only spaces the sign view signs for
         "DEFAULT_GRACE": timedelta(hours=24),
         "READINESS_WINDOW": timedelta(days=7),
         "READINESS_THRESHOLD": 0.99,
@@ -30,6 +31,10 @@ DEFAULTS: dict[str, Any] = {
     "ENCRYPTION_KEYS": None,
     # Slug of the space the sign view signs for when the request names none.
     "SIGNING_SPACE": None,
+    # Slugs of the spaces the sign view signs for at all (a list, or a comma-separated
+    # string); any other space answers 404 platform_not_found, as an unknown one does.
+    # None means: SIGNING_SPACE alone when it is set, else no space.
+    "SIGNING_SPACES": None,
     # Which attribute of request.user is the user id that gets signed.
     "USER_ID_ATTRIBUTE": "pk",
     # How long a rotated-out secret keeps verifying, unless the rotation says otherwise.
@@ -55,6 +60,12 @@ DEFAULTS: dict[str, Any] = {
     # Header with the client address when behind a trusted proxy, as it appears in
     # request.META (such as "HTTP_X_FORWARDED_FOR"); None means REMOTE_ADDR.
     "CLIENT_IP_HEADER": None,
+    # How many trusted proxies append to CLIENT_IP_HEADER: the client is the address
+    # that many entries from the right (nginx's $proxy_add_x_forwarded_for appends
+    # the address it saw, so one proxy means the rightmost). Entries left of it are
+    # the client's own words and never used; a header with fewer entries falls back
+    # to REMOTE_ADDR.
+    "PROXY_COUNT": 1,
     # The cache alias for rate limits and the platform lookup.
     "CACHE_ALIAS": "default",
     # Seconds a platform lookup may stay in the cache at most.
@@ -97,6 +108,10 @@ class AppSettings:
             value = os.environ.get("TRUSTED_IDENTITY_ENCRYPTION_KEYS", "")
         if name == "RATE_LIMIT" and value is None:
             value = os.environ.get("TRUSTED_IDENTITY_RATE_LIMIT", "") or "600/m"
+        if name == "SIGNING_SPACES":
+            if value is None:
+                value = [user_settings.get("SIGNING_SPACE", DEFAULTS["SIGNING_SPACE"])]
+            value = _slugs(value)
         self._resolved[name] = value
         return value
 
@@ -109,6 +124,13 @@ class AppSettings:
         if isinstance(value, str):
             value = value.split(",")
         return [key.strip() for key in value or [] if key and key.strip()]
+
+
+def _slugs(value: Any) -> frozenset[str]:
+    """A list (or comma-separated string) of slugs as a set, stripped, empties dropped."""
+    if isinstance(value, str):
+        value = value.split(",")
+    return frozenset(str(slug).strip() for slug in value or [] if slug and str(slug).strip())
 
 
 app_settings = AppSettings()

@@ -72,7 +72,10 @@ class MembershipAddForm(forms.ModelForm):
     username = forms.CharField(
         label=_("Username"),
         max_length=150,
-        help_text=_("The user becomes staff and a member of the space with this role."),
+        help_text=_(
+            "The user becomes a member of the space with this role, and staff if they are "
+            "not already (taken back when their last membership is revoked)."
+        ),
     )
 
     class Meta:

@@ -227,3 +227,25 @@ class VerificationGeneration(models.Model):
 
     def __str__(self) -> str:
         return f"verification generation {self.value}"
+
+
+class StaffGrant(models.Model):
+    """That ``grant`` made this user staff: what revoking their last membership takes back.
+
+    ``grant`` writes one only when the user was not staff before; a user who already
+    was has none, and no change of membership ever takes their staff status away.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="trusted_identity_staff_grant",
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        verbose_name = _("staff status given by a grant")
+        verbose_name_plural = _("staff statuses given by grants")
+
+    def __str__(self) -> str:
+        return f"staff status of user #{self.user_id}, given by a grant"

@@ -110,12 +110,8 @@ def api_view(*methods: str) -> Callable:
     return decorator
 
 
-def client_address(request: HttpRequest) -> str:
-    header = app_settings.CLIENT_IP_HEADER
-    if header and request.META.get(header):
-        # The first address of a proxy chain is the client's, as set by the trusted proxy.
-        return request.META[header].split(",")[0].strip()[:64]
-    return request.META.get("REMOTE_ADDR", "")[:64]
+#: The client's address behind ``PROXY_COUNT`` trusted proxies (see ``ratelimit``).
+client_address = ratelimit.client_address
 
 
 def _check_rate(scope: str, identity: Callable[[], str], rate: str | None) -> None:
@@ -211,7 +207,9 @@ def sign_current_user(request: HttpRequest) -> HttpResponse:
         )
     _check_rate("sign", lambda: str(request.user.pk), app_settings.SIGN_RATE_LIMIT)
     user_id = str(getattr(request.user, app_settings.USER_ID_ATTRIBUTE))
-    signed = services.sign_for(space, kind, user_id)
+    # Only the spaces this site serves (SIGNING_SPACES); not audited per call (hot path).
+    platform = services.get_signing_platform(space, kind)
+    signed = services.sign_user_id(services.lookup_platform(platform.api_key), user_id)
     return JsonResponse({"userId": user_id, "platform": kind, "signed": signed})
 
 

@@ -9,6 +9,7 @@ from django.urls import reverse
 from trusted_identity.models import Space, SpaceMembership
 
 from ..factories import UserFactory
+from .helpers import messages_of
 
 
 def test_owner_grants_changes_and_revokes_through_services(owner_client, space, owner):
@@ -24,7 +25,8 @@ def test_owner_grants_changes_and_revokes_through_services(owner_client, space, 
     space_log = LogEntry.objects.filter(
         content_type=ContentType.objects.get_for_model(Space), object_id=str(space.pk)
     ).order_by("pk")
-    assert space_log.last().get_change_message() == "Granted newbie the viewer role."
+    granted = space_log.last().get_change_message()
+    assert granted.startswith("Granted newbie the viewer role. Made them staff")
 
     change_url = reverse("admin:trusted_identity_spacemembership_change", args=[membership.pk])
     owner_client.post(change_url, {"role": "admin"})
@@ -35,7 +37,9 @@ def test_owner_grants_changes_and_revokes_through_services(owner_client, space, 
     delete_url = reverse("admin:trusted_identity_spacemembership_delete", args=[membership.pk])
     owner_client.post(delete_url, {"post": "yes"})
     assert not SpaceMembership.objects.filter(pk=membership.pk).exists()
-    assert space_log.last().get_change_message() == "Revoked newbie's membership."
+    assert space_log.last().get_change_message().startswith("Revoked newbie's membership.")
+    newbie.refresh_from_db()
+    assert not newbie.is_staff  # the grant made them staff; their last revocation took it back
     # Services wrote the entries; the admin added none of its own on memberships.
     assert not LogEntry.objects.filter(
         content_type=ContentType.objects.get_for_model(SpaceMembership)
@@ -49,3 +53,30 @@ def test_granting_an_unknown_username_is_a_form_error(owner_client, space):
     )
     assert response.status_code == 200
     assert response.context["adminform"].form.errors["username"]
+
+
+def test_the_last_owner_cant_be_removed_or_demoted_in_the_admin(owner_client, space, owner):
+    """The service refuses; the admin says so instead of failing, and nothing changes."""
+    membership = SpaceMembership.objects.get(space=space, user=owner)
+    change_url = reverse("admin:trusted_identity_spacemembership_change", args=[membership.pk])
+    demoted = owner_client.post(change_url, {"role": "viewer"}, follow=True)
+    assert demoted.status_code == 200
+    assert any("last owner" in m for m in messages_of(demoted))
+    membership.refresh_from_db()
+    assert membership.role == "owner"
+
+    delete_url = reverse("admin:trusted_identity_spacemembership_delete", args=[membership.pk])
+    removed = owner_client.post(delete_url, {"post": "yes"}, follow=True)
+    assert removed.status_code == 200
+    assert any("last owner" in m for m in messages_of(removed))
+    assert SpaceMembership.objects.filter(pk=membership.pk).exists()
+
+    changelist = reverse("admin:trusted_identity_spacemembership_changelist")
+    bulk = owner_client.post(
+        changelist,
+        {"action": "delete_selected", "_selected_action": [membership.pk], "post": "yes"},
+        follow=True,
+    )
+    assert bulk.status_code == 200
+    assert any("last owner" in m for m in messages_of(bulk))
+    assert SpaceMembership.objects.filter(pk=membership.pk).exists()

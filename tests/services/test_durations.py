@@ -20,6 +20,7 @@ from trusted_identity.exceptions import (
     ("text", "expected"),
     [
         ("0", timedelta(0)),
+        (" 0 ", timedelta(0)),
         ("30m", timedelta(minutes=30)),
         ("24h", timedelta(hours=24)),
         ("7d", timedelta(days=7)),
@@ -35,3 +36,13 @@ def test_parse_duration_accepts(text, expected):
 def test_parse_duration_rejects(text):
     with pytest.raises(InvalidRequest):
         services.parse_duration(text)
+
+
+@pytest.mark.parametrize("text", ["5", "1", "90", "24", "3600"])
+def test_parse_duration_needs_a_unit(text):
+    """A bare number other than 0 is an error, not seconds (CONTRACT section 5)."""
+    with pytest.raises(InvalidRequest) as info:
+        services.parse_duration(text)
+    message = info.value.message
+    assert "unit" in message and "\n" not in message
+    assert f"{text}m" in message  # says how to write it

@@ -6,7 +6,11 @@ on a warm cache matters run inside ``with commit():`` (``conftest.py``), which r
 the on-commit callbacks as a real commit would.
 """
 
+import threading
+
 import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection, connections
 
 from trusted_identity import services
 from trusted_identity.exceptions import (
@@ -16,11 +20,15 @@ from trusted_identity.exceptions import (
 )
 from trusted_identity.models import (
     Role,
+    Space,
     SpaceMembership,
+    StaffGrant,
 )
 
 from ..factories import (
     MembershipFactory,
+    SpaceFactory,
+    SuperuserFactory,
     UserFactory,
 )
 from .helpers import _logs
@@ -73,3 +81,157 @@ def test_only_owners_manage_members(space):
     assert not SpaceMembership.objects.filter(user__username="frank").exists()
     services.grant(space, "frank", Role.VIEWER, services.Actor.admin(owner))
     assert SpaceMembership.objects.get(user__username="frank").role == Role.VIEWER
+
+
+def _staff(username):
+    return get_user_model().objects.get(username=username).is_staff
+
+
+def _messages(obj):
+    return " ".join(_logs(obj).values_list("change_message", flat=True))
+
+
+def test_grant_says_when_it_makes_staff_and_the_last_revoke_takes_it_back(space, cli_actor):
+    """Issue 9, finding 6: main left the account staff after its last membership."""
+    other = SpaceFactory(slug="other")
+    dana = UserFactory(username="dana", is_staff=False)
+    first = services.grant(space, "dana", Role.VIEWER, cli_actor)
+    assert first.made_staff is True
+    assert _staff("dana") and StaffGrant.objects.filter(user=dana).exists()
+    assert "Made them staff" in _messages(space)
+    assert "Made staff by a grant" in _messages(dana)
+
+    second = services.grant(other, "dana", Role.ADMIN, cli_actor)
+    assert second.made_staff is False
+    again = services.grant(space, "dana", Role.ADMIN, cli_actor)  # a role change
+    assert again.made_staff is False
+
+    assert services.revoke(space, "dana", cli_actor) is False  # a membership is left
+    assert _staff("dana")
+    assert services.revoke(other, "dana", cli_actor) is True
+    assert not _staff("dana")
+    assert not StaffGrant.objects.filter(user=dana).exists()
+    assert "took back the staff status" in _messages(other)
+    assert "took back" not in _messages(space)
+    assert "taken back" in _messages(dana)
+
+    # A later grant makes them staff again, and says so again.
+    assert services.grant(space, "dana", Role.VIEWER, cli_actor).made_staff is True
+    assert _staff("dana")
+
+
+def test_revoke_leaves_staff_status_they_had_before(space, cli_actor):
+    erin = UserFactory(username="erin", is_staff=True)
+    assert services.grant(space, "erin", Role.ADMIN, cli_actor).made_staff is False
+    assert not StaffGrant.objects.filter(user=erin).exists()
+    assert "Made them staff" not in _messages(space)
+    assert services.revoke(space, "erin", cli_actor) is False
+    assert _staff("erin")
+    assert "took back" not in _messages(space)
+
+
+def test_revoke_never_takes_staff_from_a_superuser(space, cli_actor):
+    SuperuserFactory(username="sam", is_staff=False)
+    assert services.grant(space, "sam", Role.VIEWER, cli_actor).made_staff is True
+    get_user_model().objects.filter(username="sam").update(is_superuser=True)
+    assert services.revoke(space, "sam", cli_actor) is False
+    assert _staff("sam")
+
+
+def test_the_last_owner_can_not_be_removed_or_demoted(space, cli_actor, superuser):
+    UserFactory(username="olga")
+    UserFactory(username="oscar")
+    services.grant(space, "olga", Role.OWNER, cli_actor)
+    entries = _logs(space).count()
+    for attempt in (
+        lambda: services.revoke(space, "olga", cli_actor),
+        lambda: services.grant(space, "olga", Role.ADMIN, cli_actor),
+        lambda: services.grant(space, "olga", Role.VIEWER, services.Actor.admin(superuser)),
+        lambda: services.revoke(space, "olga", services.Actor.admin(superuser)),
+    ):
+        with pytest.raises(InvalidRequest) as info:
+            attempt()
+        assert "last owner" in info.value.message and "olga" in info.value.message
+    assert SpaceMembership.objects.get(space=space, user__username="olga").role == Role.OWNER
+    assert _logs(space).count() == entries  # refusals change nothing, audit nothing
+
+    # Re-granting owner to the last owner is no demotion.
+    services.grant(space, "olga", Role.OWNER, cli_actor)
+    # With a second owner, either may go, but not both.
+    services.grant(space, "oscar", Role.OWNER, cli_actor)
+    services.grant(space, "olga", Role.ADMIN, cli_actor)
+    with pytest.raises(InvalidRequest):
+        services.revoke(space, "oscar", cli_actor)
+    services.revoke(space, "olga", cli_actor)
+    assert list(SpaceMembership.objects.filter(space=space).values_list("role", flat=True)) == [
+        Role.OWNER
+    ]
+
+
+def test_an_owner_may_remove_themself_only_when_another_owner_is_left(space, cli_actor):
+    olga = UserFactory(username="olga")
+    UserFactory(username="oscar")
+    services.grant(space, "olga", Role.OWNER, cli_actor)
+    with pytest.raises(InvalidRequest):
+        services.revoke(space, "olga", services.Actor.admin(olga))
+    services.grant(space, "oscar", Role.OWNER, services.Actor.admin(olga))
+    services.revoke(space, "olga", services.Actor.admin(olga))
+    assert not SpaceMembership.objects.filter(space=space, user=olga).exists()
+
+
+def test_a_space_without_owners_may_lose_its_other_members(space, cli_actor):
+    UserFactory(username="ada")
+    services.grant(space, "ada", Role.ADMIN, cli_actor)
+    services.grant(space, "ada", Role.VIEWER, cli_actor)
+    services.revoke(space, "ada", cli_actor)
+    assert not SpaceMembership.objects.exists()
+
+
+def _race(space_pk, changes):
+    """Run the (username, "revoke"|"demote") changes at the same moment; their outcomes."""
+    actor = services.get_cli_actor()
+    barrier = threading.Barrier(len(changes))
+    outcomes = {}
+
+    def change(name, how):
+        try:
+            barrier.wait(timeout=10)
+            target = Space.objects.get(pk=space_pk)
+            if how == "revoke":
+                services.revoke(target, name, actor)
+            else:
+                services.grant(target, name, Role.VIEWER, actor)
+            outcomes[name] = "done"
+        except InvalidRequest:
+            outcomes[name] = "refused"
+        except Exception as exc:  # pragma: no cover - shown in the assertion
+            outcomes[name] = repr(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=change, args=item) for item in changes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return outcomes
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("second", ["revoke", "demote"])
+def test_concurrent_removals_keep_the_last_owner(second):
+    """Two owners removed (or demoted) at the same moment: one change wins, the other is
+    refused, and the space keeps an owner. The space's row lock serialises them."""
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL row locks; runs in `make test-postgres`")
+    actor = services.get_cli_actor()
+    for round_ in range(5):
+        space = SpaceFactory(slug=f"race-{second}-{round_}")
+        for name in ("p", "q"):
+            UserFactory(username=f"{name}{round_}")
+            services.grant(space, f"{name}{round_}", Role.OWNER, actor)
+        outcomes = _race(space.pk, [(f"p{round_}", "revoke"), (f"q{round_}", second)])
+        assert sorted(outcomes.values()) == ["done", "refused"], outcomes
+        owners = SpaceMembership.objects.filter(space=space, role=Role.OWNER).count()
+        assert owners == 1

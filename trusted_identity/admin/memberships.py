@@ -9,17 +9,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.utils import quote
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.forms import ModelForm
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils.html import format_html
+from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from .. import services
 from ..exceptions import PermissionDenied as ServicePermissionDenied
+from ..exceptions import TrustedIdentityError
 from ..forms import MembershipAddForm, MembershipChangeForm
 from ..models import SpaceMembership
 from .base import ScopedAdminMixin, actor, admin_url, permissions
@@ -85,7 +87,30 @@ class SpaceMembershipAdmin(ScopedAdminMixin, admin.ModelAdmin):
         url = admin_url(self.admin_site, "space_change", quote(obj.space_id))
         return format_html('<a href="{}">{}</a>', url, obj.space)
 
-    # Grants and revocations go through services, which audit them on the space.
+    # Grants and revocations go through services, which audit them on the space and
+    # refuse what the rules forbid (the last owner of a space); the admin words it.
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except TrustedIdentityError as exc:  # refused by the service: nothing was saved
+            messages.error(request, exc.message)
+            return HttpResponseRedirect(request.get_full_path())
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except TrustedIdentityError as exc:  # refused by the service: nothing was removed
+            messages.error(request, exc.message)
+            return HttpResponseRedirect(admin_url(self.admin_site, "spacemembership_changelist"))
 
     def save_model(
         self, request: HttpRequest, obj: SpaceMembership, form: ModelForm, change: bool
@@ -98,6 +123,12 @@ class SpaceMembershipAdmin(ScopedAdminMixin, admin.ModelAdmin):
             membership = services.grant(space, username, obj.role, actor(request))
         except ServicePermissionDenied:
             raise PermissionDenied from None
+        if getattr(membership, "made_staff", False):
+            messages.info(
+                request,
+                _("%(username)s is now staff, so they can log into the admin.")
+                % {"username": username},
+            )
         obj.pk = membership.pk
         obj.space = membership.space
         obj.user = membership.user
@@ -112,8 +143,13 @@ class SpaceMembershipAdmin(ScopedAdminMixin, admin.ModelAdmin):
             raise PermissionDenied from None
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[SpaceMembership]) -> None:
+        """Each membership on its own: one the rules keep (a last owner) is named, the
+        others are removed."""
         for membership in queryset.select_related("space", "user"):
-            self.delete_model(request, membership)
+            try:
+                self.delete_model(request, membership)
+            except TrustedIdentityError as exc:
+                messages.error(request, exc.message)
 
     def log_addition(self, request: HttpRequest, obj: SpaceMembership, message: Any) -> None:
         return None  # services.grant wrote the entry, on the space

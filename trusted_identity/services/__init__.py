@@ -28,12 +28,15 @@ from .access import (
     ROLE_PERMISSIONS,
     Actor,
     Permissions,
+    authorize,
+    authorize_superuser,
     can,
     get_cli_actor,
     permissions_for,
     restrict_to_spaces,
     role_of,
     roles_allowing,
+    spaces_for,
     spaces_visible_to,
 )
 from .counting import record_outcome
@@ -62,7 +65,15 @@ from .platform_secrets import (
 )
 from .rekey import RekeyResult, rekey
 from .sessions import SessionStart, parse_session_request, start_session
-from .spaces import add_platform, create_space, get_platform, get_space, new_api_key, validate_kind
+from .spaces import (
+    add_platform,
+    create_space,
+    get_platform,
+    get_signing_platform,
+    get_space,
+    new_api_key,
+    validate_kind,
+)
 from .verification import sign_for, sign_user_id, verify_user_id
 
 __all__ = [
@@ -80,6 +91,8 @@ __all__ = [
     "TrustedIdentityError",
     "VerifyingSecret",
     "add_platform",
+    "authorize",
+    "authorize_superuser",
     "can",
     "clear_plaintext_cache",
     "create_space",
@@ -89,6 +102,7 @@ __all__ = [
     "figures_for",
     "get_cli_actor",
     "get_platform",
+    "get_signing_platform",
     "get_space",
     "grant",
     "lookup_platform",
@@ -113,6 +127,7 @@ __all__ = [
     "set_enforcement",
     "sign_for",
     "sign_user_id",
+    "spaces_for",
     "spaces_visible_to",
     "start_session",
     "status",

@@ -1,7 +1,8 @@
 """Who may do what: actors, roles and their permissions in a space.
 
 The lowest service module. An :class:`Actor` is who performs an operation and
-through which door (the admin checks the space role, the CLI is trusted);
+through which door (the admin checks the space role; the CLI's own account is
+trusted, a user the CLI names with ``--actor`` is checked like an admin user);
 ``ROLE_PERMISSIONS`` is the one table of what each role may do; every other
 module asks :func:`authorize` before it changes anything.
 """
@@ -12,6 +13,8 @@ from dataclasses import dataclass, field
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.exceptions import FieldDoesNotExist
+from django.db import IntegrityError, transaction
 
 from ..conf import app_settings
 from ..exceptions import PermissionDenied, UserNotFound
@@ -23,13 +26,16 @@ class Actor:
     """Who performs an operation, and through which door.
 
     ``channel`` is ``"admin"`` for people in the admin (their space role is
-    checked) or ``"cli"`` for the management command, which is trusted: whoever
-    runs it already holds the database and the encryption keys.
+    checked) or ``"cli"`` for the management command. The CLI's own account is
+    trusted: whoever runs it already holds the database and the encryption keys.
+    A user the CLI names (``--actor``, ``named``) is not: the audit trail would
+    say they did it, so they must hold a role allowing it, as in the admin.
     """
 
     user: AbstractBaseUser
     channel: str = "admin"
     detail: str = ""
+    named: bool = False
 
     @classmethod
     def admin(cls, user: AbstractBaseUser) -> Actor:
@@ -37,40 +43,81 @@ class Actor:
 
     @property
     def trusted(self) -> bool:
-        return self.channel == "cli"
+        """Only the CLI's own account skips the role checks."""
+        return self.channel == "cli" and not self.named
+
+
+def _find_user(username: str) -> AbstractBaseUser:
+    """The user whose USERNAME_FIELD is ``username`` (raises ``DoesNotExist``)."""
+    user_model = get_user_model()
+    manager = user_model._default_manager
+    if hasattr(manager, "get_by_natural_key"):
+        return manager.get_by_natural_key(username)
+    return manager.get(**{user_model.USERNAME_FIELD: username})
+
+
+def model_has_field(model: type, name: str) -> bool:
+    try:
+        model._meta.get_field(name)
+    except FieldDoesNotExist:
+        return False
+    return True
+
+
+def _cli_account() -> AbstractBaseUser:
+    """The CLI's own account: no usable password, inactive where the model can say so.
+
+    Works with custom user models: the username goes in ``USERNAME_FIELD`` (an e-mail
+    field takes it as it is) and ``is_active`` is set only if the model has that field.
+    """
+    user_model = get_user_model()
+    username = app_settings.CLI_ACTOR_USERNAME
+    try:
+        return _find_user(username)
+    except user_model.DoesNotExist:
+        pass
+    fields = {user_model.USERNAME_FIELD: username}
+    if model_has_field(user_model, "is_active"):
+        fields["is_active"] = False
+    user = user_model(**fields)
+    user.set_unusable_password()
+    try:
+        with transaction.atomic():
+            user.save()
+    except IntegrityError:  # another CLI process made it first
+        return _find_user(username)
+    return user
 
 
 def get_cli_actor(username: str | None = None, os_user: str = "") -> Actor:
     """The actor the CLI writes audit entries as.
 
-    With a username, that user; otherwise a dedicated inactive account with no
-    usable password, created on first use, so history shows "trusted-identity-cli".
+    With a username (``--actor``), that user, whose role is checked for every action
+    as in the admin (superusers may do everything). Otherwise the CLI's own account
+    (``CLI_ACTOR_USERNAME``, created on first use with no usable password), which is
+    trusted, so history shows "trusted-identity-cli".
     """
-    user_model = get_user_model()
-    if username:
+    named = bool(username) and username != app_settings.CLI_ACTOR_USERNAME
+    if named:
         try:
-            user = user_model._default_manager.get_by_natural_key(username)
-        except user_model.DoesNotExist:
+            user = _find_user(username)
+        except get_user_model().DoesNotExist:
             raise UserNotFound(f"no user named {username!r}") from None
     else:
-        username = app_settings.CLI_ACTOR_USERNAME
-        try:
-            user = user_model._default_manager.get_by_natural_key(username)
-        except user_model.DoesNotExist:
-            user = user_model(**{user_model.USERNAME_FIELD: username}, is_active=False)
-            user.set_unusable_password()
-            user.save()
+        user = _cli_account()
     detail = f"command line, OS user {os_user}" if os_user else "command line"
-    return Actor(user=user, channel="cli", detail=detail)
+    return Actor(user=user, channel="cli", detail=detail, named=named)
 
 
 #: What each role may do in its space. Superusers may do everything everywhere.
-#: ``change_space`` (rename it) and ``delete_platform`` are admin-console operations.
+#: ``change_space`` (rename it) and ``delete_platform`` are admin-console operations;
+#: ``sign`` is the CLI's ``sign`` (whoever may reveal the secret may sign with it).
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     Role.OWNER: frozenset(
         {
             "view",
             "reveal",
+            "sign",
             "rotate",
             "enforce",
             "manage_members",
@@ -78,7 +125,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
             "delete_platform",
         }
     ),
-    Role.ADMIN: frozenset({"view", "reveal", "rotate", "enforce"}),
+    Role.ADMIN: frozenset({"view", "reveal", "sign", "rotate", "enforce"}),
     Role.VIEWER: frozenset({"view"}),
 }
 
@@ -87,7 +134,7 @@ def spaces_visible_to(user: AbstractBaseUser):
     """The spaces a user may see at all: every space for superusers, else their own."""
     if not getattr(user, "is_active", False) or not getattr(user, "is_staff", False):
         return Space.objects.none()
-    if user.is_superuser:
+    if getattr(user, "is_superuser", False):
         return Space.objects.all()
     return Space.objects.filter(memberships__user=user).distinct()
 
@@ -107,7 +154,7 @@ def can(user: AbstractBaseUser, action: str, space: Space | int) -> bool:
     """Whether ``user`` may do ``action`` ("view", "reveal", "rotate", ...) in ``space``."""
     if not getattr(user, "is_active", False) or not getattr(user, "is_staff", False):
         return False
-    if user.is_superuser:
+    if getattr(user, "is_superuser", False):
         return True
     role = role_of(user, space)
     return role is not None and action in ROLE_PERMISSIONS.get(role, frozenset())
@@ -130,7 +177,7 @@ def restrict_to_spaces(queryset, user: AbstractBaseUser, action: str = "view", s
     """
     if not is_active_staff(user):
         return queryset.none()
-    if user.is_superuser:
+    if getattr(user, "is_superuser", False):
         return queryset
     space_ids = SpaceMembership.objects.filter(
         user_id=user.pk, role__in=roles_allowing(action)
@@ -177,8 +224,9 @@ class Permissions:
 
 def permissions_for(user: AbstractBaseUser) -> Permissions:
     staff = is_active_staff(user)
-    if not staff or user.is_superuser:
-        return Permissions(staff=staff, superuser=staff and user.is_superuser)
+    superuser = bool(getattr(user, "is_superuser", False))
+    if not staff or superuser:
+        return Permissions(staff=staff, superuser=staff and superuser)
     roles = dict(SpaceMembership.objects.filter(user_id=user.pk).values_list("space_id", "role"))
     return Permissions(staff=True, superuser=False, roles=roles)
 
@@ -187,4 +235,25 @@ def authorize(actor: Actor, action: str, space_id: int) -> None:
     if actor.trusted:
         return
     if not can(actor.user, action, space_id):
-        raise PermissionDenied(f"you may not {action} in this space")
+        raise PermissionDenied(_refusal(actor, f"{action.replace('_', ' ')} in this space"))
+
+
+def authorize_superuser(actor: Actor, what: str) -> None:
+    """For what belongs to no one space (creating spaces, ``rekey``): superusers only."""
+    if actor.trusted:
+        return
+    if not (is_active_staff(actor.user) and getattr(actor.user, "is_superuser", False)):
+        raise PermissionDenied(_refusal(actor, what))
+
+
+def spaces_for(actor: Actor, action: str = "view"):
+    """The spaces where ``actor`` may do ``action``: all of them for a trusted actor."""
+    if actor.trusted:
+        return Space.objects.all()
+    return restrict_to_spaces(Space.objects.all(), actor.user, action, space_field="pk")
+
+
+def _refusal(actor: Actor, what: str) -> str:
+    if actor.named:  # say who, so an operator sees which --actor lacks the role
+        return f"{actor.user.get_username()} may not {what}"
+    return f"you may not {what}"

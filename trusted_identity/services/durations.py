@@ -8,18 +8,31 @@ from datetime import timedelta
 from ..exceptions import InvalidRequest
 
 _DURATION_RE = re.compile(r"^(\d{1,6})([smhdw]?)$")
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "": 1}
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 MAX_GRACE = timedelta(days=90)
 
 
 def parse_duration(text: str) -> timedelta:
-    """``"0"``, ``"30m"``, ``"24h"``, ``"7d"``, ``"90s"`` or ``"2w"`` as a timedelta."""
+    """``"0"``, ``"30m"``, ``"24h"``, ``"7d"``, ``"90s"`` or ``"2w"`` as a timedelta.
+
+    A number needs its unit: ``"5"`` could mean seconds, minutes or hours, and a
+    grace period guessed wrong keeps a leaked secret valid, or locks clients out.
+    Only ``"0"`` stands alone (zero is zero in any unit).
+    """
     match = _DURATION_RE.match(text.strip().lower()) if isinstance(text, str) else None
     if not match:
         raise InvalidRequest(
             f"invalid duration {text!r}: use a number and a unit, such as 0, 30m, 24h or 7d"
         )
-    value = timedelta(seconds=int(match.group(1)) * _DURATION_UNITS[match.group(2)])
+    number, unit = int(match.group(1)), match.group(2)
+    if not unit:
+        if number:
+            raise InvalidRequest(
+                f"invalid duration {text!r}: a number needs a unit (s, m, h, d or w), "
+                f"such as {number}m or {number}h; only 0 stands alone"
+            )
+        return timedelta(0)
+    value = timedelta(seconds=number * _DURATION_UNITS[unit])
     if value > MAX_GRACE:
         raise InvalidRequest(f"duration {text!r} is longer than the 90-day maximum")
     return value

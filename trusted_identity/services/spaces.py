@@ -16,7 +16,7 @@ from django.utils import timezone
 from ..conf import app_settings
 from ..exceptions import AlreadyExists, InvalidRequest, PlatformNotFound, SpaceNotFound
 from ..models import Platform, PlatformKind, Space
-from .access import Actor, authorize
+from .access import Actor, authorize, authorize_superuser
 from .audit import audit
 from .platform_secrets import create_secrets
 
@@ -49,7 +49,25 @@ def get_platform(space_slug: str, kind: str) -> Platform:
         raise PlatformNotFound(f"space {space_slug!r} has no {kind} platform") from None
 
 
+def get_signing_platform(space_slug: str, kind: str) -> Platform:
+    """The platform the sign view may sign for: only in the spaces this site serves.
+
+    A space outside ``SIGNING_SPACES`` is answered exactly as an unknown one (same
+    error, same message, no query), so the sign view can't tell which other spaces
+    exist, nor which platforms they have: a user of this site must not get a
+    signature that another space's apps accept.
+    """
+    validate_kind(kind)
+    if space_slug not in app_settings.SIGNING_SPACES:
+        raise SpaceNotFound(f"no space with slug {space_slug!r}")
+    return get_platform(space_slug, kind)
+
+
 def create_space(slug: str, name: str = "", actor: Actor | None = None) -> Space:
+    """A new space; only superusers (and the CLI's own account) create them: a space is a
+    tenant."""
+    if actor is not None:
+        authorize_superuser(actor, "create spaces")
     try:
         validate_slug(slug)
     except ValidationError:

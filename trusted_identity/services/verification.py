@@ -10,6 +10,8 @@ import time
 
 from ..exceptions import ServiceUnavailable
 from ..signing import sign, verify
+from .access import Actor, authorize
+from .audit import audit
 from .lookup import PlatformSnapshot, keys_of, lookup_platform
 from .spaces import get_platform
 
@@ -22,9 +24,21 @@ def sign_user_id(snapshot: PlatformSnapshot, user_id: str) -> str:
     raise ServiceUnavailable(f"platform #{snapshot.platform_id} has no current secret")
 
 
-def sign_for(space_slug: str, kind: str, user_id: str) -> str:
+def sign_for(space_slug: str, kind: str, user_id: str, actor: Actor | None = None) -> str:
+    """The signature of ``user_id`` for a platform named by space slug and kind.
+
+    With an ``actor`` (the CLI's ``sign``), they must be allowed to sign in that space,
+    and an audit entry on the platform names them and the user id, never the
+    signature. Without one (the sign view's hot path, which signs the logged-in
+    user's own id), nothing is written.
+    """
     platform = get_platform(space_slug, kind)
-    return sign_user_id(lookup_platform(platform.api_key), user_id)
+    if actor is not None:
+        authorize(actor, "sign", platform.space_id)
+    signed = sign_user_id(lookup_platform(platform.api_key), user_id)
+    if actor is not None:
+        audit(actor, platform, f"Signed user id {user_id!r} with the current secret.")
+    return signed
 
 
 def verify_user_id(snapshot: PlatformSnapshot, user_id: str, signature: str) -> bool:

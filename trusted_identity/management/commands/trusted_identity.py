@@ -36,7 +36,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--actor",
             metavar="USERNAME",
-            help="Django user the audit entries name (default: the CLI's own account).",
+            help="Django user the audit entries name, who must hold a role allowing the "
+            "action in that space (default: the CLI's own account, which may do anything).",
         )
         commands = parser.add_subparsers(
             dest="subcommand", metavar="SUBCOMMAND", parser_class=_parser_class(parser)
@@ -98,12 +99,16 @@ class Command(BaseCommand):
 
         commands.add_parser("generate-key", help="Print a new encryption key.")
 
-        grant = commands.add_parser("grant", help="Give a user a role in a space (makes staff).")
+        grant = commands.add_parser(
+            "grant", help="Give a user a role in a space (and staff status, saying so)."
+        )
         grant.add_argument("space")
         grant.add_argument("username")
         grant.add_argument("--role", required=True, choices=Role.values)
 
-        revoke = commands.add_parser("revoke", help="Remove a user from a space.")
+        revoke = commands.add_parser(
+            "revoke", help="Remove a user from a space (the last membership: staff too)."
+        )
         revoke.add_argument("space")
         revoke.add_argument("username")
 
@@ -204,10 +209,19 @@ class Command(BaseCommand):
         self._say(f"Enforcement for {platform} is {'on' if platform.enforced else 'off'}.")
 
     def do_sign(self, options: dict[str, Any]) -> None:
-        self._out(services.sign_for(options["space"], options["kind"], options["user_id"]))
+        signed = services.sign_for(
+            options["space"], options["kind"], options["user_id"], self._actor(options)
+        )
+        self._out(signed)
 
     def do_status(self, options: dict[str, Any]) -> None:
         spaces = services.status(options["space"])
+        if options.get("actor"):  # only what that user may see
+            actor = self._actor(options)
+            visible = set(services.spaces_for(actor, "view").values_list("slug", flat=True))
+            if options["space"] and options["space"] not in visible:
+                raise CommandError(f"{options['actor']} may not view space {options['space']!r}")
+            spaces = [space for space in spaces if space["slug"] in visible]
         if options["as_json"]:
             self._out(json.dumps({"spaces": spaces}))
             return
@@ -233,6 +247,8 @@ class Command(BaseCommand):
     def do_rekey(self, options: dict[str, Any]) -> None:
         if options["batch_size"] < 1:
             raise CommandError("--batch-size must be at least 1")
+        if options.get("actor"):
+            services.authorize_superuser(self._actor(options), "rekey")
         result = services.rekey(batch_size=options["batch_size"])
         self._say(
             f"Re-encrypted {result.rekeyed} of {result.total} secrets with the first key; "
@@ -252,13 +268,25 @@ class Command(BaseCommand):
 
     def do_grant(self, options: dict[str, Any]) -> None:
         space = services.get_space(options["space"])
-        services.grant(space, options["username"], options["role"], self._actor(options))
-        self._say(f"{options['username']} is now {options['role']} of {space.slug!r} (and staff).")
+        username = options["username"]
+        membership = services.grant(space, username, options["role"], self._actor(options))
+        self._say(f"{username} is now {options['role']} of {space.slug!r}.")
+        if membership.made_staff:
+            self._say(
+                f"{username} is now staff too, so they can log into the admin "
+                "(revoking their last membership takes that back)."
+            )
 
     def do_revoke(self, options: dict[str, Any]) -> None:
         space = services.get_space(options["space"])
-        services.revoke(space, options["username"], self._actor(options))
-        self._say(f"{options['username']} is no longer a member of {space.slug!r}.")
+        username = options["username"]
+        took_staff = services.revoke(space, username, self._actor(options))
+        self._say(f"{username} is no longer a member of {space.slug!r}.")
+        if took_staff:
+            self._say(
+                f"That was their last membership: {username} is no longer staff "
+                "(the staff status their grant gave is taken back)."
+            )
 
 
 def _is_utf8(text: str) -> bool:
