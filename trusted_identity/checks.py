@@ -98,19 +98,20 @@ PROCESS_LOCAL_CACHES = {
 
 @register(Tags.caches, deploy=True)
 def check_shared_cache(app_configs=None, **kwargs):
-    """With several server processes, a process-local cache would keep serving a
-    revoked secret or a stale enforcement flag in the other processes."""
+    """With several server processes, a process-local cache counts rate limits per
+    process. (Verification changes reach every process within LOOKUP_CHECK_INTERVAL
+    whatever the cache: they go through the database.)"""
     alias = app_settings.CACHE_ALIAS
     backend = settings.CACHES.get(alias, {}).get("BACKEND", "")
     if backend in PROCESS_LOCAL_CACHES:
         return [
             Warning(
                 f"The cache {alias!r} ({backend.rsplit('.', 1)[-1]}) is not shared between "
-                "processes: a rotation, revocation or enforcement change reaches other server "
-                "processes only when their cached lookup expires "
-                "(TRUSTED_IDENTITY['LOOKUP_CACHE_TIMEOUT']).",
-                hint="Use a shared cache such as Redis (CACHE_URL=redis://...) with more than "
-                "one server process.",
+                "processes: with several server processes, each counts the rate limits on its "
+                "own (n processes allow n times TRUSTED_IDENTITY['RATE_LIMIT']) and looks "
+                "platforms up in the database on its own.",
+                hint="Use a shared cache such as Redis in settings.CACHES with more than one "
+                "server process.",
                 id="trusted_identity.W002",
             )
         ]
