@@ -25,7 +25,13 @@ from django.utils import timezone
 from trusted_identity import services, signing
 from trusted_identity.crypto import KeyRing, generate_key
 from trusted_identity.keyring import get_key_ring
-from trusted_identity.models import Platform, PlatformSecret, Space, SpaceMembership
+from trusted_identity.models import (
+    OutcomeCount,
+    Platform,
+    PlatformSecret,
+    Space,
+    SpaceMembership,
+)
 
 from . import hardening
 from .factories import OutcomeCountFactory, PlatformFactory, SpaceFactory, UserFactory
@@ -730,3 +736,31 @@ def test_subprocess_bare_number_grace_is_an_error(cli_env):
     assert len(done.stderr.splitlines()) == 1, done.stderr
     assert "unit" in done.stderr and "Traceback" not in done.stderr
     assert manage(cli_env, "show-secret", "dur", "ios").stdout == before
+
+
+def test_prune_folds_old_counts_and_says_what_it_did(platform):
+    old = (timezone.now() - timedelta(days=30)).replace(minute=0, second=0, microsecond=0)
+    OutcomeCountFactory(platform=platform, outcome="valid", count=8, hour=old)
+    OutcomeCountFactory(platform=platform, outcome="valid", count=2)
+    out, err = run("prune", "--batch-size", "1")
+    assert out == ""
+    assert "Folded 1 hourly count rows into daily ones" in err
+    assert OutcomeCount.objects.filter(platform=platform).count() == 1
+    out, _ = run("status", "acme", "--json", "--since", "60d")
+    (ios,) = json.loads(out)["spaces"][0]["platforms"]
+    assert ios["valid"] == 10  # the folded day and the recent hour
+    out, _ = run("status", "acme", "--json")
+    assert json.loads(out)["spaces"][0]["platforms"][0]["valid"] == 2  # the readiness window
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("prune", "--batch-size", "0"), "--batch-size must be at least 1"),
+        (("status", "--since", "500d"), "longer than the 400-day maximum"),
+        (("status", "--since", "5"), "a number needs a unit"),
+    ],
+)
+def test_prune_and_status_refuse_bad_numbers(db, args, message):
+    with pytest.raises(CommandError, match=message):
+        run(*args)

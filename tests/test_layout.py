@@ -25,6 +25,7 @@ SERVICE_ORDER = [
     "spaces",
     "memberships",
     "counting",
+    "retention",
     "figures",
     "enforcement",
     "verification",

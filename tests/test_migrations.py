@@ -3,6 +3,7 @@
 import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
+from django.utils import timezone
 
 from trusted_identity.keyring import get_key_ring
 from trusted_identity.models import PlatformSecret
@@ -47,5 +48,35 @@ def test_row_binding_reencrypts_existing_secrets_and_back():
         apps = _migrate(BEFORE_ROW_BINDING)
         restored = apps.get_model(APP, "PlatformSecret").objects.get(pk=row.pk)
         assert ring.decrypt(restored.ciphertext, legacy_ad) == "tis_ios_legacy"
+    finally:
+        _migrate(_latest())
+
+
+COMPOSITE_KEYS = [(APP, "0004_counts_retention")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_counts_move_to_their_natural_key_and_back():
+    try:
+        apps = _migrate([(APP, "0003_staff_grant")])
+        Space = apps.get_model(APP, "Space")
+        Platform = apps.get_model(APP, "Platform")
+        OldCount = apps.get_model(APP, "OutcomeCount")
+        platform = Platform.objects.create(
+            space=Space.objects.create(slug="counts", name="Counts"), kind="ios", api_key="tik_c"
+        )
+        hour = timezone.now().replace(minute=0, second=0, microsecond=0)
+        OldCount.objects.create(platform=platform, hour=hour, outcome="valid", count=41)
+        OldCount.objects.create(platform=platform, hour=hour, outcome="missing", count=1)
+
+        apps = _migrate(COMPOSITE_KEYS)
+        NewCount = apps.get_model(APP, "OutcomeCount")
+        rows = set(NewCount.objects.values_list("platform_id", "hour", "outcome", "count"))
+        assert rows == {(platform.pk, hour, "valid", 41), (platform.pk, hour, "missing", 1)}
+        assert NewCount._meta.pk.name == "pk"  # the composite key, no surrogate id
+
+        apps = _migrate([(APP, "0003_staff_grant")])
+        back = apps.get_model(APP, "OutcomeCount").objects.values_list("outcome", "count")
+        assert set(back) == {("valid", 41), ("missing", 1)}
     finally:
         _migrate(_latest())

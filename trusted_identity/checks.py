@@ -116,3 +116,58 @@ def check_shared_cache(app_configs=None, **kwargs):
             )
         ]
     return []
+
+
+@register(Tags.database)
+def check_retention(app_configs=None, databases=None, **kwargs):
+    """Hourly counts must outlive every window the app shows; ``prune`` must run.
+
+    The second part reads the database, so, like Django's own database checks, it
+    runs only when ``check`` is given ``--database`` (and in ``migrate``).
+    """
+    from datetime import timedelta
+
+    problems = []
+    shortest = max(app_settings.READINESS_WINDOW, timedelta(days=7))  # the 7-day chart
+    if shortest > app_settings.HOURLY_RETENTION:
+        problems.append(
+            Error(
+                f"TRUSTED_IDENTITY['HOURLY_RETENTION'] ({app_settings.HOURLY_RETENTION}) is "
+                f"shorter than the figures the app shows ({shortest}): `prune` would fold "
+                "hours that the readiness rule and the chart still read.",
+                hint="Set TRUSTED_IDENTITY['HOURLY_RETENTION'] to at least "
+                "TRUSTED_IDENTITY['READINESS_WINDOW'] and 7 days.",
+                id="trusted_identity.E010",
+            )
+        )
+    if app_settings.DAILY_RETENTION < app_settings.HOURLY_RETENTION:
+        problems.append(
+            Error(
+                "TRUSTED_IDENTITY['DAILY_RETENTION'] is shorter than HOURLY_RETENTION: days "
+                "folded by `prune` would be deleted at once.",
+                hint="Set TRUSTED_IDENTITY['DAILY_RETENTION'] longer (default 400 days).",
+                id="trusted_identity.E011",
+            )
+        )
+    if databases:
+        from django.db import DatabaseError
+
+        from .services.retention import retention_state
+
+        try:
+            state = retention_state()
+        except DatabaseError:  # not migrated yet: nothing to say
+            return problems
+        if state.overdue:
+            last = f"last ran {state.last_run:%Y-%m-%d}" if state.last_run else "has never run"
+            problems.append(
+                Warning(
+                    f"Session-start counts past TRUSTED_IDENTITY['HOURLY_RETENTION'] are "
+                    f"waiting: `manage.py trusted_identity prune` {last}, so the counts "
+                    "table grows without bound.",
+                    hint="Run `manage.py trusted_identity prune` daily, from cron or a "
+                    "systemd timer (see the README).",
+                    id="trusted_identity.W010",
+                )
+            )
+    return problems

@@ -79,6 +79,11 @@ DEFAULTS: dict[str, Any] = {
     # Seconds a process gathers session-start counts before writing them (as atomic
     # increments); 0 writes each start at once. Figures lag by at most this much.
     "COUNT_FLUSH_INTERVAL": 0.5,
+    # How long hourly session-start counts are kept before `prune` folds them into daily
+    # rows (at least the readiness window and the 7-day chart: a system check says so),
+    # and how long the daily rows are kept before `prune` deletes them.
+    "HOURLY_RETENTION": timedelta(days=14),
+    "DAILY_RETENTION": timedelta(days=400),
     # Username the CLI writes audit entries as when no --actor is given.
     "CLI_ACTOR_USERNAME": "trusted-identity-cli",
 }

@@ -182,9 +182,21 @@ class PlatformSecret(models.Model):
 
 
 class OutcomeCount(models.Model):
-    """How many session starts of one platform had one outcome in one hour (UTC)."""
+    """How many session starts of one platform had one outcome in one hour (UTC).
 
-    platform = models.ForeignKey(Platform, on_delete=models.CASCADE, related_name="outcome_counts")
+    Kept for ``HOURLY_RETENTION``; ``prune`` folds older hours into
+    :class:`DailyOutcomeCount`. The primary key is the natural one, so the table
+    carries no surrogate id and no index beyond it; PostgreSQL also gets a BRIN index
+    on the hour (rows arrive in time order), for figures across all platforms.
+    """
+
+    pk = models.CompositePrimaryKey("platform", "hour", "outcome")
+    platform = models.ForeignKey(
+        Platform,
+        on_delete=models.CASCADE,
+        related_name="outcome_counts",
+        db_index=False,  # the primary key's first column
+    )
     hour = models.DateTimeField(_("hour"))
     outcome = models.CharField(_("outcome"), max_length=16, choices=Outcome.choices)
     count = models.PositiveBigIntegerField(_("count"), default=0)
@@ -193,14 +205,49 @@ class OutcomeCount(models.Model):
         ordering = ["platform_id", "-hour", "outcome"]
         verbose_name = _("outcome count")
         verbose_name_plural = _("outcome counts")
-        constraints = [
-            models.UniqueConstraint(
-                fields=["platform", "hour", "outcome"], name="ti_one_count_per_hour_outcome"
-            ),
-        ]
 
     def __str__(self) -> str:
         return f"{self.platform_id} {self.hour:%Y-%m-%d %H}:00 {self.outcome}={self.count}"
+
+
+class DailyOutcomeCount(models.Model):
+    """The hourly counts of one platform, outcome and UTC day, once they are older than
+    ``HOURLY_RETENTION``; kept for ``DAILY_RETENTION``, then deleted by ``prune``."""
+
+    pk = models.CompositePrimaryKey("platform", "day", "outcome")
+    platform = models.ForeignKey(
+        Platform, on_delete=models.CASCADE, related_name="daily_counts", db_index=False
+    )
+    day = models.DateField(_("day"))
+    outcome = models.CharField(_("outcome"), max_length=16, choices=Outcome.choices)
+    count = models.PositiveBigIntegerField(_("count"), default=0)
+
+    class Meta:
+        ordering = ["platform_id", "-day", "outcome"]
+        verbose_name = _("daily outcome count")
+        verbose_name_plural = _("daily outcome counts")
+
+    def __str__(self) -> str:
+        return f"{self.platform_id} {self.day:%Y-%m-%d} {self.outcome}={self.count}"
+
+
+class PruneRun(models.Model):
+    """One run of ``prune``: when, and what it folded and deleted (the latest tells the
+    admin and the system checks whether retention is kept)."""
+
+    started_at = models.DateTimeField(default=timezone.now, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    hourly_rows_folded = models.PositiveBigIntegerField(default=0)
+    daily_rows_deleted = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-started_at"]
+        get_latest_by = "started_at"
+        verbose_name = _("prune run")
+        verbose_name_plural = _("prune runs")
+
+    def __str__(self) -> str:
+        return f"prune run of {self.started_at:%Y-%m-%d %H:%M}"
 
 
 class VerificationGeneration(models.Model):

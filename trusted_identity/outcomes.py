@@ -24,34 +24,46 @@ from django.db import DatabaseError, IntegrityError, connections, transaction
 from django.db.models import F
 
 from .conf import app_settings
-from .models import OutcomeCount
+from .models import OutcomeCount, Platform
 
 logger = logging.getLogger("trusted_identity")
 
 CountKey = tuple[int, datetime, str]  # (platform id, start of the hour, outcome)
 
 
+#: How often an increment is tried when its row keeps appearing and going (a concurrent
+#: first INSERT, then ``prune`` folding the row away) before the write is kept for later.
+WRITE_ATTEMPTS = 10
+
+
 def write_increment(platform_id: int, hour: datetime, outcome: str, count: int) -> None:
     """Add ``count`` to one hourly row: one UPDATE when the row exists, else an INSERT.
 
     The increment happens in the database, so concurrent writers never lose each
-    other's updates; a concurrent first INSERT falls back to the UPDATE.
+    other's updates. A concurrent first INSERT, or ``prune`` moving the row into the
+    daily counts between our UPDATE and INSERT, makes us try again; a deleted platform
+    takes its counts with it.
     """
     rows = OutcomeCount.objects.filter(platform_id=platform_id, hour=hour, outcome=outcome)
-    # Its own atomic block: a failure rolls back this write only, even inside a caller's
-    # transaction, and leaves the caller free to keep the counts for another try.
-    with transaction.atomic():
-        if rows.update(count=F("count") + count):
-            return
+    for _attempt in range(WRITE_ATTEMPTS):
         try:
+            # Its own atomic block: a failure rolls back this write only, even inside a
+            # caller's transaction, and leaves the caller free to keep the counts.
             with transaction.atomic():
-                OutcomeCount.objects.create(
-                    platform_id=platform_id, hour=hour, outcome=outcome, count=count
-                )
+                if rows.update(count=F("count") + count):
+                    return
+                with transaction.atomic():
+                    OutcomeCount.objects.create(
+                        platform_id=platform_id, hour=hour, outcome=outcome, count=count
+                    )
+            return
         except IntegrityError:
-            # Another writer inserted the row first, or the platform was deleted (then
-            # this updates nothing: its counts went with it).
-            rows.update(count=F("count") + count)
+            if not Platform.objects.filter(pk=platform_id).exists():
+                return  # the platform was deleted: its counts went with it
+    raise IntegrityError(
+        f"could not add {count} {outcome} starts to platform #{platform_id} at {hour} "
+        f"in {WRITE_ATTEMPTS} attempts"
+    )
 
 
 class OutcomeBuffer:

@@ -357,3 +357,14 @@ def test_enforcement_already_in_that_state_or_unknown_value(owner_client, space,
     bad = owner_client.post(url, {"enabled": "maybe"}, follow=True)
     assert any("Choose whether" in m for m in messages_of(bad))
     assert not platform_log(platform).filter(change_message__startswith="Turned").exists()
+
+
+def test_the_page_says_when_prune_is_overdue(owner_client, space, platform):
+    page = owner_client.get(settings_url(space)).content.decode()
+    assert 'id="prune-overdue"' not in page
+    add_figures(platform, valid=3, hours_ago=24 * 30)  # past the hourly retention
+    page = owner_client.get(settings_url(space)).content.decode()
+    assert 'id="prune-overdue"' in page and "has never run" in page
+    services.prune()
+    page = owner_client.get(settings_url(space)).content.decode()
+    assert 'id="prune-overdue"' not in page

@@ -191,6 +191,7 @@ class SpaceSettingsPageMixin:
             min_starts=app_settings.READINESS_MIN_STARTS,
             window_days=app_settings.READINESS_WINDOW.days,
             chart_days=CHART_DAYS,
+            retention=services.retention_state(),
             add_platform_url=(
                 admin_url(self.admin_site, "platform_add", query=f"space={space.pk}")
                 if missing_kinds and perms.can("rotate", space)

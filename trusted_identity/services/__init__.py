@@ -14,6 +14,7 @@ above it in this list, never one below:
 - ``spaces``: spaces and platforms (find, create, add a platform)
 - ``memberships``: grant and revoke roles in a space
 - ``counting``: recording session-start outcomes per hour
+- ``retention``: folding old hourly counts into daily ones, deleting old daily ones
 - ``figures``: rollout figures, the readiness rule, ``status``
 - ``enforcement``: turning enforcement on and off under the readiness rule
 - ``verification``: signing and verifying a user id with a platform's keys
@@ -64,6 +65,7 @@ from .platform_secrets import (
     verifying_secrets,
 )
 from .rekey import RekeyResult, rekey
+from .retention import PruneReport, RetentionState, prune, retention_state
 from .sessions import SessionStart, parse_session_request, start_session
 from .spaces import (
     add_platform,
@@ -85,7 +87,9 @@ __all__ = [
     "NotReady",
     "Permissions",
     "PlatformSnapshot",
+    "PruneReport",
     "RekeyResult",
+    "RetentionState",
     "SecretSnapshot",
     "SessionStart",
     "TrustedIdentityError",
@@ -111,12 +115,14 @@ __all__ = [
     "parse_session_request",
     "permissions_for",
     "previous_secret_valid_until",
+    "prune",
     "readiness",
     "readiness_since",
     "record_outcome",
     "rekey",
     "reset_local_state",
     "restrict_to_spaces",
+    "retention_state",
     "reveal_secret",
     "revoke",
     "revoke_previous",

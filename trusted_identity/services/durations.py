@@ -12,7 +12,7 @@ _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 MAX_GRACE = timedelta(days=90)
 
 
-def parse_duration(text: str) -> timedelta:
+def parse_duration(text: str, maximum: timedelta = MAX_GRACE) -> timedelta:
     """``"0"``, ``"30m"``, ``"24h"``, ``"7d"``, ``"90s"`` or ``"2w"`` as a timedelta.
 
     A number needs its unit: ``"5"`` could mean seconds, minutes or hours, and a
@@ -33,8 +33,8 @@ def parse_duration(text: str) -> timedelta:
             )
         return timedelta(0)
     value = timedelta(seconds=number * _DURATION_UNITS[unit])
-    if value > MAX_GRACE:
-        raise InvalidRequest(f"duration {text!r} is longer than the 90-day maximum")
+    if value > maximum:
+        raise InvalidRequest(f"duration {text!r} is longer than the {maximum.days}-day maximum")
     return value
 
 

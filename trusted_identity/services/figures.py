@@ -8,6 +8,7 @@ is ``status --json``.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -20,8 +21,9 @@ from django.utils import timezone
 
 from .. import outcomes
 from ..conf import app_settings
-from ..models import OutcomeCount, Platform, Space
+from ..models import DailyOutcomeCount, OutcomeCount, Platform, Space
 from .counting import hour_start
+from .retention import hourly_cutoff
 from .spaces import get_space
 
 READY = "ready"
@@ -94,23 +96,35 @@ def readiness_since(now: datetime | None = None) -> datetime:
     return now - app_settings.READINESS_WINDOW
 
 
-def figures_for(platform_ids: Iterable[int], since: datetime | None = None) -> dict[int, Figures]:
-    """Figures per platform over the readiness window, in one query."""
-    ids = list(platform_ids)
+def figures_for(
+    platform_ids: Iterable[int] | None, since: datetime | None = None
+) -> dict[int, Figures]:
+    """Figures per platform since ``since`` (default: the readiness window).
+
+    ``None`` for every platform, read without listing their ids (``status`` of all
+    spaces). Hourly rows answer to the hour; a window reaching past
+    ``HOURLY_RETENTION`` adds the daily rows ``prune`` folded those hours into, to
+    the day. One query, two past the hourly retention.
+    """
     outcomes.flush()  # what this process counted but has not written yet
-    result = {pk: Figures() for pk in ids}
-    if not ids:
-        return result
-    rows = (
-        OutcomeCount.objects.filter(
-            platform_id__in=ids, hour__gte=hour_start(since or readiness_since())
-        )
-        .values("platform_id", "outcome")
-        .annotate(total=Sum("count"))
-        .order_by()
+    since = since or readiness_since()
+    ids = None if platform_ids is None else list(platform_ids)
+    result: dict[int, Figures] = (
+        defaultdict(Figures) if ids is None else {pk: Figures() for pk in ids}
     )
-    for row in rows:
-        result[row["platform_id"]].add(row["outcome"], row["total"])
+    if ids == []:
+        return result
+    queries = [OutcomeCount.objects.filter(hour__gte=hour_start(since))]
+    if since < hourly_cutoff():
+        queries.append(
+            DailyOutcomeCount.objects.filter(day__gte=since.astimezone(dt_timezone.utc).date())
+        )
+    for queryset in queries:
+        if ids is not None:
+            queryset = queryset.filter(platform_id__in=ids)
+        rows = queryset.values("platform_id", "outcome").annotate(total=Sum("count")).order_by()
+        for row in rows:
+            result[row["platform_id"]].add(row["outcome"], row["total"])
     return result
 
 
@@ -141,14 +155,20 @@ def daily_figures(
     return {pk: list(days_map.items()) for pk, days_map in series.items()}
 
 
-def status(space_slug: str | None = None) -> list[dict[str, Any]]:
-    """Every space (or one) with its platforms' enforcement and figures: ``status --json``."""
+def status(space_slug: str | None = None, since: datetime | None = None) -> list[dict[str, Any]]:
+    """Every space (or one) with its platforms' enforcement and figures: ``status --json``.
+
+    The figures are over the readiness window, or since ``since`` (``status --since``;
+    past ``HOURLY_RETENTION`` from the daily rows, to the day).
+    """
     spaces = Space.objects.order_by("slug").prefetch_related("platforms")
     if space_slug is not None:
         spaces = spaces.filter(pk=get_space(space_slug).pk)
     spaces = list(spaces)
-    platforms = [p for s in spaces for p in s.platforms.all()]
-    figures = figures_for([p.pk for p in platforms])
+    if space_slug is None:
+        figures = figures_for(None, since)  # every platform: no list of ids in the query
+    else:
+        figures = figures_for([p.pk for s in spaces for p in s.platforms.all()], since)
     return [
         {
             "slug": space.slug,
@@ -158,7 +178,7 @@ def status(space_slug: str | None = None) -> list[dict[str, Any]]:
                     "kind": platform.kind,
                     "api_key": platform.api_key,
                     "enforced": platform.enforced,
-                    **figures[platform.pk].as_dict(),
+                    **figures.get(platform.pk, Figures()).as_dict(),
                 }
                 for platform in space.platforms.all()
             ],

@@ -15,8 +15,10 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
+from django.utils import timezone
 
 from trusted_identity import services
+from trusted_identity.conf import app_settings
 from trusted_identity.crypto import generate_key
 from trusted_identity.exceptions import TrustedIdentityError
 from trusted_identity.models import PlatformKind, Role
@@ -93,9 +95,22 @@ class Command(BaseCommand):
         status = commands.add_parser("status", help="Enforcement and figures per platform.")
         status.add_argument("space", nargs="?")
         status.add_argument("--json", action="store_true", dest="as_json")
+        status.add_argument(
+            "--since",
+            default=None,
+            help="Figures over this long a window instead of the readiness window, such as "
+            "30d (up to DAILY_RETENTION; past HOURLY_RETENTION, to the day).",
+        )
 
         rekey = commands.add_parser("rekey", help="Re-encrypt every secret with the first key.")
         rekey.add_argument("--batch-size", type=int, default=500)
+
+        prune = commands.add_parser(
+            "prune",
+            help="Fold hourly counts past HOURLY_RETENTION into daily ones; delete daily "
+            "counts past DAILY_RETENTION (run daily from cron or a systemd timer).",
+        )
+        prune.add_argument("--batch-size", type=int, default=5000)
 
         commands.add_parser("generate-key", help="Print a new encryption key.")
 
@@ -215,7 +230,11 @@ class Command(BaseCommand):
         self._out(signed)
 
     def do_status(self, options: dict[str, Any]) -> None:
-        spaces = services.status(options["space"])
+        since = None
+        if options["since"] is not None:
+            window = services.parse_duration(options["since"], maximum=app_settings.DAILY_RETENTION)
+            since = timezone.now() - window
+        spaces = services.status(options["space"], since)
         if options.get("actor"):  # only what that user may see
             actor = self._actor(options)
             visible = set(services.spaces_for(actor, "view").values_list("slug", flat=True))
@@ -261,6 +280,16 @@ class Command(BaseCommand):
                 f"{len(result.failed)} secrets could not be decrypted and were left as they "
                 f"were: {rows}{more}; first reason: {result.failed[0][2]}"
             )
+
+    def do_prune(self, options: dict[str, Any]) -> None:
+        if options["batch_size"] < 1:
+            raise CommandError("--batch-size must be at least 1")
+        report = services.prune(batch_size=options["batch_size"])
+        self._say(
+            f"Folded {report.hourly_rows_folded} hourly count rows into daily ones and "
+            f"deleted {report.daily_rows_deleted} daily rows past retention "
+            f"in {report.seconds:.2f} s."
+        )
 
     def do_generate_key(self, options: dict[str, Any]) -> None:
         self._say("A new encryption key; put it first in TRUSTED_IDENTITY_ENCRYPTION_KEYS:")
