@@ -27,6 +27,7 @@ SERVICE_ORDER = [
     "counting",
     "figures",
     "enforcement",
+    "origins",
     "verification",
     "sessions",
     "rekey",

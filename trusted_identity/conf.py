@@ -67,6 +67,8 @@ DEFAULTS: dict[str, Any] = {
     "COUNT_FLUSH_INTERVAL": 0.5,
     # Username the CLI writes audit entries as when no --actor is given.
     "CLI_ACTOR_USERNAME": "trusted-identity-cli",
+    # Seconds a browser may keep the session endpoint's answer to a CORS preflight.
+    "CORS_MAX_AGE": 3600,
 }
 
 
