@@ -137,6 +137,7 @@ class SpaceSettingsPageMixin:
         ids = [p.pk for p in platforms]
         figures = services.figures_for(ids)
         daily = services.daily_figures(ids, days=CHART_DAYS)
+        origins = services.origins_by_platform(ids)  # CORS, web platforms only
         revealed = revealed or {}
         sections = []
         for platform in platforms:
@@ -152,6 +153,8 @@ class SpaceSettingsPageMixin:
                     "reveal_url": admin_url(self.admin_site, "space_reveal_secret", *info),
                     "rotate_url": admin_url(self.admin_site, "space_rotate_secret", *info),
                     "enforcement_url": admin_url(self.admin_site, "space_enforcement", *info),
+                    "origins": origins.get(platform.pk, []),
+                    "origins_url": admin_url(self.admin_site, "space_origins", *info),
                     "change_url": admin_url(self.admin_site, "platform_change", quote(platform.pk)),
                     "history_url": admin_url(
                         self.admin_site, "platform_history", quote(platform.pk)
