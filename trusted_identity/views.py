@@ -22,11 +22,10 @@ from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_variables
 
-from . import ratelimit, services
+from . import authentication, ratelimit, services
 from .conf import app_settings
 from .exceptions import (
     InvalidRequest,
-    NotAuthenticated,
     RateLimited,
     TrustedIdentityError,
 )
@@ -261,9 +260,12 @@ def _parameter(request: HttpRequest, name: str, header: str | None = None) -> st
 @api_view("GET", "HEAD")
 @sensitive_variables("signed")
 def sign_current_user(request: HttpRequest) -> HttpResponse:
-    """``GET <mount>/sign/?platform=<kind>``: the logged-in user's id, signed."""
-    if not request.user.is_authenticated:
-        raise NotAuthenticated("log in first: visitors are anonymous and never signed")
+    """``GET <mount>/sign/?platform=<kind>``: the logged-in user's id, signed.
+
+    Who is logged in is decided by ``TRUSTED_IDENTITY["SIGN_AUTHENTICATION"]``
+    (``authentication.py``): Django's session by default.
+    """
+    user = authentication.authenticate(request)
     kind = _parameter(request, "platform", "X-Trusted-Identity-Platform")
     if kind is None:
         raise InvalidRequest("platform is required (?platform=web, or X-Trusted-Identity-Platform)")
@@ -272,8 +274,8 @@ def sign_current_user(request: HttpRequest) -> HttpResponse:
         raise InvalidRequest(
             "no space given: pass ?space=<slug> or set TRUSTED_IDENTITY['SIGNING_SPACE']"
         )
-    _check_rate("sign", lambda: str(request.user.pk), app_settings.SIGN_RATE_LIMIT)
-    user_id = str(getattr(request.user, app_settings.USER_ID_ATTRIBUTE))
+    _check_rate("sign", lambda: str(user.pk), app_settings.SIGN_RATE_LIMIT)
+    user_id = str(getattr(user, app_settings.USER_ID_ATTRIBUTE))
     signed = services.sign_for(space, kind, user_id)
     return JsonResponse({"userId": user_id, "platform": kind, "signed": signed})
 
