@@ -27,7 +27,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trusted_identity import services, signing
-from trusted_identity.models import Platform, PlatformSecret, Role, SpaceMembership
+from trusted_identity.models import AllowedOrigin, Platform, PlatformSecret, Role, SpaceMembership
 
 from . import hardening
 from .factories import MembershipFactory, PlatformFactory, SpaceFactory, UserFactory
@@ -242,6 +242,7 @@ def state():
         list(PlatformSecret.objects.order_by("pk").values_list()),
         list(Platform.objects.order_by("pk").values_list()),
         list(SpaceMembership.objects.order_by("pk").values_list()),
+        list(AllowedOrigin.objects.order_by("pk").values_list()),
         list(get_user_model().objects.order_by("pk").values_list("pk", "is_staff", "is_active")),
         LogEntry.objects.count(),
     )
@@ -251,6 +252,8 @@ def state():
 def tenants(db, superuser):
     acme, globex = SpaceFactory(slug="acme"), SpaceFactory(slug="globex")
     ios = PlatformFactory(space=acme, kind="ios")
+    web = PlatformFactory(space=acme, kind="web")
+    services.allow_origin(web, "https://app.example", services.get_cli_actor())
     android = PlatformFactory(space=globex, kind="android")
     users = {"root": superuser}
     for name, space, role in (
@@ -303,6 +306,9 @@ def state_changing_posts(t):
     posts.append(
         (reverse("admin:trusted_identity_space_trusted_identity", args=[acme.pk]), confirm)
     )
+    origins = reverse("admin:trusted_identity_space_origins", args=[acme.pk, "web"])
+    posts.append((origins, {"action": "allow", "origin": "https://evil.example"}))
+    posts.append((origins, {"action": "deny", "origin": "https://app.example"}))
     return posts
 
 
@@ -322,7 +328,7 @@ def test_the_sweep_covers_every_admin_url_of_the_app(tenants):
         for v in ("changelist", "add", "change", "delete", "history")
     } | {
         f"trusted_identity_space_{n}"
-        for n in ("reveal_secret", "rotate_secret", "enforcement", "trusted_identity")
+        for n in ("reveal_secret", "rotate_secret", "enforcement", "trusted_identity", "origins")
     }
     assert names <= swept, names - swept
 

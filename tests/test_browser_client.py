@@ -8,6 +8,12 @@ live server is ``http://localhost:<port>``: another host and port, so another or
 That page plays a customer's site: its ``/sign`` answers signatures its server made.
 """
 
+import os
+
+# Playwright's sync API keeps an asyncio loop in this thread: Django's documented
+# switch lets the test use the database anyway (as in tests/test_browser.py).
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
 import json
 import threading
 import time
@@ -22,7 +28,6 @@ from trusted_identity import services, signing
 
 from .browser_urls import HARNESS
 from .factories import PlatformFactory, SpaceFactory, UserFactory
-from .test_browser import TIMEOUT_MS, browser  # noqa: F401  (browser: a fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -34,6 +39,7 @@ CLIENT_JS = (
     / "client.js"
 ).read_bytes()
 PORTS = range(8250, 8300)
+TIMEOUT_MS = 15_000
 
 
 # ------------------------------------------------------------- the second origin
@@ -129,7 +135,7 @@ def app_settings(settings):
 
 
 @pytest.fixture
-def context(browser, live_server):  # noqa: F811
+def context(browser, live_server):
     context = browser.new_context(base_url=live_server.url)
     context.set_default_timeout(TIMEOUT_MS)
     yield context
