@@ -1,6 +1,7 @@
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,47 @@ def _fresh_caches():
     yield
     for alias in caches:
         caches[alias].clear()
+
+
+# --------------------------------------------------------------- the browser
+#
+# One Chromium for the whole run, shared by every browser test module
+# (Playwright's sync API can run only one instance per thread): Debian's
+# /usr/bin/chromium, no Playwright browser download.
+
+CHROMIUM = Path(os.environ.get("TRUSTED_IDENTITY_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _missing_browser(reason: str):
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}; CI must run the browser tests (.ci/run installs chromium)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not CHROMIUM.exists() and shutil.which("chromium") is None:
+        _missing_browser(f"no Chromium at {CHROMIUM}")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:  # pragma: no cover - playwright is a dev dependency
+        _missing_browser("Playwright for Python is not installed")
+    executable = CHROMIUM if CHROMIUM.exists() else Path(shutil.which("chromium"))
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(executable), headless=True, args=CHROMIUM_ARGS
+        )
+        yield chromium
+        chromium.close()
 
 
 @pytest.fixture

@@ -4,13 +4,14 @@ DATABASE_URL and CACHE_URL still come from the environment, so the same suite
 runs on SQLite (default) and PostgreSQL (``DATABASE_URL=postgres://...``).
 """
 
+import importlib.util
 import os
 
 os.environ["DJANGO_READ_DOT_ENV"] = "0"  # a developer's .env must not change the tests
 os.environ.setdefault("SECRET_KEY", "tests-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz")
 
 from project.settings import *  # noqa: F403
-from project.settings import TRUSTED_IDENTITY
+from project.settings import INSTALLED_APPS, TRUSTED_IDENTITY
 
 # Two fixed test keys would be fine too; one is enough as the default ring.
 TEST_ENCRYPTION_KEY = "3q2-7wAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
@@ -35,3 +36,8 @@ ALLOWED_HOSTS = ["*"]
 # Django's test Client.login() authenticates without a request, which django-axes
 # refuses; tests/test_login_throttling.py turns Axes on around real admin logins.
 AXES_ENABLED = False
+
+# Django REST framework (the dev extra) for the sign view's pluggable authentication
+# (tests/test_sign_authentication.py); the app itself does not need it.
+if importlib.util.find_spec("rest_framework") is not None:
+    INSTALLED_APPS = [*INSTALLED_APPS, "rest_framework", "rest_framework.authtoken"]

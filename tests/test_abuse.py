@@ -27,7 +27,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trusted_identity import services, signing
-from trusted_identity.models import Platform, PlatformSecret, Role, SpaceMembership
+from trusted_identity.models import AllowedOrigin, Platform, PlatformSecret, Role, SpaceMembership
 
 from . import hardening
 from .factories import MembershipFactory, PlatformFactory, SpaceFactory, UserFactory
@@ -272,6 +272,7 @@ def state():
         list(PlatformSecret.objects.order_by("pk").values_list()),
         list(Platform.objects.order_by("pk").values_list()),
         list(SpaceMembership.objects.order_by("pk").values_list()),
+        list(AllowedOrigin.objects.order_by("pk").values_list()),
         list(get_user_model().objects.order_by("pk").values_list("pk", "is_staff", "is_active")),
         LogEntry.objects.count(),
     )
@@ -281,6 +282,8 @@ def state():
 def tenants(db, superuser):
     acme, globex = SpaceFactory(slug="acme"), SpaceFactory(slug="globex")
     ios = PlatformFactory(space=acme, kind="ios")
+    web = PlatformFactory(space=acme, kind="web")
+    services.allow_origin(web, "https://app.example", services.get_cli_actor())
     android = PlatformFactory(space=globex, kind="android")
     users = {"root": superuser}
     for name, space, role in (
@@ -333,6 +336,9 @@ def state_changing_posts(t):
     posts.append(
         (reverse("admin:trusted_identity_space_trusted_identity", args=[acme.pk]), confirm)
     )
+    origins = reverse("admin:trusted_identity_space_origins", args=[acme.pk, "web"])
+    posts.append((origins, {"action": "allow", "origin": "https://evil.example"}))
+    posts.append((origins, {"action": "deny", "origin": "https://app.example"}))
     return posts
 
 
@@ -358,6 +364,7 @@ def test_the_sweep_covers_every_admin_url_of_the_app(tenants):
             "revoke_previous",
             "enforcement",
             "trusted_identity",
+            "origins",
         )
     }
     assert names <= swept, names - swept

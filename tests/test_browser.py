@@ -5,8 +5,9 @@ Every test is a click-through against pytest-django's ``live_server``: log in on
 and copy a secret, rotate with a grace, turn enforcement on and off through the
 confirmation page and the override, and check what a viewer can't do.
 
-The browser is ``/usr/bin/chromium`` (no Playwright browser download). Without it
-the tests skip locally, but fail when ``CI`` is set, so CI can't pass them silently.
+The browser is ``/usr/bin/chromium`` (no Playwright browser download), launched once
+per run by the ``browser`` fixture of ``conftest.py``. Without it the tests skip
+locally, but fail when ``CI`` is set, so CI can't pass them silently.
 """
 
 import os
@@ -18,9 +19,7 @@ import os
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
 import re
-import shutil
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.contrib.admin.models import LogEntry
@@ -34,40 +33,8 @@ from .factories import PASSWORD, MembershipFactory, PlatformFactory, SpaceFactor
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = Path(os.environ.get("TRUSTED_IDENTITY_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 TIMEOUT_MS = 15_000
-
-
-def _missing_browser(reason: str):
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason}; CI must run the browser tests (.ci/run installs chromium)")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="session")
-def browser():
-    if not CHROMIUM.exists() and shutil.which("chromium") is None:
-        _missing_browser(f"no Chromium at {CHROMIUM}")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:  # pragma: no cover - playwright is a dev dependency
-        _missing_browser("Playwright for Python is not installed")
-    executable = CHROMIUM if CHROMIUM.exists() else Path(shutil.which("chromium"))
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(executable), headless=True, args=CHROMIUM_ARGS
-        )
-        yield chromium
-        chromium.close()
+# The ``browser`` fixture (one Chromium for the whole run) is in conftest.py.
 
 
 def _new_context(browser, live_server, **options):

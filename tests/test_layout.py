@@ -28,6 +28,7 @@ SERVICE_ORDER = [
     "retention",
     "figures",
     "enforcement",
+    "origins",
     "verification",
     "sessions",
     "rekey",

@@ -86,6 +86,12 @@ DEFAULTS: dict[str, Any] = {
     "DAILY_RETENTION": timedelta(days=400),
     # Username the CLI writes audit entries as when no --actor is given.
     "CLI_ACTOR_USERNAME": "trusted-identity-cli",
+    # Who the sign view signs: a dotted path, or a list, each a DRF authentication
+    # class or a callable taking the request and returning a user or None.
+    # None means Django's session login (trusted_identity.authentication.session_user).
+    "SIGN_AUTHENTICATION": None,
+    # Seconds a browser may keep the session endpoint's answer to a CORS preflight.
+    "CORS_MAX_AGE": 3600,
 }
 
 

@@ -66,6 +66,19 @@ class EnforcementForm(forms.Form):
         return self.cleaned_data["reason"].strip()
 
 
+class OriginForm(forms.Form):
+    """Allow an origin for a web platform, or remove it; ``services.origins`` validates it."""
+
+    action = forms.ChoiceField(choices=[("allow", _("Allow")), ("deny", _("Remove"))])
+    origin = forms.CharField(label=_("Origin"), max_length=300, strip=True)
+
+    def clean_origin(self) -> str:
+        try:
+            return services.normalize_origin(self.cleaned_data["origin"])
+        except InvalidRequest as exc:
+            raise forms.ValidationError(exc.message) from None
+
+
 class MembershipAddForm(forms.ModelForm):
     """Grant a user a role in a space, by username: no list of the site's users is shown."""
 

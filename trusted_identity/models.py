@@ -122,6 +122,29 @@ class Platform(models.Model):
         return f"{self.space.slug}/{self.kind}"
 
 
+class AllowedOrigin(models.Model):
+    """An origin (``https://app.example.com``) whose pages may start sessions of a web
+    platform from the browser (CORS). Stored normalised; managed by ``services.origins``.
+    """
+
+    platform = models.ForeignKey(Platform, on_delete=models.CASCADE, related_name="allowed_origins")
+    origin = models.CharField(_("origin"), max_length=300)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["platform_id", "origin"]
+        verbose_name = _("allowed origin")
+        verbose_name_plural = _("allowed origins")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["platform", "origin"], name="ti_one_origin_per_platform"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.origin} for platform #{self.platform_id}"
+
+
 class PlatformSecret(models.Model):
     """A platform's signing secret, encrypted at rest and bound to its platform and row.
 

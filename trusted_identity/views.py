@@ -22,11 +22,10 @@ from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_variables
 
-from . import ratelimit, services
+from . import authentication, ratelimit, services
 from .conf import app_settings
 from .exceptions import (
     InvalidRequest,
-    NotAuthenticated,
     RateLimited,
     TrustedIdentityError,
 )
@@ -157,8 +156,70 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+# ------------------------------------------------------------------ CORS
+#
+# CONTRACT section 7. A preflight carries no API key, so it is answered for an
+# origin on any web platform's allow-list; the POST names its platform and gets
+# Access-Control-Allow-Origin only for an origin on that platform's list (see
+# services.origins for why). Never Access-Control-Allow-Credentials: the session
+# endpoint uses no cookies.
+
+CORS_ALLOW_HEADERS = "Content-Type, X-Api-Key, X-App-Version, X-Sdk-Version"
+#: Answers a cross-origin page needs to read beyond the CORS-safelisted ones.
+CORS_EXPOSE_HEADERS = "Retry-After"
+_PLATFORM_ATTRIBUTE = "_trusted_identity_platform"
+
+
+def _cors_allowed(origin: str | None, snapshot: services.PlatformSnapshot | None) -> bool:
+    try:
+        return services.cors_allowed(origin, snapshot)
+    except Exception:  # the database is down: no CORS header, never a 500
+        logger.exception("Could not read the allowed origins")
+        return False
+
+
+def _preflight(request: HttpRequest, origin: str) -> HttpResponse:
+    response = HttpResponse(status=204, content_type="application/json")
+    response["Allow"] = "OPTIONS, POST"
+    response["Vary"] = "Origin"
+    requested = request.META.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD")
+    if requested == "POST" and _cors_allowed(origin, None):
+        response["Access-Control-Allow-Origin"] = origin
+        response["Access-Control-Allow-Methods"] = "POST"
+        response["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
+        response["Access-Control-Max-Age"] = str(app_settings.CORS_MAX_AGE)
+    return response
+
+
+def cors(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """The session endpoint's CORS: the preflight, and the headers of every POST answer."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        origin = request.META.get("HTTP_ORIGIN")
+        if (
+            request.method == "OPTIONS"
+            and origin
+            and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in request.META
+        ):
+            return _preflight(request, origin)
+        response = view(request, *args, **kwargs)
+        response["Vary"] = "Origin"
+        if (
+            origin
+            and request.method == "POST"
+            and _cors_allowed(origin, getattr(request, _PLATFORM_ATTRIBUTE, None))
+        ):
+            response["Access-Control-Allow-Origin"] = origin
+            response["Access-Control-Expose-Headers"] = CORS_EXPOSE_HEADERS
+        return response
+
+    return wrapper
+
+
 @csrf_exempt
 @no_store
+@cors
 @api_view("POST")
 @sensitive_variables("payload")
 def start_session(request: HttpRequest) -> HttpResponse:
@@ -170,6 +231,7 @@ def start_session(request: HttpRequest) -> HttpResponse:
         app_settings.RATE_LIMIT,
     )
     platform = services.lookup_platform(api_key)
+    setattr(request, _PLATFORM_ATTRIBUTE, platform)  # its allow-list decides the CORS headers
     payload = read_json_body(request)
     started = services.start_session(platform, payload)
     return JsonResponse(started.as_dict(), status=201)
@@ -194,9 +256,12 @@ def _parameter(request: HttpRequest, name: str, header: str | None = None) -> st
 @api_view("GET", "HEAD")
 @sensitive_variables("signed")
 def sign_current_user(request: HttpRequest) -> HttpResponse:
-    """``GET <mount>/sign/?platform=<kind>``: the logged-in user's id, signed."""
-    if not request.user.is_authenticated:
-        raise NotAuthenticated("log in first: visitors are anonymous and never signed")
+    """``GET <mount>/sign/?platform=<kind>``: the logged-in user's id, signed.
+
+    Who is logged in is decided by ``TRUSTED_IDENTITY["SIGN_AUTHENTICATION"]``
+    (``authentication.py``): Django's session by default.
+    """
+    user = authentication.authenticate(request)
     kind = _parameter(request, "platform", "X-Trusted-Identity-Platform")
     if kind is None:
         raise InvalidRequest("platform is required (?platform=web, or X-Trusted-Identity-Platform)")
@@ -205,8 +270,8 @@ def sign_current_user(request: HttpRequest) -> HttpResponse:
         raise InvalidRequest(
             "no space given: pass ?space=<slug> or set TRUSTED_IDENTITY['SIGNING_SPACE']"
         )
-    _check_rate("sign", lambda: str(request.user.pk), app_settings.SIGN_RATE_LIMIT)
-    user_id = str(getattr(request.user, app_settings.USER_ID_ATTRIBUTE))
+    _check_rate("sign", lambda: str(user.pk), app_settings.SIGN_RATE_LIMIT)
+    user_id = str(getattr(user, app_settings.USER_ID_ATTRIBUTE))
     # Only the spaces this site serves (SIGNING_SPACES); not audited per call (hot path).
     platform = services.get_signing_platform(space, kind)
     signed = services.sign_user_id(services.lookup_platform(platform.api_key), user_id)

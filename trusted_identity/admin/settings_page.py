@@ -145,6 +145,7 @@ class SpaceSettingsPageMixin:
         verifying = services.verifying_secrets(ids)
         figures = services.figures_for(ids)
         daily = services.daily_figures(ids, days=CHART_DAYS)
+        origins = services.origins_by_platform(ids)  # CORS, web platforms only
         revealed = revealed or {}
         sections = []
         for platform in platforms:
@@ -160,6 +161,8 @@ class SpaceSettingsPageMixin:
                     "reveal_url": admin_url(self.admin_site, "space_reveal_secret", *info),
                     "rotate_url": admin_url(self.admin_site, "space_rotate_secret", *info),
                     "enforcement_url": admin_url(self.admin_site, "space_enforcement", *info),
+                    "origins": origins.get(platform.pk, []),
+                    "origins_url": admin_url(self.admin_site, "space_origins", *info),
                     "change_url": admin_url(self.admin_site, "platform_change", quote(platform.pk)),
                     "secrets": verifying[platform.pk],
                     "previous_secrets": [s for s in verifying[platform.pk] if not s.is_current],

@@ -21,10 +21,11 @@ from ..models import Platform, PlatformSecret, Role, Space, SpaceMembership
 from .base import ScopedAdminMixin, admin_url, permissions
 from .display import KIND_ORDER, count_subquery, short
 from .filters import EnforcementListFilter
+from .origins import SpaceOriginsMixin
 from .settings_page import SpaceSettingsPageMixin
 
 
-class SpaceAdmin(ScopedAdminMixin, SpaceSettingsPageMixin, admin.ModelAdmin):
+class SpaceAdmin(ScopedAdminMixin, SpaceOriginsMixin, SpaceSettingsPageMixin, admin.ModelAdmin):
     """The spaces: a scoped list with enforcement, rotation and members at a glance."""
 
     space_field = "pk"

@@ -17,6 +17,7 @@ above it in this list, never one below:
 - ``retention``: folding old hourly counts into daily ones, deleting old daily ones
 - ``figures``: rollout figures, the readiness rule, ``status``
 - ``enforcement``: turning enforcement on and off under the readiness rule
+- ``origins``: the CORS allow-lists of web platforms
 - ``verification``: signing and verifying a user id with a platform's keys
 - ``sessions``: session start (parse, verify, decide, count)
 - ``rekey``: re-encrypting every secret under the first key
@@ -53,6 +54,14 @@ from .lookup import (
     verification_changed,
 )
 from .memberships import grant, revoke
+from .origins import (
+    allow_origin,
+    allowed_origins,
+    cors_allowed,
+    deny_origin,
+    normalize_origin,
+    origins_by_platform,
+)
 from .platform_secrets import (
     ROTATION_CHUNK,
     VerifyingSecret,
@@ -95,13 +104,17 @@ __all__ = [
     "TrustedIdentityError",
     "VerifyingSecret",
     "add_platform",
+    "allow_origin",
+    "allowed_origins",
     "authorize",
     "authorize_superuser",
     "can",
     "clear_plaintext_cache",
+    "cors_allowed",
     "create_space",
     "current_secret_row",
     "daily_figures",
+    "deny_origin",
     "describe_duration",
     "figures_for",
     "get_cli_actor",
@@ -111,6 +124,8 @@ __all__ = [
     "grant",
     "lookup_platform",
     "new_api_key",
+    "normalize_origin",
+    "origins_by_platform",
     "parse_duration",
     "parse_session_request",
     "permissions_for",

@@ -27,7 +27,7 @@ from ..conf import app_settings
 from ..crypto import DecryptionError, KeyRing
 from ..exceptions import InvalidApiKey, ServiceUnavailable
 from ..keyring import get_key_ring
-from ..models import Platform, PlatformSecret, VerificationGeneration
+from ..models import AllowedOrigin, Platform, PlatformKind, PlatformSecret, VerificationGeneration
 from ..nearcache import near_cache
 from ..signing import HmacKey
 
@@ -50,6 +50,8 @@ class PlatformSnapshot:
     kind: str
     enforced: bool
     secrets: tuple[SecretSnapshot, ...] = field(default=())
+    # The origins whose pages may start sessions from a browser (CORS); web platforms only.
+    origins: frozenset[str] = field(default=frozenset())
 
 
 # ------------------------------------------------------------ the generation
@@ -125,7 +127,7 @@ def cache_key(api_key: str, generation: int) -> str:
     keys. Entries of older generations are never read again and expire.
     """
     digest = hashlib.sha256(api_key.encode("utf-8", "replace")).hexdigest()
-    return f"trusted_identity:platform:v2:{generation}:{digest}"
+    return f"trusted_identity:platform:v3:{generation}:{digest}"
 
 
 def _cache():
@@ -145,6 +147,11 @@ def _load_snapshot(api_key: str) -> PlatformSnapshot | None:
     rows = PlatformSecret.objects.filter(platform_id=platform.pk).values_list(
         "pk", "ciphertext", "retired_at", "valid_until"
     )
+    origins: frozenset[str] = frozenset()
+    if platform.kind == PlatformKind.WEB:
+        origins = frozenset(
+            AllowedOrigin.objects.filter(platform_id=platform.pk).values_list("origin", flat=True)
+        )
     return PlatformSnapshot(
         platform_id=platform.pk,
         space_slug=platform.space.slug,
@@ -155,6 +162,7 @@ def _load_snapshot(api_key: str) -> PlatformSnapshot | None:
             for pk, ciphertext, retired, until in rows
             if retired is None or (until is not None and until > now)
         ),
+        origins=origins,
     )
 
 
@@ -197,9 +205,65 @@ def lookup_platform(api_key: str) -> PlatformSnapshot:
     return snapshot
 
 
+class OriginIndex:
+    """Every origin on any web platform's allow-list: what a CORS preflight is checked against.
+
+    A browser's preflight carries no API key, so it can't name its platform (see
+    ``services.origins``). The set is read in one query per verification generation
+    and kept in the shared cache and in process memory, so a warm preflight reads
+    nothing from the database; every change to a list bumps the generation.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._generation: int | None = None
+        self._origins: frozenset[str] = frozenset()
+
+    def get(self) -> frozenset[str]:
+        generation = generation_tracker.current()
+        local = app_settings.LOCAL_LOOKUP_CACHE
+        if local and generation == self._generation:
+            return self._origins
+        key = f"trusted_identity:origins:v1:{generation}"
+        cache = _cache()
+        try:
+            origins = cache.get(key)
+        except Exception:
+            logger.warning("Trusted Identity cache unavailable on read; using the database")
+            origins, cache = None, None
+        if origins is None:
+            origins = frozenset(
+                AllowedOrigin.objects.filter(platform__kind=PlatformKind.WEB)
+                .values_list("origin", flat=True)
+                .distinct()
+            )
+            if cache is not None:
+                try:
+                    cache.set(key, origins, app_settings.LOOKUP_CACHE_TIMEOUT)
+                except Exception:
+                    logger.warning("Trusted Identity cache unavailable on write")
+        if local:
+            with self._lock:
+                self._generation, self._origins = generation, origins
+        return origins
+
+    def clear(self) -> None:
+        with self._lock:
+            self._generation, self._origins = None, frozenset()
+
+
+origin_index = OriginIndex()
+
+
+def any_platform_allows(origin: str) -> bool:
+    """Whether ``origin`` is on the allow-list of at least one web platform."""
+    return origin in origin_index.get()
+
+
 def reset_local_state() -> None:
     """Forget what this process looked up, decrypted and read (settings changed, tests)."""
     near_cache.clear()
+    origin_index.clear()
     generation_tracker.expire()
     clear_plaintext_cache()
 

@@ -74,6 +74,23 @@ class Command(BaseCommand):
         revoke_previous.add_argument("space")
         revoke_previous.add_argument("kind")
 
+        allow_origin = commands.add_parser(
+            "allow-origin",
+            help="Let pages of ORIGIN start sessions of a web platform from the browser (CORS).",
+        )
+        allow_origin.add_argument("space")
+        allow_origin.add_argument("kind")
+        allow_origin.add_argument(
+            "origin", help="scheme://host[:port], such as https://app.example.com"
+        )
+
+        deny_origin = commands.add_parser(
+            "deny-origin", help="Take ORIGIN off a web platform's CORS allow-list."
+        )
+        deny_origin.add_argument("space")
+        deny_origin.add_argument("kind")
+        deny_origin.add_argument("origin")
+
         enforce = commands.add_parser("enforce", help="Turn enforcement on or off.")
         enforce.add_argument("space")
         enforce.add_argument("kind")
@@ -212,6 +229,21 @@ class Command(BaseCommand):
             )
         else:
             self._say(f"No previous secret of {platform} was verifying; nothing changed.")
+
+    def do_allow_origin(self, options: dict[str, Any]) -> None:
+        platform = services.get_platform(options["space"], options["kind"])
+        origin, added = services.allow_origin(platform, options["origin"], self._actor(options))
+        listed = ", ".join(services.allowed_origins(platform))
+        if added:
+            self._say(f"{platform} now allows {origin}; allowed origins: {listed}.")
+        else:
+            self._say(f"{platform} already allowed {origin}; nothing changed.")
+
+    def do_deny_origin(self, options: dict[str, Any]) -> None:
+        platform = services.get_platform(options["space"], options["kind"])
+        origin = services.deny_origin(platform, options["origin"], self._actor(options))
+        listed = ", ".join(services.allowed_origins(platform)) or "none"
+        self._say(f"{platform} no longer allows {origin}; allowed origins: {listed}.")
 
     def do_enforce(self, options: dict[str, Any]) -> None:
         platform = services.get_platform(options["space"], options["kind"])

@@ -1,0 +1,99 @@
+"""``{% load trusted_identity %}``: what a page's JavaScript needs to start a session.
+
+``{% trusted_identity_config "web" %}`` renders::
+
+    <script type="application/json" id="trusted-identity-web">
+      {"apiKey": "tik_...", "endpoint": "/trusted-identity/v1/sessions",
+       "signEndpoint": "/trusted-identity/sign/?platform=web&space=my-space",
+       "platform": "web", "space": "my-space", "userId": "42", "signed": "<64 hex>"}
+    </script>
+
+``userId`` and ``signed`` only for a logged-in user (``request.user``); a visitor's
+page holds nothing of the user. The space is ``TRUSTED_IDENTITY["SIGNING_SPACE"]``
+unless ``space="slug"`` is given. The JSON is escaped as Django's ``json_script``
+escapes it (``<``, ``>`` and ``&`` as ``\\u003C`` ...), and U+2028/U+2029 too, so
+nothing in it can close the element. The static client
+(``trusted_identity/client.js``) reads it by its id.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlencode
+
+from django import template
+from django.core.exceptions import ImproperlyConfigured
+from django.core.serializers.json import DjangoJSONEncoder
+from django.template.context import Context
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString, mark_safe
+
+from .. import services
+from ..conf import app_settings
+from ..exceptions import NotFound
+from ..views import APP_NAMESPACE
+
+register = template.Library()
+
+#: As ``django.utils.html.json_script`` escapes, plus the two JavaScript line breaks.
+JSON_ESCAPES = {
+    ord(">"): "\\u003E",
+    ord("<"): "\\u003C",
+    ord("&"): "\\u0026",
+    0x2028: "\\u2028",
+    0x2029: "\\u2029",
+}
+
+
+def element_id(kind: str) -> str:
+    return f"trusted-identity-{kind}"
+
+
+def client_config(request: Any, kind: str, space: str | None = None) -> dict[str, Any]:
+    """The client's configuration for ``kind`` in ``space``, signed for the request's user."""
+    slug = space or app_settings.SIGNING_SPACE
+    if not slug:
+        raise ImproperlyConfigured(
+            '{% trusted_identity_config %} needs a space: pass space="slug" or set '
+            "TRUSTED_IDENTITY['SIGNING_SPACE']"
+        )
+    try:
+        platform = services.get_platform(slug, kind)
+    except NotFound as exc:
+        raise ImproperlyConfigured(f"{{% trusted_identity_config %}}: {exc.message}") from None
+    config: dict[str, Any] = {
+        "apiKey": platform.api_key,
+        "endpoint": reverse(f"{APP_NAMESPACE}:start-session"),
+        "signEndpoint": reverse(f"{APP_NAMESPACE}:sign")
+        + "?"
+        + urlencode({"platform": kind, "space": slug}),
+        "platform": kind,
+        "space": slug,
+    }
+    user = getattr(request, "user", None)
+    if getattr(user, "is_authenticated", False):
+        user_id = str(getattr(user, app_settings.USER_ID_ATTRIBUTE))
+        snapshot = services.lookup_platform(platform.api_key)
+        config["userId"] = user_id
+        config["signed"] = services.sign_user_id(snapshot, user_id)
+    return config
+
+
+def json_element(value: Any, element: str) -> SafeString:
+    # Safe: JSON_ESCAPES leaves no "<", ">" or "&" that could end the element.
+    data = mark_safe(json.dumps(value, cls=DjangoJSONEncoder).translate(JSON_ESCAPES))  # noqa: S308
+    return format_html('<script type="application/json" id="{}">{}</script>', element, data)
+
+
+@register.simple_tag(takes_context=True)
+def trusted_identity_config(context: Context, kind: str = "web", space: str | None = None) -> str:
+    """The client configuration of platform ``kind`` as a JSON script element.
+
+    Needs ``request`` in the context (``django.template.context_processors.request``,
+    on in new projects) to sign for a logged-in user; without it, the page gets the
+    visitor's configuration.
+    """
+    request = context.get("request")
+    return json_element(client_config(request, kind, space), element_id(kind))
