@@ -399,3 +399,24 @@ def test_dark_mode_uses_the_admin_dark_theme(browser, live_server, space, web, o
     assert colors["dark"]["text"] != colors["light"]["text"]
     assert colors["dark"]["badge"] == colors["dark"]["text"]  # readable on the dark theme
     assert colors["dark"]["secret"] != colors["light"]["secret"]
+
+
+def test_the_space_filter_finds_a_space_by_typing(page, space, owner):
+    """The platform list's space filter is the admin's autocomplete: type, pick, filtered."""
+    PlatformFactory(space=space, kind="ios")
+    others = [SpaceFactory(slug=f"zz{n:02d}", name=f"Zeta {n}") for n in range(30)]
+    for other in others:
+        PlatformFactory(space=other, kind="web")
+        MembershipFactory(space=other, user=owner, role=Role.VIEWER)
+    log_in(page, owner)
+    page.goto("/admin/trusted_identity/platform/")
+    sidebar = page.locator("#changelist-filter")
+    assert sidebar.locator("a", has_text="Zeta").count() == 0  # no list of spaces
+    sidebar.locator(".select2-selection").click()
+    page.locator(".select2-search__field").fill("Zeta 17")
+    page.locator(".select2-results__option", has_text="Zeta 17").click()
+    page.wait_for_url(re.compile(rf"space={others[17].pk}"))
+    rows = page.locator("#result_list tbody tr")
+    assert rows.count() == 1
+    assert "Zeta 17" in rows.first.inner_text()
+    assert sidebar.locator("li.selected", has_text="Zeta 17").count() == 1

@@ -20,7 +20,7 @@ from .. import services
 from ..models import Platform, PlatformSecret, Role, Space, SpaceMembership
 from .base import ScopedAdminMixin, admin_url, permissions
 from .display import KIND_ORDER, count_subquery, short
-from .filters import EnforcementListFilter
+from .filters import FILTER_PURPOSE, EnforcementListFilter
 from .origins import SpaceOriginsMixin
 from .settings_page import SpaceSettingsPageMixin
 
@@ -41,6 +41,7 @@ class SpaceAdmin(ScopedAdminMixin, SpaceOriginsMixin, SpaceSettingsPageMixin, ad
     ]
     list_display_links = ["name"]
     list_filter = [EnforcementListFilter]
+    list_max_show_all = 1000  # "Show all" up to a thousand spaces (measured: make bench)
     search_fields = ["slug", "name"]
     ordering = ["slug"]
     change_form_template = "trusted_identity/admin/space_change_form.html"
@@ -81,12 +82,15 @@ class SpaceAdmin(ScopedAdminMixin, SpaceOriginsMixin, SpaceSettingsPageMixin, ad
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Space], search_term: str
     ) -> tuple[QuerySet[Space], bool]:
-        """Autocomplete of a space field offers only spaces where the form may use it."""
+        """Autocomplete of a space field offers only spaces where the form may use it; the
+        space filter of a list, every space the user may see."""
         match = getattr(request, "resolver_match", None)
         if match is not None and match.url_name == "autocomplete":
             action = {"platform": "rotate", "spacemembership": "manage_members"}.get(
                 request.GET.get("model_name", ""), "view"
             )
+            if request.GET.get("purpose") == FILTER_PURPOSE:
+                action = "view"  # a list filter: any space the user may see
             queryset = services.restrict_to_spaces(queryset, request.user, action, "pk")
         return super().get_search_results(request, queryset, search_term)
 
