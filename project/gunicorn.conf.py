@@ -10,8 +10,15 @@ threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 keepalive = 5
 timeout = 30
 graceful_timeout = 30
-max_requests = 20000
-max_requests_jitter = 2000
+# No worker recycling by default. With keep-alive gthread workers, a recycled worker
+# drops its connections, the clients reconnect to the worker still running, and they
+# stay there: after the first recycle one worker served all 16 connections of a load
+# test while the other idled, and throughput fell by up to 60%. A worker's memory is
+# flat under load (make bench-scale measures it), so recycling buys nothing here. A
+# site that wants it anyway (GUNICORN_MAX_REQUESTS) should put a proxy in front that
+# spreads connections again (nginx with upstream keep-alive).
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
+max_requests_jitter = max_requests // 10
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")

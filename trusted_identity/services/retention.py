@@ -4,11 +4,11 @@ Every figure the app shows lies within ``HOURLY_RETENTION`` (the readiness windo
 the 7-day chart; a system check keeps it so). ``prune`` folds hourly rows of whole UTC
 days older than that into :class:`DailyOutcomeCount` rows, kept for
 ``DAILY_RETENTION``, and deletes daily rows older than that. It works in batches, each
-its own transaction that moves rows (read and locked, added to the daily rows, deleted)
-all or nothing, so it is idempotent, can be interrupted and re-run, and runs beside live
-traffic: a flush that writes into an hour being folded waits for the batch, then adds
-its count to a new hourly row that the next batch or run folds in. Counts are moved,
-never copied: each start is in exactly one table.
+its own transaction that moves rows (locked, deleted, their sums added to the daily
+rows with an upsert) all or nothing, so it is idempotent, can be interrupted and re-run,
+and runs beside live traffic: a flush that writes into an hour being folded waits for
+the batch, then adds its count to a new hourly row that the next batch or run folds in.
+Counts are moved, never copied: each start is in exactly one table.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from datetime import timezone as dt_timezone
 
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import connections, router, transaction
 from django.utils import timezone
 
 from ..conf import app_settings
@@ -44,23 +43,43 @@ def daily_cutoff(now: datetime | None = None) -> date:
     )
 
 
-def _add_daily(platform_id: int, day: date, outcome: str, count: int) -> None:
-    rows = DailyOutcomeCount.objects.filter(platform_id=platform_id, day=day, outcome=outcome)
-    if rows.update(count=F("count") + count):
-        return
-    try:
-        with transaction.atomic():
-            DailyOutcomeCount.objects.create(
-                platform_id=platform_id, day=day, outcome=outcome, count=count
-            )
-    except IntegrityError:  # created meanwhile by a concurrent prune
-        rows.update(count=F("count") + count)
+def _tables(connection) -> tuple[str, str]:
+    quote = connection.ops.quote_name
+    return quote(OutcomeCount._meta.db_table), quote(DailyOutcomeCount._meta.db_table)
 
 
 def _fold_batch(cutoff: datetime, batch_size: int) -> int:
-    """Move up to ``batch_size`` hourly rows before ``cutoff`` into daily rows: one
-    transaction, so a batch is moved whole or not at all. Returns how many rows moved."""
-    with transaction.atomic():
+    """Move up to ``batch_size`` hourly rows before ``cutoff`` into daily rows, whole or
+    not at all (one transaction). Returns how many rows moved.
+
+    Set-based: on PostgreSQL one statement locks the rows, deletes them and adds their
+    sums to the daily rows (``INSERT ... ON CONFLICT DO UPDATE``); elsewhere the rows are
+    read, summed, added with one ``executemany`` upsert and deleted by key.
+    """
+    connection = connections[router.db_for_write(OutcomeCount)]
+    hourly, daily = _tables(connection)
+    upsert = (  # table names from the models, quoted; every value is a parameter
+        f"INSERT INTO {daily} (platform_id, day, outcome, count) VALUES (%s, %s, %s, %s) "  # noqa: S608
+        f"ON CONFLICT (platform_id, day, outcome) DO UPDATE SET count = {daily}.count + "
+        "excluded.count"
+    )
+    with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"WITH moved AS (DELETE FROM {hourly} WHERE (platform_id, hour, outcome) IN ("  # noqa: S608
+                f"SELECT platform_id, hour, outcome FROM {hourly} WHERE hour < %s "
+                "ORDER BY hour, platform_id, outcome LIMIT %s FOR UPDATE) "
+                "RETURNING platform_id, hour, outcome, count), "
+                "summed AS (SELECT platform_id, (hour AT TIME ZONE 'UTC')::date AS day, outcome, "
+                "SUM(count) AS count, COUNT(*) AS n FROM moved GROUP BY 1, 2, 3), "
+                f"added AS (INSERT INTO {daily} (platform_id, day, outcome, count) "
+                "SELECT platform_id, day, outcome, count FROM summed "
+                f"ON CONFLICT (platform_id, day, outcome) DO UPDATE SET count = {daily}.count + "
+                "excluded.count) "
+                "SELECT COALESCE(SUM(n), 0) FROM summed",
+                [cutoff, batch_size],
+            )
+            return int(cursor.fetchone()[0])
         rows = list(
             OutcomeCount.objects.select_for_update()
             .filter(hour__lt=cutoff)
@@ -72,8 +91,13 @@ def _fold_batch(cutoff: datetime, batch_size: int) -> int:
         sums: Counter[tuple[int, date, str]] = Counter()
         for platform_id, hour, outcome, count in rows:
             sums[(platform_id, hour.astimezone(dt_timezone.utc).date(), outcome)] += count
-        for (platform_id, day, outcome), count in sums.items():
-            _add_daily(platform_id, day, outcome, count)
+        cursor.executemany(
+            upsert,
+            [
+                (platform_id, connection.ops.adapt_datefield_value(day), outcome, count)
+                for (platform_id, day, outcome), count in sums.items()
+            ],
+        )
         OutcomeCount.objects.filter(
             pk__in=[(platform_id, hour, outcome) for platform_id, hour, outcome, _ in rows]
         ).delete()
@@ -81,16 +105,15 @@ def _fold_batch(cutoff: datetime, batch_size: int) -> int:
 
 
 def _delete_daily_batch(before: date, batch_size: int) -> int:
-    with transaction.atomic():
-        keys = list(
-            DailyOutcomeCount.objects.select_for_update()
-            .filter(day__lt=before)
-            .order_by("day", "platform_id", "outcome")
-            .values_list("platform_id", "day", "outcome")[:batch_size]
+    connection = connections[router.db_for_write(DailyOutcomeCount)]
+    _hourly, daily = _tables(connection)
+    with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {daily} WHERE (platform_id, day, outcome) IN ("  # noqa: S608
+            f"SELECT platform_id, day, outcome FROM {daily} WHERE day < %s LIMIT %s)",
+            [connection.ops.adapt_datefield_value(before), batch_size],
         )
-        if keys:
-            DailyOutcomeCount.objects.filter(pk__in=keys).delete()
-    return len(keys)
+        return cursor.rowcount
 
 
 @dataclass
@@ -100,7 +123,7 @@ class PruneReport:
     seconds: float = 0.0
 
 
-def prune(batch_size: int = 5000, now: datetime | None = None) -> PruneReport:
+def prune(batch_size: int = 10_000, now: datetime | None = None) -> PruneReport:
     """Fold hourly counts past ``HOURLY_RETENTION`` into daily rows and delete daily rows
     past ``DAILY_RETENTION``, in batches. Safe to run at any time, and again."""
     if batch_size < 1:

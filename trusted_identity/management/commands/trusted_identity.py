@@ -127,7 +127,7 @@ class Command(BaseCommand):
             help="Fold hourly counts past HOURLY_RETENTION into daily ones; delete daily "
             "counts past DAILY_RETENTION (run daily from cron or a systemd timer).",
         )
-        prune.add_argument("--batch-size", type=int, default=5000)
+        prune.add_argument("--batch-size", type=int, default=10_000)
 
         commands.add_parser("generate-key", help="Print a new encryption key.")
 
