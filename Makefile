@@ -7,13 +7,14 @@ HOST ?= 127.0.0.1
 STAMP := $(VENV)/.installed
 
 
-.PHONY: help install run serve bench test test-postgres lint migrate demo screenshots clean
+.PHONY: help install run serve bench bench-scale test test-postgres lint migrate demo screenshots clean
 
 help:
 	@echo "make run    - install, migrate, create the demo space and admin login, serve on $(HOST):$(PORT)"
 	@echo "make test   - install and run the whole test suite"
 	@echo "make serve  - gunicorn, DEBUG off, settings from the environment"
 	@echo "make bench  - benchmarks: a table, and bench/results.json"
+	@echo "make bench-scale - cost as the data grows (PostgreSQL): bench/scale-results.json"
 	@echo "make lint   - ruff"
 	@echo "make screenshots - regenerate docs/screenshots/ (Debian's chromium, no download)"
 
@@ -68,6 +69,14 @@ bench: install
 	@command -v wrk >/dev/null 2>&1 || { echo "Installing Debian's wrk (load generator)..."; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	$(BIN)/python -m bench.run
+
+# Cost as the data grows, in a throw-away PostgreSQL database (127.0.0.1:5432); the
+# full sizes by hand: make bench-scale SIZES=10x7,200x90,1000x90
+SIZES ?= 10x7,200x90,1000x14
+bench-scale: install
+	@command -v wrk >/dev/null 2>&1 || { echo "Installing Debian's wrk (load generator)..."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+	$(BIN)/python -m bench.scale --sizes $(SIZES)
 
 lint: install
 	$(BIN)/ruff check .

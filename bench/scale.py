@@ -1,0 +1,325 @@
+"""``make bench-scale``: what the app costs as its data grows, and what ``prune`` keeps.
+
+For each size (spaces x days of hourly counts, six platforms a space, five outcomes an
+hour), in a throw-away PostgreSQL database: load the counts oldest first, measure the
+tables and indexes, the settings page, the space and platform lists, ``status`` for one
+space and for all, a warm session start, and a gunicorn worker's memory under load;
+then run ``prune`` and measure again. Prints a table and writes
+``bench/scale-results.json``.
+
+The default sizes fit a developer's machine in a few minutes; the full sizes of the
+issue that asked for it are ``--sizes 10x7,200x90,1000x90`` (about 65 million rows at
+the largest; allow an hour and 15 GB of disk).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "scale-results.json"
+DATABASE = os.environ.get("BENCH_SCALE_DATABASE", "trusted_identity_scale")
+KINDS = ["web", "ios", "android", "tvos", "androidtv", "roku"]
+#: Targets of the issue: all-spaces status at 1,200 platforms x 90 days, per-page costs.
+STATUS_ALL_TARGET_MS = 300
+
+
+def _psql(sql: str, database: str = "postgres") -> None:
+    subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", database, "-q", "-c", sql],
+        check=True,
+        capture_output=True,
+    )
+
+
+def _timed(call, repeat: int = 5) -> float:
+    """Median milliseconds of ``call()`` over ``repeat`` runs (after one warm-up)."""
+    call()
+    runs = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        call()
+        runs.append((time.perf_counter() - start) * 1000)
+    return round(statistics.median(runs), 1)
+
+
+def _queries(call) -> int:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as context:
+        call()
+    return len(context.captured_queries)
+
+
+def _sizes() -> dict:
+    from django.db import connection
+
+    result = {}
+    with connection.cursor() as cursor:
+        for table in ("trusted_identity_outcomecount", "trusted_identity_dailyoutcomecount"):
+            cursor.execute(
+                "SELECT pg_relation_size(%s), pg_indexes_size(%s), "
+                "(SELECT COUNT(*) FROM " + table + ")",
+                [table, table],
+            )
+            heap, indexes, rows = cursor.fetchone()
+            name = table.removeprefix("trusted_identity_")
+            result[name] = {
+                "rows": rows,
+                "heap_mib": round(heap / 2**20, 1),
+                "indexes_mib": round(indexes / 2**20, 1),
+            }
+    return result
+
+
+def load(spaces: int, days: int) -> None:
+    """Spaces, platforms with a current secret, and hourly counts oldest first."""
+    from django.db import connection
+    from django.utils import timezone
+
+    from trusted_identity.models import Platform, PlatformSecret, Space
+
+    Space.objects.bulk_create(
+        [Space(slug=f"scale-{n:05d}", name=f"Scale {n}") for n in range(spaces)], batch_size=2000
+    )
+    space_ids = list(Space.objects.values_list("pk", flat=True))
+    Platform.objects.bulk_create(
+        [
+            Platform(space_id=space_id, kind=kind, api_key=f"tik_scale_{space_id}_{kind}")
+            for space_id in space_ids
+            for kind in KINDS
+        ],
+        batch_size=5000,
+    )
+    now = timezone.now()
+    PlatformSecret.objects.bulk_create(
+        [
+            PlatformSecret(platform_id=pk, ciphertext="unused", created_at=now)
+            for pk in Platform.objects.values_list("pk", flat=True)
+        ],
+        batch_size=5000,
+    )
+    with connection.cursor() as cursor:
+        for day in range(days, -1, -1):  # oldest first, as a real install fills it
+            cursor.execute(
+                "INSERT INTO trusted_identity_outcomecount (platform_id, hour, outcome, count) "
+                "SELECT p.id, h, o, 1 + (random() * 50)::int "
+                "FROM trusted_identity_platform p, "
+                "generate_series(date_trunc('hour', now()) - make_interval(days => %s) "
+                "- interval '23 hours', "
+                "date_trunc('hour', now()) - make_interval(days => %s), interval '1 hour') h, "
+                "unnest(ARRAY['valid','invalid','missing','visitor','rejected']) o "
+                "ON CONFLICT DO NOTHING",
+                [day, day],
+            )
+        cursor.execute("VACUUM ANALYZE trusted_identity_outcomecount")
+
+
+def measure(label: str) -> dict:
+    import json as json_module
+
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from trusted_identity import services
+    from trusted_identity.models import Space
+    from trusted_identity.signing import sign
+
+    user_model = get_user_model()
+    admin_user = user_model.objects.filter(username="scale-admin").first()
+    if admin_user is None:
+        admin_user = user_model.objects.create_superuser("scale-admin", "s@example.com", "x")
+    client = Client()
+    client.force_login(admin_user)
+    space = Space.objects.order_by("pk").first()
+    settings_url = f"/admin/trusted_identity/space/{space.pk}/trusted-identity/"
+
+    def get(url: str):
+        def call():
+            response = client.get(url)
+            assert response.status_code == 200, (url, response.status_code)
+
+        return call
+
+    live = services.create_space(f"live-{label}")
+    platform = services.add_platform(live, "web")
+    secret = services.reveal_secret(platform, services.get_cli_actor())
+    body = json_module.dumps({"userId": "u", "signed": sign(secret, "u")})
+
+    def start():
+        response = client.post(
+            "/trusted-identity/v1/sessions",
+            body,
+            "application/json",
+            HTTP_X_API_KEY=platform.api_key,
+        )
+        assert response.status_code == 201
+
+    pages = {
+        "settings_page": get(settings_url),
+        "space_list": get("/admin/trusted_identity/space/"),
+        "platform_list": get("/admin/trusted_identity/platform/"),
+    }
+    result: dict = {"tables": _sizes()}
+    for name, call in pages.items():
+        result[f"{name}_ms"] = _timed(call)
+        result[f"{name}_queries"] = _queries(call)
+    result["status_one_space_ms"] = _timed(lambda: services.status(space.slug))
+    result["status_all_spaces_ms"] = _timed(lambda: services.status(None), repeat=3)
+    result["session_start_warm_ms"] = _timed(start, repeat=200 // 5)
+    result["session_start_queries"] = _queries(start)
+    return result
+
+
+def worker_memory(env: dict[str, str]) -> dict:
+    """A gunicorn worker's memory before and after 10 s of session starts (wrk)."""
+    from bench.run import _free_port, _start_gunicorn, _worker_rss_mib, _wrk
+    from trusted_identity import services
+    from trusted_identity.signing import sign
+
+    space = services.create_space(f"memory-{time.monotonic_ns()}")
+    platform = services.add_platform(space, "web")
+    secret = services.reveal_secret(platform, services.get_cli_actor())
+    port = _free_port()
+    server = _start_gunicorn(env, port, secret)
+    try:
+        before = _worker_rss_mib(server)
+        body = json.dumps({"userId": "m", "signed": sign(secret, "m")})
+        url = f"http://127.0.0.1:{port}/trusted-identity/v1/sessions"
+        run = _wrk(url, platform.api_key, body, 10, 16)
+        after = _worker_rss_mib(server)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    return {"rss_mib_before": before, "rss_mib_after": after, "rps": round(run["rps"])}
+
+
+def run_size(spaces: int, days: int, env: dict[str, str]) -> dict:
+    from django.core.cache import cache
+    from django.core.management import call_command
+    from django.db import connections
+
+    from trusted_identity import services
+
+    connections.close_all()
+    _psql(f"DROP DATABASE IF EXISTS {DATABASE}")
+    _psql(f"CREATE DATABASE {DATABASE}")
+    call_command("migrate", verbosity=0, interactive=False)
+    cache.clear()
+    services.reset_local_state()
+    started = time.perf_counter()
+    load(spaces, days)
+    result: dict = {
+        "spaces": spaces,
+        "platforms": spaces * len(KINDS),
+        "days": days,
+        "load_s": round(time.perf_counter() - started, 1),
+    }
+    result["before_prune"] = measure("before")
+    report = services.prune()
+    result["prune"] = {
+        "seconds": round(report.seconds, 2),
+        "hourly_rows_folded": report.hourly_rows_folded,
+    }
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE trusted_identity_outcomecount")
+    result["after_prune"] = measure("after")
+    again = services.prune()
+    result["prune_again_s"] = round(again.seconds, 2)
+    result["worker_memory"] = worker_memory(env)
+    return result
+
+
+def print_table(results: dict) -> None:
+    print()
+    print(f"trusted-identity scale benchmark  {results['date']}  {results['machine']}")
+    header = (
+        f"{'size':<16}{'phase':<8}{'hourly rows':>12}{'MiB heap+idx':>14}{'daily rows':>11}"
+        f"{'settings':>9}{'spaces':>8}{'platfs':>8}{'status1':>8}{'statusA':>8}{'start':>7}"
+    )
+    print(header)
+    print("-" * len(header))
+    for size in results["sizes"]:
+        label = f"{size['spaces']}x{size['days']}d"
+        for phase in ("before_prune", "after_prune"):
+            m = size[phase]
+            hourly, daily = m["tables"]["outcomecount"], m["tables"]["dailyoutcomecount"]
+            print(
+                f"{label:<16}{phase.split('_')[0]:<8}{hourly['rows']:>12,}"
+                f"{hourly['heap_mib'] + hourly['indexes_mib']:>14,.1f}{daily['rows']:>11,}"
+                f"{m['settings_page_ms']:>9}{m['space_list_ms']:>8}{m['platform_list_ms']:>8}"
+                f"{m['status_one_space_ms']:>8}{m['status_all_spaces_ms']:>8}"
+                f"{m['session_start_warm_ms']:>7}"
+            )
+        memory = size["worker_memory"]
+        print(
+            f"{'':<16}prune {size['prune']['seconds']} s ({size['prune']['hourly_rows_folded']:,} "
+            f"rows folded), again {size['prune_again_s']} s; worker RSS "
+            f"{memory['rss_mib_before']} -> {memory['rss_mib_after']} MiB at {memory['rps']} req/s"
+        )
+    print("(times in ms, medians; settings/spaces/platfs are admin pages)")
+    print(f"written to {RESULTS.relative_to(ROOT)}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--sizes",
+        default="10x7,200x90,1000x14",
+        help="spaces x days of hourly counts, comma-separated (full: 10x7,200x90,1000x90)",
+    )
+    args = parser.parse_args()
+    sizes = [tuple(int(n) for n in size.split("x")) for size in args.sizes.split(",")]
+    sys.path.insert(0, str(ROOT))
+    os.chdir(ROOT)
+    from trusted_identity.crypto import generate_key
+
+    env = {
+        "DJANGO_SETTINGS_MODULE": "bench.settings",
+        "DJANGO_READ_DOT_ENV": "0",
+        "DEBUG": "0",
+        "SECRET_KEY": "scale-" + os.urandom(24).hex(),
+        "TRUSTED_IDENTITY_ENCRYPTION_KEYS": generate_key(),
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DATABASE}",
+        "CACHE_URL": os.environ.get("BENCH_CACHE_URL", "redis://127.0.0.1:6379/15"),
+    }
+    os.environ.update(env)
+    _psql(f"DROP DATABASE IF EXISTS {DATABASE}")
+    _psql(f"CREATE DATABASE {DATABASE}")
+    import django
+
+    django.setup()
+    import platform as platform_module
+
+    results = {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform_module.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform_module.python_version()}, PostgreSQL + Redis",
+        "sizes": [],
+    }
+    for spaces, days in sizes:
+        print(f"size {spaces} spaces x {days} days...", flush=True)
+        results["sizes"].append(run_size(spaces, days, env))
+        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    from django.db import connections
+
+    connections.close_all()
+    _psql(f"DROP DATABASE IF EXISTS {DATABASE}")
+    print_table(results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
