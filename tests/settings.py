@@ -30,3 +30,8 @@ SESSION_COOKIE_SECURE = False
 CSRF_COOKIE_SECURE = False
 SECURE_HSTS_SECONDS = 0
 ALLOWED_HOSTS = ["*"]
+
+# On a shared PostgreSQL server, TEST_DATABASE_NAME names the throw-away test database
+# (Django's default is "test_" + the name in DATABASE_URL).
+if os.environ.get("TEST_DATABASE_NAME"):
+    DATABASES["default"]["TEST"] = {"NAME": os.environ["TEST_DATABASE_NAME"]}  # noqa: F405

@@ -7,8 +7,20 @@ background thread writes the sums every ``COUNT_FLUSH_INTERVAL`` seconds (and at
 exit) as ``count = count + n``: several processes never lose each other's
 updates, and a failed write keeps its counts for the next try.
 
-With ``COUNT_FLUSH_INTERVAL = 0`` every start is written at once (the tests'
-default, and a choice for sites that want figures to the request).
+A count is written at once, in the caller's connection, instead of buffered when:
+
+- ``COUNT_FLUSH_INTERVAL`` is 0 (a choice for sites that want figures to the request);
+- the caller is inside a transaction (``atomic``): the count then commits or rolls back
+  with the caller's work, and may name a platform only that transaction can see yet. A
+  buffered count would outlive a rollback and be written later by another connection,
+  to a platform that no longer exists, or to another one that got the same id;
+- Django's test environment is set up (``setup_test_environment()``, which Django's
+  test runner and pytest-django call): tests read the figures straight after a
+  request, and a count must never be written after its test has ended.
+
+So a site's own ``TestCase`` and pytest-django tests see exact counts, with nothing
+left over for the next test, while serving processes keep the buffer. The session
+view opts out of ``ATOMIC_REQUESTS`` so that sites using it keep the buffer as well.
 """
 
 from __future__ import annotations
@@ -20,11 +32,12 @@ import threading
 from collections import Counter
 from datetime import datetime
 
-from django.db import DatabaseError, IntegrityError, connections, transaction
+from django.core import mail
+from django.db import DatabaseError, IntegrityError, connections, router, transaction
 from django.db.models import F
 
 from .conf import app_settings
-from .models import OutcomeCount
+from .models import OutcomeCount, Platform
 
 logger = logging.getLogger("trusted_identity")
 
@@ -43,14 +56,18 @@ def write_increment(platform_id: int, hour: datetime, outcome: str, count: int) 
     with transaction.atomic():
         if rows.update(count=F("count") + count):
             return
+        # Foreign keys are checked at commit (Django makes them DEFERRABLE INITIALLY
+        # DEFERRED), so an INSERT for a deleted platform would only fail there, outside
+        # the IntegrityError handler below, and the counts would be retried forever.
+        if not Platform.objects.filter(pk=platform_id).exists():
+            return  # the platform was deleted: its counts went with it
         try:
             with transaction.atomic():
                 OutcomeCount.objects.create(
                     platform_id=platform_id, hour=hour, outcome=outcome, count=count
                 )
         except IntegrityError:
-            # Another writer inserted the row first, or the platform was deleted (then
-            # this updates nothing: its counts went with it).
+            # Another writer inserted the row first.
             rows.update(count=F("count") + count)
 
 
@@ -122,9 +139,31 @@ _buffer = OutcomeBuffer()
 atexit.register(_buffer.flush)
 
 
+def in_transaction() -> bool:
+    """Whether the caller's connection (the one counts are written with) is in ``atomic``."""
+    return connections[router.db_for_write(OutcomeCount)].in_atomic_block
+
+
+def in_test_environment() -> bool:
+    """Whether Django's ``setup_test_environment()`` has run in this process.
+
+    Django's test runner and pytest-django both call it; it is what creates
+    ``django.core.mail.outbox`` (documented in Django's testing tools), and
+    ``teardown_test_environment()`` deletes it again.
+    """
+    return hasattr(mail, "outbox")
+
+
+def writes_at_once() -> bool:
+    """Whether a count is written now instead of buffered (see the module's docstring)."""
+    return (
+        float(app_settings.COUNT_FLUSH_INTERVAL) <= 0 or in_transaction() or in_test_environment()
+    )
+
+
 def count(platform_id: int, hour: datetime, outcome: str, n: int = 1) -> None:
-    """Count ``n`` starts: buffered, or written at once when the interval is 0."""
-    if float(app_settings.COUNT_FLUSH_INTERVAL) > 0:
+    """Count ``n`` starts: buffered, or written at once (see :func:`writes_at_once`)."""
+    if not writes_at_once():
         _buffer.add((platform_id, hour, outcome), n)
         return
     try:
