@@ -32,6 +32,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "trusted_identity",
+    # The example site itself, for its demo_setup command (not part of the app's wheel).
+    "project",
 ]
 
 MIDDLEWARE = [
