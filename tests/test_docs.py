@@ -21,3 +21,73 @@ def test_every_system_check_is_in_the_readme_table():
     ids = set(re.findall(r'id="(trusted_identity\.[EW]\d{3})"', source))
     documented = set(re.findall(r"^\| `(trusted_identity\.[EW]\d{3})` \|", README, re.M))
     assert ids and ids == documented
+
+
+def readme_table(heading: str) -> list[list[str]]:
+    start = README.index(f"\n## {heading}\n") if f"\n## {heading}\n" in README else None
+    if start is None:
+        start = README.index(f"\n### {heading}\n")
+    text = README[start + 1 :]
+    text = text[: re.search(r"\n#{2,3} ", text).start()]
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    return [[cell.strip() for cell in row.strip("|").split("|")] for row in rows[1:]]
+
+
+def test_every_http_error_code_is_in_the_readme_table():
+    from trusted_identity import exceptions, views
+
+    source = Path(views.__file__).read_text(encoding="utf-8")
+    codes = set(re.findall(r'error_response\(\s*"(\w+)"', source))
+    http_errors = [
+        exceptions.InvalidRequest,
+        exceptions.InvalidApiKey,
+        exceptions.NotAuthenticated,
+        exceptions.SignatureRequired,
+        exceptions.SignatureInvalid,
+        exceptions.PlatformNotFound,
+        exceptions.RateLimited,
+        exceptions.ServiceUnavailable,
+        exceptions.PermissionDenied,
+    ]
+    codes |= {error.code for error in http_errors}
+    table = {row[1].strip("`"): int(row[0]) for row in readme_table("Error codes")}
+    assert codes - set(table) == set()
+    assert {"internal_error", "permission_denied", "not_found", "method_not_allowed"} <= codes
+    for error in http_errors:
+        assert table[error.code] == error.status, error.code
+
+
+def test_every_signal_is_documented_with_the_arguments_it_is_sent_with(db):
+    from datetime import timedelta
+
+    from trusted_identity import services, signals
+
+    documented = {}
+    for name, _when, arguments in readme_table("Signals"):
+        without_notes = re.sub(r"\([^)]*\)", "", arguments)
+        documented[name.strip("`")] = set(re.findall(r"`(\w+)`", without_notes))
+    sent = {}
+
+    def remember(signal_name):
+        def receiver(signal, sender, **kwargs):
+            sent[signal_name] = set(kwargs)
+
+        return receiver
+
+    names = [n for n in dir(signals) if isinstance(getattr(signals, n), signals.Signal)]
+    assert set(names) == set(documented)
+    receivers = {name: remember(name) for name in names}
+    for name, receiver in receivers.items():
+        getattr(signals, name).connect(receiver)
+    try:
+        actor = services.get_cli_actor()
+        space = services.create_space("docs")
+        platform = services.add_platform(space, "web")
+        services.reveal_secret(platform, actor)
+        services.rotate_secret(platform, actor, timedelta(hours=1))
+        services.revoke_previous(platform, actor)
+        services.set_enforcement(platform, True, actor, force=True, reason="docs")
+    finally:
+        for name, receiver in receivers.items():
+            getattr(signals, name).disconnect(receiver)
+    assert sent == documented
