@@ -91,3 +91,24 @@ def test_every_signal_is_documented_with_the_arguments_it_is_sent_with(db):
         for name, receiver in receivers.items():
             getattr(signals, name).disconnect(receiver)
     assert sent == documented
+
+
+def test_the_readme_testing_example_passes_as_written(django_db_setup, django_db_blocker, settings):
+    """The README's TestCase for a site's own tests, run as Django's runner would run it."""
+    import unittest
+    from io import StringIO
+
+    settings.TRUSTED_IDENTITY = {
+        k: v for k, v in settings.TRUSTED_IDENTITY.items() if k != "COUNT_FLUSH_INTERVAL"
+    }
+    start = README.index("\n## Testing your site\n")
+    section = README[start : README.index("\n## ", start + 1)]
+    [block] = re.findall(r"^```python\n(.*?)^```", section, re.S | re.M)
+    namespace = {"__name__": "readme_testing_example"}
+    exec(compile(block, "README.md", "exec"), namespace)
+    suite = unittest.defaultTestLoader.loadTestsFromTestCase(namespace["SignInTests"])
+    stream = StringIO()
+    with django_db_blocker.unblock():
+        result = unittest.TextTestRunner(stream=stream).run(suite)
+    assert result.testsRun == 2
+    assert result.wasSuccessful(), stream.getvalue()
