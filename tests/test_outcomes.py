@@ -195,3 +195,32 @@ def test_counts_of_a_deleted_platform_are_dropped_not_retried(buffered, caplog):
     assert outcomes.pending() == {}
     assert not OutcomeCount.objects.exists()
     assert [r for r in caplog.records if r.levelname == "ERROR"] == []
+
+
+def test_the_flush_at_exit_waits_for_the_write_in_flight(monkeypatch):
+    """gunicorn stopped gracefully: atexit's flush must not return (and let the process
+    end, killing the daemon thread) while the thread still writes counts it took."""
+    buffer = outcomes.OutcomeBuffer()
+    monkeypatch.setattr(buffer, "_ensure_flusher", lambda: None)
+    written, started, release = [], threading.Event(), threading.Event()
+
+    def slow_write(platform_id, hour, outcome, n):
+        started.set()
+        release.wait(5)
+        written.append((outcome, n))
+
+    monkeypatch.setattr(outcomes, "write_increment", slow_write)
+    buffer.add((1, None, "valid"), 4)
+    in_flight = threading.Thread(target=buffer.flush)  # the background thread's flush
+    in_flight.start()
+    assert started.wait(5)
+    assert buffer.pending() == {}  # taken by the thread, not yet written
+    at_exit_done = threading.Event()
+    at_exit = threading.Thread(target=lambda: (buffer.flush(), at_exit_done.set()))
+    at_exit.start()
+    assert not at_exit_done.wait(0.3), "the exit flush returned with counts still in flight"
+    release.set()
+    in_flight.join(5)
+    at_exit.join(5)
+    assert at_exit_done.is_set()
+    assert written == [("valid", 4)]

@@ -76,6 +76,7 @@ class OutcomeBuffer:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._flushing = threading.Lock()
         self._pending: Counter[CountKey] = Counter()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -92,22 +93,28 @@ class OutcomeBuffer:
             return dict(self._pending)
 
     def flush(self) -> int:
-        """Write every pending sum; what can't be written stays pending. Returns rows written."""
-        with self._lock:
-            batch, self._pending = self._pending, Counter()
-        written = 0
-        try:
-            for key, n in list(batch.items()):
-                write_increment(*key, n)
-                del batch[key]
-                written += 1
-        except DatabaseError:
-            logger.exception(
-                "Could not write %d outcome counts; keeping them for the next try", len(batch)
-            )
+        """Write every pending sum; what can't be written stays pending. Returns rows written.
+
+        One flush at a time: the one at exit waits for the thread's write in flight,
+        whose counts are no longer pending, or the process would end (and the daemon
+        thread with it) before they are committed.
+        """
+        with self._flushing:
             with self._lock:
-                self._pending.update(batch)
-        return written
+                batch, self._pending = self._pending, Counter()
+            written = 0
+            try:
+                for key, n in list(batch.items()):
+                    write_increment(*key, n)
+                    del batch[key]
+                    written += 1
+            except DatabaseError:
+                logger.exception(
+                    "Could not write %d outcome counts; keeping them for the next try", len(batch)
+                )
+                with self._lock:
+                    self._pending.update(batch)
+            return written
 
     def _ensure_flusher(self) -> None:
         # After a fork (gunicorn --preload) the parent's thread does not exist here.
