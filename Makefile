@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 STAMP := $(VENV)/.installed
 
 
-.PHONY: help install run serve bench bench-scale test test-postgres lint migrate demo screenshots clean
+.PHONY: help install run serve bench bench-scale test test-postgres test-matrix dist check-dist lint migrate demo screenshots clean
 
 help:
 	@echo "make run    - install, migrate, create the demo space and admin login, serve on $(HOST):$(PORT)"
@@ -16,6 +16,9 @@ help:
 	@echo "make bench  - benchmarks: a table, and bench/results.json"
 	@echo "make bench-scale - cost as the data grows (PostgreSQL): bench/scale-results.json"
 	@echo "make lint   - ruff"
+	@echo "make dist   - build the sdist and the wheel into dist/ (offline)"
+	@echo "make check-dist - dist, then twine check --strict and check-wheel-contents"
+	@echo "make test-matrix - the suite on Python 3.10/Django 5.2, 3.12/6.0, 3.13/6.1 (nox)"
 	@echo "make screenshots - regenerate docs/screenshots/ (Debian's chromium, no download)"
 
 $(STAMP): pyproject.toml
@@ -59,6 +62,20 @@ POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/trusted_identity
 test-postgres: install
 	DATABASE_URL=$(POSTGRES_URL) $(BIN)/python -m pytest
 
+# The package as an index gets it: the sdist, and the wheel built from it. Offline: the
+# venv's setuptools and build (the dev extra), no isolated build environment to download.
+dist: install
+	rm -rf dist
+	$(BIN)/python -m build --no-isolation --outdir dist .
+
+check-dist: dist
+	$(BIN)/twine check --strict dist/*
+	$(BIN)/check-wheel-contents dist/*.whl
+
+# The version matrix of noxfile.py, with the Pythons pyenv has installed.
+test-matrix: install
+	$(BIN)/nox
+
 # The README's screenshots of the admin settings page, light and dark, from demo data
 # in a throw-away database; needs Debian's chromium (/usr/bin/chromium).
 screenshots: install
@@ -83,4 +100,4 @@ lint: install
 	$(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache db.sqlite3 .env
+	rm -rf $(VENV) .pytest_cache .ruff_cache db.sqlite3 .env dist build .nox

@@ -34,6 +34,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "axes",
     "trusted_identity",
+    # The example site itself, for its demo_setup command (not part of the app's wheel).
+    "project",
 ]
 
 MIDDLEWARE = [

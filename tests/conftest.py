@@ -227,3 +227,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             f"{figures['leak_log_records_searched']} log records",
             green=True,
         )
+
+
+@pytest.fixture(scope="session")
+def built_dist(tmp_path_factory):
+    """The sdist and the wheel, built once per run (tests/packaging.py)."""
+    from . import packaging
+
+    return packaging.build(tmp_path_factory.mktemp("dist"))

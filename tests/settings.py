@@ -41,3 +41,8 @@ AXES_ENABLED = False
 # (tests/test_sign_authentication.py); the app itself does not need it.
 if importlib.util.find_spec("rest_framework") is not None:
     INSTALLED_APPS = [*INSTALLED_APPS, "rest_framework", "rest_framework.authtoken"]
+
+# On a shared PostgreSQL server, TEST_DATABASE_NAME names the throw-away test database
+# (Django's default is "test_" + the name in DATABASE_URL).
+if os.environ.get("TEST_DATABASE_NAME"):
+    DATABASES["default"]["TEST"] = {"NAME": os.environ["TEST_DATABASE_NAME"]}  # noqa: F405

@@ -21,6 +21,7 @@ from datetime import timedelta
 from io import StringIO
 from urllib.parse import urlsplit
 
+import django
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.sessions.models import Session
@@ -181,7 +182,10 @@ def test_debug_error_page_of_a_failed_reveal_holds_no_secret(client, world, sett
 
 def test_error_email_of_a_failed_reveal_holds_no_secret(client, world, settings):
     settings.DEBUG = False
-    settings.ADMINS = [("Ops", "ops@example.com")]
+    # Django 6.0 takes plain addresses and deprecates (name, address) pairs.
+    settings.ADMINS = (
+        ["ops@example.com"] if django.VERSION >= (6, 0) else [("Ops", "ops@example.com")]
+    )
     secrets = every_secret()
     response = reveal_that_fails_after_decrypting(client, world, world["owner"])
     assert response.status_code == 500

@@ -8,17 +8,34 @@ from django.db.models import Sum
 from django.test.utils import CaptureQueriesContext
 
 from trusted_identity import outcomes, services
-from trusted_identity.models import OutcomeCount
+from trusted_identity.models import OutcomeCount, Platform
 
 from .factories import PlatformFactory
 
 
+def as_a_serving_process(monkeypatch):
+    """What a server process sees: no test environment, no transaction around the start."""
+    monkeypatch.setattr(outcomes, "in_test_environment", lambda: False)
+    monkeypatch.setattr(outcomes, "in_transaction", lambda: False)
+
+
 @pytest.fixture
-def buffered(settings):
+def buffered(settings, monkeypatch):
     settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, "COUNT_FLUSH_INTERVAL": 60}
+    as_a_serving_process(monkeypatch)
     outcomes.flush()
     yield
     outcomes.flush()
+
+
+@pytest.fixture
+def default_interval(settings):
+    settings.TRUSTED_IDENTITY = {
+        key: value
+        for key, value in settings.TRUSTED_IDENTITY.items()
+        if key != "COUNT_FLUSH_INTERVAL"
+    }
+    assert outcomes.app_settings.COUNT_FLUSH_INTERVAL == 0.5
 
 
 def total(platform, outcome):
@@ -106,3 +123,104 @@ def test_concurrent_threads_lose_no_count(settings):
     assert errors == []
     assert total(platform, "valid") + total(platform, "invalid") == threads * per_thread
     assert total(platform, "valid") == threads * per_thread // 2
+
+
+# ------------------------------------------- when a count is written at once
+
+
+def start_visitor(client, platform, **extra):
+    response = client.post(
+        "/trusted-identity/v1/sessions",
+        "{}",
+        content_type="application/json",
+        HTTP_X_API_KEY=platform.api_key,
+        **extra,
+    )
+    assert response.status_code == 201
+    return response
+
+
+def test_the_test_environment_is_seen():
+    assert outcomes.in_test_environment()
+
+
+def test_inside_a_transaction_a_count_is_written_in_it(default_interval, platform, monkeypatch):
+    """Even outside the test environment: the count goes with the caller's transaction."""
+    monkeypatch.setattr(outcomes, "in_test_environment", lambda: False)
+    assert outcomes.in_transaction()  # the test's own transaction
+    services.record_outcome(platform.pk, "valid")
+    assert outcomes.pending() == {}
+    assert total(platform, "valid") == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_under_the_test_environment_a_count_is_written_at_once(default_interval, client):
+    """No transaction around a transactional test: the test environment is enough."""
+    platform = PlatformFactory(kind="web")
+    assert not outcomes.in_transaction()
+    start_visitor(client, platform)
+    assert outcomes.pending() == {}
+    assert total(platform, "visitor") == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_serving_process_keeps_the_buffer_even_with_atomic_requests(
+    default_interval, client, monkeypatch
+):
+    """What the benchmark depends on: starts wait in memory, also under ATOMIC_REQUESTS
+    (the session view opts out of it)."""
+    platform = PlatformFactory(kind="web")
+    monkeypatch.setattr(outcomes, "in_test_environment", lambda: False)
+    monkeypatch.setitem(connection.settings_dict, "ATOMIC_REQUESTS", True)
+    monkeypatch.setattr(outcomes._buffer, "_ensure_flusher", lambda: None)  # flush by hand
+    try:
+        start_visitor(client, platform)
+        start_visitor(client, platform)
+        assert sum(outcomes.pending().values()) == 2
+        assert total(platform, "visitor") == 0
+    finally:
+        outcomes.flush()
+    assert total(platform, "visitor") == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_counts_of_a_deleted_platform_are_dropped_not_retried(buffered, caplog):
+    """Foreign keys are checked at commit: the INSERT of a deleted platform's count must
+    not get that far, or the counts would stay pending and fail every flush."""
+    platform = PlatformFactory(kind="web")
+    services.record_outcome(platform.pk, "valid", 3)
+    Platform.objects.filter(pk=platform.pk).delete()
+    with caplog.at_level("ERROR", logger="trusted_identity"):
+        assert outcomes.flush() == 1
+    assert outcomes.pending() == {}
+    assert not OutcomeCount.objects.exists()
+    assert [r for r in caplog.records if r.levelname == "ERROR"] == []
+
+
+def test_the_flush_at_exit_waits_for_the_write_in_flight(monkeypatch):
+    """gunicorn stopped gracefully: atexit's flush must not return (and let the process
+    end, killing the daemon thread) while the thread still writes counts it took."""
+    buffer = outcomes.OutcomeBuffer()
+    monkeypatch.setattr(buffer, "_ensure_flusher", lambda: None)
+    written, started, release = [], threading.Event(), threading.Event()
+
+    def slow_write(platform_id, hour, outcome, n):
+        started.set()
+        release.wait(5)
+        written.append((outcome, n))
+
+    monkeypatch.setattr(outcomes, "write_increment", slow_write)
+    buffer.add((1, None, "valid"), 4)
+    in_flight = threading.Thread(target=buffer.flush)  # the background thread's flush
+    in_flight.start()
+    assert started.wait(5)
+    assert buffer.pending() == {}  # taken by the thread, not yet written
+    at_exit_done = threading.Event()
+    at_exit = threading.Thread(target=lambda: (buffer.flush(), at_exit_done.set()))
+    at_exit.start()
+    assert not at_exit_done.wait(0.3), "the exit flush returned with counts still in flight"
+    release.set()
+    in_flight.join(5)
+    at_exit.join(5)
+    assert at_exit_done.is_set()
+    assert written == [("valid", 4)]

@@ -113,7 +113,9 @@ class AppSettings:
             return self._resolved[name]
         except KeyError:
             pass
-        user_settings = getattr(django_settings, "TRUSTED_IDENTITY", None) or {}
+        user_settings = getattr(django_settings, "TRUSTED_IDENTITY", None)
+        if not isinstance(user_settings, dict):
+            user_settings = {}  # None, or a mistake the check trusted_identity.E006 names
         value = user_settings.get(name, DEFAULTS[name])
         if name == "ENCRYPTION_KEYS" and value is None:
             value = os.environ.get("TRUSTED_IDENTITY_ENCRYPTION_KEYS", "")

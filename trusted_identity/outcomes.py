@@ -7,8 +7,20 @@ background thread writes the sums every ``COUNT_FLUSH_INTERVAL`` seconds (and at
 exit) as ``count = count + n``: several processes never lose each other's
 updates, and a failed write keeps its counts for the next try.
 
-With ``COUNT_FLUSH_INTERVAL = 0`` every start is written at once (the tests'
-default, and a choice for sites that want figures to the request).
+A count is written at once, in the caller's connection, instead of buffered when:
+
+- ``COUNT_FLUSH_INTERVAL`` is 0 (a choice for sites that want figures to the request);
+- the caller is inside a transaction (``atomic``): the count then commits or rolls back
+  with the caller's work, and may name a platform only that transaction can see yet. A
+  buffered count would outlive a rollback and be written later by another connection,
+  to a platform that no longer exists, or to another one that got the same id;
+- Django's test environment is set up (``setup_test_environment()``, which Django's
+  test runner and pytest-django call): tests read the figures straight after a
+  request, and a count must never be written after its test has ended.
+
+So a site's own ``TestCase`` and pytest-django tests see exact counts, with nothing
+left over for the next test, while serving processes keep the buffer. The session
+view opts out of ``ATOMIC_REQUESTS`` so that sites using it keep the buffer as well.
 """
 
 from __future__ import annotations
@@ -20,7 +32,8 @@ import threading
 from collections import Counter
 from datetime import datetime
 
-from django.db import DatabaseError, IntegrityError, connections, transaction
+from django.core import mail
+from django.db import DatabaseError, IntegrityError, connections, router, transaction
 from django.db.models import F
 
 from .conf import app_settings
@@ -46,20 +59,24 @@ def write_increment(platform_id: int, hour: datetime, outcome: str, count: int) 
     """
     rows = OutcomeCount.objects.filter(platform_id=platform_id, hour=hour, outcome=outcome)
     for _attempt in range(WRITE_ATTEMPTS):
-        try:
-            # Its own atomic block: a failure rolls back this write only, even inside a
-            # caller's transaction, and leaves the caller free to keep the counts.
-            with transaction.atomic():
-                if rows.update(count=F("count") + count):
-                    return
+        # Its own atomic block: a failure rolls back this write only, even inside a
+        # caller's transaction, and leaves the caller free to keep the counts.
+        with transaction.atomic():
+            if rows.update(count=F("count") + count):
+                return
+            # Foreign keys are checked at commit (Django makes them DEFERRABLE INITIALLY
+            # DEFERRED), so an INSERT for a deleted platform would only fail there, outside
+            # the IntegrityError handler below, and the counts would be retried forever.
+            if not Platform.objects.filter(pk=platform_id).exists():
+                return  # the platform was deleted: its counts went with it
+            try:
                 with transaction.atomic():
                     OutcomeCount.objects.create(
                         platform_id=platform_id, hour=hour, outcome=outcome, count=count
                     )
-            return
-        except IntegrityError:
-            if not Platform.objects.filter(pk=platform_id).exists():
-                return  # the platform was deleted: its counts went with it
+                return
+            except IntegrityError:
+                pass  # inserted meanwhile by another writer, or folded away by prune: again
     raise IntegrityError(
         f"could not add {count} {outcome} starts to platform #{platform_id} at {hour} "
         f"in {WRITE_ATTEMPTS} attempts"
@@ -71,6 +88,7 @@ class OutcomeBuffer:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._flushing = threading.Lock()
         self._pending: Counter[CountKey] = Counter()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -87,22 +105,28 @@ class OutcomeBuffer:
             return dict(self._pending)
 
     def flush(self) -> int:
-        """Write every pending sum; what can't be written stays pending. Returns rows written."""
-        with self._lock:
-            batch, self._pending = self._pending, Counter()
-        written = 0
-        try:
-            for key, n in list(batch.items()):
-                write_increment(*key, n)
-                del batch[key]
-                written += 1
-        except DatabaseError:
-            logger.exception(
-                "Could not write %d outcome counts; keeping them for the next try", len(batch)
-            )
+        """Write every pending sum; what can't be written stays pending. Returns rows written.
+
+        One flush at a time: the one at exit waits for the thread's write in flight,
+        whose counts are no longer pending, or the process would end (and the daemon
+        thread with it) before they are committed.
+        """
+        with self._flushing:
             with self._lock:
-                self._pending.update(batch)
-        return written
+                batch, self._pending = self._pending, Counter()
+            written = 0
+            try:
+                for key, n in list(batch.items()):
+                    write_increment(*key, n)
+                    del batch[key]
+                    written += 1
+            except DatabaseError:
+                logger.exception(
+                    "Could not write %d outcome counts; keeping them for the next try", len(batch)
+                )
+                with self._lock:
+                    self._pending.update(batch)
+            return written
 
     def _ensure_flusher(self) -> None:
         # After a fork (gunicorn --preload) the parent's thread does not exist here.
@@ -134,9 +158,31 @@ _buffer = OutcomeBuffer()
 atexit.register(_buffer.flush)
 
 
+def in_transaction() -> bool:
+    """Whether the caller's connection (the one counts are written with) is in ``atomic``."""
+    return connections[router.db_for_write(OutcomeCount)].in_atomic_block
+
+
+def in_test_environment() -> bool:
+    """Whether Django's ``setup_test_environment()`` has run in this process.
+
+    Django's test runner and pytest-django both call it; it is what creates
+    ``django.core.mail.outbox`` (documented in Django's testing tools), and
+    ``teardown_test_environment()`` deletes it again.
+    """
+    return hasattr(mail, "outbox")
+
+
+def writes_at_once() -> bool:
+    """Whether a count is written now instead of buffered (see the module's docstring)."""
+    return (
+        float(app_settings.COUNT_FLUSH_INTERVAL) <= 0 or in_transaction() or in_test_environment()
+    )
+
+
 def count(platform_id: int, hour: datetime, outcome: str, n: int = 1) -> None:
-    """Count ``n`` starts: buffered, or written at once when the interval is 0."""
-    if float(app_settings.COUNT_FLUSH_INTERVAL) > 0:
+    """Count ``n`` starts: buffered, or written at once (see :func:`writes_at_once`)."""
+    if not writes_at_once():
         _buffer.add((platform_id, hour, outcome), n)
         return
     try:

@@ -8,6 +8,7 @@ HTML, except the one revealed secret in an allowed Reveal response.
 
 from types import SimpleNamespace
 
+import django
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.urls import reverse
@@ -225,6 +226,15 @@ MATRIX = {
         (200, 200, 200, 200, 200, 200, 302),
     ),
 }
+
+# Django 6.1's change form checks view-or-change permission before it looks for the
+# object, for a POST too: a staff user who can see no space is told the space doesn't
+# exist (302 to the index, as an outsider is) instead of 403. Nothing changes either way.
+if django.VERSION >= (6, 1):
+    MATRIX["space change POST"] = (
+        *MATRIX["space change POST"][:3],
+        (302, 302, 403, 403, 302, 302, 302),
+    )
 
 CASES = [
     pytest.param(name, role, expected[index], id=f"{name}-{role}")

@@ -114,6 +114,9 @@ def verification_changed() -> None:
                 VerificationGeneration.objects.create(value=1)
         except IntegrityError:  # created meanwhile by another writer
             rows.update(value=F("value") + 1)
+    # Now, for what this connection reads next (a test's own transaction, which never
+    # commits), and again at the commit, for everything else.
+    generation_tracker.expire()
     transaction.on_commit(generation_tracker.expire)
 
 

@@ -1,5 +1,7 @@
 """``manage.py demo_setup``: the demo space and admin login that ``make run`` prints.
 
+A command of the example project, not of the reusable app: a site that installs
+``trusted_identity`` never gets a command that makes an ``admin``/``admin`` login.
 Idempotent: running it again changes nothing but prints the same instructions.
 Refuses to run with DEBUG off, so a production database never gets a demo login.
 """
