@@ -15,20 +15,29 @@ from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse
 from django.test import Client
 
+from trusted_identity import wsgi as lean_module
 from trusted_identity.wsgi import LeanSessions
 
 
-def call_wsgi(app, environ) -> tuple[str, list[tuple[str, str]], bytes]:
-    """(status line, headers, body) of one WSGI call."""
+def _keep_connections(**kwargs):
+    pass
+
+
+def call_wsgi(make_app, environ) -> tuple[str, list[tuple[str, str]], bytes]:
+    """(status line, headers, body) of one WSGI call to the application ``make_app()``."""
     started: dict = {}
 
     def start_response(status, headers, exc_info=None):
         started.update(status=status, headers=list(headers))
 
     # As Django's test client does: the test's transaction must survive the request.
+    # The lean path calls close_old_connections itself when only Django's receivers
+    # listen to the request signals (as here, once made inside this window).
     signals.request_started.disconnect(close_old_connections)
     signals.request_finished.disconnect(close_old_connections)
+    lean_module.close_old_connections = _keep_connections
     try:
+        app = make_app()
         chunks = app(environ, start_response)
         try:
             body = b"".join(chunks)
@@ -36,6 +45,7 @@ def call_wsgi(app, environ) -> tuple[str, list[tuple[str, str]], bytes]:
             if hasattr(chunks, "close"):
                 chunks.close()
     finally:
+        lean_module.close_old_connections = close_old_connections
         signals.request_started.connect(close_old_connections)
         signals.request_finished.connect(close_old_connections)
     return started["status"], started["headers"], body
@@ -46,8 +56,7 @@ class LeanHandler:
 
     def __call__(self, environ):
         # Built per request, as a server process would at start: tests change settings.
-        app = LeanSessions(WSGIHandler())
-        status, headers, body = call_wsgi(app, environ)
+        status, headers, body = call_wsgi(lambda: LeanSessions(WSGIHandler()), environ)
         response = HttpResponse(body, status=int(status.split(" ", 1)[0]))
         del response["Content-Type"]
         for name, value in headers:

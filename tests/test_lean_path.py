@@ -85,9 +85,9 @@ def counts() -> Counter:
     return Counter(dict(rows))
 
 
-def answer(app, make_environ):
+def answer(make_app, make_environ):
     before = counts()
-    status, headers, body = call_wsgi(app, make_environ())
+    status, headers, body = call_wsgi(make_app, make_environ())
     headers = [(k, RANDOM.sub("-", v)) for k, v in headers if k not in ("Date", "Server")]
     return status, headers, SESSION_ID.sub(b'"sessionId": "-"', body), counts() - before
 
@@ -181,11 +181,18 @@ LEAN = {
 
 
 def both(make_environ):
-    django_app = WSGIHandler()
     spy = Spy(WSGIHandler())
-    lean = LeanSessions(spy)
-    assert lean.active
-    return answer(django_app, make_environ), answer(lean, make_environ), spy.calls
+    plain = []
+
+    def make_lean():
+        lean = LeanSessions(spy)
+        assert lean.active
+        plain.append(lean._plain_signals())
+        return lean
+
+    django_answer, lean_answer = answer(WSGIHandler, make_environ), answer(make_lean, make_environ)
+    assert plain == [True], "the lean path sends no signal when only Django listens"
+    return django_answer, lean_answer, spy.calls
 
 
 @pytest.mark.parametrize("name", sorted(corpus(SimpleNamespace(
@@ -216,12 +223,12 @@ def test_rate_limited_on_both_paths(site, world, monkeypatch):
     monkeypatch.setattr(ratelimit, "time", SimpleNamespace(time=lambda: 1_000_000.25))
     request = dict(body={}, api_key=world.web.api_key, HTTP_ORIGIN=ALLOWED)
     answers = []
-    for app in (WSGIHandler(), LeanSessions(WSGIHandler())):
+    for make_app in (WSGIHandler, lambda: LeanSessions(WSGIHandler())):
         from django.core.cache import cache
 
         cache.clear()
-        assert answer(app, lambda: environ(**request))[0].startswith("201")
-        answers.append(answer(app, lambda: environ(**request)))
+        assert answer(make_app, lambda: environ(**request))[0].startswith("201")
+        answers.append(answer(make_app, lambda: environ(**request)))
     assert answers[0] == answers[1]
     status, headers, _, _ = answers[1]
     assert status == "429 Too Many Requests" and ("Retry-After", "20") in headers
@@ -285,7 +292,7 @@ def test_an_unknown_middleware_turns_the_lean_path_off(site, world, caplog):
     lean = LeanSessions(spy)
     assert not lean.active
     assert "GZipMiddleware" in caplog.text
-    call_wsgi(lean, environ(body={}, api_key=world.web.api_key))
+    call_wsgi(lambda: lean, environ(body={}, api_key=world.web.api_key))
     assert spy.calls == 1
     # Unless the site says it leaves session start alone.
     site.TRUSTED_IDENTITY = {

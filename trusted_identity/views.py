@@ -228,11 +228,14 @@ class Answer:
     headers: Headers
 
 
+_json_encoder = DjangoJSONEncoder()  # what json.dumps(cls=...) makes per call; thread-safe
+
+
 def json_bytes(payload: dict[str, Any] | None) -> bytes:
     """The body of an answer, encoded as JsonResponse encodes it."""
     if payload is None:
         return b""
-    return json.dumps(payload, cls=DjangoJSONEncoder).encode(settings.DEFAULT_CHARSET)
+    return _json_encoder.encode(payload).encode(settings.DEFAULT_CHARSET)
 
 
 NO_STORE = ("Cache-Control", "no-store")
