@@ -227,6 +227,7 @@ def _start_gunicorn(
 _WRK_RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
 _WRK_PERCENTILE = re.compile(r"^\s+(50|99)(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE)
 _WRK_STATUS = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
+_WRK_REQUESTS = re.compile(r"(\d+) requests in")
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
@@ -244,7 +245,32 @@ def _wrk(url: str, api_key: str, body: str, seconds: int, connections: int) -> d
         "p50_ms": round(percentiles["50"], 3),
         "p99_ms": round(percentiles["99"], 3),
         "non_2xx": int(errors.group(1)) if errors else 0,
+        "requests": int(_WRK_REQUESTS.search(output).group(1)),
     }
+
+
+def _server_cpu_seconds(server: subprocess.Popen) -> float:
+    """CPU time used so far by a gunicorn master and its workers (user + system)."""
+    children = Path(f"/proc/{server.pid}/task/{server.pid}/children")
+    pids = [server.pid, *(children.read_text().split() if children.exists() else [])]
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _measured(server: subprocess.Popen, *args) -> dict:
+    """A wrk round, with the server's CPU time per request: what a shared machine's
+    other load changes least (requests/s fall when others take the cores; the work
+    per request does not)."""
+    before = _server_cpu_seconds(server)
+    result = _wrk(*args)
+    used = _server_cpu_seconds(server) - before
+    return result | {"cpu_us_per_request": round(used * 1e6 / max(1, result["requests"]), 1)}
 
 
 def bench_session_start(
@@ -278,8 +304,9 @@ def bench_session_start(
             # A different order each round, so no target always runs after another.
             order = names[round_index % len(names) :] + names[: round_index % len(names)]
             for name in order:
+                process = bare if name == "bare" else server
                 rounds[name].append(
-                    _wrk(targets[name], platform.api_key, body, seconds, connections)
+                    _measured(process, targets[name], platform.api_key, body, seconds, connections)
                 )
     finally:
         for process in (server, bare):
@@ -290,7 +317,7 @@ def bench_session_start(
         runs = rounds[name]
         return {
             key: round(statistics.median(run[key] for run in runs), 3)
-            for key in ("rps", "p50_ms", "p99_ms")
+            for key in ("rps", "p50_ms", "p99_ms", "cpu_us_per_request")
         } | {"non_2xx": sum(run["non_2xx"] for run in runs)}
 
     result = {name: median_of(name) for name in targets}
@@ -303,6 +330,14 @@ def bench_session_start(
         return round(statistics.median(pairs), 3)
 
     result["session_start_vs_bare"] = ratio("session_start", "bare")
+    # The same comparison by server CPU per request (bare's over session start's).
+    result["session_start_vs_bare_by_cpu"] = round(
+        result["bare"]["cpu_us_per_request"] / result["session_start"]["cpu_us_per_request"], 3
+    )
+    result["session_start_django_vs_bare_by_cpu"] = round(
+        result["bare"]["cpu_us_per_request"] / result["session_start_django"]["cpu_us_per_request"],
+        3,
+    )
     result["session_start_django_vs_bare"] = ratio("session_start_django", "bare")
     result["session_start_django_vs_trivial"] = ratio("session_start_django", "trivial")
     result["trivial_vs_bare"] = ratio("trivial", "bare")
@@ -544,6 +579,10 @@ def print_table(results: dict) -> None:
                 value = (
                     f"{value['rps']:.0f} req/s, p50 {value['p50_ms']:.2f} ms, "
                     f"p99 {value['p99_ms']:.2f} ms, non-2xx {value['non_2xx']}"
+                ) + (
+                    f", {value['cpu_us_per_request']:.0f} µs CPU/req"
+                    if "cpu_us_per_request" in value
+                    else ""
                 )
             elif isinstance(value, dict):
                 value = ", ".join(f"{k}={v}" for k, v in value.items())
