@@ -4,8 +4,10 @@ Prints a table and writes ``bench/results.json``. Sections:
 
 - ``verify``: the app's verification with a warm lookup vs raw ``hmac`` + ``compare_digest``.
 - ``session_start``: requests/s and p50/p99 through gunicorn (2 workers) under wrk,
-  vs a trivial JSON view and a hand-written verify view in the same deployment;
-  and the queries one warm session start makes.
+  on the lean path (``LeanSessions``, as ``project/wsgi.py`` ships) and through Django
+  (the view behind every middleware), vs the limit (``bench/bare.py``, a bare WSGI
+  callable doing the same work, served by the same gunicorn config), a trivial JSON
+  view and a hand-written verify view; and the queries one warm session start makes.
 - ``admin``: queries of the settings page and the space list for few vs many rows,
   and the time to render the space list with 1,000 spaces.
 - ``bulk``: rotating 1,000 platforms through the admin action and re-keying 10,000
@@ -33,6 +35,7 @@ import tempfile
 import time
 import timeit
 import tracemalloc
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -48,6 +51,13 @@ def _port_open(port: int) -> bool:
 
 
 def _free_port() -> int:
+    """A free port; within ``BENCH_PORTS`` (such as ``8350-8399``) when set."""
+    if os.environ.get("BENCH_PORTS"):
+        low, high = (int(n) for n in os.environ["BENCH_PORTS"].split("-"))
+        for port in range(low, high + 1):
+            if not _port_open(port):
+                return port
+        raise RuntimeError(f"no free port in {low}-{high}")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -182,7 +192,9 @@ def count_session_start_queries(platform, secret: str) -> dict:
     }
 
 
-def _start_gunicorn(env: dict[str, str], port: int, secret: str) -> subprocess.Popen:
+def _start_gunicorn(
+    env: dict[str, str], port: int, secret: str, app: str = "project.wsgi"
+) -> subprocess.Popen:
     server_env = {
         **os.environ,
         **env,
@@ -192,7 +204,7 @@ def _start_gunicorn(env: dict[str, str], port: int, secret: str) -> subprocess.P
         "BENCH_HANDWRITTEN_SECRET": secret,
     }
     process = subprocess.Popen(
-        [str(Path(PYTHON).with_name("gunicorn")), "-c", "project/gunicorn.conf.py", "project.wsgi"],
+        [str(Path(PYTHON).with_name("gunicorn")), "-c", "project/gunicorn.conf.py", app],
         cwd=ROOT,
         env=server_env,
         stdout=subprocess.DEVNULL,
@@ -204,6 +216,8 @@ def _start_gunicorn(env: dict[str, str], port: int, secret: str) -> subprocess.P
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/bench/trivial", data=b"{}", timeout=1)
             return process
+        except urllib.error.HTTPError:  # it answers (bench/bare.py: 400 to this body)
+            return process
         except OSError:
             time.sleep(0.2)
     process.kill()
@@ -213,6 +227,7 @@ def _start_gunicorn(env: dict[str, str], port: int, secret: str) -> subprocess.P
 _WRK_RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
 _WRK_PERCENTILE = re.compile(r"^\s+(50|99)(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE)
 _WRK_STATUS = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
+_WRK_REQUESTS = re.compile(r"(\d+) requests in")
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
@@ -230,21 +245,52 @@ def _wrk(url: str, api_key: str, body: str, seconds: int, connections: int) -> d
         "p50_ms": round(percentiles["50"], 3),
         "p99_ms": round(percentiles["99"], 3),
         "non_2xx": int(errors.group(1)) if errors else 0,
+        "requests": int(_WRK_REQUESTS.search(output).group(1)),
     }
 
 
-def bench_session_start(env: dict[str, str], platform, secret: str, quick: bool) -> dict:
+def _server_cpu_seconds(server: subprocess.Popen) -> float:
+    """CPU time used so far by a gunicorn master and its workers (user + system)."""
+    children = Path(f"/proc/{server.pid}/task/{server.pid}/children")
+    pids = [server.pid, *(children.read_text().split() if children.exists() else [])]
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _measured(server: subprocess.Popen, *args) -> dict:
+    """A wrk round, with the server's CPU time per request: what a shared machine's
+    other load changes least (requests/s fall when others take the cores; the work
+    per request does not)."""
+    before = _server_cpu_seconds(server)
+    result = _wrk(*args)
+    used = _server_cpu_seconds(server) - before
+    return result | {"cpu_us_per_request": round(used * 1e6 / max(1, result["requests"]), 1)}
+
+
+def bench_session_start(
+    env: dict[str, str], platform, secret: str, quick: bool, round_count: int | None = None
+) -> dict:
     from trusted_identity.signing import sign
 
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed (make bench installs Debian's wrk)")
     port = _free_port()
     server = _start_gunicorn(env, port, secret)
+    bare_port = _free_port()
+    bare = _start_gunicorn(env, bare_port, secret, app="bench.bare:application")
     seconds, connections = (3, 8) if quick else (10, 16)
     body = json.dumps({"userId": "load-user", "signed": sign(secret, "load-user")})
     base = f"http://127.0.0.1:{port}"
     targets = {
+        "bare": f"http://127.0.0.1:{bare_port}/",
         "session_start": f"{base}/trusted-identity/v1/sessions",
+        "session_start_django": f"{base}/bench/django/v1/sessions",
         "trivial": f"{base}/bench/trivial",
         "handwritten": f"{base}/bench/handwritten",
     }
@@ -253,32 +299,57 @@ def bench_session_start(env: dict[str, str], platform, secret: str, quick: bool)
             _wrk(url, platform.api_key, body, 1, connections)
         rounds: dict[str, list[dict]] = {name: [] for name in targets}
         names = list(targets)
-        for round_index in range(1 if quick else 3):  # interleaved rounds, median of each
+        round_count = round_count or (1 if quick else 3)
+        for round_index in range(round_count):  # interleaved rounds, median of each
             # A different order each round, so no target always runs after another.
             order = names[round_index % len(names) :] + names[: round_index % len(names)]
             for name in order:
+                process = bare if name == "bare" else server
                 rounds[name].append(
-                    _wrk(targets[name], platform.api_key, body, seconds, connections)
+                    _measured(process, targets[name], platform.api_key, body, seconds, connections)
                 )
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        for process in (server, bare):
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=30)
 
     def median_of(name: str) -> dict:
         runs = rounds[name]
         return {
             key: round(statistics.median(run[key] for run in runs), 3)
-            for key in ("rps", "p50_ms", "p99_ms")
+            for key in ("rps", "p50_ms", "p99_ms", "cpu_us_per_request")
         } | {"non_2xx": sum(run["non_2xx"] for run in runs)}
 
     result = {name: median_of(name) for name in targets}
-    result["session_start_vs_trivial"] = round(
-        result["session_start"]["rps"] / result["trivial"]["rps"], 3
+
+    def ratio(name: str, floor: str) -> float:
+        """The median of the per-round ratios: the two ran seconds apart in each round,
+        under the same background load, so this moves less than a ratio of medians on
+        a shared machine."""
+        pairs = [a["rps"] / b["rps"] for a, b in zip(rounds[name], rounds[floor], strict=True)]
+        return round(statistics.median(pairs), 3)
+
+    result["session_start_vs_bare"] = ratio("session_start", "bare")
+    # The same comparison by server CPU per request (bare's over session start's).
+    result["session_start_vs_bare_by_cpu"] = round(
+        result["bare"]["cpu_us_per_request"] / result["session_start"]["cpu_us_per_request"], 3
     )
-    result["session_start_vs_handwritten"] = round(
-        result["session_start"]["rps"] / result["handwritten"]["rps"], 3
+    result["session_start_django_vs_bare_by_cpu"] = round(
+        result["bare"]["cpu_us_per_request"] / result["session_start_django"]["cpu_us_per_request"],
+        3,
     )
-    result["load"] = {"tool": "wrk", "connections": connections, "seconds": seconds, "workers": 2}
+    result["session_start_django_vs_bare"] = ratio("session_start_django", "bare")
+    result["session_start_django_vs_trivial"] = ratio("session_start_django", "trivial")
+    result["trivial_vs_bare"] = ratio("trivial", "bare")
+    result["session_start_vs_trivial"] = ratio("session_start", "trivial")
+    result["session_start_vs_handwritten"] = ratio("session_start", "handwritten")
+    result["load"] = {
+        "tool": "wrk",
+        "connections": connections,
+        "seconds": seconds,
+        "rounds": round_count,
+        "workers": 2,
+    }
     return result
 
 
@@ -485,6 +556,9 @@ def bench_bulk(quick: bool) -> dict:
 TARGETS = {
     ("verify", "verify_ratio"): ("<=", 1.2),
     ("session_start", "session_start_vs_trivial"): (">=", 0.9),
+    # The lean path against the limit (issue 14): 0.6 with PostgreSQL and Redis, 0.5 in
+    # the default set-up (SQLite, local memory); print_table picks the one that applies.
+    ("session_start", "session_start_vs_bare"): (">=", 0.6),
     ("session_start", "read_queries_per_session_start"): ("<=", 0),
     ("session_start", "write_queries_per_session_start"): ("<=", 1),
     ("long_run", "worst_to_best"): (">=", 0.8),
@@ -505,10 +579,16 @@ def print_table(results: dict) -> None:
                 value = (
                     f"{value['rps']:.0f} req/s, p50 {value['p50_ms']:.2f} ms, "
                     f"p99 {value['p99_ms']:.2f} ms, non-2xx {value['non_2xx']}"
+                ) + (
+                    f", {value['cpu_us_per_request']:.0f} µs CPU/req"
+                    if "cpu_us_per_request" in value
+                    else ""
                 )
             elif isinstance(value, dict):
                 value = ", ".join(f"{k}={v}" for k, v in value.items())
             target = TARGETS.get((section, key))
+            if key == "session_start_vs_bare" and results["cache"] != "redis":
+                target = (">=", 0.5)
             mark = ""
             if target:
                 op, limit = target
@@ -527,6 +607,12 @@ def main() -> int:
         nargs="*",
         choices=["verify", "session_start", "long_run", "admin", "bulk"],
         default=None,
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="interleaved load rounds per target (default 3, 1 with --quick); the median counts",
     )
     args = parser.parse_args()
     sections = set(args.only or ["verify", "session_start", "long_run", "admin", "bulk"])
@@ -555,7 +641,7 @@ def main() -> int:
         if "session_start" in sections:
             results["session_start"] = {
                 **count_session_start_queries(platform, secret),
-                **bench_session_start(env, platform, secret, args.quick),
+                **bench_session_start(env, platform, secret, args.quick, args.rounds),
             }
         if "long_run" in sections:
             results["long_run"] = bench_long_run(env, platform, secret, args.quick)

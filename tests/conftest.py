@@ -16,6 +16,7 @@ from trusted_identity.models import PlatformSecret
 
 from . import hardening
 from .factories import PlatformFactory, SpaceFactory, SuperuserFactory
+from .lean_client import LeanClient
 
 # Property-based tests (tests/test_fuzz.py). "ci" is reproducible: the same
 # examples every run, no example database, no deadline (CI machines vary). Each
@@ -53,6 +54,30 @@ def _fresh_caches():
     yield
     for alias in caches:
         caches[alias].clear()
+
+
+# ------------------------------------------------------ both session-start paths
+#
+# Tests marked ``both_paths`` run twice: with Django's test client (the view behind
+# the site's middleware) and with tests/lean_client.py (``LeanSessions`` in front of
+# Django, called as a WSGI server calls it). Same assertions, both paths.
+
+
+def pytest_generate_tests(metafunc):
+    if metafunc.definition.get_closest_marker("both_paths") and "client" in metafunc.fixturenames:
+        metafunc.parametrize("session_path", ["django", "lean"], indirect=True)
+
+
+@pytest.fixture
+def session_path(request):
+    return getattr(request, "param", "django")
+
+
+@pytest.fixture
+def client(session_path):
+    from django.test import Client
+
+    return LeanClient() if session_path == "lean" else Client()
 
 
 # --------------------------------------------------------------- the browser

@@ -16,6 +16,9 @@ from trusted_identity.views import CORS_ALLOW_HEADERS
 
 from .factories import PlatformFactory, SpaceFactory
 
+# Every test that uses the client runs on the Django view and on the lean path.
+pytestmark = pytest.mark.both_paths
+
 SESSIONS = "/trusted-identity/v1/sessions"
 ALLOWED = "https://app.example.com"
 OTHER_SPACES = "https://other.example.com"

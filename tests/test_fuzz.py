@@ -239,6 +239,7 @@ def encode_body(payload, ensure_ascii: bool, indent) -> bytes:
 # ------------------------------------------------------- session start: bodies
 
 
+@pytest.mark.both_paths
 @examples(450)
 @given(
     payload=session_payloads,
@@ -274,6 +275,7 @@ def test_session_start_any_json_object(
     assert tally(platform) == before + (1 if status in (201, 403) else 0)
 
 
+@pytest.mark.both_paths
 @examples(300)
 @given(value=json_values, ensure_ascii=st.booleans())
 def test_session_start_any_json_value(client, world, debug, value, ensure_ascii):
@@ -309,6 +311,7 @@ CONTENT_TYPES = st.sampled_from(
 ODD_ENCODINGS = ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-8-sig", "latin-1", "cp1252"]
 
 
+@pytest.mark.both_paths
 @examples(500)
 @given(body=st.binary(max_size=300), content_type=CONTENT_TYPES)
 def test_session_start_any_bytes(client, world, debug, body, content_type):
@@ -319,6 +322,7 @@ def test_session_start_any_bytes(client, world, debug, body, content_type):
     assert response.status_code == status
 
 
+@pytest.mark.both_paths
 @examples(200)
 @given(
     payload=st.fixed_dictionaries(
@@ -348,6 +352,7 @@ NESTERS = {
 }
 
 
+@pytest.mark.both_paths
 @examples(100)
 @given(
     depth=st.integers(1, 200_000),
@@ -394,6 +399,7 @@ def one_change(text: str, data, alphabet=None) -> str:
     return text[:i] + replacement + text[i + 1 :]
 
 
+@pytest.mark.both_paths
 @examples(300)
 @given(
     header=st.none()
@@ -412,6 +418,7 @@ def test_any_api_key_header(client, world, debug, header, body):
         assert answer["error"]["code"] == "invalid_api_key"
 
 
+@pytest.mark.both_paths
 @examples(300)
 @given(data=st.data())
 def test_api_key_with_one_character_changed_is_refused(client, world, data):
@@ -568,6 +575,7 @@ path_tails = (
 )
 
 
+@pytest.mark.both_paths
 @examples(400)
 @given(method=METHODS, tail=path_tails, body=st.binary(max_size=40), api_key=st.booleans())
 def test_any_method_and_path_under_the_mount(client, world, debug, method, tail, body, api_key):
@@ -598,6 +606,7 @@ HOSTS = st.text(max_size=30) | st.sampled_from(
 )
 
 
+@pytest.mark.both_paths
 @examples(300)
 @given(
     host=HOSTS,
@@ -654,6 +663,7 @@ def test_signature_accepts_any_id_and_rejects_any_single_change(user_id, secret,
     assert not signing.verify([secret], changed, signed)
 
 
+@pytest.mark.both_paths
 @examples(300)
 @given(
     user_id=st.text(min_size=1, max_size=60) | st.integers(1000, 1024).map(lambda n: "é" * n),

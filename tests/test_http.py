@@ -20,6 +20,10 @@ from trusted_identity.models import Outcome, Platform
 
 from .factories import PASSWORD, PlatformFactory, SpaceFactory, UserFactory
 
+# Every test that uses the client runs on the Django view and on the lean path
+# (tests/lean_client.py); the sign view's pass through the wrapper untouched.
+pytestmark = pytest.mark.both_paths
+
 SESSIONS = "/trusted-identity/v1/sessions"
 SIGN = "/trusted-identity/sign/"
 SESSION_KEYS = {"sessionId", "anonymous", "userId", "trusted", "signature", "space", "platform"}

@@ -92,6 +92,10 @@ DEFAULTS: dict[str, Any] = {
     "SIGN_AUTHENTICATION": None,
     # Seconds a browser may keep the session endpoint's answer to a CORS preflight.
     "CORS_MAX_AGE": 3600,
+    # The lean session path (trusted_identity.wsgi.LeanSessions) turns itself off when
+    # the site runs a middleware it does not know; list here, as dotted paths, those
+    # that leave session start alone (it then skips them, as it skips the others).
+    "LEAN_PATH_SKIPS_MIDDLEWARE": (),
 }
 
 

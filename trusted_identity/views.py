@@ -11,9 +11,12 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, RequestDataTooBig, SuspiciousOperation
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.request import UnreadablePostError
@@ -53,12 +56,50 @@ def no_store(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     return wrapper
 
 
+def error_payload(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
 def error_response(code: str, message: str, status: int, **headers: str) -> JsonResponse:
-    response = JsonResponse({"error": {"code": code, "message": message}}, status=status)
+    response = JsonResponse(error_payload(code, message), status=status)
     response["Cache-Control"] = "no-store"
     for name, value in headers.items():
         response[name] = value
     return response
+
+
+Headers = list[tuple[str, str]]
+
+
+def failure(exc: Exception, where: str) -> tuple[int, dict[str, Any], Headers]:
+    """The contract's answer to what a view raised: (status, error body, extra headers).
+
+    Call it inside the ``except`` block (it logs the traceback of unexpected errors).
+    """
+    if isinstance(exc, RateLimited):
+        return (
+            exc.status,
+            error_payload(exc.code, exc.message),
+            [("Retry-After", str(exc.retry_after))],
+        )
+    if isinstance(exc, TrustedIdentityError):
+        return exc.status, error_payload(exc.code, exc.message), []
+    if isinstance(exc, SuspiciousOperation):
+        # Django refused part of the request (such as TooManyFieldsSent): the
+        # client's fault, as Django itself would answer, but in JSON.
+        logger.warning("Refused a malformed request to %s: %s", where, exc)
+        return 400, error_payload("invalid_request", "the request is malformed"), []
+    if isinstance(exc, ImproperlyConfigured):
+        # Missing or unusable encryption keys: the operator's problem, named in the log.
+        logger.error("Trusted Identity is misconfigured: %s", exc)
+        message = "the service is not configured correctly; the operator has been told"
+        return 503, error_payload("service_unavailable", message), []
+    if isinstance(exc, DatabaseError):
+        logger.exception("Database error in %s", where)
+        message = "the service is unavailable; try again shortly"
+        return 503, error_payload("service_unavailable", message), []
+    logger.exception("Unexpected error in %s", where)
+    return 500, error_payload("internal_error", "an unexpected error occurred"), []
 
 
 def api_view(*methods: str) -> Callable:
@@ -76,33 +117,13 @@ def api_view(*methods: str) -> Callable:
                 )
             try:
                 return view(request, *args, **kwargs)
-            except RateLimited as exc:
-                return error_response(
-                    exc.code, exc.message, exc.status, **{"Retry-After": str(exc.retry_after)}
-                )
-            except TrustedIdentityError as exc:
-                return error_response(exc.code, exc.message, exc.status)
-            except SuspiciousOperation as exc:
-                # Django refused part of the request (such as TooManyFieldsSent): the
-                # client's fault, as Django itself would answer, but in JSON.
-                logger.warning("Refused a malformed request to %s: %s", view.__name__, exc)
-                return error_response("invalid_request", "the request is malformed", 400)
-            except ImproperlyConfigured as exc:
-                # Missing or unusable encryption keys: the operator's problem, named in the log.
-                logger.error("Trusted Identity is misconfigured: %s", exc)
-                return error_response(
-                    "service_unavailable",
-                    "the service is not configured correctly; the operator has been told",
-                    503,
-                )
-            except DatabaseError:
-                logger.exception("Database error in %s", view.__name__)
-                return error_response(
-                    "service_unavailable", "the service is unavailable; try again shortly", 503
-                )
-            except Exception:
-                logger.exception("Unexpected error in %s", view.__name__)
-                return error_response("internal_error", "an unexpected error occurred", 500)
+            except Exception as exc:
+                status, payload, headers = failure(exc, view.__name__)
+                response = JsonResponse(payload, status=status)
+                response["Cache-Control"] = "no-store"
+                for name, value in headers:
+                    response[name] = value
+                return response
 
         return wrapper
 
@@ -167,7 +188,6 @@ def _reject_constant(name: str) -> Any:
 CORS_ALLOW_HEADERS = "Content-Type, X-Api-Key, X-App-Version, X-Sdk-Version"
 #: Answers a cross-origin page needs to read beyond the CORS-safelisted ones.
 CORS_EXPOSE_HEADERS = "Retry-After"
-_PLATFORM_ATTRIBUTE = "_trusted_identity_platform"
 
 
 def _cors_allowed(origin: str | None, snapshot: services.PlatformSnapshot | None) -> bool:
@@ -178,66 +198,102 @@ def _cors_allowed(origin: str | None, snapshot: services.PlatformSnapshot | None
         return False
 
 
-def _preflight(request: HttpRequest, origin: str) -> HttpResponse:
-    response = HttpResponse(status=204, content_type="application/json")
-    response["Allow"] = "OPTIONS, POST"
-    response["Vary"] = "Origin"
+def _preflight_headers(request: HttpRequest, origin: str) -> Headers:
+    headers = [("Allow", "OPTIONS, POST"), ("Vary", "Origin")]
     requested = request.META.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD")
     if requested == "POST" and _cors_allowed(origin, None):
-        response["Access-Control-Allow-Origin"] = origin
-        response["Access-Control-Allow-Methods"] = "POST"
-        response["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
-        response["Access-Control-Max-Age"] = str(app_settings.CORS_MAX_AGE)
-    return response
+        headers += [
+            ("Access-Control-Allow-Origin", origin),
+            ("Access-Control-Allow-Methods", "POST"),
+            ("Access-Control-Allow-Headers", CORS_ALLOW_HEADERS),
+            ("Access-Control-Max-Age", str(app_settings.CORS_MAX_AGE)),
+        ]
+    return headers
 
 
-def cors(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """The session endpoint's CORS: the preflight, and the headers of every POST answer."""
+# ------------------------------------------------------------------ session start
+#
+# One function decides the whole answer of ``<mount>/v1/sessions``: the Django view
+# below and the lean WSGI path (``trusted_identity.wsgi.LeanSessions``) both call
+# it and only encode what it returns, so the two can't drift apart.
 
-    @functools.wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        origin = request.META.get("HTTP_ORIGIN")
-        if (
-            request.method == "OPTIONS"
-            and origin
-            and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in request.META
-        ):
-            return _preflight(request, origin)
-        response = view(request, *args, **kwargs)
-        response["Vary"] = "Origin"
-        if (
-            origin
-            and request.method == "POST"
-            and _cors_allowed(origin, getattr(request, _PLATFORM_ATTRIBUTE, None))
-        ):
-            response["Access-Control-Allow-Origin"] = origin
-            response["Access-Control-Expose-Headers"] = CORS_EXPOSE_HEADERS
-        return response
 
-    return wrapper
+@dataclass(frozen=True)
+class Answer:
+    """An answer before encoding: the status, the JSON body (None: no body), the headers
+    after ``Content-Type: application/json``, in order."""
+
+    status: int
+    payload: dict[str, Any] | None
+    headers: Headers
+
+
+_json_encoder = DjangoJSONEncoder()  # what json.dumps(cls=...) makes per call; thread-safe
+
+
+def json_bytes(payload: dict[str, Any] | None) -> bytes:
+    """The body of an answer, encoded as JsonResponse encodes it."""
+    if payload is None:
+        return b""
+    return _json_encoder.encode(payload).encode(settings.DEFAULT_CHARSET)
+
+
+NO_STORE = ("Cache-Control", "no-store")
+
+
+@sensitive_variables("payload")
+def session_answer(request: HttpRequest) -> Answer:
+    """``<mount>/v1/sessions``: the preflight, a session start, or the error, as an Answer.
+
+    Never raises: every failure is the contract's error body.
+    """
+    meta = request.META
+    method = request.method
+    origin = meta.get("HTTP_ORIGIN")
+    if method == "OPTIONS" and origin and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in meta:
+        return Answer(204, None, [*_preflight_headers(request, origin), NO_STORE])
+    platform = None
+    if method != "POST":
+        status, body, headers = (
+            405,
+            error_payload("method_not_allowed", "use POST"),
+            [("Allow", "POST")],
+        )
+    else:
+        try:
+            api_key = meta.get("HTTP_X_API_KEY", "")
+            _check_rate(
+                "session",
+                lambda: f"{client_address(request)}:{_digest(api_key)}",
+                app_settings.RATE_LIMIT,
+            )
+            # Its allow-list decides the CORS headers.
+            platform = services.lookup_platform(api_key)
+            payload = read_json_body(request)
+            started = services.start_session(platform, payload)
+            status, body, headers = 201, started.as_dict(), []
+        except Exception as exc:
+            status, body, headers = failure(exc, "start_session")
+    headers = [NO_STORE, *headers, ("Vary", "Origin")]
+    if origin and method == "POST" and _cors_allowed(origin, platform):
+        headers.append(("Access-Control-Allow-Origin", origin))
+        headers.append(("Access-Control-Expose-Headers", CORS_EXPOSE_HEADERS))
+    return Answer(status, body, headers)
 
 
 # Outside ATOMIC_REQUESTS: the view writes nothing but counts, which stay buffered
 # only outside a transaction (outcomes.py).
 @transaction.non_atomic_requests
 @csrf_exempt
-@no_store
-@cors
-@api_view("POST")
-@sensitive_variables("payload")
 def start_session(request: HttpRequest) -> HttpResponse:
     """``POST <mount>/v1/sessions``: what a client SDK calls to start a session."""
-    api_key = request.META.get("HTTP_X_API_KEY", "")
-    _check_rate(
-        "session",
-        lambda: f"{client_address(request)}:{_digest(api_key)}",
-        app_settings.RATE_LIMIT,
+    answer = session_answer(request)
+    response = HttpResponse(
+        json_bytes(answer.payload), status=answer.status, content_type="application/json"
     )
-    platform = services.lookup_platform(api_key)
-    setattr(request, _PLATFORM_ATTRIBUTE, platform)  # its allow-list decides the CORS headers
-    payload = read_json_body(request)
-    started = services.start_session(platform, payload)
-    return JsonResponse(started.as_dict(), status=201)
+    for name, value in answer.headers:
+        response[name] = value
+    return response
 
 
 def _parameter(request: HttpRequest, name: str, header: str | None = None) -> str | None:

@@ -1,0 +1,31 @@
+"""The limit: a bare WSGI callable doing a session start's essential work, no Django.
+
+Parse the JSON body, HMAC-SHA256 the user id with the secret, compare in constant
+time, answer JSON. Served by the same gunicorn config as the site
+(``gunicorn -c project/gunicorn.conf.py bench.bare:application``), so the
+difference to session start is what the app and Django cost, not the server.
+"""
+
+import hashlib
+import hmac
+import json
+import os
+
+SECRET = os.environ.get("BENCH_HANDWRITTEN_SECRET", "").encode()
+
+
+def application(environ, start_response):
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        data = json.loads(environ["wsgi.input"].read(length))
+        user_id, signed = data["userId"], data["signed"]
+        expected = hmac.new(SECRET, user_id.encode(), hashlib.sha256).hexdigest()
+        trusted = hmac.compare_digest(expected, signed.lower())
+        status, payload = "201 Created", {"userId": user_id, "trusted": trusted}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        status, payload = "400 Bad Request", {"error": "bad request"}
+    body = json.dumps(payload).encode()
+    start_response(
+        status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    )
+    return [body]
