@@ -24,6 +24,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings as django_settings
+from django.core.exceptions import ImproperlyConfigured
 
 DEFAULTS: dict[str, Any] = {
     # Comma-separated string or list; the first key encrypts, all decrypt.
@@ -79,6 +80,15 @@ DEFAULTS: dict[str, Any] = {
     # Seconds a process gathers session-start counts before writing them (as atomic
     # increments); 0 writes each start at once. Figures lag by at most this much.
     "COUNT_FLUSH_INTERVAL": 0.5,
+    # The expiring signature form (HS256 tokens, CONTRACT section 9). How far a token's
+    # exp may lie in the past and its iat in the future (clocks drift): a timedelta.
+    "TOKEN_LEEWAY": timedelta(seconds=60),
+    # The lifetime of the tokens the sign view, the CLI and sign_token_for make, unless
+    # asked otherwise; never above the platform's maximum token age.
+    "TOKEN_TTL": timedelta(hours=1),
+    # The longest `signed` accepted when it has a token's shape (three dot-separated
+    # parts); the plain form stays limited to 256 characters. Longer is a 400.
+    "MAX_TOKEN_LENGTH": 4096,
     # Username the CLI writes audit entries as when no --actor is given.
     "CLI_ACTOR_USERNAME": "trusted-identity-cli",
 }
@@ -108,6 +118,8 @@ class AppSettings:
             value = os.environ.get("TRUSTED_IDENTITY_ENCRYPTION_KEYS", "")
         if name == "RATE_LIMIT" and value is None:
             value = os.environ.get("TRUSTED_IDENTITY_RATE_LIMIT", "") or "600/m"
+        if name in ("TOKEN_LEEWAY", "TOKEN_TTL"):
+            value = _duration(name, value)
         if name == "SIGNING_SPACES":
             if value is None:
                 value = [user_settings.get("SIGNING_SPACE", DEFAULTS["SIGNING_SPACE"])]
@@ -124,6 +136,18 @@ class AppSettings:
         if isinstance(value, str):
             value = value.split(",")
         return [key.strip() for key in value or [] if key and key.strip()]
+
+
+def _duration(name: str, value: Any) -> timedelta:
+    """A duration setting as a timedelta (a number is seconds); anything else is a
+    configuration error, raised where the setting is first read."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = timedelta(seconds=value)
+    if not isinstance(value, timedelta) or value < timedelta(0):
+        raise ImproperlyConfigured(
+            f"TRUSTED_IDENTITY[{name!r}] must be a timedelta (or seconds), at least 0"
+        )
+    return value
 
 
 def _slugs(value: Any) -> frozenset[str]:

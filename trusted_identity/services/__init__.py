@@ -16,7 +16,8 @@ above it in this list, never one below:
 - ``counting``: recording session-start outcomes per hour
 - ``figures``: rollout figures, the readiness rule, ``status``
 - ``enforcement``: turning enforcement on and off under the readiness rule
-- ``verification``: signing and verifying a user id with a platform's keys
+- ``signature_forms``: which signature forms a platform accepts (plain, either, token)
+- ``verification``: signing and verifying a user id with a platform's keys, in either form
 - ``sessions``: session start (parse, verify, decide, count)
 - ``rekey``: re-encrypting every secret under the first key
 
@@ -65,6 +66,17 @@ from .platform_secrets import (
 )
 from .rekey import RekeyResult, rekey
 from .sessions import SessionStart, parse_session_request, start_session
+from .signature_forms import (
+    FORMS,
+    MAX_TOKEN_MAX_AGE,
+    MIN_TOKEN_MAX_AGE,
+    TokenNotReady,
+    TokenUsage,
+    parse_max_age,
+    set_signature_form,
+    token_readiness,
+    token_usage,
+)
 from .spaces import (
     add_platform,
     create_space,
@@ -74,21 +86,38 @@ from .spaces import (
     new_api_key,
     validate_kind,
 )
-from .verification import sign_for, sign_user_id, verify_user_id
+from .verification import (
+    IssuedToken,
+    Verification,
+    sign_for,
+    sign_token,
+    sign_token_for,
+    sign_user_id,
+    token_lifetime,
+    verify_signed,
+    verify_user_id,
+)
 
 __all__ = [
+    "FORMS",
     "MAX_GRACE",
+    "MAX_TOKEN_MAX_AGE",
+    "MIN_TOKEN_MAX_AGE",
     "ROLE_PERMISSIONS",
     "ROTATION_CHUNK",
     "Actor",
     "Figures",
+    "IssuedToken",
     "NotReady",
     "Permissions",
     "PlatformSnapshot",
     "RekeyResult",
     "SecretSnapshot",
     "SessionStart",
+    "TokenNotReady",
+    "TokenUsage",
     "TrustedIdentityError",
+    "Verification",
     "VerifyingSecret",
     "add_platform",
     "authorize",
@@ -108,6 +137,7 @@ __all__ = [
     "lookup_platform",
     "new_api_key",
     "parse_duration",
+    "parse_max_age",
     "parse_session_request",
     "permissions_for",
     "previous_secret_valid_until",
@@ -125,14 +155,21 @@ __all__ = [
     "rotate_secret",
     "rotate_secrets",
     "set_enforcement",
+    "set_signature_form",
     "sign_for",
+    "sign_token",
+    "sign_token_for",
     "sign_user_id",
     "spaces_for",
     "spaces_visible_to",
     "start_session",
     "status",
+    "token_lifetime",
+    "token_readiness",
+    "token_usage",
     "validate_kind",
     "verification_changed",
+    "verify_signed",
     "verify_user_id",
     "verifying_secrets",
 ]

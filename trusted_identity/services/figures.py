@@ -158,6 +158,8 @@ def status(space_slug: str | None = None) -> list[dict[str, Any]]:
                     "kind": platform.kind,
                     "api_key": platform.api_key,
                     "enforced": platform.enforced,
+                    "signature_form": platform.signature_form,
+                    "token_max_age": platform.token_max_age,
                     **figures[platform.pk].as_dict(),
                 }
                 for platform in space.platforms.all()
