@@ -297,7 +297,15 @@ def tenants(db, superuser):
 def state_changing_posts(t):
     """Every admin URL of the app that accepts a POST, with data that would confirm it."""
     acme, ios, membership = t["acme"], t["ios"], t["membership"]
-    confirm = {"post": "yes", "grace": "0", "enabled": "on", "override": "on", "reason": "x"}
+    confirm = {
+        "post": "yes",
+        "grace": "0",
+        "enabled": "on",
+        "override": "on",
+        "reason": "x",
+        "form": "token",
+        "max_age": "1h",
+    }
     posts = []
     for model, obj in (("space", acme), ("platform", ios), ("spacemembership", membership)):
         base = f"admin:trusted_identity_{model}"
@@ -326,7 +334,7 @@ def state_changing_posts(t):
             {"action": "rotate_secrets", "_selected_action": [ios.pk], **confirm},
         )
     )
-    for name in ("reveal_secret", "rotate_secret", "enforcement"):
+    for name in ("reveal_secret", "rotate_secret", "enforcement", "signature_form"):
         posts.append(
             (reverse(f"admin:trusted_identity_space_{name}", args=[acme.pk, "ios"]), confirm)
         )
@@ -357,6 +365,7 @@ def test_the_sweep_covers_every_admin_url_of_the_app(tenants):
             "rotate_secret",
             "revoke_previous",
             "enforcement",
+            "signature_form",
             "trusted_identity",
         )
     }
