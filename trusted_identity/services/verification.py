@@ -22,7 +22,7 @@ from .access import Actor, authorize
 from .audit import audit
 from .durations import describe_duration
 from .lookup import PlatformSnapshot, keys_of, lookup_platform
-from .signature_forms import PLAIN, TOKEN
+from .signature_forms import PLAIN, TOKEN, accepts
 from .spaces import get_platform
 
 #: The clock of verification and signing (Unix time); tests freeze it.
@@ -149,7 +149,11 @@ class IssuedToken(NamedTuple):
     @property
     def expires_at_iso(self) -> str:
         """``expiresAt`` of the sign view: ISO 8601 in UTC, to the second (``...Z``)."""
-        return self.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return iso_utc(self.expires_at)
+
+
+def iso_utc(moment: datetime) -> str:
+    return moment.astimezone(dt_timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def token_lifetime(snapshot: PlatformSnapshot, ttl: timedelta | None = None) -> int:
@@ -211,3 +215,31 @@ def sign_token_for(
             f"{issued.expires_at_iso}.",
         )
     return issued
+
+
+class Signed(NamedTuple):
+    """A user id signed in either form: ``expires_at`` is None for the plain form."""
+
+    signed: str
+    expires_at: datetime | None = None
+
+
+def sign_in_form(snapshot: PlatformSnapshot, user_id: str, form: str | None) -> Signed:
+    """What the sign view answers: ``user_id`` signed in ``form`` (``plain``, the default,
+    or ``token``).
+
+    A form the platform does not accept is an InvalidRequest naming the one it does:
+    a plain signature never expires, so a platform that accepts only tokens gets
+    none, and a token would not verify on a platform that accepts only plain ones.
+    """
+    form = form or PLAIN
+    if form not in (PLAIN, TOKEN):
+        raise InvalidRequest(f"form must be plain or token, not {form!r}")
+    if not accepts(snapshot.signature_form, form):
+        wanted = TOKEN if form == PLAIN else PLAIN
+        raise InvalidRequest(
+            f"this platform accepts only {wanted} signatures: ask with form={wanted}"
+        )
+    if form == TOKEN:
+        return Signed(*sign_token(snapshot, user_id))
+    return Signed(sign_user_id(snapshot, user_id))
