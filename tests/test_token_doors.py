@@ -303,3 +303,15 @@ def test_other_spaces_are_untouched(platform):
     run("signature-form", "acme", "ios", "either")
     assert Platform.objects.get(pk=other.pk).signature_form == "plain"
     assert SESSIONS  # the module's paths, imported for the HTTP tests above
+
+
+@pytest.mark.parametrize("value", ["60", -1, None, True])
+def test_a_bad_token_setting_is_a_503_naming_it_in_the_log(
+    client, platform, settings, caplog, value
+):
+    set_form(platform, "either")
+    token = services.sign_token_for("acme", "ios", "u").token
+    settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, "TOKEN_LEEWAY": value}
+    response = start(client, platform.api_key, {"userId": "u", "signed": token})
+    assert_error(response, 503, "service_unavailable")
+    assert "TRUSTED_IDENTITY['TOKEN_LEEWAY'] must be a timedelta" in caplog.text

@@ -125,9 +125,14 @@ class AppSettings:
                 value = [user_settings.get("SIGNING_SPACE", DEFAULTS["SIGNING_SPACE"])]
             value = _slugs(value)
         self._resolved[name] = value
+        # An instance attribute from now on: the next reads skip __getattr__ (the hot
+        # path reads several settings per request).
+        self.__dict__[name] = value
         return value
 
     def reload(self) -> None:
+        for name in list(self._resolved):
+            self.__dict__.pop(name, None)
         self._resolved = {}
 
     def encryption_keys(self) -> list[str]:
