@@ -50,6 +50,8 @@ class Verification(NamedTuple):
 
 
 _VALID_PLAIN = Verification(True, PLAIN)
+_PLAIN_REFUSED = Verification(False, PLAIN, FORM_NOT_ALLOWED)
+_TOKEN_REFUSED = Verification(False, TOKEN, FORM_NOT_ALLOWED)
 _VALID_TOKEN = Verification(True, TOKEN)
 _RESULTS = {
     (form, reason): Verification(False, form, reason)
@@ -66,10 +68,6 @@ _RESULTS = {
 }
 
 
-def _valid_keys(snapshot: PlatformSnapshot, now: float) -> list[HmacKey]:
-    return [key for key, expires_at in keys_of(snapshot) if expires_at is None or expires_at > now]
-
-
 def verify_signed(
     snapshot: PlatformSnapshot, user_id: str, signed: str, now: float | None = None
 ) -> Verification:
@@ -83,29 +81,30 @@ def verify_signed(
     """
     if now is None:
         now = clock()
-    keys = _valid_keys(snapshot, now)
-    policy = snapshot.signature_form
-    if "." in signed and looks_like_token(signed):
-        reason = verify_token(
-            keys,
-            user_id,
-            signed,
-            now=now,
-            leeway=app_settings.TOKEN_LEEWAY.total_seconds(),
-            max_age=snapshot.token_max_age,
-            max_length=app_settings.MAX_TOKEN_LENGTH,
-        )
-        if reason is None:
-            return _VALID_TOKEN if policy != PLAIN else _RESULTS[TOKEN, FORM_NOT_ALLOWED]
-        return _RESULTS[TOKEN, reason]
-    if verify(keys, user_id, signed):
-        return _VALID_PLAIN if policy != TOKEN else _RESULTS[PLAIN, FORM_NOT_ALLOWED]
-    return _RESULTS[PLAIN, MALFORMED if decode_signature(signed) is None else NO_MATCH]
+    keys = [key for key, expires_at in keys_of(snapshot) if expires_at is None or expires_at > now]
+    if "." not in signed or not looks_like_token(signed):
+        # The plain form, and anything that is not a token: the seed's cost (one
+        # comparison per still-valid secret, whatever the text), plus the test above.
+        if verify(keys, user_id, signed):
+            return _VALID_PLAIN if snapshot.signature_form != TOKEN else _PLAIN_REFUSED
+        return _RESULTS[PLAIN, MALFORMED if decode_signature(signed) is None else NO_MATCH]
+    reason = verify_token(
+        keys,
+        user_id,
+        signed,
+        now=now,
+        leeway=app_settings.TOKEN_LEEWAY.total_seconds(),
+        max_age=snapshot.token_max_age,
+        max_length=app_settings.MAX_TOKEN_LENGTH,
+    )
+    if reason is None:
+        return _VALID_TOKEN if snapshot.signature_form != PLAIN else _TOKEN_REFUSED
+    return _RESULTS[TOKEN, reason]
 
 
 def verify_user_id(snapshot: PlatformSnapshot, user_id: str, signature: str) -> bool:
     """Whether ``signature`` (either form) is valid for ``user_id`` on this platform."""
-    return verify_signed(snapshot, user_id, signature).valid
+    return verify_signed(snapshot, user_id, signature)[0]
 
 
 # --------------------------------------------------------------------- signing
