@@ -99,7 +99,7 @@ def verify_signed(
     )
     if reason is None:
         return _VALID_TOKEN if snapshot.signature_form != PLAIN else _TOKEN_REFUSED
-    return _RESULTS[TOKEN, reason]
+    return _RESULTS.get((TOKEN, reason)) or Verification(False, TOKEN, reason)
 
 
 def verify_user_id(snapshot: PlatformSnapshot, user_id: str, signature: str) -> bool:
