@@ -18,7 +18,7 @@ from trusted_identity.services import verification
 from .factories import PASSWORD, PlatformFactory, SpaceFactory, UserFactory
 from .test_cli import cli_env as cli_env
 from .test_cli import entries_for, fails, manage, run, value_of
-from .test_http import SESSIONS, SIGN, assert_error, assert_json, secret_of, start
+from .test_http import SIGN, assert_error, assert_json, secret_of, start
 
 JWT = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{43}$")
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
@@ -302,7 +302,6 @@ def test_other_spaces_are_untouched(platform):
     other = PlatformFactory(space=SpaceFactory(slug="other"), kind="ios")
     run("signature-form", "acme", "ios", "either")
     assert Platform.objects.get(pk=other.pk).signature_form == "plain"
-    assert SESSIONS  # the module's paths, imported for the HTTP tests above
 
 
 @pytest.mark.parametrize("value", ["60", -1, None, True])
