@@ -25,6 +25,7 @@ from trusted_identity import services, tokens
 from trusted_identity.services import verification
 from trusted_identity.signing import HmacKey
 
+from . import hardening
 from .factories import PlatformFactory, SpaceFactory
 from .test_fuzz import case, check_answer, examples, one_change, post_start
 
@@ -216,7 +217,7 @@ def test_structured_tokens_through_session_start(
         assert response.status_code == 400 and answer["error"]["code"] == "invalid_request"
         return
     if expected:
-        case("token-structured-http-valid")
+        hardening.count("fuzz_cases.token-structured-http-valid")  # of the cases above
         assert response.status_code == 201 and answer["signature"] == "valid", answer
         claims_seen = jwt.decode(
             signed, secret, algorithms=["HS256"], options={"verify_exp": 0, "verify_iat": 0}
