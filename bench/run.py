@@ -2,12 +2,15 @@
 
 Prints a table and writes ``bench/results.json``. Sections:
 
-- ``verify``: the app's verification with a warm lookup vs raw ``hmac`` + ``compare_digest``.
+- ``verify``: the app's verification with a warm lookup vs raw ``hmac`` + ``compare_digest``;
+  the same for HS256 tokens: one seen before by the process (PyJWT's verdict remembered),
+  a different token each call (PyJWT decodes each), and a forged one (the pre-check alone).
 - ``session_start``: requests/s and p50/p99 through gunicorn (2 workers) under wrk,
   on the lean path (``LeanSessions``, as ``project/wsgi.py`` ships) and through Django
   (the view behind every middleware), vs the limit (``bench/bare.py``, a bare WSGI
   callable doing the same work, served by the same gunicorn config), a trivial JSON
-  view and a hand-written verify view; and the queries one warm session start makes.
+  view and a hand-written verify view; and the queries one warm session start makes;
+  each also with a token (HS256) instead of a plain signature.
 - ``admin``: queries of the settings page and the space list for few vs many rows,
   and the time to render the space list with 1,000 spaces.
 - ``bulk``: rotating 1,000 platforms through the admin action and re-keying 10,000
@@ -112,6 +115,7 @@ def make_platform(slug: str = "bench", kind: str = "web"):
 
     space = services.create_space(slug)
     platform = services.add_platform(space, kind)
+    services.set_signature_form(platform, "either", services.get_cli_actor())  # both forms
     secret = services.reveal_secret(platform, services.get_cli_actor())
     return platform, secret
 
@@ -134,8 +138,8 @@ def bench_verify(platform, secret: str, quick: bool) -> dict:
         expected = hmac.new(secret.encode(), user_id.encode(), hashlib.sha256).hexdigest()
         return hmac.compare_digest(expected, signature)
 
-    def app() -> bool:
-        return services.verify_user_id(snapshot, user_id, signature)
+    def app() -> bool:  # what session start calls
+        return services.verify_signed(snapshot, user_id, signature).valid
 
     number = 20_000 if quick else 100_000
     raw_runs, app_runs = [], []
@@ -148,6 +152,60 @@ def bench_verify(platform, secret: str, quick: bool) -> dict:
         "app_verify_us": round(app_best * 1e6, 3),
         "verify_ratio": round(app_best / raw_best, 3),
         "calls_per_run": number,
+        **bench_token_verify(snapshot, user_id, raw_best, quick),
+    }
+
+
+def bench_token_verify(snapshot, user_id: str, raw_best: float, quick: bool) -> dict:
+    """HS256 tokens through ``services.verify_signed``, as session start calls it.
+
+    ``token_verify``: a token this process verified before (a client starting several
+    sessions with one token): PyJWT's remembered verdict, then the key, subject,
+    lifetime and clock checks. ``token_first_verify``: a different token every call:
+    the pre-check and PyJWT's ``jwt.decode`` each time. ``token_forged``: a wrong
+    signature: the pre-check alone, never PyJWT (what an attacker can make us spend).
+    """
+    from trusted_identity import services, tokens
+
+    token = services.sign_token(snapshot, user_id).token
+    forged = token.rsplit(".", 1)[0] + "." + "A" * 43
+    assert services.verify_signed(snapshot, user_id, token).valid
+    assert services.verify_signed(snapshot, user_id, forged).reason == "no_match"
+    number = 5_000 if quick else 20_000
+    start = time.time()
+    fresh = [  # all different, all valid for the next ten minutes at least
+        services.sign_token(
+            snapshot, user_id, dt.timedelta(seconds=3600 - n // 1000), now=start - n % 1000
+        ).token
+        for n in range(number)
+    ]
+    assert all(services.verify_signed(snapshot, user_id, t).valid for t in fresh[::997])
+
+    def again() -> bool:
+        return services.verify_signed(snapshot, user_id, token).valid
+
+    def first() -> bool:
+        return services.verify_signed(snapshot, user_id, next(pending)).valid
+
+    def forgery() -> bool:
+        return services.verify_signed(snapshot, user_id, forged).valid
+
+    runs: dict[str, list[float]] = {"again": [], "first": [], "forged": []}
+    for _ in range(5):
+        runs["again"].append(timeit.timeit(again, number=number) / number)
+        tokens.clear()
+        pending = iter(fresh)
+        runs["first"].append(timeit.timeit(first, number=number) / number)
+        runs["forged"].append(timeit.timeit(forgery, number=number) / number)
+    best = {name: min(values) for name, values in runs.items()}
+    return {
+        "token_verify_us": round(best["again"] * 1e6, 3),
+        "token_verify_ratio": round(best["again"] / raw_best, 3),
+        "token_first_verify_us": round(best["first"] * 1e6, 3),
+        "token_first_verify_ratio": round(best["first"] / raw_best, 3),
+        "token_forged_us": round(best["forged"] * 1e6, 3),
+        "token_forged_ratio": round(best["forged"] / raw_best, 3),
+        "token_calls_per_run": number,
     }
 
 
@@ -276,6 +334,7 @@ def _measured(server: subprocess.Popen, *args) -> dict:
 def bench_session_start(
     env: dict[str, str], platform, secret: str, quick: bool, round_count: int | None = None
 ) -> dict:
+    from trusted_identity import services
     from trusted_identity.signing import sign
 
     if shutil.which("wrk") is None:
@@ -286,17 +345,21 @@ def bench_session_start(
     bare = _start_gunicorn(env, bare_port, secret, app="bench.bare:application")
     seconds, connections = (3, 8) if quick else (10, 16)
     body = json.dumps({"userId": "load-user", "signed": sign(secret, "load-user")})
+    token = services.sign_token_for("bench", "web", "load-user").token
+    token_body = json.dumps({"userId": "load-user", "signed": token})
     base = f"http://127.0.0.1:{port}"
     targets = {
         "bare": f"http://127.0.0.1:{bare_port}/",
         "session_start": f"{base}/trusted-identity/v1/sessions",
         "session_start_django": f"{base}/bench/django/v1/sessions",
+        "session_start_token": f"{base}/trusted-identity/v1/sessions",
         "trivial": f"{base}/bench/trivial",
         "handwritten": f"{base}/bench/handwritten",
     }
+    bodies = {name: token_body if name == "session_start_token" else body for name in targets}
     try:
-        for url in targets.values():  # warm every worker's caches and connections
-            _wrk(url, platform.api_key, body, 1, connections)
+        for name, url in targets.items():  # warm every worker's caches and connections
+            _wrk(url, platform.api_key, bodies[name], 1, connections)
         rounds: dict[str, list[dict]] = {name: [] for name in targets}
         names = list(targets)
         round_count = round_count or (1 if quick else 3)
@@ -306,7 +369,9 @@ def bench_session_start(
             for name in order:
                 process = bare if name == "bare" else server
                 rounds[name].append(
-                    _measured(process, targets[name], platform.api_key, body, seconds, connections)
+                    _measured(
+                        process, targets[name], platform.api_key, bodies[name], seconds, connections
+                    )
                 )
     finally:
         for process in (server, bare):
@@ -338,6 +403,7 @@ def bench_session_start(
         result["bare"]["cpu_us_per_request"] / result["session_start_django"]["cpu_us_per_request"],
         3,
     )
+    result["session_start_token_vs_trivial"] = ratio("session_start_token", "trivial")
     result["session_start_django_vs_bare"] = ratio("session_start_django", "bare")
     result["session_start_django_vs_trivial"] = ratio("session_start_django", "trivial")
     result["trivial_vs_bare"] = ratio("trivial", "bare")
@@ -559,6 +625,9 @@ TARGETS = {
     # The lean path against the limit (issue 14): 0.6 with PostgreSQL and Redis, 0.5 in
     # the default set-up (SQLite, local memory); print_table picks the one that applies.
     ("session_start", "session_start_vs_bare"): (">=", 0.6),
+    ("verify", "token_verify_ratio"): ("<=", 3.0),
+    ("verify", "token_forged_ratio"): ("<=", 3.0),
+    ("session_start", "session_start_token_vs_trivial"): (">=", 0.85),
     ("session_start", "read_queries_per_session_start"): ("<=", 0),
     ("session_start", "write_queries_per_session_start"): ("<=", 1),
     ("long_run", "worst_to_best"): (">=", 0.8),

@@ -29,12 +29,13 @@ SERVICE_ORDER = [
     "figures",
     "enforcement",
     "origins",
+    "signature_forms",
     "verification",
     "sessions",
     "rekey",
 ]
 #: Plain Python: readable and testable without Django.
-PURE_MODULES = ["signing", "crypto"]
+PURE_MODULES = ["signing", "crypto", "tokens"]
 MAX_MODULE_LINES = 500
 
 

@@ -215,6 +215,20 @@ def test_rotation_revocation_and_enforcement_reach_every_process_within_a_second
     ]
     assert _honoured_within(urls, api_key, expectations) < WITHIN
 
+    # The signature form: tokens only, then both again.
+    manage(
+        "trusted_identity", "signature-form", "multi", "web", "token", "--force", "--reason", "t"
+    )
+    token = {
+        "userId": "u1",
+        "signed": manage("trusted_identity", "sign", "multi", "web", "u1", "--token"),
+    }
+    expectations = [(signed(fourth), (403, "signature_invalid")), (token, (201, "valid"))]
+    assert _honoured_within(urls, api_key, expectations) < WITHIN
+    manage("trusted_identity", "signature-form", "multi", "web", "plain")
+    expectations = [(signed(fourth), (201, "valid")), (token, (403, "signature_invalid"))]
+    assert _honoured_within(urls, api_key, expectations) < WITHIN
+
     manage("trusted_identity", "enforce", "multi", "web", "off")
     assert _honoured_within(urls, api_key, [(signed(third), (201, "invalid"))]) < WITHIN
 

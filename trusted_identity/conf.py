@@ -24,6 +24,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings as django_settings
+from django.core.exceptions import ImproperlyConfigured
 
 DEFAULTS: dict[str, Any] = {
     # Comma-separated string or list; the first key encrypts, all decrypt.
@@ -84,6 +85,15 @@ DEFAULTS: dict[str, Any] = {
     # and how long the daily rows are kept before `prune` deletes them.
     "HOURLY_RETENTION": timedelta(days=14),
     "DAILY_RETENTION": timedelta(days=400),
+    # The expiring signature form (HS256 tokens, CONTRACT section 9). How far a token's
+    # exp may lie in the past and its iat in the future (clocks drift): a timedelta.
+    "TOKEN_LEEWAY": timedelta(seconds=60),
+    # The lifetime of the tokens the sign view, the CLI and sign_token_for make, unless
+    # asked otherwise; never above the platform's maximum token age.
+    "TOKEN_TTL": timedelta(hours=1),
+    # The longest `signed` accepted when it has a token's shape (three dot-separated
+    # parts); the plain form stays limited to 256 characters. Longer is a 400.
+    "MAX_TOKEN_LENGTH": 4096,
     # Username the CLI writes audit entries as when no --actor is given.
     "CLI_ACTOR_USERNAME": "trusted-identity-cli",
     # Who the sign view signs: a dotted path, or a list, each a DRF authentication
@@ -125,14 +135,21 @@ class AppSettings:
             value = os.environ.get("TRUSTED_IDENTITY_ENCRYPTION_KEYS", "")
         if name == "RATE_LIMIT" and value is None:
             value = os.environ.get("TRUSTED_IDENTITY_RATE_LIMIT", "") or "600/m"
+        if name in ("TOKEN_LEEWAY", "TOKEN_TTL"):
+            value = _duration(name, value)
         if name == "SIGNING_SPACES":
             if value is None:
                 value = [user_settings.get("SIGNING_SPACE", DEFAULTS["SIGNING_SPACE"])]
             value = _slugs(value)
         self._resolved[name] = value
+        # An instance attribute from now on: the next reads skip __getattr__ (the hot
+        # path reads several settings per request).
+        self.__dict__[name] = value
         return value
 
     def reload(self) -> None:
+        for name in list(self._resolved):
+            self.__dict__.pop(name, None)
         self._resolved = {}
 
     def encryption_keys(self) -> list[str]:
@@ -141,6 +158,18 @@ class AppSettings:
         if isinstance(value, str):
             value = value.split(",")
         return [key.strip() for key in value or [] if key and key.strip()]
+
+
+def _duration(name: str, value: Any) -> timedelta:
+    """A duration setting as a timedelta (a number is seconds); anything else is a
+    configuration error, raised where the setting is first read."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = timedelta(seconds=value)
+    if not isinstance(value, timedelta) or value < timedelta(0):
+        raise ImproperlyConfigured(
+            f"TRUSTED_IDENTITY[{name!r}] must be a timedelta (or seconds), at least 0"
+        )
+    return value
 
 
 def _slugs(value: Any) -> frozenset[str]:

@@ -79,6 +79,54 @@ class OriginForm(forms.Form):
             raise forms.ValidationError(exc.message) from None
 
 
+def compact_duration(seconds: int) -> str:
+    """Seconds as people type them: 86400 is ``24h``, 604800 is ``7d``, 90 is ``90s``."""
+    if seconds % 86400 == 0 and seconds > 86400:
+        return f"{seconds // 86400}d"
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+class SignatureFormForm(forms.Form):
+    """Which forms a platform accepts and its tokens' maximum age; for ``token`` below the
+    readiness threshold, an explicit override with a reason."""
+
+    form = forms.ChoiceField(
+        label=_("Accepted signatures"),
+        choices=[
+            ("plain", _("Plain signatures only")),
+            ("either", _("Plain signatures or tokens")),
+            ("token", _("Tokens only")),
+        ],
+    )
+    max_age = forms.CharField(
+        label=_("Maximum token age"),
+        max_length=16,
+        help_text=_("The longest lifetime (exp - iat) a token may have: 1m to 7d, such as 24h."),
+    )
+    override = forms.BooleanField(
+        label=_("Accept only tokens anyway, without the readiness rule"), required=False
+    )
+    reason = forms.CharField(
+        label=_("Reason for the override"),
+        help_text=_("Recorded in the platform's history."),
+        required=False,
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+    )
+
+    def clean_max_age(self) -> timedelta:
+        try:
+            return services.parse_max_age(self.cleaned_data["max_age"])
+        except InvalidRequest as exc:
+            raise forms.ValidationError(exc.message) from None
+
+    def clean_reason(self) -> str:
+        return self.cleaned_data["reason"].strip()
+
+
 class MembershipAddForm(forms.ModelForm):
     """Grant a user a role in a space, by username: no list of the site's users is shown."""
 

@@ -30,6 +30,14 @@ class Role(models.TextChoices):
     VIEWER = "viewer", _("Viewer")
 
 
+class SignatureForm(models.TextChoices):
+    """Which forms of ``signed`` a platform accepts (CONTRACT section 9)."""
+
+    PLAIN = "plain", _("Plain signatures only")
+    EITHER = "either", _("Plain signatures or tokens")
+    TOKEN = "token", _("Tokens only")
+
+
 class Outcome(models.TextChoices):
     VALID = "valid", _("Valid signature")
     INVALID = "invalid", _("Invalid signature")
@@ -90,6 +98,8 @@ class SpaceMembership(models.Model):
 class Platform(models.Model):
     """One kind of client app (web, ios, ...) of a space, with its public API key."""
 
+    DEFAULT_TOKEN_MAX_AGE = 24 * 3600
+
     space = models.ForeignKey(Space, on_delete=models.CASCADE, related_name="platforms")
     kind = models.CharField(_("kind"), max_length=16, choices=PlatformKind.choices)
     api_key = models.CharField(
@@ -105,6 +115,20 @@ class Platform(models.Model):
         help_text=_("Reject identified session starts without a valid signature."),
     )
     enforcement_changed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    signature_form = models.CharField(
+        _("signature form"),
+        max_length=8,
+        choices=SignatureForm.choices,
+        default=SignatureForm.PLAIN,
+        editable=False,
+        help_text=_("Which forms of signature session starts may carry."),
+    )
+    token_max_age = models.PositiveIntegerField(
+        _("maximum token age (seconds)"),
+        default=DEFAULT_TOKEN_MAX_AGE,
+        editable=False,
+        help_text=_("The longest lifetime (exp - iat) a token may have."),
+    )
     created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
 
     class Meta:
@@ -115,6 +139,14 @@ class Platform(models.Model):
             models.UniqueConstraint(fields=["space", "kind"], name="ti_one_platform_per_kind"),
             models.CheckConstraint(
                 condition=Q(kind__in=PlatformKind.values), name="ti_platform_kind_known"
+            ),
+            models.CheckConstraint(
+                condition=Q(signature_form__in=SignatureForm.values),
+                name="ti_platform_signature_form_known",
+            ),
+            models.CheckConstraint(
+                condition=Q(token_max_age__gte=60, token_max_age__lte=7 * 86400),
+                name="ti_platform_token_max_age_bounded",
             ),
         ]
 

@@ -33,12 +33,15 @@ class HmacKey:
     two padded keys once and copying the states per message skips the per-call
     key setup (OpenSSL 3 also looks the digest up on every ``hmac.digest`` call).
     The result is byte-for-byte ``hmac.digest(secret, message, "sha256")``.
+    ``secret_bytes`` keeps the key itself, for a library that takes the key as it is
+    (PyJWT, in ``tokens``); like the hash states, it never appears in ``repr()``.
     """
 
-    __slots__ = ("_inner", "_outer")
+    __slots__ = ("_inner", "_outer", "secret_bytes")
 
     def __init__(self, secret: str | bytes) -> None:
         key = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
+        self.secret_bytes = key
         if len(key) > _BLOCK_SIZE:
             key = hashlib.sha256(key).digest()
         key = key.ljust(_BLOCK_SIZE, b"\x00")

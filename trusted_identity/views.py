@@ -313,9 +313,10 @@ def _parameter(request: HttpRequest, name: str, header: str | None = None) -> st
 @csrf_exempt
 @no_store
 @api_view("GET", "HEAD")
-@sensitive_variables("signed")
+@sensitive_variables("signed", "answer")
 def sign_current_user(request: HttpRequest) -> HttpResponse:
-    """``GET <mount>/sign/?platform=<kind>``: the logged-in user's id, signed.
+    """``GET <mount>/sign/?platform=<kind>[&form=token]``: the logged-in user's id, signed
+    (as a token with its ``expiresAt`` for ``form=token``).
 
     Who is logged in is decided by ``TRUSTED_IDENTITY["SIGN_AUTHENTICATION"]``
     (``authentication.py``): Django's session by default.
@@ -330,11 +331,15 @@ def sign_current_user(request: HttpRequest) -> HttpResponse:
             "no space given: pass ?space=<slug> or set TRUSTED_IDENTITY['SIGNING_SPACE']"
         )
     _check_rate("sign", lambda: str(user.pk), app_settings.SIGN_RATE_LIMIT)
+    form = _parameter(request, "form")
     user_id = str(getattr(user, app_settings.USER_ID_ATTRIBUTE))
     # Only the spaces this site serves (SIGNING_SPACES); not audited per call (hot path).
     platform = services.get_signing_platform(space, kind)
-    signed = services.sign_user_id(services.lookup_platform(platform.api_key), user_id)
-    return JsonResponse({"userId": user_id, "platform": kind, "signed": signed})
+    signed = services.sign_in_form(services.lookup_platform(platform.api_key), user_id, form)
+    answer = {"userId": user_id, "platform": kind, "signed": signed.signed}
+    if signed.expires_at is not None:
+        answer["expiresAt"] = services.iso_utc(signed.expires_at)
+    return JsonResponse(answer)
 
 
 @csrf_exempt

@@ -140,6 +140,24 @@ MATRIX = {
         lambda w: {"enabled": "on", "post": "yes", "override": "on", "reason": "matrix"},
         (302, 302, 302, 403, 404, 404, 302),
     ),
+    "signature form POST": (
+        "post",
+        lambda w: space_url("signature_form", w, "ios"),
+        lambda w: {"form": "token", "max_age": "1h"},
+        (200, 200, 200, 403, 404, 404, 302),
+    ),
+    "signature form POST confirmed": (
+        "post",
+        lambda w: space_url("signature_form", w, "ios"),
+        lambda w: {
+            "form": "token",
+            "max_age": "1h",
+            "post": "yes",
+            "override": "on",
+            "reason": "matrix",
+        },
+        (302, 302, 302, 403, 404, 404, 302),
+    ),
     "revoke previous": (
         "get",
         lambda w: space_url("revoke_previous", w, "ios"),
@@ -401,9 +419,16 @@ def test_membership_add_form_offers_only_spaces_the_owner_manages(client, world)
 def test_settings_actions_are_refused_without_a_log_entry(client, world, role):
     client.force_login(world.users[role])
     before = LogEntry.objects.count()
-    for name in ("reveal_secret", "rotate_secret", "revoke_previous", "enforcement"):
+    for name in (
+        "reveal_secret",
+        "rotate_secret",
+        "revoke_previous",
+        "enforcement",
+        "signature_form",
+    ):
         response = client.post(
-            space_url(name, world, "ios"), {"post": "yes", "grace": "0", "enabled": "on"}
+            space_url(name, world, "ios"),
+            {"post": "yes", "grace": "0", "enabled": "on", "form": "either", "max_age": "1h"},
         )
         assert response.status_code in (403, 404)
     assert LogEntry.objects.count() == before

@@ -29,7 +29,14 @@ from .. import services
 from ..conf import app_settings
 from ..exceptions import InvalidRequest, TrustedIdentityError
 from ..exceptions import PermissionDenied as ServicePermissionDenied
-from ..forms import DEFAULT_GRACE, GRACE_CHOICES, EnforcementForm, RotationForm
+from ..forms import (
+    DEFAULT_GRACE,
+    GRACE_CHOICES,
+    EnforcementForm,
+    RotationForm,
+    SignatureFormForm,
+    compact_duration,
+)
 from ..models import Platform, PlatformKind, Role, Space
 from ..services import NotReady
 from .base import actor, admin_url, permissions
@@ -163,6 +170,8 @@ class SpaceSettingsPageMixin:
                     "enforcement_url": admin_url(self.admin_site, "space_enforcement", *info),
                     "origins": origins.get(platform.pk, []),
                     "origins_url": admin_url(self.admin_site, "space_origins", *info),
+                    "signature_form_url": admin_url(self.admin_site, "space_signature_form", *info),
+                    "token_max_age": compact_duration(platform.token_max_age),
                     "change_url": admin_url(self.admin_site, "platform_change", quote(platform.pk)),
                     "secrets": verifying[platform.pk],
                     "previous_secrets": [s for s in verifying[platform.pk] if not s.is_current],
@@ -189,6 +198,7 @@ class SpaceSettingsPageMixin:
             can_enforce=perms.can("enforce", space),
             role_label=Role(role).label if role else (_("superuser") if perms.superuser else ""),
             grace_choices=GRACE_CHOICES,
+            signature_form_choices=SignatureFormForm.base_fields["form"].choices,
             default_grace=DEFAULT_GRACE,
             threshold=percent(app_settings.READINESS_THRESHOLD),
             min_starts=app_settings.READINESS_MIN_STARTS,

@@ -3,7 +3,8 @@ the viewer's role, a link to each space's Trusted Identity page), the add and ch
 forms, and the space autocomplete that the platform and membership forms use. It owns
 only how spaces are listed and edited; who may add, change or delete a space comes
 from ``permissions(request)``, and the Trusted Identity page itself is
-:class:`~trusted_identity.admin.settings_page.SpaceSettingsPageMixin`.
+:class:`~trusted_identity.admin.settings_page.SpaceSettingsPageMixin` (its signature-form
+page :class:`~trusted_identity.admin.signature_forms.SignatureFormPageMixin`).
 """
 
 from __future__ import annotations
@@ -23,9 +24,16 @@ from .display import KIND_ORDER, count_subquery, short
 from .filters import FILTER_PURPOSE, EnforcementListFilter
 from .origins import SpaceOriginsMixin
 from .settings_page import SpaceSettingsPageMixin
+from .signature_forms import SignatureFormPageMixin
 
 
-class SpaceAdmin(ScopedAdminMixin, SpaceOriginsMixin, SpaceSettingsPageMixin, admin.ModelAdmin):
+class SpaceAdmin(
+    ScopedAdminMixin,
+    SpaceOriginsMixin,
+    SignatureFormPageMixin,
+    SpaceSettingsPageMixin,
+    admin.ModelAdmin,
+):
     """The spaces: a scoped list with enforcement, rotation and members at a glance."""
 
     space_field = "pk"

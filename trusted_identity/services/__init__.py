@@ -18,7 +18,8 @@ above it in this list, never one below:
 - ``figures``: rollout figures, the readiness rule, ``status``
 - ``enforcement``: turning enforcement on and off under the readiness rule
 - ``origins``: the CORS allow-lists of web platforms
-- ``verification``: signing and verifying a user id with a platform's keys
+- ``signature_forms``: which signature forms a platform accepts (plain, either, token)
+- ``verification``: signing and verifying a user id with a platform's keys, in either form
 - ``sessions``: session start (parse, verify, decide, count)
 - ``rekey``: re-encrypting every secret under the first key
 
@@ -76,6 +77,17 @@ from .platform_secrets import (
 from .rekey import RekeyResult, rekey
 from .retention import PruneReport, RetentionState, prune, retention_state
 from .sessions import SessionStart, parse_session_request, start_session
+from .signature_forms import (
+    FORMS,
+    MAX_TOKEN_MAX_AGE,
+    MIN_TOKEN_MAX_AGE,
+    TokenNotReady,
+    TokenUsage,
+    parse_max_age,
+    set_signature_form,
+    token_readiness,
+    token_usage,
+)
 from .spaces import (
     add_platform,
     create_space,
@@ -85,14 +97,31 @@ from .spaces import (
     new_api_key,
     validate_kind,
 )
-from .verification import sign_for, sign_user_id, verify_user_id
+from .verification import (
+    IssuedToken,
+    Signed,
+    Verification,
+    iso_utc,
+    sign_for,
+    sign_in_form,
+    sign_token,
+    sign_token_for,
+    sign_user_id,
+    token_lifetime,
+    verify_signed,
+    verify_user_id,
+)
 
 __all__ = [
+    "FORMS",
     "MAX_GRACE",
+    "MAX_TOKEN_MAX_AGE",
+    "MIN_TOKEN_MAX_AGE",
     "ROLE_PERMISSIONS",
     "ROTATION_CHUNK",
     "Actor",
     "Figures",
+    "IssuedToken",
     "NotReady",
     "Permissions",
     "PlatformSnapshot",
@@ -101,7 +130,11 @@ __all__ = [
     "RetentionState",
     "SecretSnapshot",
     "SessionStart",
+    "Signed",
+    "TokenNotReady",
+    "TokenUsage",
     "TrustedIdentityError",
+    "Verification",
     "VerifyingSecret",
     "add_platform",
     "allow_origin",
@@ -122,11 +155,13 @@ __all__ = [
     "get_signing_platform",
     "get_space",
     "grant",
+    "iso_utc",
     "lookup_platform",
     "new_api_key",
     "normalize_origin",
     "origins_by_platform",
     "parse_duration",
+    "parse_max_age",
     "parse_session_request",
     "permissions_for",
     "previous_secret_valid_until",
@@ -146,14 +181,22 @@ __all__ = [
     "rotate_secret",
     "rotate_secrets",
     "set_enforcement",
+    "set_signature_form",
     "sign_for",
+    "sign_in_form",
+    "sign_token",
+    "sign_token_for",
     "sign_user_id",
     "spaces_for",
     "spaces_visible_to",
     "start_session",
     "status",
+    "token_lifetime",
+    "token_readiness",
+    "token_usage",
     "validate_kind",
     "verification_changed",
+    "verify_signed",
     "verify_user_id",
     "verifying_secrets",
 ]

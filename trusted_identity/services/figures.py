@@ -178,6 +178,8 @@ def status(space_slug: str | None = None, since: datetime | None = None) -> list
                     "kind": platform.kind,
                     "api_key": platform.api_key,
                     "enforced": platform.enforced,
+                    "signature_form": platform.signature_form,
+                    "token_max_age": platform.token_max_age,
                     **figures.get(platform.pk, Figures()).as_dict(),
                 }
                 for platform in space.platforms.all()

@@ -23,6 +23,7 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from .. import tokens
 from ..conf import app_settings
 from ..crypto import DecryptionError, KeyRing
 from ..exceptions import InvalidApiKey, ServiceUnavailable
@@ -52,6 +53,8 @@ class PlatformSnapshot:
     secrets: tuple[SecretSnapshot, ...] = field(default=())
     # The origins whose pages may start sessions from a browser (CORS); web platforms only.
     origins: frozenset[str] = field(default=frozenset())
+    signature_form: str = "plain"  # plain | either | token (services.signature_forms)
+    token_max_age: int = Platform.DEFAULT_TOKEN_MAX_AGE  # seconds
 
 
 # ------------------------------------------------------------ the generation
@@ -130,7 +133,7 @@ def cache_key(api_key: str, generation: int) -> str:
     keys. Entries of older generations are never read again and expire.
     """
     digest = hashlib.sha256(api_key.encode("utf-8", "replace")).hexdigest()
-    return f"trusted_identity:platform:v3:{generation}:{digest}"
+    return f"trusted_identity:platform:v4:{generation}:{digest}"
 
 
 def _cache():
@@ -140,7 +143,7 @@ def _cache():
 def _load_snapshot(api_key: str) -> PlatformSnapshot | None:
     platform = (
         Platform.objects.select_related("space")
-        .only("id", "kind", "enforced", "space__slug")
+        .only("id", "kind", "enforced", "signature_form", "token_max_age", "space__slug")
         .filter(api_key=api_key)
         .first()
     )
@@ -160,6 +163,8 @@ def _load_snapshot(api_key: str) -> PlatformSnapshot | None:
         space_slug=platform.space.slug,
         kind=platform.kind,
         enforced=platform.enforced,
+        signature_form=platform.signature_form,
+        token_max_age=platform.token_max_age,
         secrets=tuple(
             SecretSnapshot(pk, ciphertext, None if retired is None else until.timestamp())
             for pk, ciphertext, retired, until in rows
@@ -307,3 +312,4 @@ def keys_of(snapshot: PlatformSnapshot) -> tuple[KeyEntry, ...]:
 
 def clear_plaintext_cache() -> None:
     _key_entries.cache_clear()
+    tokens.clear()  # it remembers the keys that verified each token

@@ -9,9 +9,13 @@ from typing import Any
 from ..conf import app_settings
 from ..exceptions import InvalidRequest, SignatureInvalid, SignatureRequired
 from ..models import Outcome
+from ..tokens import looks_like_token
 from .counting import record_outcome
 from .lookup import PlatformSnapshot
-from .verification import verify_user_id
+from .verification import Verification, verify_signed
+
+#: The longest ``signed`` of the plain form's shape; a token's is ``MAX_TOKEN_LENGTH``.
+MAX_PLAIN_SIGNED_LENGTH = 256
 
 
 @dataclass(frozen=True)
@@ -21,6 +25,8 @@ class SessionStart:
     signature: str  # valid | invalid | missing | none
     space: str
     platform: str
+    #: What verification found (form, reason), for the counts; never in the answer.
+    verification: Verification | None = None
 
     @property
     def anonymous(self) -> bool:
@@ -69,8 +75,14 @@ def parse_session_request(payload: Any) -> tuple[str | None, str | None]:
         raise InvalidRequest("signed was sent without userId")
     if signed == "":
         signed = None
-    if signed is not None and len(signed) > 256:
-        raise InvalidRequest("signed is too long to be a signature")
+    if signed is not None and len(signed) > MAX_PLAIN_SIGNED_LENGTH:
+        if not looks_like_token(signed):
+            raise InvalidRequest("signed is too long to be a signature")
+        if len(signed) > app_settings.MAX_TOKEN_LENGTH:
+            raise InvalidRequest(
+                f"signed is longer than {app_settings.MAX_TOKEN_LENGTH} characters, too long "
+                "to be a token"
+            )
     return user_id, signed
 
 
@@ -90,14 +102,18 @@ def start_session(snapshot: PlatformSnapshot, payload: Any) -> SessionStart:
     enforcement refused).
     """
     user_id, signed = parse_session_request(payload)
+    verification = None
     if user_id is None:
         signature, outcome = "none", Outcome.VISITOR
     elif signed is None:
         signature, outcome = "missing", Outcome.MISSING
-    elif verify_user_id(snapshot, user_id, signed):
-        signature, outcome = "valid", Outcome.VALID
     else:
-        signature, outcome = "invalid", Outcome.INVALID
+        # Either form; the reason of an invalid one is never in the answer (no oracle).
+        verification = verify_signed(snapshot, user_id, signed)
+        if verification.valid:
+            signature, outcome = "valid", Outcome.VALID
+        else:
+            signature, outcome = "invalid", Outcome.INVALID
 
     if snapshot.enforced and signature in ("missing", "invalid"):
         record_outcome(snapshot.platform_id, Outcome.REJECTED)
@@ -114,4 +130,5 @@ def start_session(snapshot: PlatformSnapshot, payload: Any) -> SessionStart:
         signature=signature,
         space=snapshot.space_slug,
         platform=snapshot.kind,
+        verification=verification,
     )

@@ -1,27 +1,125 @@
-"""Signing a user id with a platform's current secret and verifying a signature.
+"""Signing a user id with a platform's current secret and verifying ``signed``.
 
-The HMAC itself is in the plain-Python ``trusted_identity.signing``; this module
-picks the platform's keys (current, and previous ones inside their grace).
+Two forms (CONTRACT sections 1 and 9): the plain HMAC of ``trusted_identity.signing``
+and the HS256 tokens of ``trusted_identity.tokens``, both keyed with the platform's
+secrets (current, and previous ones inside their grace). This module picks the keys,
+applies the platform's policy (``signature_forms``) and says precisely what it found
+(:class:`Verification`); the public answer stays ``valid`` or ``invalid``.
 """
 
 from __future__ import annotations
 
 import time
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
+from typing import NamedTuple
 
-from ..exceptions import ServiceUnavailable
-from ..signing import sign, verify
+from ..conf import app_settings
+from ..exceptions import InvalidRequest, ServiceUnavailable
+from ..signing import HmacKey, decode_signature, sign, verify
+from ..tokens import looks_like_token, make_token, verify_token
 from .access import Actor, authorize
 from .audit import audit
+from .durations import describe_duration
 from .lookup import PlatformSnapshot, keys_of, lookup_platform
+from .signature_forms import PLAIN, TOKEN, accepts
 from .spaces import get_platform
+
+#: The clock of verification and signing (Unix time); tests freeze it.
+clock = time.time
+
+MALFORMED = "malformed"  # neither 64 hex digits nor a token's three parts
+NO_MATCH = "no_match"
+FORM_NOT_ALLOWED = "form_not_allowed"  # would verify, but the platform refuses its form
+
+
+class Verification(NamedTuple):
+    """What verifying one ``signed`` found.
+
+    ``form`` is what ``signed`` was (``plain``, or ``token`` for three dot-separated
+    parts); ``reason`` is None when valid, else ``malformed``, ``no_match``,
+    ``form_not_allowed`` or a token reason of ``trusted_identity.tokens``
+    (``token_malformed``, ``token_expired``, ``token_subject_mismatch``,
+    ``token_too_long_lived``). For the counts of forms and reasons; never in the
+    public answer.
+    """
+
+    valid: bool
+    form: str
+    reason: str | None = None
+
+
+_VALID_PLAIN = Verification(True, PLAIN)
+_PLAIN_REFUSED = Verification(False, PLAIN, FORM_NOT_ALLOWED)
+_TOKEN_REFUSED = Verification(False, TOKEN, FORM_NOT_ALLOWED)
+_VALID_TOKEN = Verification(True, TOKEN)
+_RESULTS = {
+    (form, reason): Verification(False, form, reason)
+    for form in (PLAIN, TOKEN)
+    for reason in (
+        MALFORMED,
+        NO_MATCH,
+        FORM_NOT_ALLOWED,
+        "token_malformed",
+        "token_expired",
+        "token_subject_mismatch",
+        "token_too_long_lived",
+    )
+}
+
+
+def verify_signed(
+    snapshot: PlatformSnapshot, user_id: str, signed: str, now: float | None = None
+) -> Verification:
+    """Verify ``signed`` (either form) for ``user_id`` under every still-valid secret.
+
+    The hot path of session start: grace ends are compared as Unix times and keys
+    come from the per-process decryption memo, so a warm plain check costs about
+    what a hand-written ``hmac`` check does (``make bench``, ``verify_ratio``). A form
+    the platform's policy refuses is invalid, with the reason ``form_not_allowed``
+    when it would otherwise have verified.
+    """
+    if now is None:
+        now = clock()
+    keys = [key for key, expires_at in keys_of(snapshot) if expires_at is None or expires_at > now]
+    if "." not in signed or not looks_like_token(signed):
+        # The plain form, and anything that is not a token: the seed's cost (one
+        # comparison per still-valid secret, whatever the text), plus the test above.
+        if verify(keys, user_id, signed):
+            return _VALID_PLAIN if snapshot.signature_form != TOKEN else _PLAIN_REFUSED
+        return _RESULTS[PLAIN, MALFORMED if decode_signature(signed) is None else NO_MATCH]
+    reason = verify_token(
+        keys,
+        user_id,
+        signed,
+        now=now,
+        leeway=app_settings.TOKEN_LEEWAY.total_seconds(),
+        max_age=snapshot.token_max_age,
+        max_length=app_settings.MAX_TOKEN_LENGTH,
+    )
+    if reason is None:
+        return _VALID_TOKEN if snapshot.signature_form != PLAIN else _TOKEN_REFUSED
+    return _RESULTS.get((TOKEN, reason)) or Verification(False, TOKEN, reason)
+
+
+def verify_user_id(snapshot: PlatformSnapshot, user_id: str, signature: str) -> bool:
+    """Whether ``signature`` (either form) is valid for ``user_id`` on this platform."""
+    return verify_signed(snapshot, user_id, signature)[0]
+
+
+# --------------------------------------------------------------------- signing
+
+
+def _current_key(snapshot: PlatformSnapshot) -> HmacKey:
+    for key, expires_at in keys_of(snapshot):
+        if expires_at is None:
+            return key
+    raise ServiceUnavailable(f"platform #{snapshot.platform_id} has no current secret")
 
 
 def sign_user_id(snapshot: PlatformSnapshot, user_id: str) -> str:
-    """The signature of ``user_id`` with the platform's current secret."""
-    for key, expires_at in keys_of(snapshot):
-        if expires_at is None:
-            return sign(key, user_id)
-    raise ServiceUnavailable(f"platform #{snapshot.platform_id} has no current secret")
+    """The plain signature of ``user_id`` with the platform's current secret."""
+    return sign(_current_key(snapshot), user_id)
 
 
 def sign_for(space_slug: str, kind: str, user_id: str, actor: Actor | None = None) -> str:
@@ -41,13 +139,106 @@ def sign_for(space_slug: str, kind: str, user_id: str, actor: Actor | None = Non
     return signed
 
 
-def verify_user_id(snapshot: PlatformSnapshot, user_id: str, signature: str) -> bool:
-    """Whether ``signature`` is valid for ``user_id`` under any still-valid secret.
+class IssuedToken(NamedTuple):
+    """A token and when it expires (its ``exp``, as an aware UTC datetime)."""
 
-    The hot path of session start: grace ends are compared as Unix times and
-    keys come from the per-process decryption memo, so a warm call costs about
-    what a hand-written ``hmac`` check does (``make bench``, key ``verify_ratio``).
+    token: str
+    expires_at: datetime
+
+    @property
+    def expires_at_iso(self) -> str:
+        """``expiresAt`` of the sign view: ISO 8601 in UTC, to the second (``...Z``)."""
+        return iso_utc(self.expires_at)
+
+
+def iso_utc(moment: datetime) -> str:
+    return moment.astimezone(dt_timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def token_lifetime(snapshot: PlatformSnapshot, ttl: timedelta | None = None) -> int:
+    """Seconds a new token of this platform lives: ``ttl``, or the ``TOKEN_TTL`` setting
+    capped at the platform's maximum age. An explicit ``ttl`` above that maximum, or
+    under a second, is an InvalidRequest."""
+    if ttl is None:
+        return max(1, min(int(app_settings.TOKEN_TTL.total_seconds()), snapshot.token_max_age))
+    seconds = int(ttl.total_seconds())
+    if seconds > snapshot.token_max_age:
+        raise InvalidRequest(
+            f"a token of {snapshot.space_slug}/{snapshot.kind} may live at most "
+            f"{describe_duration(timedelta(seconds=snapshot.token_max_age))}, not "
+            f"{describe_duration(ttl)}"
+        )
+    if seconds < 1:
+        raise InvalidRequest("a token must live at least one second")
+    return seconds
+
+
+def sign_token(
+    snapshot: PlatformSnapshot,
+    user_id: str,
+    ttl: timedelta | None = None,
+    now: float | None = None,
+) -> IssuedToken:
+    """An HS256 token for ``user_id`` with the platform's current secret (``iat`` now,
+    ``exp`` after :func:`token_lifetime`)."""
+    seconds = token_lifetime(snapshot, ttl)
+    issued_at = int(clock() if now is None else now)
+    expires_at = issued_at + seconds
+    token = make_token(_current_key(snapshot), user_id, issued_at, expires_at)
+    return IssuedToken(token, datetime.fromtimestamp(expires_at, tz=dt_timezone.utc))
+
+
+def sign_token_for(
+    space_slug: str,
+    kind: str,
+    user_id: str,
+    ttl: timedelta | None = None,
+    actor: Actor | None = None,
+) -> IssuedToken:
+    """A token for ``user_id`` on a platform named by space slug and kind: the Python API.
+
+    ``ttl`` None is the ``TOKEN_TTL`` setting, capped at the platform's maximum token
+    age; a longer ``ttl`` is refused. With an ``actor`` (the CLI's ``sign --token``),
+    as :func:`sign_for`: checked, and audited without the token. Made whatever the
+    platform's policy, so that signers can be deployed before it accepts tokens.
     """
-    now = time.time()
-    valid = [key for key, expires_at in keys_of(snapshot) if expires_at is None or expires_at > now]
-    return verify(valid, user_id, signature)
+    platform = get_platform(space_slug, kind)
+    if actor is not None:
+        authorize(actor, "sign", platform.space_id)
+    issued = sign_token(lookup_platform(platform.api_key), user_id, ttl)
+    if actor is not None:
+        audit(
+            actor,
+            platform,
+            f"Signed user id {user_id!r} with the current secret as a token valid until "
+            f"{issued.expires_at_iso}.",
+        )
+    return issued
+
+
+class Signed(NamedTuple):
+    """A user id signed in either form: ``expires_at`` is None for the plain form."""
+
+    signed: str
+    expires_at: datetime | None = None
+
+
+def sign_in_form(snapshot: PlatformSnapshot, user_id: str, form: str | None) -> Signed:
+    """What the sign view answers: ``user_id`` signed in ``form`` (``plain``, the default,
+    or ``token``).
+
+    A form the platform does not accept is an InvalidRequest naming the one it does:
+    a plain signature never expires, so a platform that accepts only tokens gets
+    none, and a token would not verify on a platform that accepts only plain ones.
+    """
+    form = form or PLAIN
+    if form not in (PLAIN, TOKEN):
+        raise InvalidRequest(f"form must be plain or token, not {form!r}")
+    if not accepts(snapshot.signature_form, form):
+        wanted = TOKEN if form == PLAIN else PLAIN
+        raise InvalidRequest(
+            f"this platform accepts only {wanted} signatures: ask with form={wanted}"
+        )
+    if form == TOKEN:
+        return Signed(*sign_token(snapshot, user_id))
+    return Signed(sign_user_id(snapshot, user_id))

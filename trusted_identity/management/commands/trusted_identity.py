@@ -10,6 +10,7 @@ from __future__ import annotations
 import getpass
 import json
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -22,7 +23,7 @@ from trusted_identity.conf import app_settings
 from trusted_identity.crypto import generate_key
 from trusted_identity.exceptions import TrustedIdentityError
 from trusted_identity.models import PlatformKind, Role
-from trusted_identity.services import NotReady
+from trusted_identity.services import NotReady, TokenNotReady
 
 
 class Command(BaseCommand):
@@ -108,6 +109,38 @@ class Command(BaseCommand):
         sign.add_argument("space")
         sign.add_argument("kind")
         sign.add_argument("user_id")
+        sign.add_argument(
+            "--token", action="store_true", help="Print an expiring HS256 token instead."
+        )
+        sign.add_argument(
+            "--ttl",
+            default=None,
+            help="With --token: how long it lives (30m, 1h; default TOKEN_TTL, at most the "
+            "platform's maximum token age).",
+        )
+
+        forms = commands.add_parser(
+            "signature-form",
+            help="Which signature forms the platform accepts: plain, either or token (audited).",
+        )
+        forms.add_argument("space")
+        forms.add_argument("kind")
+        forms.add_argument("form", choices=["plain", "either", "token"])
+        forms.add_argument(
+            "--max-age",
+            default=None,
+            help="The longest lifetime of a token (1m to 7d, such as 24h; default: unchanged).",
+        )
+        forms.add_argument(
+            "--force",
+            action="store_true",
+            help="Accept only tokens even below the readiness threshold.",
+        )
+        forms.add_argument(
+            "--reason",
+            default="",
+            help="Why the readiness rule is overridden (recorded; used with --force).",
+        )
 
         status = commands.add_parser("status", help="Enforcement and figures per platform.")
         status.add_argument("space", nargs="?")
@@ -158,7 +191,7 @@ class Command(BaseCommand):
             handler(options)
         except CommandError as exc:
             raise CommandError(_one_line(str(exc)), returncode=exc.returncode) from None
-        except NotReady as exc:
+        except (NotReady, TokenNotReady) as exc:
             raise CommandError(_one_line(f"{exc.message} (use --force with --reason)")) from None
         except TrustedIdentityError as exc:
             raise CommandError(_one_line(exc.message)) from None
@@ -256,10 +289,49 @@ class Command(BaseCommand):
         self._say(f"Enforcement for {platform} is {'on' if platform.enforced else 'off'}.")
 
     def do_sign(self, options: dict[str, Any]) -> None:
-        signed = services.sign_for(
-            options["space"], options["kind"], options["user_id"], self._actor(options)
+        if not options["token"]:
+            if options["ttl"] is not None:
+                raise CommandError("--ttl needs --token: the plain signature never expires")
+            signed = services.sign_for(
+                options["space"], options["kind"], options["user_id"], self._actor(options)
+            )
+            self._out(signed)
+            return
+        ttl = None if options["ttl"] is None else services.parse_duration(options["ttl"])
+        platform = services.get_platform(options["space"], options["kind"])
+        issued = services.sign_token_for(
+            options["space"], options["kind"], options["user_id"], ttl, self._actor(options)
         )
-        self._out(signed)
+        self._say(
+            f"Token for {options['user_id']!r} on {platform}, valid until {issued.expires_at_iso}."
+        )
+        if platform.signature_form == "plain":
+            self._say(
+                f"Note: {platform} accepts only plain signatures; this token verifies once "
+                f"`signature-form {options['space']} {options['kind']} either` is set."
+            )
+        self._out(issued.token)
+
+    def do_signature_form(self, options: dict[str, Any]) -> None:
+        max_age = None if options["max_age"] is None else services.parse_max_age(options["max_age"])
+        platform = services.get_platform(options["space"], options["kind"])
+        force = options["force"]
+        reason = options["reason"] or ("forced from the command line" if force else "")
+        platform = services.set_signature_form(
+            platform,
+            options["form"],
+            self._actor(options),
+            max_age=max_age,
+            force=force,
+            reason=reason,
+        )
+        lifetime = services.describe_duration(timedelta(seconds=platform.token_max_age))
+        accepted = {
+            "plain": "plain signatures only",
+            "either": "plain signatures and tokens",
+            "token": "tokens only",
+        }[platform.signature_form]
+        self._say(f"{platform} accepts {accepted}; a token may live at most {lifetime}.")
 
     def do_status(self, options: dict[str, Any]) -> None:
         since = None

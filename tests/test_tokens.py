@@ -1,0 +1,466 @@
+"""The expiring form: plain-Python HS256 token verification (``trusted_identity.tokens``).
+
+Tokens are built by hand here (base64url, JSON, HMAC), so that every header and claim
+an attacker could send can be sent, correctly signed or not; the asymmetric ones are
+made with PyJWT and ``cryptography``'s real keys.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from trusted_identity import tokens
+from trusted_identity.signing import HmacKey
+from trusted_identity.tokens import (
+    NO_MATCH,
+    TOKEN_EXPIRED,
+    TOKEN_MALFORMED,
+    TOKEN_SUBJECT_MISMATCH,
+    TOKEN_TOO_LONG_LIVED,
+    make_token,
+    verify_token,
+)
+
+SECRET = "tis_ios_" + "Q7x" * 16
+OTHER = "tis_ios_" + "Zk9" * 16
+KEY, OTHER_KEY = HmacKey(SECRET), HmacKey(OTHER)
+NOW = 1_800_000_000
+HOUR, DAY = 3600, 86400
+HEADER = {"alg": "HS256", "typ": "JWT"}
+
+
+@pytest.fixture(autouse=True)
+def _forget():
+    tokens.clear()
+    yield
+    tokens.clear()
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def part(value) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    return b64(text.encode("utf-8", "surrogatepass"))
+
+
+def token(claims=None, header=None, secret: str | bytes = SECRET, digest=hashlib.sha256) -> str:
+    """A token with any header and claims (dicts, or raw JSON text), HMAC-signed with ``secret``."""
+    claims = {"sub": "42", "iat": NOW, "exp": NOW + HOUR} if claims is None else claims
+    signing_input = f"{part(HEADER if header is None else header)}.{part(claims)}"
+    key = secret.encode() if isinstance(secret, str) else secret
+    return f"{signing_input}.{b64(hmac.new(key, signing_input.encode(), digest).digest())}"
+
+
+def check(signed, user_id="42", keys=(KEY,), now=NOW, leeway=60, max_age=DAY, **kw):
+    return verify_token(list(keys), user_id, signed, now=now, leeway=leeway, max_age=max_age, **kw)
+
+
+# ---------------------------------------------------------------- valid tokens
+
+
+def test_a_token_made_here_verifies_and_is_what_pyjwt_makes():
+    made = make_token(KEY, "42", NOW, NOW + HOUR)
+    assert check(made) is None
+    header = jwt.get_unverified_header(made)
+    assert header == {"alg": "HS256", "typ": "JWT"}
+    claims = jwt.decode(
+        made, SECRET, algorithms=["HS256"], options={"verify_exp": False, "verify_iat": False}
+    )
+    assert claims == {"sub": "42", "iat": NOW, "exp": NOW + HOUR}
+    assert made == token({"sub": "42", "iat": NOW, "exp": NOW + HOUR})
+
+
+def test_every_still_valid_key_is_tried():
+    assert check(token(secret=OTHER), keys=(KEY, OTHER_KEY)) is None
+    assert check(token(secret=OTHER), keys=(KEY,)) == NO_MATCH
+    assert check(token(), keys=()) == NO_MATCH
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"alg": "HS256"},
+        {"typ": "JWT", "alg": "HS256"},
+        {"alg": "HS256", "typ": "jwt"},
+        {"alg": "HS256", "kid": "2024-01"},
+    ],
+)
+def test_header_variants_that_signers_send_are_accepted(header):
+    assert check(token(header=header)) is None
+
+
+def test_extra_claims_and_float_dates_are_accepted():
+    claims = {"sub": "42", "iat": NOW + 0.5, "exp": NOW + 600.25, "iss": "me", "jti": "x", "n": [1]}
+    assert check(token(claims)) is None
+    assert check(token({"sub": "42", "iat": NOW, "exp": NOW + HOUR, "nbf": NOW - 5})) is None
+
+
+@pytest.mark.parametrize("user_id", ["42", " 42", "USER-1", "Zoë", "用户-🚀", "a" * 1024])
+def test_any_user_id_round_trips(user_id):
+    assert check(make_token(KEY, user_id, NOW, NOW + HOUR), user_id) is None
+
+
+def test_every_key_is_compared_in_constant_time_without_stopping_at_a_match(monkeypatch):
+    calls = []
+    real = hmac.compare_digest
+
+    def counting(a, b):
+        calls.append((len(a), len(b)))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", counting)
+    keys = (KEY, OTHER_KEY, HmacKey("tis_ios_third" + "x" * 40))
+    assert check(token(secret=SECRET + "x"), keys=keys) == NO_MATCH
+    assert calls == [(32, 32)] * 3
+    calls.clear()
+    monkeypatch.setattr(tokens, "_pyjwt_accepts", lambda *a: True)
+    assert check(token(), keys=keys) is None  # the first key matches: all three compared
+    assert calls == [(32, 32)] * 3
+    calls.clear()
+    assert check("a.b." + "A" * 43) == TOKEN_MALFORMED  # no header: nothing to compare
+    assert calls == []
+
+
+# ------------------------------------------------------ the algorithm is pinned
+
+
+@pytest.mark.parametrize(
+    "alg", ["none", "None", "NONE", "hs256", "HS256 ", " HS256", "HS256\x00", "", None, ["HS256"]]
+)
+def test_any_other_alg_is_malformed_even_correctly_signed(alg):
+    assert check(token(header={"alg": alg, "typ": "JWT"})) == TOKEN_MALFORMED
+
+
+def test_alg_none_with_an_empty_signature_is_malformed():
+    claims = {"sub": "42", "iat": NOW, "exp": NOW + HOUR}
+    unsigned = f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
+    assert check(unsigned) == TOKEN_MALFORMED
+    assert check(unsigned + "AAAA") == TOKEN_MALFORMED
+
+
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
+@pytest.mark.parametrize(("alg", "digest"), [("HS384", hashlib.sha384), ("HS512", hashlib.sha512)])
+def test_other_hmac_algorithms_are_malformed(alg, digest):
+    other = token(header={"alg": alg, "typ": "JWT"}, digest=digest)
+    assert (
+        jwt.decode(
+            other, SECRET, algorithms=[alg], options={"verify_exp": False, "verify_iat": False}
+        )["sub"]
+        == "42"
+    )
+    assert check(other) == TOKEN_MALFORMED
+    # An HS256 header over a longer MAC, or a truncated one: the shape is wrong.
+    assert check(token(digest=digest)) == TOKEN_MALFORMED
+
+
+def _asymmetric_keys():
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    return {"RS256": rsa_key, "PS256": rsa_key, "ES256": ec_key}
+
+
+@pytest.mark.parametrize("alg", ["RS256", "PS256", "ES256"])
+def test_asymmetric_algorithms_are_malformed(alg):
+    private = _asymmetric_keys()[alg]
+    signed = jwt.encode({"sub": "42", "iat": NOW, "exp": NOW + HOUR}, private, algorithm=alg)
+    assert check(signed) == TOKEN_MALFORMED
+
+
+@pytest.mark.parametrize("alg", ["RS256", "ES256"])
+def test_key_confusion_is_refused(alg):
+    """Both directions of the classic confusion: an asymmetric header over an HMAC made
+    with our secret (a verifier that let the header pick the algorithm would try the
+    secret as a public key), and an HS256 token whose HMAC key is a public key in PEM
+    (what a verifier that holds a public key would be tricked into using)."""
+    assert check(token(header={"alg": alg, "typ": "JWT"})) == TOKEN_MALFORMED
+    public_pem = (
+        _asymmetric_keys()[alg]
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    assert check(token(secret=public_pem)) == NO_MATCH
+    # The same PEM as one of the platform's keys would be refused by PyJWT's HMAC key
+    # check; our platform secrets are never PEM, so this only shows PyJWT's answer.
+    pem_key = HmacKey(public_pem)
+    assert check(token(secret=public_pem), keys=(pem_key,)) == TOKEN_MALFORMED
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"crit": ["exp"], "exp": NOW},
+        {"crit": ["b64"], "b64": False},
+        {"b64": True},
+        {"jku": "https://evil.example/jwks.json"},
+        {"jwk": {"kty": "oct", "k": b64(b"attacker")}},
+        {"x5u": "https://evil.example/cert.pem"},
+        {"x5c": ["MIIB"]},
+        {"cty": "JWT"},
+        {"typ": "at+jwt"},
+        {"typ": 1},
+        {"kid": 7},
+        {"kid": None},
+    ],
+)
+def test_header_members_that_pick_keys_or_change_processing_are_malformed(extra):
+    assert check(token(header={**HEADER, **extra})) == TOKEN_MALFORMED
+
+
+@pytest.mark.parametrize(
+    "kid", ["../../../../dev/null", "' OR '1'='1", "/etc/passwd", "", "x" * 200, "tis_ios_other"]
+)
+def test_kid_never_picks_a_key(kid):
+    header = {**HEADER, "kid": kid}
+    assert check(token(header=header)) is None  # ignored: the platform's keys decide
+    assert check(token(header=header, secret="")) == NO_MATCH
+    assert check(token(header=header, secret=b"\x00" * 32)) == NO_MATCH
+    assert check(token(header=header, secret=kid or "k")) == NO_MATCH
+
+
+# ---------------------------------------------------------------------- claims
+
+
+@pytest.mark.parametrize(
+    ("claims", "user_id"),
+    [
+        ({"sub": "42"}, " 42"),
+        ({"sub": " 42"}, "42"),
+        ({"sub": "USER-1"}, "user-1"),
+        ({"sub": "e\u0301"}, "\u00e9"),  # NFD vs NFC: different user ids
+        ({"sub": "42"}, "420"),
+    ],
+)
+def test_sub_must_equal_the_user_id_exactly(claims, user_id):
+    full = {**claims, "iat": NOW, "exp": NOW + HOUR}
+    assert check(token(full), user_id) == TOKEN_SUBJECT_MISMATCH
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"iat": NOW, "exp": NOW + HOUR},
+        {"sub": 42, "iat": NOW, "exp": NOW + HOUR},
+        {"sub": None, "iat": NOW, "exp": NOW + HOUR},
+        {"sub": "42", "exp": NOW + HOUR},
+        {"sub": "42", "iat": NOW},
+        {"sub": "42", "iat": str(NOW), "exp": NOW + HOUR},
+        {"sub": "42", "iat": NOW, "exp": str(NOW + HOUR)},
+        {"sub": "42", "iat": True, "exp": NOW + HOUR},
+        {"sub": "42", "iat": NOW, "exp": None},
+        {"sub": "42", "iat": NOW, "exp": [NOW + HOUR]},
+        {"sub": "42", "iat": NOW, "exp": NOW},  # no lifetime
+        {"sub": "42", "iat": NOW, "exp": NOW - 1},
+        {"sub": "42", "iat": NOW, "exp": NOW + HOUR, "nbf": "now"},
+        {"sub": "42", "iat": NOW, "exp": NOW + HOUR, "nbf": None},
+        {"sub": "42", "iat": NOW, "exp": NOW + HOUR, "jti": 5},
+        {"sub": "42", "iat": NOW, "exp": NOW + HOUR, "aud": "trusted-identity"},
+        {"sub": "42", "iat": NOW, "exp": NOW + HOUR, "aud": []},
+        '{"sub":"42","iat":1800000000,"exp":NaN}',
+        '{"sub":"42","iat":1800000000,"exp":Infinity}',
+        '{"sub":"42","iat":1800000000,"exp":1e999}',
+        '{"sub":"42","iat":-1e999,"exp":1800003600}',
+        '["sub","42"]',
+        '"42"',
+        "",
+        "{",
+        '{"sub":"42","iat":1800000000,"exp":1800003600',
+        '\ufeff{"sub":"42","iat":1800000000,"exp":1800003600}',
+        "[" * 100_000,
+        '{"sub":"42","iat":1800000000,"exp":1' + "0" * 5000 + "}",
+    ],
+)
+def test_claims_of_the_wrong_shape_are_malformed_even_correctly_signed(claims):
+    assert check(token(claims), max_length=10**6) == TOKEN_MALFORMED
+
+
+def test_claims_that_are_not_utf8_are_malformed():
+    raw = b'{"sub":"\xff","iat":1800000000,"exp":1800003600}'
+    signing_input = f"{part(HEADER)}.{b64(raw)}"
+    mac = hmac.new(SECRET.encode(), signing_input.encode(), hashlib.sha256).digest()
+    assert check(f"{signing_input}.{b64(mac)}") == TOKEN_MALFORMED
+
+
+def test_duplicate_claims_take_the_last_value_as_every_json_parser_here_does():
+    raw = '{"sub":"victim","sub":"42","iat":1800000000,"exp":1800003600}'
+    assert check(token(raw)) is None
+    assert check(token(raw), "victim") == TOKEN_SUBJECT_MISMATCH
+
+
+def test_lifetime_is_bounded_by_the_maximum_age():
+    assert check(token({"sub": "42", "iat": NOW, "exp": NOW + DAY})) is None
+    assert check(token({"sub": "42", "iat": NOW, "exp": NOW + DAY + 1})) == TOKEN_TOO_LONG_LIVED
+    assert check(token({"sub": "42", "iat": NOW, "exp": NOW + HOUR}), max_age=HOUR - 1) == (
+        TOKEN_TOO_LONG_LIVED
+    )
+    huge = token({"sub": "42", "iat": NOW, "exp": 10**30})
+    assert check(huge) == TOKEN_TOO_LONG_LIVED
+
+
+@pytest.mark.parametrize(
+    ("claims", "expected"),
+    [
+        ({"iat": NOW - HOUR, "exp": NOW - 61}, TOKEN_EXPIRED),
+        ({"iat": NOW - HOUR, "exp": NOW - 60}, TOKEN_EXPIRED),  # exp <= now - leeway
+        ({"iat": NOW - HOUR, "exp": NOW - 59}, None),  # inside the leeway
+        ({"iat": NOW - HOUR, "exp": NOW + 1}, None),
+        ({"iat": NOW + 60, "exp": NOW + HOUR}, None),  # a signer's clock 60 s ahead
+        ({"iat": NOW + 61, "exp": NOW + HOUR}, TOKEN_EXPIRED),  # not yet valid
+        ({"iat": NOW, "exp": NOW + HOUR, "nbf": NOW + 61}, TOKEN_EXPIRED),
+        ({"iat": NOW, "exp": NOW + HOUR, "nbf": NOW + 60}, None),
+    ],
+)
+def test_exp_iat_and_nbf_against_the_clock_with_leeway(claims, expected):
+    assert check(token({"sub": "42", **claims})) == expected
+
+
+def test_leeway_zero_is_strict():
+    assert check(token({"sub": "42", "iat": NOW - 10, "exp": NOW}), leeway=0) == TOKEN_EXPIRED
+    assert check(token({"sub": "42", "iat": NOW + 1, "exp": NOW + 10}), leeway=0) == TOKEN_EXPIRED
+    assert check(token({"sub": "42", "iat": NOW, "exp": NOW + 1}), leeway=0) is None
+
+
+def test_nothing_of_the_claims_is_read_before_the_signature_matched():
+    """A forged token says no_match, whatever its claims: the reasons of section 9 are
+    only ever given for tokens signed with a platform secret."""
+    for claims in (
+        {"sub": "other", "iat": NOW, "exp": NOW + HOUR},
+        {"sub": "42", "iat": NOW - DAY, "exp": NOW - HOUR},
+        {"sub": "42", "iat": NOW, "exp": NOW + 30 * DAY},
+        "not json at all",
+    ):
+        assert check(token(claims, secret="forged")) == NO_MATCH
+
+
+# ---------------------------------------------------------------------- shape
+
+
+def test_shape_is_checked_before_anything_is_decoded():
+    good = token()
+    head, body, mac = good.split(".")
+    for bad in (
+        f"{head}.{body}.{mac}=",  # padding
+        f"{head}=.{body}.{mac}",
+        f"{head}.{body}.{mac[:-1]}",  # 42 characters
+        f"{head}.{body}.{mac}A",  # 44
+        f"{head}.{body}.{mac}.",
+        f".{body}.{mac}",
+        f"{head}..{mac}",
+        f"{head}.{body}.",
+        f" {good}",
+        f"{good}\n",
+        f"{head}.{body}.{mac[:-1]}+",  # standard base64, not base64url
+        f"{head}.{body}.{mac[:-1]}/",
+        f"{head}.{body}\u00e9.{mac}",
+        good.replace(".", "\u2024"),
+        "..",
+        "a.b.c",
+    ):
+        assert check(bad) == TOKEN_MALFORMED, bad
+
+
+def test_a_non_canonical_signature_encoding_is_malformed():
+    """43 base64url characters carry 258 bits for 256: the last character's two unused
+    bits must be zero, or one signature would have several spellings."""
+    good = token()
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet.index(good[-1])
+    respelt = good[:-1] + alphabet[last | 1 if last % 2 == 0 else last - 1]
+    assert base64.urlsafe_b64decode(respelt.split(".")[2] + "=") == base64.urlsafe_b64decode(
+        good.split(".")[2] + "="
+    )
+    assert check(respelt) == TOKEN_MALFORMED
+
+
+def test_size_is_bounded_before_parsing():
+    long_id = "u" * 2900
+    made = make_token(KEY, long_id, NOW, NOW + HOUR)
+    assert 3900 < len(made) <= 4096
+    assert check(made, long_id) is None
+    assert check(made, long_id, max_length=len(made) - 1) == TOKEN_MALFORMED
+    assert check("a" * 10**6 + ".b." + "A" * 43) == TOKEN_MALFORMED
+
+
+def test_looks_like_token_is_three_parts():
+    assert tokens.looks_like_token(token())
+    assert tokens.looks_like_token("a.b.c")
+    assert not tokens.looks_like_token("0" * 64)
+    assert not tokens.looks_like_token("a.b")
+    assert not tokens.looks_like_token("a.b.c.d")
+
+
+# --------------------------------------------------- PyJWT, the verifier of record
+
+
+def test_pyjwt_decides_and_its_verdict_is_remembered_per_token_and_key(monkeypatch):
+    calls = []
+    real = jwt.decode
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs["algorithms"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting)
+    made = token()
+    assert check(made) is None
+    assert check(made) is None
+    assert calls == [["HS256"]]  # once: then only the clock, subject and lifetime
+    # Remembered verdicts still answer to the time, the subject and the maximum age.
+    assert check(made, now=NOW + HOUR + 60) == TOKEN_EXPIRED
+    assert check(made, "43") == TOKEN_SUBJECT_MISMATCH
+    assert check(made, max_age=60) == TOKEN_TOO_LONG_LIVED
+    # ...and to the keys: the key that verified it is gone (rotated out): not valid.
+    assert check(made, keys=(OTHER_KEY,)) == NO_MATCH
+    assert check(made, keys=(HmacKey(SECRET),)) is None  # a new key object: PyJWT again
+    assert len(calls) == 2
+
+
+def test_pyjwt_refusing_wins(monkeypatch, caplog):
+    def refuse(*args, **kwargs):
+        raise jwt.InvalidSignatureError("no")
+
+    monkeypatch.setattr(jwt, "decode", refuse)
+    made = token()
+    with caplog.at_level(logging.WARNING, "trusted_identity"):
+        assert check(made) == TOKEN_MALFORMED
+        assert check(made) == TOKEN_MALFORMED  # not remembered as valid
+    assert "PyJWT refused a token the pre-check accepted (InvalidSignatureError)" in caplog.text
+    assert made not in caplog.text
+
+
+def test_pyjwt_returning_another_subject_is_refused(monkeypatch):
+    monkeypatch.setattr(jwt, "decode", lambda *a, **k: {"sub": "someone-else"})
+    assert check(token()) == TOKEN_MALFORMED
+
+
+def test_nothing_escapes(caplog):
+    class Broken:
+        def digest(self, message):
+            raise RuntimeError(SECRET)
+
+    with caplog.at_level(logging.ERROR, "trusted_identity"):
+        assert check(token(), keys=(Broken(),)) == TOKEN_MALFORMED
+        assert verify_token([KEY], "42", None, now=NOW, leeway=60, max_age=DAY) == TOKEN_MALFORMED
+    assert "token verification failed (RuntimeError)" in caplog.text
+    assert SECRET not in caplog.text
+
+
+def test_the_remembered_verdicts_are_bounded(monkeypatch):
+    monkeypatch.setattr(tokens, "_VERIFIED_MAX", 5)
+    for n in range(12):
+        assert check(make_token(KEY, "42", NOW + n, NOW + HOUR)) is None
+        assert len(tokens._verified) <= 5
+    long_token = make_token(KEY, "u" * 900, NOW, NOW + HOUR)
+    tokens.clear()
+    assert check(long_token, "u" * 900) is None
+    assert tokens._verified == {}  # over 1,024 characters: verified each time
