@@ -89,7 +89,7 @@ bench: install
 
 # Cost as the data grows, in a throw-away PostgreSQL database (127.0.0.1:5432); the
 # full sizes by hand: make bench-scale SIZES=10x7,200x90,1000x90
-SIZES ?= 10x7,200x90,1000x14
+SIZES ?= 10x7,200x90
 bench-scale: install
 	@command -v wrk >/dev/null 2>&1 || { echo "Installing Debian's wrk (load generator)..."; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
