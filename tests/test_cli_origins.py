@@ -81,7 +81,7 @@ def test_errors_are_one_line(web, platform, args, match):
     assert services.allowed_origins(web) == []
 
 
-def test_subprocess_scripts_see_empty_stdout_and_one_line_errors(cli_env):  # noqa: F811
+def test_subprocess_scripts_see_empty_stdout_and_one_line_errors(cli_env):
     assert manage(cli_env, "create-space", "cors").returncode == 0
     assert manage(cli_env, "add-platform", "cors", "web").returncode == 0
     done = manage(cli_env, "allow-origin", "cors", "web", "http://127.0.0.1:8251")

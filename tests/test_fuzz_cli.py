@@ -1,0 +1,143 @@
+"""Property-based fuzzing of the command line: any argument list for every
+sub-command ends in a value or a one-line error, never a traceback.
+"""
+
+from __future__ import annotations
+
+from io import StringIO
+
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from hypothesis import given, note
+from hypothesis import strategies as st
+
+from trusted_identity import services, signing
+from trusted_identity.models import Platform
+
+from .factories import UserFactory
+from .test_fuzz import case, examples, world  # noqa: F401
+
+# --------------------------------------------------------------------- CLI
+
+SUBCOMMANDS = [
+    "create-space",
+    "add-platform",
+    "show-secret",
+    "rotate-secret",
+    "enforce",
+    "sign",
+    "signature-form",
+    "status",
+    "rekey",
+    "generate-key",
+    "grant",
+    "revoke",
+]
+cli_words = st.sampled_from(
+    [
+        "acme",
+        "other",
+        "ios",
+        "android",
+        "web",
+        "roku",
+        "on",
+        "off",
+        "0",
+        "24h",
+        "30m",
+        "5x",
+        "--force",
+        "--reason",
+        "--json",
+        "--grace",
+        "--role",
+        "owner",
+        "viewer",
+        "signer",
+        "--batch-size",
+        "-1",
+        "1",
+        "--name",
+        "--actor",
+        "root",
+        "-",
+        "--",
+        "",
+        "\x00",
+        "\udcff",
+        "\udcff\udcfe",
+        "é",
+        "a" * 100,
+        "--grace=0",
+        "--role=admin",
+        "plain",
+        "either",
+        "token",
+        "--token",
+        "--ttl",
+        "--max-age",
+        "8d",
+        "-1e9",
+        "99999999999",
+    ]
+) | st.text(max_size=12)
+
+
+@examples(400)
+@given(
+    subcommand=st.sampled_from(SUBCOMMANDS) | st.text(max_size=8),
+    args=st.lists(cli_words, max_size=5),
+    actor=st.none() | st.sampled_from(["root", "ghost", "\x00", "\udcff", ""]),
+)
+def test_cli_any_arguments(world, django_capture_on_commit_callbacks, subcommand, args, actor):
+    """Any argument list ends in success or a one-line CommandError: no traceback,
+    no other exception. A printed value is alone on one line of stdout; a secret is
+    only ever printed on stdout, by show-secret or rotate-secret."""
+    case("cli")
+    UserFactory(username="root", is_superuser=True)
+    UserFactory(username="signer", is_staff=False)
+    argv = ([] if actor is None else ["--actor", actor]) + [subcommand, *args]
+    note(f"argv={argv!r}")
+    out, err = StringIO(), StringIO()
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            call_command("trusted_identity", *argv, stdout=out, stderr=err)
+    except CommandError as exc:
+        message = str(exc)
+        assert message.strip() and "\n" not in message.strip(), message
+        assert "Traceback" not in message
+        assert out.getvalue() == ""
+        err.write(message)
+        ok = False
+    except SystemExit as exc:  # --help / -h print the help and exit 0
+        assert exc.code == 0 and ({"-h", "--help"} & set(argv)), argv
+        return
+    else:
+        ok = True
+    stdout, stderr = out.getvalue(), err.getvalue()
+    current = [
+        services.current_secret_row(p).get_secret()
+        for p in Platform.objects.all()
+        if p.secrets.filter(retired_at__isnull=True).exists()
+    ]
+    for secret in current:
+        assert secret not in stderr
+    if not ok:
+        return
+    prints_value = subcommand in {
+        "add-platform",
+        "show-secret",
+        "rotate-secret",
+        "sign",
+        "generate-key",
+    }
+    if prints_value:
+        assert stdout.endswith("\n") and len(stdout.splitlines()) == 1, (argv, stdout)
+    if subcommand == "sign" and len(args) == 3 and not any(a.startswith("-") for a in args):
+        space_slug, kind, user_id = args
+        platform = services.get_platform(space_slug, kind)
+        secret = services.current_secret_row(platform).get_secret()
+        assert stdout == signing.sign(secret, user_id) + "\n"
+    if subcommand in ("show-secret", "rotate-secret"):
+        assert stdout.strip() in current
