@@ -9,13 +9,15 @@ decided here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import update_wrapper
 from typing import Any
 
 from django.contrib.admin import AdminSite
 from django.db.models import Field, Model, QuerySet
 from django.forms import ModelChoiceField
-from django.http import HttpRequest
-from django.urls import reverse
+from django.http import HttpRequest, HttpResponse
+from django.urls import URLPattern, path, reverse
 
 from .. import services
 from ..models import Space
@@ -32,6 +34,25 @@ def permissions(request: HttpRequest) -> services.Permissions:
 
 def actor(request: HttpRequest) -> services.Actor:
     return services.Actor.admin(request.user)
+
+
+def space_page_url(
+    model_admin: Any, route: str, view: Callable[..., HttpResponse], name: str
+) -> URLPattern:
+    """A page under a space's admin URL (``<id>/trusted-identity/<route>``), wrapped as
+    the admin wraps its own views (login, staff, ``never_cache``), named
+    ``trusted_identity_space_<name>``."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> HttpResponse:
+        return model_admin.admin_site.admin_view(view)(*args, **kwargs)
+
+    wrapper.model_admin = model_admin
+    prefix = f"{model_admin.opts.app_label}_{model_admin.opts.model_name}"
+    return path(
+        f"<path:object_id>/trusted-identity/{route}",
+        update_wrapper(wrapper, view),
+        name=f"{prefix}_{name}",
+    )
 
 
 def admin_url(admin_site: AdminSite, name: str, *args: Any, query: str = "") -> str:

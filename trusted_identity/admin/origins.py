@@ -10,21 +10,17 @@ settings page's ``includes/origins.html``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import update_wrapper
-from typing import Any
-
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import URLPattern, URLResolver, path
+from django.urls import URLPattern, URLResolver
 from django.utils.translation import gettext as _
 
 from .. import services
 from ..exceptions import PermissionDenied as ServicePermissionDenied
 from ..exceptions import TrustedIdentityError
 from ..forms import OriginForm
-from .base import actor, permissions
+from .base import actor, permissions, space_page_url
 
 
 class SpaceOriginsMixin:
@@ -34,20 +30,8 @@ class SpaceOriginsMixin:
     """
 
     def get_urls(self) -> list[URLPattern | URLResolver]:
-        def wrap(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-            def wrapper(*args: Any, **kwargs: Any) -> HttpResponse:
-                return self.admin_site.admin_view(view)(*args, **kwargs)
-
-            wrapper.model_admin = self
-            return update_wrapper(wrapper, view)
-
-        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
         return [
-            path(
-                "<path:object_id>/trusted-identity/<str:kind>/origins/",
-                wrap(self.origins_view),
-                name=f"{prefix}_origins",
-            ),
+            space_page_url(self, "<str:kind>/origins/", self.origins_view, "origins"),
             *super().get_urls(),
         ]
 

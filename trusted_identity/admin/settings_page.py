@@ -10,8 +10,6 @@ templates are those the templates, tests and docs rely on.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import update_wrapper
 from typing import Any
 
 from django.contrib import messages
@@ -19,7 +17,7 @@ from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, URLResolver, path
+from django.urls import URLPattern, URLResolver
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext as _
@@ -39,7 +37,7 @@ from ..forms import (
 )
 from ..models import Platform, PlatformKind, Role, Space
 from ..services import NotReady
-from .base import actor, admin_url, permissions
+from .base import actor, admin_url, permissions, space_page_url
 from .display import (
     KIND_ORDER,
     chart,
@@ -62,40 +60,14 @@ class SpaceSettingsPageMixin:
     revoke_previous_template = "trusted_identity/admin/revoke_previous_confirm.html"
 
     def get_urls(self) -> list[URLPattern | URLResolver]:
-        def wrap(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-            def wrapper(*args: Any, **kwargs: Any) -> HttpResponse:
-                return self.admin_site.admin_view(view)(*args, **kwargs)
-
-            wrapper.model_admin = self
-            return update_wrapper(wrapper, view)
-
-        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
         return [
-            path(
-                "<path:object_id>/trusted-identity/",
-                wrap(self.settings_view),
-                name=f"{prefix}_trusted_identity",
+            space_page_url(self, "", self.settings_view, "trusted_identity"),
+            space_page_url(self, "<str:kind>/reveal/", self.reveal_view, "reveal_secret"),
+            space_page_url(self, "<str:kind>/rotate/", self.rotate_view, "rotate_secret"),
+            space_page_url(
+                self, "<str:kind>/revoke-previous/", self.revoke_previous_view, "revoke_previous"
             ),
-            path(
-                "<path:object_id>/trusted-identity/<str:kind>/reveal/",
-                wrap(self.reveal_view),
-                name=f"{prefix}_reveal_secret",
-            ),
-            path(
-                "<path:object_id>/trusted-identity/<str:kind>/rotate/",
-                wrap(self.rotate_view),
-                name=f"{prefix}_rotate_secret",
-            ),
-            path(
-                "<path:object_id>/trusted-identity/<str:kind>/revoke-previous/",
-                wrap(self.revoke_previous_view),
-                name=f"{prefix}_revoke_previous",
-            ),
-            path(
-                "<path:object_id>/trusted-identity/<str:kind>/enforcement/",
-                wrap(self.enforcement_view),
-                name=f"{prefix}_enforcement",
-            ),
+            space_page_url(self, "<str:kind>/enforcement/", self.enforcement_view, "enforcement"),
             *super().get_urls(),
         ]
 

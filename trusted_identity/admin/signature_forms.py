@@ -9,17 +9,14 @@ helpers it uses: one URL under the space's admin URL, whose GET (or a POST witho
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
-from functools import update_wrapper
-from typing import Any
 
 from django.contrib import messages
 from django.contrib.admin.utils import quote
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, URLResolver, path
+from django.urls import URLPattern, URLResolver
 from django.utils.translation import gettext as _
 
 from .. import services
@@ -28,7 +25,7 @@ from ..exceptions import InvalidRequest, TrustedIdentityError
 from ..exceptions import PermissionDenied as ServicePermissionDenied
 from ..forms import SignatureFormForm, compact_duration
 from ..models import SignatureForm
-from .base import actor, admin_url, permissions
+from .base import actor, admin_url, permissions, space_page_url
 from .display import percent
 
 
@@ -38,19 +35,9 @@ class SignatureFormPageMixin:
     signature_form_template = "trusted_identity/admin/signature_form_confirm.html"
 
     def get_urls(self) -> list[URLPattern | URLResolver]:
-        def wrap(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-            def wrapper(*args: Any, **kwargs: Any) -> HttpResponse:
-                return self.admin_site.admin_view(view)(*args, **kwargs)
-
-            wrapper.model_admin = self
-            return update_wrapper(wrapper, view)
-
-        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
         return [
-            path(
-                "<path:object_id>/trusted-identity/<str:kind>/signature-form/",
-                wrap(self.signature_form_view),
-                name=f"{prefix}_signature_form",
+            space_page_url(
+                self, "<str:kind>/signature-form/", self.signature_form_view, "signature_form"
             ),
             *super().get_urls(),
         ]
