@@ -304,11 +304,12 @@ def test_toggle_enforcement_through_the_confirmation_and_the_override(page, spac
     confirm = page.locator("#confirm-enforcement")
     assert confirm.inner_text() == "Yes, turn on enforcement"
     confirm.click()  # no override ticked
-    assert page.locator(".errorlist").first.is_visible()
+    page.locator(".errorlist").first.wait_for(state="visible")  # the page came back
     assert not Platform.objects.get(pk=web.pk).enforced
     page.check("#id_override")
     page.click("#confirm-enforcement")  # ticked, but no reason
-    assert "Give the reason for the override." in page.locator(".errorlist").inner_text()
+    reason_error = page.locator(".errorlist", has_text="Give the reason for the override.")
+    reason_error.wait_for(state="visible")
     assert not Platform.objects.get(pk=web.pk).enforced
     assert page.locator("#id_override").is_checked()
     page.fill("#id_reason", "Launch day: the old app version is retired")
