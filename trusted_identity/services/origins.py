@@ -99,7 +99,9 @@ def _normalize_host(netloc: str, hostname: str, example: str) -> str:
         try:
             address = ipaddress.IPv6Address(hostname)
         except ValueError:
-            raise InvalidRequest(f"{hostname!r} is not an IPv6 address") from None
+            raise InvalidRequest(
+                f"the origin's host is malformed: {hostname!r} is not an IPv6 address"
+            ) from None
         return f"[{address.compressed}]"
     try:
         ascii_host = hostname.encode("idna").decode("ascii").lower()
