@@ -138,13 +138,9 @@ def check_shared_cache(app_configs=None, **kwargs):
     return []
 
 
-@register(Tags.database)
-def check_retention(app_configs=None, databases=None, **kwargs):
-    """Hourly counts must outlive every window the app shows; ``prune`` must run.
-
-    The second part reads the database, so, like Django's own database checks, it
-    runs only when ``check`` is given ``--database`` (and in ``migrate``).
-    """
+@register(Tags.compatibility)
+def check_retention(app_configs=None, **kwargs):
+    """Hourly counts must outlive every window the app shows."""
     from datetime import timedelta
 
     problems = []
@@ -169,6 +165,14 @@ def check_retention(app_configs=None, databases=None, **kwargs):
                 id="trusted_identity.E011",
             )
         )
+    return problems
+
+
+@register(Tags.database)
+def check_prune_runs(app_configs=None, databases=None, **kwargs):
+    """``prune`` must run. This reads the database, so, like Django's own database
+    checks, it runs only when ``check`` is given ``--database`` (and in ``migrate``)."""
+    problems = []
     if databases:
         from django.db import DatabaseError
 
