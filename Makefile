@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 STAMP := $(VENV)/.installed
 
 
-.PHONY: help install run serve bench bench-scale test test-postgres test-matrix dist check-dist lint migrate demo screenshots clean
+.PHONY: help install run serve bench bench-scale test test-postgres test-matrix node-deps dist check-dist lint migrate demo screenshots clean
 
 help:
 	@echo "make run    - install, migrate, create the demo space and admin login, serve on $(HOST):$(PORT)"
@@ -54,12 +54,26 @@ serve: install
 	DEBUG=0 $(BIN)/python manage.py collectstatic --noinput -v0
 	DEBUG=0 HOST=$(HOST) PORT=$(PORT) $(BIN)/gunicorn -c project/gunicorn.conf.py project.wsgi
 
-test: install
+# The README's jsonwebtoken example (tests/test_token_interop.py) needs the npm package;
+# it is installed here, outside the app, whenever npm is on the machine.
+NODE_DEPS := .node_deps
+NODE_STAMP := $(NODE_DEPS)/.installed
+export NODE_PATH ?= $(CURDIR)/$(NODE_DEPS)/node_modules
+
+$(NODE_STAMP):
+	@if command -v npm >/dev/null 2>&1; then \
+		npm install --silent --no-audit --no-fund --prefix $(NODE_DEPS) jsonwebtoken@9 >/dev/null \
+		&& touch $(NODE_STAMP); \
+	else echo "npm not found: the Node interop tests skip (and fail when CI is set)"; fi
+
+node-deps: $(NODE_STAMP)
+
+test: install node-deps
 	$(BIN)/python -m pytest
 
 # The same suite on PostgreSQL (127.0.0.1:5432, trust auth on this project's machines).
 POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/trusted_identity
-test-postgres: install
+test-postgres: install node-deps
 	DATABASE_URL=$(POSTGRES_URL) $(BIN)/python -m pytest
 
 # The package as an index gets it: the sdist, and the wheel built from it. Offline: the
@@ -73,7 +87,7 @@ check-dist: dist
 	$(BIN)/check-wheel-contents dist/*.whl
 
 # The version matrix of noxfile.py, with the Pythons pyenv has installed.
-test-matrix: install
+test-matrix: install node-deps
 	$(BIN)/nox
 
 # The README's screenshots of the admin settings page, light and dark, from demo data
