@@ -43,8 +43,8 @@ DEFAULTS: dict[str, Any] = {
     # Enforcement readiness: the window looked at, and the valid share required.
     "READINESS_WINDOW": timedelta(days=7),
     "READINESS_THRESHOLD": 0.99,
-    # Fewer identified starts than this in the window: "not enough starts to tell", and
-    # turning enforcement on needs the override with a reason.
+    # Fewer distinct identified users than this in the window: "not enough starts to
+    # tell", and turning enforcement on needs the override with a reason.
     "READINESS_MIN_STARTS": 100,
     # Prefix of generated secrets ("tis_ios_..."), so secret scanners can spot leaks.
     "SECRET_PREFIX": "tis_",
@@ -85,6 +85,20 @@ DEFAULTS: dict[str, Any] = {
     # and how long the daily rows are kept before `prune` deletes them.
     "HOURLY_RETENTION": timedelta(days=14),
     "DAILY_RETENTION": timedelta(days=400),
+    # Rollout diagnostics (CONTRACT section 8). Distinct X-App-Version / X-Sdk-Version
+    # values counted per platform and UTC day; any more that day count as "other".
+    "VERSIONS_PER_DAY": 50,
+    # The failure log: at most this many invalid, missing or rejected starts written per
+    # platform, second and process (the rest are counted, not logged); the newest this
+    # many kept per platform; rows older than the retention deleted by `prune`.
+    "FAILURE_LOG_PER_SECOND": 2,
+    "FAILURE_LOG_MAX_ROWS": 1000,
+    "FAILURE_LOG_RETENTION": timedelta(days=7),
+    # Alerts (a signal, and an e-mail to the space's owners): rejected starts in one
+    # hour of an enforced platform reaching this many (None: never), and a previous
+    # secret still verifying starts this long before its grace ends (None: never).
+    "ALERT_REJECTIONS_PER_HOUR": 100,
+    "ALERT_GRACE_ENDING_WITHIN": timedelta(hours=1),
     # The expiring signature form (HS256 tokens, CONTRACT section 9). How far a token's
     # exp may lie in the past and its iat in the future (clocks drift): a timedelta.
     "TOKEN_LEEWAY": timedelta(seconds=60),
@@ -135,7 +149,9 @@ class AppSettings:
             value = os.environ.get("TRUSTED_IDENTITY_ENCRYPTION_KEYS", "")
         if name == "RATE_LIMIT" and value is None:
             value = os.environ.get("TRUSTED_IDENTITY_RATE_LIMIT", "") or "600/m"
-        if name in ("TOKEN_LEEWAY", "TOKEN_TTL"):
+        if name in ("TOKEN_LEEWAY", "TOKEN_TTL", "FAILURE_LOG_RETENTION") or (
+            name == "ALERT_GRACE_ENDING_WITHIN" and value is not None
+        ):
             value = _duration(name, value)
         if name == "SIGNING_SPACES":
             if value is None:

@@ -190,6 +190,8 @@ class PlatformSecret(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     retired_at = models.DateTimeField(null=True, blank=True, editable=False)
     valid_until = models.DateTimeField(null=True, blank=True, editable=False)
+    # When this secret last verified a session start (to the flush; for "secret usage").
+    last_verified_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["platform_id", "-created_at"]
@@ -351,3 +353,144 @@ class StaffGrant(models.Model):
 
     def __str__(self) -> str:
         return f"staff status of user #{self.user_id}, given by a grant"
+
+
+class Dimension(models.TextChoices):
+    """What a detail count counts starts by, beside their outcome (CONTRACT section 8)."""
+
+    REASON = "reason", _("Reason")  # why a start was invalid (or rejected as invalid)
+    FORM = "form", _("Signature form")  # plain | token, of starts that sent one
+    SECRET = "secret", _("Secret")  # the id of the secret that verified a valid start
+    APP_VERSION = "app_version", _("App version")  # X-App-Version
+    SDK_VERSION = "sdk_version", _("SDK version")  # X-Sdk-Version
+
+
+class DetailCount(models.Model):
+    """Starts of one platform in one hour (UTC) by one detail and outcome: the reasons of
+    invalid starts, the forms, the secrets that verified. Kept and folded like
+    :class:`OutcomeCount` (``prune`` moves past ``HOURLY_RETENTION`` into
+    :class:`DailyDetailCount`)."""
+
+    pk = models.CompositePrimaryKey("platform", "hour", "dimension", "value", "outcome")
+    platform = models.ForeignKey(
+        Platform, on_delete=models.CASCADE, related_name="detail_counts", db_index=False
+    )
+    hour = models.DateTimeField(_("hour"), db_index=True)
+    dimension = models.CharField(_("dimension"), max_length=16, choices=Dimension.choices)
+    value = models.CharField(_("value"), max_length=40)
+    outcome = models.CharField(_("outcome"), max_length=16, choices=Outcome.choices)
+    count = models.PositiveBigIntegerField(_("count"), default=0)
+
+    class Meta:
+        ordering = ["platform_id", "-hour", "dimension", "value", "outcome"]
+        verbose_name = _("detail count")
+        verbose_name_plural = _("detail counts")
+
+    def __str__(self) -> str:
+        return (
+            f"{self.platform_id} {self.hour:%Y-%m-%d %H}:00 {self.dimension}={self.value} "
+            f"{self.outcome}={self.count}"
+        )
+
+
+class DailyDetailCount(models.Model):
+    """Detail counts past ``HOURLY_RETENTION``, by UTC day; the client versions are counted
+    by day from the start (their number is bounded per day, see ``VERSIONS_PER_DAY``).
+    ``prune`` deletes rows past ``DAILY_RETENTION``."""
+
+    pk = models.CompositePrimaryKey("platform", "day", "dimension", "value", "outcome")
+    platform = models.ForeignKey(
+        Platform, on_delete=models.CASCADE, related_name="daily_detail_counts", db_index=False
+    )
+    day = models.DateField(_("day"), db_index=True)
+    dimension = models.CharField(_("dimension"), max_length=16, choices=Dimension.choices)
+    value = models.CharField(_("value"), max_length=40)
+    outcome = models.CharField(_("outcome"), max_length=16, choices=Outcome.choices)
+    count = models.PositiveBigIntegerField(_("count"), default=0)
+
+    class Meta:
+        ordering = ["platform_id", "-day", "dimension", "value", "outcome"]
+        verbose_name = _("daily detail count")
+        verbose_name_plural = _("daily detail counts")
+
+    def __str__(self) -> str:
+        return f"{self.platform_id} {self.day:%Y-%m-%d} {self.dimension}={self.value} {self.count}"
+
+
+class DistinctUsers(models.Model):
+    """The distinct user ids of one platform's starts in one UTC day, as a sketch
+    (``trusted_identity.sketch``: exact up to 2,048 users, then a HyperLogLog of 16 KiB,
+    a few KiB compressed): ``identified`` for every start naming a user, ``valid`` for
+    those with a valid signature. Readiness merges the days of its window.
+
+    Many processes merge into one row: ``revision`` makes each write a compare-and-set,
+    so none overwrites another's users. ``prune`` deletes rows past ``DAILY_RETENTION``.
+    """
+
+    IDENTIFIED = "identified"
+    VALID = "valid"
+
+    pk = models.CompositePrimaryKey("platform", "day", "kind")
+    platform = models.ForeignKey(
+        Platform, on_delete=models.CASCADE, related_name="distinct_users", db_index=False
+    )
+    day = models.DateField(_("day"), db_index=True)
+    kind = models.CharField(_("kind"), max_length=16)
+    sketch = models.BinaryField(_("sketch"))
+    revision = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["platform_id", "-day", "kind"]
+        verbose_name = _("distinct users")
+        verbose_name_plural = _("distinct users")
+
+    def __str__(self) -> str:
+        return f"{self.platform_id} {self.day:%Y-%m-%d} {self.kind}"
+
+
+class FailureRecord(models.Model):
+    """One sampled invalid, missing or rejected start, for the failure log.
+
+    Sampled (at most ``FAILURE_LOG_PER_SECOND`` per platform, second and process) and
+    capped (the newest ``FAILURE_LOG_MAX_ROWS`` per platform), so a flood of forged
+    starts writes a bounded number of rows; ``prune`` deletes rows past
+    ``FAILURE_LOG_RETENTION``. Holds the user id the client claimed, never ``signed``.
+    """
+
+    platform = models.ForeignKey(Platform, on_delete=models.CASCADE, related_name="failures")
+    at = models.DateTimeField(_("at"))
+    outcome = models.CharField(_("outcome"), max_length=16, choices=Outcome.choices)
+    reason = models.CharField(_("reason"), max_length=32, blank=True)
+    user_id = models.CharField(_("user id"), max_length=1024)
+    app_version = models.CharField(_("app version"), max_length=40, blank=True)
+    sdk_version = models.CharField(_("SDK version"), max_length=40, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["platform", "-at"], name="ti_failure_platform_at")]
+        verbose_name = _("failed start")
+        verbose_name_plural = _("failed starts")
+
+    def __str__(self) -> str:
+        return f"{self.platform_id} {self.at:%Y-%m-%d %H:%M:%S} {self.outcome} {self.reason}"
+
+
+class AlertSent(models.Model):
+    """That one alert went out, so that every process sends it once (the unique key is
+    the platform, the kind of alert and what it is about: an hour, a secret)."""
+
+    platform = models.ForeignKey(Platform, on_delete=models.CASCADE, related_name="alerts")
+    kind = models.CharField(_("kind"), max_length=32)
+    key = models.CharField(_("key"), max_length=64)
+    sent_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-sent_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["platform", "kind", "key"], name="ti_alert_once"),
+        ]
+        verbose_name = _("alert sent")
+        verbose_name_plural = _("alerts sent")
+
+    def __str__(self) -> str:
+        return f"{self.kind} alert for platform #{self.platform_id} ({self.key})"

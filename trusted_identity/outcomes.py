@@ -36,7 +36,9 @@ from django.core import mail
 from django.db import DatabaseError, IntegrityError, connections, router, transaction
 from django.db.models import F
 
+from . import signals
 from .conf import app_settings
+from .countwrites import Details, StartDetails, write_details_batch
 from .models import OutcomeCount, Platform
 
 logger = logging.getLogger("trusted_identity")
@@ -90,6 +92,7 @@ class OutcomeBuffer:
         self._lock = threading.Lock()
         self._flushing = threading.Lock()
         self._pending: Counter[CountKey] = Counter()
+        self._details = Details()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._owner_pid = 0
@@ -99,6 +102,26 @@ class OutcomeBuffer:
             self._pending[key] += count
             self._ensure_flusher()
         self._wake.set()
+
+    def add_start(self, key: CountKey, start: StartDetails) -> None:
+        """Count one start and its details under one lock (the hot path)."""
+        with self._lock:
+            self._pending[key] += 1
+            start.add_to(self._details)
+            self._ensure_flusher()
+        self._wake.set()
+
+    def add_details(self, details: Details) -> None:
+        with self._lock:
+            self._details.update(details)
+            self._ensure_flusher()
+        self._wake.set()
+
+    def pending_details(self) -> Details:
+        with self._lock:
+            copy = Details()
+            copy.update(self._details)
+            return copy
 
     def pending(self) -> dict[CountKey, int]:
         with self._lock:
@@ -114,6 +137,8 @@ class OutcomeBuffer:
         with self._flushing:
             with self._lock:
                 batch, self._pending = self._pending, Counter()
+                details, self._details = self._details, Details()
+            taken = dict(batch)
             written = 0
             try:
                 for key, n in list(batch.items()):
@@ -126,6 +151,11 @@ class OutcomeBuffer:
                 )
                 with self._lock:
                     self._pending.update(batch)
+            warnings = set(details.grace_warnings)
+            if not write_details_safely(details):
+                with self._lock:
+                    self._details.update(details)
+            announce(taken, warnings)
             return written
 
     def _ensure_flusher(self) -> None:
@@ -156,6 +186,31 @@ class OutcomeBuffer:
 
 _buffer = OutcomeBuffer()
 atexit.register(_buffer.flush)
+
+
+def write_details_safely(details: Details) -> bool:
+    """Write a details batch; False (logged, what is left kept in ``details``) on failure."""
+    try:
+        write_details_batch(details)
+    except DatabaseError:
+        logger.exception("Could not write session-start details; keeping them for the next try")
+        return False
+    details.grace_warnings.clear()
+    return True
+
+
+def announce(counts: dict[CountKey, int], grace_warnings: set[tuple[int, int, float]]) -> None:
+    """Tell the alerts (``services.alerts``, connected in ``receivers``) what was written:
+    they check the rejections of those hours and the secrets near their grace's end.
+    A failing receiver is logged; counting goes on."""
+    rejected = {(pid, hour) for (pid, hour, outcome) in counts if outcome == "rejected"}
+    if not rejected and not grace_warnings:
+        return
+    for _receiver, result in signals.counts_written.send_robust(
+        sender=OutcomeBuffer, rejected_hours=rejected, grace_warnings=grace_warnings
+    ):
+        if isinstance(result, Exception):
+            logger.error("Trusted Identity alert check failed: %r", result)
 
 
 def in_transaction() -> bool:
@@ -189,6 +244,30 @@ def count(platform_id: int, hour: datetime, outcome: str, n: int = 1) -> None:
         write_increment(platform_id, hour, outcome, n)
     except DatabaseError:
         logger.exception("Could not record a %s outcome for platform #%s", outcome, platform_id)
+        return
+    if outcome == "rejected":
+        announce({(platform_id, hour, outcome): n}, set())
+
+
+def count_start(platform_id: int, hour: datetime, outcome: str, start: StartDetails) -> None:
+    """Count one session start with its details: buffered, or written at once."""
+    if not writes_at_once():
+        _buffer.add_start((platform_id, hour, outcome), start)
+        return
+    count(platform_id, hour, outcome)
+    details = Details()
+    start.add_to(details)
+    count_details(details)
+
+
+def count_details(details: Details) -> None:
+    """Count the details of starts: buffered, or written at once, as :func:`count`."""
+    if not writes_at_once():
+        _buffer.add_details(details)
+        return
+    warnings = set(details.grace_warnings)
+    write_details_safely(details)
+    announce({}, warnings)
 
 
 def flush() -> int:

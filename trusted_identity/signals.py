@@ -20,3 +20,8 @@ secret_revealed = Signal()
 secret_rotated = Signal()
 enforcement_changed = Signal()
 grace_ended = Signal()
+
+#: Internal: counts were written (``outcomes``); the alerts listen. Arguments:
+#: ``rejected_hours`` {(platform id, hour)}, ``grace_warnings`` {(platform id, secret
+#: id, grace end as a Unix time)}.
+counts_written = Signal()

@@ -270,7 +270,9 @@ def session_answer(request: HttpRequest) -> Answer:
             # Its allow-list decides the CORS headers.
             platform = services.lookup_platform(api_key)
             payload = read_json_body(request)
-            started = services.start_session(platform, payload)
+            started = services.start_session(
+                platform, payload, services.ClientVersions.from_meta(meta)
+            )
             status, body, headers = 201, started.as_dict(), []
         except Exception as exc:
             status, body, headers = failure(exc, "start_session")

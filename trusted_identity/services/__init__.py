@@ -13,7 +13,7 @@ above it in this list, never one below:
 - ``platform_secrets``: the secret lifecycle (create, reveal, rotate)
 - ``spaces``: spaces and platforms (find, create, add a platform)
 - ``memberships``: grant and revoke roles in a space
-- ``counting``: recording session-start outcomes per hour
+- ``counting``: recording session starts: outcomes per hour, and their details
 - ``retention``: folding old hourly counts into daily ones, deleting old daily ones
 - ``figures``: rollout figures, the readiness rule, ``status``
 - ``enforcement``: turning enforcement on and off under the readiness rule
@@ -42,7 +42,7 @@ from .access import (
     spaces_for,
     spaces_visible_to,
 )
-from .counting import record_outcome
+from .counting import ClientVersions, client_version, record_outcome, record_start
 from .durations import MAX_GRACE, describe_duration, parse_duration
 from .enforcement import NotReady, set_enforcement
 from .figures import Figures, daily_figures, figures_for, readiness, readiness_since, status
@@ -120,6 +120,7 @@ __all__ = [
     "ROLE_PERMISSIONS",
     "ROTATION_CHUNK",
     "Actor",
+    "ClientVersions",
     "Figures",
     "IssuedToken",
     "NotReady",
@@ -143,6 +144,7 @@ __all__ = [
     "authorize_superuser",
     "can",
     "clear_plaintext_cache",
+    "client_version",
     "cors_allowed",
     "create_space",
     "current_secret_row",
@@ -169,6 +171,7 @@ __all__ = [
     "readiness",
     "readiness_since",
     "record_outcome",
+    "record_start",
     "rekey",
     "reset_local_state",
     "restrict_to_spaces",

@@ -1,16 +1,32 @@
-"""Recording session-start outcomes per platform and hour (UTC).
+"""Recording session starts per platform: outcomes per hour (UTC), and their details.
 
-The counts are what tells an admin that signing is rolled out. Writes go through
-the per-process buffer of ``trusted_identity.outcomes`` as atomic increments.
+The counts are what tells an admin that signing is rolled out; the details say why
+starts fail (reasons), which client versions still don't sign, which secret verified,
+and how many distinct users are behind the starts. Writes go through the per-process
+buffer of ``trusted_identity.outcomes`` (atomic increments, merged sketches).
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import datetime
+from datetime import timezone as dt_timezone
+from typing import NamedTuple
 
 from django.utils import timezone
 
 from .. import outcomes
+from ..conf import app_settings
+from ..countwrites import StartDetails
+from ..models import Dimension, DistinctUsers, FailureRecord, Outcome
+from ..sketch import user_hash
+
+#: What a version header that is absent is counted as; one that breaks the rules of
+#: CONTRACT section 8 (1 to 32 printable ASCII characters) counts as ``unknown``.
+NOT_SENT = "none"
+UNKNOWN = "unknown"
+MAX_VERSION_LENGTH = 32
 
 
 def hour_start(moment: datetime) -> datetime:
@@ -26,3 +42,133 @@ def record_outcome(
     concurrent writers never lose counts and a start never waits for a commit.
     """
     outcomes.count(platform_id, hour_start(at or timezone.now()), outcome, count)
+
+
+def client_version(raw: str | None) -> str:
+    """An ``X-App-Version`` / ``X-Sdk-Version`` value as counted: as sent when it is 1 to
+    32 printable ASCII characters, ``none`` when absent, else ``unknown`` (never an
+    error: a client's diagnostics must not fail its session)."""
+    if raw is None or raw == "":
+        return NOT_SENT
+    if len(raw) > MAX_VERSION_LENGTH or not raw.isascii() or not raw.isprintable():
+        return UNKNOWN
+    return raw
+
+
+class ClientVersions(NamedTuple):
+    app: str = NOT_SENT
+    sdk: str = NOT_SENT
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> ClientVersions:
+        """From a request's ``META`` (WSGI environ): the two optional headers."""
+        return cls(
+            client_version(meta.get("HTTP_X_APP_VERSION")),
+            client_version(meta.get("HTTP_X_SDK_VERSION")),
+        )
+
+
+NO_CLIENT = ClientVersions()
+
+
+class FailureSampler:
+    """At most ``FAILURE_LOG_PER_SECOND`` failures logged per platform, second and
+    process: a flood of forged starts writes a bounded number of rows."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._second = 0
+        self._taken: dict[int, int] = {}
+
+    def take(self, platform_id: int, now: float) -> bool:
+        second = int(now)
+        with self._lock:
+            if second != self._second:
+                self._second, self._taken = second, {}
+            taken = self._taken.get(platform_id, 0)
+            if taken >= app_settings.FAILURE_LOG_PER_SECOND:
+                return False
+            self._taken[platform_id] = taken + 1
+            return True
+
+
+failure_sampler = FailureSampler()
+
+
+def record_start(
+    platform_id: int,
+    outcome: str,
+    user_id: str | None,
+    *,
+    form: str | None = None,
+    reason: str | None = None,
+    secret_id: int | None = None,
+    grace_end: float | None = None,
+    client: ClientVersions = NO_CLIENT,
+    at: datetime | None = None,
+) -> None:
+    """Count one decided session start with what is known about it.
+
+    ``outcome`` is what was counted (``rejected`` for a start enforcement refused);
+    ``form`` and ``reason`` come from verification when ``signed`` was sent (``reason``
+    ``missing`` for a rejected start without one); ``secret_id`` and ``grace_end`` name
+    the secret that verified a valid start and, for a previous one, when its grace ends.
+    """
+    now = at or timezone.now()
+    hour = hour_start(now)
+    day = now.astimezone(dt_timezone.utc).date()
+    details: list = []
+    if form is not None:
+        details.append((platform_id, hour, Dimension.FORM.value, form, outcome))
+    if reason is not None and reason != "missing":
+        details.append((platform_id, hour, Dimension.REASON.value, reason, outcome))
+    secret_used = grace_warning = None
+    if secret_id is not None:
+        details.append((platform_id, hour, Dimension.SECRET.value, str(secret_id), outcome))
+        secret_used = (secret_id, platform_id, now)
+        lead = app_settings.ALERT_GRACE_ENDING_WITHIN
+        ending_soon = (
+            grace_end is not None
+            and lead is not None
+            and grace_end - now.timestamp() <= lead.total_seconds()
+        )
+        if ending_soon:
+            grace_warning = (platform_id, secret_id, grace_end)
+    distinct: tuple = ()
+    failure = None
+    if user_id is not None:
+        hashed = user_hash(user_id)
+        if outcome == Outcome.VALID:
+            distinct = (
+                ((platform_id, day, DistinctUsers.IDENTIFIED), hashed),
+                ((platform_id, day, DistinctUsers.VALID), hashed),
+            )
+        else:
+            distinct = (((platform_id, day, DistinctUsers.IDENTIFIED), hashed),)
+            if outcome != Outcome.VISITOR and failure_sampler.take(platform_id, time.time()):
+                failure = FailureRecord(
+                    platform_id=platform_id,
+                    at=now,
+                    outcome=outcome,
+                    reason=reason or "",
+                    user_id=user_id,
+                    app_version=client.app,
+                    sdk_version=client.sdk,
+                )
+    versions = (
+        (platform_id, day, Dimension.APP_VERSION.value, client.app, outcome),
+        (platform_id, day, Dimension.SDK_VERSION.value, client.sdk, outcome),
+    )
+    outcomes.count_start(
+        platform_id,
+        hour,
+        outcome,
+        StartDetails(
+            details=tuple(details),
+            versions=versions,
+            distinct=distinct,
+            secret_used=secret_used,
+            failure=failure,
+            grace_warning=grace_warning,
+        ),
+    )

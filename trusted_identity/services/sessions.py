@@ -10,7 +10,7 @@ from ..conf import app_settings
 from ..exceptions import InvalidRequest, SignatureInvalid, SignatureRequired
 from ..models import Outcome
 from ..tokens import looks_like_token
-from .counting import record_outcome
+from .counting import NO_CLIENT, ClientVersions, record_start
 from .lookup import PlatformSnapshot
 from .verification import Verification, verify_signed
 
@@ -94,12 +94,15 @@ def _is_encodable(text: str) -> bool:
     return True
 
 
-def start_session(snapshot: PlatformSnapshot, payload: Any) -> SessionStart:
+def start_session(
+    snapshot: PlatformSnapshot, payload: Any, client: ClientVersions = NO_CLIENT
+) -> SessionStart:
     """Verify the signature, decide, count, answer, for a platform from ``lookup_platform``.
 
     Raises InvalidRequest, SignatureRequired or SignatureInvalid; every decided
     start is counted once by its outcome (``rejected`` for a start that
-    enforcement refused).
+    enforcement refused), with its details (reason, form, secret, ``client``
+    versions, the user for the distinct counts) for the rollout diagnostics.
     """
     user_id, signed = parse_session_request(payload)
     verification = None
@@ -116,14 +119,14 @@ def start_session(snapshot: PlatformSnapshot, payload: Any) -> SessionStart:
             signature, outcome = "invalid", Outcome.INVALID
 
     if snapshot.enforced and signature in ("missing", "invalid"):
-        record_outcome(snapshot.platform_id, Outcome.REJECTED)
+        _count(snapshot, Outcome.REJECTED, user_id, verification, client)
         if signature == "missing":
             raise SignatureRequired(
                 "Trusted Identity is enforced for this platform: send `signed` with the userId"
             )
         raise SignatureInvalid("the signature does not match the userId for this platform")
 
-    record_outcome(snapshot.platform_id, outcome)
+    _count(snapshot, outcome, user_id, verification, client)
     return SessionStart(
         session_id=secrets.token_urlsafe(18),
         user_id=user_id,
@@ -131,4 +134,34 @@ def start_session(snapshot: PlatformSnapshot, payload: Any) -> SessionStart:
         space=snapshot.space_slug,
         platform=snapshot.kind,
         verification=verification,
+    )
+
+
+def _count(
+    snapshot: PlatformSnapshot,
+    outcome: str,
+    user_id: str | None,
+    verification: Verification | None,
+    client: ClientVersions,
+) -> None:
+    if verification is None:
+        reason = "missing" if outcome == Outcome.REJECTED else None
+        record_start(snapshot.platform_id, outcome, user_id, reason=reason, client=client)
+        return
+    secret_id = getattr(verification, "secret_id", None)
+    grace_end = None
+    if secret_id is not None:
+        for secret in snapshot.secrets:
+            if secret.secret_id == secret_id:
+                grace_end = secret.expires_at
+                break
+    record_start(
+        snapshot.platform_id,
+        outcome,
+        user_id,
+        form=verification.form,
+        reason=verification.reason,
+        secret_id=secret_id,
+        grace_end=grace_end,
+        client=client,
     )

@@ -1,0 +1,153 @@
+"""Distinct counting of user ids: exact while small, a HyperLogLog sketch once large.
+
+Readiness counts distinct users, not starts (replaying one valid pair must not make a
+platform look ready), across every app server and at millions of users a day, without
+a row per user. A :class:`DistinctSketch` is the union-friendly summary that makes this
+possible:
+
+- Up to ``EXACT_LIMIT`` distinct users it keeps their 64-bit hashes: the count is exact
+  (short of a 64-bit hash collision), which is what the readiness minimum (100 users by
+  default) is judged by.
+- Beyond that it is a HyperLogLog of ``2**PRECISION`` one-byte registers (16,384 at
+  precision 14): a standard error of 1.04 / sqrt(16,384) = 0.81 %, so 95 % of estimates
+  lie within 1.6 % (the issue's bound is 2 %), in 16 KiB (a few KiB compressed) whatever
+  the number of users.
+
+Sketches merge by union (register-wise maximum), so per-process sketches, per-day rows
+and a window of days add up without double counting, in any order, any number of
+times. Plain Python, no Django: the storage lives in ``models.DistinctSketch``.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+from collections.abc import Iterable
+from hashlib import blake2b
+
+PRECISION = 14
+REGISTERS = 1 << PRECISION
+#: Distinct hashes kept exactly before switching to registers (as large as the registers).
+EXACT_LIMIT = REGISTERS // 8
+
+_EXACT = b"E"
+_DENSE = b"D"
+_WORD = struct.Struct(">Q")
+_VALUE_BITS = 64 - PRECISION
+_VALUE_MASK = (1 << _VALUE_BITS) - 1
+# Byte-lane masks for the branch-free register-wise maximum of two register arrays
+# held as one big integer each (every register is below 128).
+_HIGH = int.from_bytes(b"\x80" * REGISTERS, "big")
+_LOW7 = int.from_bytes(b"\x7f" * REGISTERS, "big")
+_ALPHA = 0.7213 / (1 + 1.079 / REGISTERS)
+
+
+def user_hash(user_id: str) -> int:
+    """The 64-bit hash a user id is counted by (BLAKE2b: fast, well mixed, unkeyed)."""
+    return int.from_bytes(blake2b(user_id.encode("utf-8"), digest_size=8).digest(), "big")
+
+
+def _register_of(hashed: int) -> tuple[int, int]:
+    """(register index, rank): the first PRECISION bits pick the register, the rank is
+    the position of the first set bit in the rest (1 + its leading zeros)."""
+    value = hashed & _VALUE_MASK
+    return hashed >> _VALUE_BITS, _VALUE_BITS - value.bit_length() + 1
+
+
+class DistinctSketch:
+    """A set of user hashes, exact while small, a HyperLogLog beyond ``EXACT_LIMIT``."""
+
+    __slots__ = ("_exact", "_registers")
+
+    def __init__(self) -> None:
+        self._exact: set[int] | None = set()
+        self._registers: bytearray | None = None
+
+    @property
+    def is_exact(self) -> bool:
+        return self._exact is not None
+
+    def add_hashes(self, hashes: Iterable[int]) -> None:
+        if self._exact is not None:
+            self._exact.update(hashes)
+            if len(self._exact) > EXACT_LIMIT:
+                self._to_registers()
+            return
+        registers = self._registers
+        assert registers is not None
+        for hashed in hashes:
+            index, rank = _register_of(hashed)
+            if registers[index] < rank:
+                registers[index] = rank
+
+    def add(self, user_id: str) -> None:
+        self.add_hashes((user_hash(user_id),))
+
+    def _to_registers(self) -> None:
+        exact, self._exact = self._exact or set(), None
+        self._registers = bytearray(REGISTERS)
+        self.add_hashes(exact)
+
+    def merge(self, other: DistinctSketch) -> None:
+        """Union with ``other`` (which is left as it was)."""
+        if other._exact is not None:
+            self.add_hashes(other._exact)
+            return
+        if self._exact is not None:
+            self._to_registers()
+        mine = int.from_bytes(self._registers or b"", "big")
+        theirs = int.from_bytes(other._registers or b"", "big")
+        # Per byte lane: (mine | 0x80) - theirs keeps the lane's high bit iff mine >= theirs.
+        keep_mine = (((mine | _HIGH) - theirs) & _HIGH) >> 7
+        keep_mine *= 0xFF
+        merged = (mine & keep_mine) | (theirs & (~keep_mine & (_HIGH | _LOW7)))
+        self._registers = bytearray(merged.to_bytes(REGISTERS, "big"))
+
+    def count(self) -> int:
+        """The number of distinct users: exact while exact, else the HyperLogLog estimate
+        (with linear counting while many registers are still empty)."""
+        if self._exact is not None:
+            return len(self._exact)
+        registers = bytes(self._registers or b"")
+        zeros = registers.count(0)
+        harmonic = sum(registers.count(rank) * 2.0**-rank for rank in range(_VALUE_BITS + 2))
+        estimate = _ALPHA * REGISTERS * REGISTERS / harmonic
+        if estimate <= 2.5 * REGISTERS and zeros:
+            estimate = REGISTERS * math.log(REGISTERS / zeros)
+        return round(estimate)
+
+    def to_bytes(self) -> bytes:
+        """A compact form for the database: sorted hashes, or compressed registers."""
+        if self._exact is not None:
+            return _EXACT + b"".join(_WORD.pack(h) for h in sorted(self._exact))
+        return _DENSE + zlib.compress(bytes(self._registers or b""), 6)
+
+    @classmethod
+    def from_bytes(cls, data: bytes | memoryview | None) -> DistinctSketch:
+        """The sketch ``to_bytes`` wrote; empty for None or b"". A damaged value is a
+        ValueError (the caller logs it and starts afresh rather than failing a flush)."""
+        sketch = cls()
+        data = bytes(data or b"")
+        if not data:
+            return sketch
+        kind, body = data[:1], data[1:]
+        if kind == _EXACT and len(body) % 8 == 0:
+            sketch.add_hashes(h for (h,) in _WORD.iter_unpack(body))
+            return sketch
+        if kind == _DENSE:
+            try:
+                registers = zlib.decompress(body)
+            except zlib.error as exc:
+                raise ValueError("damaged distinct sketch") from exc
+            if len(registers) == REGISTERS:
+                sketch._exact, sketch._registers = None, bytearray(registers)
+                return sketch
+        raise ValueError("damaged distinct sketch")
+
+    def __len__(self) -> int:
+        return self.count()
+
+    def __repr__(self) -> str:
+        form = "exact" if self.is_exact else "estimated"
+        return f"<DistinctSketch {self.count()} ({form})>"
