@@ -1,12 +1,23 @@
 """factory-boy factories. Platforms are made through the service layer, so every
 platform has an API key and an encrypted current secret, as in production."""
 
+from datetime import timezone as dt_timezone
+
 import factory
 from django.contrib.auth import get_user_model
 from factory.django import DjangoModelFactory
 
 from trusted_identity import services
-from trusted_identity.models import OutcomeCount, Platform, Role, Space, SpaceMembership
+from trusted_identity.countwrites import merge_distinct
+from trusted_identity.models import (
+    DistinctUsers,
+    OutcomeCount,
+    Platform,
+    Role,
+    Space,
+    SpaceMembership,
+)
+from trusted_identity.sketch import user_hash
 
 PASSWORD = "correct horse battery staple"
 
@@ -80,3 +91,18 @@ class OutcomeCountFactory(DjangoModelFactory):
     )
     outcome = "valid"
     count = 1
+
+    @factory.post_generation
+    def users(obj, create, extracted, **kwargs):
+        """Count the starts' users too, as session start does (readiness judges by distinct
+        users): ``users=N`` says how many distinct users made the identified starts (by
+        default each its own); visitors are not users."""
+        if not create or obj.outcome == "visitor":
+            return
+        many = obj.count if extracted is None else extracted
+        day = obj.hour.astimezone(dt_timezone.utc).date()
+        hour = f"{obj.hour:%Y%m%d%H}"
+        hashes = {user_hash(f"factory-{obj.outcome}-{hour}-{n}") for n in range(many)}
+        merge_distinct(obj.platform_id, day, DistinctUsers.IDENTIFIED, hashes)
+        if obj.outcome == "valid":
+            merge_distinct(obj.platform_id, day, DistinctUsers.VALID, hashes)

@@ -29,7 +29,14 @@ from django.utils import timezone
 from trusted_identity import services, signing
 from trusted_identity.models import Platform, Role
 
-from .factories import PASSWORD, MembershipFactory, PlatformFactory, SpaceFactory, UserFactory
+from .factories import (
+    PASSWORD,
+    MembershipFactory,
+    OutcomeCountFactory,
+    PlatformFactory,
+    SpaceFactory,
+    UserFactory,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -272,10 +279,11 @@ def test_end_the_grace_now_from_the_page(page, space, web, owner):
 def test_toggle_enforcement_through_the_confirmation_and_the_override(page, space, web, owner):
     log_in(page, owner)
     an_hour_ago = timezone.now() - timedelta(hours=1)
-    services.record_outcome(web.pk, "valid", 100, at=an_hour_ago)
+    hour = an_hour_ago.replace(minute=0, second=0, microsecond=0)
+    OutcomeCountFactory(platform=web, hour=hour, outcome="valid", count=100)  # 100 users
     page.goto(settings_path(space))
 
-    # On, with 100 valid starts: a confirmation page, then enforced.
+    # On, with 100 users' valid starts: a confirmation page, then enforced.
     page.click("#enforcement-web")
     page.wait_for_url(re.compile(r"/trusted-identity/web/enforcement/$"))
     assert page.locator("h1").inner_text() == "Turn on enforcement for Web?"
@@ -296,7 +304,7 @@ def test_toggle_enforcement_through_the_confirmation_and_the_override(page, spac
     assert page.locator("#enforcement-web").inner_text() == "Turn on enforcement"
 
     # Below the threshold: the confirmation needs the override box and a reason.
-    services.record_outcome(web.pk, "missing", 10, at=an_hour_ago)
+    OutcomeCountFactory(platform=web, hour=hour, outcome="missing", count=10)
     page.reload()
     assert page.locator("#platform-web .ti-readiness").get_attribute("data-ready") == "false"
     page.click("#enforcement-web")

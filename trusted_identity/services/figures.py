@@ -8,6 +8,7 @@ is ``status --json``.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -21,10 +22,13 @@ from django.utils import timezone
 
 from .. import outcomes
 from ..conf import app_settings
-from ..models import DailyOutcomeCount, OutcomeCount, Platform, Space
+from ..models import DailyOutcomeCount, DistinctUsers, OutcomeCount, Platform, Space
+from ..sketch import DistinctSketch
 from .counting import hour_start
 from .retention import hourly_cutoff
 from .spaces import get_space
+
+logger = logging.getLogger("trusted_identity")
 
 READY = "ready"
 NOT_READY = "not_ready"
@@ -33,13 +37,21 @@ NOT_ENOUGH_STARTS = "not_enough_starts"
 
 @dataclass
 class Figures:
-    """Session-start counts of one platform over a window, and what they mean."""
+    """Session-start counts of one platform over a window, and what they mean.
+
+    The counts are of starts; ``distinct_valid`` and ``distinct_identified`` are of
+    distinct user ids (exact up to 2,048, within about 1.6 % beyond: see ``sketch``),
+    and the valid share and readiness are judged by them: replaying one valid pair
+    many times adds starts, not users.
+    """
 
     valid: int = 0
     invalid: int = 0
     missing: int = 0
     visitor: int = 0
     rejected: int = 0
+    distinct_valid: int = 0
+    distinct_identified: int = 0
 
     @property
     def identified(self) -> int:
@@ -48,20 +60,27 @@ class Figures:
 
     @property
     def valid_share(self) -> float | None:
-        """Share of identified starts with a valid signature; None when there were none."""
+        """Share of distinct identified users with a valid signature; None when none."""
+        if not self.distinct_identified:
+            return None
+        return min(1.0, self.distinct_valid / self.distinct_identified)
+
+    @property
+    def start_share(self) -> float | None:
+        """Share of identified starts (not users) with a valid signature; None when none."""
         return self.valid / self.identified if self.identified else None
 
     @property
     def enough_evidence(self) -> bool:
-        """Whether the window holds enough identified starts to judge the rollout by."""
-        return self.identified >= app_settings.READINESS_MIN_STARTS
+        """Whether the window holds enough distinct identified users to judge by."""
+        return self.distinct_identified >= app_settings.READINESS_MIN_STARTS
 
     @property
     def readiness(self) -> str:
         """``ready``, ``not_ready`` (valid share below the threshold) or ``not_enough_starts``.
 
-        Below the minimum sample nothing can be told: a platform with a handful of
-        starts (or none) is not "ready", however they went.
+        Below the minimum sample of distinct users nothing can be told: a platform with
+        a handful of users (or one user's starts replayed) is not "ready".
         """
         if not self.enough_evidence:
             return NOT_ENOUGH_STARTS
@@ -77,7 +96,7 @@ class Figures:
         setattr(self, outcome, getattr(self, outcome) + count)
 
     def as_dict(self) -> dict[str, Any]:
-        share = self.valid_share
+        share, start_share = self.valid_share, self.start_share
         return {
             "valid": self.valid,
             "invalid": self.invalid,
@@ -86,6 +105,8 @@ class Figures:
             "rejected": self.rejected,
             "identified": self.identified,
             "valid_share": None if share is None else round(share, 6),
+            "start_valid_share": None if start_share is None else round(start_share, 6),
+            "distinct": {"valid": self.distinct_valid, "identified": self.distinct_identified},
             "ready": self.is_ready(),
             "readiness": self.readiness,
         }
@@ -125,7 +146,36 @@ def figures_for(
         rows = queryset.values("platform_id", "outcome").annotate(total=Sum("count")).order_by()
         for row in rows:
             result[row["platform_id"]].add(row["outcome"], row["total"])
+    for (platform_id, kind), sketch in distinct_sketches(ids, since).items():
+        if kind == DistinctUsers.VALID:
+            result[platform_id].distinct_valid = sketch.count()
+        else:
+            result[platform_id].distinct_identified = sketch.count()
     return result
+
+
+def distinct_sketches(
+    platform_ids: list[int] | None, since: datetime
+) -> dict[tuple[int, str], DistinctSketch]:
+    """The distinct users of each platform and kind since ``since``, to the UTC day: the
+    union of the daily sketches (one query; a sketch that can't be read is skipped and
+    logged)."""
+    rows = DistinctUsers.objects.filter(day__gte=since.astimezone(dt_timezone.utc).date())
+    if platform_ids is not None:
+        rows = rows.filter(platform_id__in=platform_ids)
+    merged: dict[tuple[int, str], DistinctSketch] = {}
+    for platform_id, kind, data in rows.values_list("platform_id", "kind", "sketch").iterator():
+        try:
+            sketch = DistinctSketch.from_bytes(data)
+        except ValueError:
+            logger.error("Skipping damaged distinct users of platform #%s", platform_id)
+            continue
+        known = merged.get((platform_id, kind))
+        if known is None:
+            merged[platform_id, kind] = sketch
+        else:
+            known.merge(sketch)
+    return merged
 
 
 def readiness(platform: Platform) -> Figures:
