@@ -27,6 +27,8 @@ SERVICE_ORDER = [
     "counting",
     "retention",
     "figures",
+    "diagnostics",
+    "alerts",
     "enforcement",
     "origins",
     "signature_forms",
@@ -35,7 +37,7 @@ SERVICE_ORDER = [
     "rekey",
 ]
 #: Plain Python: readable and testable without Django.
-PURE_MODULES = ["signing", "crypto", "tokens"]
+PURE_MODULES = ["signing", "crypto", "tokens", "sketch"]
 MAX_MODULE_LINES = 500
 
 

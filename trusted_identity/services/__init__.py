@@ -15,7 +15,9 @@ above it in this list, never one below:
 - ``memberships``: grant and revoke roles in a space
 - ``counting``: recording session starts: outcomes per hour, and their details
 - ``retention``: folding old hourly counts into daily ones, deleting old daily ones
-- ``figures``: rollout figures, the readiness rule, ``status``
+- ``figures``: rollout figures, the readiness rule (by distinct users)
+- ``diagnostics``: reasons, client versions, the forecast, secret use, the failure
+  log, ``status``
 - ``enforcement``: turning enforcement on and off under the readiness rule
 - ``origins``: the CORS allow-lists of web platforms
 - ``signature_forms``: which signature forms a platform accepts (plain, either, token)
@@ -43,9 +45,22 @@ from .access import (
     spaces_visible_to,
 )
 from .counting import ClientVersions, client_version, record_outcome, record_start
+from .diagnostics import (
+    Forecast,
+    SecretUsage,
+    VersionRow,
+    failure_as_dict,
+    forecast,
+    forms_for,
+    reasons_for,
+    recent_failures,
+    secret_usage,
+    status,
+    versions_for,
+)
 from .durations import MAX_GRACE, describe_duration, parse_duration
 from .enforcement import NotReady, set_enforcement
-from .figures import Figures, daily_figures, figures_for, readiness, readiness_since, status
+from .figures import Figures, daily_figures, figures_for, readiness, readiness_since
 from .lookup import (
     PlatformSnapshot,
     SecretSnapshot,
@@ -122,6 +137,7 @@ __all__ = [
     "Actor",
     "ClientVersions",
     "Figures",
+    "Forecast",
     "IssuedToken",
     "NotReady",
     "Permissions",
@@ -130,6 +146,7 @@ __all__ = [
     "RekeyResult",
     "RetentionState",
     "SecretSnapshot",
+    "SecretUsage",
     "SessionStart",
     "Signed",
     "TokenNotReady",
@@ -137,6 +154,7 @@ __all__ = [
     "TrustedIdentityError",
     "Verification",
     "VerifyingSecret",
+    "VersionRow",
     "add_platform",
     "allow_origin",
     "allowed_origins",
@@ -151,7 +169,10 @@ __all__ = [
     "daily_figures",
     "deny_origin",
     "describe_duration",
+    "failure_as_dict",
     "figures_for",
+    "forecast",
+    "forms_for",
     "get_cli_actor",
     "get_platform",
     "get_signing_platform",
@@ -170,6 +191,8 @@ __all__ = [
     "prune",
     "readiness",
     "readiness_since",
+    "reasons_for",
+    "recent_failures",
     "record_outcome",
     "record_start",
     "rekey",
@@ -183,6 +206,7 @@ __all__ = [
     "roles_allowing",
     "rotate_secret",
     "rotate_secrets",
+    "secret_usage",
     "set_enforcement",
     "set_signature_form",
     "sign_for",
@@ -202,4 +226,5 @@ __all__ = [
     "verify_signed",
     "verify_user_id",
     "verifying_secrets",
+    "versions_for",
 ]

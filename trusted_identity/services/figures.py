@@ -22,11 +22,10 @@ from django.utils import timezone
 
 from .. import outcomes
 from ..conf import app_settings
-from ..models import DailyOutcomeCount, DistinctUsers, OutcomeCount, Platform, Space
+from ..models import DailyOutcomeCount, DistinctUsers, OutcomeCount, Platform
 from ..sketch import DistinctSketch
 from .counting import hour_start
 from .retention import hourly_cutoff
-from .spaces import get_space
 
 logger = logging.getLogger("trusted_identity")
 
@@ -203,37 +202,3 @@ def daily_figures(
             if row["day"] in series[row["platform_id"]]:
                 series[row["platform_id"]][row["day"]].add(row["outcome"], row["total"])
     return {pk: list(days_map.items()) for pk, days_map in series.items()}
-
-
-def status(space_slug: str | None = None, since: datetime | None = None) -> list[dict[str, Any]]:
-    """Every space (or one) with its platforms' enforcement and figures: ``status --json``.
-
-    The figures are over the readiness window, or since ``since`` (``status --since``;
-    past ``HOURLY_RETENTION`` from the daily rows, to the day).
-    """
-    spaces = Space.objects.order_by("slug").prefetch_related("platforms")
-    if space_slug is not None:
-        spaces = spaces.filter(pk=get_space(space_slug).pk)
-    spaces = list(spaces)
-    if space_slug is None:
-        figures = figures_for(None, since)  # every platform: no list of ids in the query
-    else:
-        figures = figures_for([p.pk for s in spaces for p in s.platforms.all()], since)
-    return [
-        {
-            "slug": space.slug,
-            "name": space.name,
-            "platforms": [
-                {
-                    "kind": platform.kind,
-                    "api_key": platform.api_key,
-                    "enforced": platform.enforced,
-                    "signature_form": platform.signature_form,
-                    "token_max_age": platform.token_max_age,
-                    **figures.get(platform.pk, Figures()).as_dict(),
-                }
-                for platform in space.platforms.all()
-            ],
-        }
-        for space in spaces
-    ]

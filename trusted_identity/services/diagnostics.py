@@ -1,0 +1,345 @@
+"""Rollout diagnostics: why starts fail, which client versions still don't sign, which
+secrets are still in use, and the failure log (CONTRACT section 8).
+
+Read from the counts ``counting`` writes: reasons, forms and secrets per hour
+(:class:`DetailCount`, folded into :class:`DailyDetailCount` past the hourly
+retention), client versions per day, sampled failures. Every reader takes many
+platforms at once, in a fixed number of queries, for the settings page and ``status``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
+from typing import Any
+
+from django.db.models import Sum
+from django.utils import timezone
+
+from .. import outcomes
+from ..models import (
+    DailyDetailCount,
+    DetailCount,
+    Dimension,
+    FailureRecord,
+    Outcome,
+    Platform,
+    PlatformSecret,
+    Space,
+)
+from .counting import NOT_SENT, hour_start
+from .figures import Figures, figures_for, readiness_since
+from .platform_secrets import verifying_secrets
+from .retention import hourly_cutoff
+from .spaces import get_space
+
+#: Every reason an invalid start can have, in the order the page lists them.
+REASONS = (
+    "malformed",
+    "no_match",
+    "other_platform",
+    "expired_secret",
+    "token_malformed",
+    "token_expired",
+    "token_subject_mismatch",
+    "token_too_long_lived",
+    "form_not_allowed",
+)
+#: Versions listed per platform; the rest are folded into "other".
+VERSIONS_SHOWN = 10
+OTHER = "other"
+_NUMBERS = re.compile(r"\d+")
+
+
+def _detail_rows(
+    platform_ids: Sequence[int], dimension: str, since: datetime
+) -> list[dict[str, Any]]:
+    """Summed counts of one dimension by platform, value and outcome since ``since``:
+    hourly rows to the hour, daily rows (versions, and hours ``prune`` folded) to the
+    day. At most two queries."""
+    outcomes.flush()
+    rows: list[dict[str, Any]] = []
+    daily_since = since.astimezone(dt_timezone.utc).date()
+    if dimension not in (Dimension.APP_VERSION, Dimension.SDK_VERSION):
+        hourly = DetailCount.objects.filter(
+            platform_id__in=platform_ids, dimension=dimension, hour__gte=hour_start(since)
+        )
+        rows += hourly.values("platform_id", "value", "outcome").annotate(n=Sum("count")).order_by()
+        if since >= hourly_cutoff():
+            return rows
+    daily = DailyDetailCount.objects.filter(
+        platform_id__in=platform_ids, dimension=dimension, day__gte=daily_since
+    )
+    if dimension not in (Dimension.APP_VERSION, Dimension.SDK_VERSION):
+        daily = daily.filter(day__lt=hourly_cutoff().date())
+    rows += daily.values("platform_id", "value", "outcome").annotate(n=Sum("count")).order_by()
+    return rows
+
+
+def reasons_for(
+    platform_ids: Sequence[int], since: datetime | None = None
+) -> dict[int, dict[str, int]]:
+    """Per platform, invalid starts (rejected ones included) by reason, every reason
+    listed (0 when none)."""
+    result = {pk: dict.fromkeys(REASONS, 0) for pk in platform_ids}
+    for row in _detail_rows(platform_ids, Dimension.REASON, since or readiness_since()):
+        reasons = result[row["platform_id"]]
+        reasons[row["value"]] = reasons.get(row["value"], 0) + row["n"]
+    return result
+
+
+def forms_for(
+    platform_ids: Sequence[int], since: datetime | None = None
+) -> dict[int, dict[str, dict[str, int]]]:
+    """Per platform, starts that sent ``signed`` by form (plain, token) and outcome."""
+    result: dict[int, dict[str, dict[str, int]]] = {
+        pk: {form: {"valid": 0, "invalid": 0, "rejected": 0} for form in ("plain", "token")}
+        for pk in platform_ids
+    }
+    for row in _detail_rows(platform_ids, Dimension.FORM, since or readiness_since()):
+        by_outcome = result[row["platform_id"]].setdefault(row["value"], {})
+        by_outcome[row["outcome"]] = by_outcome.get(row["outcome"], 0) + row["n"]
+    return result
+
+
+@dataclass
+class VersionRow:
+    """Starts of one client version by outcome (``version`` None: the header was not sent)."""
+
+    version: str | None
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(Outcome.values, 0))
+
+    @property
+    def starts(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def identified(self) -> int:
+        return self.starts - self.counts[Outcome.VISITOR]
+
+    @property
+    def failing(self) -> int:
+        """Identified starts without a valid signature (what enforcement rejects)."""
+        return self.identified - self.counts[Outcome.VALID]
+
+    @property
+    def valid_share(self) -> float | None:
+        return self.counts[Outcome.VALID] / self.identified if self.identified else None
+
+    def as_dict(self, key: str = "app_version") -> dict[str, Any]:
+        share = self.valid_share
+        return {
+            key: self.version,
+            **{outcome: self.counts[outcome] for outcome in Outcome.values},
+            "valid_share": None if share is None else round(share, 6),
+        }
+
+
+def versions_for(
+    platform_ids: Sequence[int],
+    since: datetime | None = None,
+    dimension: str = Dimension.APP_VERSION,
+    shown: int = VERSIONS_SHOWN,
+) -> dict[int, list[VersionRow]]:
+    """Per platform, client versions (``X-App-Version`` or ``X-Sdk-Version``) with their
+    starts by outcome, most-started first; beyond ``shown`` folded into ``other``."""
+    by_platform: dict[int, dict[str, VersionRow]] = {pk: {} for pk in platform_ids}
+    for row in _detail_rows(platform_ids, dimension, since or readiness_since()):
+        versions = by_platform[row["platform_id"]]
+        value = row["value"]
+        version = versions.setdefault(value, VersionRow(None if value == NOT_SENT else value))
+        version.counts[row["outcome"]] += row["n"]
+    result: dict[int, list[VersionRow]] = {}
+    for pk, versions in by_platform.items():
+        other = versions.pop(OTHER, None)
+        ordered = sorted(versions.values(), key=lambda v: (-v.starts, v.version or ""))
+        kept, folded = ordered[:shown], ordered[shown:]
+        if folded or other is not None:
+            rest = other or VersionRow(OTHER)
+            for version in folded:
+                for outcome, n in version.counts.items():
+                    rest.counts[outcome] += n
+            kept.append(rest)
+        result[pk] = kept
+    return result
+
+
+def version_key(version: str | None) -> tuple[int, ...] | None:
+    """A version's numbers for ordering (``3.10.1`` after ``3.9``); None when it has none."""
+    if not version or version in (OTHER, "unknown"):
+        return None
+    numbers = _NUMBERS.findall(version)
+    return tuple(int(n) for n in numbers[:6]) if numbers else None
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """What turning enforcement on now would do, from the window's starts."""
+
+    rejections_per_day: int  # identified starts a day without a valid signature
+    old_versions_share: float | None  # share of those from versions up to ``up_to``
+    up_to: str | None  # the newest version whose starts mostly fail
+
+    def sentence(self) -> str:
+        text = (
+            f"Enforcing now would reject about {self.rejections_per_day:,} identified starts a day"
+        )
+        if self.up_to is not None and self.old_versions_share is not None:
+            text += f"; {self.old_versions_share:.0%} of them from app versions ≤ {self.up_to}"
+        return text + "."
+
+
+def forecast(
+    figures: Figures, versions: list[VersionRow], since: datetime | None = None
+) -> Forecast:
+    """How many identified starts a day enforcement would reject (invalid and missing
+    ones over the window, per day), and how many of those come from old app versions:
+    up to the newest version whose own starts mostly fail."""
+    since = since or readiness_since()
+    days = max((timezone.now() - since).total_seconds() / 86400, 1 / 24)
+    failing = figures.invalid + figures.missing + figures.rejected
+    per_day = round(failing / days)
+    old = [v for v in versions if version_key(v.version) is not None]
+    mostly_failing = [v for v in old if v.failing > v.counts[Outcome.VALID]]
+    if not failing or not mostly_failing:
+        return Forecast(per_day, None, None)
+    newest = max(mostly_failing, key=lambda v: version_key(v.version) or ())
+    limit = version_key(newest.version) or ()
+    from_old = sum(v.failing for v in old if (version_key(v.version) or ()) <= limit)
+    all_failing = sum(v.failing for v in versions) or failing
+    return Forecast(per_day, min(1.0, from_old / all_failing), newest.version)
+
+
+@dataclass(frozen=True)
+class SecretUsage:
+    """A secret that still verifies, and how much it is still used."""
+
+    secret_id: int
+    created_at: datetime
+    valid_until: datetime | None  # None: the current secret
+    last_verified_at: datetime | None
+    verified_last_24h: int
+
+    @property
+    def is_current(self) -> bool:
+        return self.valid_until is None
+
+    @property
+    def safe_to_end(self) -> bool:
+        """A previous secret that verified no start in the last 24 hours."""
+        return not self.is_current and self.verified_last_24h == 0
+
+
+def secret_usage(platform_ids: Sequence[int]) -> dict[int, list[SecretUsage]]:
+    """Per platform, every secret that still verifies with its use in the last 24 hours
+    (from the hourly counts, to the hour) and when it last verified a start."""
+    outcomes.flush()
+    verifying = verifying_secrets(platform_ids)
+    ids = [s.secret_id for secrets in verifying.values() for s in secrets]
+    last = dict(PlatformSecret.objects.filter(pk__in=ids).values_list("pk", "last_verified_at"))
+    counts: dict[str, int] = defaultdict(int)
+    rows = (
+        DetailCount.objects.filter(
+            platform_id__in=platform_ids,
+            dimension=Dimension.SECRET,
+            value__in=[str(pk) for pk in ids],
+            hour__gte=hour_start(timezone.now() - timedelta(hours=24)),
+        )
+        .values("value")
+        .annotate(n=Sum("count"))
+        .order_by()
+    )
+    for row in rows:
+        counts[row["value"]] += row["n"]
+    return {
+        pk: [
+            SecretUsage(
+                s.secret_id,
+                s.created_at,
+                s.valid_until,
+                last.get(s.secret_id),
+                counts[str(s.secret_id)],
+            )
+            for s in secrets
+        ]
+        for pk, secrets in verifying.items()
+    }
+
+
+def recent_failures(platform: Platform | int, limit: int = 50) -> list[FailureRecord]:
+    """The failure log of a platform, newest first (sampled and capped, see ``counting``)."""
+    outcomes.flush()
+    platform_id = platform if isinstance(platform, int) else platform.pk
+    return list(
+        FailureRecord.objects.filter(platform_id=platform_id).order_by("-at", "-id")[:limit]
+    )
+
+
+def failure_as_dict(record: FailureRecord) -> dict[str, Any]:
+    """One failure as ``failures --json`` prints it (CONTRACT section 8)."""
+    return {
+        "at": record.at.astimezone(dt_timezone.utc).isoformat().replace("+00:00", "Z"),
+        "outcome": record.outcome,
+        "reason": record.reason or None,
+        "user_id": record.user_id,
+        "app_version": None if record.app_version == NOT_SENT else record.app_version,
+        "sdk_version": None if record.sdk_version == NOT_SENT else record.sdk_version,
+    }
+
+
+def status_details(
+    platform_ids: Sequence[int], since: datetime | None = None
+) -> dict[int, dict[str, Any]]:
+    """What ``status --json`` adds per platform: reasons, forms and app versions."""
+    reasons = reasons_for(platform_ids, since)
+    forms = forms_for(platform_ids, since)
+    versions = versions_for(platform_ids, since)
+    return {
+        pk: {
+            "reasons": reasons[pk],
+            "forms": forms[pk],
+            "versions": [v.as_dict() for v in versions[pk]],
+        }
+        for pk in platform_ids
+    }
+
+
+def status(space_slug: str | None = None, since: datetime | None = None) -> list[dict[str, Any]]:
+    """Every space (or one) with its platforms' enforcement and figures: ``status --json``.
+
+    With, per platform, the reasons of invalid starts, the forms and the app versions
+    (CONTRACT section 8). The figures are over the readiness window, or since ``since``
+    (``status --since``; past ``HOURLY_RETENTION`` from the daily rows, to the day).
+    """
+    spaces = Space.objects.order_by("slug").prefetch_related("platforms")
+    if space_slug is not None:
+        spaces = spaces.filter(pk=get_space(space_slug).pk)
+    spaces = list(spaces)
+    if space_slug is None:
+        figures = figures_for(None, since)  # every platform: no list of ids in the query
+    else:
+        figures = figures_for([p.pk for s in spaces for p in s.platforms.all()], since)
+    details = status_details([p.pk for s in spaces for p in s.platforms.all()], since)
+    return [
+        {
+            "slug": space.slug,
+            "name": space.name,
+            "platforms": [
+                {
+                    "kind": platform.kind,
+                    "api_key": platform.api_key,
+                    "enforced": platform.enforced,
+                    "signature_form": platform.signature_form,
+                    "token_max_age": platform.token_max_age,
+                    **figures.get(platform.pk, Figures()).as_dict(),
+                    **details[platform.pk],
+                }
+                for platform in space.platforms.all()
+            ],
+        }
+        for space in spaces
+    ]
