@@ -1,5 +1,9 @@
 """Retention of the session-start counts: hourly rows folded into daily ones, then deleted.
 
+The detail counts (reasons, forms, secrets) are folded the same way; client versions and
+distinct users are daily from the start and deleted past ``DAILY_RETENTION``; the failure
+log past ``FAILURE_LOG_RETENTION``.
+
 Every figure the app shows lies within ``HOURLY_RETENTION`` (the readiness window and
 the 7-day chart; a system check keeps it so). ``prune`` folds hourly rows of whole UTC
 days older than that into :class:`DailyOutcomeCount` rows, kept for
@@ -23,7 +27,16 @@ from django.db.models import Min
 from django.utils import timezone
 
 from ..conf import app_settings
-from ..models import DailyOutcomeCount, OutcomeCount, PruneRun
+from ..models import (
+    AlertSent,
+    DailyDetailCount,
+    DailyOutcomeCount,
+    DetailCount,
+    DistinctUsers,
+    FailureRecord,
+    OutcomeCount,
+    PruneRun,
+)
 
 #: Prune runs kept in the table (the latest tells whether retention is kept).
 RUNS_KEPT = 100
@@ -109,6 +122,68 @@ def _fold_batch(hour: datetime, batch_size: int) -> int:
     return len(rows)
 
 
+def _fold_detail_batch(hour: datetime, batch_size: int) -> int:
+    """As :func:`_fold_batch`, for the detail counts (reasons, forms, secrets) of one
+    hour: read and locked, summed by day, upserted into the daily detail rows, deleted;
+    one transaction."""
+    connection = connections[router.db_for_write(DetailCount)]
+    daily = connection.ops.quote_name(DailyDetailCount._meta.db_table)
+    upsert = (  # the table name from the model, quoted; every value is a parameter
+        f"INSERT INTO {daily} (platform_id, day, dimension, value, outcome, count) "  # noqa: S608
+        "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (platform_id, day, dimension, value, "
+        f"outcome) DO UPDATE SET count = {daily}.count + excluded.count"
+    )
+    with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+        rows = list(
+            DetailCount.objects.select_for_update()
+            .filter(hour__gte=hour, hour__lt=hour + timedelta(hours=1))
+            .order_by("hour", "platform_id", "dimension", "value", "outcome")
+            .values_list("platform_id", "hour", "dimension", "value", "outcome", "count")[
+                :batch_size
+            ]
+        )
+        if not rows:
+            return 0
+        sums: Counter[tuple[int, date, str, str, str]] = Counter()
+        for platform_id, row_hour, dimension, value, outcome, count in rows:
+            day = row_hour.astimezone(dt_timezone.utc).date()
+            sums[(platform_id, day, dimension, value, outcome)] += count
+        cursor.executemany(
+            upsert,
+            [
+                (pid, connection.ops.adapt_datefield_value(day), dimension, value, outcome, n)
+                for (pid, day, dimension, value, outcome), n in sums.items()
+            ],
+        )
+        DetailCount.objects.filter(pk__in=[row[:5] for row in rows]).delete()
+    return len(rows)
+
+
+def _delete_in_batches(queryset, batch_size: int) -> int:
+    """Delete what ``queryset`` selects, ``batch_size`` rows a transaction."""
+    deleted = 0
+    pk_name = queryset.model._meta.pk.name
+    while True:
+        with transaction.atomic():
+            keys = list(queryset.values_list(pk_name, flat=True)[:batch_size])
+            if not keys:
+                return deleted
+            count, _ = queryset.model.objects.filter(**{f"{pk_name}__in": keys}).delete()
+            deleted += count
+
+
+def _delete_composite_in_batches(queryset, fields: tuple[str, ...], batch_size: int) -> int:
+    """As :func:`_delete_in_batches`, for a table whose primary key is ``fields``."""
+    deleted = 0
+    while True:
+        with transaction.atomic():
+            keys = list(queryset.values_list(*fields)[:batch_size])
+            if not keys:
+                return deleted
+            count, _ = queryset.model.objects.filter(pk__in=keys).delete()
+            deleted += count
+
+
 def _oldest_hour_before(cutoff: datetime) -> datetime | None:
     """The oldest hour with rows before ``cutoff`` (one scan of what waits, through the
     hour index on PostgreSQL); a count written later into an older hour is found by the
@@ -130,9 +205,15 @@ def _delete_daily_batch(before: date, batch_size: int) -> int:
 
 @dataclass
 class PruneReport:
-    hourly_rows_folded: int = 0
-    daily_rows_deleted: int = 0
+    hourly_rows_folded: int = 0  # outcome counts and detail counts
+    daily_rows_deleted: int = 0  # daily outcome and detail counts, distinct-user days
+    failures_deleted: int = 0  # failure log rows past FAILURE_LOG_RETENTION
+    alerts_deleted: int = 0  # records of alerts sent, past ALERTS_KEPT
     seconds: float = 0.0
+
+
+#: How long the record of a sent alert is kept (it stops the same alert going out twice).
+ALERTS_KEPT = timedelta(days=30)
 
 
 def prune(batch_size: int = 10_000, now: datetime | None = None) -> PruneReport:
@@ -150,9 +231,28 @@ def prune(batch_size: int = 10_000, now: datetime | None = None) -> PruneReport:
         while moved := _fold_batch(hour, batch_size):
             report.hourly_rows_folded += moved
         hour += timedelta(hours=1)
+    hour = DetailCount.objects.filter(hour__lt=cutoff).aggregate(oldest=Min("hour"))["oldest"]
+    while hour is not None and hour < cutoff:
+        while moved := _fold_detail_batch(hour, batch_size):
+            report.hourly_rows_folded += moved
+        hour += timedelta(hours=1)
     before = daily_cutoff(now)
     while deleted := _delete_daily_batch(before, batch_size):
         report.daily_rows_deleted += deleted
+    report.daily_rows_deleted += _delete_composite_in_batches(
+        DailyDetailCount.objects.filter(day__lt=before),
+        ("platform_id", "day", "dimension", "value", "outcome"),
+        batch_size,
+    )
+    report.daily_rows_deleted += _delete_composite_in_batches(
+        DistinctUsers.objects.filter(day__lt=before), ("platform_id", "day", "kind"), batch_size
+    )
+    report.failures_deleted = _delete_in_batches(
+        FailureRecord.objects.filter(at__lt=now - app_settings.FAILURE_LOG_RETENTION), batch_size
+    )
+    report.alerts_deleted = _delete_in_batches(
+        AlertSent.objects.filter(sent_at__lt=now - ALERTS_KEPT), batch_size
+    )
     finished = timezone.now()
     report.seconds = (finished - started).total_seconds()
     PruneRun.objects.filter(pk=run.pk).update(

@@ -22,11 +22,12 @@ from trusted_identity import services
 from trusted_identity.conf import app_settings
 from trusted_identity.crypto import generate_key
 from trusted_identity.exceptions import TrustedIdentityError
+from trusted_identity.management.diagnostics import DiagnosticsCommands, add_diagnostics_parsers
 from trusted_identity.models import PlatformKind, Role
 from trusted_identity.services import NotReady, TokenNotReady
 
 
-class Command(BaseCommand):
+class Command(DiagnosticsCommands, BaseCommand):
     help = "Manage Trusted Identity spaces, platforms, secrets and enforcement."
     requires_system_checks: list[str] = []  # generate-key must work before keys exist
 
@@ -158,11 +159,13 @@ class Command(BaseCommand):
         prune = commands.add_parser(
             "prune",
             help="Fold hourly counts past HOURLY_RETENTION into daily ones; delete daily "
-            "counts past DAILY_RETENTION (run daily from cron or a systemd timer).",
+            "counts and distinct users past DAILY_RETENTION and the failure log past "
+            "FAILURE_LOG_RETENTION (run daily from cron or a systemd timer).",
         )
         prune.add_argument("--batch-size", type=int, default=10_000)
 
         commands.add_parser("generate-key", help="Print a new encryption key.")
+        add_diagnostics_parsers(commands)
 
         grant = commands.add_parser(
             "grant", help="Give a user a role in a space (and staff status, saying so)."
@@ -391,7 +394,8 @@ class Command(BaseCommand):
         report = services.prune(batch_size=options["batch_size"])
         self._say(
             f"Folded {report.hourly_rows_folded} hourly count rows into daily ones and "
-            f"deleted {report.daily_rows_deleted} daily rows past retention "
+            f"deleted {report.daily_rows_deleted} daily rows and "
+            f"{report.failures_deleted} failure log rows past retention "
             f"in {report.seconds:.2f} s."
         )
 

@@ -1,0 +1,62 @@
+"""The rollout-diagnostics sub-commands of ``manage.py trusted_identity`` (CONTRACT
+sections 5 and 8): ``failures``. A mixin of the command, so that the command's module
+stays one screenful per concern."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.management.base import CommandError
+
+from trusted_identity import services
+
+#: The most failures one ``failures`` prints (the log keeps FAILURE_LOG_MAX_ROWS).
+MAX_LIMIT = 1000
+
+
+def add_diagnostics_parsers(commands: Any) -> None:
+    failures = commands.add_parser(
+        "failures",
+        help="Recent invalid, missing and rejected starts of a platform (sampled), newest first.",
+    )
+    failures.add_argument("space")
+    failures.add_argument("kind")
+    failures.add_argument("--limit", type=int, default=50, help=f"1 to {MAX_LIMIT} (default 50)")
+    failures.add_argument("--json", action="store_true", dest="as_json")
+
+
+class DiagnosticsCommands:
+    """``do_failures``; the command class defines ``_actor``, ``_out`` and ``_say``."""
+
+    def _actor(self, options: dict[str, Any]) -> services.Actor:
+        raise NotImplementedError
+
+    def _out(self, value: str) -> None:
+        raise NotImplementedError
+
+    def _say(self, message: str) -> None:
+        raise NotImplementedError
+
+    def do_failures(self, options: dict[str, Any]) -> None:
+        limit = options["limit"]
+        if not 1 <= limit <= MAX_LIMIT:
+            raise CommandError(f"--limit must be from 1 to {MAX_LIMIT}")
+        platform = services.get_platform(options["space"], options["kind"])
+        services.authorize(self._actor(options), "view", platform.space_id)
+        records = services.recent_failures(platform, limit)
+        if options["as_json"]:
+            payload = {"failures": [services.failure_as_dict(r) for r in records]}
+            self._out(json.dumps(payload))
+            return
+        if not records:
+            self._say(f"No failed starts logged for {platform}.")
+            return
+        self._out(f"{'at (UTC)':<20} {'outcome':<9} {'reason':<22} {'app':<12} {'sdk':<14} user id")
+        for record in records:
+            row = services.failure_as_dict(record)
+            self._out(
+                f"{record.at:%Y-%m-%d %H:%M:%S} {row['outcome']:<9} {row['reason'] or '-':<22} "
+                f"{row['app_version'] or '-':<12} {row['sdk_version'] or '-':<14} "
+                f"{json.dumps(row['user_id'])}"
+            )
