@@ -11,6 +11,7 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
 from trusted_identity import services
+from trusted_identity.services import alerts, counting
 from trusted_identity.keyring import reset_key_ring
 from trusted_identity.models import PlatformSecret
 
@@ -51,6 +52,8 @@ def _fresh_caches():
         caches[alias].clear()
     reset_key_ring()
     services.reset_local_state()
+    alerts.raised.clear()  # which alerts this process has seen sent
+    counting.failure_sampler.reset()  # the failure log's per-second allowance
     yield
     for alias in caches:
         caches[alias].clear()

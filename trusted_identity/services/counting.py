@@ -91,6 +91,10 @@ class FailureSampler:
             self._taken[platform_id] = taken + 1
             return True
 
+    def reset(self) -> None:
+        with self._lock:
+            self._second, self._taken = 0, {}
+
 
 failure_sampler = FailureSampler()
 
