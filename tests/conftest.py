@@ -11,9 +11,9 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
 from trusted_identity import services
-from trusted_identity.services import alerts, counting
 from trusted_identity.keyring import reset_key_ring
 from trusted_identity.models import PlatformSecret
+from trusted_identity.services import alerts, counting
 
 from . import hardening
 from .factories import PlatformFactory, SpaceFactory, SuperuserFactory

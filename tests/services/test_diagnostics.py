@@ -87,7 +87,7 @@ def test_client_versions_are_counted_with_their_outcomes(client, platform):
     assert rows["3.1.0"].counts["missing"] == 1 and rows["3.1.0"].valid_share == 0.0
     assert rows["unknown"].counts["missing"] == 2
     assert rows[None].counts["visitor"] == 1  # the header was not sent
-    assert list(rows)[0] == "3.2.1"  # most-started first
+    assert next(iter(rows)) == "3.2.1"  # most-started first
     sdk = services.versions_for([platform.pk], dimension="sdk_version")[platform.pk]
     assert {v.version: v.starts for v in sdk} == {"ios/2.0.0": 3, None: 3, "ios/1.9.0": 1}
 
