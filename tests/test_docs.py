@@ -61,6 +61,7 @@ def test_every_signal_is_documented_with_the_arguments_it_is_sent_with(db):
     from datetime import timedelta
 
     from trusted_identity import services, signals
+    from trusted_identity.services import alerts
 
     documented = {}
     for name, _when, arguments in readme_table("Signals"):
@@ -87,6 +88,7 @@ def test_every_signal_is_documented_with_the_arguments_it_is_sent_with(db):
         services.rotate_secret(platform, actor, timedelta(hours=1))
         services.revoke_previous(platform, actor)
         services.set_enforcement(platform, True, actor, force=True, reason="docs")
+        alerts.raise_alert(platform, alerts.REJECTIONS, "docs", "A subject", "A message")
     finally:
         for name, receiver in receivers.items():
             getattr(signals, name).disconnect(receiver)

@@ -35,8 +35,8 @@ from datetime import datetime
 from django.core import mail
 from django.db import DatabaseError, IntegrityError, connections, router, transaction
 from django.db.models import F
+from django.dispatch import Signal
 
-from . import signals
 from .conf import app_settings
 from .countwrites import Details, StartDetails, write_details_batch
 from .models import OutcomeCount, Platform
@@ -44,6 +44,11 @@ from .models import OutcomeCount, Platform
 logger = logging.getLogger("trusted_identity")
 
 CountKey = tuple[int, datetime, str]  # (platform id, start of the hour, outcome)
+
+#: Internal: counts were written; the alerts (``services.alerts``) listen. Arguments:
+#: ``rejected_hours`` {(platform id, hour)}, ``grace_warnings`` {(platform id, secret
+#: id, grace end as a Unix time)}. Not in ``signals``: sites connect to ``rollout_alert``.
+counts_written = Signal()
 
 
 #: How often an increment is tried when its row keeps appearing and going (a concurrent
@@ -206,7 +211,7 @@ def announce(counts: dict[CountKey, int], grace_warnings: set[tuple[int, int, fl
     rejected = {(pid, hour) for (pid, hour, outcome) in counts if outcome == "rejected"}
     if not rejected and not grace_warnings:
         return
-    for _receiver, result in signals.counts_written.send_robust(
+    for _receiver, result in counts_written.send_robust(
         sender=OutcomeBuffer, rejected_hours=rejected, grace_warnings=grace_warnings
     ):
         if isinstance(result, Exception):

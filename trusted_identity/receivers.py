@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.core.signals import setting_changed
 from django.db.models.signals import post_delete
 
-from . import signals
+from . import outcomes
 from .conf import app_settings
 from .keyring import reset_key_ring
 from .models import Platform, PlatformSecret
@@ -39,4 +39,4 @@ def connect() -> None:
     post_delete.connect(
         forget_platform, sender=PlatformSecret, dispatch_uid="ti_forget_platform_secret"
     )
-    signals.counts_written.connect(check_written_counts, dispatch_uid="ti_alerts")
+    outcomes.counts_written.connect(check_written_counts, dispatch_uid="ti_alerts")

@@ -25,8 +25,3 @@ secret_rotated = Signal()
 enforcement_changed = Signal()
 grace_ended = Signal()
 rollout_alert = Signal()
-
-#: Internal: counts were written (``outcomes``); the alerts listen. Arguments:
-#: ``rejected_hours`` {(platform id, hour)}, ``grace_warnings`` {(platform id, secret
-#: id, grace end as a Unix time)}.
-counts_written = Signal()
