@@ -289,8 +289,12 @@ _WRK_REQUESTS = re.compile(r"(\d+) requests in")
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
-def _wrk(url: str, api_key: str, body: str, seconds: int, connections: int) -> dict:
+def _wrk(
+    url: str, api_key: str, body: str, seconds: int, connections: int, forged: bool = False
+) -> dict:
     env = {**os.environ, "BENCH_BODY": body, "BENCH_API_KEY": api_key}
+    if forged:
+        env["BENCH_FORGED"] = "1"
     command = [
         "wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency",
         "-s", str(ROOT / "bench" / "post.lua"), url,
@@ -616,6 +620,45 @@ def bench_bulk(quick: bool) -> dict:
     return result
 
 
+def bench_flood(env: dict[str, str], platform, secret: str, quick: bool) -> dict:
+    """A flood of forged starts (each a new user id, a made-up signature) against a valid
+    flood: server CPU per request, and the rows the failure log got (sampled and capped,
+    so bounded whatever the flood)."""
+    from trusted_identity.models import FailureRecord
+    from trusted_identity.signing import sign
+
+    port = _free_port()
+    server = _start_gunicorn(env, port, secret)
+    url = f"http://127.0.0.1:{port}/trusted-identity/v1/sessions"
+    body = json.dumps({"userId": "load-user", "signed": sign(secret, "load-user")})
+    seconds, connections = (3, 8) if quick else (8, 16)
+    FailureRecord.objects.filter(platform=platform).delete()
+    try:
+        _wrk(url, platform.api_key, body, 1, connections)  # warm
+        valid = _measured(server, url, platform.api_key, body, seconds, connections)
+        forged = _measured(server, url, platform.api_key, body, seconds, connections, True)
+        time.sleep(1.5)  # the workers' last flush
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    rows = FailureRecord.objects.filter(platform=platform).count()
+    from trusted_identity.conf import app_settings
+
+    bound = min(
+        app_settings.FAILURE_LOG_MAX_ROWS,
+        app_settings.FAILURE_LOG_PER_SECOND * 2 * (seconds + 1),  # per second, per worker
+    )
+    return {
+        "valid_flood": valid,
+        "forged_flood": forged,
+        "forged_starts": forged["requests"],
+        "forged_vs_valid_cpu": round(forged["cpu_us_per_request"] / valid["cpu_us_per_request"], 3),
+        "failure_log_rows_written": rows,
+        "failure_log_rows_bound": bound,
+        "failure_log_bounded": rows <= bound,
+    }
+
+
 # ------------------------------------------------------------------------ report
 
 
@@ -631,6 +674,7 @@ TARGETS = {
     ("session_start", "read_queries_per_session_start"): ("<=", 0),
     ("session_start", "write_queries_per_session_start"): ("<=", 1),
     ("long_run", "worst_to_best"): (">=", 0.8),
+    ("flood", "forged_vs_valid_cpu"): ("<=", 2.0),
 }
 
 
@@ -639,7 +683,7 @@ def print_table(results: dict) -> None:
     print(f"trusted-identity benchmarks  {results['date']}  {results['machine']['summary']}")
     print(f"database: {results['database']}   cache: {results['cache']}")
     print("-" * 78)
-    for section in ("verify", "session_start", "long_run", "admin", "bulk"):
+    for section in ("verify", "session_start", "flood", "long_run", "admin", "bulk"):
         values = results.get(section)
         if not values:
             continue
@@ -674,7 +718,7 @@ def main() -> int:
     parser.add_argument(
         "--only",
         nargs="*",
-        choices=["verify", "session_start", "long_run", "admin", "bulk"],
+        choices=["verify", "session_start", "flood", "long_run", "admin", "bulk"],
         default=None,
     )
     parser.add_argument(
@@ -684,7 +728,7 @@ def main() -> int:
         help="interleaved load rounds per target (default 3, 1 with --quick); the median counts",
     )
     args = parser.parse_args()
-    sections = set(args.only or ["verify", "session_start", "long_run", "admin", "bulk"])
+    sections = set(args.only or ["verify", "session_start", "flood", "long_run", "admin", "bulk"])
     sys.path.insert(0, str(ROOT))
     os.chdir(ROOT)
     with tempfile.TemporaryDirectory() as workdir:
@@ -712,6 +756,8 @@ def main() -> int:
                 **count_session_start_queries(platform, secret),
                 **bench_session_start(env, platform, secret, args.quick, args.rounds),
             }
+        if "flood" in sections:
+            results["flood"] = bench_flood(env, platform, secret, args.quick)
         if "long_run" in sections:
             results["long_run"] = bench_long_run(env, platform, secret, args.quick)
         if "admin" in sections:
