@@ -1,0 +1,88 @@
+"""Buffered details of session starts (versions, reasons, distinct users, the failure
+log): no query per start, one write per row per flush, nothing lost on a failed write
+or when several processes merge into the same distinct-user row."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import OperationalError, connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from trusted_identity import countwrites, outcomes, services, signing
+from trusted_identity.models import DistinctUsers, FailureRecord
+from trusted_identity.sketch import DistinctSketch, user_hash
+
+from .test_http import secret_of
+from .test_outcomes import buffered  # noqa: F401  (the fixture)
+
+CLIENT = services.ClientVersions("3.2.1", "web/1.4.0")
+
+
+def start_many(platform, users, signed_ok=True):
+    snapshot = services.lookup_platform(platform.api_key)
+    secret = secret_of(platform)
+    for user in users:
+        signed = signing.sign(secret, user) if signed_ok else "0" * 64
+        services.start_session(snapshot, {"userId": user, "signed": signed}, CLIENT)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_buffered_details_wait_for_the_flush_and_add_up(buffered, platform):
+    secret_of(platform)  # decrypt before counting queries
+    snapshot = services.lookup_platform(platform.api_key)
+    with CaptureQueriesContext(connection) as queries:
+        start_many(platform, [f"u{n % 40}" for n in range(200)])
+        start_many(platform, ["forger-1", "forger-2"], signed_ok=False)
+    count_tables = ("outcomecount", "detailcount", "distinctusers", "failurerecord", "alert")
+    touched = [
+        q["sql"] for q in queries.captured_queries if any(t in q["sql"] for t in count_tables)
+    ]
+    assert touched == []  # nothing read or written for the counts until the flush
+    assert snapshot.platform_id == platform.pk
+    outcomes.flush()
+    figures = services.readiness(platform)
+    assert (figures.valid, figures.invalid) == (200, 2)
+    assert (figures.distinct_valid, figures.distinct_identified) == (40, 42)
+    (version,) = services.versions_for([platform.pk])[platform.pk]
+    assert version.version == "3.2.1" and version.starts == 202
+    assert FailureRecord.objects.filter(platform=platform).count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_details_write_keeps_them_for_the_next_flush(buffered, platform, monkeypatch):
+    start_many(platform, ["a", "b", "c"])
+    real = countwrites.merge_distinct
+    monkeypatch.setattr(
+        countwrites, "merge_distinct", lambda *a: (_ for _ in ()).throw(OperationalError("down"))
+    )
+    outcomes.flush()
+    assert not DistinctUsers.objects.exists()
+    assert outcomes._buffer.pending_details().distinct  # kept
+    monkeypatch.setattr(countwrites, "merge_distinct", real)
+    outcomes.flush()
+    assert services.readiness(platform).distinct_valid == 3
+
+
+@pytest.mark.django_db
+def test_merging_distinct_users_never_loses_another_process_write(platform, monkeypatch):
+    """Another process merges into the row between our read and our write: the
+    compare-and-set on the revision fails, we read again, and both sets count."""
+    day = timezone.now().date()
+    countwrites.merge_distinct(platform.pk, day, "identified", {user_hash("first")})
+    real_from_bytes = DistinctSketch.from_bytes
+    interleaved = []
+
+    def from_bytes_with_a_rival(data):
+        sketch = real_from_bytes(data)
+        if not interleaved:
+            interleaved.append(True)
+            countwrites.merge_distinct(platform.pk, day, "identified", {user_hash("rival")})
+        return sketch
+
+    monkeypatch.setattr(DistinctSketch, "from_bytes", staticmethod(from_bytes_with_a_rival))
+    countwrites.merge_distinct(platform.pk, day, "identified", {user_hash("ours")})
+    monkeypatch.setattr(DistinctSketch, "from_bytes", staticmethod(real_from_bytes))
+    row = DistinctUsers.objects.get(platform=platform, day=day, kind="identified")
+    assert DistinctSketch.from_bytes(row.sketch).count() == 3
+    assert row.revision == 3
