@@ -17,6 +17,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trusted_identity import tokens
 from trusted_identity.signing import HmacKey
@@ -483,3 +485,34 @@ def test_the_remembered_verdicts_are_bounded(monkeypatch):
     tokens.clear()
     assert check(long_token, "u" * 900) is None
     assert tokens._verified == {}  # over 1,024 characters: verified each time
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    sub=st.text(max_size=30),
+    iat=st.integers(0, 10**17),
+    exp=st.integers(0, 10**17),
+    spelling=st.sampled_from(["compact", "spaced", "escaped", "reordered", "float"]),
+)
+def test_claims_read_without_the_decoder_are_what_json_reads(sub, iat, exp, spelling):
+    """The claims as signers write them skip the JSON decoder; any text gives what
+    ``json.loads`` gives, however it is spelt."""
+    claims = {"sub": sub, "iat": iat, "exp": exp}
+    text = {
+        "compact": json.dumps(claims, separators=(",", ":"), ensure_ascii=False),
+        "spaced": json.dumps(claims),
+        "escaped": json.dumps(claims, separators=(",", ":")),
+        "reordered": json.dumps(dict(reversed(claims.items())), separators=(",", ":")),
+        "float": json.dumps({**claims, "exp": exp + 0.5}, separators=(",", ":")),
+    }[spelling]
+    parsed = json.loads(text)
+    expected = None
+    if parsed["exp"] > parsed["iat"]:
+        expected = (parsed["sub"], parsed["iat"], parsed["exp"], None)
+    segment = base64.urlsafe_b64encode(text.encode("utf-8", "surrogatepass")).rstrip(b"=")
+    got = tokens._parse_claims(segment)
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in sub) and spelling in ("compact", "float"):
+        assert got is None  # a lone surrogate is not UTF-8: no claims at all
+    else:
+        assert got == expected
+        assert got is None or all(type(a) is type(b) for a, b in zip(got, expected, strict=True))
