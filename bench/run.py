@@ -3,8 +3,9 @@
 Prints a table and writes ``bench/results.json``. Sections:
 
 - ``verify``: the app's verification with a warm lookup vs raw ``hmac`` + ``compare_digest``;
-  the same for HS256 tokens: one seen before by the process (PyJWT's verdict remembered),
-  a different token each call (PyJWT decodes each), and a forged one (the pre-check alone).
+  the same for HS256 tokens: one seen before by the process (its verdict remembered),
+  a different token each call (each checked in full), and a forged one (the shape check
+  and the HMAC alone).
 - ``session_start``: requests/s and p50/p99 through gunicorn (2 workers) under wrk,
   on the lean path (``LeanSessions``, as ``project/wsgi.py`` ships) and through Django
   (the view behind every middleware), vs the limit (``bench/bare.py``, a bare WSGI
@@ -160,10 +161,10 @@ def bench_token_verify(snapshot, user_id: str, raw_best: float, quick: bool) -> 
     """HS256 tokens through ``services.verify_signed``, as session start calls it.
 
     ``token_verify``: a token this process verified before (a client starting several
-    sessions with one token): PyJWT's remembered verdict, then the key, subject,
+    sessions with one token): the remembered verdict, then the key, subject,
     lifetime and clock checks. ``token_first_verify``: a different token every call:
-    the pre-check and PyJWT's ``jwt.decode`` each time. ``token_forged``: a wrong
-    signature: the pre-check alone, never PyJWT (what an attacker can make us spend).
+    the whole check each time. ``token_forged``: a wrong signature: the shape check
+    and one HMAC per secret, no claim decoded (what an attacker can make us spend).
     """
     from trusted_identity import services, tokens
 

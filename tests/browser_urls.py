@@ -26,16 +26,27 @@ HARNESS = """
   window.ready = true;
 """
 
-PAGE = Template(
+PAGE_SOURCE = (
     "{% load static trusted_identity %}<!doctype html><html><head><meta charset='utf-8'>"
-    "<title>client</title>{% trusted_identity_config 'web' %}</head><body>"
+    "<title>client</title>{% trusted_identity_config 'web' TAG_ARGUMENTS %}</head><body>"
     "<script type='module'>import * as ti from \"{% static 'trusted_identity/client.js' %}\";"
     "{{ harness|safe }}</script></body></html>"
 )
+PAGE = Template(PAGE_SOURCE.replace(" TAG_ARGUMENTS", ""))
+#: The same page signed with the expiring form: {% trusted_identity_config 'web' form='token' %}.
+TOKEN_PAGE = Template(PAGE_SOURCE.replace("TAG_ARGUMENTS", "form='token'"))
 
 
 def client_page(request: HttpRequest) -> HttpResponse:
     return HttpResponse(PAGE.render(RequestContext(request, {"harness": HARNESS})))
 
 
-urlpatterns = [path("client-page/", client_page), *project_urlpatterns]
+def token_client_page(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(TOKEN_PAGE.render(RequestContext(request, {"harness": HARNESS})))
+
+
+urlpatterns = [
+    path("client-page/", client_page),
+    path("client-page-token/", token_client_page),
+    *project_urlpatterns,
+]

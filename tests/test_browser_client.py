@@ -272,6 +272,64 @@ def test_same_origin_429_waits_and_retries(context, web, app_settings):
     assert page.errors == []
 
 
+# ---------------------------------------------------- same origin, token form
+
+
+def set_form(platform, form):
+    services.set_signature_form(platform, form, services.get_cli_actor(), force=True, reason="t")
+
+
+def sign_calls(page):
+    return [url for method, url in page.requests if method == "GET" and "/sign/" in url]
+
+
+def test_same_origin_token_is_refreshed_before_it_ends(context, live_server, web, app_settings):
+    """A page of {% trusted_identity_config 'web' form='token' %} with two-minute tokens:
+    sent as rendered while fresh; a minute and a half later (the page's clock moved on),
+    a fresh token from the sign view first, and that one is sent."""
+    app_settings(TOKEN_TTL=120)
+    set_form(web, "token")
+    services.set_enforcement(web, True, services.get_cli_actor(), force=True, reason="test")
+    log_in(context, live_server, UserFactory(username="ann", is_staff=False))
+    page = open_page(context, "/client-page-token/")
+    config = page.evaluate("() => window.ti.readConfig('web')")
+    assert config["form"] == "token" and config["expiresAt"].endswith("Z")
+    sent = []
+    page.on("request", lambda r: sent.append(r.post_data_json) if r.method == "POST" else None)
+
+    result = run(page)
+    assert result["ok"] and result["session"]["trusted"] is True, result
+    assert sign_calls(page) == [] and sent[-1]["signed"] == config["signed"]
+
+    time.sleep(1.1)  # a token made in another second: another token
+    page.evaluate("() => { const real = Date.now; Date.now = () => real() + 90_000; }")
+    result = run(page)
+    assert result["ok"] and result["session"]["trusted"] is True, result
+    (url,) = sign_calls(page)
+    assert url.endswith("/trusted-identity/sign/?platform=web&space=acme&form=token")
+    assert sent[-1]["signed"] != config["signed"] and sent[-1]["signed"].count(".") == 2
+    assert len(posts(page)) == 2  # no refusal on the way
+    assert (figures(web).valid, figures(web).rejected) == (2, 0)
+    assert page.errors == []
+
+
+def test_same_origin_token_403_fetches_a_fresh_token_once_and_retries(
+    context, live_server, web, app_settings
+):
+    set_form(web, "token")
+    services.set_enforcement(web, True, services.get_cli_actor(), force=True, reason="test")
+    log_in(context, live_server, UserFactory(username="ann", is_staff=False))
+    page = open_page(context, "/client-page-token/")  # its token: the current secret's
+    rotate_now(web)  # ... which no longer verifies
+    result = run(page)
+    assert result["ok"], result
+    assert result["session"]["trusted"] is True
+    (url,) = sign_calls(page)
+    assert url.endswith("&form=token")
+    assert len(posts(page)) == 2
+    assert (figures(web).rejected, figures(web).valid) == (1, 1)
+
+
 # -------------------------------------------------------------- cross-origin
 
 

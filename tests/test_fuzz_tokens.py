@@ -220,7 +220,10 @@ def test_structured_tokens_through_session_start(
         hardening.count("fuzz_cases.token-structured-http-valid")  # of the cases above
         assert response.status_code == 201 and answer["signature"] == "valid", answer
         claims_seen = jwt.decode(
-            signed, secret, algorithms=["HS256"], options={"verify_exp": 0, "verify_iat": 0}
+            signed,
+            secret,
+            algorithms=["HS256"],
+            options={"verify_exp": 0, "verify_iat": 0, "verify_nbf": 0},
         )
         assert claims_seen["sub"] == user_id
     elif platform.enforced:
@@ -234,6 +237,72 @@ def test_structured_tokens_through_session_start(
     else:
         assert response.status_code == 201 and answer["signature"] == "invalid", answer
         assert answer["trusted"] is False
+
+
+def pyjwt_verdict(signed: str, secret: bytes, user_id: str) -> bool:
+    """PyJWT's ``jwt.decode`` with the README's rules it can check at a frozen clock."""
+    try:
+        claims = jwt.decode(
+            signed,
+            secret,
+            algorithms=["HS256"],
+            options={"require": ["sub", "iat", "exp"], "verify_exp": False, "verify_iat": False},
+        )
+    except (jwt.PyJWTError, ValueError, TypeError, OverflowError):
+        return False
+    return claims["sub"] == user_id
+
+
+@examples(600)
+@given(
+    header=headers,
+    claims=claims_for(user_ids),
+    user_id=user_ids,
+    signer=st.sampled_from(["right", "right", "right", "wrong", "none"]),
+    mutate=st.sampled_from([False, False, True]),
+    data=st.data(),
+)
+def test_the_hand_check_agrees_with_the_model_and_never_goes_past_pyjwt(
+    header, claims, user_id, signer, mutate, data
+):
+    """The verifier (no PyJWT on its path) against the independent model, and against
+    PyJWT itself: every token it accepts, ``jwt.decode`` accepts with the same key and
+    subject; every token PyJWT refuses for its signature, algorithm or encoding, it
+    refuses too."""
+    case("token-differential")
+    secret = b"tis_ios_" + b"d" * 48
+    key = {"right": secret, "wrong": b"tis_ios_wrong-" + b"x" * 40, "none": None}[signer]
+    signed = build(header, claims, key)
+    expected = model_valid(header, claims, signer == "right", user_id)
+    if mutate:
+        changed = one_change(signed, data, st.sampled_from(B64URL + ".=+/ é"))
+        expected = expected and changed == signed
+        signed = changed
+    note(f"header={header!r} claims={claims!r} user_id={user_id!r} signed={signed!r}")
+    tokens.clear()
+    reason = tokens.verify_token(
+        [HmacKey(secret)], user_id, signed, now=NOW, leeway=LEEWAY, max_age=MAX_AGE
+    )
+    assert reason in (None, *tokens.REASONS)
+    assert (reason is None) == expected, reason
+    if reason is None:
+        assert pyjwt_verdict(signed, secret, user_id)
+    try:
+        jwt.decode(
+            signed,
+            secret,
+            algorithms=["HS256"],
+            options={
+                "verify_signature": True,
+                "verify_exp": False,
+                "verify_iat": False,
+                "verify_nbf": False,
+            },
+        )
+    except (jwt.InvalidSignatureError, jwt.InvalidAlgorithmError, jwt.DecodeError):
+        assert reason is not None
+    except (jwt.PyJWTError, ValueError, TypeError, OverflowError):
+        pass  # a claim PyJWT checks its way: the model and pyjwt_verdict above decide
 
 
 @examples(200)

@@ -2,7 +2,10 @@
 
 import json
 import re
+import time
+from datetime import datetime, timezone
 
+import jwt
 import pytest
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import ImproperlyConfigured
@@ -150,3 +153,94 @@ def test_a_warm_render_for_a_user_costs_one_query(web, signing_space, django_ass
     render("{% trusted_identity_config %}", user)
     with django_assert_num_queries(1):  # the platform by space and kind; the keys are cached
         render("{% trusted_identity_config %}", user)
+
+
+# ------------------------------------------------------------ the token form
+
+
+def set_form(platform, form, **kwargs):
+    services.set_signature_form(
+        platform, form, services.get_cli_actor(), force=True, reason="test", **kwargs
+    )
+    services.reset_local_state()  # as the commit's callback would
+
+
+def test_form_token_gives_a_token_that_verifies_and_when_it_ends(web, signing_space):
+    set_form(web, "either", max_age=services.parse_max_age("30m"))
+    user = UserFactory(username="ann")
+    before = int(time.time())
+    _, _, config = parse(render('{% trusted_identity_config "web" form="token" %}', user))
+    after = int(time.time())
+    assert config["form"] == "token"
+    assert config["signEndpoint"] == "/trusted-identity/sign/?platform=web&space=acme&form=token"
+    assert config["userId"] == str(user.pk)
+    secret = services.reveal_secret(web, services.get_cli_actor())
+    claims = jwt.decode(config["signed"], secret, algorithms=["HS256"])
+    assert claims["sub"] == str(user.pk)
+    assert before <= claims["iat"] <= after
+    assert claims["exp"] - claims["iat"] == 1800  # TOKEN_TTL (1 hour) capped at the max age
+    expires = datetime.strptime(config["expiresAt"], "%Y-%m-%dT%H:%M:%SZ").replace(
+        tzinfo=timezone.utc
+    )
+    assert expires.timestamp() == claims["exp"]
+    snapshot = services.lookup_platform(web.api_key)
+    verified = services.verify_signed(snapshot, config["userId"], config["signed"])
+    assert verified.valid and verified.form == "token"
+
+
+def test_form_token_for_a_visitor_names_the_form_and_nothing_of_a_user(web, signing_space):
+    set_form(web, "token")
+    _, _, config = parse(render('{% trusted_identity_config "web" form="token" %}'))
+    assert config == {
+        "apiKey": web.api_key,
+        "endpoint": "/trusted-identity/v1/sessions",
+        "signEndpoint": "/trusted-identity/sign/?platform=web&space=acme&form=token",
+        "platform": "web",
+        "space": "acme",
+        "form": "token",
+    }
+
+
+def test_form_plain_is_the_default_spelt_out(web, signing_space):
+    user = UserFactory(username="ann")
+    default = parse(render("{% trusted_identity_config %}", user))[2]
+    explicit = parse(render('{% trusted_identity_config form="plain" %}', user))[2]
+    assert default == explicit and "form" not in default and "expiresAt" not in default
+
+
+@pytest.mark.parametrize("user", [False, True], ids=["visitor", "user"])
+@pytest.mark.parametrize(
+    ("policy", "source", "words"),
+    [
+        ("plain", '{% trusted_identity_config form="token" %}', "accepts only plain signatures"),
+        ("token", "{% trusted_identity_config %}", "accepts only token signatures"),
+        ("token", '{% trusted_identity_config form="plain" %}', "accepts only token signatures"),
+        ("either", '{% trusted_identity_config form="jwt" %}', "form must be plain or token"),
+    ],
+)
+def test_a_form_the_platform_refuses_is_the_sign_views_error(
+    web, signing_space, client, policy, source, words, user
+):
+    if policy != "plain":
+        set_form(web, policy)
+    person = UserFactory(username="ann") if user else None
+    with pytest.raises(ImproperlyConfigured) as refused:
+        render(source, person)
+    message = str(refused.value)
+    assert message.startswith("{% trusted_identity_config %}: acme/web: ") and words in message
+    # The sign view says the same words for the same form.
+    client.force_login(person or UserFactory(username="bob"))
+    form = re.search(r'form="(\w+)"', source)
+    query = {"platform": "web", "space": "acme", **({"form": form[1]} if form else {})}
+    answer = client.get("/trusted-identity/sign/", query).json()
+    assert message.endswith(answer["error"]["message"])
+
+
+def test_a_warm_token_render_for_a_user_costs_one_query(
+    web, signing_space, django_assert_num_queries
+):
+    set_form(web, "either")
+    user = UserFactory(username="ann")
+    render('{% trusted_identity_config form="token" %}', user)
+    with django_assert_num_queries(1):
+        render('{% trusted_identity_config form="token" %}', user)

@@ -1,9 +1,10 @@
 """The expiring signature form: HS256 JSON Web Tokens in ``signed`` (CONTRACT section 9).
 
-Plain Python with no Django import; PyJWT is the one library it uses. A token is
-``base64url(header) "." base64url(claims) "." base64url(HMAC-SHA256(key, first two
-parts))``, keyed with the UTF-8 bytes of the platform secret: what PyJWT's
-``jwt.encode(..., algorithm="HS256")``, Node's ``jsonwebtoken`` and the README's
+Plain Python with no Django import; PyJWT (which makes the tokens) is the one library
+it uses. A token is ``base64url(header) "." base64url(claims) "."
+base64url(HMAC-SHA256(key, first two parts))``, keyed with the UTF-8 bytes of the
+platform secret: what PyJWT's ``jwt.encode(..., algorithm="HS256")``, Node's
+``jsonwebtoken`` and the README's
 plain-``crypto`` snippet all make.
 
 :func:`verify_token` answers ``None`` for a valid token, else the reason:
@@ -19,7 +20,9 @@ plain-``crypto`` snippet all make.
 3. **Signature**: the HMAC of the first two segments under every still-valid key,
    each compared in constant time with the decoded signature, never stopping at the
    first match, as the plain form does. No match is ``no_match``. Nothing of the
-   claims is decoded before the signature matched.
+   claims is decoded before the signature matched. The key that matched must be one
+   PyJWT's HS256 accepts as an HMAC secret (not a PEM, SSH or JWK key: checked once
+   per key), else ``token_malformed``.
 4. **Claims**: a JSON object with ``sub`` (a string), ``exp`` and ``iat`` (numbers,
    ``exp`` after ``iat``); ``nbf`` a number and ``jti`` a string if present; no
    ``aud`` (a token made for an audience was not made for this check); else
@@ -28,19 +31,22 @@ plain-``crypto`` snippet all make.
    (``token_too_long_lived``), ``exp`` after ``now - leeway`` and ``iat``/``nbf``
    not after ``now + leeway`` (``token_expired``: outside its validity window,
    which is also what a signing server's clock off by more than the leeway gives).
-5. **PyJWT, the verifier of record**: a token that passed 1 to 4 is valid only once
-   ``jwt.decode`` accepted it with the matched key (``algorithms=["HS256"]``, ``sub``,
-   ``iat`` and ``exp`` required) and its ``sub`` is the user id. PyJWT's time checks
-   are off because the clock is the caller's (``now``): step 4 does them. Its verdict
-   does not depend on the time, so it is remembered per token and key (bounded): a
-   token presented again repeats only the key, subject, lifetime and time checks.
+
+This hand check is the verifier: it is stricter than PyJWT's ``jwt.decode`` (canonical
+base64url only, no ``crit``/``jku``/``jwk``/``x5u``/``x5c``/``b64`` header, no
+``NaN`` or ``Infinity``, the members' types) and costs a tenth of it, which matters on
+the hot path of session start (``make bench``, ``token_first_verify_ratio``). PyJWT,
+the maintained library, makes the tokens (:func:`make_token`) and is the oracle the
+tests hold this check to: every token accepted here is one ``jwt.decode`` accepts with
+the same key and subject (``tests/test_fuzz_tokens.py``, ``tests/test_tokens.py``). A
+valid token's claims are remembered per token and key (bounded): a token presented
+again repeats only the key, subject, lifetime and time checks.
 
 Nothing here raises: every input gives ``None`` or a reason.
 """
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hmac
 import json
@@ -48,9 +54,10 @@ import logging
 import math
 import re
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import jwt
+from jwt.algorithms import HMACAlgorithm
 
 from .signing import HmacKey
 
@@ -67,38 +74,20 @@ TOKEN_TOO_LONG_LIVED = "token_too_long_lived"
 TOKEN_EXPIRED = "token_expired"
 REASONS = (NO_MATCH, TOKEN_MALFORMED, TOKEN_SUBJECT_MISMATCH, TOKEN_TOO_LONG_LIVED, TOKEN_EXPIRED)
 
-_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{43}")
+_SHAPE = re.compile(r"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]{43})")
 _HEADER_MEMBERS = frozenset({"alg", "typ", "kid"})
-_PYJWT_OPTIONS: Any = {
-    "verify_signature": True,
-    "require": ["sub", "iat", "exp"],
-    # The clock is the caller's: the time checks are in _check_claims.
-    "verify_exp": False,
-    "verify_iat": False,
-    "verify_nbf": False,
-    "verify_iss": False,
-    "verify_aud": True,  # no audience expected: a token that names one is refused
-}
 
 #: Checked header segments: whether each is acceptable (few distinct ones in practice).
 _headers: dict[str, bool] = {}
 _HEADERS_MAX = 256
 
 
-class Claims(NamedTuple):
-    sub: str
-    iat: int | float
-    exp: int | float
-    nbf: int | float | None
+#: What the checks need of a token's claims: ``(sub, iat, exp, nbf)``, ``nbf`` None when
+#: absent. A plain tuple: a NamedTuple costs a tenth of the first sight's budget to build.
+Claims = tuple[str, "int | float", "int | float", "int | float | None"]
 
-
-class _Verified(NamedTuple):
-    key: HmacKey
-    claims: Claims
-
-
-#: Tokens PyJWT accepted, with the key that matched: PyJWT's verdict, remembered.
-_verified: dict[str, _Verified] = {}
+#: Valid tokens with the key that matched and their claims: the verdict, remembered.
+_verified: dict[str, tuple[HmacKey, Claims]] = {}
 _VERIFIED_MAX = 4096
 _VERIFIED_MAX_LENGTH = 1024  # longer tokens are verified every time, never remembered
 
@@ -120,119 +109,131 @@ def verify_token(
 ) -> str | None:
     """``None`` if ``token`` is valid for ``user_id`` under one of ``keys`` at ``now``, else
     the reason (one of :data:`REASONS`). Never raises."""
-    try:
-        return _verify(keys, user_id, token, now, leeway, max_age, max_length)
+    try:  # one function, no inner call: the hot path of session start with a token
+        known = _verified.get(token)
+        if known is not None and known[0] in keys:  # HmacKey has no __eq__: identity
+            return _check_claims(known[1], user_id, now, leeway, max_age)
+        shape = _SHAPE.fullmatch(token) if len(token) <= max_length else None
+        if shape is None:
+            return TOKEN_MALFORMED
+        header_end = shape.end(1)
+        header = token[:header_end]
+        header_ok = _headers.get(header)
+        if header_ok is None:
+            header_ok = _header_is_acceptable(header)
+            if len(_headers) >= _HEADERS_MAX:
+                _headers.clear()
+            _headers[header] = header_ok
+        if not header_ok:
+            return TOKEN_MALFORMED
+        if token[-1] not in _CANONICAL_LAST:  # the signature's 2 unused bits must be zero
+            return TOKEN_MALFORMED
+        ascii_token = token.encode("ascii")  # the shape allows nothing else
+        message = ascii_token[:-44]  # the signature segment is 43 characters after a dot
+        signature = binascii.a2b_base64(ascii_token[-43:].translate(_URL_TO_STANDARD) + b"=")
+        matched = None
+        for key in keys:  # every key, whatever the earlier ones gave
+            if hmac.compare_digest(key.digest(message), signature) and matched is None:
+                matched = key
+        if matched is None:
+            return NO_MATCH
+        if not _keys_checked.get(matched.secret_bytes) and not _hmac_key_acceptable(matched):
+            return TOKEN_MALFORMED
+        claims = _parse_claims(ascii_token[header_end + 1 : -44])
+        if claims is None:
+            return TOKEN_MALFORMED
+        reason = _check_claims(claims, user_id, now, leeway, max_age)
+        if reason is not None:
+            return reason
+        if len(token) <= _VERIFIED_MAX_LENGTH:
+            if len(_verified) >= _VERIFIED_MAX:
+                _verified.clear()
+            _verified[token] = (matched, claims)
+        return None
     except Exception as exc:  # no input may escape as an error; the reason says enough
         logger.error("Trusted Identity token verification failed (%s)", type(exc).__name__)
         return TOKEN_MALFORMED
 
 
-def _verify(
-    keys: Sequence[HmacKey],
-    user_id: str,
-    token: str,
-    now: float,
-    leeway: float,
-    max_age: float,
-    max_length: int,
-) -> str | None:
-    known = _verified.get(token)
-    if known is not None and known.key in keys:  # HmacKey has no __eq__: identity
-        return _check_claims(known.claims, user_id, now, leeway, max_age)
-    if len(token) > max_length or not _SHAPE.fullmatch(token):
-        return TOKEN_MALFORMED
-    header_end = token.index(".")
-    payload_end = token.rindex(".")
-    header = token[:header_end]
-    header_ok = _headers.get(header)
-    if header_ok is None:
-        header_ok = _header_is_acceptable(header)
-        if len(_headers) >= _HEADERS_MAX:
-            _headers.clear()
-        _headers[header] = header_ok
-    if not header_ok:
-        return TOKEN_MALFORMED
-    signature = _signature_bytes(token[payload_end + 1 :])
-    if signature is None:
-        return TOKEN_MALFORMED
-    message = token[:payload_end].encode("ascii")
-    matched = None
-    for key in keys:  # every key, whatever the earlier ones gave
-        if hmac.compare_digest(key.digest(message), signature) and matched is None:
-            matched = key
-    if matched is None:
-        return NO_MATCH
-    claims = _parse_claims(token[header_end + 1 : payload_end])
-    if claims is None:
-        return TOKEN_MALFORMED
-    reason = _check_claims(claims, user_id, now, leeway, max_age)
-    if reason is not None:
-        return reason
-    if not _pyjwt_accepts(token, matched, user_id):
-        return TOKEN_MALFORMED
-    if len(token) <= _VERIFIED_MAX_LENGTH:
-        if len(_verified) >= _VERIFIED_MAX:
-            _verified.clear()
-        _verified[token] = _Verified(matched, claims)
-    return None
+#: PyJWT's HS256, for its check of the key: one that looks like a public key, a
+#: certificate or a JWK is not an HMAC secret (the key confusion from the other side).
+_HS256 = HMACAlgorithm(HMACAlgorithm.SHA256)
+#: Keys checked, by their bytes: whether PyJWT accepts each as an HMAC secret.
+_keys_checked: dict[bytes, bool] = {}
+
+
+def _hmac_key_acceptable(key: HmacKey) -> bool:
+    acceptable = _keys_checked.get(key.secret_bytes)
+    if acceptable is None:
+        try:
+            _HS256.prepare_key(key.secret_bytes)
+            acceptable = True
+        except jwt.PyJWTError:
+            logger.warning("A token matched a key that PyJWT refuses as an HMAC secret")
+            acceptable = False
+        if len(_keys_checked) >= _HEADERS_MAX:
+            _keys_checked.clear()
+        _keys_checked[key.secret_bytes] = acceptable
+    return acceptable
 
 
 def _check_claims(
     claims: Claims, user_id: str, now: float, leeway: float, max_age: float
 ) -> str | None:
-    if claims.sub != user_id:
+    sub, iat, exp, nbf = claims
+    if sub != user_id:
         return TOKEN_SUBJECT_MISMATCH
-    if claims.exp - claims.iat > max_age:
+    if exp - iat > max_age:
         return TOKEN_TOO_LONG_LIVED
-    if (
-        claims.exp <= now - leeway
-        or claims.iat > now + leeway
-        or (claims.nbf is not None and claims.nbf > now + leeway)
-    ):
+    if exp <= now - leeway or iat > now + leeway or (nbf is not None and nbf > now + leeway):
         return TOKEN_EXPIRED
     return None
-
-
-def _pyjwt_accepts(token: str, key: HmacKey, user_id: str) -> bool:
-    try:
-        claims = jwt.decode(token, key.secret_bytes, algorithms=[ALGORITHM], options=_PYJWT_OPTIONS)
-    except jwt.PyJWTError as exc:
-        logger.warning("PyJWT refused a token the pre-check accepted (%s)", type(exc).__name__)
-        return False
-    return claims.get("sub") == user_id
 
 
 #: The last of 43 base64url characters carries 2 unused bits, which must be zero.
 _CANONICAL_LAST = frozenset("AEIMQUYcgkosw048")
 _URL_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+#: The last character of a segment whose length is 2 or 3 modulo 4 carries 4 or 2 unused
+#: bits; the canonical spelling has them zero (the length modulo 4 is never 1).
+_CANONICAL_LAST_OF = {2: frozenset(b"AQgw"), 3: frozenset(b"AEIMQUYcgkosw048"), 0: None}
+_PADDING = {0: b"", 2: b"==", 3: b"="}
 
 
-def _signature_bytes(segment: str) -> bytes | None:
-    """The 32 bytes of a 43-character base64url segment (the shape was checked), or None
-    unless it is their canonical spelling. The fast path of every token, forged or not."""
-    if segment[-1] not in _CANONICAL_LAST:
+def _b64decode(segment: bytes) -> bytes | None:
+    """The bytes of an unpadded base64url segment (the shape was checked: only base64url
+    characters), or None unless it is the canonical encoding of those bytes."""
+    remainder = len(segment) % 4
+    if remainder == 1:
         return None
-    return binascii.a2b_base64(segment.encode("ascii").translate(_URL_TO_STANDARD) + b"=")
-
-
-def _b64decode(segment: str) -> bytes | None:
-    """The bytes of an unpadded base64url segment, or None unless it is the canonical encoding."""
-    try:
-        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-    except (binascii.Error, ValueError):
-        return None
-    if base64.urlsafe_b64encode(raw).rstrip(b"=") != segment.encode("ascii"):
+    canonical = _CANONICAL_LAST_OF[remainder]
+    if canonical is not None and segment[-1] not in canonical:
         return None  # unused trailing bits set: another spelling of the same bytes
-    return raw
+    return binascii.a2b_base64(segment.translate(_URL_TO_STANDARD) + _PADDING[remainder])
 
 
-def _json_object(segment: str) -> dict[str, Any] | None:
+def _text(segment: bytes) -> str | None:
+    """The UTF-8 text of a base64url segment, or None (not canonical base64url, not UTF-8)."""
     raw = _b64decode(segment)
     if raw is None:
         return None
     try:
-        value = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _json_object(text: str | None) -> dict[str, Any] | None:
+    """``text`` as ``json.loads`` reads it, without NaN or Infinity, if it is an object."""
+    if text is None:
+        return None
+    try:
+        try:  # the common case: no whitespace around the object
+            value, end = _JSON.raw_decode(text)
+        except ValueError:
+            value, end = None, -1
+        if end != len(text):
+            value = _JSON.decode(text)  # what json.loads accepts, and nothing else
+    except (ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
 
@@ -241,8 +242,13 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+#: ``json.loads`` without NaN and Infinity, made once (``json.loads`` with an argument
+#: builds a decoder per call).
+_JSON = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
 def _header_is_acceptable(segment: str) -> bool:
-    header = _json_object(segment)
+    header = _json_object(_text(segment.encode("ascii")))
     if header is None or header.get("alg") != ALGORITHM or not header.keys() <= _HEADER_MEMBERS:
         return False
     typ = header.get("typ", "JWT")
@@ -252,19 +258,38 @@ def _header_is_acceptable(segment: str) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return type(value) is int or (type(value) is float and math.isfinite(value))
+    kind = type(value)  # exactly int or float: not bool, not a subclass
+    return kind is int or (kind is float and math.isfinite(value))
 
 
-def _parse_claims(segment: str) -> Claims | None:
-    claims = _json_object(segment)
+#: The claims exactly as PyJWT, ``jsonwebtoken`` and the README's snippets write them: a
+#: subject with no escape or control character (so the text between the quotes is the
+#: string), then ``iat`` and ``exp`` as plain integers. What ``json.loads`` gives for
+#: such a text is exactly its three groups, so it is read without the JSON decoder
+#: (a fifth of a first verification); any other text goes through the decoder.
+_PLAIN_CLAIMS = re.compile(
+    r'\{"sub":"([^"\\\x00-\x1f]*)","iat":(0|[1-9][0-9]{0,15}),"exp":(0|[1-9][0-9]{0,15})\}'
+)
+
+
+def _parse_claims(segment: bytes) -> Claims | None:
+    text = _text(segment)
+    plain = _PLAIN_CLAIMS.fullmatch(text) if text is not None else None
+    if plain is not None:
+        sub, iat, exp = plain[1], int(plain[2]), int(plain[3])
+        return (sub, iat, exp, None) if exp > iat else None
+    claims = _json_object(text)
     if claims is None or "aud" in claims:
         return None
-    sub, iat, exp, nbf = claims.get("sub"), claims.get("iat"), claims.get("exp"), claims.get("nbf")
-    if not isinstance(sub, str) or not _is_number(iat) or not _is_number(exp) or not exp > iat:
+    sub, iat, exp = claims.get("sub"), claims.get("iat"), claims.get("exp")
+    if type(sub) is not str or not _is_number(iat) or not _is_number(exp) or not exp > iat:
         return None
-    if ("nbf" in claims and not _is_number(nbf)) or not isinstance(claims.get("jti", ""), str):
+    nbf = claims.get("nbf")
+    if (nbf is not None or "nbf" in claims) and not _is_number(nbf):
         return None
-    return Claims(sub, iat, exp, nbf)
+    if "jti" in claims and type(claims["jti"]) is not str:
+        return None
+    return (sub, iat, exp, nbf)
 
 
 def make_token(key: HmacKey, user_id: str, issued_at: int, expires_at: int) -> str:
@@ -277,6 +302,7 @@ def make_token(key: HmacKey, user_id: str, issued_at: int, expires_at: int) -> s
 
 
 def clear() -> None:
-    """Forget the remembered headers and PyJWT verdicts (keys changed, tests)."""
+    """Forget the remembered headers and verdicts (keys changed, tests)."""
     _headers.clear()
     _verified.clear()
+    _keys_checked.clear()

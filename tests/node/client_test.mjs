@@ -274,3 +274,169 @@ test("fetchSignature answers the sign endpoint's body", async () => {
   });
   assert.equal(calls[0].init.credentials, "same-origin");
 });
+
+// ------------------------------------------------------------ the token form
+
+const b64url = (text) => Buffer.from(text, "utf8").toString("base64url");
+const realNow = Date.now;
+
+/** A token shaped as the server makes it (the client reads its claims, never its MAC). */
+function jwtFor(userId, iatSeconds, expSeconds) {
+  const header = b64url(JSON.stringify({ alg: "HS256", typ: "JWT" }));
+  const claims = b64url(JSON.stringify({ sub: userId, iat: iatSeconds, exp: expSeconds }));
+  return `${header}.${claims}.${"s".repeat(43)}`;
+}
+
+const nowSeconds = () => Math.floor(Date.now() / 1000);
+
+/** A token config, each with its own sign endpoint (the client keeps tokens per endpoint). */
+function tokenConfig(name, lifetime, age = 0) {
+  const iat = nowSeconds() - age;
+  return {
+    ...CONFIG,
+    signEndpoint: `/trusted-identity/sign/?platform=web&space=${name}&form=token`,
+    form: "token",
+    signed: jwtFor("42", iat, iat + lifetime),
+    expiresAt: new Date((iat + lifetime) * 1000).toISOString().replace(/\.\d+Z$/, "Z"),
+  };
+}
+
+const tokenAnswer = (lifetime, iat = nowSeconds()) => {
+  const signed = jwtFor("42", iat, iat + lifetime);
+  const expiresAt = new Date((iat + lifetime) * 1000).toISOString().replace(/\.\d+Z$/, "Z");
+  return { body: json(200, { userId: "42", platform: "web", signed, expiresAt }), signed };
+};
+
+/** Run `fn` with this machine's clock moved by `seconds`. */
+async function later(seconds, fn) {
+  Date.now = () => realNow() + seconds * 1000;
+  try {
+    return await fn();
+  } finally {
+    Date.now = realNow;
+  }
+}
+
+test("token form: a fresh token is sent as it is, one near its end is refreshed first", async () => {
+  const config = tokenConfig("fresh", 3600);
+  const first = scripted(json(201, session()));
+  await startSession({ config, fetch: first.fetch });
+  assert.equal(first.calls.length, 1);
+  assert.equal(first.calls[0].body.signed, config.signed);
+
+  // 3,300 s later, 300 s remain: more than 10% of an hour (360 s) -> refreshed first.
+  const fresh = tokenAnswer(3600, nowSeconds() + 3300);
+  const second = scripted(fresh.body, json(201, session()));
+  await later(3300, () => startSession({ config, fetch: second.fetch }));
+  assert.equal(second.calls.length, 2);
+  assert.equal(second.calls[0].url, config.signEndpoint); // form=token once, not twice
+  assert.equal(second.calls[0].init.method, "GET");
+  assert.equal(second.calls[1].body.signed, fresh.signed);
+
+  // The page's config still holds the old token: the fresher one is kept and sent.
+  const third = scripted(json(201, session()));
+  await later(3310, () => startSession({ config, fetch: third.fetch }));
+  assert.equal(third.calls.length, 1);
+  assert.equal(third.calls[0].body.signed, fresh.signed);
+});
+
+test("token form: the margin is max(60 s, 10% of the lifetime)", async () => {
+  for (const [lifetime, leftWhenRefreshed, leftWhenNot] of [
+    [3600, 350, 370], // 10% of an hour: 360 s
+    [300, 55, 65], // 10% is 30 s: 60 s
+  ]) {
+    const config = tokenConfig(`margin-${lifetime}`, lifetime);
+    const kept = scripted(json(201, session()));
+    await later(lifetime - leftWhenNot, () => startSession({ config, fetch: kept.fetch }));
+    assert.equal(kept.calls.length, 1, `${lifetime} s token with ${leftWhenNot} s left`);
+    const refreshed = scripted(tokenAnswer(lifetime).body, json(201, session()));
+    await later(lifetime - leftWhenRefreshed, () =>
+      startSession({ config, fetch: refreshed.fetch }),
+    );
+    assert.equal(refreshed.calls.length, 2, `${lifetime} s token with ${leftWhenRefreshed} s left`);
+  }
+});
+
+test("token form: a short token is used for half its life, a refreshed one is not refreshed again", async () => {
+  const config = tokenConfig("short", 60);
+  const kept = scripted(json(201, session()));
+  await later(25, () => startSession({ config, fetch: kept.fetch }));
+  assert.equal(kept.calls.length, 1);
+  const fresh = tokenAnswer(60, nowSeconds() + 35);
+  const refreshed = scripted(fresh.body, json(201, session()));
+  await later(35, () => startSession({ config, fetch: refreshed.fetch }));
+  assert.equal(refreshed.calls.length, 2); // one fetch, then the start: no loop
+  assert.equal(refreshed.calls[1].body.signed, fresh.signed);
+});
+
+test("token form: an expired token and a 403 give one fetch each, never a loop", async () => {
+  const config = tokenConfig("expired", 600, 700); // ended 100 s ago
+  const first = tokenAnswer(600);
+  const second = tokenAnswer(600, nowSeconds() + 1);
+  const { fetch, calls } = scripted(
+    first.body,
+    error(403, "signature_invalid"),
+    second.body,
+    error(403, "signature_invalid"),
+  );
+  await assert.rejects(startSession({ config, fetch }), { code: "signature_invalid" });
+  assert.deepEqual(
+    calls.map((c) => c.init.method),
+    ["GET", "POST", "GET", "POST"],
+  );
+  assert.equal(calls[1].body.signed, first.signed);
+  assert.equal(calls[3].body.signed, second.signed);
+});
+
+test("token form: 403 signature_invalid then success: one fresh token, one retry", async () => {
+  const config = tokenConfig("rejected", 3600);
+  const fresh = tokenAnswer(3600);
+  const { fetch, calls } = scripted(error(403, "signature_invalid"), fresh.body, json(201, session()));
+  const result = await startSession({ config, fetch });
+  assert.equal(result.trusted, true);
+  assert.equal(calls.length, 3);
+  assert.equal(calls[0].body.signed, config.signed);
+  assert.equal(calls[1].url, config.signEndpoint);
+  assert.equal(calls[2].body.signed, fresh.signed);
+});
+
+test("token form as an option asks the sign endpoint with form=token", async () => {
+  const fresh = tokenAnswer(3600);
+  const { fetch, calls } = scripted(fresh.body, json(201, session()));
+  const { signed, ...config } = { ...CONFIG, signEndpoint: "/sign/?platform=web&space=opt" };
+  await startSession({ config, form: "token", fetch });
+  assert.equal(calls[0].url, "/sign/?platform=web&space=opt&form=token");
+  assert.equal(calls[1].body.signed, fresh.signed);
+  const sign = scripted(json(200, { userId: "42", platform: "web", signed: "t" }));
+  await fetchSignature("/sign/#top", { fetch: sign.fetch, form: "token" });
+  assert.equal(sign.calls[0].url, "/sign/?form=token#top");
+});
+
+test("token form: the sign endpoint's clock, not this machine's, says when a token ends", async () => {
+  // This machine is 20 minutes behind: the server's token looks 20 minutes younger.
+  const config = { ...tokenConfig("skew", 3600), signed: undefined, expiresAt: undefined };
+  const fresh = tokenAnswer(3600, nowSeconds() + 1200);
+  const first = scripted(fresh.body, json(201, session()));
+  await startSession({ config, fetch: first.fetch });
+  assert.equal(first.calls.length, 2);
+  // It ends at 4,800 s there, refreshed from 4,440 s there (360 s before): 3,240 s here.
+  const kept = scripted(json(201, session()));
+  await later(3200, () => startSession({ config, fetch: kept.fetch }));
+  assert.equal(kept.calls.length, 1);
+  const again = scripted(tokenAnswer(3600, nowSeconds() + 4500).body, json(201, session()));
+  await later(3300, () => startSession({ config, fetch: again.fetch }));
+  assert.equal(again.calls.length, 2); // by this machine's clock, 1,500 s would remain
+});
+
+test("plain form: the signature is never refreshed, whatever the time", async () => {
+  const { fetch, calls } = scripted(json(201, session()));
+  await later(10 * 365 * 86400, () => startSession({ config: CONFIG, fetch }));
+  assert.equal(calls.length, 1);
+  assert.equal(calls[0].body.signed, CONFIG.signed);
+  // A token in the plain form's config (no form): sent as it is, even long expired.
+  const token = jwtFor("42", 1000, 2000);
+  const old = scripted(json(201, session()));
+  await startSession({ config: { ...CONFIG, signed: token }, fetch: old.fetch });
+  assert.equal(old.calls.length, 1);
+  assert.equal(old.calls[0].body.signed, token);
+});

@@ -40,6 +40,19 @@ def accepts(policy: str, form: str) -> bool:
     return policy in (EITHER, form)
 
 
+def check_form_accepted(policy: str, form: str) -> None:
+    """An InvalidRequest unless ``form`` (``plain`` or ``token``) is one a platform with this
+    policy accepts, in the words of the sign view (``verification.sign_in_form``): what the
+    template tag says of a form its platform refuses."""
+    if form not in (PLAIN, TOKEN):
+        raise InvalidRequest(f"form must be plain or token, not {form!r}")
+    if not accepts(policy, form):
+        wanted = TOKEN if form == PLAIN else PLAIN
+        raise InvalidRequest(
+            f"this platform accepts only {wanted} signatures: ask with form={wanted}"
+        )
+
+
 def check_max_age(value: timedelta) -> timedelta:
     """A token's maximum age within the bounds (a minute to seven days), or InvalidRequest."""
     if not MIN_TOKEN_MAX_AGE <= value <= MAX_TOKEN_MAX_AGE:

@@ -10,10 +10,19 @@
 
 ``userId`` and ``signed`` only for a logged-in user (``request.user``); a visitor's
 page holds nothing of the user. The space is ``TRUSTED_IDENTITY["SIGNING_SPACE"]``
-unless ``space="slug"`` is given. The JSON is escaped as Django's ``json_script``
-escapes it (``<``, ``>`` and ``&`` as ``\\u003C`` ...), and U+2028/U+2029 too, so
-nothing in it can close the element. The static client
-(``trusted_identity/client.js``) reads it by its id.
+unless ``space="slug"`` is given.
+
+``form="token"`` signs with the expiring form (CONTRACT section 9) instead: ``signed``
+is an HS256 token, ``expiresAt`` says when it ends (as the sign view's ``&form=token``
+does), ``form`` is ``"token"`` and the sign endpoint asks for tokens, so the client
+refreshes in the same form. A form the platform's policy refuses is an
+ImproperlyConfigured naming the one it accepts, with the sign view's words, for
+visitors' pages too: a template that signs plain on a platform that accepts only
+tokens (or the reverse) fails where it is developed, not in its users' sessions.
+
+The JSON is escaped as Django's ``json_script`` escapes it (``<``, ``>`` and ``&`` as
+``\\u003C`` ...), and U+2028/U+2029 too, so nothing in it can close the element. The
+static client (``trusted_identity/client.js``) reads it by its id.
 """
 
 from __future__ import annotations
@@ -32,7 +41,8 @@ from django.utils.safestring import SafeString, mark_safe
 
 from .. import services
 from ..conf import app_settings
-from ..exceptions import NotFound
+from ..exceptions import InvalidRequest, NotFound
+from ..services.signature_forms import PLAIN, TOKEN, check_form_accepted
 from ..views import APP_NAMESPACE
 
 register = template.Library()
@@ -51,8 +61,11 @@ def element_id(kind: str) -> str:
     return f"trusted-identity-{kind}"
 
 
-def client_config(request: Any, kind: str, space: str | None = None) -> dict[str, Any]:
-    """The client's configuration for ``kind`` in ``space``, signed for the request's user."""
+def client_config(
+    request: Any, kind: str, space: str | None = None, form: str | None = None
+) -> dict[str, Any]:
+    """The client's configuration for ``kind`` in ``space``, signed for the request's user
+    in ``form`` (``plain``, the default, or ``token``)."""
     slug = space or app_settings.SIGNING_SPACE
     if not slug:
         raise ImproperlyConfigured(
@@ -63,21 +76,41 @@ def client_config(request: Any, kind: str, space: str | None = None) -> dict[str
         platform = services.get_platform(slug, kind)
     except NotFound as exc:
         raise ImproperlyConfigured(f"{{% trusted_identity_config %}}: {exc.message}") from None
+    form = form or PLAIN
+    try:
+        check_form_accepted(platform.signature_form, form)
+    except InvalidRequest as exc:
+        raise ImproperlyConfigured(
+            f"{{% trusted_identity_config %}}: {slug}/{kind}: {exc.message}"
+        ) from None
+    query = {"platform": kind, "space": slug}
+    if form == TOKEN:
+        query["form"] = form
     config: dict[str, Any] = {
         "apiKey": platform.api_key,
         "endpoint": reverse(f"{APP_NAMESPACE}:start-session"),
-        "signEndpoint": reverse(f"{APP_NAMESPACE}:sign")
-        + "?"
-        + urlencode({"platform": kind, "space": slug}),
+        "signEndpoint": reverse(f"{APP_NAMESPACE}:sign") + "?" + urlencode(query),
         "platform": kind,
         "space": slug,
     }
+    if form == TOKEN:
+        config["form"] = form
     user = getattr(request, "user", None)
     if getattr(user, "is_authenticated", False):
         user_id = str(getattr(user, app_settings.USER_ID_ATTRIBUTE))
         snapshot = services.lookup_platform(platform.api_key)
         config["userId"] = user_id
-        config["signed"] = services.sign_user_id(snapshot, user_id)
+        if form == TOKEN:
+            try:  # the sign view's own rules (the snapshot may be a moment behind the row)
+                signed = services.sign_in_form(snapshot, user_id, form)
+            except InvalidRequest as exc:
+                raise ImproperlyConfigured(
+                    f"{{% trusted_identity_config %}}: {slug}/{kind}: {exc.message}"
+                ) from None
+            config["signed"] = signed.signed
+            config["expiresAt"] = services.iso_utc(signed.expires_at)
+        else:
+            config["signed"] = services.sign_user_id(snapshot, user_id)
     return config
 
 
@@ -88,12 +121,15 @@ def json_element(value: Any, element: str) -> SafeString:
 
 
 @register.simple_tag(takes_context=True)
-def trusted_identity_config(context: Context, kind: str = "web", space: str | None = None) -> str:
-    """The client configuration of platform ``kind`` as a JSON script element.
+def trusted_identity_config(
+    context: Context, kind: str = "web", space: str | None = None, form: str | None = None
+) -> str:
+    """The client configuration of platform ``kind`` as a JSON script element; with
+    ``form="token"``, signed with an expiring token and its ``expiresAt``.
 
     Needs ``request`` in the context (``django.template.context_processors.request``,
     on in new projects) to sign for a logged-in user; without it, the page gets the
     visitor's configuration.
     """
     request = context.get("request")
-    return json_element(client_config(request, kind, space), element_id(kind))
+    return json_element(client_config(request, kind, space, form), element_id(kind))

@@ -39,6 +39,9 @@ export declare class TrustedIdentityError extends Error {
   readonly retryAfter: number | null;
 }
 
+/** The signature forms (CONTRACT sections 1 and 9): 64 hex digits, or an HS256 token. */
+export type SignatureForm = "plain" | "token";
+
 /** What {% trusted_identity_config %} renders. userId and signed only for a logged-in user. */
 export interface TrustedIdentityConfig {
   apiKey: string;
@@ -50,11 +53,21 @@ export interface TrustedIdentityConfig {
   space?: string;
   userId?: string;
   signed?: string;
+  /** "token" with {% trusted_identity_config form="token" %}; absent for the plain form. */
+  form?: SignatureForm;
+  /** When the token in signed ends (ISO 8601, UTC), for the token form. */
+  expiresAt?: string;
 }
 
 export interface StartSessionOptions extends Partial<TrustedIdentityConfig> {
   /** A config object, or the kind ("web") or element id to read it from. Default: the page's. */
   config?: TrustedIdentityConfig | string;
+  /**
+   * "token": ask the sign endpoint for HS256 tokens and refresh the one held before it is
+   * sent when less than max(60 s, 10% of its lifetime) remains (never in its first half).
+   * Default: the config's form, else "plain" (a signature that never expires).
+   */
+  form?: SignatureForm;
   /** Start a visitor's session even if the config names a user. */
   visitor?: boolean;
   /** Sent as "fields" in the body. */
@@ -85,10 +98,13 @@ export interface Signature {
   userId: string;
   platform: string;
   signed: string;
+  /** When the token ends (ISO 8601, UTC): only for form "token". */
+  expiresAt?: string;
 }
 
 /**
  * Start a session for the user of the page's config (or options.userId), or for a visitor.
+ * With form "token", a token near its end is refreshed from signEndpoint before it is sent.
  * On 403 signature_invalid it fetches a fresh signature from signEndpoint once and retries;
  * on 429 it waits Retry-After (at most maxRetryAfter) up to maxRetries times.
  * Rejects with a TrustedIdentityError.
@@ -101,8 +117,11 @@ export declare function readConfig(
   root?: Pick<Document, "getElementById">,
 ): TrustedIdentityConfig | null;
 
-/** The logged-in user's signature from the sign endpoint (same-origin credentials). */
+/**
+ * The logged-in user's signature from the sign endpoint (same-origin credentials); with
+ * form "token", a token and its expiresAt (the endpoint is asked with &form=token).
+ */
 export declare function fetchSignature(
   signEndpoint: string,
-  options?: { fetch?: typeof fetch; signal?: AbortSignal },
+  options?: { fetch?: typeof fetch; signal?: AbortSignal; form?: SignatureForm },
 ): Promise<Signature>;

@@ -10,6 +10,17 @@
 // endpoint once (same-origin credentials) and retries; on 429 it waits
 // Retry-After (capped) and retries a bounded number of times. Every failure is a
 // TrustedIdentityError carrying the contract's error code. Types: client.d.ts.
+//
+// The expiring form (CONTRACT section 9): with `form: "token"` (an option, or the
+// config of {% trusted_identity_config form="token" %}) the sign endpoint is asked
+// for HS256 tokens (`&form=token`), and a token is refreshed before it is sent when
+// less than max(60 s, 10% of its lifetime) of it remains, but never in its first
+// half (a token shorter than two minutes is used for half its life). Its times come
+// from its own `iat`/`exp` (else `expiresAt`); for a token the sign endpoint gave,
+// the difference between its `iat` and this machine's clock is taken as the
+// server's clock offset, so a wrong local clock neither sends expired tokens nor
+// refreshes at every start. The freshest token per sign endpoint and user is kept
+// in memory for the page's later starts. No timer runs: an idle page asks nothing.
 
 export const SDK_VERSION = "0.1.0";
 
@@ -17,6 +28,13 @@ const DEFAULT_PLATFORM = "web";
 const DEFAULT_MAX_RETRIES = 2;
 const DEFAULT_MAX_RETRY_AFTER = 30; // seconds
 const PRINTABLE_ASCII_32 = /^[\x20-\x7e]{1,32}$/;
+const TOKEN = "token";
+const REFRESH_MARGIN_MIN = 60_000; // ms: refresh when less than this remains...
+const REFRESH_MARGIN_SHARE = 0.1; // ...or this share of the lifetime, whichever is larger
+const TOKEN_SHAPE = /^[A-Za-z0-9_-]+\.([A-Za-z0-9_-]+)\.[A-Za-z0-9_-]+$/;
+
+/** The freshest token known per sign endpoint and user: {signed, exp, refreshAt, offset}. */
+const tokens = new Map();
 
 /** An error of the session or sign endpoint, or of the client itself. */
 export class TrustedIdentityError extends Error {
@@ -155,12 +173,60 @@ function sleep(seconds, signal) {
   });
 }
 
-/** The signed-in user's signature from the sign endpoint: {userId, platform, signed}. */
-export async function fetchSignature(signEndpoint, { fetch: fetchImpl, signal } = {}) {
+/** The sign endpoint's URL asking for `form`, unless it already names a form. */
+function withForm(signEndpoint, form) {
+  if (!form || /[?&]form=/.test(signEndpoint)) return signEndpoint;
+  const hash = signEndpoint.indexOf("#");
+  const path = hash === -1 ? signEndpoint : signEndpoint.slice(0, hash);
+  const fragment = hash === -1 ? "" : signEndpoint.slice(hash);
+  return `${path}${path.includes("?") ? "&" : "?"}form=${encodeURIComponent(form)}${fragment}`;
+}
+
+function tokenClaims(signed) {
+  const match = TOKEN_SHAPE.exec(signed);
+  if (!match) return null;
+  try {
+    const base64 = match[1].replace(/-/g, "+").replace(/_/g, "/");
+    const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+    const claims = JSON.parse(new TextDecoder().decode(bytes));
+    return claims && typeof claims === "object" ? claims : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * When a token must be refreshed: {signed, exp, refreshAt, offset} in milliseconds of the
+ * server's clock (offset: server minus local), or null for what is not a token with an end.
+ * `receivedAt` is the local time a sign endpoint answered, to measure the offset.
+ */
+function tokenTiming(signed, expiresAt, receivedAt = null) {
+  if (typeof signed !== "string") return null;
+  const claims = tokenClaims(signed);
+  if (!claims) return null;
+  const exp = Number.isFinite(claims.exp) ? claims.exp * 1000 : Date.parse(expiresAt ?? "");
+  if (!Number.isFinite(exp)) return null;
+  const iat = Number.isFinite(claims.iat) ? claims.iat * 1000 : null;
+  const offset = receivedAt !== null && iat !== null ? iat - receivedAt : 0;
+  let margin = REFRESH_MARGIN_MIN;
+  if (iat !== null && exp > iat) {
+    const lifetime = exp - iat;
+    margin = Math.min(Math.max(REFRESH_MARGIN_MIN, lifetime * REFRESH_MARGIN_SHARE), lifetime / 2);
+  }
+  return { signed, exp, refreshAt: exp - margin, offset };
+}
+
+const stale = (timing) => !timing || Date.now() + timing.offset >= timing.refreshAt;
+
+/**
+ * The signed-in user's signature from the sign endpoint: {userId, platform, signed}, and
+ * expiresAt for a token (`form: "token"` asks for one).
+ */
+export async function fetchSignature(signEndpoint, { fetch: fetchImpl, signal, form } = {}) {
   const doFetch = fetchImpl ?? globalThis.fetch.bind(globalThis);
   const response = await send(
     doFetch,
-    signEndpoint,
+    withForm(signEndpoint, form),
     {
       method: "GET",
       credentials: "same-origin",
@@ -194,9 +260,12 @@ export async function startSession(options = {}) {
   const { signal } = settings;
   const userId = settings.userId;
   let signed = settings.signed ?? null;
+  const tokenForm = settings.form === TOKEN;
+  const memoKey = `${settings.signEndpoint ?? ""}\u0000${userId}`;
 
   const refreshSignature = async () => {
-    const fresh = await fetchSignature(settings.signEndpoint, { fetch: doFetch, signal });
+    const form = tokenForm ? TOKEN : undefined;
+    const fresh = await fetchSignature(settings.signEndpoint, { fetch: doFetch, signal, form });
     if (fresh.userId !== userId) {
       throw new TrustedIdentityError(
         "user_changed",
@@ -204,10 +273,23 @@ export async function startSession(options = {}) {
         "the sign endpoint signs another user than userId (did someone else log in?)",
       );
     }
+    if (tokenForm) {
+      const timing = tokenTiming(fresh.signed, fresh.expiresAt, Date.now());
+      if (timing) tokens.set(memoKey, timing);
+    }
     return fresh.signed;
   };
 
-  if (userId !== undefined && !signed && settings.signEndpoint) {
+  if (tokenForm && userId !== undefined) {
+    // The freshest token known for this user: the page's, or one fetched since.
+    let timing = tokenTiming(signed, settings.expiresAt);
+    const kept = tokens.get(memoKey);
+    if (kept && (!timing || kept.exp > timing.exp)) timing = kept;
+    if (timing) signed = timing.signed;
+    if (settings.signEndpoint && stale(timing)) {
+      signed = await refreshSignature(); // before it ends, not after a refusal
+    }
+  } else if (userId !== undefined && !signed && settings.signEndpoint) {
     signed = await refreshSignature();
   }
 
@@ -261,6 +343,7 @@ export async function startSession(options = {}) {
       settings.signEndpoint
     ) {
       refreshed = true;
+      if (tokenForm) tokens.delete(memoKey); // refused: not to be sent again
       try {
         signed = await refreshSignature();
       } catch (cause) {
