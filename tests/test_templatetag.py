@@ -201,6 +201,17 @@ def test_form_token_for_a_visitor_names_the_form_and_nothing_of_a_user(web, sign
     }
 
 
+def test_without_a_form_a_token_only_platform_gets_a_token_and_the_page_still_renders(
+    web, signing_space
+):
+    set_form(web, "token")
+    config = parse(render("{% trusted_identity_config %}", UserFactory(username="ann")))[2]
+    assert config["form"] == "token" and config["signed"].count(".") == 2
+    assert "expiresAt" in config and "form=token" in config["signEndpoint"]
+    visitor = parse(render("{% trusted_identity_config %}", None))[2]
+    assert visitor["form"] == "token" and "signed" not in visitor
+
+
 def test_form_plain_is_the_default_spelt_out(web, signing_space):
     user = UserFactory(username="ann")
     default = parse(render("{% trusted_identity_config %}", user))[2]
@@ -213,7 +224,6 @@ def test_form_plain_is_the_default_spelt_out(web, signing_space):
     ("policy", "source", "words"),
     [
         ("plain", '{% trusted_identity_config form="token" %}', "accepts only plain signatures"),
-        ("token", "{% trusted_identity_config %}", "accepts only token signatures"),
         ("token", '{% trusted_identity_config form="plain" %}', "accepts only token signatures"),
         ("either", '{% trusted_identity_config form="jwt" %}', "form must be plain or token"),
     ],

@@ -15,10 +15,12 @@ unless ``space="slug"`` is given.
 ``form="token"`` signs with the expiring form (CONTRACT section 9) instead: ``signed``
 is an HS256 token, ``expiresAt`` says when it ends (as the sign view's ``&form=token``
 does), ``form`` is ``"token"`` and the sign endpoint asks for tokens, so the client
-refreshes in the same form. A form the platform's policy refuses is an
-ImproperlyConfigured naming the one it accepts, with the sign view's words, for
-visitors' pages too: a template that signs plain on a platform that accepts only
-tokens (or the reverse) fails where it is developed, not in its users' sessions.
+refreshes in the same form. Without ``form``, the tag signs plain where the platform
+accepts it and with a token where it accepts only tokens, so a platform moved to
+``token`` (CONTRACT section 9) keeps its pages working. A ``form`` spelt out that the
+platform's policy refuses is an ImproperlyConfigured naming the one it accepts, with
+the sign view's words, for visitors' pages too: it fails where it is developed, not
+in its users' sessions.
 
 The JSON is escaped as Django's ``json_script`` escapes it (``<``, ``>`` and ``&`` as
 ``\\u003C`` ...), and U+2028/U+2029 too, so nothing in it can close the element. The
@@ -76,7 +78,8 @@ def client_config(
         platform = services.get_platform(slug, kind)
     except NotFound as exc:
         raise ImproperlyConfigured(f"{{% trusted_identity_config %}}: {exc.message}") from None
-    form = form or PLAIN
+    if form is None:  # what the platform accepts, plain first (it never needs a refresh)
+        form = TOKEN if platform.signature_form == TOKEN else PLAIN
     try:
         check_form_accepted(platform.signature_form, form)
     except InvalidRequest as exc:
