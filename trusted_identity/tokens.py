@@ -67,6 +67,8 @@ TOKEN_TOO_LONG_LIVED = "token_too_long_lived"
 TOKEN_EXPIRED = "token_expired"
 REASONS = (NO_MATCH, TOKEN_MALFORMED, TOKEN_SUBJECT_MISMATCH, TOKEN_TOO_LONG_LIVED, TOKEN_EXPIRED)
 
+_MALFORMED: tuple[str, None] = (TOKEN_MALFORMED, None)
+_NO_MATCH: tuple[str, None] = (NO_MATCH, None)
 _SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{43}")
 _HEADER_MEMBERS = frozenset({"alg", "typ", "kid"})
 _PYJWT_OPTIONS: Any = {
@@ -120,11 +122,49 @@ def verify_token(
 ) -> str | None:
     """``None`` if ``token`` is valid for ``user_id`` under one of ``keys`` at ``now``, else
     the reason (one of :data:`REASONS`). Never raises."""
+    return verify_token_match(
+        keys, user_id, token, now=now, leeway=leeway, max_age=max_age, max_length=max_length
+    )[0]
+
+
+def verify_token_match(
+    keys: Sequence[HmacKey],
+    user_id: str,
+    token: str,
+    *,
+    now: float,
+    leeway: float,
+    max_age: float,
+    max_length: int = DEFAULT_MAX_LENGTH,
+) -> tuple[str | None, HmacKey | None]:
+    """As :func:`verify_token`, with the key of ``keys`` the token's signature matched:
+    ``(None, key)`` when valid, ``(reason, key)`` when the signature matched but the
+    claims did not pass, ``(reason, None)`` when no key matched. Never raises."""
     try:
         return _verify(keys, user_id, token, now, leeway, max_age, max_length)
     except Exception as exc:  # no input may escape as an error; the reason says enough
         logger.error("Trusted Identity token verification failed (%s)", type(exc).__name__)
-        return TOKEN_MALFORMED
+        return TOKEN_MALFORMED, None
+
+
+def match_index(keys: Sequence[HmacKey], token: str, max_length: int = DEFAULT_MAX_LENGTH) -> int:
+    """The index in ``keys`` of the first key ``token``'s signature matches, or -1.
+
+    Only the signature (HMAC of the first two segments) is compared, under every key,
+    in constant time and without stopping at a match; nothing is decoded. For the
+    diagnosis of a token that matched none of the still-valid keys. Never raises.
+    """
+    if len(token) > max_length or not _SHAPE.fullmatch(token):
+        return -1
+    signature = _signature_bytes(token[token.rindex(".") + 1 :])
+    if signature is None:
+        return -1
+    message = token[: token.rindex(".")].encode("ascii")
+    found = -1
+    for index, key in enumerate(keys):  # every key, whatever the earlier ones gave
+        if hmac.compare_digest(key.digest(message), signature) and found < 0:
+            found = index
+    return found
 
 
 def _verify(
@@ -135,12 +175,12 @@ def _verify(
     leeway: float,
     max_age: float,
     max_length: int,
-) -> str | None:
+) -> tuple[str | None, HmacKey | None]:
     known = _verified.get(token)
     if known is not None and known.key in keys:  # HmacKey has no __eq__: identity
-        return _check_claims(known.claims, user_id, now, leeway, max_age)
+        return _check_claims(known.claims, user_id, now, leeway, max_age), known.key
     if len(token) > max_length or not _SHAPE.fullmatch(token):
-        return TOKEN_MALFORMED
+        return _MALFORMED
     header_end = token.index(".")
     payload_end = token.rindex(".")
     header = token[:header_end]
@@ -151,30 +191,30 @@ def _verify(
             _headers.clear()
         _headers[header] = header_ok
     if not header_ok:
-        return TOKEN_MALFORMED
+        return _MALFORMED
     signature = _signature_bytes(token[payload_end + 1 :])
     if signature is None:
-        return TOKEN_MALFORMED
+        return _MALFORMED
     message = token[:payload_end].encode("ascii")
     matched = None
     for key in keys:  # every key, whatever the earlier ones gave
         if hmac.compare_digest(key.digest(message), signature) and matched is None:
             matched = key
     if matched is None:
-        return NO_MATCH
+        return _NO_MATCH
     claims = _parse_claims(token[header_end + 1 : payload_end])
     if claims is None:
-        return TOKEN_MALFORMED
+        return TOKEN_MALFORMED, matched
     reason = _check_claims(claims, user_id, now, leeway, max_age)
     if reason is not None:
-        return reason
+        return reason, matched
     if not _pyjwt_accepts(token, matched, user_id):
-        return TOKEN_MALFORMED
+        return TOKEN_MALFORMED, matched
     if len(token) <= _VERIFIED_MAX_LENGTH:
         if len(_verified) >= _VERIFIED_MAX:
             _verified.clear()
         _verified[token] = _Verified(matched, claims)
-    return None
+    return None, matched
 
 
 def _check_claims(

@@ -9,6 +9,10 @@ rows with an upsert) all or nothing, so it is idempotent, can be interrupted and
 and runs beside live traffic: a flush that writes into an hour being folded waits for
 the batch, then adds its count to a new hourly row that the next batch or run folds in.
 Counts are moved, never copied: each start is in exactly one table.
+
+``prune`` also deletes the secrets whose grace ended more than
+``EXPIRED_SECRET_RETENTION`` ago (``platform_secrets.delete_expired_secrets``), as
+rotation does for the platforms it rotates.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from django.utils import timezone
 
 from ..conf import app_settings
 from ..models import DailyOutcomeCount, OutcomeCount, PruneRun
+from .platform_secrets import delete_expired_secrets
 
 #: Prune runs kept in the table (the latest tells whether retention is kept).
 RUNS_KEPT = 100
@@ -133,11 +138,14 @@ class PruneReport:
     hourly_rows_folded: int = 0
     daily_rows_deleted: int = 0
     seconds: float = 0.0
+    #: Secrets whose grace ended more than EXPIRED_SECRET_RETENTION ago, deleted.
+    expired_secrets_deleted: int = 0
 
 
 def prune(batch_size: int = 10_000, now: datetime | None = None) -> PruneReport:
     """Fold hourly counts past ``HOURLY_RETENTION`` into daily rows and delete daily rows
-    past ``DAILY_RETENTION``, in batches. Safe to run at any time, and again."""
+    past ``DAILY_RETENTION``, in batches; delete secrets whose grace ended more than
+    ``EXPIRED_SECRET_RETENTION`` ago. Safe to run at any time, and again."""
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     started = timezone.now()
@@ -153,6 +161,7 @@ def prune(batch_size: int = 10_000, now: datetime | None = None) -> PruneReport:
     before = daily_cutoff(now)
     while deleted := _delete_daily_batch(before, batch_size):
         report.daily_rows_deleted += deleted
+    report.expired_secrets_deleted = delete_expired_secrets(now)
     finished = timezone.now()
     report.seconds = (finished - started).total_seconds()
     PruneRun.objects.filter(pk=run.pk).update(
