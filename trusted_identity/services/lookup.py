@@ -16,6 +16,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import NamedTuple
@@ -387,16 +388,32 @@ class DiagnosticKey(NamedTuple):
     expires_at: float | None  # when an expired secret's grace ended
 
 
+class DiagnosticTable:
+    """The expired and other platforms' secrets of a snapshot, decrypted, in the order
+    they are tried: ``keys`` beside ``entries``, as they stand until ``steady_until``
+    (when the first expired one leaves ``EXPIRED_SECRET_RETENTION``)."""
+
+    __slots__ = ("entries", "keys", "steady_until")
+
+    def __init__(self, entries: tuple[DiagnosticKey, ...], retention: float) -> None:
+        self.entries = entries
+        self.keys = tuple(d.key for d in entries)
+        self.steady_until = min(
+            (d.expires_at + retention for d in entries if d.expires_at is not None),
+            default=math.inf,
+        )
+
+
 @lru_cache(maxsize=1024)
-def _diagnostic_entries(
+def _diagnostic_table(
     ring: KeyRing,
     platform_id: int,
     expired: tuple[SecretSnapshot, ...],
     others: tuple[OtherSecret, ...],
-) -> tuple[DiagnosticKey, ...]:
-    """The expired and other platforms' secrets of a snapshot, decrypted once per process
-    (on the first start that needs them: a valid start never does). One that can't be
-    decrypted is left out, logged: a diagnosis never makes a start fail."""
+) -> DiagnosticTable:
+    """Decrypted once per process, on the first start that needs them (a valid start
+    never does). One that can't be decrypted is left out, logged: a diagnosis never
+    makes a start fail."""
     found = []
     for pk, owner, ciphertext, kind, expires_at in [
         *((s.secret_id, platform_id, s.ciphertext, None, s.expires_at) for s in expired),
@@ -406,31 +423,57 @@ def _diagnostic_entries(
             found.append(DiagnosticKey(_decrypt(ring, owner, pk, ciphertext), pk, kind, expires_at))
         except DecryptionError as exc:
             logger.warning("Cannot decrypt secret row %s of platform #%s: %s", pk, owner, exc)
-    return tuple(found)
+    return DiagnosticTable(tuple(found), app_settings.EXPIRED_SECRET_RETENTION.total_seconds())
 
 
-def diagnostic_keys(snapshot: PlatformSnapshot, now: float) -> list[DiagnosticKey]:
-    """The secrets that may say why a signature did not verify at ``now``: this platform's
-    secrets whose grace ended within ``EXPIRED_SECRET_RETENTION`` (those that ended since
-    the lookup included), latest first, then the current secrets of the space's other
-    platforms. Never ones that verify."""
-    kept_since = now - app_settings.EXPIRED_SECRET_RETENTION.total_seconds()
+#: The diagnostic table of the snapshots this process served, by identity (a warm
+#: snapshot is one object): skips hashing the snapshot's secrets on every forged start.
+_tables_by_snapshot: dict[int, tuple[PlatformSnapshot, KeyRing, DiagnosticTable]] = {}
+_TABLES_BY_SNAPSHOT_MAX = 1024
+_NO_DIAGNOSTIC = DiagnosticTable((), 0.0)
+
+
+def _diagnostic_table_of(snapshot: PlatformSnapshot) -> DiagnosticTable:
+    if not snapshot.expired and not snapshot.others:
+        return _NO_DIAGNOSTIC
+    ring = get_key_ring()
+    known = _tables_by_snapshot.get(id(snapshot))
+    if known is not None and known[0] is snapshot and known[1] is ring:
+        return known[2]
+    table = _diagnostic_table(ring, snapshot.platform_id, snapshot.expired, snapshot.others)
+    if len(_tables_by_snapshot) >= _TABLES_BY_SNAPSHOT_MAX:
+        _tables_by_snapshot.clear()
+    _tables_by_snapshot[id(snapshot)] = (snapshot, ring, table)  # held: its id stays its own
+    return table
+
+
+def diagnostic_keys(
+    snapshot: PlatformSnapshot, now: float
+) -> tuple[Sequence[HmacKey], Sequence[DiagnosticKey]]:
+    """The secrets that may say why a signature did not verify at ``now``, as keys and
+    their entries in the same order: this platform's secrets whose grace ended within
+    ``EXPIRED_SECRET_RETENTION`` (those that ended since the lookup included), latest
+    first, then the current secrets of the space's other platforms. Never ones that
+    verify. A warm snapshot with no grace ended since its lookup allocates nothing."""
     table = key_table(snapshot)
+    diagnostic = _diagnostic_table_of(snapshot)
+    if now < table.first_expiry and now < diagnostic.steady_until:
+        return diagnostic.keys, diagnostic.entries
+    kept_since = now - app_settings.EXPIRED_SECRET_RETENTION.total_seconds()
     ended = [
         DiagnosticKey(key, pk, None, expires_at)
         for (key, expires_at), pk in zip(table.entries, table.ids, strict=True)
         if expires_at is not None and kept_since < expires_at <= now
     ]
     ended.sort(key=lambda d: -(d.expires_at or 0.0))
-    if not snapshot.expired and not snapshot.others:
-        return ended
-    stored = _diagnostic_entries(
-        get_key_ring(), snapshot.platform_id, snapshot.expired, snapshot.others
-    )
-    return ended + [d for d in stored if d.expires_at is None or kept_since < d.expires_at <= now]
+    entries = ended + [
+        d for d in diagnostic.entries if d.expires_at is None or kept_since < d.expires_at <= now
+    ]
+    return [d.key for d in entries], entries
 
 
 def clear_plaintext_cache() -> None:
     _key_entries.cache_clear()
-    _diagnostic_entries.cache_clear()
+    _diagnostic_table.cache_clear()
+    _tables_by_snapshot.clear()
     tokens.clear()  # it remembers the keys that verified each token

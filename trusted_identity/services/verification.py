@@ -92,10 +92,10 @@ def diagnose_plain(snapshot: PlatformSnapshot, user_id: str, signed: str, now: f
     """Why a well-formed plain signature that matched no secret still verifying did not:
     ``expired_secret``, ``other_platform`` or ``no_match``. One HMAC per diagnostic secret
     (``lookup.diagnostic_keys``), each compared in constant time."""
-    found = diagnostic_keys(snapshot, now)
-    if not found:
+    keys, found = diagnostic_keys(snapshot, now)
+    if not keys:
         return NO_MATCH
-    index = match_index([d.key for d in found], user_id, signed)
+    index = match_index(keys, user_id, signed)
     return (
         NO_MATCH if index < 0 else (EXPIRED_SECRET if found[index].kind is None else OTHER_PLATFORM)
     )
@@ -104,12 +104,10 @@ def diagnose_plain(snapshot: PlatformSnapshot, user_id: str, signed: str, now: f
 def diagnose_token(snapshot: PlatformSnapshot, token: str, now: float) -> str:
     """As :func:`diagnose_plain`, for a token whose signature matched no secret still
     verifying: its signature under the diagnostic secrets (nothing else is decoded)."""
-    found = diagnostic_keys(snapshot, now)
-    if not found:
+    keys, found = diagnostic_keys(snapshot, now)
+    if not keys:
         return NO_MATCH
-    index = token_match_index(
-        [d.key for d in found], token, max_length=app_settings.MAX_TOKEN_LENGTH
-    )
+    index = token_match_index(keys, token, max_length=app_settings.MAX_TOKEN_LENGTH)
     return (
         NO_MATCH if index < 0 else (EXPIRED_SECRET if found[index].kind is None else OTHER_PLATFORM)
     )
