@@ -21,6 +21,7 @@ above it in this list, never one below:
 - ``signature_forms``: which signature forms a platform accepts (plain, either, token)
 - ``verification``: signing and verifying a user id with a platform's keys, in either form
 - ``sessions``: session start (parse, verify, decide, count)
+- ``signature_tester``: a signature's verdict for those who may reveal (audited)
 - ``rekey``: re-encrypting every secret under the first key
 
 ``docs/architecture.md`` shows how they fit together.
@@ -90,6 +91,7 @@ from .signature_forms import (
     token_readiness,
     token_usage,
 )
+from .signature_tester import VERDICTS, SignatureVerdict, test_signature
 from .spaces import (
     add_platform,
     create_space,
@@ -121,6 +123,7 @@ __all__ = [
     "MIN_TOKEN_MAX_AGE",
     "ROLE_PERMISSIONS",
     "ROTATION_CHUNK",
+    "VERDICTS",
     "Actor",
     "Figures",
     "IssuedToken",
@@ -132,6 +135,7 @@ __all__ = [
     "RetentionState",
     "SecretSnapshot",
     "SessionStart",
+    "SignatureVerdict",
     "Signed",
     "TokenNotReady",
     "TokenUsage",
@@ -195,6 +199,7 @@ __all__ = [
     "spaces_visible_to",
     "start_session",
     "status",
+    "test_signature",
     "token_lifetime",
     "token_readiness",
     "token_usage",

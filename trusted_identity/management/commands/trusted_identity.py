@@ -119,6 +119,23 @@ class Command(BaseCommand):
             "platform's maximum token age).",
         )
 
+        tester = commands.add_parser(
+            "test-signature",
+            help="Print the verdict on a signature of a user id: valid-current, valid-previous, "
+            "expired-secret, other-platform, malformed or no-match (audited).",
+        )
+        tester.add_argument("space")
+        tester.add_argument("kind")
+        tester.add_argument("user_id")
+        tester.add_argument("signature", help="64 hex digits, or a token")
+        tester.add_argument(
+            "--json",
+            action="store_true",
+            dest="as_json",
+            help="Print the verdict as JSON, with the secret it matched, its end of grace and "
+            "the UTF-8 bytes hashed as hex.",
+        )
+
         forms = commands.add_parser(
             "signature-form",
             help="Which signature forms the platform accepts: plain, either or token (audited).",
@@ -311,6 +328,21 @@ class Command(BaseCommand):
                 f"`signature-form {options['space']} {options['kind']} either` is set."
             )
         self._out(issued.token)
+
+    def do_test_signature(self, options: dict[str, Any]) -> None:
+        services.validate_kind(options["kind"])
+        found = services.test_signature(
+            self._actor(options),
+            options["space"],
+            options["kind"],
+            options["user_id"],
+            options["signature"],
+        )
+        if options["as_json"]:
+            self._out(json.dumps(found.as_json()))
+            return
+        self._say(found.describe())
+        self._out(found.verdict)
 
     def do_signature_form(self, options: dict[str, Any]) -> None:
         max_age = None if options["max_age"] is None else services.parse_max_age(options["max_age"])
