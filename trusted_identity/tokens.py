@@ -35,6 +35,11 @@ plain-``crypto`` snippet all make.
    does not depend on the time, so it is remembered per token and key (bounded): a
    token presented again repeats only the key, subject, lifetime and time checks.
 
+:func:`verify_token_match` also names the key the signature matched (which secret
+verified a start); :func:`match_index` compares only the signature, under keys that
+never verify, to say why a token matched none of those that do (``other_platform``,
+``expired_secret``).
+
 Nothing here raises: every input gives ``None`` or a reason.
 """
 

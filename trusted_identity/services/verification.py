@@ -89,9 +89,9 @@ def _valid(form: str, secret_id: int) -> Verification:
 
 
 def diagnose_plain(snapshot: PlatformSnapshot, user_id: str, signed: str, now: float) -> str:
-    """Why a well-formed plain signature that matched no secret still verifying did not:
+    """Why a plain signature that matched no secret still verifying did not:
     ``expired_secret``, ``other_platform`` or ``no_match``. One HMAC per diagnostic secret
-    (``lookup.diagnostic_keys``), each compared in constant time."""
+    (``lookup.diagnostic_keys``), each compared in constant time, whatever the text."""
     keys, found = diagnostic_keys(snapshot, now)
     if not keys:
         return NO_MATCH
@@ -139,9 +139,10 @@ def verify_signed(
         index = match_index(keys, user_id, signed)
         if index >= 0:
             return _valid(PLAIN, ids[index]) if snapshot.signature_form != TOKEN else _PLAIN_REFUSED
-        if decode_signature(signed) is None:
-            return _RESULTS[PLAIN, MALFORMED]
-        return _RESULTS[PLAIN, diagnose_plain(snapshot, user_id, signed, now)]
+        # Every invalid text pays the diagnosis, a malformed one too (against 32 zero
+        # bytes, as above): its cost depends on nothing but the platform's secrets.
+        reason = diagnose_plain(snapshot, user_id, signed, now)
+        return _RESULTS[PLAIN, MALFORMED if decode_signature(signed) is None else reason]
     reason, key = verify_token_match(
         keys,
         user_id,
