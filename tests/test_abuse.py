@@ -5,7 +5,9 @@ about anyone else in a session-start answer.
 Timing safety is shown structurally: the stdlib ``hmac.compare_digest`` is wrapped
 with a counter that calls the real one, and every verification must call it once
 per still-valid secret, on two 32-byte digests, whatever the signature looks like
-(right, wrong, too short, too long, not hex) and whichever secret matches.
+(right, wrong, too short, too long, not hex) and whichever secret matches; an invalid
+one then once more per diagnostic secret (the revoked one here, kept to recognise
+``expired_secret``), whatever its text and its reason.
 """
 
 from __future__ import annotations
@@ -112,8 +114,10 @@ def test_every_signature_costs_one_comparison_per_valid_secret(
         assert (response.status_code == 201 and json.loads(response.content)["trusted"]) is (
             name in VALID
         ), name
-        # The current secret and the two in grace; the revoked one is never compared.
-        assert comparisons == [(bytes, 32, bytes, 32)] * 3, name
+        # The current secret and the two in grace; the revoked one (kept, never
+        # accepted) only for an invalid signature, to name its reason.
+        expected = 3 if name in VALID else 4
+        assert comparisons == [(bytes, 32, bytes, 32)] * expected, name
         hardening.count("timing_paths_checked")
 
 
@@ -132,7 +136,8 @@ def test_a_grace_period_ending_in_a_warm_cache_drops_that_comparison(
     time.sleep(max(0.0, (ends - timezone.now()).total_seconds()) + 0.1)
     comparisons.clear()
     assert start(client, platform.api_key, oldest).status_code == 403
-    assert comparisons == [(bytes, 32, bytes, 32)] * 2
+    # The two still valid, then the diagnosis: the one just ended and the revoked one.
+    assert comparisons == [(bytes, 32, bytes, 32)] * 4
 
 
 def test_no_comparison_without_a_signature_and_none_when_signing(client, graced, comparisons):
@@ -156,8 +161,9 @@ def test_no_comparison_without_a_signature_and_none_when_signing(client, graced,
     ).filter(lambda text: text.count(".") != 2)
 )
 def test_comparisons_never_depend_on_the_signature(graced, comparisons, signature):
-    """For any signature text, verification compares exactly once per valid secret,
-    always two 32-byte values. (Text with three dot-separated parts is a token:
+    """For any (invalid) signature text, verification compares exactly once per valid
+    secret and once per diagnostic secret (the revoked one), always two 32-byte
+    values. (Text with three dot-separated parts is a token:
     compared once per valid secret when its shape and header are acceptable, and not
     at all when they are not, which depends on nothing but the text itself; see
     tests/test_tokens.py.)"""
@@ -167,7 +173,7 @@ def test_comparisons_never_depend_on_the_signature(graced, comparisons, signatur
     snapshot = services.lookup_platform(platform.api_key)
     comparisons.clear()
     services.verify_user_id(snapshot, USER, signature)
-    assert comparisons == [(bytes, 32, bytes, 32)] * 3
+    assert comparisons == [(bytes, 32, bytes, 32)] * 4
 
 
 # ---------------------------------------------------------------- no oracle
@@ -354,6 +360,8 @@ def state_changing_posts(t):
     origins = reverse("admin:trusted_identity_space_origins", args=[acme.pk, "web"])
     posts.append((origins, {"action": "allow", "origin": "https://evil.example"}))
     posts.append((origins, {"action": "deny", "origin": "https://app.example"}))
+    tester = reverse("admin:trusted_identity_space_test_signature", args=[acme.pk, "ios"])
+    posts.append((tester, {"user_id": USER, "signature": "0" * 64}))  # audited: a change
     return posts
 
 
@@ -381,6 +389,7 @@ def test_the_sweep_covers_every_admin_url_of_the_app(tenants):
             "signature_form",
             "trusted_identity",
             "origins",
+            "test_signature",
         )
     }
     assert names <= swept, names - swept

@@ -24,6 +24,7 @@ from django.core.management.base import CommandError
 from django.db import DatabaseError
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from trusted_identity import services, signing
 from trusted_identity.crypto import KeyRing, generate_key
@@ -114,6 +115,9 @@ def test_rotation_failing_midway_keeps_the_old_secret_current_and_valid(
 ):
     actor = services.get_cli_actor()
     services.rotate_secret(enforced, actor, timedelta(0))  # leaves an expired row to drop
+    PlatformSecret.objects.filter(platform=enforced, retired_at__isnull=False).update(
+        valid_until=timezone.now() - timedelta(days=31)  # past EXPIRED_SECRET_RETENTION
+    )
     old = current_secret(enforced)
     signed = signing.sign(old, USER)
     assert outcome(start(client, enforced, signed=signed)) == "valid"  # warms the cache

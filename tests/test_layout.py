@@ -34,6 +34,7 @@ SERVICE_ORDER = [
     "signature_forms",
     "verification",
     "sessions",
+    "signature_tester",
     "rekey",
 ]
 #: Plain Python: readable and testable without Django.

@@ -215,3 +215,24 @@ def test_prepared_key_signs_and_verifies_the_node_vectors(node_vectors):
         assert signing.verify([key], vector["userId"], vector["signed"].upper())
         assert not signing.verify([key], vector["userId"] + " ", vector["signed"])
     assert repr(signing.HmacKey("tis_web_secret")) == "<HmacKey>"
+
+
+def test_match_index_names_the_key_and_compares_every_one(monkeypatch):
+    calls = []
+    real = hmac.compare_digest
+
+    def counting(a, b):
+        calls.append((len(a), len(b)))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", counting)
+    keys = [signing.HmacKey("a" * 20), SECRET, signing.HmacKey(SECRET), b"other"]
+    signature = sign(SECRET, USER_42)
+    assert signing.match_index(keys, USER_42, signature) == 1  # the first that matched
+    assert calls == [(32, 32)] * 4  # no early exit
+    calls.clear()
+    assert signing.match_index(keys, USER_42, signature.upper()) == 1
+    assert signing.match_index(keys, "43", signature) == -1
+    assert signing.match_index(keys, USER_42, "zz") == -1  # malformed: the same work
+    assert calls == [(32, 32)] * 12
+    assert signing.match_index([], USER_42, signature) == -1

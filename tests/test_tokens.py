@@ -516,3 +516,38 @@ def test_claims_read_without_the_decoder_are_what_json_reads(sub, iat, exp, spel
     else:
         assert got == expected
         assert got is None or all(type(a) is type(b) for a, b in zip(got, expected, strict=True))
+
+
+def test_match_index_compares_the_signature_under_every_key(monkeypatch):
+    calls = []
+    real = hmac.compare_digest
+
+    def counting(a, b):
+        calls.append((len(a), len(b)))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", counting)
+    keys = (OTHER_KEY, KEY, HmacKey(SECRET))
+    assert tokens.match_index(keys, token()) == 1
+    assert calls == [(32, 32)] * 3
+    assert tokens.match_index(keys, token(secret="nobody's")) == -1
+    assert tokens.match_index(keys, token(claims={"sub": 1})) == 1  # claims never read
+    calls.clear()
+    for garbage in ("a.b.c", "a.b." + "A" * 42 + "B", "x" * 5000):
+        assert tokens.match_index(keys, garbage) == -1
+    assert calls == []
+
+
+def test_verify_token_match_names_the_key_that_matched():
+    keys = (OTHER_KEY, KEY)
+    options = {"now": NOW, "leeway": 60, "max_age": DAY}
+    assert tokens.verify_token_match(keys, "42", token(), **options) == (None, KEY)
+    assert tokens.verify_token_match(keys, "42", token(), **options) == (None, KEY)  # remembered
+    assert tokens.verify_token_match(keys, "7", token(), **options) == (
+        tokens.TOKEN_SUBJECT_MISMATCH,
+        KEY,
+    )
+    assert tokens.verify_token_match(keys, "42", token(secret="x" * 40), **options) == (
+        NO_MATCH,
+        None,
+    )

@@ -100,7 +100,7 @@ def check_settings(app_configs=None, **kwargs):
         )
     from .ratelimit import RateLimitError, parse_rate
 
-    for name in ("RATE_LIMIT", "SIGN_RATE_LIMIT"):
+    for name in ("RATE_LIMIT", "SIGN_RATE_LIMIT", "TESTER_RATE_LIMIT"):
         try:
             parse_rate(getattr(app_settings, name))
         except RateLimitError as exc:

@@ -108,6 +108,13 @@ DEFAULTS: dict[str, Any] = {
     # The longest `signed` accepted when it has a token's shape (three dot-separated
     # parts); the plain form stays limited to 256 characters. Longer is a 400.
     "MAX_TOKEN_LENGTH": 4096,
+    # How long a secret whose grace has ended is kept (encrypted, never accepted) so that
+    # a start signed with it is counted as `expired_secret` rather than `no_match`;
+    # rotation and `prune` delete it after that. A timedelta (or seconds).
+    "EXPIRED_SECRET_RETENTION": timedelta(days=30),
+    # The signature tester (admin settings page and `test-signature`): tests per actor,
+    # as "<count>/<s|m|h>", or "off".
+    "TESTER_RATE_LIMIT": "30/m",
     # Username the CLI writes audit entries as when no --actor is given.
     "CLI_ACTOR_USERNAME": "trusted-identity-cli",
     # Who the sign view signs: a dotted path, or a list, each a DRF authentication
@@ -152,6 +159,8 @@ class AppSettings:
         if name in ("TOKEN_LEEWAY", "TOKEN_TTL", "FAILURE_LOG_RETENTION") or (
             name == "ALERT_GRACE_ENDING_WITHIN" and value is not None
         ):
+            value = _duration(name, value)
+        if name == "EXPIRED_SECRET_RETENTION":
             value = _duration(name, value)
         if name == "SIGNING_SPACES":
             if value is None:

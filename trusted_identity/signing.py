@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import secrets
 import string
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 SIGNATURE_LENGTH = 64
 _DIGEST_BYTES = 32
@@ -104,6 +104,23 @@ def verify(valid_secrets: Iterable[str | bytes | HmacKey], user_id: str, signatu
     for secret in valid_secrets:
         matched |= hmac.compare_digest(_digest(secret, message), against)
     return matched and candidate is not None
+
+
+def match_index(keys: Sequence[str | bytes | HmacKey], user_id: str, signature: str) -> int:
+    """The index in ``keys`` of the first key ``signature`` signs ``user_id`` under, or -1.
+
+    As :func:`verify`: every key is tried whatever the earlier ones gave, each with
+    ``hmac.compare_digest`` on the raw digests, and a malformed signature costs the
+    same work as a well-formed wrong one; only the answer says which key matched.
+    """
+    candidate = decode_signature(signature)
+    against = _NEVER_MATCHES if candidate is None else candidate
+    message = user_id.encode("utf-8")
+    found = -1
+    for index, key in enumerate(keys):
+        if hmac.compare_digest(_digest(key, message), against) and found < 0:
+            found = index
+    return found if candidate is not None else -1
 
 
 class SecretStr(str):

@@ -42,6 +42,11 @@ the same key and subject (``tests/test_fuzz_tokens.py``, ``tests/test_tokens.py`
 valid token's claims are remembered per token and key (bounded): a token presented
 again repeats only the key, subject, lifetime and time checks.
 
+:func:`verify_token_match` also names the key the signature matched (which secret
+verified a start); :func:`match_index` compares only the signature, under keys that
+never verify, to say why a token matched none of those that do (``other_platform``,
+``expired_secret``).
+
 Nothing here raises: every input gives ``None`` or a reason.
 """
 
@@ -109,13 +114,35 @@ def verify_token(
 ) -> str | None:
     """``None`` if ``token`` is valid for ``user_id`` under one of ``keys`` at ``now``, else
     the reason (one of :data:`REASONS`). Never raises."""
+    return verify_token_match(
+        keys, user_id, token, now=now, leeway=leeway, max_age=max_age, max_length=max_length
+    )[0]
+
+
+_MALFORMED: tuple[str, None] = (TOKEN_MALFORMED, None)
+_NO_MATCH: tuple[str, None] = (NO_MATCH, None)
+
+
+def verify_token_match(
+    keys: Sequence[HmacKey],
+    user_id: str,
+    token: str,
+    *,
+    now: float,
+    leeway: float,
+    max_age: float,
+    max_length: int = DEFAULT_MAX_LENGTH,
+) -> tuple[str | None, HmacKey | None]:
+    """As :func:`verify_token`, with the key of ``keys`` the token's signature matched:
+    ``(None, key)`` when valid, ``(reason, key)`` when the signature matched but the
+    claims did not pass, ``(reason, None)`` when no key matched. Never raises."""
     try:  # one function, no inner call: the hot path of session start with a token
         known = _verified.get(token)
         if known is not None and known[0] in keys:  # HmacKey has no __eq__: identity
-            return _check_claims(known[1], user_id, now, leeway, max_age)
+            return _check_claims(known[1], user_id, now, leeway, max_age), known[0]
         shape = _SHAPE.fullmatch(token) if len(token) <= max_length else None
         if shape is None:
-            return TOKEN_MALFORMED
+            return _MALFORMED
         header_end = shape.end(1)
         header = token[:header_end]
         header_ok = _headers.get(header)
@@ -125,9 +152,9 @@ def verify_token(
                 _headers.clear()
             _headers[header] = header_ok
         if not header_ok:
-            return TOKEN_MALFORMED
+            return _MALFORMED
         if token[-1] not in _CANONICAL_LAST:  # the signature's 2 unused bits must be zero
-            return TOKEN_MALFORMED
+            return _MALFORMED
         ascii_token = token.encode("ascii")  # the shape allows nothing else
         message = ascii_token[:-44]  # the signature segment is 43 characters after a dot
         signature = binascii.a2b_base64(ascii_token[-43:].translate(_URL_TO_STANDARD) + b"=")
@@ -136,23 +163,47 @@ def verify_token(
             if hmac.compare_digest(key.digest(message), signature) and matched is None:
                 matched = key
         if matched is None:
-            return NO_MATCH
+            return _NO_MATCH
         if not _keys_checked.get(matched.secret_bytes) and not _hmac_key_acceptable(matched):
-            return TOKEN_MALFORMED
+            return TOKEN_MALFORMED, matched
         claims = _parse_claims(ascii_token[header_end + 1 : -44])
         if claims is None:
-            return TOKEN_MALFORMED
+            return TOKEN_MALFORMED, matched
         reason = _check_claims(claims, user_id, now, leeway, max_age)
         if reason is not None:
-            return reason
+            return reason, matched
         if len(token) <= _VERIFIED_MAX_LENGTH:
             if len(_verified) >= _VERIFIED_MAX:
                 _verified.clear()
             _verified[token] = (matched, claims)
-        return None
+        return None, matched
     except Exception as exc:  # no input may escape as an error; the reason says enough
         logger.error("Trusted Identity token verification failed (%s)", type(exc).__name__)
-        return TOKEN_MALFORMED
+        return _MALFORMED
+
+
+def match_index(keys: Sequence[HmacKey], token: str, max_length: int = DEFAULT_MAX_LENGTH) -> int:
+    """The index in ``keys`` of the first key ``token``'s signature matches, or -1.
+
+    Only the signature (HMAC of the first two segments) is compared, under every key,
+    in constant time and without stopping at a match; nothing is decoded. For the
+    diagnosis of a token that matched none of the still-valid keys. Never raises.
+    """
+    try:
+        if len(token) > max_length or _SHAPE.fullmatch(token) is None:
+            return -1
+        if token[-1] not in _CANONICAL_LAST:
+            return -1
+        ascii_token = token.encode("ascii")
+        message = ascii_token[:-44]
+        signature = binascii.a2b_base64(ascii_token[-43:].translate(_URL_TO_STANDARD) + b"=")
+    except (ValueError, binascii.Error):
+        return -1
+    found = -1
+    for index, key in enumerate(keys):  # every key, whatever the earlier ones gave
+        if hmac.compare_digest(key.digest(message), signature) and found < 0:
+            found = index
+    return found
 
 
 #: PyJWT's HS256, for its check of the key: one that looks like a public key, a

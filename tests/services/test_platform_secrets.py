@@ -108,11 +108,19 @@ def test_expired_previous_secrets_stop_verifying(platform, cli_actor, commit):
     assert not _verifies(platform, old)
     assert _verifies(platform, new)
     assert services.previous_secret_valid_until(platform) is None
-    # The next rotation clears the expired row away.
+    # The next rotation keeps the expired row (EXPIRED_SECRET_RETENTION, never accepted)...
     with commit():
         newest = services.rotate_secret(platform, cli_actor)
-    assert PlatformSecret.objects.filter(platform=platform).count() == 2
+    assert PlatformSecret.objects.filter(platform=platform).count() == 3
     assert _verifies(platform, new) and _verifies(platform, newest)
+    assert not _verifies(platform, old)
+    # ... and one after that retention clears it away.
+    PlatformSecret.objects.filter(platform=platform, valid_until__lt=timezone.now()).update(
+        valid_until=timezone.now() - timedelta(days=30, seconds=1)
+    )
+    with commit():
+        services.rotate_secret(platform, cli_actor)
+    assert PlatformSecret.objects.filter(platform=platform).count() == 3  # newest, new, current
     assert not _verifies(platform, old)
 
 

@@ -25,12 +25,14 @@ from .filters import FILTER_PURPOSE, EnforcementListFilter
 from .origins import SpaceOriginsMixin
 from .settings_page import SpaceSettingsPageMixin
 from .signature_forms import SignatureFormPageMixin
+from .signature_tester import SignatureTesterMixin
 
 
 class SpaceAdmin(
     ScopedAdminMixin,
     SpaceOriginsMixin,
     SignatureFormPageMixin,
+    SignatureTesterMixin,
     SpaceSettingsPageMixin,
     admin.ModelAdmin,
 ):

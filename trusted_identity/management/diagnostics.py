@@ -1,6 +1,6 @@
 """The rollout-diagnostics sub-commands of ``manage.py trusted_identity`` (CONTRACT
-sections 5 and 8): ``failures``. A mixin of the command, so that the command's module
-stays one screenful per concern."""
+sections 5 and 8): ``failures`` and ``test-signature``. A mixin of the command, so
+that the command's module stays one screenful per concern."""
 
 from __future__ import annotations
 
@@ -25,9 +25,27 @@ def add_diagnostics_parsers(commands: Any) -> None:
     failures.add_argument("--limit", type=int, default=50, help=f"1 to {MAX_LIMIT} (default 50)")
     failures.add_argument("--json", action="store_true", dest="as_json")
 
+    tester = commands.add_parser(
+        "test-signature",
+        help="Print the verdict on a signature of a user id: valid-current, valid-previous, "
+        "expired-secret, other-platform, malformed or no-match (audited).",
+    )
+    tester.add_argument("space")
+    tester.add_argument("kind")
+    tester.add_argument("user_id")
+    tester.add_argument("signature", help="64 hex digits, or a token")
+    tester.add_argument(
+        "--json",
+        action="store_true",
+        dest="as_json",
+        help="Print the verdict as JSON, with the secret it matched, its end of grace and "
+        "the UTF-8 bytes hashed as hex.",
+    )
+
 
 class DiagnosticsCommands:
-    """``do_failures``; the command class defines ``_actor``, ``_out`` and ``_say``."""
+    """``do_failures`` and ``do_test_signature``; the command class defines ``_actor``,
+    ``_out`` and ``_say``."""
 
     def _actor(self, options: dict[str, Any]) -> services.Actor:
         raise NotImplementedError
@@ -60,3 +78,18 @@ class DiagnosticsCommands:
                 f"{row['app_version'] or '-':<12} {row['sdk_version'] or '-':<14} "
                 f"{json.dumps(row['user_id'])}"
             )
+
+    def do_test_signature(self, options: dict[str, Any]) -> None:
+        services.validate_kind(options["kind"])
+        found = services.test_signature(
+            self._actor(options),
+            options["space"],
+            options["kind"],
+            options["user_id"],
+            options["signature"],
+        )
+        if options["as_json"]:
+            self._out(json.dumps(found.as_json()))
+            return
+        self._say(found.describe())
+        self._out(found.verdict)

@@ -23,6 +23,7 @@ above it in this list, never one below:
 - ``signature_forms``: which signature forms a platform accepts (plain, either, token)
 - ``verification``: signing and verifying a user id with a platform's keys, in either form
 - ``sessions``: session start (parse, verify, decide, count)
+- ``signature_tester``: a signature's verdict for those who may reveal (audited)
 - ``rekey``: re-encrypting every secret under the first key
 
 ``docs/architecture.md`` shows how they fit together.
@@ -82,6 +83,8 @@ from .platform_secrets import (
     ROTATION_CHUNK,
     VerifyingSecret,
     current_secret_row,
+    delete_expired_secrets,
+    expired_kept_since,
     previous_secret_valid_until,
     reveal_secret,
     revoke_previous,
@@ -103,6 +106,7 @@ from .signature_forms import (
     token_readiness,
     token_usage,
 )
+from .signature_tester import VERDICTS, SignatureVerdict, test_signature
 from .spaces import (
     add_platform,
     create_space,
@@ -134,6 +138,7 @@ __all__ = [
     "MIN_TOKEN_MAX_AGE",
     "ROLE_PERMISSIONS",
     "ROTATION_CHUNK",
+    "VERDICTS",
     "Actor",
     "ClientVersions",
     "Figures",
@@ -148,6 +153,7 @@ __all__ = [
     "SecretSnapshot",
     "SecretUsage",
     "SessionStart",
+    "SignatureVerdict",
     "Signed",
     "TokenNotReady",
     "TokenUsage",
@@ -167,8 +173,10 @@ __all__ = [
     "create_space",
     "current_secret_row",
     "daily_figures",
+    "delete_expired_secrets",
     "deny_origin",
     "describe_duration",
+    "expired_kept_since",
     "failure_as_dict",
     "figures_for",
     "forecast",
@@ -218,6 +226,7 @@ __all__ = [
     "spaces_visible_to",
     "start_session",
     "status",
+    "test_signature",
     "token_lifetime",
     "token_readiness",
     "token_usage",

@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import NamedTuple
 
 from django.core.cache import caches
 from django.db import DatabaseError, IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from .. import tokens
@@ -43,6 +46,21 @@ class SecretSnapshot:
 
 
 @dataclass(frozen=True)
+class OtherSecret:
+    """The current secret of another platform of the same space, for diagnosis only."""
+
+    secret_id: int
+    platform_id: int  # the row's platform, which the ciphertext is bound to
+    ciphertext: str
+    kind: str
+
+
+#: The most expired secrets of a platform a snapshot carries (the latest ended): what a
+#: forged start can make verification try beyond the secrets that still verify.
+DIAGNOSTIC_EXPIRED_MAX = 8
+
+
+@dataclass(frozen=True)
 class PlatformSnapshot:
     """What session start needs of a platform; cached, holding ciphertexts only."""
 
@@ -55,6 +73,12 @@ class PlatformSnapshot:
     origins: frozenset[str] = field(default=frozenset())
     signature_form: str = "plain"  # plain | either | token (services.signature_forms)
     token_max_age: int = Platform.DEFAULT_TOKEN_MAX_AGE  # seconds
+    # Never accepted, only to say why a signature did not verify (CONTRACT section 8):
+    # this platform's secrets whose grace ended within EXPIRED_SECRET_RETENTION (the
+    # latest DIAGNOSTIC_EXPIRED_MAX), and the current secrets of the space's other
+    # platforms. Every change to either bumps the verification generation.
+    expired: tuple[SecretSnapshot, ...] = field(default=())
+    others: tuple[OtherSecret, ...] = field(default=())
 
 
 # ------------------------------------------------------------ the generation
@@ -133,7 +157,7 @@ def cache_key(api_key: str, generation: int) -> str:
     keys. Entries of older generations are never read again and expire.
     """
     digest = hashlib.sha256(api_key.encode("utf-8", "replace")).hexdigest()
-    return f"trusted_identity:platform:v4:{generation}:{digest}"
+    return f"trusted_identity:platform:v5:{generation}:{digest}"
 
 
 def _cache():
@@ -150,9 +174,22 @@ def _load_snapshot(api_key: str) -> PlatformSnapshot | None:
     if platform is None:
         return None
     now = timezone.now()
-    rows = PlatformSecret.objects.filter(platform_id=platform.pk).values_list(
-        "pk", "ciphertext", "retired_at", "valid_until"
-    )
+    kept_since = now - app_settings.EXPIRED_SECRET_RETENTION
+    # This platform's secrets and the current ones of its space's other platforms.
+    rows = PlatformSecret.objects.filter(
+        Q(platform_id=platform.pk) | Q(platform__space_id=platform.space.pk, retired_at=None)
+    ).values_list("pk", "platform_id", "platform__kind", "ciphertext", "retired_at", "valid_until")
+    secrets, expired, others = [], [], []
+    for pk, platform_id, kind, ciphertext, retired, until in rows:
+        if platform_id != platform.pk:
+            others.append(OtherSecret(pk, platform_id, ciphertext, kind))
+        elif retired is None or (until is not None and until > now):
+            secrets.append(
+                SecretSnapshot(pk, ciphertext, None if retired is None else until.timestamp())
+            )
+        elif until is not None and until > kept_since:
+            expired.append(SecretSnapshot(pk, ciphertext, until.timestamp()))
+    expired.sort(key=lambda s: -(s.expires_at or 0.0))
     origins: frozenset[str] = frozenset()
     if platform.kind == PlatformKind.WEB:
         origins = frozenset(
@@ -165,12 +202,10 @@ def _load_snapshot(api_key: str) -> PlatformSnapshot | None:
         enforced=platform.enforced,
         signature_form=platform.signature_form,
         token_max_age=platform.token_max_age,
-        secrets=tuple(
-            SecretSnapshot(pk, ciphertext, None if retired is None else until.timestamp())
-            for pk, ciphertext, retired, until in rows
-            if retired is None or (until is not None and until > now)
-        ),
+        secrets=tuple(secrets),
         origins=origins,
+        expired=tuple(expired[:DIAGNOSTIC_EXPIRED_MAX]),
+        others=tuple(sorted(others, key=lambda s: s.kind)),
     )
 
 
@@ -279,28 +314,58 @@ def reset_local_state() -> None:
 KeyEntry = tuple[HmacKey, float | None]  # (prepared HMAC key, grace end or None)
 
 
+class KeyTable:
+    """A platform's secrets that still verified when it was looked up, decrypted.
+
+    ``keys`` and ``ids`` (the rows) in the same order, prepared once so that a start
+    before ``first_expiry`` (the earliest grace end; infinity without a previous
+    secret) uses them as they are, allocating nothing.
+    """
+
+    __slots__ = ("entries", "first_expiry", "ids", "keys")
+
+    def __init__(self, entries: tuple[KeyEntry, ...], ids: tuple[int, ...]) -> None:
+        self.entries = entries
+        self.keys = tuple(key for key, _ in entries)
+        self.ids = ids
+        self.first_expiry = min(
+            (expires_at for _, expires_at in entries if expires_at is not None),
+            default=math.inf,
+        )
+
+    def live(self, now: float) -> tuple[tuple[HmacKey, ...], tuple[int, ...]]:
+        """The keys that verify at ``now``, and their rows."""
+        if now < self.first_expiry:
+            return self.keys, self.ids
+        pairs = [
+            (key, pk)
+            for (key, expires_at), pk in zip(self.entries, self.ids, strict=True)
+            if expires_at is None or expires_at > now
+        ]
+        return tuple(key for key, _ in pairs), tuple(pk for _, pk in pairs)
+
+
+def _decrypt(ring: KeyRing, platform_id: int, secret_id: int, ciphertext: str) -> HmacKey:
+    return HmacKey(ring.decrypt(ciphertext, PlatformSecret.associated_data(platform_id, secret_id)))
+
+
 @lru_cache(maxsize=4096)
-def _key_entries(
-    ring: KeyRing, platform_id: int, secrets: tuple[SecretSnapshot, ...]
-) -> tuple[KeyEntry, ...]:
+def _key_entries(ring: KeyRing, platform_id: int, secrets: tuple[SecretSnapshot, ...]) -> KeyTable:
     """Decrypt a platform's secrets once per process and key ring.
 
     Keyed by the ciphertexts themselves, so a rotation (new ciphertexts) is a new
     entry. The plaintexts stay in this process's memory; the shared cache only
     ever holds ciphertexts.
     """
-    return tuple(
-        (
-            HmacKey(
-                ring.decrypt(s.ciphertext, PlatformSecret.associated_data(platform_id, s.secret_id))
-            ),
-            s.expires_at,
-        )
-        for s in secrets
+    return KeyTable(
+        tuple(
+            (_decrypt(ring, platform_id, s.secret_id, s.ciphertext), s.expires_at) for s in secrets
+        ),
+        tuple(s.secret_id for s in secrets),
     )
 
 
-def keys_of(snapshot: PlatformSnapshot) -> tuple[KeyEntry, ...]:
+def key_table(snapshot: PlatformSnapshot) -> KeyTable:
     try:
         return _key_entries(get_key_ring(), snapshot.platform_id, snapshot.secrets)
     except DecryptionError as exc:
@@ -310,6 +375,105 @@ def keys_of(snapshot: PlatformSnapshot) -> tuple[KeyEntry, ...]:
         ) from None
 
 
+def keys_of(snapshot: PlatformSnapshot) -> tuple[KeyEntry, ...]:
+    return key_table(snapshot).entries
+
+
+class DiagnosticKey(NamedTuple):
+    """A secret that never verifies, tried only to say why a signature did not."""
+
+    key: HmacKey
+    secret_id: int
+    kind: str | None  # the other platform's kind; None for an expired secret of this one
+    expires_at: float | None  # when an expired secret's grace ended
+
+
+class DiagnosticTable:
+    """The expired and other platforms' secrets of a snapshot, decrypted, in the order
+    they are tried: ``keys`` beside ``entries``, as they stand until ``steady_until``
+    (when the first expired one leaves ``EXPIRED_SECRET_RETENTION``)."""
+
+    __slots__ = ("entries", "keys", "steady_until")
+
+    def __init__(self, entries: tuple[DiagnosticKey, ...], retention: float) -> None:
+        self.entries = entries
+        self.keys = tuple(d.key for d in entries)
+        self.steady_until = min(
+            (d.expires_at + retention for d in entries if d.expires_at is not None),
+            default=math.inf,
+        )
+
+
+@lru_cache(maxsize=1024)
+def _diagnostic_table(
+    ring: KeyRing,
+    platform_id: int,
+    expired: tuple[SecretSnapshot, ...],
+    others: tuple[OtherSecret, ...],
+) -> DiagnosticTable:
+    """Decrypted once per process, on the first start that needs them (a valid start
+    never does). One that can't be decrypted is left out, logged: a diagnosis never
+    makes a start fail."""
+    found = []
+    for pk, owner, ciphertext, kind, expires_at in [
+        *((s.secret_id, platform_id, s.ciphertext, None, s.expires_at) for s in expired),
+        *((s.secret_id, s.platform_id, s.ciphertext, s.kind, None) for s in others),
+    ]:
+        try:
+            found.append(DiagnosticKey(_decrypt(ring, owner, pk, ciphertext), pk, kind, expires_at))
+        except DecryptionError as exc:
+            logger.warning("Cannot decrypt secret row %s of platform #%s: %s", pk, owner, exc)
+    return DiagnosticTable(tuple(found), app_settings.EXPIRED_SECRET_RETENTION.total_seconds())
+
+
+#: The diagnostic table of the snapshots this process served, by identity (a warm
+#: snapshot is one object): skips hashing the snapshot's secrets on every forged start.
+_tables_by_snapshot: dict[int, tuple[PlatformSnapshot, KeyRing, DiagnosticTable]] = {}
+_TABLES_BY_SNAPSHOT_MAX = 1024
+_NO_DIAGNOSTIC = DiagnosticTable((), 0.0)
+
+
+def _diagnostic_table_of(snapshot: PlatformSnapshot) -> DiagnosticTable:
+    if not snapshot.expired and not snapshot.others:
+        return _NO_DIAGNOSTIC
+    ring = get_key_ring()
+    known = _tables_by_snapshot.get(id(snapshot))
+    if known is not None and known[0] is snapshot and known[1] is ring:
+        return known[2]
+    table = _diagnostic_table(ring, snapshot.platform_id, snapshot.expired, snapshot.others)
+    if len(_tables_by_snapshot) >= _TABLES_BY_SNAPSHOT_MAX:
+        _tables_by_snapshot.clear()
+    _tables_by_snapshot[id(snapshot)] = (snapshot, ring, table)  # held: its id stays its own
+    return table
+
+
+def diagnostic_keys(
+    snapshot: PlatformSnapshot, now: float
+) -> tuple[Sequence[HmacKey], Sequence[DiagnosticKey]]:
+    """The secrets that may say why a signature did not verify at ``now``, as keys and
+    their entries in the same order: this platform's secrets whose grace ended within
+    ``EXPIRED_SECRET_RETENTION`` (those that ended since the lookup included), latest
+    first, then the current secrets of the space's other platforms. Never ones that
+    verify. A warm snapshot with no grace ended since its lookup allocates nothing."""
+    table = key_table(snapshot)
+    diagnostic = _diagnostic_table_of(snapshot)
+    if now < table.first_expiry and now < diagnostic.steady_until:
+        return diagnostic.keys, diagnostic.entries
+    kept_since = now - app_settings.EXPIRED_SECRET_RETENTION.total_seconds()
+    ended = [
+        DiagnosticKey(key, pk, None, expires_at)
+        for (key, expires_at), pk in zip(table.entries, table.ids, strict=True)
+        if expires_at is not None and kept_since < expires_at <= now
+    ]
+    ended.sort(key=lambda d: -(d.expires_at or 0.0))
+    entries = ended + [
+        d for d in diagnostic.entries if d.expires_at is None or kept_since < d.expires_at <= now
+    ]
+    return [d.key for d in entries], entries
+
+
 def clear_plaintext_cache() -> None:
     _key_entries.cache_clear()
+    _diagnostic_table.cache_clear()
+    _tables_by_snapshot.clear()
     tokens.clear()  # it remembers the keys that verified each token

@@ -98,6 +98,24 @@ def _checked_grace(grace: timedelta | None) -> timedelta:
     return grace
 
 
+def expired_kept_since(now: datetime | None = None) -> datetime:
+    """Secrets whose grace ended before this moment are deleted (rotation, ``prune``);
+    those that ended since are kept, encrypted and never accepted, so that a start
+    signed with one is counted as ``expired_secret`` (CONTRACT section 8)."""
+    return (now or timezone.now()) - app_settings.EXPIRED_SECRET_RETENTION
+
+
+def delete_expired_secrets(now: datetime | None = None) -> int:
+    """Delete every secret whose grace ended more than ``EXPIRED_SECRET_RETENTION`` ago
+    (``prune``); how many. Never a current secret nor one that still verifies."""
+    kept_since = expired_kept_since(now)
+    with transaction.atomic():
+        deleted, _ = PlatformSecret.objects.filter(
+            retired_at__isnull=False, valid_until__lt=kept_since
+        ).delete()
+    return deleted
+
+
 def _end_graces(platform_ids: Sequence[int], until: datetime) -> int:
     """Previous secrets of these platforms that would verify past ``until`` stop then.
 
@@ -111,7 +129,9 @@ def _end_graces(platform_ids: Sequence[int], until: datetime) -> int:
 def _rotate_locked(locked: Sequence[Platform], actor: Actor, grace: timedelta) -> list[str]:
     """Rotate platforms whose rows the caller holds locked; the new plaintexts, in order.
 
-    Expired previous secrets are dropped; the current one retires and verifies
+    Secrets whose grace ended more than ``EXPIRED_SECRET_RETENTION`` ago are dropped
+    (those that ended since are kept, never accepted, to recognise ``expired_secret``);
+    the current one retires and verifies
     until ``now + grace``, earlier ones keep their own grace, except with grace 0,
     a revocation, after which only the new secret verifies; each platform gets a
     new current secret. A few statements for any number of platforms, plus one
@@ -120,7 +140,9 @@ def _rotate_locked(locked: Sequence[Platform], actor: Actor, grace: timedelta) -
     now = timezone.now()
     until = now + grace
     ids = [platform.pk for platform in locked]
-    PlatformSecret.objects.filter(platform_id__in=ids, valid_until__lt=now).delete()
+    PlatformSecret.objects.filter(
+        platform_id__in=ids, valid_until__lt=expired_kept_since(now)
+    ).delete()
     if grace == timedelta(0):  # a revocation: earlier graces end too
         _end_graces(ids, now)
     PlatformSecret.objects.filter(platform_id__in=ids, retired_at__isnull=True).update(

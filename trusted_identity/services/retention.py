@@ -13,6 +13,10 @@ rows with an upsert) all or nothing, so it is idempotent, can be interrupted and
 and runs beside live traffic: a flush that writes into an hour being folded waits for
 the batch, then adds its count to a new hourly row that the next batch or run folds in.
 Counts are moved, never copied: each start is in exactly one table.
+
+``prune`` also deletes the secrets whose grace ended more than
+``EXPIRED_SECRET_RETENTION`` ago (``platform_secrets.delete_expired_secrets``), as
+rotation does for the platforms it rotates.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from ..models import (
     OutcomeCount,
     PruneRun,
 )
+from .platform_secrets import delete_expired_secrets
 
 #: Prune runs kept in the table (the latest tells whether retention is kept).
 RUNS_KEPT = 100
@@ -210,6 +215,8 @@ class PruneReport:
     failures_deleted: int = 0  # failure log rows past FAILURE_LOG_RETENTION
     alerts_deleted: int = 0  # records of alerts sent, past ALERTS_KEPT
     seconds: float = 0.0
+    #: Secrets whose grace ended more than EXPIRED_SECRET_RETENTION ago, deleted.
+    expired_secrets_deleted: int = 0
 
 
 #: How long the record of a sent alert is kept (it stops the same alert going out twice).
@@ -218,7 +225,8 @@ ALERTS_KEPT = timedelta(days=30)
 
 def prune(batch_size: int = 10_000, now: datetime | None = None) -> PruneReport:
     """Fold hourly counts past ``HOURLY_RETENTION`` into daily rows and delete daily rows
-    past ``DAILY_RETENTION``, in batches. Safe to run at any time, and again."""
+    past ``DAILY_RETENTION``, in batches; delete secrets whose grace ended more than
+    ``EXPIRED_SECRET_RETENTION`` ago. Safe to run at any time, and again."""
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     started = timezone.now()
@@ -253,6 +261,7 @@ def prune(batch_size: int = 10_000, now: datetime | None = None) -> PruneReport:
     report.alerts_deleted = _delete_in_batches(
         AlertSent.objects.filter(sent_at__lt=now - ALERTS_KEPT), batch_size
     )
+    report.expired_secrets_deleted = delete_expired_secrets(now)
     finished = timezone.now()
     report.seconds = (finished - started).total_seconds()
     PruneRun.objects.filter(pk=run.pk).update(

@@ -18,6 +18,7 @@ from ..exceptions import AlreadyExists, InvalidRequest, PlatformNotFound, SpaceN
 from ..models import Platform, PlatformKind, Space
 from .access import Actor, authorize, authorize_superuser
 from .audit import audit
+from .lookup import verification_changed
 from .platform_secrets import create_secrets
 
 
@@ -98,6 +99,8 @@ def add_platform(space: Space, kind: str, actor: Actor | None = None) -> Platfor
         with transaction.atomic():
             platform = Platform.objects.create(space=space, kind=kind, api_key=new_api_key())
             create_secrets([platform], timezone.now())
+            # Its secret is another platform's to its space's platforms (other_platform).
+            verification_changed()
     except IntegrityError:
         raise AlreadyExists(f"space {space.slug!r} already has a {kind} platform") from None
     audit(actor, platform, "Added the platform with a new secret.", ADDITION)

@@ -16,12 +16,13 @@ from typing import NamedTuple
 
 from ..conf import app_settings
 from ..exceptions import InvalidRequest, ServiceUnavailable
-from ..signing import HmacKey, decode_signature, sign, verify
-from ..tokens import looks_like_token, make_token, verify_token
+from ..signing import HmacKey, decode_signature, match_index, sign
+from ..tokens import looks_like_token, make_token, verify_token_match
+from ..tokens import match_index as token_match_index
 from .access import Actor, authorize
 from .audit import audit
 from .durations import describe_duration
-from .lookup import PlatformSnapshot, keys_of, lookup_platform
+from .lookup import PlatformSnapshot, diagnostic_keys, key_table, keys_of, lookup_platform
 from .signature_forms import PLAIN, TOKEN, accepts
 from .spaces import get_platform
 
@@ -30,6 +31,8 @@ clock = time.time
 
 MALFORMED = "malformed"  # neither 64 hex digits nor a token's three parts
 NO_MATCH = "no_match"
+OTHER_PLATFORM = "other_platform"  # the current secret of another platform of the space
+EXPIRED_SECRET = "expired_secret"  # a secret of this platform whose grace has ended
 FORM_NOT_ALLOWED = "form_not_allowed"  # would verify, but the platform refuses its form
 
 
@@ -38,27 +41,31 @@ class Verification(NamedTuple):
 
     ``form`` is what ``signed`` was (``plain``, or ``token`` for three dot-separated
     parts); ``reason`` is None when valid, else ``malformed``, ``no_match``,
-    ``form_not_allowed`` or a token reason of ``trusted_identity.tokens``
-    (``token_malformed``, ``token_expired``, ``token_subject_mismatch``,
-    ``token_too_long_lived``). For the counts of forms and reasons; never in the
-    public answer.
+    ``other_platform`` (it matches the current secret of another platform of the same
+    space), ``expired_secret`` (it matches a secret of this platform whose grace ended
+    within ``EXPIRED_SECRET_RETENTION``), ``form_not_allowed`` or a token reason of
+    ``trusted_identity.tokens`` (``token_malformed``, ``token_expired``,
+    ``token_subject_mismatch``, ``token_too_long_lived``). ``secret_id`` is the
+    ``PlatformSecret`` row whose key verified a valid ``signed``, else None. For the
+    counts of forms, reasons and secrets; never in the public answer.
     """
 
     valid: bool
     form: str
     reason: str | None = None
+    secret_id: int | None = None
 
 
-_VALID_PLAIN = Verification(True, PLAIN)
 _PLAIN_REFUSED = Verification(False, PLAIN, FORM_NOT_ALLOWED)
 _TOKEN_REFUSED = Verification(False, TOKEN, FORM_NOT_ALLOWED)
-_VALID_TOKEN = Verification(True, TOKEN)
 _RESULTS = {
     (form, reason): Verification(False, form, reason)
     for form in (PLAIN, TOKEN)
     for reason in (
         MALFORMED,
         NO_MATCH,
+        OTHER_PLATFORM,
+        EXPIRED_SECRET,
         FORM_NOT_ALLOWED,
         "token_malformed",
         "token_expired",
@@ -66,6 +73,44 @@ _RESULTS = {
         "token_too_long_lived",
     )
 }
+#: The valid results, one per form and secret row, made once: a valid start allocates none.
+_VALID: dict[str, dict[int, Verification]] = {PLAIN: {}, TOKEN: {}}
+_VALID_MAX = 4096
+
+
+def _valid(form: str, secret_id: int) -> Verification:
+    made = _VALID[form]
+    result = made.get(secret_id)
+    if result is None:
+        if len(made) >= _VALID_MAX:
+            made.clear()
+        result = made[secret_id] = Verification(True, form, None, secret_id)
+    return result
+
+
+def diagnose_plain(snapshot: PlatformSnapshot, user_id: str, signed: str, now: float) -> str:
+    """Why a plain signature that matched no secret still verifying did not:
+    ``expired_secret``, ``other_platform`` or ``no_match``. One HMAC per diagnostic secret
+    (``lookup.diagnostic_keys``), each compared in constant time, whatever the text."""
+    keys, found = diagnostic_keys(snapshot, now)
+    if not keys:
+        return NO_MATCH
+    index = match_index(keys, user_id, signed)
+    return (
+        NO_MATCH if index < 0 else (EXPIRED_SECRET if found[index].kind is None else OTHER_PLATFORM)
+    )
+
+
+def diagnose_token(snapshot: PlatformSnapshot, token: str, now: float) -> str:
+    """As :func:`diagnose_plain`, for a token whose signature matched no secret still
+    verifying: its signature under the diagnostic secrets (nothing else is decoded)."""
+    keys, found = diagnostic_keys(snapshot, now)
+    if not keys:
+        return NO_MATCH
+    index = token_match_index(keys, token, max_length=app_settings.MAX_TOKEN_LENGTH)
+    return (
+        NO_MATCH if index < 0 else (EXPIRED_SECRET if found[index].kind is None else OTHER_PLATFORM)
+    )
 
 
 def verify_signed(
@@ -77,18 +122,28 @@ def verify_signed(
     come from the per-process decryption memo, so a warm plain check costs about
     what a hand-written ``hmac`` check does (``make bench``, ``verify_ratio``). A form
     the platform's policy refuses is invalid, with the reason ``form_not_allowed``
-    when it would otherwise have verified.
+    when it would otherwise have verified. A signature that matches none of them is
+    tried under the diagnostic secrets (expired ones, the space's other platforms'),
+    only to name its reason: a few more HMACs for an invalid start, none for a valid one.
     """
     if now is None:
         now = clock()
-    keys = [key for key, expires_at in keys_of(snapshot) if expires_at is None or expires_at > now]
+    table = key_table(snapshot)
+    if now < table.first_expiry:  # no grace has ended since the lookup: the keys as made
+        keys, ids = table.keys, table.ids
+    else:
+        keys, ids = table.live(now)
     if "." not in signed or not looks_like_token(signed):
         # The plain form, and anything that is not a token: the seed's cost (one
         # comparison per still-valid secret, whatever the text), plus the test above.
-        if verify(keys, user_id, signed):
-            return _VALID_PLAIN if snapshot.signature_form != TOKEN else _PLAIN_REFUSED
-        return _RESULTS[PLAIN, MALFORMED if decode_signature(signed) is None else NO_MATCH]
-    reason = verify_token(
+        index = match_index(keys, user_id, signed)
+        if index >= 0:
+            return _valid(PLAIN, ids[index]) if snapshot.signature_form != TOKEN else _PLAIN_REFUSED
+        # Every invalid text pays the diagnosis, a malformed one too (against 32 zero
+        # bytes, as above): its cost depends on nothing but the platform's secrets.
+        reason = diagnose_plain(snapshot, user_id, signed, now)
+        return _RESULTS[PLAIN, MALFORMED if decode_signature(signed) is None else reason]
+    reason, key = verify_token_match(
         keys,
         user_id,
         signed,
@@ -98,7 +153,11 @@ def verify_signed(
         max_length=app_settings.MAX_TOKEN_LENGTH,
     )
     if reason is None:
-        return _VALID_TOKEN if snapshot.signature_form != PLAIN else _TOKEN_REFUSED
+        if snapshot.signature_form == PLAIN:
+            return _TOKEN_REFUSED
+        return _valid(TOKEN, ids[keys.index(key)])
+    if reason == NO_MATCH:
+        reason = diagnose_token(snapshot, signed, now)
     return _RESULTS.get((TOKEN, reason)) or Verification(False, TOKEN, reason)
 
 

@@ -398,6 +398,11 @@ class Command(DiagnosticsCommands, BaseCommand):
             f"{report.failures_deleted} failure log rows past retention "
             f"in {report.seconds:.2f} s."
         )
+        if report.expired_secrets_deleted:
+            self._say(
+                f"Deleted {report.expired_secrets_deleted} secrets whose grace ended more "
+                "than EXPIRED_SECRET_RETENTION ago."
+            )
 
     def do_generate_key(self, options: dict[str, Any]) -> None:
         self._say("A new encryption key; put it first in TRUSTED_IDENTITY_ENCRYPTION_KEYS:")

@@ -1,0 +1,140 @@
+"""The signature tester on a space's Trusted Identity page
+(``trusted_identity.admin.signature_tester``): shown and answered only to those who may
+reveal, CSRF-protected, audited without the signature, rate-limited.
+"""
+
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+
+from trusted_identity import services
+from trusted_identity.models import Role
+from trusted_identity.signing import sign
+
+from ..factories import MembershipFactory, PlatformFactory, SpaceFactory, UserFactory
+from .helpers import action_url, current_secret, platform_log, settings_url
+
+USER_ID = "user-7"
+
+
+def url_of_tester(space, kind="ios"):
+    return action_url(space, "test_signature", kind)
+
+
+def post_test(client, space, signed, user_id=USER_ID, kind="ios"):
+    return client.post(url_of_tester(space, kind), {"user_id": user_id, "signature": signed})
+
+
+@pytest.fixture
+def viewer_client(space):
+    viewer = UserFactory(username="vic")
+    MembershipFactory(space=space, user=viewer, role=Role.VIEWER)
+    client = Client()
+    client.force_login(viewer)
+    return client
+
+
+def test_the_page_shows_a_form_per_platform_to_those_who_may_reveal(
+    owner_client, viewer_client, space, platform
+):
+    PlatformFactory(space=space, kind="android")
+    body = owner_client.get(settings_url(space)).content.decode()
+    for kind in ("ios", "android"):
+        assert f'id="signature-tester-{kind}"' in body
+        assert f'action="{url_of_tester(space, kind)}"' in body
+    assert 'name="csrfmiddlewaretoken"' in body
+    body = viewer_client.get(settings_url(space)).content.decode()
+    assert "signature-tester-" not in body and "test-signature" not in body
+
+
+def test_a_valid_signature(owner_client, owner, space, platform):
+    signed = sign(current_secret(platform), USER_ID)
+    response = post_test(owner_client, space, signed)
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert 'data-verdict="valid-current"' in body
+    assert USER_ID.encode().hex() in body
+    assert response.context["found"].hashed_length == len(USER_ID)
+    assert response["Cache-Control"].startswith("max-age=0")
+    entry = platform_log(platform).last()
+    assert entry.user == owner
+    assert USER_ID in entry.change_message and signed not in entry.change_message
+
+
+def test_each_verdict_on_the_page(owner_client, space, platform):
+    android = PlatformFactory(space=space, kind="android")
+    old = current_secret(platform)
+    services.rotate_secret(platform, services.get_cli_actor(), timedelta(hours=1))
+    older = current_secret(platform)
+    services.rotate_secret(platform, services.get_cli_actor(), timedelta(0))  # ends both
+    middle = current_secret(platform)
+    services.rotate_secret(platform, services.get_cli_actor(), timedelta(hours=1))
+    cases = {
+        sign(current_secret(platform), USER_ID): "valid-current",
+        sign(middle, USER_ID): "valid-previous",
+        sign(old, USER_ID): "expired-secret",
+        sign(older, USER_ID): "expired-secret",
+        sign(current_secret(android), USER_ID): "other-platform",
+        "0" * 63: "malformed",
+        "0" * 64: "no-match",
+    }
+    for signed, verdict in cases.items():
+        response = post_test(owner_client, space, signed)
+        assert response.context["found"].verdict == verdict, signed
+        assert f'data-verdict="{verdict}"' in response.content.decode()
+
+
+def test_the_user_id_is_not_stripped(owner_client, space, platform):
+    response = post_test(
+        owner_client, space, sign(current_secret(platform), USER_ID), " " + USER_ID
+    )
+    assert response.context["found"].verdict == "no-match"
+    assert response.context["found"].hashed_hex == (" " + USER_ID).encode().hex()
+
+
+def test_a_viewer_gets_403(viewer_client, space, platform):
+    assert viewer_client.get(url_of_tester(space)).status_code == 403
+    response = post_test(viewer_client, space, sign(current_secret(platform), USER_ID))
+    assert response.status_code == 403
+    assert not platform_log(platform).filter(change_message__startswith="Tested").exists()
+
+
+def test_another_space_is_404(owner_client, space):
+    other = PlatformFactory(space=SpaceFactory(slug="other"), kind="ios")
+    assert post_test(owner_client, other.space, "0" * 64).status_code == 404
+    assert post_test(owner_client, space, "0" * 64, kind="roku").status_code == 404
+
+
+def test_csrf_is_enforced(owner, space, platform):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(owner)
+    assert post_test(client, space, "0" * 64).status_code == 403
+    page = client.get(url_of_tester(space))
+    token = page.cookies["csrftoken"].value
+    response = client.post(
+        url_of_tester(space),
+        {"user_id": USER_ID, "signature": "0" * 64, "csrfmiddlewaretoken": token},
+    )
+    assert response.status_code == 200
+    assert response.context["found"].verdict == "no-match"
+
+
+def test_empty_and_bad_input(owner_client, space, platform):
+    response = post_test(owner_client, space, "", user_id="")
+    assert response.status_code == 400
+    assert response.context["found"] is None
+    response = post_test(owner_client, space, "0" * 300)
+    assert response.status_code == 400
+    assert "too long" in response.context["error"]
+
+
+def test_rate_limited(owner_client, space, platform, settings):
+    settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, "TESTER_RATE_LIMIT": "2/m"}
+    for _ in range(2):
+        assert post_test(owner_client, space, "0" * 64).status_code == 200
+    response = post_test(owner_client, space, "0" * 64)
+    assert response.status_code == 429
+    assert int(response["Retry-After"]) >= 1
+    assert 'id="tester-error"' in response.content.decode()
+    assert platform_log(platform).filter(change_message__startswith="Tested").count() == 2

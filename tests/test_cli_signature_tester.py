@@ -1,0 +1,175 @@
+"""``test-signature`` (CONTRACT sections 5 and 8): one verdict word on stdout, ``--json``
+with the secret, its end of grace and the bytes hashed; errors on one line; every test
+audited with the user id, never the signature; rate-limited per actor.
+"""
+
+import json
+import time
+from datetime import datetime, timedelta
+
+import jwt
+import pytest
+from django.utils import timezone
+
+from trusted_identity import services
+from trusted_identity.models import PlatformSecret, Role
+from trusted_identity.signing import sign
+
+from .factories import MembershipFactory, PlatformFactory, UserFactory
+from .services.helpers import _logs
+from .test_cli import fails, run, value_of
+
+USER_ID = "user-42"
+
+
+@pytest.fixture
+def ios(space):
+    return PlatformFactory(space=space, kind="ios")
+
+
+@pytest.fixture
+def android(space):
+    return PlatformFactory(space=space, kind="android")
+
+
+def secret_of(platform):
+    return services.current_secret_row(platform).get_secret()
+
+
+def verdict(*args):
+    out, err = run("test-signature", "acme", "ios", *args)
+    return value_of(out), err
+
+
+def as_json(*args):
+    out, _ = run("test-signature", "acme", "ios", *args, "--json")
+    return json.loads(value_of(out))
+
+
+def token_for(secret, user_id=USER_ID, iat=None, lifetime=600):
+    iat = int(time.time()) if iat is None else iat
+    return jwt.encode({"sub": user_id, "iat": iat, "exp": iat + lifetime}, secret, "HS256")
+
+
+def test_valid_current(ios):
+    word, err = verdict(USER_ID, sign(secret_of(ios), USER_ID))
+    assert word == "valid-current"
+    assert "current secret #" in err
+    assert USER_ID.encode().hex() in err
+
+
+def test_valid_previous_with_its_end_of_grace(ios, cli_actor):
+    old = secret_of(ios)
+    (old_id,) = PlatformSecret.objects.filter(platform=ios).values_list("pk", flat=True)
+    services.rotate_secret(ios, cli_actor, timedelta(hours=2))
+    assert verdict(USER_ID, sign(old, USER_ID))[0] == "valid-previous"
+    found = as_json(USER_ID, sign(old, USER_ID))
+    assert found["verdict"] == "valid-previous" and found["accepted"] is True
+    assert found["secret"]["id"] == old_id
+    assert found["secret"]["state"] == "previous" and found["secret"]["platform"] == "ios"
+    grace_end = datetime.fromisoformat(found["grace_end"].replace("Z", "+00:00"))
+    assert timedelta(hours=1, minutes=59) < grace_end - timezone.now() <= timedelta(hours=2)
+    assert found["secret"]["created_at"].endswith("Z")
+
+
+def test_expired_secret(ios, cli_actor):
+    old = secret_of(ios)
+    services.rotate_secret(ios, cli_actor, timedelta(0))
+    assert verdict(USER_ID, sign(old, USER_ID))[0] == "expired-secret"
+    found = as_json(USER_ID, sign(old, USER_ID))
+    assert (found["accepted"], found["reason"], found["secret"]["state"]) == (
+        False,
+        "expired_secret",
+        "expired",
+    )
+    assert found["grace_end"] is not None
+
+
+def test_other_platform(ios, android):
+    signed = sign(secret_of(android), USER_ID)
+    assert verdict(USER_ID, signed)[0] == "other-platform"
+    found = as_json(USER_ID, signed)
+    assert found["secret"]["platform"] == "android"
+    assert found["secret"]["state"] == "other_platform"
+    assert found["grace_end"] is None and found["reason"] == "other_platform"
+
+
+@pytest.mark.parametrize("signed", ["zz", "0" * 63, "g" * 64, "a.b.c", "a.b"])
+def test_malformed(ios, signed):
+    assert verdict(USER_ID, signed)[0] == "malformed"
+
+
+def test_no_match_shows_the_bytes_hashed(ios):
+    user_id = "café 42"  # a space and a precomposed é: the bytes say which
+    found = as_json(user_id, sign(secret_of(ios), "cafe\u0301 42"))
+    assert found["verdict"] == "no-match" and found["secret"] is None
+    assert found["bytes_hex"] == user_id.encode("utf-8").hex() == "636166c3a9203432"
+    assert found["bytes_length"] == 8
+    assert (found["form"], found["reason"]) == ("plain", "no_match")
+
+
+def test_tokens(ios, android, cli_actor):
+    services.set_signature_form(ios, "either", cli_actor)
+    current = token_for(secret_of(ios))
+    found = as_json(USER_ID, current)
+    assert (found["verdict"], found["form"], found["accepted"]) == ("valid-current", "token", True)
+    assert bytes.fromhex(found["bytes_hex"]).decode() == current.rsplit(".", 1)[0]
+    expired = token_for(secret_of(ios), iat=int(time.time()) - 7200)
+    found = as_json(USER_ID, expired)
+    assert (found["verdict"], found["token_reason"]) == ("valid-current", "token_expired")
+    assert found["accepted"] is False
+    assert verdict(USER_ID, token_for(secret_of(android)))[0] == "other-platform"
+
+
+def test_a_form_the_platform_refuses_still_names_the_secret(ios):
+    found = as_json(USER_ID, token_for(secret_of(ios)))  # the platform takes plain only
+    assert (found["verdict"], found["accepted"], found["reason"]) == (
+        "valid-current",
+        False,
+        "form_not_allowed",
+    )
+
+
+def test_every_test_is_audited_with_the_user_id_never_the_signature(ios):
+    signed = sign(secret_of(ios), USER_ID)
+    verdict(USER_ID, signed)
+    entry = _logs(ios).last()
+    assert USER_ID in entry.change_message and "valid-current" in entry.change_message
+    assert signed not in entry.change_message
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("nope", "ios", USER_ID, "0" * 64), "space"),
+        (("acme", "roku", USER_ID, "0" * 64), "roku"),
+        (("acme", "phone", USER_ID, "0" * 64), "phone"),
+        (("acme", "ios", "", "0" * 64), "user id must not be empty"),
+        (("acme", "ios", USER_ID, ""), "signature must not be empty"),
+        (("acme", "ios", "x" * 2000, "0" * 64), "longer than"),
+        (("acme", "ios", USER_ID, "0" * 300), "too long"),
+    ],
+)
+def test_bad_input_fails_on_one_line(ios, args, message):
+    fails("test-signature", *args, match=message)
+    assert not _logs(ios).filter(change_message__startswith="Tested").exists()
+
+
+def test_actor_needs_the_reveal_role(ios, space):
+    vera = UserFactory(username="vera")
+    MembershipFactory(space=space, user=vera, role=Role.VIEWER)
+    fails(
+        "--actor", "vera", "test-signature", "acme", "ios", USER_ID, "0" * 64, match="vera may not"
+    )
+    ada = UserFactory(username="ada")
+    MembershipFactory(space=space, user=ada, role=Role.ADMIN)
+    out, _ = run("--actor", "ada", "test-signature", "acme", "ios", USER_ID, "0" * 64)
+    assert value_of(out) == "no-match"
+    assert _logs(ios).last().user == ada
+
+
+def test_rate_limited_per_actor(ios, settings):
+    settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, "TESTER_RATE_LIMIT": "2/m"}
+    for _ in range(2):
+        verdict(USER_ID, "0" * 64)
+    fails("test-signature", "acme", "ios", USER_ID, "0" * 64, match="too many")
