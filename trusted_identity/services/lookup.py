@@ -365,14 +365,28 @@ def _key_entries(ring: KeyRing, platform_id: int, secrets: tuple[SecretSnapshot,
     )
 
 
+#: The key tables of the snapshots this process served, by identity (a warm snapshot is
+#: one object): a session start skips hashing the snapshot's secrets for the memo.
+_key_tables_by_snapshot: dict[int, tuple[PlatformSnapshot, KeyRing, KeyTable]] = {}
+_KEY_TABLES_BY_SNAPSHOT_MAX = 1024
+
+
 def key_table(snapshot: PlatformSnapshot) -> KeyTable:
+    ring = get_key_ring()
+    known = _key_tables_by_snapshot.get(id(snapshot))
+    if known is not None and known[0] is snapshot and known[1] is ring:
+        return known[2]
     try:
-        return _key_entries(get_key_ring(), snapshot.platform_id, snapshot.secrets)
+        table = _key_entries(ring, snapshot.platform_id, snapshot.secrets)
     except DecryptionError as exc:
         logger.error("Cannot decrypt a secret of platform #%s: %s", snapshot.platform_id, exc)
         raise ServiceUnavailable(
             "this platform's secrets can't be read right now; the operator has been told"
         ) from None
+    if len(_key_tables_by_snapshot) >= _KEY_TABLES_BY_SNAPSHOT_MAX:
+        _key_tables_by_snapshot.clear()
+    _key_tables_by_snapshot[id(snapshot)] = (snapshot, ring, table)  # held: its id stays its own
+    return table
 
 
 def keys_of(snapshot: PlatformSnapshot) -> tuple[KeyEntry, ...]:
@@ -476,4 +490,5 @@ def clear_plaintext_cache() -> None:
     _key_entries.cache_clear()
     _diagnostic_table.cache_clear()
     _tables_by_snapshot.clear()
+    _key_tables_by_snapshot.clear()
     tokens.clear()  # it remembers the keys that verified each token
