@@ -54,12 +54,13 @@ from .diagnostics import (
     forms_for,
     reasons_for,
     recent_failures,
+    recent_failures_for,
     secret_usage,
     status,
     versions_for,
 )
 from .durations import MAX_GRACE, describe_duration, parse_duration
-from .enforcement import NotReady, set_enforcement
+from .enforcement import EnforcementChange, NotReady, last_enforcement_changes, set_enforcement
 from .figures import Figures, daily_figures, figures_for, readiness, readiness_since
 from .lookup import (
     PlatformSnapshot,
@@ -136,6 +137,7 @@ __all__ = [
     "ROTATION_CHUNK",
     "Actor",
     "ClientVersions",
+    "EnforcementChange",
     "Figures",
     "Forecast",
     "IssuedToken",
@@ -179,6 +181,7 @@ __all__ = [
     "get_space",
     "grant",
     "iso_utc",
+    "last_enforcement_changes",
     "lookup_platform",
     "new_api_key",
     "normalize_origin",
@@ -193,6 +196,7 @@ __all__ = [
     "readiness_since",
     "reasons_for",
     "recent_failures",
+    "recent_failures_for",
     "record_outcome",
     "record_start",
     "rekey",
