@@ -71,10 +71,6 @@
         const revealed = page && page.querySelector(".ti-secret.ti-revealed");
         if (revealed) {
             revealed.scrollIntoView({block: "center"});
-            const copyButton = document.getElementById(revealed.id.replace(/^secret-/, "copy-"));
-            if (copyButton) {
-                copyButton.focus({preventScroll: true});
-            }
         }
     });
 })();
