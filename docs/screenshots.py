@@ -49,6 +49,33 @@ TRAFFIC = {
     "ios": (310, 90, 0.991, 0.997, 0.6),
     "android": (260, 70, 0.55, 0.86, 0.9),
 }
+#: App versions: (version, part of the valid starts, part of the failing ones). The
+#: newest sign, the oldest predate signing.
+VERSIONS = {
+    "web": [("web-2025.11", 0.93, 0.1), ("web-2025.10", 0.07, 0.4), (None, 0.0, 0.5)],
+    "ios": [
+        ("3.2.1", 0.71, 0.02),
+        ("3.2.0", 0.27, 0.08),
+        ("3.1.4", 0.002, 0.55),
+        ("3.0.9", 0.0, 0.35),
+    ],
+    "android": [
+        ("3.2.1", 0.58, 0.01),
+        ("3.2.0", 0.41, 0.03),
+        ("3.1.4", 0.01, 0.46),
+        ("3.1.2", 0.0, 0.31),
+        ("2.9.0", 0.0, 0.12),
+        (None, 0.0, 0.07),
+    ],
+}
+#: Why the invalid starts were invalid: (reason, part).
+REASONS = {
+    "web": [("no_match", 0.7), ("malformed", 0.3)],
+    "ios": [("expired_secret", 0.55), ("no_match", 0.45)],
+    "android": [("other_platform", 0.62), ("no_match", 0.28), ("malformed", 0.1)],
+}
+#: Identified starts per distinct user and day (people open the app a few times a day).
+STARTS_PER_USER = 2.6
 
 
 def configure(workdir: Path) -> None:
@@ -81,7 +108,9 @@ def configure(workdir: Path) -> None:
 
 
 def demo_data():
-    """The demo space, its owner, and the figures of the last 7 days. Returns the space."""
+    """The demo space, its owner, and the figures of the last 7 days: outcomes, distinct
+    users, app versions, reasons, secret use and failures. Returns the space."""
+    from django.contrib.admin.models import LogEntry
     from django.contrib.auth import get_user_model
     from django.utils import timezone
 
@@ -101,6 +130,8 @@ def demo_data():
     rng = random.Random(20240611)  # noqa: S311 - figures for a picture, not a secret
     hours = 7 * 24
     for kind, (identified_peak, visitor_peak, first, last, missing_part) in TRAFFIC.items():
+        platform = platforms[kind]
+        tally = Tally(platform.pk)
         for back in range(hours, 0, -1):
             at = now - timedelta(hours=back)
             # A day curve: quiet at night (UTC 03:00), busiest in the evening.
@@ -119,7 +150,9 @@ def demo_data():
                 counts["visitor"] = visitors
             for outcome, count in counts.items():
                 if count > 0:
-                    services.record_outcome(platforms[kind].pk, outcome, count, at=at)
+                    services.record_outcome(platform.pk, outcome, count, at=at)
+            tally.hour(at, counts, invalid if "invalid" in counts else bad, kind, rng)
+        tally.save(rng)
     outcomes.flush()
 
     # Web: enforced three days ago (the figures were ready); secrets made weeks ago.
@@ -127,9 +160,13 @@ def demo_data():
     Platform.objects.filter(pk=platforms["web"].pk).update(
         enforcement_changed_at=now - timedelta(days=3, hours=2)
     )
+    LogEntry.objects.filter(change_message__startswith="Turned enforcement on").update(
+        action_time=now - timedelta(days=3, hours=2)
+    )
     for kind, age in (("web", timedelta(days=41)), ("android", timedelta(days=63))):
         PlatformSecret.objects.filter(platform=platforms[kind]).update(created_at=now - age)
-    # iOS: rotated two hours ago with a 24-hour grace for the previous secret.
+    # iOS: rotated two hours ago with a 24-hour grace; the previous secret still verifies
+    # the starts of clients that have not updated yet.
     PlatformSecret.objects.filter(platform=platforms["ios"]).update(
         created_at=now - timedelta(days=88)
     )
@@ -140,7 +177,143 @@ def demo_data():
     rows.filter(retired_at__isnull=False).update(
         retired_at=rotated, valid_until=rotated + timedelta(hours=24)
     )
+    previous = rows.filter(retired_at__isnull=False).get()
+    current = rows.filter(retired_at__isnull=True).get()
+    secret_use(platforms["ios"], previous, now, 2, 310, rng)
+    secret_use(platforms["ios"], current, now, 2, 120, rng)
+    for kind in ("web", "android"):
+        secret_use(
+            platforms[kind], PlatformSecret.objects.get(platform=platforms[kind]), now, 24, 300, rng
+        )
     return space
+
+
+class Tally:
+    """The detail counts of one platform as session start would have written them."""
+
+    def __init__(self, platform_id: int) -> None:
+        self.platform_id = platform_id
+        self.versions: dict = {}  # (day, version, outcome) -> n
+        self.reasons: dict = {}  # (hour, reason, outcome) -> n
+        self.users: dict = {}  # (day, kind) -> distinct users
+        self.failures: list = []
+
+    def hour(self, at, counts: dict, invalid: int, kind: str, rng) -> None:
+        day = at.date()
+        hour = at.replace(minute=0, second=0, microsecond=0)
+        for outcome, count in counts.items():
+            part = 1 if outcome == "valid" else 2
+            for version, *parts in VERSIONS[kind]:
+                share = 1 / len(VERSIONS[kind]) if outcome == "visitor" else parts[part - 1]
+                n = round(count * share)
+                if n:
+                    key = (day, version or "none", outcome)
+                    self.versions[key] = self.versions.get(key, 0) + n
+            if outcome != "visitor":
+                self.users[(day, "identified")] = self.users.get((day, "identified"), 0) + count
+                if outcome == "valid":
+                    self.users[(day, "valid")] = self.users.get((day, "valid"), 0) + count
+        reason_outcome = "rejected" if "rejected" in counts else "invalid"
+        for reason, share in REASONS[kind]:
+            n = round(invalid * share)
+            if n:
+                self.reasons[(hour, reason, reason_outcome)] = n
+        if invalid and rng.random() < 0.5:
+            reason = rng.choices([r for r, _s in REASONS[kind]], [s for _r, s in REASONS[kind]])[0]
+            old = [v for v, _valid, failing in VERSIONS[kind] if failing > 0.2]
+            version = rng.choice(old)
+            self.failures.append(
+                (
+                    at.replace(minute=rng.randrange(60), second=rng.randrange(60)),
+                    reason_outcome,
+                    reason,
+                    version,
+                )
+            )
+        missing = counts.get("missing", 0)
+        if missing and rng.random() < 0.3:
+            old = [v for v, _valid, failing in VERSIONS[kind] if failing > 0.2]
+            self.failures.append(
+                (
+                    at.replace(minute=rng.randrange(60), second=rng.randrange(60)),
+                    "missing",
+                    "",
+                    rng.choice(old),
+                )
+            )
+
+    def save(self, rng) -> None:
+        from trusted_identity.countwrites import merge_distinct
+        from trusted_identity.models import DailyDetailCount, DetailCount, FailureRecord
+        from trusted_identity.sketch import user_hash
+
+        DailyDetailCount.objects.bulk_create(
+            DailyDetailCount(
+                platform_id=self.platform_id,
+                day=day,
+                dimension="app_version",
+                value=version,
+                outcome=outcome,
+                count=n,
+            )
+            for (day, version, outcome), n in self.versions.items()
+        )
+        DetailCount.objects.bulk_create(
+            DetailCount(
+                platform_id=self.platform_id,
+                hour=hour,
+                dimension="reason",
+                value=reason,
+                outcome=outcome,
+                count=n,
+            )
+            for (hour, reason, outcome), n in self.reasons.items()
+        )
+        for (day, kind), starts in self.users.items():
+            people = round(starts / STARTS_PER_USER)
+            # The same people come back each day: user ids from one pool, the valid ones
+            # among the identified.
+            ids = {f"user-{n}" for n in range(people)}
+            merge_distinct(self.platform_id, day, kind, {user_hash(i) for i in ids})
+        FailureRecord.objects.bulk_create(
+            FailureRecord(
+                platform_id=self.platform_id,
+                at=at,
+                outcome=outcome,
+                reason=reason,
+                user_id=str(rng.randrange(10_000, 99_999)),
+                app_version=version or "none",
+                sdk_version=sdk_of(version, rng),
+            )
+            for at, outcome, reason, version in self.failures[-60:]
+        )
+
+
+def sdk_of(version: str | None, rng) -> str:
+    if version is None:
+        return "none"
+    family = "web" if version.startswith("web") else "mobile"
+    return f"{family}/1.{rng.randrange(2, 5)}.0"
+
+
+def secret_use(platform, secret, now, hours: int, per_hour: int, rng) -> None:
+    """Valid starts a secret verified, hour by hour, as session start counts them."""
+    from trusted_identity.models import DetailCount, PlatformSecret
+
+    for back in range(hours, 0, -1):
+        hour = (now - timedelta(hours=back)).replace(minute=0, second=0, microsecond=0)
+        n = round(per_hour * rng.uniform(0.7, 1.3))
+        DetailCount.objects.update_or_create(
+            platform_id=platform.pk,
+            hour=hour,
+            dimension="secret",
+            value=str(secret.pk),
+            outcome="valid",
+            defaults={"count": n},
+        )
+    PlatformSecret.objects.filter(pk=secret.pk).update(
+        last_verified_at=now - timedelta(minutes=rng.randrange(1, 9))
+    )
 
 
 def serve():

@@ -169,7 +169,7 @@ def test_reveal_shows_the_secret_audits_it_and_a_reload_hides_it(page, space, we
     warning = page.locator("ul.messagelist li.warning").inner_text()
     assert "You revealed the current Web secret" in warning
     # The page replaced its history entry: a reload is a GET, and hides the secret.
-    assert page.url.endswith(settings_path(space))
+    assert page.url.endswith(settings_path(space) + "#secret-label-web")
     page.reload()
     assert page.locator("#secret-web.ti-revealed").count() == 0
     assert page.locator("#reveal-web").is_visible()

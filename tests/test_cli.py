@@ -305,9 +305,9 @@ def test_status_table(platform, space):
     lines = out.splitlines()
     assert "space/platform" in lines[0] and "valid" in lines[0]
     ios = next(line for line in lines if line.startswith("acme/ios"))
-    assert ios.split() == ["acme/ios", "off", "3", "1", "0", "5", "0", "75.00"]
+    assert ios.split() == ["acme/ios", "off", "3", "1", "0", "5", "0", "75.0%"]
     web = next(line for line in lines if line.startswith("acme/web"))
-    assert web.split() == ["acme/web", "on", "0", "0", "0", "0", "0", "-"]
+    assert web.split() == ["acme/web", "on", "0", "0", "0", "0", "0", "—"]
 
 
 def test_status_without_spaces(db):

@@ -74,5 +74,7 @@ def test_settings_page_queries_do_not_grow_with_platforms_or_counts(
 def test_reveal_queries_are_bounded(owner_client, space, platform, django_assert_max_num_queries):
     for kind in ("web", "android", "tvos", "androidtv", "roku"):
         PlatformFactory(space=space, kind=kind)
-    with django_assert_max_num_queries(20):
+    # The page reads figures, versions, reasons, secret use, failures and the last
+    # enforcement changes of every platform at once: a fixed number, whatever the count.
+    with django_assert_max_num_queries(26):
         owner_client.post(action_url(space, "reveal_secret", "ios"))

@@ -1,7 +1,8 @@
 """How the admin shows things: the order of platform kinds, dates, shares, the rotation
 message, the per-day chart's geometry, and the correlated subqueries that put counts,
 rotation dates and valid shares on list rows. These are pure wording, formatting and
-query-shaping helpers shared by the model admins and the settings page, kept apart so
+query-shaping helpers shared by the model admins and the settings page (shares and
+moments worded by ``trusted_identity.formatting``), kept apart so
 that the pages read as what they show; they import nothing from the admin package and
 decide nothing (the figures themselves come from ``services``).
 """
@@ -14,11 +15,11 @@ from typing import Any
 from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
-from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from .. import services
+from ..formatting import moment, percent
 from ..models import OutcomeCount, Platform, PlatformKind, PlatformSecret
 
 KIND_ORDER = {kind: index for index, kind in enumerate(PlatformKind.values)}
@@ -79,16 +80,9 @@ def window_start() -> datetime:
 # ------------------------------------------------------------------ wording
 
 
-def _when(value: datetime | None, fmt: str = "DATETIME_FORMAT") -> str:
-    return date_format(timezone.localtime(value), fmt) if value else "—"
-
-
 def short(value: datetime | None) -> str:
-    return _when(value, "SHORT_DATETIME_FORMAT")
-
-
-def percent(share: float | None) -> str:
-    return "—" if share is None else f"{share * 100:.1f}%"
+    """A moment as the whole console and the CLI say it: ``2026-11-26 14:05 UTC``."""
+    return moment(value)
 
 
 def rotation_message(platforms: list[Platform], grace: timedelta) -> str:
@@ -96,7 +90,7 @@ def rotation_message(platforms: list[Platform], grace: timedelta) -> str:
     if grace.total_seconds() == 0:
         tail = _("No earlier secret verifies any more: only the new one does.")
     else:
-        until = _when(timezone.now() + grace)
+        until = moment(timezone.now() + grace)
         tail = _("The previous secret still verifies until %(until)s.") % {"until": until}
     head = ngettext(
         "Rotated the secret of %(names)s.", "Rotated the secrets of %(names)s.", len(platforms)

@@ -125,6 +125,29 @@ class PlatformAdmin(ScopedAdminMixin, admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Platform | None = None) -> list[str]:
         return [] if obj is None else self.get_fields(request, obj)
 
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        initial = super().get_changeform_initial_data(request)
+        space = initial.get("space")
+        if space is not None and not (
+            isinstance(space, str) and space.isdigit() and len(space) <= 18
+        ):
+            initial.pop("space")  # odd input: no initial space rather than a server error
+        return initial
+
+    def formfield_for_choice_field(
+        self, db_field: Any, request: HttpRequest, **kwargs: Any
+    ) -> forms.TypedChoiceField:
+        """Adding for a given space (``?space=<id>``, as its Trusted Identity page links):
+        only the kinds that space lacks are offered."""
+        field = super().formfield_for_choice_field(db_field, request, **kwargs)
+        space_id = request.GET.get("space", "")
+        if db_field.name == "kind" and space_id.isdigit() and len(space_id) <= 18:
+            taken = set(
+                Platform.objects.filter(space_id=int(space_id)).values_list("kind", flat=True)
+            )
+            field.choices = [(value, label) for value, label in field.choices if value not in taken]
+        return field
+
     def save_model(
         self, request: HttpRequest, obj: Platform, form: ModelForm, change: bool
     ) -> None:

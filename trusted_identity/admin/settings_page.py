@@ -47,6 +47,7 @@ from .display import (
     revocation_message,
     rotation_message,
 )
+from .rollout import diagnostics, summary
 
 CHART_DAYS = 7
 
@@ -121,8 +122,8 @@ class SpaceSettingsPageMixin:
             key=lambda p: KIND_ORDER.get(p.kind, 99),
         )
         ids = [p.pk for p in platforms]
-        verifying = services.verifying_secrets(ids)
         figures = services.figures_for(ids)
+        rollout = diagnostics(platforms, figures)  # versions, reasons, secret use, failures
         daily = services.daily_figures(ids, days=CHART_DAYS)
         origins = services.origins_by_platform(ids)  # CORS, web platforms only
         revealed = revealed or {}
@@ -131,6 +132,7 @@ class SpaceSettingsPageMixin:
             info = (quote(space.pk), platform.kind)
             sections.append(
                 {
+                    **rollout[platform.pk],
                     "platform": platform,
                     "figures": figures[platform.pk],
                     "ready": figures[platform.pk].is_ready(),
@@ -145,8 +147,9 @@ class SpaceSettingsPageMixin:
                     "signature_form_url": admin_url(self.admin_site, "space_signature_form", *info),
                     "token_max_age": compact_duration(platform.token_max_age),
                     "change_url": admin_url(self.admin_site, "platform_change", quote(platform.pk)),
-                    "secrets": verifying[platform.pk],
-                    "previous_secrets": [s for s in verifying[platform.pk] if not s.is_current],
+                    "previous_secrets": [
+                        s for s in rollout[platform.pk]["secret_usage"] if not s.is_current
+                    ],
                     "revoke_previous_url": admin_url(
                         self.admin_site, "space_revoke_previous", *info
                     ),
@@ -164,6 +167,7 @@ class SpaceSettingsPageMixin:
             space,
             title=_("Trusted Identity: %(space)s") % {"space": space},
             platforms=sections,
+            summary=summary(platforms, figures),
             revealed=bool(revealed),
             can_reveal=perms.can("reveal", space),
             can_rotate=perms.can("rotate", space),

@@ -39,15 +39,16 @@ class SpaceAdmin(
     """The spaces: a scoped list with enforcement, rotation and members at a glance."""
 
     space_field = "pk"
+    # The Trusted Identity page right after the name: visible without scrolling sideways.
     list_display = [
         "name",
+        "settings_link",
         "slug",
         "platforms_link",
         "enforcement_summary",
         "last_rotation",
         "members_link",
         "your_role",
-        "settings_link",
     ]
     list_display_links = ["name"]
     list_filter = [EnforcementListFilter]

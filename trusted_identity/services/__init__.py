@@ -55,12 +55,13 @@ from .diagnostics import (
     forms_for,
     reasons_for,
     recent_failures,
+    recent_failures_for,
     secret_usage,
     status,
     versions_for,
 )
 from .durations import MAX_GRACE, describe_duration, parse_duration
-from .enforcement import NotReady, set_enforcement
+from .enforcement import EnforcementChange, NotReady, last_enforcement_changes, set_enforcement
 from .figures import Figures, daily_figures, figures_for, readiness, readiness_since
 from .lookup import (
     PlatformSnapshot,
@@ -141,6 +142,7 @@ __all__ = [
     "VERDICTS",
     "Actor",
     "ClientVersions",
+    "EnforcementChange",
     "Figures",
     "Forecast",
     "IssuedToken",
@@ -187,6 +189,7 @@ __all__ = [
     "get_space",
     "grant",
     "iso_utc",
+    "last_enforcement_changes",
     "lookup_platform",
     "new_api_key",
     "normalize_origin",
@@ -201,6 +204,7 @@ __all__ = [
     "readiness_since",
     "reasons_for",
     "recent_failures",
+    "recent_failures_for",
     "record_outcome",
     "record_start",
     "rekey",

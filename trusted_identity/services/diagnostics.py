@@ -17,7 +17,8 @@ from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from typing import Any
 
-from django.db.models import Sum
+from django.db.models import F, Sum, Window
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from .. import outcomes
@@ -277,6 +278,31 @@ def recent_failures(platform: Platform | int, limit: int = 50) -> list[FailureRe
     return list(
         FailureRecord.objects.filter(platform_id=platform_id).order_by("-at", "-id")[:limit]
     )
+
+
+def recent_failures_for(
+    platform_ids: Sequence[int], limit: int = 50
+) -> dict[int, list[FailureRecord]]:
+    """The newest ``limit`` failures of each platform, newest first, in one query."""
+    outcomes.flush()
+    result: dict[int, list[FailureRecord]] = {pk: [] for pk in platform_ids}
+    if not platform_ids:
+        return result
+    ranked = (
+        FailureRecord.objects.filter(platform_id__in=platform_ids)
+        .annotate(
+            rank=Window(
+                RowNumber(),
+                partition_by=[F("platform_id")],
+                order_by=[F("at").desc(), F("id").desc()],
+            )
+        )
+        .filter(rank__lte=limit)
+        .order_by("platform_id", "-at", "-id")
+    )
+    for record in ranked:
+        result[record.platform_id].append(record)
+    return result
 
 
 def failure_as_dict(record: FailureRecord) -> dict[str, Any]:

@@ -1,7 +1,16 @@
-"""Turning enforcement on and off, under the readiness rule with its explicit override."""
+"""Turning enforcement on and off, under the readiness rule with its explicit override;
+who last changed it, when and why (read back from its audit entry)."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.contrib.admin.models import LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
 from django.utils import timezone
 
@@ -92,4 +101,65 @@ def _not_ready_message(figures: Figures) -> str:
         f"{figures.identified} identified session starts in the readiness window had a valid "
         f"signature, below the {_percent(app_settings.READINESS_THRESHOLD)} threshold; "
         "override explicitly to turn enforcement on anyway"
+    )
+
+
+ON_MESSAGE = "Turned enforcement on"
+OFF_MESSAGE = "Turned enforcement off"
+_OVERRIDE = re.compile(
+    r"^Turned enforcement on (?P<why>.+?); override reason: (?P<reason>.*)$", re.S
+)
+
+
+@dataclass(frozen=True)
+class EnforcementChange:
+    """The last enforcement change of a platform, as its audit entry recorded it."""
+
+    enabled: bool
+    at: datetime
+    user: Any  # the user who changed it (the CLI's own account for the command line)
+    channel: str  # what the entry says after the message: "command line, OS user ...", or ""
+    override_reason: str  # the override's reason, "" when the readiness rule allowed it
+    overridden: str  # what was overridden: "below the readiness threshold (...)", or ""
+
+
+def last_enforcement_changes(platform_ids: Sequence[int]) -> dict[int, EnforcementChange]:
+    """Per platform (when it ever changed), the latest enforcement change, read from the
+    audit entries ``set_enforcement`` writes: who, when, and the override's reason. One
+    query."""
+    if not platform_ids:
+        return {}
+    entries = (
+        LogEntry.objects.filter(
+            content_type=ContentType.objects.get_for_model(Platform),
+            object_id__in=[str(pk) for pk in platform_ids],
+            change_message__startswith="Turned enforcement o",
+        )
+        .select_related("user")
+        .order_by("-action_time", "-pk")
+    )
+    found: dict[int, EnforcementChange] = {}
+    for entry in entries.iterator():
+        pk = int(entry.object_id)
+        if pk in found:
+            continue
+        found[pk] = _change_of(entry)
+        if len(found) == len(platform_ids):
+            break
+    return found
+
+
+def _change_of(entry: LogEntry) -> EnforcementChange:
+    message, channel = entry.change_message, ""
+    if message.endswith("]") and " [" in message:  # audit() appends the actor's detail
+        message, _sep, channel = message[:-1].rpartition(" [")
+    enabled = message.startswith(ON_MESSAGE)
+    override = _OVERRIDE.match(message) if enabled else None
+    return EnforcementChange(
+        enabled=enabled,
+        at=entry.action_time,
+        user=entry.user,
+        channel=channel,
+        override_reason=override["reason"] if override else "",
+        overridden=override["why"] if override else "",
     )

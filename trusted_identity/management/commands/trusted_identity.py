@@ -22,6 +22,7 @@ from trusted_identity import services
 from trusted_identity.conf import app_settings
 from trusted_identity.crypto import generate_key
 from trusted_identity.exceptions import TrustedIdentityError
+from trusted_identity.formatting import moment, percent
 from trusted_identity.management.diagnostics import DiagnosticsCommands, add_diagnostics_parsers
 from trusted_identity.models import PlatformKind, Role
 from trusted_identity.services import NotReady, TokenNotReady
@@ -244,10 +245,7 @@ class Command(DiagnosticsCommands, BaseCommand):
         secret = services.rotate_secret(platform, self._actor(options), grace)
         until = services.previous_secret_valid_until(platform)
         if until:
-            self._say(
-                f"Rotated {platform}; the previous secret verifies until "
-                f"{until:%Y-%m-%d %H:%M:%S %Z}."
-            )
+            self._say(f"Rotated {platform}; the previous secret verifies until {moment(until)}.")
         else:
             self._say(
                 f"Rotated {platform}; the previous secret no longer verifies: "
@@ -356,14 +354,14 @@ class Command(DiagnosticsCommands, BaseCommand):
             return
         header = (
             f"{'space/platform':<28} {'enforced':<9} {'valid':>8} {'invalid':>8} "
-            f"{'missing':>8} {'visitor':>8} {'rejected':>8} {'valid %':>8}"
+            f"{'missing':>8} {'visitor':>8} {'rejected':>8} {'share':>8}"
         )
         self._out(header)
         for space in spaces:
             if not space["platforms"]:
                 self._out(f"{space['slug'] + '/-':<28} (no platforms)")
             for p in space["platforms"]:
-                share = "-" if p["valid_share"] is None else f"{p['valid_share'] * 100:.2f}"
+                share = percent(p["valid_share"])  # of distinct users, as the admin says
                 self._out(
                     f"{space['slug'] + '/' + p['kind']:<28} {'on' if p['enforced'] else 'off':<9} "
                     f"{p['valid']:>8} {p['invalid']:>8} {p['missing']:>8} {p['visitor']:>8} "

@@ -67,5 +67,10 @@
         if (page && window.history && window.history.replaceState) {
             window.history.replaceState(null, "", page.dataset.tiSettingsUrl + window.location.hash);
         }
+        // And land on the revealed secret, whatever the page above it holds.
+        const revealed = page && page.querySelector(".ti-secret.ti-revealed");
+        if (revealed) {
+            revealed.scrollIntoView({block: "center"});
+        }
     });
 })();

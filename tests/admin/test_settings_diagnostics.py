@@ -1,0 +1,246 @@
+"""The rollout parts of a space's Trusted Identity page, without a browser: the summary
+of every platform, versions and the forecast, reasons, secret use, the failure log, the
+last enforcement change, who sees what; the app's index and the space list linking to
+the page; Add platform offering only the kinds a space lacks.
+"""
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from trusted_identity import outcomes, services
+from trusted_identity.models import FailureRecord, Role
+
+from ..factories import MembershipFactory, PlatformFactory, SpaceFactory, UserFactory
+from .helpers import add_figures, current_secret, settings_url
+
+APP = services.ClientVersions
+
+
+def starts(platform, outcome, n, *, app="none", reason=None, secret=False, form=None, prefix="u"):
+    secret_id = services.current_secret_row(platform).pk if secret else None
+    for i in range(n):
+        services.record_start(
+            platform.pk,
+            outcome,
+            f"{prefix}-{outcome}-{app}-{i}",
+            form=form or ("plain" if outcome != "missing" else None),
+            reason=reason,
+            secret_id=secret_id,
+            client=APP(app, "ios/2.0.0"),
+        )
+    outcomes.flush()
+
+
+def section(body, kind):
+    start = body.index(f'data-platform="{kind}"')
+    end = body.find('<section class="module ti-platform"', start + 1)
+    return body[start : end if end > 0 else len(body)]
+
+
+@pytest.fixture
+def viewer_client(client, space):
+    user = UserFactory(username="victor")
+    MembershipFactory(space=space, user=user, role=Role.VIEWER)
+    client.force_login(user)
+    return client
+
+
+def test_summary_lists_every_platform_with_state_share_users_and_readiness(
+    owner_client, space, platform
+):
+    web = PlatformFactory(space=space, kind="web", enforced=True)
+    add_figures(web, valid=150, invalid=1)
+    add_figures(platform, valid=3, missing=1)
+    body = owner_client.get(settings_url(space)).content.decode()
+    summary = body[
+        body.index('id="summary"') : body.index("</section>", body.index('id="summary"'))
+    ]
+    rows = re.findall(r'data-summary-platform="(\w+)"', summary)
+    assert rows == ["web", "ios"]
+    web_row = summary[summary.index('data-summary-platform="web"') :]
+    assert '<td data-summary="state">Enforced</td>' in web_row
+    assert 'data-summary="valid_share">99.3%</td>' in web_row  # 150 of 151 users
+    assert 'data-summary="users">151</td>' in web_row
+    assert 'data-readiness="ready"' in web_row
+    ios_row = summary[summary.index('data-summary-platform="ios"') :]
+    assert '<td data-summary="state">Not enforced</td>' in ios_row
+    assert 'data-readiness="not_enough_starts"' in ios_row
+    assert "Not enough starts to tell" in ios_row
+
+
+def test_share_line_says_users_and_identified_starts(owner_client, space, platform):
+    starts(platform, "valid", 3, secret=True)
+    starts(platform, "valid", 2, secret=True)  # the same users again: starts, not users
+    starts(platform, "missing", 1)
+    body = owner_client.get(settings_url(space)).content.decode()
+    assert 'id="share-line-ios">75.0% of 4 users · 6 identified starts</p>' in body
+
+
+def test_versions_table_and_forecast_when_not_enforced(owner_client, space, platform):
+    web = PlatformFactory(space=space, kind="web", enforced=True)
+    starts(platform, "valid", 6, app="3.2.0", secret=True)
+    starts(platform, "invalid", 4, app="3.1.0", reason="no_match")
+    starts(platform, "missing", 2)
+    starts(web, "valid", 2, app="1.0.0", secret=True)
+    body = owner_client.get(settings_url(space)).content.decode()
+    ios = section(body, "ios")
+    table = ios[ios.index('id="versions-ios"') :]
+    assert re.findall(r'<tr data-version="([^"]+)"', table)[:3] == ["3.2.0", "3.1.0", "none"]
+    row = table[table.index('data-version="3.1.0"') :]
+    assert re.search(r'<td class="ti-num">4</td>\s*<td class="ti-num">0.0%</td>', row)
+    assert 'data-version="none"' in table and "not sent" in table
+    assert 'id="forecast-ios">Enforcing now would reject about' in ios
+    assert "app versions ≤ 3.1.0" in ios
+    assert 'id="forecast-web"' not in section(body, "web")  # enforced: no forecast
+
+
+def test_reasons_lists_only_non_zero_ones_with_what_they_mean(owner_client, space, platform):
+    starts(platform, "invalid", 3, reason="other_platform")
+    starts(platform, "invalid", 1, reason="malformed")
+    body = section(owner_client.get(settings_url(space)).content.decode(), "ios")
+    reasons = body[body.index('id="reasons-ios"') : body.index('id="failures-ios"')]
+    assert re.findall(r'data-reason="(\w+)"', reasons) == ["malformed", "other_platform"]
+    assert "another platform of this space" in reasons
+    assert "Not 64 hex digits, nor a token" in reasons
+    assert "no_match" not in reasons and "expired_secret" not in reasons
+
+
+def test_no_reasons_says_so(owner_client, space, platform):
+    body = owner_client.get(settings_url(space)).content.decode()
+    assert "No invalid signature in the window." in body
+
+
+def test_previous_secret_use_safe_to_end_or_still_in_use(owner_client, space, platform):
+    web = PlatformFactory(space=space, kind="web")
+    services.rotate_secret(platform, services.get_cli_actor(), timedelta(hours=24))
+    services.rotate_secret(web, services.get_cli_actor(), timedelta(hours=24))
+    previous = next(s for s in services.verifying_secrets([web.pk])[web.pk] if not s.is_current)
+    services.record_start(web.pk, "valid", "u1", form="plain", secret_id=previous.secret_id)
+    outcomes.flush()
+    body = owner_client.get(settings_url(space)).content.decode()
+    ios, web_part = section(body, "ios"), section(body, "web")
+    assert "safe to end the grace" in ios and 'data-usage="safe"' in ios
+    assert 'data-usage="in-use"' in web_part
+    assert "Still in use: it verified 1 start in the last 24 hours." in web_part
+    assert re.search(r'data-secret="previous" data-verified-24h="1"', web_part)
+
+
+def test_failure_log_shows_the_newest_twenty(owner_client, space, platform):
+    now = timezone.now()
+    for i in range(25):
+        FailureRecord.objects.create(
+            platform=platform,
+            at=now - timedelta(minutes=i),
+            outcome="invalid",
+            reason="no_match",
+            user_id=f"user-{i}",
+            app_version="3.1.0" if i else "none",
+            sdk_version="ios/2.0.0",
+        )
+    body = section(owner_client.get(settings_url(space)).content.decode(), "ios")
+    log = body[body.index('id="failures-ios"') :]
+    assert log.count('<tr data-outcome="invalid">') == 20
+    assert log.index("user-0<") < log.index("user-1<")  # newest first
+    assert "user-19<" in log and "user-20<" not in log
+    assert "The newest 20 failures of a sampled log" in log
+    assert now.strftime("%Y-%m-%d") in log and " UTC</time>" in log
+
+
+def test_empty_failure_log(owner_client, space, platform):
+    assert "No failed start logged." in owner_client.get(settings_url(space)).content.decode()
+
+
+def test_who_turned_enforcement_on_when_and_the_override_reason(owner_client, space, platform):
+    user = UserFactory(username="alice")
+    MembershipFactory(space=space, user=user, role=Role.ADMIN)
+    services.set_enforcement(
+        platform, True, services.Actor.admin(user), force=True, reason="Launch day, 2.0 is out"
+    )
+    body = section(owner_client.get(settings_url(space)).content.decode(), "ios")
+    change = body[body.index('id="enforcement-change-ios"') :]
+    assert "Turned on by alice, " in change
+    assert re.search(r"Turned on by alice, \d{4}-\d\d-\d\d \d\d:\d\d UTC", change)
+    assert 'id="override-reason-ios"' in change
+    assert "reason: “Launch day, 2.0 is out”" in change
+    assert "without enough starts to tell" in change
+
+
+def test_enforcement_turned_off_from_the_cli_says_so(owner_client, space, platform):
+    cli = services.get_cli_actor()
+    services.set_enforcement(platform, True, cli, force=True, reason="test")
+    services.set_enforcement(platform, False, cli)
+    body = section(owner_client.get(settings_url(space)).content.decode(), "ios")
+    change = body[body.index('id="enforcement-change-ios"') :]
+    assert "Turned off by" in change and "(command line" in change
+    assert 'id="override-reason-ios"' not in body
+
+
+def test_viewer_sees_the_figures_but_no_controls_and_no_secret(viewer_client, space, platform):
+    services.rotate_secret(platform, services.get_cli_actor(), timedelta(hours=24))
+    starts(platform, "invalid", 2, reason="no_match")
+    response = viewer_client.get(settings_url(space))
+    body = response.content.decode()
+    assert response.status_code == 200
+    for part in ('id="summary"', 'id="versions-ios"', 'id="reasons-ios"', 'id="failures-ios"'):
+        assert part in body
+    for control in ("reveal-ios", "rotate-ios", "enforcement-ios", "revoke-previous-ios"):
+        assert f'id="{control}"' not in body
+    assert current_secret(platform) not in body
+    assert "tis_" not in body  # no secret of any kind in the HTML
+
+
+def test_the_revealed_secret_is_the_only_one_and_the_form_lands_on_it(
+    owner_client, space, platform
+):
+    body = owner_client.get(settings_url(space)).content.decode()
+    assert 'reveal/#secret-label-ios"' in body
+    assert "tis_" not in body
+
+
+def test_page_sends_the_tester_slot(owner_client, space, platform):
+    body = owner_client.get(settings_url(space)).content.decode()
+    assert 'class="ti-tester-slot" id="tester-ios"' in body
+
+
+# --------------------------------------------------- reaching the page, adding
+
+
+def test_space_list_links_the_page_right_after_the_name(owner_client, space):
+    body = owner_client.get(reverse("admin:trusted_identity_space_changelist")).content.decode()
+    headers = re.findall(r'<th scope="col"\s+class="[^"]*column-(\w+)', body)
+    assert headers[:2] == ["name", "settings_link"]
+    assert f'href="{settings_url(space)}" class="ti-settings-link"' in body
+
+
+def test_app_index_links_each_visible_space_page(owner_client, space):
+    other = SpaceFactory(slug="globex", name="Globex")
+    body = owner_client.get(reverse("admin:app_list", args=["trusted_identity"])).content.decode()
+    assert 'id="trusted-identity-pages"' in body
+    assert f'href="{settings_url(space)}" class="ti-settings-link">Acme<' in body
+    assert settings_url(other) not in body  # not one of the owner's spaces
+
+
+def test_add_platform_offers_only_the_kinds_the_space_lacks(owner_client, space, platform):
+    PlatformFactory(space=space, kind="web")
+    url = reverse("admin:trusted_identity_platform_add") + f"?space={space.pk}"
+    form = owner_client.get(url).context["adminform"].form
+    kinds = [value for value, _label in form.fields["kind"].choices if value]
+    assert kinds == ["android", "tvos", "androidtv", "roku"]
+    body = owner_client.get(settings_url(space)).content.decode()
+    assert f"?space={space.pk}" in body  # the page's Add platform link
+    for odd in ("abc", "-1", "9" * 40):
+        response = owner_client.get(
+            reverse("admin:trusted_identity_platform_add") + f"?space={odd}"
+        )
+        assert response.status_code == 200
+
+
+def test_no_add_platform_when_every_kind_is_there(owner_client, space):
+    for kind in ("web", "ios", "android", "tvos", "androidtv", "roku"):
+        PlatformFactory(space=space, kind=kind)
+    body = owner_client.get(settings_url(space)).content.decode()
+    assert ">Add platform</a>" not in body

@@ -1,0 +1,39 @@
+"""``trusted_identity.formatting``: one wording of shares, counts and moments for the
+admin (its template filters) and the CLI's human-readable output."""
+
+from datetime import datetime, timedelta, timezone
+
+from django.template import Context, Template
+
+from trusted_identity.formatting import moment, number, percent
+
+
+def test_percent_has_one_decimal_and_a_dash_for_none():
+    assert percent(0.97234) == "97.2%"
+    assert percent(1) == "100.0%"
+    assert percent(0) == "0.0%"
+    assert percent(None) == "—"
+
+
+def test_number_groups_thousands():
+    assert number(3310) == "3,310"
+    assert number(7) == "7"
+    assert number(None) == "—"
+
+
+def test_moment_is_utc_to_the_minute():
+    paris = timezone(timedelta(hours=1))
+    assert moment(datetime(2026, 11, 26, 15, 5, 59, tzinfo=paris)) == "2026-11-26 14:05 UTC"
+    assert moment(datetime(2026, 11, 26, 14, 5)) == "2026-11-26 14:05 UTC"
+    assert moment(None) == "—"
+
+
+def test_the_template_filters_say_the_same():
+    template = Template(
+        "{% load trusted_identity_format %}{{ s|ti_percent }} {{ n|ti_number }} {{ t|ti_moment }}"
+    )
+    at = datetime(2026, 11, 26, 14, 5, tzinfo=timezone.utc)
+    assert template.render(Context({"s": 0.5, "n": 1204, "t": at})) == (
+        "50.0% 1,204 2026-11-26 14:05 UTC"
+    )
+    assert template.render(Context({})) == "— — —"

@@ -1,0 +1,112 @@
+"""What the Trusted Identity page shows of a space's rollout, beyond the counts: the
+summary of every platform, and per platform its client versions with the enforcement
+forecast, the reasons of invalid starts (each explained), how much each verifying
+secret is still used, the failure log, and who last changed enforcement. It reads
+the service layer (a fixed number of queries for all the platforms) and words the
+result; it decides nothing and never touches a secret's plaintext.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.utils.translation import gettext_lazy as _
+
+from .. import services
+from ..formatting import number, percent
+from ..models import Platform
+
+#: The newest failures the page lists per platform (the log keeps more: the CLI's
+#: ``failures`` prints them).
+FAILURES_SHOWN = 20
+
+#: What each reason of an invalid start means, in the order of ``services`` REASONS.
+REASON_HELP = {
+    "malformed": _("Not 64 hex digits, nor a token: the client sent something else."),
+    "no_match": _(
+        "Well formed, but no secret of this platform signed this user id: a wrong or "
+        "unknown secret, or a user id changed after signing."
+    ),
+    "other_platform": _(
+        "Signed with the current secret of another platform of this space: the client "
+        "was built with the wrong platform's secret."
+    ),
+    "expired_secret": _(
+        "Signed with a secret whose grace has ended (in the last 30 days): the client "
+        "still has a rotated-out secret."
+    ),
+    "token_malformed": _("A token that is not well formed (three parts, HS256, its claims)."),
+    "token_expired": _(
+        "A token past its expiry (exp): reused after it ran out, or the client's clock is off."
+    ),
+    "token_subject_mismatch": _("A token for another user: its sub is not the userId sent."),
+    "token_too_long_lived": _("A token whose lifetime (exp - iat) exceeds the maximum token age."),
+    "form_not_allowed": _(
+        "A signature form this platform does not accept (plain or token): see "
+        "'Signatures accepted'."
+    ),
+}
+
+READINESS_LABEL = {
+    "ready": _("Ready"),
+    "not_ready": _("Not ready"),
+    "not_enough_starts": _("Not enough starts to tell"),
+}
+
+
+def share_line(figures: services.Figures) -> str:
+    """``97.2% of 1,204 users · 3,310 identified starts``: the share with what it is of."""
+    return _("%(share)s of %(users)s users · %(starts)s identified starts") % {
+        "share": percent(figures.valid_share),
+        "users": number(figures.distinct_identified),
+        "starts": number(figures.identified),
+    }
+
+
+def summary(platforms: Sequence[Platform], figures: dict[int, services.Figures]) -> list[dict]:
+    """One row per platform for the table at the top of the page."""
+    return [
+        {
+            "platform": platform,
+            "figures": figures[platform.pk],
+            "share": percent(figures[platform.pk].valid_share),
+            "readiness": figures[platform.pk].readiness,
+            "readiness_label": READINESS_LABEL[figures[platform.pk].readiness],
+        }
+        for platform in platforms
+    ]
+
+
+def diagnostics(
+    platforms: Sequence[Platform], figures: dict[int, services.Figures]
+) -> dict[int, dict[str, Any]]:
+    """Per platform id, the page's rollout parts: versions and forecast, reasons, secret
+    use, failures and the last enforcement change."""
+    ids = [p.pk for p in platforms]
+    versions = services.versions_for(ids)
+    reasons = services.reasons_for(ids)
+    usage = services.secret_usage(ids)
+    changes = services.last_enforcement_changes(ids)
+    failures_of = services.recent_failures_for(ids, limit=FAILURES_SHOWN + 1)
+    result = {}
+    for platform in platforms:
+        pk = platform.pk
+        failures = failures_of[pk]
+        result[pk] = {
+            "share_line": share_line(figures[pk]),
+            "versions": versions[pk],
+            "forecast": (
+                None if platform.enforced else services.forecast(figures[pk], versions[pk])
+            ),
+            "reasons": [
+                {"reason": reason, "count": count, "help": REASON_HELP.get(reason, "")}
+                for reason, count in reasons[pk].items()
+                if count
+            ],
+            "secret_usage": usage[pk],
+            "failures": failures[:FAILURES_SHOWN],
+            "more_failures": len(failures) > FAILURES_SHOWN,
+            "enforcement_change": changes.get(pk),
+        }
+    return result

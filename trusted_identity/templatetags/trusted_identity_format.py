@@ -1,0 +1,34 @@
+"""``{% load trusted_identity_format %}``: the admin's filters for shares, counts and
+moments, the same wording as the CLI's (``trusted_identity.formatting``).
+
+``{{ share|ti_percent }}`` → ``97.2%``, ``{{ n|ti_number }}`` → ``1,204``,
+``{{ when|ti_moment }}`` → ``2026-11-26 14:05 UTC`` (``—`` when missing).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django import template
+
+from .. import formatting
+
+register = template.Library()
+
+
+# A missing template variable arrives as "" (string_if_invalid): shown as missing.
+
+
+@register.filter
+def ti_percent(share: float | None) -> str:
+    return formatting.percent(share if isinstance(share, int | float) else None)
+
+
+@register.filter
+def ti_number(count: int | None) -> str:
+    return formatting.number(count if isinstance(count, int) else None)
+
+
+@register.filter
+def ti_moment(value: datetime | None) -> str:
+    return formatting.moment(value if isinstance(value, datetime) else None)
