@@ -80,7 +80,7 @@ def test_token_needs_the_override_box_and_a_reason(owner_client, space, platform
     page = owner_client.post(url(space), {"form": "token", "max_age": "1h"})
     body = page.content.decode()
     assert "Override the readiness rule" in body
-    assert "the forms of session starts are not counted" in body
+    assert "Not enough starts to tell: 0 valid identified session starts" in body
     assert "Plain signatures stop verifying" in body
     assert "replaying it before then still works" in body
 

@@ -419,3 +419,23 @@ def test_the_token_memo_forgets_keys_with_the_plaintext_cache(platform, cli_acto
     services.clear_plaintext_cache()
     assert tokens._verified == {}
     assert isinstance(next(iter(services.lookup.keys_of(snapshot(platform))))[0], HmacKey)
+
+
+def test_token_readiness_counts_the_forms_of_real_starts(platform, cli_actor, settings):
+    """The share of valid starts that used a token, from the counts session start keeps."""
+    from trusted_identity.services.verification import sign_token
+
+    settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, "READINESS_MIN_STARTS": 10}
+    set_form(platform, "either", cli_actor)
+    secret = _secret(platform, cli_actor)
+    snap = services.lookup_platform(platform.api_key)
+    for n in range(9):
+        token = sign_token(snap, f"user-{n}").token
+        assert services.start_session(snap, {"userId": f"user-{n}", "signed": token}).trusted
+    plain = sign(secret, "old-client")
+    assert services.start_session(snap, {"userId": "old-client", "signed": plain}).trusted
+    services.start_session(snap, {"userId": "forger", "signed": "0" * 64})  # invalid: not counted
+    usage = services.token_usage(platform)
+    assert (usage.valid, usage.token) == (10, 9)
+    with pytest.raises(TokenNotReady, match=r"90\.00% of 10 valid"):
+        services.set_signature_form(platform, "token", cli_actor)

@@ -22,6 +22,7 @@ from ..exceptions import InvalidRequest, TrustedIdentityError
 from ..models import Platform, SignatureForm
 from .access import Actor, authorize
 from .audit import audit
+from .diagnostics import forms_for
 from .durations import describe_duration, parse_duration
 from .figures import NOT_ENOUGH_STARTS, NOT_READY, READY
 from .lookup import verification_changed
@@ -101,11 +102,12 @@ class TokenUsage:
 
 
 def token_usage(platform: Platform) -> TokenUsage | None:
-    """The platform's :class:`TokenUsage` over the readiness window, or None where the form
-    of each start is not counted: this version counts outcomes per hour, not forms (the
-    verification result carries the form, see ``verification.Verification``). With
-    None, the readiness rule can't tell, and turning ``token`` on needs the override."""
-    return None
+    """The platform's :class:`TokenUsage` over the readiness window: its valid starts by
+    form, as ``counting`` records them per hour (``diagnostics.forms_for``). None would
+    mean the forms can't be told (the rule then needs the override); it never is here."""
+    forms = forms_for([platform.pk])[platform.pk]
+    token = forms.get(TOKEN, {}).get("valid", 0)
+    return TokenUsage(forms.get(PLAIN, {}).get("valid", 0) + token, token)
 
 
 def readiness_of(usage: TokenUsage | None) -> str:
