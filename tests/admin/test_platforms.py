@@ -17,13 +17,23 @@ from .helpers import (
 )
 
 
+def test_platform_list_judges_by_users_not_starts(owner_client, space, platform):
+    """One user replayed 300 times is one user: the column says so, as the page does."""
+    from ..factories import OutcomeCountFactory
+
+    OutcomeCountFactory(platform=platform, outcome="valid", count=300, users=1)
+    OutcomeCountFactory(platform=platform, outcome="missing", count=3)
+    body = owner_client.get(reverse(PLATFORM_LIST), {"space": space.pk}).content.decode()
+    assert "25.0% of 4" in body
+
+
 def test_platform_list_links_to_its_space_and_page(owner_client, space, platform):
     add_figures(platform, valid=3, missing=1)
     response = owner_client.get(reverse(PLATFORM_LIST), {"space": space.pk})
     body = response.content.decode()
     assert reverse("admin:trusted_identity_space_change", args=[space.pk]) in body
     assert f"{settings_url(space)}#platform-ios" in body
-    assert "75.0%" in body  # valid share over the readiness window
+    assert "75.0% of 4" in body  # valid share of the window's distinct users
 
 
 def test_platform_change_page_is_read_only_and_links_to_settings(owner_client, space, platform):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Sum
+from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -20,7 +20,7 @@ from django.utils.translation import ngettext
 
 from .. import services
 from ..formatting import moment, percent
-from ..models import OutcomeCount, Platform, PlatformKind, PlatformSecret
+from ..models import Platform, PlatformKind, PlatformSecret
 
 KIND_ORDER = {kind: index for index, kind in enumerate(PlatformKind.values)}
 
@@ -34,21 +34,6 @@ def count_subquery(queryset: QuerySet, group: str) -> Coalesce:
         Subquery(
             queryset.order_by().values(group).annotate(n=Count("pk")).values("n"),
             output_field=IntegerField(),
-        ),
-        0,
-    )
-
-
-def sum_outcomes(outcomes: list[str], since: datetime) -> Coalesce:
-    return Coalesce(
-        Subquery(
-            OutcomeCount.objects.filter(
-                platform=OuterRef("pk"), hour__gte=since, outcome__in=outcomes
-            )
-            .order_by()
-            .values("platform")
-            .annotate(total=Sum("count"))
-            .values("total"),
         ),
         0,
     )
@@ -70,11 +55,6 @@ def previous_valid_until(now: datetime) -> Subquery:
         .order_by("-valid_until")
         .values("valid_until")[:1]
     )
-
-
-def window_start() -> datetime:
-    # The same window as services.figures_for: from the start of the hour, a window ago.
-    return services.readiness_since().replace(minute=0, second=0, microsecond=0)
 
 
 # ------------------------------------------------------------------ wording

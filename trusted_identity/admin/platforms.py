@@ -28,8 +28,9 @@ from django.utils.translation import gettext_lazy
 from .. import services
 from ..exceptions import PermissionDenied as ServicePermissionDenied
 from ..exceptions import TrustedIdentityError
+from ..formatting import number
 from ..forms import RotationForm
-from ..models import Outcome, Platform
+from ..models import Platform
 from .base import ScopedAdminMixin, actor, admin_url, permissions
 from .display import (
     current_secret_since,
@@ -37,8 +38,6 @@ from .display import (
     previous_valid_until,
     rotation_message,
     short,
-    sum_outcomes,
-    window_start,
 )
 from .filters import VisibleSpaceFilter, space_filter_media
 
@@ -72,7 +71,6 @@ class PlatformAdmin(ScopedAdminMixin, admin.ModelAdmin):
         return super().media + space_filter_media(self.admin_site)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Platform]:
-        since = window_start()
         return (
             super()
             .get_queryset(request)
@@ -80,12 +78,20 @@ class PlatformAdmin(ScopedAdminMixin, admin.ModelAdmin):
             .annotate(
                 ti_last_rotated_at=current_secret_since(),
                 ti_previous_valid_until=previous_valid_until(timezone.now()),
-                ti_valid=sum_outcomes([Outcome.VALID], since),
-                ti_identified=sum_outcomes(
-                    [Outcome.VALID, Outcome.INVALID, Outcome.MISSING, Outcome.REJECTED], since
-                ),
             )
         )
+
+    def get_changelist_instance(self, request: HttpRequest):
+        """The page's platforms with their distinct users (one read of the sketches for
+        the page, not one per row): the valid share column judges by users, as the
+        settings page and readiness do."""
+        changelist = super().get_changelist_instance(request)
+        rows = list(changelist.result_list)
+        if rows:
+            figures = services.figures_for([row.pk for row in rows])
+            for row in rows:
+                row.ti_figures = figures[row.pk]
+        return changelist
 
     # ---- permissions: nothing on a platform is edited in a form
 
@@ -193,12 +199,12 @@ class PlatformAdmin(ScopedAdminMixin, admin.ModelAdmin):
     def enforced_flag(self, obj: Platform) -> bool:
         return obj.enforced
 
-    @admin.display(description=gettext_lazy("valid share"))
+    @admin.display(description=gettext_lazy("valid share (users)"))
     def valid_share(self, obj: Platform) -> str:
-        identified = getattr(obj, "ti_identified", 0)
-        if not identified:
+        figures = getattr(obj, "ti_figures", None)
+        if figures is None or figures.valid_share is None:
             return "—"
-        return percent(obj.ti_valid / identified)
+        return f"{percent(figures.valid_share)} of {number(figures.distinct_identified)}"
 
     @admin.display(description=gettext_lazy("last rotation"), ordering="ti_last_rotated_at")
     def last_rotation(self, obj: Platform) -> str:
