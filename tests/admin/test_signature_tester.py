@@ -154,3 +154,12 @@ def test_dates_read_as_everywhere_else_in_the_console(owner_client, space, platf
     assert grace_end.endswith(" UTC") and f">{grace_end}</time>" in body
     assert made.endswith(" UTC") and f">{made}</time>" in body
     assert "a.m." not in body and "p.m." not in body
+
+
+@pytest.mark.parametrize("kind", ["ios", "android", "androidtv"])
+def test_the_title_reads_with_any_kind(owner_client, space, kind):
+    # Not "Test a iOS signature" / "Test a Android signature".
+    platform = space.platforms.filter(kind=kind).first() or PlatformFactory(space=space, kind=kind)
+    response = owner_client.get(url_of_tester(space, platform.kind))
+    assert response.context["title"] == f"Test a signature ({platform.get_kind_display()})"
+    assert "Test a i" not in response.content.decode()
