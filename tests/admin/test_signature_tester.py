@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from django.test import Client
 
-from trusted_identity import services
+from trusted_identity import formatting, services
 from trusted_identity.models import Role
 from trusted_identity.signing import sign
 
@@ -138,3 +138,28 @@ def test_rate_limited(owner_client, space, platform, settings):
     assert int(response["Retry-After"]) >= 1
     assert 'id="tester-error"' in response.content.decode()
     assert platform_log(platform).filter(change_message__startswith="Tested").count() == 2
+
+
+def test_dates_read_as_everywhere_else_in_the_console(owner_client, space, platform, settings):
+    # The console's one wording of moments (``2026-11-26 14:05 UTC``), whatever the
+    # site's TIME_ZONE and DATETIME_FORMAT, not Django's "Nov. 26, 2026, 2:05 p.m.".
+    settings.TIME_ZONE = "America/New_York"
+    old = current_secret(platform)
+    services.rotate_secret(platform, services.get_cli_actor(), timedelta(hours=1))
+    response = post_test(owner_client, space, sign(old, USER_ID))
+    assert response.context["found"].verdict == "valid-previous"
+    body = response.content.decode()
+    found = response.context["found"]
+    grace_end, made = formatting.moment(found.grace_end), formatting.moment(found.secret_created_at)
+    assert grace_end.endswith(" UTC") and f">{grace_end}</time>" in body
+    assert made.endswith(" UTC") and f">{made}</time>" in body
+    assert "a.m." not in body and "p.m." not in body
+
+
+@pytest.mark.parametrize("kind", ["ios", "android", "androidtv"])
+def test_the_title_reads_with_any_kind(owner_client, space, kind):
+    # Not "Test a iOS signature" / "Test a Android signature".
+    platform = space.platforms.filter(kind=kind).first() or PlatformFactory(space=space, kind=kind)
+    response = owner_client.get(url_of_tester(space, platform.kind))
+    assert response.context["title"] == f"Test a signature ({platform.get_kind_display()})"
+    assert "Test a i" not in response.content.decode()

@@ -139,3 +139,27 @@ def test_turning_enforcement_on_reaches_a_warm_cache(platform, cli_actor, commit
         services.set_enforcement(platform, True, cli_actor, force=True, reason="test")
     with pytest.raises(SignatureRequired):
         _start(platform, {"userId": USER_ID})
+
+
+def test_the_refusal_counts_users_as_the_rule_does(platform, cli_actor):
+    """300 starts replayed by 3 users are not enough to tell: the refusal says 3 users,
+    never "300 identified session starts ..., at least 100 are needed"."""
+    OutcomeCountFactory(platform=platform, outcome="valid", count=300, users=3)
+    with pytest.raises(NotReady) as excinfo:
+        services.set_enforcement(platform, True, cli_actor)
+    message = excinfo.value.message
+    assert "not enough starts to tell: 3 distinct identified users" in message
+    assert "(300 identified session starts)" in message and "at least 100 users" in message
+    services.set_enforcement(platform, True, cli_actor, force=True, reason="launch day")
+    assert (
+        "without enough starts to tell (3 identified users)"
+        in _logs(platform).last().change_message
+    )
+
+
+def test_the_not_ready_share_is_of_users(platform, cli_actor):
+    OutcomeCountFactory(platform=platform, outcome="valid", count=1000, users=90)
+    OutcomeCountFactory(platform=platform, outcome="invalid", count=10, users=10)
+    with pytest.raises(NotReady) as excinfo:
+        services.set_enforcement(platform, True, cli_actor)
+    assert "90.00% of 100 distinct identified users" in excinfo.value.message

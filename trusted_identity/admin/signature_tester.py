@@ -90,7 +90,7 @@ class SignatureTesterMixin:
         context = self._context(
             request,
             space,
-            title=_("Test a %(platform)s signature") % {"platform": platform.get_kind_display()},
+            title=_("Test a signature (%(platform)s)") % {"platform": platform.get_kind_display()},
             platform=platform,
             form=form,
             found=found,

@@ -49,7 +49,7 @@ def set_enforcement(
     """Turn enforcement on or off, following the readiness rule.
 
     Turning on is refused with :class:`NotReady` unless the readiness window holds
-    at least ``READINESS_MIN_STARTS`` identified session starts with a valid share at
+    at least ``READINESS_MIN_STARTS`` distinct identified users with a valid share at
     or above the threshold, or ``force`` is given with a ``reason``, which is
     recorded in the audit.
     """
@@ -85,21 +85,22 @@ def _percent(share: float | None) -> str:
 
 def _overridden(figures: Figures) -> str:
     if figures.readiness == NOT_ENOUGH_STARTS:
-        return f"without enough starts to tell ({figures.identified} identified)"
+        return f"without enough starts to tell ({figures.distinct_identified} identified users)"
     return f"below the readiness threshold ({_percent(figures.valid_share)} valid)"
 
 
 def _not_ready_message(figures: Figures) -> str:
     if figures.readiness == NOT_ENOUGH_STARTS:
         return (
-            f"not enough starts to tell: {figures.identified} identified session starts in "
-            f"the readiness window, at least {app_settings.READINESS_MIN_STARTS} are needed to "
-            "judge the rollout; override explicitly to turn enforcement on anyway"
+            f"not enough starts to tell: {figures.distinct_identified} distinct identified "
+            f"users ({figures.identified} identified session starts) in the readiness window, "
+            f"at least {app_settings.READINESS_MIN_STARTS} users are needed to judge the "
+            "rollout; override explicitly to turn enforcement on anyway"
         )
     return (
         f"signing is not rolled out: {_percent(figures.valid_share)} of "
-        f"{figures.identified} identified session starts in the readiness window had a valid "
-        f"signature, below the {_percent(app_settings.READINESS_THRESHOLD)} threshold; "
+        f"{figures.distinct_identified} distinct identified users in the readiness window had "
+        f"a valid signature, below the {_percent(app_settings.READINESS_THRESHOLD)} threshold; "
         "override explicitly to turn enforcement on anyway"
     )
 
