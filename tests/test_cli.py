@@ -247,7 +247,7 @@ def test_enforce_on_is_refused_below_readiness(platform):
     _record(platform, valid=90, invalid=6, missing=4)
     message = fails("enforce", "acme", "ios", "on")
     assert "90.00%" in message
-    assert "100 identified" in message
+    assert "100 distinct identified users" in message
     assert "99.00%" in message
     assert "--force" in message
     platform.refresh_from_db()
@@ -305,9 +305,13 @@ def test_status_table(platform, space):
     lines = out.splitlines()
     assert "space/platform" in lines[0] and "valid" in lines[0]
     ios = next(line for line in lines if line.startswith("acme/ios"))
-    assert ios.split() == ["acme/ios", "off", "3", "1", "0", "5", "0", "75.0%"]
+    assert ios.split() == [
+        "acme/ios", "off", "3", "1", "0", "5", "0", "4", "75.0%", "not-enough-starts-to-tell"
+    ]  # fmt: skip
     web = next(line for line in lines if line.startswith("acme/web"))
-    assert web.split() == ["acme/web", "on", "0", "0", "0", "0", "0", "—"]
+    assert web.split() == [
+        "acme/web", "on", "0", "0", "0", "0", "0", "0", "—", "not-enough-starts-to-tell"
+    ]  # fmt: skip
 
 
 def test_status_without_spaces(db):

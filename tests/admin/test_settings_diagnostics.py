@@ -78,6 +78,8 @@ def test_share_line_says_users_and_identified_starts(owner_client, space, platfo
     starts(platform, "missing", 1)
     body = owner_client.get(settings_url(space)).content.decode()
     assert 'id="share-line-ios">75.0% of 4 users · 6 identified starts</p>' in body
+    # The minimum is of users too: 6 starts, but 4 users of the 100 needed.
+    assert "Not enough starts to tell: 4 distinct identified users in the window" in body
 
 
 def test_versions_table_and_forecast_when_not_enforced(owner_client, space, platform):

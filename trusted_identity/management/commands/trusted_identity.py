@@ -27,6 +27,13 @@ from trusted_identity.management.diagnostics import DiagnosticsCommands, add_dia
 from trusted_identity.models import PlatformKind, Role
 from trusted_identity.services import NotReady, TokenNotReady
 
+#: The readiness of ``status`` as the admin says it (``status --json`` has the key).
+READINESS_WORDS = {
+    "ready": "ready",
+    "not_ready": "not-ready",
+    "not_enough_starts": "not-enough-starts-to-tell",
+}
+
 
 class Command(DiagnosticsCommands, BaseCommand):
     help = "Manage Trusted Identity spaces, platforms, secrets and enforcement."
@@ -354,7 +361,7 @@ class Command(DiagnosticsCommands, BaseCommand):
             return
         header = (
             f"{'space/platform':<28} {'enforced':<9} {'valid':>8} {'invalid':>8} "
-            f"{'missing':>8} {'visitor':>8} {'rejected':>8} {'share':>8}"
+            f"{'missing':>8} {'visitor':>8} {'rejected':>8} {'users':>8} {'share':>8}  readiness"
         )
         self._out(header)
         for space in spaces:
@@ -365,7 +372,8 @@ class Command(DiagnosticsCommands, BaseCommand):
                 self._out(
                     f"{space['slug'] + '/' + p['kind']:<28} {'on' if p['enforced'] else 'off':<9} "
                     f"{p['valid']:>8} {p['invalid']:>8} {p['missing']:>8} {p['visitor']:>8} "
-                    f"{p['rejected']:>8} {share:>8}"
+                    f"{p['rejected']:>8} {p['distinct']['identified']:>8} {share:>8}  "
+                    f"{READINESS_WORDS[p['readiness']]}"
                 )
 
     def do_rekey(self, options: dict[str, Any]) -> None:
