@@ -29,7 +29,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trusted_identity import services, signing
-from trusted_identity.models import AllowedOrigin, Platform, PlatformSecret, Role, SpaceMembership
+from trusted_identity.models import (
+    AllowedOrigin,
+    FailureRecord,
+    Platform,
+    PlatformSecret,
+    Role,
+    SpaceMembership,
+)
 
 from . import hardening
 from .factories import MembershipFactory, PlatformFactory, SpaceFactory, UserFactory
@@ -307,7 +314,16 @@ def tenants(db, superuser):
         MembershipFactory(space=space, user=users[name], role=role)
     users["nospace"] = UserFactory(username="nospace")
     membership = SpaceMembership.objects.get(user=users["viewer"])
-    return {"acme": acme, "ios": ios, "android": android, "users": users, "membership": membership}
+    services.record_start(ios.pk, "invalid", "swept-user", reason="no_match", form="plain")
+    failure = FailureRecord.objects.get(user_id="swept-user")
+    return {
+        "acme": acme,
+        "ios": ios,
+        "android": android,
+        "users": users,
+        "membership": membership,
+        "failure": failure,
+    }
 
 
 def state_changing_posts(t):
@@ -323,7 +339,12 @@ def state_changing_posts(t):
         "max_age": "1h",
     }
     posts = []
-    for model, obj in (("space", acme), ("platform", ios), ("spacemembership", membership)):
+    for model, obj in (
+        ("space", acme),
+        ("platform", ios),
+        ("spacemembership", membership),
+        ("failurerecord", t["failure"]),
+    ):
         base = f"admin:trusted_identity_{model}"
         posts += [
             (
@@ -377,7 +398,7 @@ def test_the_sweep_covers_every_admin_url_of_the_app(tenants):
     }
     swept = {
         f"trusted_identity_{m}_{v}"
-        for m in ("space", "platform", "spacemembership")
+        for m in ("space", "platform", "spacemembership", "failurerecord")
         for v in ("changelist", "add", "change", "delete", "history")
     } | {
         f"trusted_identity_space_{n}"

@@ -50,7 +50,8 @@ def test_failures_limit_and_human_output(client, platform, space):
         start(client, platform.api_key, {"userId": f"u{n}"})
     out, _ = run("failures", space.slug, platform.kind, "--limit", "2")
     lines = out.strip().splitlines()
-    assert len(lines) == 3 and lines[0].startswith("at (UTC)")
+    assert len(lines) == 3 and lines[0].startswith("at ")
+    assert lines[1].split()[2] == "UTC"  # one wording of moments (formatting.moment)
 
 
 @pytest.mark.parametrize(

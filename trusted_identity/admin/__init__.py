@@ -23,19 +23,22 @@ module imports only from the ones above it in this list):
 - ``spaces``: ``SpaceAdmin`` (list, forms, space autocomplete; uses the settings page).
 - ``platforms``: ``PlatformAdmin`` and its "Rotate Trusted Identity secrets" action.
 - ``memberships``: ``SpaceMembershipAdmin``; grants and revocations through services.
+- ``failures``: ``FailureRecordAdmin``, the read-only failure log of the user's spaces.
 """
 
 from __future__ import annotations
 
 from django.contrib import admin
 
-from ..models import Platform, Space, SpaceMembership
+from ..models import FailureRecord, Platform, Space, SpaceMembership
+from .failures import FailureRecordAdmin
 from .memberships import SpaceMembershipAdmin
 from .platforms import PlatformAdmin
 from .spaces import SpaceAdmin
 
-__all__ = ["PlatformAdmin", "SpaceAdmin", "SpaceMembershipAdmin"]
+__all__ = ["FailureRecordAdmin", "PlatformAdmin", "SpaceAdmin", "SpaceMembershipAdmin"]
 
 admin.site.register(Space, SpaceAdmin)
 admin.site.register(Platform, PlatformAdmin)
 admin.site.register(SpaceMembership, SpaceMembershipAdmin)
+admin.site.register(FailureRecord, FailureRecordAdmin)

@@ -51,6 +51,8 @@ class VisibleSpaceFilter(admin.SimpleListFilter):
     def __init__(self, request, params, model, model_admin) -> None:
         super().__init__(request, params, model, model_admin)
         self.model_name = model._meta.model_name
+        # The lookup from the listed model to its space (``space``, ``platform__space``).
+        self.space_lookup = f"{getattr(model_admin, 'space_field', 'space')}_id"
         self.autocomplete_url = (
             reverse(f"{model_admin.admin_site.name}:autocomplete") + f"?purpose={FILTER_PURPOSE}"
         )
@@ -91,7 +93,9 @@ class VisibleSpaceFilter(admin.SimpleListFilter):
         if self.value() is None:
             return queryset
         space_id = self._space_id()
-        return queryset.none() if space_id is None else queryset.filter(space_id=space_id)
+        if space_id is None:
+            return queryset.none()
+        return queryset.filter(**{self.space_lookup: space_id})
 
 
 class EnforcementListFilter(admin.SimpleListFilter):

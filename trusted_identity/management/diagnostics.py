@@ -10,6 +10,7 @@ from typing import Any
 from django.core.management.base import CommandError
 
 from trusted_identity import services
+from trusted_identity.formatting import moment
 
 #: The most failures one ``failures`` prints (the log keeps FAILURE_LOG_MAX_ROWS).
 MAX_LIMIT = 1000
@@ -70,11 +71,11 @@ class DiagnosticsCommands:
         if not records:
             self._say(f"No failed starts logged for {platform}.")
             return
-        self._out(f"{'at (UTC)':<20} {'outcome':<9} {'reason':<22} {'app':<12} {'sdk':<14} user id")
+        self._out(f"{'at':<20} {'outcome':<9} {'reason':<22} {'app':<12} {'sdk':<14} user id")
         for record in records:
             row = services.failure_as_dict(record)
             self._out(
-                f"{record.at:%Y-%m-%d %H:%M:%S} {row['outcome']:<9} {row['reason'] or '-':<22} "
+                f"{moment(record.at):<20} {row['outcome']:<9} {row['reason'] or '-':<22} "
                 f"{row['app_version'] or '-':<12} {row['sdk_version'] or '-':<14} "
                 f"{json.dumps(row['user_id'])}"
             )

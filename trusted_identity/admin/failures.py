@@ -1,0 +1,68 @@
+"""The failure log in the admin: every sampled invalid, missing and rejected start the
+user's spaces kept (``FailureRecord``), newest first, filtered by space, platform kind,
+outcome and reason, searched by user id. Read-only: rows are written by session start
+and deleted by ``prune`` and the per-platform cap, never by hand. The settings page
+shows each platform's newest and links here for the rest.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin
+from django.contrib.admin.utils import quote
+from django.db.models import Model
+from django.http import HttpRequest
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy
+
+from ..formatting import moment
+from ..models import FailureRecord
+from .base import ScopedAdminMixin, admin_url
+from .filters import VisibleSpaceFilter, space_filter_media
+
+
+class FailureRecordAdmin(ScopedAdminMixin, admin.ModelAdmin):
+    """The failure log of the user's spaces; members of a space (viewers too) see its
+    rows, as they see its figures."""
+
+    space_field = "platform__space"
+    list_display = [
+        "when",
+        "platform_link",
+        "outcome",
+        "reason",
+        "user_id",
+        "app_version",
+        "sdk_version",
+    ]
+    list_filter = [VisibleSpaceFilter, "platform__kind", "outcome", "reason"]
+    list_select_related = ["platform__space"]
+    search_fields = ["user_id"]
+    ordering = ["-at", "-id"]
+    list_per_page = 100
+    show_full_result_count = False  # no COUNT(*) over a large log on every page
+
+    @property
+    def media(self) -> forms.Media:
+        return super().media + space_filter_media(self.admin_site)
+
+    def space_id_of(self, obj: Model) -> int:
+        return obj.platform.space_id
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    @admin.display(description=gettext_lazy("at"), ordering="at")
+    def when(self, obj: FailureRecord) -> str:
+        return moment(obj.at)
+
+    @admin.display(description=gettext_lazy("platform"), ordering="platform__space__slug")
+    def platform_link(self, obj: FailureRecord) -> str:
+        url = admin_url(self.admin_site, "space_trusted_identity", quote(obj.platform.space_id))
+        return format_html('<a href="{}#platform-{}">{}</a>', url, obj.platform.kind, obj.platform)
