@@ -246,3 +246,13 @@ def test_no_add_platform_when_every_kind_is_there(owner_client, space):
         PlatformFactory(space=space, kind=kind)
     body = owner_client.get(settings_url(space)).content.decode()
     assert ">Add platform</a>" not in body
+
+
+def test_signatures_accepted_shows_the_valid_starts_by_form(owner_client, space, platform):
+    body = owner_client.get(settings_url(space)).content.decode()
+    assert 'id="forms-line-ios">No valid signed start in the window yet.</span>' in body
+    starts(platform, "valid", 3, form="plain")
+    starts(platform, "valid", 1, form="token", prefix="t")
+    starts(platform, "invalid", 5, form="token", reason="token_expired", prefix="x")
+    body = owner_client.get(settings_url(space)).content.decode()
+    assert 'id="forms-line-ios">Valid starts: 3 plain · 1 token (25.0% token)</span>' in body
