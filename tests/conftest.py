@@ -59,6 +59,23 @@ def _fresh_caches():
         caches[alias].clear()
 
 
+@pytest.fixture
+def compare_digest_calls(monkeypatch):
+    """Every ``hmac.compare_digest`` call, as the lengths it compared: constant-time
+    comparison against every key, without stopping at a match, is asserted on it."""
+    import hmac
+
+    calls = []
+    real = hmac.compare_digest
+
+    def counting(a, b):
+        calls.append((len(a), len(b)))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", counting)
+    return calls
+
+
 # ------------------------------------------------------ both session-start paths
 #
 # Tests marked ``both_paths`` run twice: with Django's test client (the view behind

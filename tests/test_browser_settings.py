@@ -16,7 +16,8 @@ from django.utils import timezone
 from trusted_identity import outcomes, services
 from trusted_identity.models import FailureRecord, Role
 
-from .factories import PASSWORD, MembershipFactory, PlatformFactory, SpaceFactory, UserFactory
+from .factories import MembershipFactory, PlatformFactory, SpaceFactory, UserFactory
+from .test_browser import log_in, settings_path
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -90,18 +91,6 @@ def owner(space):
     user = UserFactory(username="olivia")
     MembershipFactory(space=space, user=user, role=Role.OWNER)
     return user
-
-
-def log_in(page, user):
-    page.goto("/admin/login/?next=/admin/")
-    page.fill("#id_username", user.get_username())
-    page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
-    page.wait_for_url("**/admin/")
-
-
-def settings_path(space):
-    return f"/admin/trusted_identity/space/{space.pk}/trusted-identity/"
 
 
 @pytest.fixture

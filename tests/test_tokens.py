@@ -113,15 +113,8 @@ def test_any_user_id_round_trips(user_id):
     assert check(make_token(KEY, user_id, NOW, NOW + HOUR), user_id) is None
 
 
-def test_every_key_is_compared_in_constant_time_without_stopping_at_a_match(monkeypatch):
-    calls = []
-    real = hmac.compare_digest
-
-    def counting(a, b):
-        calls.append((len(a), len(b)))
-        return real(a, b)
-
-    monkeypatch.setattr(hmac, "compare_digest", counting)
+def test_every_key_is_compared_in_constant_time_without_stopping_at_a_match(compare_digest_calls):
+    calls = compare_digest_calls
     keys = (KEY, OTHER_KEY, HmacKey("tis_ios_third" + "x" * 40))
     assert check(token(secret=SECRET + "x"), keys=keys) == NO_MATCH
     assert calls == [(32, 32)] * 3
@@ -518,15 +511,8 @@ def test_claims_read_without_the_decoder_are_what_json_reads(sub, iat, exp, spel
         assert got is None or all(type(a) is type(b) for a, b in zip(got, expected, strict=True))
 
 
-def test_match_index_compares_the_signature_under_every_key(monkeypatch):
-    calls = []
-    real = hmac.compare_digest
-
-    def counting(a, b):
-        calls.append((len(a), len(b)))
-        return real(a, b)
-
-    monkeypatch.setattr(hmac, "compare_digest", counting)
+def test_match_index_compares_the_signature_under_every_key(compare_digest_calls):
+    calls = compare_digest_calls
     keys = (OTHER_KEY, KEY, HmacKey(SECRET))
     assert tokens.match_index(keys, token()) == 1
     assert calls == [(32, 32)] * 3

@@ -365,7 +365,19 @@ class Dimension(models.TextChoices):
     SDK_VERSION = "sdk_version", _("SDK version")  # X-Sdk-Version
 
 
-class DetailCount(models.Model):
+class DetailCountFields(models.Model):
+    """What a detail count counts: starts with one value of one dimension and an outcome."""
+
+    dimension = models.CharField(_("dimension"), max_length=16, choices=Dimension.choices)
+    value = models.CharField(_("value"), max_length=40)
+    outcome = models.CharField(_("outcome"), max_length=16, choices=Outcome.choices)
+    count = models.PositiveBigIntegerField(_("count"), default=0)
+
+    class Meta:
+        abstract = True
+
+
+class DetailCount(DetailCountFields):
     """Starts of one platform in one hour (UTC) by one detail and outcome: the reasons of
     invalid starts, the forms, the secrets that verified. Kept and folded like
     :class:`OutcomeCount` (``prune`` moves past ``HOURLY_RETENTION`` into
@@ -376,10 +388,6 @@ class DetailCount(models.Model):
         Platform, on_delete=models.CASCADE, related_name="detail_counts", db_index=False
     )
     hour = models.DateTimeField(_("hour"), db_index=True)
-    dimension = models.CharField(_("dimension"), max_length=16, choices=Dimension.choices)
-    value = models.CharField(_("value"), max_length=40)
-    outcome = models.CharField(_("outcome"), max_length=16, choices=Outcome.choices)
-    count = models.PositiveBigIntegerField(_("count"), default=0)
 
     class Meta:
         ordering = ["platform_id", "-hour", "dimension", "value", "outcome"]
@@ -393,7 +401,7 @@ class DetailCount(models.Model):
         )
 
 
-class DailyDetailCount(models.Model):
+class DailyDetailCount(DetailCountFields):
     """Detail counts past ``HOURLY_RETENTION``, by UTC day; the client versions are counted
     by day from the start (their number is bounded per day, see ``VERSIONS_PER_DAY``).
     ``prune`` deletes rows past ``DAILY_RETENTION``."""
@@ -403,10 +411,6 @@ class DailyDetailCount(models.Model):
         Platform, on_delete=models.CASCADE, related_name="daily_detail_counts", db_index=False
     )
     day = models.DateField(_("day"), db_index=True)
-    dimension = models.CharField(_("dimension"), max_length=16, choices=Dimension.choices)
-    value = models.CharField(_("value"), max_length=40)
-    outcome = models.CharField(_("outcome"), max_length=16, choices=Outcome.choices)
-    count = models.PositiveBigIntegerField(_("count"), default=0)
 
     class Meta:
         ordering = ["platform_id", "-day", "dimension", "value", "outcome"]
