@@ -86,3 +86,26 @@ def test_merging_distinct_users_never_loses_another_process_write(platform, monk
     row = DistinctUsers.objects.get(platform=platform, day=day, kind="identified")
     assert DistinctSketch.from_bytes(row.sketch).count() == 3
     assert row.revision == 3
+
+
+@pytest.mark.django_db
+def test_a_user_id_longer_than_the_log_column_is_logged_cut(platform, settings):
+    settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, "MAX_USER_ID_LENGTH": 5000}
+    snapshot = services.lookup_platform(platform.api_key)
+    long_id = "u" * 3000
+    services.start_session(snapshot, {"userId": long_id, "signed": "0" * 64})
+    (record,) = FailureRecord.objects.filter(platform=platform)
+    assert record.user_id == long_id[:1024]
+    assert services.readiness(platform).distinct_identified == 1  # counted in full
+
+
+@pytest.mark.django_db
+def test_a_failure_log_write_that_fails_is_dropped_not_retried(platform, monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise OperationalError("disk full")
+
+    monkeypatch.setattr(FailureRecord.objects, "bulk_create", broken)
+    start_many(platform, ["x"], signed_ok=False)
+    assert not outcomes._buffer.pending_details().failures
+    assert services.readiness(platform).invalid == 1  # the counts went through
+    assert "dropped them" in caplog.text

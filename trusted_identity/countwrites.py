@@ -15,7 +15,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F, Q
 
 from .conf import app_settings
@@ -243,8 +243,13 @@ def write_failures(failures: list[FailureRecord]) -> None:
     platform_ids = {record.platform_id for record in failures}
     existing = set(Platform.objects.filter(pk__in=platform_ids).values_list("pk", flat=True))
     records = [record for record in failures if record.platform_id in existing]
-    FailureRecord.objects.bulk_create(records)
-    failures.clear()
+    failures.clear()  # samples: a write that fails drops them, it is never retried forever
+    try:
+        with transaction.atomic():
+            FailureRecord.objects.bulk_create(records)
+    except DatabaseError:
+        logger.exception("Could not write %d failure log rows; dropped them", len(records))
+        return
     limit = app_settings.FAILURE_LOG_MAX_ROWS
     for platform_id in existing:
         oldest_kept = (

@@ -27,6 +27,8 @@ from ..sketch import user_hash
 NOT_SENT = "none"
 UNKNOWN = "unknown"
 MAX_VERSION_LENGTH = 32
+#: The failure log keeps this much of a user id (the column's length).
+FAILURE_USER_ID_LENGTH = FailureRecord._meta.get_field("user_id").max_length or 1024
 
 
 def hour_start(moment: datetime) -> datetime:
@@ -155,7 +157,7 @@ def record_start(
                     at=now,
                     outcome=outcome,
                     reason=reason or "",
-                    user_id=user_id,
+                    user_id=user_id[:FAILURE_USER_ID_LENGTH],  # MAX_USER_ID_LENGTH may be more
                     app_version=client.app,
                     sdk_version=client.sdk,
                 )
