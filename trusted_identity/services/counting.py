@@ -100,6 +100,11 @@ class FailureSampler:
 
 failure_sampler = FailureSampler()
 
+# Plain strings for the hot path (an enum member's ``.value`` is a descriptor call).
+_FORM, _REASON, _SECRET = Dimension.FORM.value, Dimension.REASON.value, Dimension.SECRET.value
+_APP, _SDK = Dimension.APP_VERSION.value, Dimension.SDK_VERSION.value
+_VALID, _VISITOR = Outcome.VALID.value, Outcome.VISITOR.value
+
 
 def record_start(
     platform_id: int,
@@ -125,12 +130,12 @@ def record_start(
     day = now.astimezone(dt_timezone.utc).date()
     details: list = []
     if form is not None:
-        details.append((platform_id, hour, Dimension.FORM.value, form, outcome))
+        details.append((platform_id, hour, _FORM, form, outcome))
     if reason is not None and reason != "missing":
-        details.append((platform_id, hour, Dimension.REASON.value, reason, outcome))
+        details.append((platform_id, hour, _REASON, reason, outcome))
     secret_used = grace_warning = None
     if secret_id is not None:
-        details.append((platform_id, hour, Dimension.SECRET.value, str(secret_id), outcome))
+        details.append((platform_id, hour, _SECRET, str(secret_id), outcome))
         secret_used = (secret_id, platform_id, now)
         lead = app_settings.ALERT_GRACE_ENDING_WITHIN
         ending_soon = (
@@ -144,14 +149,14 @@ def record_start(
     failure = None
     if user_id is not None:
         hashed = user_hash(user_id)
-        if outcome == Outcome.VALID:
+        if outcome == _VALID:
             distinct = (
                 ((platform_id, day, DistinctUsers.IDENTIFIED), hashed),
                 ((platform_id, day, DistinctUsers.VALID), hashed),
             )
         else:
             distinct = (((platform_id, day, DistinctUsers.IDENTIFIED), hashed),)
-            if outcome != Outcome.VISITOR and failure_sampler.take(platform_id, time.time()):
+            if outcome != _VISITOR and failure_sampler.take(platform_id, time.time()):
                 failure = FailureRecord(
                     platform_id=platform_id,
                     at=now,
@@ -162,8 +167,8 @@ def record_start(
                     sdk_version=client.sdk,
                 )
     versions = (
-        (platform_id, day, Dimension.APP_VERSION.value, client.app, outcome),
-        (platform_id, day, Dimension.SDK_VERSION.value, client.sdk, outcome),
+        (platform_id, day, _APP, client.app, outcome),
+        (platform_id, day, _SDK, client.sdk, outcome),
     )
     outcomes.count_start(
         platform_id,
