@@ -63,8 +63,7 @@ class SignatureFormPageMixin:
             )
             return HttpResponseRedirect(self._settings_url(space, platform))
         usage = services.token_usage(platform)
-        ready = usage is not None and usage.readiness == "ready"
-        needs_override = chosen == "token" and platform.signature_form != "token" and not ready
+        needs_override = services.needs_override(platform.signature_form, chosen, usage)
         confirmed = request.method == "POST" and request.POST.get("post") == "yes"
         if confirmed and form.is_valid():
             try:

@@ -114,6 +114,18 @@ def readiness_of(usage: TokenUsage | None) -> str:
     return NOT_ENOUGH_STARTS if usage is None else usage.readiness
 
 
+def needs_override(current: str, chosen: str, usage: TokenUsage | None) -> bool:
+    """Whether moving a platform from ``current`` to ``chosen`` needs the readiness
+    override: only a move to ``token`` does, while tokens are not rolled out (``usage``)."""
+    return chosen == TOKEN and current != TOKEN and readiness_of(usage) != READY
+
+
+def default_form(policy: str) -> str:
+    """The form to sign with where none was asked for and refusing would break a page
+    (the template tag): plain where the policy accepts it, else token."""
+    return TOKEN if policy == TOKEN else PLAIN
+
+
 class TokenNotReady(TrustedIdentityError):
     """``token`` refused: not enough of the valid starts used a token (readiness rule)."""
 
@@ -185,14 +197,14 @@ def set_signature_form(
                 f"{describe_duration(timedelta(seconds=locked.token_max_age))} -> "
                 f"{describe_duration(timedelta(seconds=seconds))}."
             )
-        if form == TOKEN and locked.signature_form != TOKEN:
-            usage = token_usage(locked)
-            if readiness_of(usage) != READY:
-                if not force:
-                    raise TokenNotReady(_not_ready_message(usage), usage)
-                if not reason:
-                    raise InvalidRequest("overriding the readiness rule needs a reason")
-                changes.append(f"Readiness rule overridden; override reason: {reason}")
+        moving_to_token = form == TOKEN and locked.signature_form != TOKEN
+        usage = token_usage(locked) if moving_to_token else None
+        if needs_override(locked.signature_form, form, usage):
+            if not force:
+                raise TokenNotReady(_not_ready_message(usage), usage)
+            if not reason:
+                raise InvalidRequest("overriding the readiness rule needs a reason")
+            changes.append(f"Readiness rule overridden; override reason: {reason}")
         locked.signature_form = form
         locked.token_max_age = seconds
         locked.save(update_fields=["signature_form", "token_max_age"])

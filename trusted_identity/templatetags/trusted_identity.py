@@ -44,7 +44,7 @@ from django.utils.safestring import SafeString, mark_safe
 from .. import services
 from ..conf import app_settings
 from ..exceptions import InvalidRequest, NotFound
-from ..services.signature_forms import PLAIN, TOKEN, check_form_accepted
+from ..services.signature_forms import TOKEN, check_form_accepted, default_form
 from ..views import APP_NAMESPACE
 
 register = template.Library()
@@ -78,8 +78,8 @@ def client_config(
         platform = services.get_platform(slug, kind)
     except NotFound as exc:
         raise ImproperlyConfigured(f"{{% trusted_identity_config %}}: {exc.message}") from None
-    if form is None:  # what the platform accepts, plain first (it never needs a refresh)
-        form = TOKEN if platform.signature_form == TOKEN else PLAIN
+    if form is None:  # what the platform accepts: a page must render whatever the policy
+        form = default_form(platform.signature_form)
     try:
         check_form_accepted(platform.signature_form, form)
     except InvalidRequest as exc:
