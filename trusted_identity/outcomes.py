@@ -116,12 +116,6 @@ class OutcomeBuffer:
             self._ensure_flusher()
         self._wake.set()
 
-    def add_details(self, details: Details) -> None:
-        with self._lock:
-            self._details.update(details)
-            self._ensure_flusher()
-        self._wake.set()
-
     def pending_details(self) -> Details:
         with self._lock:
             copy = Details()
@@ -262,14 +256,6 @@ def count_start(platform_id: int, hour: datetime, outcome: str, start: StartDeta
     count(platform_id, hour, outcome)
     details = Details()
     start.add_to(details)
-    count_details(details)
-
-
-def count_details(details: Details) -> None:
-    """Count the details of starts: buffered, or written at once, as :func:`count`."""
-    if not writes_at_once():
-        _buffer.add_details(details)
-        return
     warnings = set(details.grace_warnings)
     write_details_safely(details)
     announce({}, warnings)

@@ -38,6 +38,9 @@ class _Raised:
         self._lock = threading.Lock()
         self._keys: set[tuple[int, str, str]] = set()
 
+    def seen(self, key: tuple[int, str, str]) -> bool:
+        return key in self._keys
+
     def first_time(self, key: tuple[int, str, str]) -> bool:
         with self._lock:
             if key in self._keys:
@@ -99,7 +102,7 @@ def check_rejections(rejected_hours: Iterable[tuple[int, datetime]]) -> int:
     sent = 0
     for platform_id, hour in rejected_hours:
         key = (platform_id, REJECTIONS, hour.astimezone(dt_timezone.utc).isoformat())
-        if key in raised._keys:
+        if raised.seen(key):  # sent already: no query for the hour's count
             continue
         total = (
             OutcomeCount.objects.filter(
