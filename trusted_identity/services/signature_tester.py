@@ -28,7 +28,7 @@ from ..tokens import match_index as token_match_index
 from .access import Actor, authorize
 from .audit import audit
 from .lookup import diagnostic_keys, key_table, lookup_platform
-from .sessions import MAX_PLAIN_SIGNED_LENGTH
+from .sessions import parse_session_request
 from .signature_forms import PLAIN, TOKEN
 from .spaces import get_platform
 from .verification import clock, verify_signed
@@ -143,27 +143,14 @@ def _moment(timestamp: float | None) -> datetime | None:
 
 
 def check_input(user_id: Any, signature: Any) -> None:
-    """The tester takes what session start would take; anything else is an InvalidRequest."""
+    """The tester takes what session start would take (``sessions.parse_session_request``:
+    the same lengths, the same refusal of lone surrogates); anything else, and an empty
+    user id or signature, is an InvalidRequest."""
     if not isinstance(user_id, str) or user_id == "":
         raise InvalidRequest("the user id must not be empty")
-    if len(user_id) > app_settings.MAX_USER_ID_LENGTH:
-        raise InvalidRequest(
-            f"the user id is longer than {app_settings.MAX_USER_ID_LENGTH} characters"
-        )
     if not isinstance(signature, str) or signature == "":
         raise InvalidRequest("the signature must not be empty")
-    for name, text in (("user id", user_id), ("signature", signature)):
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidRequest(f"the {name} is not valid Unicode (lone surrogate)") from None
-    if len(signature) > MAX_PLAIN_SIGNED_LENGTH and not looks_like_token(signature):
-        raise InvalidRequest("the signature is too long to be a signature")
-    if len(signature) > app_settings.MAX_TOKEN_LENGTH:
-        raise InvalidRequest(
-            f"the signature is longer than {app_settings.MAX_TOKEN_LENGTH} characters, too "
-            "long to be a token"
-        )
+    parse_session_request({"userId": user_id, "signed": signature})
 
 
 def test_signature(
