@@ -273,11 +273,8 @@ def secret_usage(platform_ids: Sequence[int]) -> dict[int, list[SecretUsage]]:
 
 def recent_failures(platform: Platform | int, limit: int = 50) -> list[FailureRecord]:
     """The failure log of a platform, newest first (sampled and capped, see ``counting``)."""
-    outcomes.flush()
     platform_id = platform if isinstance(platform, int) else platform.pk
-    return list(
-        FailureRecord.objects.filter(platform_id=platform_id).order_by("-at", "-id")[:limit]
-    )
+    return recent_failures_for([platform_id], limit)[platform_id]
 
 
 def recent_failures_for(
