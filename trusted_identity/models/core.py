@@ -1,6 +1,7 @@
-"""Spaces, their platforms, encrypted platform secrets, memberships and outcome counts.
+"""Spaces, their platforms, encrypted platform secrets, memberships, and the rows
+that verification and the admin read (the verification generation, staff grants).
 
-Business operations on these live in ``services.py``; the models hold data,
+Business operations on these live in ``services/``; the models hold data,
 constraints and the small helpers that belong to one row.
 """
 
@@ -12,7 +13,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from .keyring import get_key_ring
+from ..keyring import get_key_ring
 
 
 class PlatformKind(models.TextChoices):
@@ -238,75 +239,6 @@ class PlatformSecret(models.Model):
         return self.retired_at is None
 
 
-class OutcomeCount(models.Model):
-    """How many session starts of one platform had one outcome in one hour (UTC).
-
-    Kept for ``HOURLY_RETENTION``; ``prune`` folds older hours into
-    :class:`DailyOutcomeCount`. The primary key is the natural one, so the table
-    carries no surrogate id and no index beyond it; PostgreSQL also gets a BRIN index
-    on the hour (rows arrive in time order), for figures across all platforms.
-    """
-
-    pk = models.CompositePrimaryKey("platform", "hour", "outcome")
-    platform = models.ForeignKey(
-        Platform,
-        on_delete=models.CASCADE,
-        related_name="outcome_counts",
-        db_index=False,  # the primary key's first column
-    )
-    hour = models.DateTimeField(_("hour"))
-    outcome = models.CharField(_("outcome"), max_length=16, choices=Outcome.choices)
-    count = models.PositiveBigIntegerField(_("count"), default=0)
-
-    class Meta:
-        ordering = ["platform_id", "-hour", "outcome"]
-        verbose_name = _("outcome count")
-        verbose_name_plural = _("outcome counts")
-
-    def __str__(self) -> str:
-        return f"{self.platform_id} {self.hour:%Y-%m-%d %H}:00 {self.outcome}={self.count}"
-
-
-class DailyOutcomeCount(models.Model):
-    """The hourly counts of one platform, outcome and UTC day, once they are older than
-    ``HOURLY_RETENTION``; kept for ``DAILY_RETENTION``, then deleted by ``prune``."""
-
-    pk = models.CompositePrimaryKey("platform", "day", "outcome")
-    platform = models.ForeignKey(
-        Platform, on_delete=models.CASCADE, related_name="daily_counts", db_index=False
-    )
-    day = models.DateField(_("day"))
-    outcome = models.CharField(_("outcome"), max_length=16, choices=Outcome.choices)
-    count = models.PositiveBigIntegerField(_("count"), default=0)
-
-    class Meta:
-        ordering = ["platform_id", "-day", "outcome"]
-        verbose_name = _("daily outcome count")
-        verbose_name_plural = _("daily outcome counts")
-
-    def __str__(self) -> str:
-        return f"{self.platform_id} {self.day:%Y-%m-%d} {self.outcome}={self.count}"
-
-
-class PruneRun(models.Model):
-    """One run of ``prune``: when, and what it folded and deleted (the latest tells the
-    admin and the system checks whether retention is kept)."""
-
-    started_at = models.DateTimeField(default=timezone.now, db_index=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    hourly_rows_folded = models.PositiveBigIntegerField(default=0)
-    daily_rows_deleted = models.PositiveBigIntegerField(default=0)
-
-    class Meta:
-        ordering = ["-started_at"]
-        get_latest_by = "started_at"
-        verbose_name = _("prune run")
-        verbose_name_plural = _("prune runs")
-
-    def __str__(self) -> str:
-        return f"prune run of {self.started_at:%Y-%m-%d %H:%M}"
-
-
 class VerificationGeneration(models.Model):
     """One row whose number goes up with every change that alters verification.
 
@@ -353,148 +285,3 @@ class StaffGrant(models.Model):
 
     def __str__(self) -> str:
         return f"staff status of user #{self.user_id}, given by a grant"
-
-
-class Dimension(models.TextChoices):
-    """What a detail count counts starts by, beside their outcome (CONTRACT section 8)."""
-
-    REASON = "reason", _("Reason")  # why a start was invalid (or rejected as invalid)
-    FORM = "form", _("Signature form")  # plain | token, of starts that sent one
-    SECRET = "secret", _("Secret")  # the id of the secret that verified a valid start
-    APP_VERSION = "app_version", _("App version")  # X-App-Version
-    SDK_VERSION = "sdk_version", _("SDK version")  # X-Sdk-Version
-
-
-class DetailCountFields(models.Model):
-    """What a detail count counts: starts with one value of one dimension and an outcome."""
-
-    dimension = models.CharField(_("dimension"), max_length=16, choices=Dimension.choices)
-    value = models.CharField(_("value"), max_length=40)
-    outcome = models.CharField(_("outcome"), max_length=16, choices=Outcome.choices)
-    count = models.PositiveBigIntegerField(_("count"), default=0)
-
-    class Meta:
-        abstract = True
-
-
-class DetailCount(DetailCountFields):
-    """Starts of one platform in one hour (UTC) by one detail and outcome: the reasons of
-    invalid starts, the forms, the secrets that verified. Kept and folded like
-    :class:`OutcomeCount` (``prune`` moves past ``HOURLY_RETENTION`` into
-    :class:`DailyDetailCount`)."""
-
-    pk = models.CompositePrimaryKey("platform", "hour", "dimension", "value", "outcome")
-    platform = models.ForeignKey(
-        Platform, on_delete=models.CASCADE, related_name="detail_counts", db_index=False
-    )
-    hour = models.DateTimeField(_("hour"), db_index=True)
-
-    class Meta:
-        ordering = ["platform_id", "-hour", "dimension", "value", "outcome"]
-        verbose_name = _("detail count")
-        verbose_name_plural = _("detail counts")
-
-    def __str__(self) -> str:
-        return (
-            f"{self.platform_id} {self.hour:%Y-%m-%d %H}:00 {self.dimension}={self.value} "
-            f"{self.outcome}={self.count}"
-        )
-
-
-class DailyDetailCount(DetailCountFields):
-    """Detail counts past ``HOURLY_RETENTION``, by UTC day; the client versions are counted
-    by day from the start (their number is bounded per day, see ``VERSIONS_PER_DAY``).
-    ``prune`` deletes rows past ``DAILY_RETENTION``."""
-
-    pk = models.CompositePrimaryKey("platform", "day", "dimension", "value", "outcome")
-    platform = models.ForeignKey(
-        Platform, on_delete=models.CASCADE, related_name="daily_detail_counts", db_index=False
-    )
-    day = models.DateField(_("day"), db_index=True)
-
-    class Meta:
-        ordering = ["platform_id", "-day", "dimension", "value", "outcome"]
-        verbose_name = _("daily detail count")
-        verbose_name_plural = _("daily detail counts")
-
-    def __str__(self) -> str:
-        return f"{self.platform_id} {self.day:%Y-%m-%d} {self.dimension}={self.value} {self.count}"
-
-
-class DistinctUsers(models.Model):
-    """The distinct user ids of one platform's starts in one UTC day, as a sketch
-    (``trusted_identity.sketch``: exact up to 2,048 users, then a HyperLogLog of 16 KiB,
-    a few KiB compressed): ``identified`` for every start naming a user, ``valid`` for
-    those with a valid signature. Readiness merges the days of its window.
-
-    Many processes merge into one row: ``revision`` makes each write a compare-and-set,
-    so none overwrites another's users. ``prune`` deletes rows past ``DAILY_RETENTION``.
-    """
-
-    IDENTIFIED = "identified"
-    VALID = "valid"
-
-    pk = models.CompositePrimaryKey("platform", "day", "kind")
-    platform = models.ForeignKey(
-        Platform, on_delete=models.CASCADE, related_name="distinct_users", db_index=False
-    )
-    day = models.DateField(_("day"), db_index=True)
-    kind = models.CharField(_("kind"), max_length=16)
-    sketch = models.BinaryField(_("sketch"))
-    revision = models.PositiveBigIntegerField(default=0)
-
-    class Meta:
-        ordering = ["platform_id", "-day", "kind"]
-        verbose_name = _("distinct users")
-        verbose_name_plural = _("distinct users")
-
-    def __str__(self) -> str:
-        return f"{self.platform_id} {self.day:%Y-%m-%d} {self.kind}"
-
-
-class FailureRecord(models.Model):
-    """One sampled invalid, missing or rejected start, for the failure log.
-
-    Sampled (at most ``FAILURE_LOG_PER_SECOND`` per platform, second and process) and
-    capped (the newest ``FAILURE_LOG_MAX_ROWS`` per platform), so a flood of forged
-    starts writes a bounded number of rows; ``prune`` deletes rows past
-    ``FAILURE_LOG_RETENTION``. Holds the user id the client claimed, never ``signed``.
-    """
-
-    platform = models.ForeignKey(Platform, on_delete=models.CASCADE, related_name="failures")
-    at = models.DateTimeField(_("at"))
-    outcome = models.CharField(_("outcome"), max_length=16, choices=Outcome.choices)
-    reason = models.CharField(_("reason"), max_length=32, blank=True)
-    user_id = models.CharField(_("user id"), max_length=1024)
-    app_version = models.CharField(_("app version"), max_length=40, blank=True)
-    sdk_version = models.CharField(_("SDK version"), max_length=40, blank=True)
-
-    class Meta:
-        ordering = ["-at", "-id"]
-        indexes = [models.Index(fields=["platform", "-at"], name="ti_failure_platform_at")]
-        verbose_name = _("failed start")
-        verbose_name_plural = _("failed starts")
-
-    def __str__(self) -> str:
-        return f"{self.platform_id} {self.at:%Y-%m-%d %H:%M:%S} {self.outcome} {self.reason}"
-
-
-class AlertSent(models.Model):
-    """That one alert went out, so that every process sends it once (the unique key is
-    the platform, the kind of alert and what it is about: an hour, a secret)."""
-
-    platform = models.ForeignKey(Platform, on_delete=models.CASCADE, related_name="alerts")
-    kind = models.CharField(_("kind"), max_length=32)
-    key = models.CharField(_("key"), max_length=64)
-    sent_at = models.DateTimeField(default=timezone.now, db_index=True)
-
-    class Meta:
-        ordering = ["-sent_at"]
-        constraints = [
-            models.UniqueConstraint(fields=["platform", "kind", "key"], name="ti_alert_once"),
-        ]
-        verbose_name = _("alert sent")
-        verbose_name_plural = _("alerts sent")
-
-    def __str__(self) -> str:
-        return f"{self.kind} alert for platform #{self.platform_id} ({self.key})"
