@@ -2,12 +2,15 @@
 
 The HTTP views turn them into ``{"error": {"code", "message"}}`` with ``status``;
 the CLI turns them into a one-line ``CommandError``. Messages are for a person and
-never carry a secret. This module imports nothing of the app: every layer may
-raise these. ``NotReady``, which carries rollout figures, lives with the readiness
-rule in ``services.enforcement``.
+never carry a secret. This module imports nothing of the app (only Django's own
+``PermissionDenied``, which ours extends): every layer may raise these.
+``NotReady``, which carries rollout figures, lives with the readiness rule in
+``services.enforcement``.
 """
 
 from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 
 
 class TrustedIdentityError(Exception):
@@ -22,6 +25,11 @@ class TrustedIdentityError(Exception):
 class InvalidRequest(TrustedIdentityError):
     code = "invalid_request"
     status = 400
+
+
+class MissingOverrideReason(InvalidRequest):
+    """Overriding a readiness rule without saying why: the admin asks for the reason; API
+    and CLI clients see the same ``invalid_request`` as any other bad request."""
 
 
 class NotFound(TrustedIdentityError):
@@ -66,7 +74,10 @@ class SignatureInvalid(TrustedIdentityError):
     status = 403
 
 
-class PermissionDenied(TrustedIdentityError):
+class PermissionDenied(TrustedIdentityError, DjangoPermissionDenied):
+    """The actor's role doesn't allow this. Also Django's ``PermissionDenied``, so a view
+    that lets it propagate answers 403 like any Django view, with nothing to translate."""
+
     code = "permission_denied"
     status = 403
 

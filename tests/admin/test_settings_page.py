@@ -297,7 +297,8 @@ def test_below_threshold_needs_the_override_box_and_a_reason(owner_client, space
     page = owner_client.post(url, {"enabled": "on"})
     body = page.content.decode()
     assert 'type="checkbox" name="override" id="id_override"' in body
-    assert '<label for="id_override"' in body and '<label for="id_reason">' in body
+    assert '<label class="vCheckboxLabel" for="id_override">' in body  # Django's fieldset
+    assert '<label for="id_reason">' in body
     assert "Not ready: only 90.0%" in body
 
     no_box = owner_client.post(url, {"enabled": "on", "post": "yes", "reason": "because"})

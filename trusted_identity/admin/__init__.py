@@ -18,9 +18,12 @@ module imports only from the ones above it in this list):
 - ``display``: wording and formatting (dates, shares, the rotation message), the
   per-day chart's geometry, and the subqueries that annotate list rows.
 - ``filters``: the list filters by space and by enforcement.
-- ``settings_page``: ``SpaceSettingsPageMixin``, the space's Trusted Identity page and
-  its Reveal, Rotate and enforcement views and URLs.
-- ``spaces``: ``SpaceAdmin`` (list, forms, space autocomplete; uses the settings page).
+- ``views``: the shapes of the Trusted Identity pages: ``SpaceView``,
+  ``PlatformActionView`` and ``GatedChangeView`` (a change the readiness rule gates),
+  and the breadcrumbs drawn in Django's block.
+- ``settings_page`` (the page and Reveal), ``secret_actions`` (Rotate, end the grace),
+  ``enforcement``, ``signature_forms``, ``origins``, ``signature_tester``: one view each.
+- ``spaces``: ``SpaceAdmin`` (list, forms, space autocomplete; registers those views).
 - ``platforms``: ``PlatformAdmin`` and its "Rotate Trusted Identity secrets" action.
 - ``memberships``: ``SpaceMembershipAdmin``; grants and revocations through services.
 - ``failures``: ``FailureRecordAdmin``, the read-only failure log of the user's spaces.

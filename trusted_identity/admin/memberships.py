@@ -21,7 +21,6 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from .. import services
-from ..exceptions import PermissionDenied as ServicePermissionDenied
 from ..exceptions import TrustedIdentityError
 from ..forms import MembershipAddForm, MembershipChangeForm
 from ..models import SpaceMembership
@@ -125,10 +124,7 @@ class SpaceMembershipAdmin(ScopedAdminMixin, admin.ModelAdmin):
             space, username = obj.space, obj.user.get_username()
         else:
             space, username = form.cleaned_data["space"], form.cleaned_data["username"]
-        try:
-            membership = services.grant(space, username, obj.role, actor(request))
-        except ServicePermissionDenied:
-            raise PermissionDenied from None
+        membership = services.grant(space, username, obj.role, actor(request))
         if getattr(membership, "made_staff", False):
             messages.info(
                 request,
@@ -143,10 +139,7 @@ class SpaceMembershipAdmin(ScopedAdminMixin, admin.ModelAdmin):
         obj._state.db = membership._state.db
 
     def delete_model(self, request: HttpRequest, obj: SpaceMembership) -> None:
-        try:
-            services.revoke(obj.space, obj.user.get_username(), actor(request))
-        except ServicePermissionDenied:
-            raise PermissionDenied from None
+        services.revoke(obj.space, obj.user.get_username(), actor(request))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[SpaceMembership]) -> None:
         """Each membership on its own: one the rules keep (a last owner) is named, the
@@ -154,6 +147,8 @@ class SpaceMembershipAdmin(ScopedAdminMixin, admin.ModelAdmin):
         for membership in queryset.select_related("space", "user"):
             try:
                 self.delete_model(request, membership)
+            except PermissionDenied:
+                raise  # Django's (the service's is one): a 403
             except TrustedIdentityError as exc:
                 messages.error(request, exc.message)
 

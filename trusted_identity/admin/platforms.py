@@ -26,7 +26,6 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from .. import services
-from ..exceptions import PermissionDenied as ServicePermissionDenied
 from ..exceptions import TrustedIdentityError
 from ..formatting import number
 from ..forms import RotationForm
@@ -40,6 +39,7 @@ from .display import (
     short,
 )
 from .filters import VisibleSpaceFilter, space_filter_media
+from .views import Crumb, admin_form, model_breadcrumbs
 
 
 class PlatformAdmin(ScopedAdminMixin, admin.ModelAdmin):
@@ -159,12 +159,9 @@ class PlatformAdmin(ScopedAdminMixin, admin.ModelAdmin):
     ) -> None:
         if change:  # pragma: no cover - has_change_permission is always False
             raise PermissionDenied
-        try:
-            created = services.add_platform(
-                form.cleaned_data["space"], form.cleaned_data["kind"], actor(request)
-            )
-        except ServicePermissionDenied:
-            raise PermissionDenied from None
+        created = services.add_platform(
+            form.cleaned_data["space"], form.cleaned_data["kind"], actor(request)
+        )
         obj.pk = created.pk
         obj.api_key = created.api_key
         obj.created_at = created.created_at
@@ -265,7 +262,10 @@ class PlatformAdmin(ScopedAdminMixin, admin.ModelAdmin):
             "opts": self.opts,
             "platforms": allowed,
             "skipped": skipped,
-            "form": form,
+            **admin_form(form, [(None, {"fields": ["grace"]})], self),
+            "breadcrumbs": model_breadcrumbs(
+                self.admin_site, self.opts, Crumb(_("Rotate Trusted Identity secrets"))
+            ),
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
             "action_name": "rotate_secrets",
             "media": self.media,

@@ -1,11 +1,11 @@
-"""The Trusted Identity page of a space, and the views behind its buttons: the page
-itself (figures, chart, secrets masked), Reveal, Rotate and the enforcement switch,
-with their URLs under the space's admin URL. It is a mixin that ``SpaceAdmin`` uses,
-kept in its own module because it is the largest and most sensitive part of the
-console: each view checks ``permissions(request)``, calls the service that reveals,
-rotates or switches enforcement (and writes the audit entry), and words the outcome;
-the readiness rule and the override's reason are the service's. URL names, paths and
-templates are those the templates, tests and docs rely on.
+"""The Trusted Identity page of a space (figures, chart, secrets masked, the buttons of
+each platform) and its Reveal button, whose answer is the page itself with the secret.
+
+It is the most sensitive page of the console: the reveal checks the ``reveal``
+permission (the view's own, then the service's), the service writes the audit entry,
+and the page holding the plaintext is rendered inside a ``sensitive_variables`` frame,
+never cached, its context dropped. The other buttons are in ``secret_actions``,
+``enforcement``, ``signature_forms``, ``origins`` and ``signature_tester``.
 """
 
 from __future__ import annotations
@@ -13,11 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
-from django.contrib.admin.utils import quote, unquote
+from django.contrib.admin.utils import quote
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, URLResolver
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext as _
@@ -25,93 +24,31 @@ from django.views.decorators.debug import sensitive_variables
 
 from .. import services
 from ..conf import app_settings
-from ..exceptions import InvalidRequest, TrustedIdentityError
-from ..exceptions import PermissionDenied as ServicePermissionDenied
-from ..forms import (
-    DEFAULT_GRACE,
-    GRACE_CHOICES,
-    EnforcementForm,
-    RotationForm,
-    SignatureFormForm,
-    compact_duration,
-)
-from ..models import Platform, PlatformKind, Role, Space
-from ..services import NotReady
-from .base import actor, admin_url, permissions, space_page_url
-from .display import (
-    KIND_ORDER,
-    chart,
-    current_secret_since,
-    percent,
-    previous_valid_until,
-    revocation_message,
-    rotation_message,
-)
+from ..exceptions import TrustedIdentityError
+from ..forms import DEFAULT_GRACE, GRACE_CHOICES, SignatureFormForm, compact_duration
+from ..models import Platform, PlatformKind, Role
+from .base import admin_url, permissions
+from .display import KIND_ORDER, chart, current_secret_since, percent, previous_valid_until
 from .rollout import diagnostics, summary
+from .views import PlatformActionView, SpaceView
 
 CHART_DAYS = 7
 
 
-class SpaceSettingsPageMixin:
-    """The Trusted Identity page of a space and its Reveal, Rotate and enforcement views."""
+class SpaceSettingsView(SpaceView):
+    """The Trusted Identity page of a space: every platform the user's role may see."""
 
-    settings_template = "trusted_identity/admin/space_settings.html"
-    rotate_template = "trusted_identity/admin/rotate_confirm.html"
-    enforcement_template = "trusted_identity/admin/enforcement_confirm.html"
-    revoke_previous_template = "trusted_identity/admin/revoke_previous_confirm.html"
+    template_name = "trusted_identity/admin/space_settings.html"
+    http_method_names = ["get", "head"]
 
-    def get_urls(self) -> list[URLPattern | URLResolver]:
-        return [
-            space_page_url(self, "", self.settings_view, "trusted_identity"),
-            space_page_url(self, "<str:kind>/reveal/", self.reveal_view, "reveal_secret"),
-            space_page_url(self, "<str:kind>/rotate/", self.rotate_view, "rotate_secret"),
-            space_page_url(
-                self, "<str:kind>/revoke-previous/", self.revoke_previous_view, "revoke_previous"
-            ),
-            space_page_url(self, "<str:kind>/enforcement/", self.enforcement_view, "enforcement"),
-            *super().get_urls(),
-        ]
-
-    def _space_or_404(self, request: HttpRequest, object_id: str) -> Space:
-        space = self.get_object(request, unquote(object_id))
-        if space is None:  # not there, or not one of the user's spaces: the same answer
-            raise Http404(_("No such space."))
-        return space
-
-    def _platform_or_404(self, space: Space, kind: str) -> Platform:
-        if kind not in PlatformKind.values:  # also keeps odd input (NUL) out of the query
-            raise Http404(_("This space has no such platform."))
-        platform = Platform.objects.select_related("space").filter(space=space, kind=kind).first()
-        if platform is None:
-            raise Http404(_("This space has no such platform."))
-        return platform
-
-    def _settings_url(self, space: Space, platform: Platform | None = None) -> str:
-        url = admin_url(self.admin_site, "space_trusted_identity", quote(space.pk))
-        return f"{url}#platform-{platform.kind}" if platform is not None else url
-
-    def _context(self, request: HttpRequest, space: Space, **extra: Any) -> dict[str, Any]:
-        return {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "space": space,
-            "original": space,
-            "has_view_permission": True,
-            "settings_url": self._settings_url(space),
-            "change_url": admin_url(self.admin_site, "space_change", quote(space.pk)),
-            **extra,
-        }
-
-    def settings_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        if request.method not in ("GET", "HEAD"):
-            return HttpResponse(status=405, headers={"Allow": "GET, HEAD"})
-        space = self._space_or_404(request, object_id)
-        return self._render_settings(request, space)
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return self.render_page()
 
     @sensitive_variables("revealed", "sections", "context", "response")
-    def _render_settings(
-        self, request: HttpRequest, space: Space, revealed: dict[int, str] | None = None
-    ) -> TemplateResponse:
+    def render_page(self, revealed: dict[int, str] | None = None) -> TemplateResponse:
+        """The page; with ``revealed`` (platform id to plaintext), rendered here, inside
+        the sensitive frame, and its context dropped so nothing keeps the secret."""
+        request, space = self.request, self.space
         perms = permissions(request)
         now = timezone.now()
         platforms = sorted(
@@ -162,10 +99,7 @@ class SpaceSettingsPageMixin:
             label for kind, label in PlatformKind.choices if kind not in {p.kind for p in platforms}
         ]
         role = perms.role(space)
-        context = self._context(
-            request,
-            space,
-            title=_("Trusted Identity: %(space)s") % {"space": space},
+        context = self.get_context_data(
             platforms=sections,
             summary=summary(platforms, figures),
             revealed=bool(revealed),
@@ -190,8 +124,7 @@ class SpaceSettingsPageMixin:
                 self.admin_site, "platform_changelist", query=f"space={space.pk}"
             ),
         )
-        request.current_app = self.admin_site.name
-        response = TemplateResponse(request, self.settings_template, context)
+        response = self.render_to_response(context)
         add_never_cache_headers(response)
         if revealed:
             # Render here, inside the sensitive frame, and drop the context holding the secret.
@@ -199,198 +132,34 @@ class SpaceSettingsPageMixin:
             response.context_data = None
         return response
 
+
+class RevealSecretView(PlatformActionView, SpaceSettingsView):
+    """Reveal a platform's current secret: a POST answered with the page showing it."""
+
+    permission = "reveal"
+    http_method_names = ["get", "head", "post"]
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return self.back()  # reveals only on an explicit POST
+
     @sensitive_variables("plaintext")
-    def reveal_view(self, request: HttpRequest, object_id: str, kind: str) -> HttpResponse:
-        space = self._space_or_404(request, object_id)
-        platform = self._platform_or_404(space, kind)
-        if request.method != "POST":
-            return HttpResponseRedirect(self._settings_url(space, platform))
-        if not permissions(request).can("reveal", space):
-            raise PermissionDenied
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
-            plaintext = services.reveal_secret(platform, actor(request))
-        except ServicePermissionDenied:
-            raise PermissionDenied from None
+            plaintext = services.reveal_secret(self.platform, self.actor())
+        except PermissionDenied:
+            raise  # Django's (the service's is one): a 403
         except TrustedIdentityError as exc:
             messages.error(request, exc.message)
-            return HttpResponseRedirect(self._settings_url(space, platform))
+            return self.back()
         messages.warning(
             request,
             _(
                 "You revealed the current %(platform)s secret; this is recorded in the "
                 "platform's history. It is hidden again when you reload or leave this page."
             )
-            % {"platform": platform.get_kind_display()},
+            % {"platform": self.platform_label},
         )
-        response = self._render_settings(request, space, revealed={platform.pk: plaintext})
+        response = self.render_page(revealed={self.platform.pk: plaintext})
         add_never_cache_headers(response)  # no-store: the secret must not be kept anywhere
         response["Pragma"] = "no-cache"
         return response
-
-    def rotate_view(self, request: HttpRequest, object_id: str, kind: str) -> HttpResponse:
-        space = self._space_or_404(request, object_id)
-        platform = self._platform_or_404(space, kind)
-        if not permissions(request).can("rotate", space):
-            raise PermissionDenied
-        if request.method == "POST":
-            form = RotationForm(request.POST)
-        else:
-            form = RotationForm(request.GET if "grace" in request.GET else None)
-        if request.method == "POST" and request.POST.get("post") == "yes" and form.is_valid():
-            grace = form.cleaned_data["grace"]
-            try:
-                services.rotate_secret(platform, actor(request), grace)
-            except ServicePermissionDenied:
-                raise PermissionDenied from None
-            except TrustedIdentityError as exc:
-                messages.error(request, exc.message)
-            else:
-                messages.success(request, rotation_message([platform], grace))
-            return HttpResponseRedirect(self._settings_url(space, platform))
-        context = self._context(
-            request,
-            space,
-            title=_("Rotate the %(platform)s secret?") % {"platform": platform.get_kind_display()},
-            platform=platform,
-            form=form,
-            previous_valid_until=services.previous_secret_valid_until(platform),
-            action_url=admin_url(
-                self.admin_site, "space_rotate_secret", quote(space.pk), platform.kind
-            ),
-        )
-        request.current_app = self.admin_site.name
-        return TemplateResponse(request, self.rotate_template, context)
-
-    def revoke_previous_view(self, request: HttpRequest, object_id: str, kind: str) -> HttpResponse:
-        """End every previous secret's grace now, after a confirmation page (GET shows it)."""
-        space = self._space_or_404(request, object_id)
-        platform = self._platform_or_404(space, kind)
-        if not permissions(request).can("rotate", space):
-            raise PermissionDenied
-        if request.method == "POST" and request.POST.get("post") == "yes":
-            try:
-                ended = services.revoke_previous(platform, actor(request))
-            except ServicePermissionDenied:
-                raise PermissionDenied from None
-            except TrustedIdentityError as exc:
-                messages.error(request, exc.message)
-            else:
-                if ended:
-                    messages.success(request, revocation_message(platform, ended))
-                else:
-                    messages.info(
-                        request,
-                        _("No previous %(platform)s secret was verifying: nothing changed.")
-                        % {"platform": platform.get_kind_display()},
-                    )
-            return HttpResponseRedirect(self._settings_url(space, platform))
-        previous = [
-            s for s in services.verifying_secrets([platform.pk])[platform.pk] if not s.is_current
-        ]
-        context = self._context(
-            request,
-            space,
-            title=_("End the grace of the previous %(platform)s secrets now?")
-            % {"platform": platform.get_kind_display()},
-            platform=platform,
-            previous_secrets=previous,
-            action_url=admin_url(
-                self.admin_site, "space_revoke_previous", quote(space.pk), platform.kind
-            ),
-        )
-        request.current_app = self.admin_site.name
-        return TemplateResponse(request, self.revoke_previous_template, context)
-
-    def enforcement_view(self, request: HttpRequest, object_id: str, kind: str) -> HttpResponse:
-        space = self._space_or_404(request, object_id)
-        platform = self._platform_or_404(space, kind)
-        if not permissions(request).can("enforce", space):
-            raise PermissionDenied
-        data = request.POST if request.method == "POST" else request.GET
-        form = EnforcementForm(data)
-        if not form.is_valid() and form.has_error("enabled"):
-            messages.error(request, _("Choose whether to turn enforcement on or off."))
-            return HttpResponseRedirect(self._settings_url(space, platform))
-        enabled = form.cleaned_data["enabled"]
-        platform_label = platform.get_kind_display()
-        if platform.enforced == enabled:
-            messages.info(
-                request,
-                (
-                    _("Enforcement is already on for %(platform)s.")
-                    if enabled
-                    else _("Enforcement is already off for %(platform)s.")
-                )
-                % {"platform": platform_label},
-            )
-            return HttpResponseRedirect(self._settings_url(space, platform))
-        figures = services.readiness(platform)
-        ready = figures.is_ready()
-        confirmed = request.method == "POST" and request.POST.get("post") == "yes"
-        if confirmed and form.is_valid():
-            override = form.cleaned_data["override"]
-            reason = form.cleaned_data["reason"]
-            # The readiness rule and its override are the service's; the admin only
-            # words its refusals for the form.
-            try:
-                services.set_enforcement(
-                    platform, enabled, actor(request), force=override, reason=reason
-                )
-            except ServicePermissionDenied:
-                raise PermissionDenied from None
-            except NotReady as exc:  # not ready (the figures may have changed since)
-                figures, ready = exc.figures, False
-                form.add_error(
-                    "override",
-                    _(
-                        "Signing is not rolled out far enough. Tick the override box to turn "
-                        "enforcement on anyway."
-                    ),
-                )
-            except InvalidRequest:  # an override without a reason
-                form.add_error("reason", _("Give the reason for the override."))
-            except TrustedIdentityError as exc:
-                messages.error(request, exc.message)
-                return HttpResponseRedirect(self._settings_url(space, platform))
-            else:
-                messages.success(
-                    request,
-                    (
-                        _(
-                            "Enforcement is now on for %(platform)s: identified session "
-                            "starts without a valid signature are rejected."
-                        )
-                        if enabled
-                        else _(
-                            "Enforcement is now off for %(platform)s: session starts are "
-                            "accepted whatever their signature, and counted."
-                        )
-                    )
-                    % {"platform": platform_label},
-                )
-                return HttpResponseRedirect(self._settings_url(space, platform))
-        title = (
-            _("Turn on enforcement for %(platform)s?")
-            if enabled
-            else _("Turn off enforcement for %(platform)s?")
-        ) % {"platform": platform_label}
-        context = self._context(
-            request,
-            space,
-            title=title,
-            platform=platform,
-            form=form,
-            enabling=enabled,
-            figures=figures,
-            share=percent(figures.valid_share),
-            ready=ready,
-            needs_override=enabled and not ready,
-            threshold=percent(app_settings.READINESS_THRESHOLD),
-            min_starts=app_settings.READINESS_MIN_STARTS,
-            window_days=app_settings.READINESS_WINDOW.days,
-            action_url=admin_url(
-                self.admin_site, "space_enforcement", quote(space.pk), platform.kind
-            ),
-        )
-        request.current_app = self.admin_site.name
-        return TemplateResponse(request, self.enforcement_template, context)

@@ -1,7 +1,7 @@
 """The signature tester of a space's Trusted Identity page: a user id and a signature
 in, the verdict out (which secret it matched, the bytes hashed), per platform.
 
-``SignatureTesterMixin`` adds one URL under the page, ``<space>/trusted-identity/<kind>/
+:class:`SignatureTesterView` is one URL under the page, ``<space>/trusted-identity/<kind>/
 test-signature/``: GET shows the form, POST (with the CSRF token) tests. Only those who
 may reveal the platform's secret see the form or may post it (anyone else: 403);
 ``services.test_signature`` checks that again, rate-limits per user
@@ -11,12 +11,11 @@ the settings page itself is ``includes/signature_tester.html``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
-from django.contrib.admin.utils import quote
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
-from django.template.response import TemplateResponse
-from django.urls import URLPattern, URLResolver
 from django.utils.cache import add_never_cache_headers
 from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
@@ -24,10 +23,9 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.debug import sensitive_post_parameters
 
 from .. import services
-from ..exceptions import PermissionDenied as ServicePermissionDenied
 from ..exceptions import RateLimited, TrustedIdentityError
 from ..services.signature_tester import TESTER_PERMISSION
-from .base import actor, admin_url, permissions, space_page_url
+from .views import PlatformActionView, admin_form
 
 
 class SignatureTestForm(forms.Form):
@@ -41,67 +39,56 @@ class SignatureTestForm(forms.Form):
     )
 
 
-class SignatureTesterMixin:
-    """Test a signature from the space's Trusted Identity page.
+class SignatureTesterView(PlatformActionView):
+    """Test a signature: GET shows the form, POST answers the verdict."""
 
-    Used by ``SpaceAdmin`` before ``SpaceSettingsPageMixin``, whose helpers it uses.
-    """
+    permission = TESTER_PERMISSION
+    crumb = gettext_lazy("Test a signature")
+    template_name = "trusted_identity/admin/signature_tester.html"
 
-    signature_tester_template = "trusted_identity/admin/signature_tester.html"
-
-    def get_urls(self) -> list[URLPattern | URLResolver]:
-        return [
-            space_page_url(
-                self, "<str:kind>/test-signature/", self.signature_tester_view, "test_signature"
-            ),
-            *super().get_urls(),
-        ]
+    def get_title(self) -> str:
+        return _("Test a signature (%(platform)s)") % {"platform": self.platform_label}
 
     @method_decorator(sensitive_post_parameters("signature"))
-    def signature_tester_view(
-        self, request: HttpRequest, object_id: str, kind: str
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return super().dispatch(request, *args, **kwargs)
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return self.show(SignatureTestForm())
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        form = SignatureTestForm(request.POST)
+        if not form.is_valid():
+            return self.show(form, status=400)
+        try:
+            found = services.test_signature(
+                self.actor(),
+                self.platform,
+                None,
+                form.cleaned_data["user_id"],
+                form.cleaned_data["signature"],
+            )
+        except PermissionDenied:
+            raise  # Django's (the service's is one): a 403
+        except RateLimited as exc:
+            response = self.show(form, error=exc.message, status=429)
+            response["Retry-After"] = str(exc.retry_after)
+            return response
+        except TrustedIdentityError as exc:
+            return self.show(form, error=exc.message, status=400)
+        return self.show(form, found=found)
+
+    def show(
+        self,
+        form: SignatureTestForm,
+        found: Any = None,
+        error: str = "",
+        status: int = 200,
     ) -> HttpResponse:
-        space = self._space_or_404(request, object_id)
-        platform = self._platform_or_404(space, kind)
-        if not permissions(request).can(TESTER_PERMISSION, space):
-            raise PermissionDenied
-        found, error, status, retry_after = None, "", 200, None
-        if request.method == "POST":
-            form = SignatureTestForm(request.POST)
-            if form.is_valid():
-                try:
-                    found = services.test_signature(
-                        actor(request),
-                        platform,
-                        None,
-                        form.cleaned_data["user_id"],
-                        form.cleaned_data["signature"],
-                    )
-                except ServicePermissionDenied:
-                    raise PermissionDenied from None
-                except RateLimited as exc:
-                    error, status, retry_after = exc.message, 429, exc.retry_after
-                except TrustedIdentityError as exc:
-                    error, status = exc.message, 400
-            else:
-                status = 400
-        else:
-            form = SignatureTestForm()
-        context = self._context(
-            request,
-            space,
-            title=_("Test a signature (%(platform)s)") % {"platform": platform.get_kind_display()},
-            platform=platform,
-            form=form,
-            found=found,
-            error=error,
-            action_url=admin_url(
-                self.admin_site, "space_test_signature", quote(space.pk), platform.kind
-            ),
+        fieldsets = [(None, {"fields": ["user_id", "signature"]})]
+        context = self.get_context_data(
+            found=found, error=error, **admin_form(form, fieldsets, self.model_admin)
         )
-        request.current_app = self.admin_site.name
-        response = TemplateResponse(request, self.signature_tester_template, context, status=status)
+        response = self.render_to_response(context, status=status)
         add_never_cache_headers(response)
-        if retry_after is not None:
-            response["Retry-After"] = str(retry_after)
         return response

@@ -2,9 +2,9 @@
 the viewer's role, a link to each space's Trusted Identity page), the add and change
 forms, and the space autocomplete that the platform and membership forms use. It owns
 only how spaces are listed and edited; who may add, change or delete a space comes
-from ``permissions(request)``, and the Trusted Identity page itself is
-:class:`~trusted_identity.admin.settings_page.SpaceSettingsPageMixin` (its signature-form
-page :class:`~trusted_identity.admin.signature_forms.SignatureFormPageMixin`).
+from ``permissions(request)``. The Trusted Identity page and its per-platform views
+(``SPACE_PAGES``) are class-based views of their own (``views``), registered under the
+space's admin URL.
 """
 
 from __future__ import annotations
@@ -13,29 +13,37 @@ from django.contrib import admin
 from django.contrib.admin.utils import quote
 from django.db.models import BooleanField, OuterRef, QuerySet, Subquery, Value
 from django.http import HttpRequest
+from django.urls import URLPattern, URLResolver
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
 from .. import services
 from ..models import Platform, PlatformSecret, Role, Space, SpaceMembership
-from .base import ScopedAdminMixin, admin_url, permissions
+from .base import ScopedAdminMixin, admin_url, permissions, space_page_url
 from .display import KIND_ORDER, count_subquery, short
+from .enforcement import EnforcementView
 from .filters import FILTER_PURPOSE, EnforcementListFilter
-from .origins import SpaceOriginsMixin
-from .settings_page import SpaceSettingsPageMixin
-from .signature_forms import SignatureFormPageMixin
-from .signature_tester import SignatureTesterMixin
+from .origins import OriginsView
+from .secret_actions import RevokePreviousView, RotateSecretView
+from .settings_page import RevealSecretView, SpaceSettingsView
+from .signature_forms import SignatureFormView
+from .signature_tester import SignatureTesterView
+
+#: The Trusted Identity page and its per-platform views: (route, view, URL name).
+SPACE_PAGES = [
+    ("", SpaceSettingsView, "trusted_identity"),
+    ("<str:kind>/reveal/", RevealSecretView, "reveal_secret"),
+    ("<str:kind>/rotate/", RotateSecretView, "rotate_secret"),
+    ("<str:kind>/revoke-previous/", RevokePreviousView, "revoke_previous"),
+    ("<str:kind>/enforcement/", EnforcementView, "enforcement"),
+    ("<str:kind>/signature-form/", SignatureFormView, "signature_form"),
+    ("<str:kind>/origins/", OriginsView, "origins"),
+    ("<str:kind>/test-signature/", SignatureTesterView, "test_signature"),
+]
 
 
-class SpaceAdmin(
-    ScopedAdminMixin,
-    SpaceOriginsMixin,
-    SignatureFormPageMixin,
-    SignatureTesterMixin,
-    SpaceSettingsPageMixin,
-    admin.ModelAdmin,
-):
+class SpaceAdmin(ScopedAdminMixin, admin.ModelAdmin):
     """The spaces: a scoped list with enforcement, rotation and members at a glance."""
 
     space_field = "pk"
@@ -56,6 +64,13 @@ class SpaceAdmin(
     search_fields = ["slug", "name"]
     ordering = ["slug"]
     change_form_template = "trusted_identity/admin/space_change_form.html"
+
+    def get_urls(self) -> list[URLPattern | URLResolver]:
+        pages = [
+            space_page_url(self, route, view.as_view(model_admin=self), name)
+            for route, view, name in SPACE_PAGES
+        ]
+        return [*pages, *super().get_urls()]
 
     # ---- querysets and permissions
 

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from .. import signals
 from ..conf import app_settings
-from ..exceptions import InvalidRequest, TrustedIdentityError
+from ..exceptions import MissingOverrideReason, TrustedIdentityError
 from ..models import Platform
 from .access import Actor, authorize
 from .audit import audit
@@ -66,7 +66,7 @@ def set_enforcement(
                 if not force:
                     raise NotReady(_not_ready_message(figures), figures)
                 if not reason:
-                    raise InvalidRequest("overriding the readiness rule needs a reason")
+                    raise MissingOverrideReason("overriding the readiness rule needs a reason")
                 message = f"Turned enforcement on {_overridden(figures)}; override reason: {reason}"
         locked.enforced = enabled
         locked.enforcement_changed_at = timezone.now()

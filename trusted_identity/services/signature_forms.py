@@ -18,7 +18,7 @@ from datetime import timedelta
 from django.db import transaction
 
 from ..conf import app_settings
-from ..exceptions import InvalidRequest, TrustedIdentityError
+from ..exceptions import InvalidRequest, MissingOverrideReason, TrustedIdentityError
 from ..models import Platform, SignatureForm
 from .access import Actor, authorize
 from .audit import audit
@@ -203,7 +203,7 @@ def set_signature_form(
             if not force:
                 raise TokenNotReady(_not_ready_message(usage), usage)
             if not reason:
-                raise InvalidRequest("overriding the readiness rule needs a reason")
+                raise MissingOverrideReason("overriding the readiness rule needs a reason")
             changes.append(f"Readiness rule overridden; override reason: {reason}")
         locked.signature_form = form
         locked.token_max_age = seconds
