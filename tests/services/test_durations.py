@@ -64,7 +64,9 @@ def test_parse_duration_is_exact_and_says_what_to_type(text, advice):
     assert advice in info.value.message
 
 
-@pytest.mark.parametrize("text", ["\u0661h", "\u0663\u0660m", "\uff12\uff14h", "2\u0664h", "\u00b2h"])
+@pytest.mark.parametrize(
+    "text", ["\u0661h", "\u0663\u0660m", "\uff12\uff14h", "2\u0664h", "\u00b2h"]
+)
 def test_parse_duration_takes_only_ascii_digits(text):
     """Arabic-Indic, full-width and superscript digits are digits to ``\\d``, not to us."""
     with pytest.raises(InvalidRequest):
