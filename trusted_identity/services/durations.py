@@ -8,7 +8,8 @@ from datetime import timedelta
 from ..exceptions import InvalidRequest
 
 #: ASCII digits and a lower-case unit, nothing around them: ``re.ASCII`` keeps ``\d`` from
-#: matching other scripts' digits (``١h``), and no ``strip``/``lower`` guesses what was meant.
+#: matching other scripts' digits (an Arabic-Indic one, U+0661), and no ``strip`` or
+#: ``lower`` guesses what was meant.
 _DURATION_RE = re.compile(r"([0-9]{1,6})([smhdw]?)", re.ASCII)
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 MAX_GRACE = timedelta(days=90)
@@ -20,7 +21,7 @@ def parse_duration(text: str, maximum: timedelta = MAX_GRACE) -> timedelta:
     A number needs its unit: ``"5"`` could mean seconds, minutes or hours, and a
     grace period guessed wrong keeps a leaked secret valid, or locks clients out.
     Only ``"0"`` stands alone (zero is zero in any unit). The form is exact: ASCII
-    digits and a lower-case unit, no spaces (``"24H"``, ``" 24h"`` and ``"١h"`` are
+    digits and a lower-case unit, no spaces (``"24H"``, ``" 24h"`` and Arabic-Indic digits are
     refused, each with what to type instead).
     """
     match = _DURATION_RE.fullmatch(text) if isinstance(text, str) else None
