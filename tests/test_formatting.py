@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 from django.template import Context, Template
 
-from trusted_identity.formatting import moment, number, percent
+from trusted_identity.formatting import moment, number, percent, visible
 
 
 def test_percent_has_one_decimal_and_a_dash_for_none():
@@ -37,3 +37,19 @@ def test_the_template_filters_say_the_same():
         "50.0% 1,204 2026-11-26 14:05 UTC"
     )
     assert template.render(Context({})) == "— — —"
+
+
+def test_visible_spells_out_what_would_forge_or_hide_text():
+    assert visible("user-42") == "user-42"
+    assert visible("Zoë 東京 a b") == "Zoë 東京 a b"
+    assert visible("evil\u202egnp.exe") == "evil<U+202E>gnp.exe"
+    assert visible("a\x1b[31mred") == "a<U+001B>[31mred"
+    assert visible("line\nbreak\x00") == "line<U+000A>break<U+0000>"
+    assert visible("zero\u200bwidth\u00a0nbsp") == "zero<U+200B>width<U+00A0>nbsp"
+
+
+def test_ti_visible_filter_is_still_escaped():
+    rendered = Template("{% load trusted_identity_format %}{{ v|ti_visible }}").render(
+        Context({"v": "<b>\u202e</b>"})
+    )
+    assert rendered == "&lt;b&gt;&lt;U+202E&gt;&lt;/b&gt;"

@@ -1,7 +1,9 @@
 """One way to show a share, a count and a moment, for the admin and the CLI alike.
 
 ``percent(0.97234)`` is ``97.2%``, ``number(1204)`` is ``1,204`` and
-``moment(dt)`` is ``2026-11-26 14:05 UTC``; a missing value is ``—``. The admin's
+``moment(dt)`` is ``2026-11-26 14:05 UTC``; a missing value is ``—``; ``visible(text)``
+shows a client-given string (a user id) with its control and invisible characters
+spelt out. The admin's
 templates use them as filters (``{% load trusted_identity_format %}``), the
 ``trusted_identity`` command's human-readable output calls them; JSON output keeps
 its own machine formats (ISO 8601, shares as fractions). Plain Python, no Django.
@@ -9,6 +11,7 @@ its own machine formats (ISO 8601, shares as fractions). Plain Python, no Django
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime
 from datetime import timezone as dt_timezone
 
@@ -38,3 +41,22 @@ def moment(value: datetime | None) -> str:
     if value.tzinfo is not None:
         value = value.astimezone(dt_timezone.utc)
     return f"{value:%Y-%m-%d %H:%M} UTC"
+
+
+#: Categories shown as ``<U+XXXX>``: controls, formatting (bidirectional overrides,
+#: zero-width), separators other than the plain space, unassigned and private-use.
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cn", "Co", "Cs"})
+
+
+def visible(text: str) -> str:
+    """A client-given string with every control or invisible character spelt out as
+    ``<U+XXXX>``, so a user id can't reverse, hide or colour the text around it
+    (``"evil\\u202egnp.exe"`` reads ``evil<U+202E>gnp.exe``), and two ids that look the
+    same on screen look different. Spaces other than U+0020 are spelt out too."""
+    return "".join(
+        f"<U+{ord(ch):04X}>"
+        if unicodedata.category(ch) in _HIDDEN_CATEGORIES
+        or (unicodedata.category(ch) == "Zs" and ch != " ")
+        else ch
+        for ch in text
+    )

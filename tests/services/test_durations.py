@@ -20,11 +20,10 @@ from trusted_identity.exceptions import (
     ("text", "expected"),
     [
         ("0", timedelta(0)),
-        (" 0 ", timedelta(0)),
         ("30m", timedelta(minutes=30)),
         ("24h", timedelta(hours=24)),
         ("7d", timedelta(days=7)),
-        (" 90s ", timedelta(seconds=90)),
+        ("90s", timedelta(seconds=90)),
         ("2w", timedelta(weeks=2)),
     ],
 )
@@ -46,3 +45,29 @@ def test_parse_duration_needs_a_unit(text):
     message = info.value.message
     assert "unit" in message and "\n" not in message
     assert f"{text}m" in message  # says how to write it
+
+
+@pytest.mark.parametrize(
+    ("text", "advice"),
+    [
+        (" 24h", "'24h'"),
+        ("24h ", "'24h'"),
+        ("24H", "'24h'"),
+        (" 0 ", "'0'"),
+        ("7D", "'7d'"),
+    ],
+)
+def test_parse_duration_is_exact_and_says_what_to_type(text, advice):
+    """No guessing: spaces and upper-case units are refused, with the exact form to type."""
+    with pytest.raises(InvalidRequest) as info:
+        services.parse_duration(text)
+    assert advice in info.value.message
+
+
+@pytest.mark.parametrize(
+    "text", ["\u0661h", "\u0663\u0660m", "\uff12\uff14h", "2\u0664h", "\u00b2h"]
+)
+def test_parse_duration_takes_only_ascii_digits(text):
+    """Arabic-Indic, full-width and superscript digits are digits to ``\\d``, not to us."""
+    with pytest.raises(InvalidRequest):
+        services.parse_duration(text)

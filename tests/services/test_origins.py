@@ -30,6 +30,14 @@ def web(space):
         ("https://bücher.example", "https://xn--bcher-kva.example"),
         ("https://xn--bcher-kva.example", "https://xn--bcher-kva.example"),
         ("https://my_host.example", "https://my_host.example"),
+        # IPv4 hosts as the URL Standard parses them: the Origin header a browser sends.
+        ("http://0x7f.1", "http://127.0.0.1"),
+        ("http://127.1:8000", "http://127.0.0.1:8000"),
+        ("http://2130706433", "http://127.0.0.1"),
+        ("http://0177.0.0.01", "http://127.0.0.1"),
+        ("http://1.2.3", "http://1.2.0.3"),
+        ("http://0x7F.0.0.1.", "http://127.0.0.1"),
+        ("http://10.0.0.0x", "http://10.0.0.0"),
     ],
 )
 def test_origins_are_normalised_as_browsers_send_them(given, normalised):
@@ -64,7 +72,12 @@ def test_origins_are_normalised_as_browsers_send_them(given, normalised):
         ("https://-bad.example.com", "not a valid host"),
         ("https://app..example.com", "not a valid host"),
         ("https://example.com.", "not a valid host"),
-        ("https://1.2.3", "IPv4"),
+        ("https://1.2.3.4.5", "IPv4"),
+        ("https://256.0.0.1", "IPv4"),
+        ("https://1.2.3.256", "IPv4"),
+        ("https://4294967296", "IPv4"),
+        ("https://09.1.1.1", "IPv4"),
+        ("https://example.123", "IPv4"),
         ("https://[::1%eth0]", "zone"),
         ("https://[fe80::zz]", "malformed"),
         ("https://" + "a" * 300 + ".com", "longer than"),

@@ -19,6 +19,7 @@ from trusted_identity.models import (
     Platform,
     PlatformKind,
     PlatformSecret,
+    Space,
 )
 
 from ..factories import (
@@ -78,3 +79,26 @@ def test_get_platform_names_what_is_missing(platform):
         services.get_platform("nope", "ios")
     with pytest.raises(PlatformNotFound):
         services.get_platform("acme", "web")
+
+
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        ("News\nDesk", "U+000A"),
+        ("Acme\x1b[31m", "U+001B"),
+        ("evil\u202egnp.exe", "U+202E"),
+        ("zero\u200bwidth", "U+200B"),
+        ("line\u2028sep", "U+2028"),
+        ("x" * 5000, "longer than 200 characters (5,000)"),
+    ],
+)
+def test_create_space_refuses_names_that_forge_or_overflow(db, name, said):
+    with pytest.raises(InvalidRequest) as refused:
+        services.create_space("named", name=name)
+    assert said in refused.value.message
+    assert not Space.objects.filter(slug="named").exists()
+
+
+def test_create_space_keeps_printable_names_of_any_script(db):
+    space = services.create_space("intl", name="  Café 東京 — Ωmega  ")
+    assert space.name == "Café 東京 — Ωmega"

@@ -7,7 +7,10 @@ from datetime import timedelta
 
 from ..exceptions import InvalidRequest
 
-_DURATION_RE = re.compile(r"^(\d{1,6})([smhdw]?)$")
+#: ASCII digits and a lower-case unit, nothing around them: ``re.ASCII`` keeps ``\d`` from
+#: matching other scripts' digits (an Arabic-Indic one, U+0661), and no ``strip`` or
+#: ``lower`` guesses what was meant.
+_DURATION_RE = re.compile(r"([0-9]{1,6})([smhdw]?)", re.ASCII)
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 MAX_GRACE = timedelta(days=90)
 
@@ -17,9 +20,18 @@ def parse_duration(text: str, maximum: timedelta = MAX_GRACE) -> timedelta:
 
     A number needs its unit: ``"5"`` could mean seconds, minutes or hours, and a
     grace period guessed wrong keeps a leaked secret valid, or locks clients out.
-    Only ``"0"`` stands alone (zero is zero in any unit).
+    Only ``"0"`` stands alone (zero is zero in any unit). The form is exact: ASCII
+    digits and a lower-case unit, no spaces (``"24H"``, ``" 24h"`` and Arabic-Indic digits are
+    refused, each with what to type instead).
     """
-    match = _DURATION_RE.match(text.strip().lower()) if isinstance(text, str) else None
+    match = _DURATION_RE.fullmatch(text) if isinstance(text, str) else None
+    if not match and isinstance(text, str):
+        fixed = text.strip().lower()
+        if fixed != text and _DURATION_RE.fullmatch(fixed):
+            raise InvalidRequest(
+                f"invalid duration {text!r}: write it as {fixed!r} "
+                "(ASCII digits and a lower-case unit, no spaces)"
+            )
     if not match:
         raise InvalidRequest(
             f"invalid duration {text!r}: use a number and a unit, such as 0, 30m, 24h or 7d"

@@ -108,16 +108,61 @@ def _normalize_host(netloc: str, hostname: str, example: str) -> str:
     except UnicodeError:
         raise InvalidRequest(f"{hostname!r} is not a valid host name") from None
     labels = ascii_host.split(".")
-    if all(label.isdigit() for label in labels):
-        try:
-            return str(ipaddress.IPv4Address(ascii_host))
-        except ValueError:
+    if _ends_in_a_number(labels):
+        address = _whatwg_ipv4(labels)
+        if address is None:
             raise InvalidRequest(
-                f"{hostname!r} is not an IPv4 address (give all four parts)"
-            ) from None
+                f"{hostname!r} is not an IPv4 address a browser accepts, so no page can "
+                "send it as its origin"
+            )
+        return str(address)
     if len(ascii_host) > 253 or not all(_LABEL.match(label) for label in labels):
         raise InvalidRequest(f"{hostname!r} is not a valid host name")
     return ascii_host
+
+
+def _ends_in_a_number(labels: list[str]) -> bool:
+    """The URL Standard's "ends in a number" check: such a host is an IPv4 address."""
+    if labels[-1] == "" and len(labels) > 1:
+        labels = labels[:-1]
+    last = labels[-1]
+    return bool(last) and ((last.isascii() and last.isdigit()) or _ipv4_number(last) is not None)
+
+
+def _ipv4_number(part: str) -> int | None:
+    """One part of an IPv4 host as the URL Standard reads it: ``0x`` hex, a leading
+    ``0`` octal, else decimal; None when it is none of these."""
+    if not part:
+        return None
+    radix, digits = 10, part
+    if part[:2] in ("0x", "0X"):
+        radix, digits = 16, part[2:]
+    elif len(part) > 1 and part[0] == "0":
+        radix, digits = 8, part[1:]
+    if not digits:
+        return 0
+    allowed = "0123456789abcdefABCDEF"[: 10 if radix == 10 else 8 if radix == 8 else 22]
+    if not all(ch in allowed for ch in digits):
+        return None
+    return int(digits, radix)
+
+
+def _whatwg_ipv4(labels: list[str]) -> ipaddress.IPv4Address | None:
+    """The host as browsers parse it (``0x7f.1``, ``127.1``, ``2130706433`` are all
+    ``127.0.0.1``), so a stored origin is the one the ``Origin`` header will carry;
+    None where a browser refuses the URL."""
+    if labels[-1] == "" and len(labels) > 1:
+        labels = labels[:-1]
+    if len(labels) > 4:
+        return None
+    numbers = [_ipv4_number(label) for label in labels]
+    if any(number is None for number in numbers):
+        return None
+    *leading, last = numbers
+    if any(number > 255 for number in leading) or last >= 256 ** (5 - len(numbers)):
+        return None
+    value = last + sum(number * 256 ** (3 - index) for index, number in enumerate(leading))
+    return ipaddress.IPv4Address(value)
 
 
 def _require_web(platform: Platform) -> None:

@@ -6,6 +6,7 @@ A new platform gets its public API key and its first secret in one transaction.
 from __future__ import annotations
 
 import secrets
+import unicodedata
 
 from django.contrib.admin.models import ADDITION
 from django.core.exceptions import ValidationError
@@ -64,6 +65,28 @@ def get_signing_platform(space_slug: str, kind: str) -> Platform:
     return get_platform(space_slug, kind)
 
 
+def clean_space_name(name: str) -> str:
+    """A space's display name as stored, or InvalidRequest saying what is wrong.
+
+    Names are shown in the admin, the CLI's tables and e-mails: no control, format
+    (bidirectional overrides, zero-width) or line-separator characters, which would
+    forge or hide text there; at most the column's length, said as a message rather
+    than left to the database to refuse.
+    """
+    name = (name or "").strip()
+    limit = Space._meta.get_field("name").max_length
+    if len(name) > limit:
+        raise InvalidRequest(f"the name is longer than {limit} characters ({len(name):,})")
+    hidden = sorted({ch for ch in name if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")})
+    if hidden:
+        shown = ", ".join(f"U+{ord(ch):04X}" for ch in hidden[:5])
+        raise InvalidRequest(
+            f"the name holds control or invisible formatting characters ({shown}): "
+            "use printable text on one line"
+        )
+    return name
+
+
 def create_space(slug: str, name: str = "", actor: Actor | None = None) -> Space:
     """A new space; only superusers (and the CLI's own account) create them: a space is a
     tenant."""
@@ -77,6 +100,7 @@ def create_space(slug: str, name: str = "", actor: Actor | None = None) -> Space
         ) from None
     if len(slug) > Space._meta.get_field("slug").max_length:
         raise InvalidRequest("the slug is longer than 64 characters")
+    name = clean_space_name(name)
     try:
         with transaction.atomic():
             space = Space.objects.create(slug=slug, name=name or slug)

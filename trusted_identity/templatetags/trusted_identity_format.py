@@ -2,7 +2,8 @@
 moments, the same wording as the CLI's (``trusted_identity.formatting``).
 
 ``{{ share|ti_percent }}`` → ``97.2%``, ``{{ n|ti_number }}`` → ``1,204``,
-``{{ when|ti_moment }}`` → ``2026-11-26 14:05 UTC`` (``—`` when missing).
+``{{ when|ti_moment }}`` → ``2026-11-26 14:05 UTC`` (``—`` when missing),
+``{{ user_id|ti_visible }}`` → the id with control and invisible characters spelt out.
 """
 
 from __future__ import annotations
@@ -32,3 +33,9 @@ def ti_number(count: int | None) -> str:
 @register.filter
 def ti_moment(value: datetime | None) -> str:
     return formatting.moment(value if isinstance(value, datetime) else None)
+
+
+@register.filter
+def ti_visible(value: object) -> str:
+    """Autoescaped as usual afterwards: the result is plain text, never marked safe."""
+    return formatting.visible(str(value)) if value is not None else formatting.NONE
