@@ -14,10 +14,13 @@ from functools import update_wrapper
 from typing import Any
 
 from django.contrib.admin import AdminSite
+from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.db.models import Field, Model, QuerySet
-from django.forms import ModelChoiceField
-from django.http import HttpRequest, HttpResponse
+from django.forms import ModelChoiceField, ModelForm
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.urls import URLPattern, path, reverse
+from django.utils.translation import gettext as _
 
 from .. import services
 from ..models import Space
@@ -55,6 +58,23 @@ def space_page_url(
     )
 
 
+def _usable_initial(model: type[Model], name: str, value: Any) -> bool:
+    if isinstance(value, str) and "\x00" in value:
+        return False
+    try:
+        field = model._meta.get_field(name)
+    except FieldDoesNotExist:
+        return True
+    target = getattr(field, "target_field", None)
+    if target is None or not isinstance(value, str):
+        return True
+    try:
+        target.get_prep_value(target.to_python(value))
+    except (ValidationError, ValueError, TypeError, OverflowError):
+        return False
+    return True
+
+
 def admin_url(admin_site: AdminSite, name: str, *args: Any, query: str = "") -> str:
     url = reverse(f"{admin_site.name}:trusted_identity_{name}", args=args)
     return f"{url}?{query}" if query else url
@@ -70,6 +90,8 @@ class ScopedAdminMixin:
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         queryset = super().get_queryset(request)
+        if getattr(request, "ti_nothing_matches", False):
+            return queryset.none()
         return services.restrict_to_spaces(queryset, request.user, "view", self.space_field)
 
     def formfield_for_foreignkey(
@@ -83,6 +105,67 @@ class ScopedAdminMixin:
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return permissions(request).staff
+
+    # ---- hostile input: answered as nothing found, never a database error
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        """A filter or search value with a NUL matches no row (PostgreSQL would refuse the
+        query): the list is shown empty, without that value, and says why."""
+        if any("\x00" in key or "\x00" in value for key, value in request.GET.items()):
+            clean = QueryDict(mutable=True)
+            for key, values in request.GET.lists():
+                kept = [value for value in values if "\x00" not in value]
+                if "\x00" not in key and kept:
+                    clean.setlist(key, kept)
+            request.GET = clean
+            request.ti_nothing_matches = True
+            messages.warning(request, _("No row holds a NUL character: nothing matches."))
+        return super().changelist_view(request, extra_context)
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet, search_term: str
+    ) -> tuple[QuerySet, bool]:
+        """No row holds a NUL (and PostgreSQL refuses one in a query): nothing matches."""
+        if "\x00" in search_term:
+            return queryset.none(), False
+        return super().get_search_results(request, queryset, search_term)
+
+    def get_form(
+        self, request: HttpRequest, obj: Model | None = None, change: bool = False, **kwargs: Any
+    ) -> type[ModelForm]:
+        """The admin's form, whose posted foreign keys that can't be keys (``1e9``, a NUL)
+        are dropped before the form sees them: the field then says it needs a choice,
+        where Django's autocomplete widget would fail looking the value up."""
+        form = super().get_form(request, obj, change, **kwargs)
+        model = self.model
+
+        class UsableKeysForm(form):  # type: ignore[misc, valid-type]
+            def __init__(self, *args: Any, **form_kwargs: Any) -> None:
+                super().__init__(*args, **form_kwargs)
+                if not self.is_bound:
+                    return
+                data = self.data.copy()
+                for name in self.fields:
+                    values = data.getlist(name) if hasattr(data, "getlist") else []
+                    kept = [value for value in values if _usable_initial(model, name, value)]
+                    if kept != values:
+                        data.setlist(name, kept)
+                self.data = data
+
+        UsableKeysForm.__name__ = form.__name__
+        return UsableKeysForm
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        """The add form's initial values from the query string (``?space=3``), without
+        those no field could hold: a NUL, or a key that is not one (``space=1e9``), which
+        would otherwise fail when the form looks the choice up."""
+        initial = super().get_changeform_initial_data(request)
+        for name, value in list(initial.items()):
+            if not _usable_initial(self.model, name, value):
+                del initial[name]
+        return initial
 
     def space_id_of(self, obj: Model) -> int:
         return obj.pk if self.space_field == "pk" else obj.space_id
