@@ -13,11 +13,11 @@ from collections.abc import Callable
 from functools import update_wrapper
 from typing import Any
 
+from django.contrib import messages
 from django.contrib.admin import AdminSite
 from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.db.models import Field, Model, QuerySet
 from django.forms import ModelChoiceField, ModelForm
-from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.urls import URLPattern, path, reverse
 from django.utils.translation import gettext as _
