@@ -18,6 +18,7 @@ from .core import (
 )
 from .counts import (
     AlertSent,
+    CountFields,
     DailyDetailCount,
     DailyOutcomeCount,
     DetailCount,
@@ -32,6 +33,7 @@ from .counts import (
 __all__ = [
     "AlertSent",
     "AllowedOrigin",
+    "CountFields",
     "DailyDetailCount",
     "DailyOutcomeCount",
     "DetailCount",
