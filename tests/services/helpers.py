@@ -47,7 +47,7 @@ def _logs(obj):
 
 
 def _current_rows(platform):
-    return PlatformSecret.objects.filter(platform=platform, retired_at__isnull=True)
+    return PlatformSecret.objects.filter(platform=platform).current()
 
 
 def _set_keys(settings, keys):

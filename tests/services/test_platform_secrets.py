@@ -272,3 +272,20 @@ def test_a_ciphertext_copied_to_another_platform_does_not_decrypt(
     assert "valid" not in _counts(other_platform)
     # The donor is untouched.
     assert _start(platform, {"userId": USER_ID, "signed": sign(donor_secret, USER_ID)}).trusted
+
+
+def test_prune_and_rotation_delete_exactly_the_secrets_past_their_retention(platform, cli_actor):
+    """The rule of ``SecretState``: ended exactly ``EXPIRED_SECRET_RETENTION`` ago is past
+    it (deleted); a microsecond later than that is still kept for diagnosis."""
+    services.rotate_secret(platform, cli_actor, timedelta(0))
+    services.rotate_secret(platform, cli_actor, timedelta(0))
+    now = timezone.now()
+    retention = timedelta(days=30)
+    kept, gone = PlatformSecret.objects.filter(platform=platform, retired_at__isnull=False)
+    PlatformSecret.objects.filter(pk=kept.pk).update(
+        valid_until=now - retention + timedelta(microseconds=1)
+    )
+    PlatformSecret.objects.filter(pk=gone.pk).update(valid_until=now - retention)
+    assert services.delete_expired_secrets(now) == 1
+    assert PlatformSecret.objects.filter(pk=kept.pk).exists()
+    assert not PlatformSecret.objects.filter(pk=gone.pk).exists()

@@ -41,7 +41,8 @@ def count_subquery(queryset: QuerySet, group: str) -> Coalesce:
 
 def current_secret_since(platform_ref: str = "pk") -> Subquery:
     return Subquery(
-        PlatformSecret.objects.filter(platform=OuterRef(platform_ref), retired_at__isnull=True)
+        PlatformSecret.objects.filter(platform=OuterRef(platform_ref))
+        .current()
         .order_by("-created_at")
         .values("created_at")[:1]
     )
@@ -49,9 +50,8 @@ def current_secret_since(platform_ref: str = "pk") -> Subquery:
 
 def previous_valid_until(now: datetime) -> Subquery:
     return Subquery(
-        PlatformSecret.objects.filter(
-            platform=OuterRef("pk"), retired_at__isnull=False, valid_until__gt=now
-        )
+        PlatformSecret.objects.filter(platform=OuterRef("pk"))
+        .previous_in_grace(now)
         .order_by("-valid_until")
         .values("valid_until")[:1]
     )

@@ -90,9 +90,8 @@ class SpaceAdmin(ScopedAdminMixin, admin.ModelAdmin):
                 SpaceMembership.objects.filter(space=OuterRef("pk")), "space"
             ),
             ti_last_rotated_at=Subquery(
-                PlatformSecret.objects.filter(
-                    platform__space=OuterRef("pk"), retired_at__isnull=True
-                )
+                PlatformSecret.objects.filter(platform__space=OuterRef("pk"))
+                .current()
                 .order_by("-created_at")
                 .values("created_at")[:1]
             ),

@@ -7,7 +7,9 @@ from .core import (
     Platform,
     PlatformKind,
     PlatformSecret,
+    PlatformSecretQuerySet,
     Role,
+    SecretState,
     SignatureForm,
     Space,
     SpaceMembership,
@@ -16,6 +18,7 @@ from .core import (
 )
 from .counts import (
     AlertSent,
+    CountFields,
     DailyDetailCount,
     DailyOutcomeCount,
     DetailCount,
@@ -30,6 +33,7 @@ from .counts import (
 __all__ = [
     "AlertSent",
     "AllowedOrigin",
+    "CountFields",
     "DailyDetailCount",
     "DailyOutcomeCount",
     "DetailCount",
@@ -42,8 +46,10 @@ __all__ = [
     "Platform",
     "PlatformKind",
     "PlatformSecret",
+    "PlatformSecretQuerySet",
     "PruneRun",
     "Role",
+    "SecretState",
     "SignatureForm",
     "Space",
     "SpaceMembership",

@@ -7,12 +7,15 @@ constraints and the small helpers that belong to one row.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from ..conf import app_settings
 from ..keyring import get_key_ring
 
 
@@ -178,12 +181,106 @@ class AllowedOrigin(models.Model):
         return f"{self.origin} for platform #{self.platform_id}"
 
 
+class SecretState(models.TextChoices):
+    """Where a secret stands at a moment: every row is in exactly one of these.
+
+    ``retired_at`` empty makes the current secret; a retired one verifies while its
+    ``valid_until`` (the end of its grace) is after the moment; once it is not, the
+    secret is kept, encrypted and never accepted, for ``EXPIRED_SECRET_RETENTION``, so
+    that a start signed with it is counted as ``expired_secret`` (CONTRACT section 8);
+    after that (or a retired row without an end) it is past its retention: rotations and
+    ``prune`` delete it. :class:`PlatformSecretQuerySet` (SQL) and
+    :meth:`PlatformSecret.state_at` (one row) are the two spellings of this rule.
+    """
+
+    CURRENT = "current", _("Current")
+    PREVIOUS = "previous", _("Previous, in its grace")
+    EXPIRED = "expired", _("Expired, kept for diagnosis")
+    PAST_RETENTION = "past_retention", _("Expired, past its retention")
+
+
+def expired_kept_since(at: datetime | None = None) -> datetime:
+    """Secrets whose grace ended after this moment (and by ``at``) are kept for diagnosis;
+    those that ended at it or before are past their retention."""
+    return (at or timezone.now()) - app_settings.EXPIRED_SECRET_RETENTION
+
+
+class PlatformSecretQuerySet(models.QuerySet):
+    """The secrets in each :class:`SecretState`, at ``at`` (default: now).
+
+    Each state's condition is written once, in the ``_q`` methods below; the filters
+    and :meth:`with_state` are made of them. ``valid_until`` is compared strictly: at
+    the exact end of its grace a secret no longer verifies (``revoke_previous`` sets it
+    to now), and a secret whose grace ended exactly ``EXPIRED_SECRET_RETENTION`` ago is
+    past its retention.
+    """
+
+    @staticmethod
+    def current_q() -> Q:
+        """The current secret: not retired (one per platform, by a constraint)."""
+        return Q(retired_at__isnull=True)
+
+    @staticmethod
+    def previous_in_grace_q(at: datetime) -> Q:
+        """Retired, and its grace ends after ``at``: it still verifies."""
+        return Q(retired_at__isnull=False, valid_until__gt=at)
+
+    @staticmethod
+    def kept_expired_q(at: datetime) -> Q:
+        """Retired, its grace ended at ``at`` or before, but after ``expired_kept_since``."""
+        return Q(
+            retired_at__isnull=False,
+            valid_until__lte=at,
+            valid_until__gt=expired_kept_since(at),
+        )
+
+    @staticmethod
+    def past_retention_q(at: datetime) -> Q:
+        """Retired, and its grace ended at ``expired_kept_since(at)`` or before (or it has
+        no end): nothing keeps it."""
+        return Q(retired_at__isnull=False) & (
+            Q(valid_until__isnull=True) | Q(valid_until__lte=expired_kept_since(at))
+        )
+
+    def current(self) -> PlatformSecretQuerySet:
+        return self.filter(self.current_q())
+
+    def previous_in_grace(self, at: datetime | None = None) -> PlatformSecretQuerySet:
+        return self.filter(self.previous_in_grace_q(at or timezone.now()))
+
+    def verifying(self, at: datetime | None = None) -> PlatformSecretQuerySet:
+        """The secrets a session start accepts at ``at``: current, or previous in grace."""
+        return self.filter(self.current_q() | self.previous_in_grace_q(at or timezone.now()))
+
+    def kept_expired(self, at: datetime | None = None) -> PlatformSecretQuerySet:
+        """Expired secrets kept, never accepted, to recognise ``expired_secret``."""
+        return self.filter(self.kept_expired_q(at or timezone.now()))
+
+    def past_retention(self, at: datetime | None = None) -> PlatformSecretQuerySet:
+        """Secrets to delete: their grace ended ``EXPIRED_SECRET_RETENTION`` ago or more."""
+        return self.filter(self.past_retention_q(at or timezone.now()))
+
+    def with_state(self, at: datetime | None = None) -> PlatformSecretQuerySet:
+        """Each row annotated with its :class:`SecretState` at ``at``, as ``state``."""
+        at = at or timezone.now()
+        return self.annotate(
+            state=Case(
+                When(self.current_q(), then=Value(SecretState.CURRENT)),
+                When(self.previous_in_grace_q(at), then=Value(SecretState.PREVIOUS)),
+                When(self.kept_expired_q(at), then=Value(SecretState.EXPIRED)),
+                default=Value(SecretState.PAST_RETENTION),
+                output_field=models.CharField(max_length=16),
+            )
+        )
+
+
 class PlatformSecret(models.Model):
     """A platform's signing secret, encrypted at rest and bound to its platform and row.
 
     ``retired_at`` is empty for the one current secret; a retired secret keeps
-    verifying until ``valid_until``. The plaintext is only reachable through
-    ``get_secret()``: no field, form or ``repr`` carries it.
+    verifying until ``valid_until``, then is kept for diagnosis (:class:`SecretState`).
+    The plaintext is only reachable through ``get_secret()``: no field, form or
+    ``repr`` carries it.
     """
 
     platform = models.ForeignKey(Platform, on_delete=models.CASCADE, related_name="secrets")
@@ -193,6 +290,8 @@ class PlatformSecret(models.Model):
     valid_until = models.DateTimeField(null=True, blank=True, editable=False)
     # When this secret last verified a session start (to the flush; for "secret usage").
     last_verified_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = PlatformSecretQuerySet.as_manager()
 
     class Meta:
         ordering = ["platform_id", "-created_at"]
@@ -208,7 +307,7 @@ class PlatformSecret(models.Model):
         indexes = [models.Index(fields=["platform", "valid_until"], name="ti_secret_validity")]
 
     def __str__(self) -> str:
-        state = "current" if self.retired_at is None else f"retired, valid until {self.valid_until}"
+        state = "current" if self.is_current else f"retired, valid until {self.valid_until}"
         return f"secret #{self.pk} of platform #{self.platform_id} ({state})"
 
     def __repr__(self) -> str:
@@ -237,6 +336,22 @@ class PlatformSecret(models.Model):
     @property
     def is_current(self) -> bool:
         return self.retired_at is None
+
+    def state_at(self, at: datetime | None = None) -> SecretState:
+        """This row's :class:`SecretState` at ``at``: what :meth:`PlatformSecretQuerySet.with_state`
+        computes in SQL, for a row in hand."""
+        at = at or timezone.now()
+        if self.is_current:
+            return SecretState.CURRENT
+        if self.valid_until is not None and self.valid_until > at:
+            return SecretState.PREVIOUS
+        if self.valid_until is not None and self.valid_until > expired_kept_since(at):
+            return SecretState.EXPIRED
+        return SecretState.PAST_RETENTION
+
+    def verifies_at(self, at: datetime | None = None) -> bool:
+        """Whether a session start at ``at`` accepts this secret (current, or in grace)."""
+        return self.state_at(at) in (SecretState.CURRENT, SecretState.PREVIOUS)
 
 
 class VerificationGeneration(models.Model):

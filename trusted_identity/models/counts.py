@@ -12,7 +12,19 @@ from django.utils.translation import gettext_lazy as _
 from .core import Outcome, Platform
 
 
-class OutcomeCount(models.Model):
+class CountFields(models.Model):
+    """What every count table holds beside its platform and period: an outcome and how many
+    session starts had it. The hourly and daily tables, of outcomes and of details, share
+    it; each declares its own platform key (its ``related_name``) and period column."""
+
+    outcome = models.CharField(_("outcome"), max_length=16, choices=Outcome.choices)
+    count = models.PositiveBigIntegerField(_("count"), default=0)
+
+    class Meta:
+        abstract = True
+
+
+class OutcomeCount(CountFields):
     """How many session starts of one platform had one outcome in one hour (UTC).
 
     Kept for ``HOURLY_RETENTION``; ``prune`` folds older hours into
@@ -29,8 +41,6 @@ class OutcomeCount(models.Model):
         db_index=False,  # the primary key's first column
     )
     hour = models.DateTimeField(_("hour"))
-    outcome = models.CharField(_("outcome"), max_length=16, choices=Outcome.choices)
-    count = models.PositiveBigIntegerField(_("count"), default=0)
 
     class Meta:
         ordering = ["platform_id", "-hour", "outcome"]
@@ -41,7 +51,7 @@ class OutcomeCount(models.Model):
         return f"{self.platform_id} {self.hour:%Y-%m-%d %H}:00 {self.outcome}={self.count}"
 
 
-class DailyOutcomeCount(models.Model):
+class DailyOutcomeCount(CountFields):
     """The hourly counts of one platform, outcome and UTC day, once they are older than
     ``HOURLY_RETENTION``; kept for ``DAILY_RETENTION``, then deleted by ``prune``."""
 
@@ -50,8 +60,6 @@ class DailyOutcomeCount(models.Model):
         Platform, on_delete=models.CASCADE, related_name="daily_counts", db_index=False
     )
     day = models.DateField(_("day"))
-    outcome = models.CharField(_("outcome"), max_length=16, choices=Outcome.choices)
-    count = models.PositiveBigIntegerField(_("count"), default=0)
 
     class Meta:
         ordering = ["platform_id", "-day", "outcome"]
@@ -91,13 +99,11 @@ class Dimension(models.TextChoices):
     SDK_VERSION = "sdk_version", _("SDK version")  # X-Sdk-Version
 
 
-class DetailCountFields(models.Model):
+class DetailCountFields(CountFields):
     """What a detail count counts: starts with one value of one dimension and an outcome."""
 
     dimension = models.CharField(_("dimension"), max_length=16, choices=Dimension.choices)
     value = models.CharField(_("value"), max_length=40)
-    outcome = models.CharField(_("outcome"), max_length=16, choices=Outcome.choices)
-    count = models.PositiveBigIntegerField(_("count"), default=0)
 
     class Meta:
         abstract = True

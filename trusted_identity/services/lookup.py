@@ -23,15 +23,21 @@ from typing import NamedTuple
 
 from django.core.cache import caches
 from django.db import DatabaseError, IntegrityError, transaction
-from django.db.models import F, Q
-from django.utils import timezone
+from django.db.models import F
 
 from .. import tokens
 from ..conf import app_settings
 from ..crypto import DecryptionError, KeyRing
 from ..exceptions import InvalidApiKey, ServiceUnavailable
 from ..keyring import get_key_ring
-from ..models import AllowedOrigin, Platform, PlatformKind, PlatformSecret, VerificationGeneration
+from ..models import (
+    AllowedOrigin,
+    Platform,
+    PlatformKind,
+    PlatformSecret,
+    SecretState,
+    VerificationGeneration,
+)
 from ..nearcache import near_cache
 from ..signing import HmacKey
 
@@ -173,22 +179,21 @@ def _load_snapshot(api_key: str) -> PlatformSnapshot | None:
     )
     if platform is None:
         return None
-    now = timezone.now()
-    kept_since = now - app_settings.EXPIRED_SECRET_RETENTION
     # This platform's secrets and the current ones of its space's other platforms.
-    rows = PlatformSecret.objects.filter(
-        Q(platform_id=platform.pk) | Q(platform__space_id=platform.space.pk, retired_at=None)
-    ).values_list("pk", "platform_id", "platform__kind", "ciphertext", "retired_at", "valid_until")
+    mine = PlatformSecret.objects.filter(platform_id=platform.pk)
+    theirs = PlatformSecret.objects.filter(platform__space_id=platform.space.pk).current()
+    rows = (mine | theirs).with_state()
     secrets, expired, others = [], [], []
-    for pk, platform_id, kind, ciphertext, retired, until in rows:
+    for pk, platform_id, kind, ciphertext, state, until in rows.values_list(
+        "pk", "platform_id", "platform__kind", "ciphertext", "state", "valid_until"
+    ):
+        expires_at = None if state == SecretState.CURRENT else until and until.timestamp()
         if platform_id != platform.pk:
             others.append(OtherSecret(pk, platform_id, ciphertext, kind))
-        elif retired is None or (until is not None and until > now):
-            secrets.append(
-                SecretSnapshot(pk, ciphertext, None if retired is None else until.timestamp())
-            )
-        elif until is not None and until > kept_since:
-            expired.append(SecretSnapshot(pk, ciphertext, until.timestamp()))
+        elif state in (SecretState.CURRENT, SecretState.PREVIOUS):
+            secrets.append(SecretSnapshot(pk, ciphertext, expires_at))
+        elif state == SecretState.EXPIRED:
+            expired.append(SecretSnapshot(pk, ciphertext, expires_at))
     expired.sort(key=lambda s: -(s.expires_at or 0.0))
     origins: frozenset[str] = frozenset()
     if platform.kind == PlatformKind.WEB:

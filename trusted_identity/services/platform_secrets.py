@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import connections, router, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from .. import signals
 from ..conf import app_settings
 from ..crypto import DecryptionError
 from ..exceptions import InvalidRequest, PermissionDenied, ServiceUnavailable
-from ..models import Platform, PlatformSecret
+from ..models import Platform, PlatformSecret, SecretState
+from ..models.core import expired_kept_since as _expired_kept_since
 from ..signing import generate_secret
 from .access import Actor, authorize, permissions_for
 from .audit import audit, audit_many
@@ -63,7 +63,7 @@ def create_secrets(platforms: Sequence[Platform], now: datetime) -> list[str]:
 
 
 def current_secret_row(platform: Platform) -> PlatformSecret:
-    row = platform.secrets.filter(retired_at__isnull=True).first()
+    row = platform.secrets.current().first()
     if row is None:
         raise ServiceUnavailable(f"platform {platform} has no current secret")
     return row
@@ -99,20 +99,18 @@ def _checked_grace(grace: timedelta | None) -> timedelta:
 
 
 def expired_kept_since(now: datetime | None = None) -> datetime:
-    """Secrets whose grace ended before this moment are deleted (rotation, ``prune``);
-    those that ended since are kept, encrypted and never accepted, so that a start
-    signed with one is counted as ``expired_secret`` (CONTRACT section 8)."""
-    return (now or timezone.now()) - app_settings.EXPIRED_SECRET_RETENTION
+    """Secrets whose grace ended at this moment or before are deleted (rotation,
+    ``prune``); those that ended since are kept, encrypted and never accepted, so that a
+    start signed with one is counted as ``expired_secret`` (CONTRACT section 8). The
+    rule is the model's (``models.SecretState``)."""
+    return _expired_kept_since(now)
 
 
 def delete_expired_secrets(now: datetime | None = None) -> int:
-    """Delete every secret whose grace ended more than ``EXPIRED_SECRET_RETENTION`` ago
-    (``prune``); how many. Never a current secret nor one that still verifies."""
-    kept_since = expired_kept_since(now)
+    """Delete every secret past its retention (``prune``); how many. Never a current
+    secret, one that still verifies, nor one kept for diagnosis."""
     with transaction.atomic():
-        deleted, _ = PlatformSecret.objects.filter(
-            retired_at__isnull=False, valid_until__lt=kept_since
-        ).delete()
+        deleted, _ = PlatformSecret.objects.past_retention(now).delete()
     return deleted
 
 
@@ -121,9 +119,11 @@ def _end_graces(platform_ids: Sequence[int], until: datetime) -> int:
 
     Returns how many graces ended.
     """
-    return PlatformSecret.objects.filter(
-        platform_id__in=platform_ids, retired_at__isnull=False, valid_until__gt=until
-    ).update(valid_until=until)
+    return (
+        PlatformSecret.objects.filter(platform_id__in=platform_ids)
+        .previous_in_grace(until)
+        .update(valid_until=until)
+    )
 
 
 def _rotate_locked(locked: Sequence[Platform], actor: Actor, grace: timedelta) -> list[str]:
@@ -140,12 +140,10 @@ def _rotate_locked(locked: Sequence[Platform], actor: Actor, grace: timedelta) -
     now = timezone.now()
     until = now + grace
     ids = [platform.pk for platform in locked]
-    PlatformSecret.objects.filter(
-        platform_id__in=ids, valid_until__lt=expired_kept_since(now)
-    ).delete()
+    PlatformSecret.objects.filter(platform_id__in=ids).past_retention(now).delete()
     if grace == timedelta(0):  # a revocation: earlier graces end too
         _end_graces(ids, now)
-    PlatformSecret.objects.filter(platform_id__in=ids, retired_at__isnull=True).update(
+    PlatformSecret.objects.filter(platform_id__in=ids).current().update(
         retired_at=now, valid_until=until
     )
     plaintexts = create_secrets(locked, now)
@@ -264,11 +262,12 @@ def verifying_secrets(platform_ids: Sequence[int]) -> dict[int, list[VerifyingSe
     result: dict[int, list[VerifyingSecret]] = {pk: [] for pk in platform_ids}
     rows = (
         PlatformSecret.objects.filter(platform_id__in=platform_ids)
-        .filter(Q(retired_at__isnull=True) | Q(valid_until__gt=now))
-        .values_list("platform_id", "pk", "created_at", "retired_at", "valid_until")
+        .verifying(now)
+        .with_state(now)
+        .values_list("platform_id", "pk", "created_at", "state", "valid_until")
     )
-    for platform_id, pk, created_at, retired_at, valid_until in rows:
-        until = None if retired_at is None else valid_until
+    for platform_id, pk, created_at, state, valid_until in rows:
+        until = None if state == SecretState.CURRENT else valid_until
         result[platform_id].append(VerifyingSecret(pk, created_at, until))
     for secrets in result.values():
         secrets.sort(key=lambda s: (not s.is_current, -(s.valid_until or now).timestamp()))
@@ -277,9 +276,8 @@ def verifying_secrets(platform_ids: Sequence[int]) -> dict[int, list[VerifyingSe
 
 def previous_secret_valid_until(platform: Platform) -> datetime | None:
     """When the last of the still-verifying previous secrets stops verifying."""
-    now = timezone.now()
     latest = (
-        platform.secrets.filter(retired_at__isnull=False, valid_until__gt=now)
+        platform.secrets.previous_in_grace()
         .order_by("-valid_until")
         .values_list("valid_until", flat=True)
         .first()

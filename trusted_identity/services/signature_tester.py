@@ -4,11 +4,11 @@ For the members who may reveal the secret (the admin's settings page and the CLI
 ``test-signature``), never for the public endpoint: the verdict says which secret a
 signature matched, which session start never tells (no oracle). Each test is
 permission-checked, rate-limited per actor (``TESTER_RATE_LIMIT``) and audited with
-the user id, never the signature. The verification is session start's own
-(``verification.verify_signed``, which gives what a start would count); the verdict
-then names the secret the signature matched, among every secret verification knows
-of the platform: the current one, previous ones in their grace, the expired ones it
-keeps, and the current secrets of the space's other platforms.
+the user id, never the signature. Verification decides
+(``verification.explain_signed``: what a session start would count, and the secret the
+signature was made with, among every secret verification knows of the platform: the
+current one, previous ones in their grace, the expired ones it keeps, and the current
+secrets of the space's other platforms); this module words it as a verdict.
 """
 
 from __future__ import annotations
@@ -22,16 +22,14 @@ from ..conf import app_settings
 from ..exceptions import InvalidRequest, RateLimited
 from ..models import Platform, PlatformSecret
 from ..ratelimit import hit
-from ..signing import decode_signature, match_index
-from ..tokens import looks_like_token
-from ..tokens import match_index as token_match_index
+from ..tokens import TOKEN_MALFORMED
+from . import verification
 from .access import Actor, authorize
 from .audit import audit
-from .lookup import diagnostic_keys, key_table, lookup_platform
+from .lookup import lookup_platform
 from .sessions import parse_session_request
-from .signature_forms import PLAIN, TOKEN
+from .signature_forms import TOKEN
 from .spaces import get_platform
-from .verification import clock, verify_signed
 
 VALID_CURRENT = "valid-current"
 VALID_PREVIOUS = "valid-previous"
@@ -173,7 +171,7 @@ def test_signature(
     wait = hit("tester", str(actor.user.pk), app_settings.TESTER_RATE_LIMIT)
     if wait is not None:
         raise RateLimited(f"too many signature tests; try again in {wait} s", wait)
-    verdict = _verdict(platform, user_id, signature, clock() if now is None else now)
+    verdict = _verdict(platform, user_id, signature, verification.clock() if now is None else now)
     audit(actor, platform, f"Tested a signature of user id {user_id!r}: {verdict.verdict}.")
     return verdict
 
@@ -181,54 +179,38 @@ def test_signature(
 test_signature.__test__ = False  # type: ignore[attr-defined]  # not a test for pytest
 
 
+#: The verdict on a signature by the state of the secret it was made with.
+_VERDICT_OF_STATE = {state: verdict for verdict, state in _STATES.items()}
+#: The reasons of a ``signed`` that is no signature at all, plain or token.
+_UNREADABLE = (verification.MALFORMED, TOKEN_MALFORMED)
+
+
 def _verdict(platform: Platform, user_id: str, signature: str, now: float) -> SignatureVerdict:
+    """Verification decides (:func:`verification.explain_signed`); this only words it."""
     snapshot = lookup_platform(platform.api_key)
-    verification = verify_signed(snapshot, user_id, signature, now)
-    is_token = looks_like_token(signature)
-    table = key_table(snapshot)
-    live = [
-        (key, pk, expires_at)
-        for (key, expires_at), pk in zip(table.entries, table.ids, strict=True)
-        if expires_at is None or expires_at > now
-    ]
-    diagnostic_key_list, diagnostic = diagnostic_keys(snapshot, now)
-    keys = [key for key, _, _ in live] + list(diagnostic_key_list)
-    if is_token:
-        index = token_match_index(keys, signature, max_length=app_settings.MAX_TOKEN_LENGTH)
-        hashed = signature[: signature.rindex(".")].encode("utf-8")
-    else:
-        index = match_index(keys, user_id, signature)
-        hashed = user_id.encode("utf-8")
-    reason = verification.reason
+    decided, secret = verification.explain_signed(snapshot, user_id, signature, now)
+    reason = decided.reason
+    is_token = decided.form == TOKEN
     fields: dict[str, Any] = {
         "platform": f"{snapshot.space_slug}/{snapshot.kind}",
-        "form": TOKEN if is_token else PLAIN,
+        "form": decided.form,
         "reason": reason,
         "token_reason": reason if is_token and reason and reason.startswith("token_") else None,
-        "hashed": hashed,
+        # What the HMAC is over: a token's first two segments, or the user id.
+        "hashed": (signature[: signature.rindex(".")] if is_token else user_id).encode("utf-8"),
     }
-    if index < 0:
-        unreadable = reason == "token_malformed" or (
-            not is_token and decode_signature(signature) is None
-        )
-        return SignatureVerdict(verdict=MALFORMED if unreadable else NO_MATCH, **fields)
-    if index < len(live):
-        _, secret_id, expires_at = live[index]
-        verdict = VALID_CURRENT if expires_at is None else VALID_PREVIOUS
-        grace_end, other = _moment(expires_at), None
-    else:
-        found = diagnostic[index - len(live)]
-        secret_id, other = found.secret_id, found.kind
-        verdict = OTHER_PLATFORM if other is not None else EXPIRED_SECRET
-        grace_end = _moment(found.expires_at)
+    if secret is None:
+        return SignatureVerdict(verdict=MALFORMED if reason in _UNREADABLE else NO_MATCH, **fields)
     created = (
-        PlatformSecret.objects.filter(pk=secret_id).values_list("created_at", flat=True).first()
+        PlatformSecret.objects.filter(pk=secret.secret_id)
+        .values_list("created_at", flat=True)
+        .first()
     )
     return SignatureVerdict(
-        verdict=verdict,
-        secret_id=secret_id,
+        verdict=_VERDICT_OF_STATE[secret.state],
+        secret_id=secret.secret_id,
         secret_created_at=created,
-        grace_end=grace_end,
-        other_platform=other,
+        grace_end=_moment(secret.grace_end),
+        other_platform=secret.other_kind,
         **fields,
     )

@@ -10,19 +10,28 @@ applies the platform's policy (``signature_forms``) and says precisely what it f
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from typing import NamedTuple
 
 from ..conf import app_settings
 from ..exceptions import InvalidRequest, ServiceUnavailable
+from ..models import SecretState
 from ..signing import HmacKey, decode_signature, match_index, sign
 from ..tokens import looks_like_token, make_token, verify_token_match
 from ..tokens import match_index as token_match_index
 from .access import Actor, authorize
 from .audit import audit
 from .durations import describe_duration
-from .lookup import PlatformSnapshot, diagnostic_keys, key_table, keys_of, lookup_platform
+from .lookup import (
+    DiagnosticKey,
+    PlatformSnapshot,
+    diagnostic_keys,
+    key_table,
+    keys_of,
+    lookup_platform,
+)
 from .signature_forms import PLAIN, TOKEN, accepts
 from .spaces import get_platform
 
@@ -88,29 +97,40 @@ def _valid(form: str, secret_id: int) -> Verification:
     return result
 
 
-def diagnose_plain(snapshot: PlatformSnapshot, user_id: str, signed: str, now: float) -> str:
-    """Why a plain signature that matched no secret still verifying did not:
-    ``expired_secret``, ``other_platform`` or ``no_match``. One HMAC per diagnostic secret
-    (``lookup.diagnostic_keys``), each compared in constant time, whatever the text."""
-    keys, found = diagnostic_keys(snapshot, now)
-    if not keys:
-        return NO_MATCH
-    index = match_index(keys, user_id, signed)
-    return (
-        NO_MATCH if index < 0 else (EXPIRED_SECRET if found[index].kind is None else OTHER_PLATFORM)
-    )
+def _signature_match(keys: Sequence[HmacKey], user_id: str, signed: str) -> int:
+    """The index of the first of ``keys`` whose HMAC ``signed`` carries, or -1: only the
+    signature is compared (a token's claims are not read), under every key, in constant
+    time. A token's is over its first two segments, a plain one's over ``user_id``."""
+    if looks_like_token(signed):
+        return token_match_index(keys, signed, max_length=app_settings.MAX_TOKEN_LENGTH)
+    return match_index(keys, user_id, signed)
 
 
-def diagnose_token(snapshot: PlatformSnapshot, token: str, now: float) -> str:
-    """As :func:`diagnose_plain`, for a token whose signature matched no secret still
-    verifying: its signature under the diagnostic secrets (nothing else is decoded)."""
+def diagnostic_match(
+    snapshot: PlatformSnapshot, user_id: str, signed: str, now: float
+) -> DiagnosticKey | None:
+    """The secret that never verifies whose key ``signed`` was made with: an expired secret
+    of this platform or the current one of another platform of its space
+    (``lookup.diagnostic_keys``), or None. One HMAC per diagnostic secret, each compared
+    in constant time, whatever the text.
+
+    The one refinement of a signature that matched no secret still verifying: session
+    start names its reason by it (:func:`diagnose`), the tester the secret.
+    """
     keys, found = diagnostic_keys(snapshot, now)
     if not keys:
+        return None
+    index = _signature_match(keys, user_id, signed)
+    return None if index < 0 else found[index]
+
+
+def diagnose(snapshot: PlatformSnapshot, user_id: str, signed: str, now: float) -> str:
+    """Why a signature that matched no secret still verifying did not: ``expired_secret``,
+    ``other_platform`` or ``no_match`` (:func:`diagnostic_match`)."""
+    found = diagnostic_match(snapshot, user_id, signed, now)
+    if found is None:
         return NO_MATCH
-    index = token_match_index(keys, token, max_length=app_settings.MAX_TOKEN_LENGTH)
-    return (
-        NO_MATCH if index < 0 else (EXPIRED_SECRET if found[index].kind is None else OTHER_PLATFORM)
-    )
+    return EXPIRED_SECRET if found.kind is None else OTHER_PLATFORM
 
 
 def verify_signed(
@@ -141,7 +161,7 @@ def verify_signed(
             return _valid(PLAIN, ids[index]) if snapshot.signature_form != TOKEN else _PLAIN_REFUSED
         # Every invalid text pays the diagnosis, a malformed one too (against 32 zero
         # bytes, as above): its cost depends on nothing but the platform's secrets.
-        reason = diagnose_plain(snapshot, user_id, signed, now)
+        reason = diagnose(snapshot, user_id, signed, now)
         return _RESULTS[PLAIN, MALFORMED if decode_signature(signed) is None else reason]
     reason, key = verify_token_match(
         keys,
@@ -157,8 +177,67 @@ def verify_signed(
             return _TOKEN_REFUSED
         return _valid(TOKEN, ids[keys.index(key)])
     if reason == NO_MATCH:
-        reason = diagnose_token(snapshot, signed, now)
+        reason = diagnose(snapshot, user_id, signed, now)
     return _RESULTS.get((TOKEN, reason)) or Verification(False, TOKEN, reason)
+
+
+class MatchedSecret(NamedTuple):
+    """The secret whose key a signature was made with, whether or not a start accepts it.
+
+    ``state`` is ``current`` or ``previous`` (a secret that verifies; the start may still
+    refuse the signature for its form or a token's claims), ``expired`` (kept after its
+    grace) or ``other_platform`` (the current secret of another platform of the space).
+    ``grace_end`` (Unix time) is a previous secret's end of grace, or an expired one's;
+    ``other_kind`` the other platform's kind.
+    """
+
+    secret_id: int
+    state: str
+    grace_end: float | None = None
+    other_kind: str | None = None
+
+
+class Explanation(NamedTuple):
+    """What verification decided about one ``signed`` (exactly what a session start at
+    the same moment counts) and the secret its signature matched, if any."""
+
+    verification: Verification
+    secret: MatchedSecret | None
+
+
+def explain_signed(
+    snapshot: PlatformSnapshot, user_id: str, signed: str, now: float | None = None
+) -> Explanation:
+    """:func:`verify_signed`'s verdict on ``signed`` with the secret it was made with: for
+    the signature tester, never for session start (which tells no one which secret).
+
+    A valid signature's secret is the one that verified it. Otherwise the signature is
+    compared with the secrets that verify (a refused form or token claims leave the
+    match standing), then with the diagnostic ones through :func:`diagnostic_match`,
+    the refinement session start itself uses. A few HMACs more than verification.
+    """
+    if now is None:
+        now = clock()
+    verification = verify_signed(snapshot, user_id, signed, now)
+    table = key_table(snapshot)
+    grace_ends = dict(zip(table.ids, (expires_at for _, expires_at in table.entries), strict=True))
+    secret_id = verification.secret_id
+    if secret_id is None:
+        keys, ids = table.live(now)
+        index = _signature_match(keys, user_id, signed)
+        secret_id = ids[index] if index >= 0 else None
+    if secret_id is not None:
+        grace_end = grace_ends[secret_id]
+        state = SecretState.CURRENT if grace_end is None else SecretState.PREVIOUS
+        return Explanation(verification, MatchedSecret(secret_id, state, grace_end))
+    found = diagnostic_match(snapshot, user_id, signed, now)
+    if found is None:
+        return Explanation(verification, None)
+    if found.kind is None:
+        matched = MatchedSecret(found.secret_id, SecretState.EXPIRED, found.expires_at)
+    else:
+        matched = MatchedSecret(found.secret_id, OTHER_PLATFORM, None, found.kind)
+    return Explanation(verification, matched)
 
 
 def verify_user_id(snapshot: PlatformSnapshot, user_id: str, signature: str) -> bool:
