@@ -43,7 +43,7 @@ class InvalidSetting(ImproperlyConfigured):
     be. Raised when the setting is read, and reported by the system check."""
 
     def __init__(self, setting: Setting, value: Any) -> None:
-        got = f"a {type(value).__name__}" if setting.secret else repr(value)
+        got = f"a value of type {type(value).__name__}" if setting.secret else repr(value)
         super().__init__(
             f"TRUSTED_IDENTITY[{setting.name!r}] must be {setting.kind.must_be} (got {got})."
         )
