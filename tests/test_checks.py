@@ -98,3 +98,28 @@ def test_no_hint_names_the_example_projects_environment(settings):
         assert "CACHE_URL" not in f"{message.msg} {message.hint}"
     assert "CACHES['default']" in found["trusted_identity.W002"].hint
     assert "TRUSTED_IDENTITY['ENCRYPTION_KEYS']" in found["trusted_identity.E001"].hint
+
+
+def test_manage_py_check_stops_on_a_bad_duration_naming_it(settings):
+    settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, "HOURLY_RETENTION": "14 days"}
+    with pytest.raises(
+        SystemCheckError, match=r"TRUSTED_IDENTITY\['HOURLY_RETENTION'\] must be a timedelta"
+    ):
+        call_command("check", stdout=StringIO(), stderr=StringIO())
+
+
+def test_the_relation_checks_leave_a_bad_value_to_the_settings_check(settings):
+    """No check crashes on a value it can't read; the value is reported once."""
+    settings.TRUSTED_IDENTITY = {
+        **settings.TRUSTED_IDENTITY,
+        "HOURLY_RETENTION": "14 days",
+        "CACHE_ALIAS": 3,
+        "ENCRYPTION_KEYS": 3,
+        "SIGNING_SPACE": "not a slug",
+    }
+    found = [
+        message.id
+        for message in run_checks(include_deployment_checks=True, databases=["default"])
+        if (message.id or "").startswith("trusted_identity.")
+    ]
+    assert found == ["trusted_identity.E008"] * 4

@@ -18,6 +18,7 @@ import pytest
 from django.contrib.admin.models import ADDITION, LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.core.management import CommandError, call_command
+from django.core.management.base import SystemCheckError
 from django.test import TestCase
 from django.utils import timezone
 
@@ -436,6 +437,48 @@ def test_generate_key(db):
     assert value_of(run("generate-key")[0]) != key
 
 
+# ------------------------------------------------------------------ system checks
+
+
+def run_checked(*args):
+    """As ``manage.py`` runs it: the system checks first (call_command skips them)."""
+    out, err = StringIO(), StringIO()
+    call_command("trusted_identity", *args, skip_checks=False, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+def test_generate_key_needs_no_configured_site(settings):
+    """No key, DEBUG off (check E001) and a broken setting: generate-key still works."""
+    settings.DEBUG = False
+    settings.TRUSTED_IDENTITY = {
+        **settings.TRUSTED_IDENTITY,
+        "ENCRYPTION_KEYS": "",
+        "DEFAULT_GRACE": "24h",
+    }
+    out, _ = run_checked("generate-key")
+    assert KeyRing([value_of(out)]).key_ids
+
+
+@pytest.mark.parametrize("args", [("status",), ("create-space", "refused")])
+def test_a_sub_command_refuses_to_run_with_a_broken_setting_and_says_why(db, settings, args):
+    settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, "DEFAULT_GRACE": "24h"}
+    with pytest.raises(SystemCheckError, match=r"TRUSTED_IDENTITY\['DEFAULT_GRACE'\] must be"):
+        run_checked(*args)
+    assert not Space.objects.filter(slug="refused").exists()
+
+
+def test_the_checks_pass_on_a_configured_site(db):
+    out, _ = run_checked("status", "--json")
+    assert json.loads(out) == {"spaces": []}
+
+
+def test_skip_checks_is_honoured(db, settings):
+    settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, "DEFAULT_GRACE": "24h"}
+    out, err = StringIO(), StringIO()
+    call_command("trusted_identity", "--skip-checks", "status", stdout=out, stderr=err)
+    assert "No spaces yet" in err.getvalue()
+
+
 # ------------------------------------------------- subprocess: what scripts see
 
 
@@ -523,6 +566,23 @@ def test_subprocess_bare_number_grace_is_an_error(cli_env):
     assert len(done.stderr.splitlines()) == 1, done.stderr
     assert "unit" in done.stderr and "Traceback" not in done.stderr
     assert manage(cli_env, "show-secret", "dur", "ios").stdout == before
+
+
+def test_subprocess_a_broken_setting_stops_every_sub_command_but_generate_key(cli_env):
+    broken = {**cli_env, "TRUSTED_IDENTITY_PROXY_COUNT": "0"}
+    refused = manage(broken, "status")
+    assert refused.returncode == 1
+    assert refused.stdout == ""
+    assert "SystemCheckError" in refused.stderr and "Traceback" not in refused.stderr
+    assert "TRUSTED_IDENTITY['PROXY_COUNT'] must be a whole number of at least 1" in (
+        refused.stderr
+    )
+    key = manage(broken, "generate-key")
+    assert key.returncode == 0, key.stderr
+    assert KeyRing([value_of(key.stdout)]).key_ids
+    skipped = manage(broken, "--skip-checks", "status", "--json")
+    assert skipped.returncode == 0, skipped.stderr
+    assert "spaces" in json.loads(skipped.stdout)
 
 
 def test_prune_folds_old_counts_and_says_what_it_did(platform):

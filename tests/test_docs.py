@@ -1,10 +1,11 @@
 """The README keeps up with the code: every setting, every system check, every error code."""
 
 import re
+from datetime import timedelta
 from pathlib import Path
 
 from trusted_identity import checks
-from trusted_identity.conf import DEFAULTS
+from trusted_identity.conf import DEFAULTS, SETTINGS, python_literal
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -16,9 +17,30 @@ def test_every_setting_is_in_the_readme_table():
     assert set(DEFAULTS) - documented == set()
 
 
+def test_every_setting_is_in_the_readme_table_with_its_default():
+    """The default column says what the settings table declares (two prefixes share a
+    row, the cells split on " / ")."""
+    documented = {}
+    for row in readme_table("Settings"):
+        names = re.findall(r"`([A-Z_]+)`", row[0])
+        defaults = row[1].split(" / ") if len(names) > 1 else [row[1]]
+        documented.update(zip(names, defaults, strict=True))
+    for name, setting in SETTINGS.items():
+        spans = {_as_declared(span) for span in re.findall(r"`([^`]+)`", documented[name])}
+        assert set(setting.documented_default()) <= spans, name
+
+
+def _as_declared(span: str) -> str:
+    """A README code span as the table writes it: ``timedelta(hours=24)`` is days=1."""
+    if re.fullmatch(r"timedelta\(\w+=\d+\)", span):
+        return python_literal(eval(span, {"timedelta": timedelta}))
+    return span
+
+
 def test_every_system_check_is_in_the_readme_table():
     source = Path(checks.__file__).read_text(encoding="utf-8")
     ids = set(re.findall(r'id="(trusted_identity\.[EW]\d{3})"', source))
+    ids |= {setting.check_id for setting in SETTINGS.values()}  # the settings' own checks
     documented = set(re.findall(r"^\| `(trusted_identity\.[EW]\d{3})` \|", README, re.M))
     assert ids and ids == documented
 

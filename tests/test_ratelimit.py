@@ -82,7 +82,6 @@ def test_rate_limit_uses_the_client_ip_header_when_configured(client, platform, 
         (2, "203.0.113.7", "10.0.0.1"),  # fewer entries than proxies: the peer, never them
         (3, "6.6.6.6, 203.0.113.7", "10.0.0.1"),
         (1, "6.6.6.6, ", "10.0.0.1"),  # an empty entry where the proxy's should be
-        (0, "6.6.6.6, 203.0.113.7", "10.0.0.1"),  # a bad count never trusts the header
     ],
 )
 def test_client_address_counts_trusted_proxies_from_the_right(settings, proxies, header, expected):
@@ -94,6 +93,21 @@ def test_client_address_counts_trusted_proxies_from_the_right(settings, proxies,
     extra = {} if header is None else {"HTTP_X_FORWARDED_FOR": header}
     request = RequestFactory().post(SESSIONS, REMOTE_ADDR="10.0.0.1", **extra)
     assert client_address(request) == expected
+
+
+def test_a_bad_proxy_count_never_trusts_the_header(settings):
+    """Read with the checks skipped, it is a configuration error (a 503), not a guess."""
+    from django.core.exceptions import ImproperlyConfigured
+    from django.test import RequestFactory
+
+    from trusted_identity.views import client_address
+
+    set_app_settings(settings, CLIENT_IP_HEADER="HTTP_X_FORWARDED_FOR", PROXY_COUNT=0)
+    request = RequestFactory().post(
+        SESSIONS, REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR="6.6.6.6, 203.0.113.7"
+    )
+    with pytest.raises(ImproperlyConfigured, match=r"PROXY_COUNT'\] must be a whole number"):
+        client_address(request)
 
 
 def test_client_address_ignores_the_header_unless_configured(settings):

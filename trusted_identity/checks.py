@@ -7,28 +7,43 @@ Every check the app registers, with its id (the README lists them too):
 - ``E002`` encryption keys that are unusable
 - ``E003`` ``READINESS_THRESHOLD`` not a number between 0 and 1
 - ``E004`` a rate limit that does not parse
+- ``E005`` ``PROXY_COUNT`` not a whole number of at least 1
 - ``E006`` ``TRUSTED_IDENTITY`` not a dict, or a key in it the app does not know
   (a typo: the hint names the closest valid key)
 - ``E007`` ``CACHE_ALIAS`` names no cache in ``CACHES``
+- ``E008`` any other setting whose value the app can't use (a duration that is not a
+  timedelta, a slug that is not one...): the message names it and what it must be
 - ``W002`` (``check --deploy``) a cache that server processes don't share
+- ``W003`` ``SIGNING_SPACE`` is not one of ``SIGNING_SPACES``
+- ``E010`` ``HOURLY_RETENTION`` shorter than the windows the app shows
+- ``E011`` ``DAILY_RETENTION`` shorter than ``HOURLY_RETENTION``
+- ``W010`` (``check --database``) ``prune`` has not run and counts wait
 
-Hints name Django settings, not any project's environment variables.
+E003, E004, E005 and E008 come from one check that converts every setting of the table
+in ``conf.py``, as reading it would; the others look at relations between settings (and
+skip a setting that check reports) or beyond them. Hints name Django settings, not any
+project's environment variables.
 """
 
 from __future__ import annotations
 
 import difflib
+from typing import Any
 
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
+from django.core.exceptions import ImproperlyConfigured
 
-from .conf import DEFAULTS, app_settings
+from .conf import DEFAULTS, app_settings, invalid_settings
 from .crypto import KeyRing, KeyRingError
 
 
 @register(Tags.security, deploy=False)
 def check_encryption_keys(app_configs=None, **kwargs):
-    keys = app_settings.encryption_keys()
+    read = _read("ENCRYPTION_KEYS")
+    if read is None:
+        return []
+    keys = list(read[0])
     if not keys:
         if settings.DEBUG:
             return [
@@ -66,20 +81,16 @@ def check_encryption_keys(app_configs=None, **kwargs):
 
 @register(Tags.compatibility)
 def check_settings(app_configs=None, **kwargs):
-    errors = []
-    threshold = app_settings.READINESS_THRESHOLD
-    if not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
-        errors.append(
-            Error(
-                "TRUSTED_IDENTITY['READINESS_THRESHOLD'] must be a number between 0 and 1.",
-                id="trusted_identity.E003",
-            )
-        )
-    signing_space = app_settings.SIGNING_SPACE
-    if signing_space and signing_space not in app_settings.SIGNING_SPACES:
+    """Every setting converted as reading it would: a bad value fails at start, named."""
+    errors = [
+        Error(str(problem), hint=problem.setting.hint or None, id=problem.setting.check_id)
+        for problem in invalid_settings()
+    ]
+    spaces = _read("SIGNING_SPACE", "SIGNING_SPACES")
+    if spaces and spaces[0] and spaces[0] not in spaces[1]:
         errors.append(
             Warning(
-                f"TRUSTED_IDENTITY['SIGNING_SPACE'] ({signing_space!r}) is not one of "
+                f"TRUSTED_IDENTITY['SIGNING_SPACE'] ({spaces[0]!r}) is not one of "
                 "TRUSTED_IDENTITY['SIGNING_SPACES']: the sign view answers 404 to every "
                 "request that names no space.",
                 hint="Add it to SIGNING_SPACES (TRUSTED_IDENTITY_SIGNING_SPACES in the "
@@ -87,25 +98,15 @@ def check_settings(app_configs=None, **kwargs):
                 id="trusted_identity.W003",
             )
         )
-    proxy_count = app_settings.PROXY_COUNT
-    if isinstance(proxy_count, bool) or not isinstance(proxy_count, int) or proxy_count < 1:
-        errors.append(
-            Error(
-                "TRUSTED_IDENTITY['PROXY_COUNT'] must be a whole number of at least 1 "
-                f"(got {proxy_count!r}).",
-                hint="The number of trusted proxies that append to CLIENT_IP_HEADER; "
-                "without a proxy, leave CLIENT_IP_HEADER unset instead.",
-                id="trusted_identity.E005",
-            )
-        )
-    from .ratelimit import RateLimitError, parse_rate
-
-    for name in ("RATE_LIMIT", "SIGN_RATE_LIMIT", "TESTER_RATE_LIMIT"):
-        try:
-            parse_rate(getattr(app_settings, name))
-        except RateLimitError as exc:
-            errors.append(Error(f"TRUSTED_IDENTITY['{name}']: {exc}", id="trusted_identity.E004"))
     return errors
+
+
+def _read(*names: str) -> list[Any] | None:
+    """The settings' values, or None when one of them is bad (check_settings says so)."""
+    try:
+        return [getattr(app_settings, name) for name in names]
+    except ImproperlyConfigured:
+        return None
 
 
 PROCESS_LOCAL_CACHES = {
@@ -120,7 +121,10 @@ def check_shared_cache(app_configs=None, **kwargs):
     """With several server processes, a process-local cache counts rate limits per
     process. (Verification changes reach every process within LOOKUP_CHECK_INTERVAL
     whatever the cache: they go through the database.)"""
-    alias = app_settings.CACHE_ALIAS
+    read = _read("CACHE_ALIAS")
+    if read is None:
+        return []
+    alias = read[0]
     backend = settings.CACHES.get(alias, {}).get("BACKEND", "")
     if backend in PROCESS_LOCAL_CACHES:
         return [
@@ -144,11 +148,15 @@ def check_retention(app_configs=None, **kwargs):
     from datetime import timedelta
 
     problems = []
-    shortest = max(app_settings.READINESS_WINDOW, timedelta(days=7))  # the 7-day chart
-    if shortest > app_settings.HOURLY_RETENTION:
+    read = _read("READINESS_WINDOW", "HOURLY_RETENTION", "DAILY_RETENTION")
+    if read is None:
+        return problems
+    window, hourly, daily = read
+    shortest = max(window, timedelta(days=7))  # the 7-day chart
+    if shortest > hourly:
         problems.append(
             Error(
-                f"TRUSTED_IDENTITY['HOURLY_RETENTION'] ({app_settings.HOURLY_RETENTION}) is "
+                f"TRUSTED_IDENTITY['HOURLY_RETENTION'] ({hourly}) is "
                 f"shorter than the figures the app shows ({shortest}): `prune` would fold "
                 "hours that the readiness rule and the chart still read.",
                 hint="Set TRUSTED_IDENTITY['HOURLY_RETENTION'] to at least "
@@ -156,7 +164,7 @@ def check_retention(app_configs=None, **kwargs):
                 id="trusted_identity.E010",
             )
         )
-    if app_settings.DAILY_RETENTION < app_settings.HOURLY_RETENTION:
+    if daily < hourly:
         problems.append(
             Error(
                 "TRUSTED_IDENTITY['DAILY_RETENTION'] is shorter than HOURLY_RETENTION: days "
@@ -173,7 +181,7 @@ def check_prune_runs(app_configs=None, databases=None, **kwargs):
     """``prune`` must run. This reads the database, so, like Django's own database
     checks, it runs only when ``check`` is given ``--database`` (and in ``migrate``)."""
     problems = []
-    if databases:
+    if databases and _read("HOURLY_RETENTION", "DAILY_RETENTION") is not None:
         from django.db import DatabaseError
 
         from .services.retention import retention_state
@@ -233,9 +241,10 @@ def check_setting_names(app_configs=None, **kwargs):
 @register(Tags.caches)
 def check_cache_alias(app_configs=None, **kwargs):
     """A missing alias would only show at run time, as a 503 on every session start."""
-    alias = app_settings.CACHE_ALIAS
-    if alias in settings.CACHES:
+    read = _read("CACHE_ALIAS")
+    if read is None or read[0] in settings.CACHES:
         return []
+    alias = read[0]
     return [
         Error(
             f"TRUSTED_IDENTITY['CACHE_ALIAS'] is {alias!r}, which is not in CACHES.",

@@ -1,18 +1,20 @@
-"""The app's settings: one ``TRUSTED_IDENTITY`` dict, read lazily, with defaults.
+"""The app's settings: one ``TRUSTED_IDENTITY`` dict, declared here as a table.
 
-Read on every access (not at import) so ``override_settings`` and pytest-django's
-``settings`` fixture work; derived objects such as the key ring are cached and
-dropped again by the ``setting_changed`` receiver in ``receivers.py``.
+Each setting is declared once (``SETTINGS``): its default, the kind of value it takes
+(which converts it: a duration becomes a timedelta, a list of slugs a frozenset), an
+environment variable read when it is unset, and a one-line doc. The table drives both
+the reading (``app_settings.X`` is the converted value, converted on first read and
+remembered until ``reload()``) and the system check ``trusted_identity.E008`` (and
+E003, E004, E005), which converts every setting at start, so a bad value fails
+``manage.py check`` instead of answering 503 inside a request. Read at run time with
+the checks skipped, a bad value raises ImproperlyConfigured with the same message.
 
 ::
 
     TRUSTED_IDENTITY = {
         "ENCRYPTION_KEYS": [...],          # default: $TRUSTED_IDENTITY_ENCRYPTION_KEYS
         "SIGNING_SPACE": "my-space",       # the space the sign view uses without ?space=
-        "SIGNING_SPACES": ["my-space"],    # the only spaces the sign view signs for
         "DEFAULT_GRACE": timedelta(hours=24),
-        "READINESS_WINDOW": timedelta(days=7),
-        "READINESS_THRESHOLD": 0.99,
         ...
     }
 """
@@ -20,188 +22,386 @@ dropped again by the ``setting_changed`` receiver in ``receivers.py``.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
+from django.core.validators import slug_re
+from django.utils.module_loading import import_string
 
-DEFAULTS: dict[str, Any] = {
-    # Comma-separated string or list; the first key encrypts, all decrypt.
-    # None means: read the TRUSTED_IDENTITY_ENCRYPTION_KEYS environment variable.
-    "ENCRYPTION_KEYS": None,
-    # Slug of the space the sign view signs for when the request names none.
-    "SIGNING_SPACE": None,
-    # Slugs of the spaces the sign view signs for at all (a list, or a comma-separated
-    # string); any other space answers 404 platform_not_found, as an unknown one does.
-    # None means: SIGNING_SPACE alone when it is set, else no space.
-    "SIGNING_SPACES": None,
-    # Which attribute of request.user is the user id that gets signed.
-    "USER_ID_ATTRIBUTE": "pk",
-    # How long a rotated-out secret keeps verifying, unless the rotation says otherwise.
-    "DEFAULT_GRACE": timedelta(hours=24),
-    # Enforcement readiness: the window looked at, and the valid share required.
-    "READINESS_WINDOW": timedelta(days=7),
-    "READINESS_THRESHOLD": 0.99,
-    # Fewer distinct identified users than this in the window: "not enough starts to
-    # tell", and turning enforcement on needs the override with a reason.
-    "READINESS_MIN_STARTS": 100,
-    # Prefix of generated secrets ("tis_ios_..."), so secret scanners can spot leaks.
-    "SECRET_PREFIX": "tis_",
-    # Prefix of generated public API keys.
-    "API_KEY_PREFIX": "tik_",
-    # Session-start request limits.
-    "MAX_BODY_BYTES": 64 * 1024,
-    "MAX_USER_ID_LENGTH": 1024,
-    # Rate limits as "<count>/<s|m|h>", or "off". Session starts are limited per
-    # client address and API key; the sign view per user.
-    # None means: read TRUSTED_IDENTITY_RATE_LIMIT from the environment, else "600/m".
-    "RATE_LIMIT": None,
-    "SIGN_RATE_LIMIT": "120/m",
-    # Header with the client address when behind a trusted proxy, as it appears in
-    # request.META (such as "HTTP_X_FORWARDED_FOR"); None means REMOTE_ADDR.
-    "CLIENT_IP_HEADER": None,
-    # How many trusted proxies append to CLIENT_IP_HEADER: the client is the address
-    # that many entries from the right (nginx's $proxy_add_x_forwarded_for appends
-    # the address it saw, so one proxy means the rightmost). Entries left of it are
-    # the client's own words and never used; a header with fewer entries falls back
-    # to REMOTE_ADDR.
-    "PROXY_COUNT": 1,
-    # The cache alias for rate limits and the platform lookup.
-    "CACHE_ALIAS": "default",
-    # Seconds a platform lookup may stay in the cache at most.
-    "LOOKUP_CACHE_TIMEOUT": 300,
-    # Seconds between two reads of the verification generation by a serving process:
-    # a rotation, revocation or enforcement change committed anywhere is honoured by
-    # every process within this interval (one tiny query per process per interval).
-    "LOOKUP_CHECK_INTERVAL": 0.5,
-    # Keep looked-up platforms in process memory too (see nearcache.py).
-    "LOCAL_LOOKUP_CACHE": True,
-    # Seconds a process gathers session-start counts before writing them (as atomic
-    # increments); 0 writes each start at once. Figures lag by at most this much.
-    "COUNT_FLUSH_INTERVAL": 0.5,
-    # How long hourly session-start counts are kept before `prune` folds them into daily
-    # rows (at least the readiness window and the 7-day chart: a system check says so),
-    # and how long the daily rows are kept before `prune` deletes them.
-    "HOURLY_RETENTION": timedelta(days=14),
-    "DAILY_RETENTION": timedelta(days=400),
-    # Rollout diagnostics (CONTRACT section 8). Distinct X-App-Version / X-Sdk-Version
-    # values counted per platform and UTC day; any more that day count as "other".
-    "VERSIONS_PER_DAY": 50,
-    # The failure log: at most this many invalid, missing or rejected starts written per
-    # platform, second and process (the rest are counted, not logged); the newest this
-    # many kept per platform; rows older than the retention deleted by `prune`.
-    "FAILURE_LOG_PER_SECOND": 2,
-    "FAILURE_LOG_MAX_ROWS": 1000,
-    "FAILURE_LOG_RETENTION": timedelta(days=7),
-    # Alerts (a signal, and an e-mail to the space's owners): rejected starts in one
-    # hour of an enforced platform reaching this many (None: never), and a previous
-    # secret still verifying starts this long before its grace ends (None: never).
-    "ALERT_REJECTIONS_PER_HOUR": 100,
-    "ALERT_GRACE_ENDING_WITHIN": timedelta(hours=1),
-    # The expiring signature form (HS256 tokens, CONTRACT section 9). How far a token's
-    # exp may lie in the past and its iat in the future (clocks drift): a timedelta.
-    "TOKEN_LEEWAY": timedelta(seconds=60),
-    # The lifetime of the tokens the sign view, the CLI and sign_token_for make, unless
-    # asked otherwise; never above the platform's maximum token age.
-    "TOKEN_TTL": timedelta(hours=1),
-    # The longest `signed` accepted when it has a token's shape (three dot-separated
-    # parts); the plain form stays limited to 256 characters. Longer is a 400.
-    "MAX_TOKEN_LENGTH": 4096,
-    # How long a secret whose grace has ended is kept (encrypted, never accepted) so that
-    # a start signed with it is counted as `expired_secret` rather than `no_match`;
-    # rotation and `prune` delete it after that. A timedelta (or seconds).
-    "EXPIRED_SECRET_RETENTION": timedelta(days=30),
-    # The signature tester (admin settings page and `test-signature`): tests per actor,
-    # as "<count>/<s|m|h>", or "off".
-    "TESTER_RATE_LIMIT": "30/m",
-    # Username the CLI writes audit entries as when no --actor is given.
-    "CLI_ACTOR_USERNAME": "trusted-identity-cli",
-    # Who the sign view signs: a dotted path, or a list, each a DRF authentication
-    # class or a callable taking the request and returning a user or None.
-    # None means Django's session login (trusted_identity.authentication.session_user).
-    "SIGN_AUTHENTICATION": None,
-    # Seconds a browser may keep the session endpoint's answer to a CORS preflight.
-    "CORS_MAX_AGE": 3600,
-    # The lean session path (trusted_identity.wsgi.LeanSessions) turns itself off when
-    # the site runs a middleware it does not know; list here, as dotted paths, those
-    # that leave session start alone (it then skips them, as it skips the others).
-    "LEAN_PATH_SKIPS_MIDDLEWARE": (),
+from .rates import RateError, parse_rate
+
+#: The check id of a setting whose value the app can't use, unless its row names another.
+INVALID_SETTING = "trusted_identity.E008"
+
+
+class InvalidSetting(ImproperlyConfigured):
+    """A ``TRUSTED_IDENTITY`` value the app can't use: names the setting and what it must
+    be. Raised when the setting is read, and reported by the system check."""
+
+    def __init__(self, setting: Setting, value: Any) -> None:
+        got = f"a value of type {type(value).__name__}" if setting.secret else repr(value)
+        super().__init__(
+            f"TRUSTED_IDENTITY[{setting.name!r}] must be {setting.kind.must_be} (got {got})."
+        )
+        self.setting = setting
+
+
+# -- kinds of value: each converts a configured value, or raises ValueError or TypeError
+
+
+@dataclass(frozen=True)
+class Kind:
+    must_be: str  # the end of "TRUSTED_IDENTITY['X'] must be ..."
+    convert: Callable[[Any], Any]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _to_duration(value: Any) -> timedelta:
+    if _is_number(value):
+        value = timedelta(seconds=value)
+    if not isinstance(value, timedelta) or value < timedelta(0):
+        raise ValueError(value)
+    return value
+
+
+def _to_seconds(value: Any) -> float:
+    return _to_duration(value).total_seconds()
+
+
+def _to_whole_seconds(value: Any) -> int:
+    seconds = _to_seconds(value)
+    if not seconds.is_integer():
+        raise ValueError(value)
+    return int(seconds)
+
+
+def whole(minimum: int) -> Kind:
+    def convert(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(value)
+        return value
+
+    return Kind(f"a whole number of at least {minimum}", convert)
+
+
+def _to_fraction(value: Any) -> float:
+    if not _is_number(value) or not 0 <= value <= 1:
+        raise ValueError(value)
+    return float(value)
+
+
+def _to_bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(value)
+    return value
+
+
+def _to_text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise TypeError(value)
+    return value
+
+
+def _to_rate(value: Any) -> str | None:
+    """The text as given (the rate limits count with it), once it parses."""
+    if value is not None and not isinstance(value, str):
+        raise TypeError(value)
+    try:
+        parse_rate(value)
+    except RateError as exc:
+        raise ValueError(value) from exc
+    return value
+
+
+def _to_slug(value: Any) -> str:
+    if not isinstance(value, str) or not slug_re.match(value.strip()):
+        raise ValueError(value)
+    return value.strip()
+
+
+def _to_blank_as_none(kind: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``kind``, where None and the empty string (an unset environment variable) are None."""
+    return lambda value: None if value is None or value == "" else kind(value)
+
+
+def _items(value: Any) -> list[Any]:
+    """A list, tuple or set as a list; a string as its comma-separated parts, stripped."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, list | tuple | set | frozenset):
+        raise TypeError(value)
+    return list(value)
+
+
+def _to_slugs(value: Any) -> frozenset[str]:
+    return frozenset(_to_slug(item) for item in _items(value) if item not in (None, ""))
+
+
+def _to_keys(value: Any) -> tuple[str, ...]:
+    if any(not isinstance(key, str) for key in _items(value)):
+        raise TypeError("not a string")
+    return tuple(key.strip() for key in _items(value) if key.strip())
+
+
+def _is_dotted_path(value: Any) -> bool:
+    parts = value.split(".") if isinstance(value, str) else []
+    return len(parts) > 1 and all(part.isidentifier() for part in parts)
+
+
+def _to_dotted_paths(value: Any) -> tuple[str, ...]:
+    paths = tuple(_items(value))
+    if not all(_is_dotted_path(path) for path in paths):
+        raise ValueError(value)
+    return paths
+
+
+def _to_authentication(value: Any) -> tuple[Any, ...]:
+    """Dotted paths (which must import) or the objects themselves, at least one."""
+    entries = tuple(_items(value)) if isinstance(value, list | tuple | str) else (value,)
+    if not entries:
+        raise ValueError(value)
+    for entry in entries:
+        if isinstance(entry, str):
+            if not _is_dotted_path(entry):
+                raise ValueError(entry)
+            import_string(entry)  # an ImportError is a ValueError of its own kind here
+        elif not callable(entry):
+            raise TypeError(entry)
+    return entries
+
+
+def optional(kind: Kind) -> Kind:
+    """``kind``, or None (which stays None)."""
+    return Kind(f"{kind.must_be}, or None", lambda v: None if v is None else kind.convert(v))
+
+
+DURATION = Kind("a timedelta (or seconds), at least 0", _to_duration)
+SECONDS = Kind("a number of seconds (or a timedelta), at least 0", _to_seconds)
+WHOLE_SECONDS = Kind("a whole number of seconds (or a timedelta), at least 0", _to_whole_seconds)
+FRACTION = Kind("a number between 0 and 1", _to_fraction)
+BOOLEAN = Kind("True or False", _to_bool)
+TEXT = Kind("a non-empty string", _to_text)
+RATE = Kind('a rate as "<count>/<s|m|h>", such as "600/m", or "off"', _to_rate)
+OPTIONAL_SLUG = Kind(
+    "a slug (letters, numbers, underscores or hyphens), or None", _to_blank_as_none(_to_slug)
+)
+HEADER = Kind(
+    'a request.META key such as "HTTP_X_FORWARDED_FOR", or None', _to_blank_as_none(_to_text)
+)
+SLUGS = Kind("a list of slugs, or a comma-separated string of them", _to_slugs)
+KEYS = Kind("a comma-separated string of keys, or a list of them", _to_keys)
+DOTTED_PATHS = Kind("a list of dotted paths", _to_dotted_paths)
+AUTHENTICATION = Kind(
+    "a dotted path that imports, a callable, or a non-empty list of them, or None",
+    lambda v: None if v is None else _to_authentication(v),
+)
+
+
+# -- the table
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    kind: Kind
+    doc: str
+    #: An environment variable read when the setting is unset (or None).
+    env: str | None = None
+    #: Computes the value to convert when the setting is unset (or None), from the dict.
+    fallback: Callable[[Mapping[str, Any]], Any] | None = None
+    #: The README's words for the default when they are not the default's own.
+    documented_as: str | None = None
+    check_id: str = INVALID_SETTING
+    hint: str = ""
+    secret: bool = False  # never echo the value in an error
+
+    def value(self, configured: Mapping[str, Any]) -> Any:
+        """The converted value from ``configured`` (the TRUSTED_IDENTITY dict)."""
+        value = configured.get(self.name)
+        if value is None and (self.env or self.fallback or self.name not in configured):
+            if self.env and os.environ.get(self.env):
+                value = os.environ[self.env]
+            elif self.fallback is not None:
+                value = self.fallback(configured)
+            else:
+                value = self.default
+        try:
+            return self.kind.convert(value)
+        except (ValueError, TypeError, ImportError):
+            raise InvalidSetting(self, value) from None
+
+    def documented_default(self) -> list[str]:
+        """How the README's settings table writes the default: one or more code spans."""
+        if self.documented_as is not None:
+            return [self.documented_as]
+        shown = [] if self.default in (None, "") and self.env else [python_literal(self.default)]
+        return ([f"${self.env}"] if self.env else []) + shown
+
+
+def python_literal(value: Any) -> str:
+    """A default as a settings file would write it: ``timedelta(hours=24)``, ``"pk"``."""
+    if isinstance(value, timedelta):
+        seconds = int(value.total_seconds())
+        for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+            if seconds and seconds % size == 0:
+                return f"timedelta({unit}={seconds // size})"
+        return f"timedelta(seconds={seconds})"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return repr(value)
+
+
+def _signing_space_alone(configured: Mapping[str, Any]) -> list[str]:
+    space = SETTINGS["SIGNING_SPACE"].value(configured)
+    return [space] if space else []
+
+
+# fmt: off
+SETTINGS: dict[str, Setting] = {
+    setting.name: setting
+    for setting in [
+        Setting("ENCRYPTION_KEYS", "", KEYS, "AES-256 keys; the first encrypts, all decrypt.",
+                env="TRUSTED_IDENTITY_ENCRYPTION_KEYS", secret=True),
+        Setting("SIGNING_SPACE", None, OPTIONAL_SLUG,
+                "The space the sign view signs for when the request names none."),
+        Setting("SIGNING_SPACES", None, SLUGS,
+                "The only spaces the sign view signs for (default: SIGNING_SPACE alone).",
+                fallback=_signing_space_alone, documented_as="[SIGNING_SPACE]"),
+        Setting("USER_ID_ATTRIBUTE", "pk", TEXT,
+                "The attribute of request.user that is signed."),
+        Setting("DEFAULT_GRACE", timedelta(hours=24), DURATION,
+                "How long a rotated-out secret keeps verifying unless the rotation says."),
+        Setting("READINESS_WINDOW", timedelta(days=7), DURATION,
+                "The window of the rollout figures and the readiness rule."),
+        Setting("READINESS_THRESHOLD", 0.99, FRACTION,
+                "The valid share of identified users needed to turn enforcement on.",
+                check_id="trusted_identity.E003"),
+        Setting("READINESS_MIN_STARTS", 100, whole(0),
+                "Distinct identified users needed before the figures tell anything."),
+        Setting("SECRET_PREFIX", "tis_", TEXT,
+                "Prefix of generated secrets, so that secret scanners spot leaks."),
+        Setting("API_KEY_PREFIX", "tik_", TEXT, "Prefix of generated public API keys."),
+        Setting("MAX_BODY_BYTES", 64 * 1024, whole(1),
+                "The largest session-start body accepted."),
+        Setting("MAX_USER_ID_LENGTH", 1024, whole(1),
+                "The longest user id accepted, in characters."),
+        Setting("RATE_LIMIT", "600/m", optional(RATE),
+                "Session starts per client address and API key.",
+                env="TRUSTED_IDENTITY_RATE_LIMIT", check_id="trusted_identity.E004"),
+        Setting("SIGN_RATE_LIMIT", "120/m", optional(RATE), "Sign-view requests per user.",
+                check_id="trusted_identity.E004"),
+        Setting("CLIENT_IP_HEADER", None, HEADER,
+                "The request.META key trusted proxies append the client address to."),
+        Setting("PROXY_COUNT", 1, whole(1),
+                "How many trusted proxies append to CLIENT_IP_HEADER.",
+                check_id="trusted_identity.E005",
+                hint="The number of trusted proxies that append to CLIENT_IP_HEADER; "
+                "without a proxy, leave CLIENT_IP_HEADER unset instead."),
+        Setting("CACHE_ALIAS", "default", TEXT,
+                "The cache of the rate limits and the platform lookup."),
+        Setting("LOOKUP_CACHE_TIMEOUT", 300, WHOLE_SECONDS,
+                "Seconds a platform lookup may stay in the cache at most."),
+        Setting("LOOKUP_CHECK_INTERVAL", 0.5, SECONDS,
+                "Seconds between two reads of the verification generation by a process."),
+        Setting("LOCAL_LOOKUP_CACHE", True, BOOLEAN,
+                "Keep looked-up platforms in process memory too (see nearcache.py)."),
+        Setting("COUNT_FLUSH_INTERVAL", 0.5, SECONDS,
+                "Seconds a process gathers session-start counts before writing; 0: at once."),
+        Setting("HOURLY_RETENTION", timedelta(days=14), DURATION,
+                "How long hourly counts are kept before `prune` folds them into days."),
+        Setting("DAILY_RETENTION", timedelta(days=400), DURATION,
+                "How long daily counts are kept before `prune` deletes them."),
+        Setting("VERSIONS_PER_DAY", 50, whole(0),
+                "Distinct app and SDK versions counted per platform and day."),
+        Setting("FAILURE_LOG_PER_SECOND", 2, whole(0),
+                "Failed starts logged per platform, second and process."),
+        Setting("FAILURE_LOG_MAX_ROWS", 1000, whole(0),
+                "Failed starts kept per platform (the newest)."),
+        Setting("FAILURE_LOG_RETENTION", timedelta(days=7), DURATION,
+                "How long the failure log keeps a row before `prune` deletes it."),
+        Setting("ALERT_REJECTIONS_PER_HOUR", 100, optional(whole(1)),
+                "Rejected starts in an hour that raise the alert; None: never."),
+        Setting("ALERT_GRACE_ENDING_WITHIN", timedelta(hours=1), optional(DURATION),
+                "A previous secret verifying this close to its grace's end alerts; None: never."),
+        Setting("TOKEN_LEEWAY", timedelta(seconds=60), DURATION,
+                "How far a token's exp may lie in the past and its iat in the future."),
+        Setting("TOKEN_TTL", timedelta(hours=1), DURATION,
+                "The lifetime of the tokens made unless asked otherwise."),
+        Setting("MAX_TOKEN_LENGTH", 4096, whole(1),
+                "The longest `signed` accepted when it has a token's shape."),
+        Setting("EXPIRED_SECRET_RETENTION", timedelta(days=30), DURATION,
+                "How long a secret whose grace has ended is kept to name expired_secret."),
+        Setting("TESTER_RATE_LIMIT", "30/m", optional(RATE),
+                "Signature tests (admin and `test-signature`) per user.",
+                check_id="trusted_identity.E004"),
+        Setting("CLI_ACTOR_USERNAME", "trusted-identity-cli", TEXT,
+                "The account the CLI's audit entries name when no --actor is given."),
+        Setting("SIGN_AUTHENTICATION", None, AUTHENTICATION,
+                "Who the sign view signs (None: Django's session login)."),
+        Setting("CORS_MAX_AGE", 3600, WHOLE_SECONDS,
+                "Seconds a browser may keep the answer to a CORS preflight."),
+        Setting("LEAN_PATH_SKIPS_MIDDLEWARE", (), DOTTED_PATHS,
+                "Middlewares the lean session path may skip although it does not know them."),
+    ]
 }
+# fmt: on
+
+#: Every setting's default, by name (the names are the keys TRUSTED_IDENTITY may have).
+DEFAULTS: dict[str, Any] = {name: setting.default for name, setting in SETTINGS.items()}
+
+
+def configured() -> Mapping[str, Any]:
+    """The site's ``TRUSTED_IDENTITY`` dict (empty when unset, or not a dict: the check
+    trusted_identity.E006 names that mistake)."""
+    value = getattr(django_settings, "TRUSTED_IDENTITY", None)
+    return value if isinstance(value, dict) else {}
+
+
+def invalid_settings() -> list[InvalidSetting]:
+    """Every setting whose value the app can't use, converted afresh (the system check)."""
+    found: dict[str, InvalidSetting] = {}
+    values = configured()
+    for setting in SETTINGS.values():
+        try:
+            setting.value(values)
+        except InvalidSetting as exc:
+            found.setdefault(str(exc), exc)  # SIGNING_SPACES reports SIGNING_SPACE's too
+    return list(found.values())
 
 
 class AppSettings:
-    """Attribute access to ``settings.TRUSTED_IDENTITY`` with defaults.
+    """Attribute access to ``settings.TRUSTED_IDENTITY``, converted by the table.
 
-    Values are read on first use, not at import, and remembered: session start
-    reads several per request. ``reload()`` forgets them; the ``setting_changed``
-    receiver calls it, so ``override_settings`` and the ``settings`` fixture work.
+    Converted on first use, not at import, and then an instance attribute: session
+    start reads several per request, and no later read goes through ``__getattr__``.
+    ``reload()`` forgets them; the ``setting_changed`` receiver calls it, so
+    ``override_settings`` and the ``settings`` fixture work.
     """
 
-    def __init__(self) -> None:
-        self._resolved: dict[str, Any] = {}
-
     def __getattr__(self, name: str) -> Any:
-        if name not in DEFAULTS:
-            raise AttributeError(f"unknown trusted-identity setting {name!r}")
         try:
-            return self._resolved[name]
+            setting = SETTINGS[name]
         except KeyError:
-            pass
-        user_settings = getattr(django_settings, "TRUSTED_IDENTITY", None)
-        if not isinstance(user_settings, dict):
-            user_settings = {}  # None, or a mistake the check trusted_identity.E006 names
-        value = user_settings.get(name, DEFAULTS[name])
-        if name == "ENCRYPTION_KEYS" and value is None:
-            value = os.environ.get("TRUSTED_IDENTITY_ENCRYPTION_KEYS", "")
-        if name == "RATE_LIMIT" and value is None:
-            value = os.environ.get("TRUSTED_IDENTITY_RATE_LIMIT", "") or "600/m"
-        if name in ("TOKEN_LEEWAY", "TOKEN_TTL", "FAILURE_LOG_RETENTION") or (
-            name == "ALERT_GRACE_ENDING_WITHIN" and value is not None
-        ):
-            value = _duration(name, value)
-        if name == "EXPIRED_SECRET_RETENTION":
-            value = _duration(name, value)
-        if name == "SIGNING_SPACES":
-            if value is None:
-                value = [user_settings.get("SIGNING_SPACE", DEFAULTS["SIGNING_SPACE"])]
-            value = _slugs(value)
-        self._resolved[name] = value
-        # An instance attribute from now on: the next reads skip __getattr__ (the hot
-        # path reads several settings per request).
+            raise AttributeError(f"unknown trusted-identity setting {name!r}") from None
+        value = setting.value(configured())
         self.__dict__[name] = value
         return value
 
     def reload(self) -> None:
-        for name in list(self._resolved):
+        for name in SETTINGS:
             self.__dict__.pop(name, None)
-        self._resolved = {}
 
     def encryption_keys(self) -> list[str]:
         """The configured keys as a list of stripped, non-empty strings."""
-        value = self.ENCRYPTION_KEYS
-        if isinstance(value, str):
-            value = value.split(",")
-        return [key.strip() for key in value or [] if key and key.strip()]
-
-
-def _duration(name: str, value: Any) -> timedelta:
-    """A duration setting as a timedelta (a number is seconds); anything else is a
-    configuration error, raised where the setting is first read."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = timedelta(seconds=value)
-    if not isinstance(value, timedelta) or value < timedelta(0):
-        raise ImproperlyConfigured(
-            f"TRUSTED_IDENTITY[{name!r}] must be a timedelta (or seconds), at least 0"
-        )
-    return value
-
-
-def _slugs(value: Any) -> frozenset[str]:
-    """A list (or comma-separated string) of slugs as a set, stripped, empties dropped."""
-    if isinstance(value, str):
-        value = value.split(",")
-    return frozenset(str(slug).strip() for slug in value or [] if slug and str(slug).strip())
+        return list(self.ENCRYPTION_KEYS)
 
 
 app_settings = AppSettings()

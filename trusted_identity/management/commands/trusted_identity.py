@@ -35,9 +35,19 @@ READINESS_WORDS = {
 }
 
 
+#: Sub-commands that need no configured site: they run before any key is set, and with
+#: a broken setting, so Django's system checks are skipped for them. Every other one
+#: runs the checks first, as Django's own commands do (``--skip-checks`` skips them).
+NEEDS_NO_SITE = frozenset({"generate-key"})
+
+
 class Command(DiagnosticsCommands, BaseCommand):
     help = "Manage Trusted Identity spaces, platforms, secrets and enforcement."
-    requires_system_checks: list[str] = []  # generate-key must work before keys exist
+
+    def execute(self, *args: Any, **options: Any) -> Any:
+        if options.get("subcommand") in NEEDS_NO_SITE:
+            options["skip_checks"] = True
+        return super().execute(*args, **options)
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
         parser = super().create_parser(prog_name, subcommand, **kwargs)
