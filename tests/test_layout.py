@@ -263,9 +263,12 @@ def _changed_names(tree: ast.Module) -> set[str]:
                     target = t.value
                 elif isinstance(node, ast.AugAssign):
                     target = t
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
-            if node.func.attr in MUTATING_METHODS:
-                target = node.func.value
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in MUTATING_METHODS
+        ):
+            target = node.func.value
         if isinstance(target, ast.Name):
             changed.add(target.id)
     return changed

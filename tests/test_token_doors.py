@@ -140,8 +140,7 @@ def test_tokens_over_http_with_enforcement_one_public_answer(client, platform):
 
 def test_a_warm_token_start_reads_nothing(client, platform, settings, monkeypatch):
     settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, "COUNT_FLUSH_INTERVAL": 60}
-    # As in a serving process: counts wait in memory outside transactions and tests.
-    monkeypatch.setattr(outcomes, "in_test_environment", lambda: False)
+    # As in a serving process: counts wait in memory outside transactions.
     monkeypatch.setattr(outcomes, "in_transaction", lambda: False)
     set_form(platform, "either")
     good = services.sign_token_for("acme", "ios", "u-1").token
