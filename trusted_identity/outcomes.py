@@ -101,7 +101,10 @@ def count(
         try:
             write_batch(batch)
         except Exception:  # never fails the caller's request; its transaction goes on
-            logger.exception("Could not count a %s start of platform #%s", outcome, platform_id)
+            logger.exception("Could not record a %s start of platform #%s", outcome, platform_id)
+            return
+        if batch:  # it may name what only this transaction sees: never kept for later
+            logger.error("Could not record a %s start of platform #%s", outcome, platform_id)
         return
     current = runtime.current()
     current.counts.add(key, n, start)
