@@ -214,14 +214,14 @@ def run_size(spaces: int, days: int, env: dict[str, str]) -> dict:
     from django.core.management import call_command
     from django.db import connections
 
-    from trusted_identity import services
+    from trusted_identity import runtime, services
 
     connections.close_all()
     _psql(f"DROP DATABASE IF EXISTS {DATABASE}")
     _psql(f"CREATE DATABASE {DATABASE}")
     call_command("migrate", verbosity=0, interactive=False)
     cache.clear()
-    services.reset_local_state()
+    runtime.current().reset()
     started = time.perf_counter()
     load(spaces, days)
     result: dict = {

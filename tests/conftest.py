@@ -10,10 +10,8 @@ from django.db.models.signals import post_delete, post_save
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
-from trusted_identity import services
-from trusted_identity.keyring import reset_key_ring
+from trusted_identity import runtime, services
 from trusted_identity.models import PlatformSecret
-from trusted_identity.services import alerts, counting
 
 from . import hardening
 from .factories import PlatformFactory, SpaceFactory, SuperuserFactory
@@ -47,13 +45,10 @@ LOCAL_VECTORS_FILE = Path(__file__).resolve().parent / "data" / "node-hmac-sha25
 
 @pytest.fixture(autouse=True)
 def _fresh_caches():
-    """Each test starts with an empty cache and key ring: no state leaks between tests."""
+    """Each test starts with empty caches and a fresh runtime: no state leaks between tests."""
     for alias in caches:
         caches[alias].clear()
-    reset_key_ring()
-    services.reset_local_state()
-    alerts.raised.clear()  # which alerts this process has seen sent
-    counting.failure_sampler.reset()  # the failure log's per-second allowance
+    runtime.current().reset()
     yield
     for alias in caches:
         caches[alias].clear()

@@ -108,8 +108,8 @@ def test_a_process_that_missed_the_commit_catches_up_within_the_interval(shared_
     old = services.reveal_secret(platform, actor)
     assert _verifies(platform.api_key, old)  # cached in both layers
     # The change as another process makes it: this process's hook is not told.
-    monkeypatched_expire = lookup.generation_tracker.expire
-    lookup.generation_tracker.expire = lambda: None
+    monkeypatched_expire = lookup._expire_generation
+    lookup._expire_generation = lambda: None
     try:
         new = services.rotate_secret(platform, actor, grace=timedelta(0))
         committed = time.monotonic()
@@ -117,7 +117,7 @@ def test_a_process_that_missed_the_commit_catches_up_within_the_interval(shared_
             assert time.monotonic() - committed < 1.0, "not honoured within a second"
             time.sleep(0.02)
     finally:
-        lookup.generation_tracker.expire = monkeypatched_expire
+        lookup._expire_generation = monkeypatched_expire
     assert _verifies(platform.api_key, new)
 
 

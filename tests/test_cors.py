@@ -257,7 +257,7 @@ def test_a_database_outage_while_checking_gives_no_header_and_no_500(client, web
     def down(*args, **kwargs):
         raise DatabaseError("down")
 
-    monkeypatch.setattr(services.lookup.origin_index, "get", down)
+    monkeypatch.setattr(services.lookup, "every_allowed_origin", down)
     response = preflight(client, ALLOWED)
     assert response.status_code == 204
     assert_no_cors(response)

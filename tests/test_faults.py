@@ -26,7 +26,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from trusted_identity import services, signing
+from trusted_identity import runtime, services, signing
 from trusted_identity.crypto import KeyRing, generate_key
 from trusted_identity.exceptions import ServiceUnavailable
 from trusted_identity.models import Platform, PlatformSecret, Role
@@ -328,7 +328,7 @@ def test_key_unknown_for_some_rows_names_those_rows_and_spares_the_others(
             row.get_secret(), PlatformSecret.associated_data(enforced.pk, row.pk)
         )
         row.save(update_fields=["ciphertext"])
-    services.reset_local_state()
+    runtime.current().reset()
     good = signing.sign(current_secret(healthy), USER)
     lost_rows = set(PlatformSecret.objects.filter(platform=enforced).values_list("pk", flat=True))
 

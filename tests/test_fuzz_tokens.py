@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given, note
 from hypothesis import strategies as st
 
-from trusted_identity import services, tokens
+from trusted_identity import runtime, services, tokens
 from trusted_identity.services import verification
 from trusted_identity.signing import HmacKey
 
@@ -146,7 +146,7 @@ def world(db, monkeypatch):
             platform, "token", actor, max_age=services.parse_max_age("1h"), force=True, reason="f"
         )
         platforms[kind] = platform
-    services.reset_local_state()
+    runtime.current().reset()
     secrets = {kind: services.reveal_secret(p, actor) for kind, p in platforms.items()}
     return {"platforms": platforms, "secrets": secrets}
 

@@ -517,8 +517,7 @@ def test_warm_lookup_needs_no_platform_queries(client, platform):
 
 def test_warm_buffered_start_makes_no_query_at_all(client, platform, settings, monkeypatch):
     settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, "COUNT_FLUSH_INTERVAL": 60}
-    # As in a serving process: counts wait in memory outside transactions and tests.
-    monkeypatch.setattr(outcomes, "in_test_environment", lambda: False)
+    # As in a serving process: counts wait in memory outside transactions.
     monkeypatch.setattr(outcomes, "in_transaction", lambda: False)
     start(client, platform.api_key, {})
     with CaptureQueriesContext(connection) as queries:

@@ -20,7 +20,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import DatabaseError
 
-from trusted_identity import services, signing
+from trusted_identity import runtime, services, signing
 from trusted_identity.crypto import generate_key, key_id_for
 from trusted_identity.models import PlatformSecret
 
@@ -85,7 +85,7 @@ class Fleet:
             roku.pk: [first[roku.pk], services.rotate_secret(roku, actor, timedelta(hours=2))],
         }
         self.revoked = {web.pk: first[web.pk]}
-        services.clear_plaintext_cache()
+        runtime.current().reset()
 
     def current(self, platform) -> str:
         return self.valid[platform.pk][-1]
@@ -206,7 +206,7 @@ def test_interrupted_rekey_resumes_and_nothing_is_lost(client, settings, transac
     assert key_ids_in_use() == {key_id(new_key)}
 
     set_keys(settings, new_key)
-    services.clear_plaintext_cache()
+    runtime.current().reset()
     for platform in platforms:
         assert services.current_secret_row(platform).get_secret() == secrets[platform.pk]
         response = start(client, platform, "42", signing.sign(secrets[platform.pk], "42"))

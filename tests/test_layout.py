@@ -171,3 +171,155 @@ def test_pure_modules_import_no_django_and_only_each_other(name):
 def test_no_module_is_over_the_size_limit():
     sizes = {name: len(path.read_text().splitlines()) for name, path in _modules().items()}
     assert {name: n for name, n in sizes.items() if n > MAX_MODULE_LINES} == {}
+
+
+# ------------------------------------------------------ per-process state
+#
+# Every piece of per-process state is the runtime's (trusted_identity/runtime.py), so
+# that its one reset() leaves nothing behind and a forked child starts clean. Anywhere
+# else at module level: no instance of a class, no container the module changes, no
+# ``global``, no ``functools.lru_cache`` / ``cache``. What may stand there is below.
+
+RUNTIME_MODULE = f"{PACKAGE}.runtime"
+
+#: Calls whose result is immutable, or is not state: constants, compiled patterns,
+#: loggers, Django's Signal objects (registries of receivers, not of data), type helpers.
+ALLOWED_CALLS = {
+    "frozenset",
+    "tuple",
+    "bytes",
+    "bytes.maketrans",
+    "int.from_bytes",
+    "struct.Struct",  # a compiled format, immutable
+    "json.JSONDecoder",  # stateless: one decode() is independent of another
+    "HMACAlgorithm",  # PyJWT's HS256: stateless
+    "re.compile",
+    "logging.getLogger",
+    "Signal",
+    "TypeVar",
+    "NamedTuple",
+    "_",  # gettext_lazy: a lazy string
+    "gettext_lazy",
+    "object",  # a unique sentinel, compared by identity
+    "template.Library",  # Django's tag library: a registry filled at import
+    "timedelta",
+}
+#: Module-level names allowed although they are instances, each for a stated reason.
+ALLOWED_NAMES = {
+    # The settings accessor: Runtime.reset() calls its reload() (conf.py reworks it).
+    ("conf", "app_settings"),
+    # Django's URL configuration, read by Django.
+    ("urls", "urlpatterns"),
+    # Immutable values: an empty table (slots, tuples), NamedTuples, an int.
+    ("services.lookup", "_NO_DIAGNOSTIC"),
+    ("services.counting", "NO_CLIENT"),
+    ("services.counting", "FAILURE_USER_ID_LENGTH"),
+    ("services.verification", "_PLAIN_REFUSED"),
+    ("services.verification", "_TOKEN_REFUSED"),
+    # A stateless encoder: one encode() is independent of another.
+    ("views", "_json_encoder"),
+}
+#: What changes a container in place.
+MUTATING_METHODS = {
+    "append", "extend", "insert", "add", "update", "setdefault", "pop", "popitem",
+    "remove", "discard", "clear", "sort", "reverse", "__setitem__",
+}  # fmt: skip
+CONTAINERS = (ast.List, ast.Dict, ast.Set, ast.ListComp, ast.DictComp, ast.SetComp)
+
+
+def _call_name(node: ast.expr) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return f"{_call_name(node.value)}.{node.attr}"
+    return ""
+
+
+def _value_kind(node: ast.expr | None) -> str | None:
+    """ "instance" or "container" when a module-level value may hold state, else None."""
+    if node is None or isinstance(node, (ast.Lambda, ast.Subscript)):  # later; a type alias
+        return None
+    if isinstance(node, ast.Call):
+        if _call_name(node.func) in ALLOWED_CALLS:
+            return None  # its arguments are read once, into an immutable result
+        return "instance"
+    if isinstance(node, CONTAINERS):
+        return "container"
+    for child in ast.iter_child_nodes(node):
+        kind = _value_kind(child) if isinstance(child, ast.expr) else None
+        if kind:
+            return kind
+    return None
+
+
+def _changed_names(tree: ast.Module) -> set[str]:
+    """Module-level names the module changes in place (``X[k] = v``, ``X.add(v)``, ``X += ``)."""
+    changed = set()
+    for node in ast.walk(tree):
+        target = None
+        if isinstance(node, (ast.Assign, ast.AugAssign, ast.Delete)):
+            for t in getattr(node, "targets", None) or [node.target]:
+                if isinstance(t, ast.Subscript):
+                    target = t.value
+                elif isinstance(node, ast.AugAssign):
+                    target = t
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in MUTATING_METHODS
+        ):
+            target = node.func.value
+        if isinstance(target, ast.Name):
+            changed.add(target.id)
+    return changed
+
+
+def _module_state(name: str, path: Path) -> list[str]:
+    found = []
+    tree = ast.parse(path.read_text(), str(path))
+    short = name.removeprefix(f"{PACKAGE}.")
+    changed = _changed_names(tree)
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            targets, value = node.targets, node.value
+        elif isinstance(node, ast.AnnAssign):
+            targets, value = [node.target], node.value
+        else:
+            continue
+        names = [t.id for t in targets if isinstance(t, ast.Name)]
+        if names == ["__all__"] or any((short, n) in ALLOWED_NAMES for n in names):
+            continue
+        kind = _value_kind(value)
+        # A table filled at import and only read after (a constant) is fine.
+        if kind == "instance" or (kind == "container" and changed & set(names)):
+            found.append(f"{short}:{node.lineno} {', '.join(names)} = {kind}")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Global):
+            found.append(f"{short}:{node.lineno} global {', '.join(node.names)}")
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for decorator in node.decorator_list:
+                called = decorator.func if isinstance(decorator, ast.Call) else decorator
+                if _call_name(called).rpartition(".")[2] in {"lru_cache", "cache"}:
+                    found.append(f"{short}:{node.lineno} @{_call_name(called)} {node.name}")
+    return found
+
+
+def test_the_state_guard_sees_state(tmp_path):
+    """A guard for the guard: each kind of module-level state is found."""
+    source = tmp_path / "m.py"
+    source.write_text(
+        "import functools\nA = {}\nB = Thing()\nC = frozenset({1})\nD: list = []\n"
+        "def f():\n    global A\n@functools.lru_cache\ndef g(): pass\n"
+        "E = {1: 2}\nF = []\ndef h():\n    D.append(1)\n    A[1] = 2\n"
+    )
+    found = _module_state(f"{PACKAGE}.m", source)
+    # A and D are changed; E and F never are (constant tables); C is immutable.
+    assert sorted(line.split(" ")[0] for line in found) == ["m:2", "m:3", "m:5", "m:7", "m:9"]
+
+
+def test_no_mutable_module_state_outside_the_runtime():
+    found = []
+    for name, path in _modules().items():
+        if name != RUNTIME_MODULE:
+            found += _module_state(name, path)
+    assert found == []

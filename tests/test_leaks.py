@@ -31,7 +31,7 @@ from django.core.management import call_command
 from django.forms.models import model_to_dict
 from django.urls import reverse
 
-from trusted_identity import services, signing
+from trusted_identity import runtime, services, signing
 from trusted_identity.keyring import get_key_ring
 from trusted_identity.models import OutcomeCount, Platform, PlatformSecret, Role, Space
 from trusted_identity.signing import SecretStr
@@ -209,7 +209,7 @@ def test_json_errors_hold_no_secret(client, world, settings):
         .get()
         .ciphertext
     )
-    services.clear_plaintext_cache()
+    runtime.current().reset()
     bodies = [
         b"{",
         b'{"userId": 5}',

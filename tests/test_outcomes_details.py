@@ -9,7 +9,7 @@ from django.db import OperationalError, connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from trusted_identity import countwrites, outcomes, services, signing
+from trusted_identity import countwrites, outcomes, runtime, services, signing
 from trusted_identity.models import DistinctUsers, FailureRecord
 from trusted_identity.sketch import DistinctSketch, user_hash
 
@@ -58,7 +58,7 @@ def test_a_failed_details_write_keeps_them_for_the_next_flush(buffered, platform
     )
     outcomes.flush()
     assert not DistinctUsers.objects.exists()
-    assert outcomes._buffer.pending_details().distinct  # kept
+    assert runtime.current().counts.pending().details.distinct  # kept
     monkeypatch.setattr(countwrites, "merge_distinct", real)
     outcomes.flush()
     assert services.readiness(platform).distinct_valid == 3
@@ -106,6 +106,6 @@ def test_a_failure_log_write_that_fails_is_dropped_not_retried(platform, monkeyp
 
     monkeypatch.setattr(FailureRecord.objects, "bulk_create", broken)
     start_many(platform, ["x"], signed_ok=False)
-    assert not outcomes._buffer.pending_details().failures
+    assert not runtime.current().counts.pending().details.failures
     assert services.readiness(platform).invalid == 1  # the counts went through
     assert "dropped them" in caplog.text

@@ -13,7 +13,7 @@ from django.template import Context, Template
 from django.test import RequestFactory
 from django.utils.html import json_script
 
-from trusted_identity import services, signing
+from trusted_identity import runtime, services, signing
 
 from .factories import PlatformFactory, SpaceFactory, UserFactory
 
@@ -162,7 +162,7 @@ def set_form(platform, form, **kwargs):
     services.set_signature_form(
         platform, form, services.get_cli_actor(), force=True, reason="test", **kwargs
     )
-    services.reset_local_state()  # as the commit's callback would
+    runtime.current().reset()  # as the commit's callback would
 
 
 def test_form_token_gives_a_token_that_verifies_and_when_it_ends(web, signing_space):

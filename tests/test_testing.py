@@ -10,7 +10,7 @@ import pytest
 from django.conf import settings
 from django.test import TestCase, TransactionTestCase, override_settings
 
-from trusted_identity import outcomes, services, testing
+from trusted_identity import outcomes, runtime, services, testing
 from trusted_identity.conf import app_settings
 from trusted_identity.models import OutcomeCount, Platform
 
@@ -31,7 +31,7 @@ class AdopterTestCase(TestCase):
 
     def setUp(self):
         self.assertEqual(app_settings.COUNT_FLUSH_INTERVAL, 0.5)
-        self.assertEqual(outcomes.pending(), {})
+        self.assertEqual(runtime.current().counts.pending().counts, {})
 
     def test_1_counts_are_exact_at_once(self):
         self.assertEqual(testing.start_session(self.client, self.platform).status_code, 201)
@@ -44,7 +44,7 @@ class AdopterTestCase(TestCase):
         )
         # Straight from the table, no flush: nothing waits in memory.
         self.assertEqual(OutcomeCount.objects.filter(platform=self.platform).count(), 3)
-        self.assertEqual(outcomes.pending(), {})
+        self.assertEqual(runtime.current().counts.pending().counts, {})
         self.assertEqual(
             testing.counts(self.platform), {**ZERO, "visitor": 1, "valid": 1, "missing": 1}
         )
@@ -104,15 +104,27 @@ class EnforcedClassTestCase(TestCase):
         self.assertEqual(testing.counts(self.platform)["rejected"], 1)
 
 
-@override_settings(TRUSTED_IDENTITY=DEFAULT_COUNTING)
+@testing.counts_at_once()
 class LiveishTransactionTestCase(TransactionTestCase):
-    """No transaction around the test: counts are still written at once under tests."""
+    """No transaction around the test: with COUNT_FLUSH_INTERVAL 0 (what the testing
+    module tells adopters to set) counts are written at once, by the request."""
 
     def test_counts_are_exact_without_a_transaction(self):
         platform = testing.create_platform("android")
         self.assertEqual(testing.start_session(self.client, platform, "42").status_code, 201)
         self.assertEqual(OutcomeCount.objects.get(platform=platform).count, 1)
-        self.assertEqual(outcomes.pending(), {})
+        self.assertEqual(runtime.current().counts.pending().counts, {})
+
+
+@override_settings(TRUSTED_IDENTITY=DEFAULT_COUNTING)
+class BufferedTransactionTestCase(TransactionTestCase):
+    """With the default interval a request's counts wait for the thread: flush() is exact."""
+
+    def test_flush_writes_the_counts(self):
+        platform = testing.create_platform("android")
+        self.assertEqual(testing.start_session(self.client, platform, "42").status_code, 201)
+        testing.flush()
+        self.assertEqual(OutcomeCount.objects.get(platform=platform).count, 1)
 
 
 # ----------------------------------------------------------- pytest-django style
@@ -122,7 +134,7 @@ class LiveishTransactionTestCase(TransactionTestCase):
 def default_counting(settings):
     settings.TRUSTED_IDENTITY = DEFAULT_COUNTING
     assert app_settings.COUNT_FLUSH_INTERVAL == 0.5
-    assert outcomes.pending() == {}
+    assert runtime.current().counts.pending().counts == {}
 
 
 @pytest.fixture
@@ -134,7 +146,7 @@ def test_pytest_counts_are_exact(client, site_platform):
     assert testing.start_session(client, site_platform, "42").json()["signature"] == "valid"
     assert testing.start_session(client, site_platform).status_code == 201
     assert testing.counts(site_platform) == {**ZERO, "valid": 1, "visitor": 1}
-    assert outcomes.pending() == {}
+    assert runtime.current().counts.pending().counts == {}
 
 
 def test_pytest_nothing_leaks_from_the_previous_test(site_platform):
@@ -165,10 +177,10 @@ def test_sign_matches_the_node_vectors(node_vectors):
 
 
 def test_flush_counts_writes_what_a_serving_process_buffered(site_platform, monkeypatch):
-    monkeypatch.setattr(outcomes, "in_test_environment", lambda: False)
     monkeypatch.setattr(outcomes, "in_transaction", lambda: False)
+    monkeypatch.setattr(runtime.current().count_thread, "wake", lambda: None)  # by hand
     services.record_outcome(site_platform.pk, "valid", 2)
-    assert sum(outcomes.pending().values()) == 2
+    assert sum(runtime.current().counts.pending().counts.values()) == 2
     assert testing.flush_counts() == 1
-    assert outcomes.pending() == {}
+    assert runtime.current().counts.pending().counts == {}
     assert testing.counts(site_platform)["valid"] == 2

@@ -11,7 +11,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from trusted_identity import outcomes, services
+from trusted_identity import outcomes, runtime, services
 from trusted_identity.models import Platform
 from trusted_identity.services import verification
 
@@ -28,7 +28,7 @@ def set_form(platform, form, **kwargs):
     with_commit = services.set_signature_form(
         platform, form, services.get_cli_actor(), force=True, reason="test", **kwargs
     )
-    services.reset_local_state()  # as the commit's callback would
+    runtime.current().reset()  # as the commit's callback would
     return with_commit
 
 
@@ -118,7 +118,7 @@ def test_sign_view_unknown_form(user_client, platform, form):
 def test_tokens_over_http_with_enforcement_one_public_answer(client, platform):
     set_form(platform, "token")
     services.set_enforcement(platform, True, services.get_cli_actor(), force=True, reason="t")
-    services.reset_local_state()
+    runtime.current().reset()
     good = services.sign_token_for("acme", "ios", "u-1").token
     created = assert_json(start(client, platform.api_key, {"userId": "u-1", "signed": good}))
     assert (created["trusted"], created["signature"]) == (True, "valid")
@@ -140,8 +140,7 @@ def test_tokens_over_http_with_enforcement_one_public_answer(client, platform):
 
 def test_a_warm_token_start_reads_nothing(client, platform, settings, monkeypatch):
     settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, "COUNT_FLUSH_INTERVAL": 60}
-    # As in a serving process: counts wait in memory outside transactions and tests.
-    monkeypatch.setattr(outcomes, "in_test_environment", lambda: False)
+    # As in a serving process: counts wait in memory outside transactions.
     monkeypatch.setattr(outcomes, "in_transaction", lambda: False)
     set_form(platform, "either")
     good = services.sign_token_for("acme", "ios", "u-1").token

@@ -40,11 +40,15 @@ HOUR, DAY = 3600, 86400
 HEADER = {"alg": "HS256", "typ": "JWT"}
 
 
+#: The memo the checks below share, as the runtime's is shared by session starts.
+MEMO = tokens.TokenMemo()
+
+
 @pytest.fixture(autouse=True)
 def _forget():
-    tokens.clear()
+    MEMO.clear()
     yield
-    tokens.clear()
+    MEMO.clear()
 
 
 def b64(data: bytes) -> str:
@@ -65,6 +69,7 @@ def token(claims=None, header=None, secret: str | bytes = SECRET, digest=hashlib
 
 
 def check(signed, user_id="42", keys=(KEY,), now=NOW, leeway=60, max_age=DAY, **kw):
+    kw.setdefault("memo", MEMO)
     return verify_token(list(keys), user_id, signed, now=now, leeway=leeway, max_age=max_age, **kw)
 
 
@@ -473,11 +478,11 @@ def test_the_remembered_verdicts_are_bounded(monkeypatch):
     monkeypatch.setattr(tokens, "_VERIFIED_MAX", 5)
     for n in range(12):
         assert check(make_token(KEY, "42", NOW + n, NOW + HOUR)) is None
-        assert len(tokens._verified) <= 5
+        assert len(MEMO.verified) <= 5
     long_token = make_token(KEY, "u" * 900, NOW, NOW + HOUR)
-    tokens.clear()
+    MEMO.clear()
     assert check(long_token, "u" * 900) is None
-    assert tokens._verified == {}  # over 1,024 characters: verified each time
+    assert MEMO.verified == {}  # over 1,024 characters: verified each time
 
 
 @settings(max_examples=300, deadline=None)
@@ -526,7 +531,7 @@ def test_match_index_compares_the_signature_under_every_key(compare_digest_calls
 
 def test_verify_token_match_names_the_key_that_matched():
     keys = (OTHER_KEY, KEY)
-    options = {"now": NOW, "leeway": 60, "max_age": DAY}
+    options = {"now": NOW, "leeway": 60, "max_age": DAY, "memo": MEMO}
     assert tokens.verify_token_match(keys, "42", token(), **options) == (None, KEY)
     assert tokens.verify_token_match(keys, "42", token(), **options) == (None, KEY)  # remembered
     assert tokens.verify_token_match(keys, "7", token(), **options) == (

@@ -15,7 +15,6 @@ DRF is imported only when a DRF class is configured: the app does not need it.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +22,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest
 from django.utils.module_loading import import_string
 
+from . import runtime
 from .conf import app_settings
 from .exceptions import NotAuthenticated
 
@@ -80,8 +80,7 @@ def _resolve(entry: Any) -> Authenticator:
     return obj
 
 
-@functools.lru_cache(maxsize=16)
-def _authenticators(entries: tuple[Any, ...]) -> tuple[Authenticator, ...]:
+def _resolve_all(entries: tuple[Any, ...]) -> tuple[Authenticator, ...]:
     return tuple(_resolve(entry) for entry in entries)
 
 
@@ -94,7 +93,8 @@ def authenticators() -> tuple[Authenticator, ...]:
         value = [value]
     if not value:
         raise ImproperlyConfigured("TRUSTED_IDENTITY['SIGN_AUTHENTICATION'] is empty")
-    return _authenticators(tuple(value))
+    entries = tuple(value)
+    return runtime.current().authenticators.get(entries, _resolve_all, entries)
 
 
 def authenticate(request: HttpRequest) -> Any:

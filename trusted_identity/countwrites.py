@@ -1,8 +1,8 @@
 """Writing the details of session starts: reasons, forms, secrets, versions, distinct
 users, secret use and the failure log.
 
-What ``outcomes`` gathers in a :class:`Details` batch (per process, per flush interval,
-or for one start when counts are written at once) is written here. Every write is
+What ``outcomes`` gathers in a :class:`CountBatch` (the outcome counts and their
+:class:`Details`, per flush) is written with these functions. Every write is
 safe beside other processes writing the same rows: counts are ``count = count + n``,
 distinct users are merged with a compare-and-set on the row's revision, secret use
 only ever moves forward, and the failure log is capped per platform.
@@ -36,6 +36,7 @@ WRITE_ATTEMPTS = 10
 #: What a client version beyond the day's limit is counted as.
 OTHER = "other"
 
+CountKey = tuple[int, datetime, str]  # (platform id, start of the hour, outcome)
 DetailKey = tuple[int, datetime, str, str, str]  # platform, hour, dimension, value, outcome
 VersionKey = tuple[int, date, str, str, str]  # platform, day, dimension, value, outcome
 DistinctKey = tuple[int, date, str]  # platform, day, kind (identified | valid)
@@ -107,21 +108,55 @@ class StartDetails:
             batch.grace_warnings.add(self.grace_warning)
 
 
+@dataclass
+class CountBatch:
+    """Outcome counts and their details on their way to the database: what the runtime's
+    buffer holds between flushes, and what one flush writes (``outcomes.write_batch``)."""
+
+    counts: Counter[CountKey] = field(default_factory=Counter)
+    details: Details = field(default_factory=Details)
+
+    def __bool__(self) -> bool:
+        return bool(self.counts or self.details)
+
+    def add(self, key: CountKey, n: int = 1, start: StartDetails | None = None) -> None:
+        self.counts[key] += n
+        if start is not None:
+            start.add_to(self.details)
+
+    def update(self, other: CountBatch) -> None:
+        self.counts.update(other.counts)
+        self.details.update(other.details)
+
+    def copy(self) -> CountBatch:
+        copy = CountBatch()
+        copy.update(self)
+        return copy
+
+
 def _platform_exists(platform_id: int) -> bool:
     return Platform.objects.filter(pk=platform_id).exists()
 
 
 def add_count(model, key_fields: dict, count: int) -> None:
-    """``count = count + n`` on one row of a composite-key count table, or its INSERT.
+    """``count = count + n`` on one row of a count table: one UPDATE when the row exists,
+    else an INSERT. The one increment of every count table.
 
-    As ``outcomes.write_increment``: a concurrent first INSERT (or ``prune`` folding the
-    row away) means another try; a deleted platform takes its counts with it.
+    The increment happens in the database, so concurrent writers never lose each
+    other's updates. A concurrent first INSERT, or ``prune`` moving the row into the
+    daily counts between our UPDATE and INSERT, makes us try again; a deleted platform
+    takes its counts with it.
     """
     rows = model.objects.filter(**key_fields)
     for _attempt in range(WRITE_ATTEMPTS):
+        # Its own atomic block: a failure rolls back this write only, even inside a
+        # caller's transaction, and leaves the caller free to keep the counts.
         with transaction.atomic():
             if rows.update(count=F("count") + count):
                 return
+            # Foreign keys are checked at commit (Django makes them DEFERRABLE INITIALLY
+            # DEFERRED), so an INSERT for a deleted platform would only fail there, outside
+            # the IntegrityError handler below, and the counts would be retried forever.
             if not _platform_exists(key_fields["platform_id"]):
                 return
             try:
@@ -129,8 +164,10 @@ def add_count(model, key_fields: dict, count: int) -> None:
                     model.objects.create(**key_fields, count=count)
                 return
             except IntegrityError:
-                pass
-    raise IntegrityError(f"could not add {count} to {model.__name__} {key_fields}")
+                pass  # inserted meanwhile by another writer, or folded away by prune: again
+    raise IntegrityError(
+        f"could not add {count} to {model.__name__} {key_fields} in {WRITE_ATTEMPTS} attempts"
+    )
 
 
 def write_details(details: Counter[DetailKey]) -> None:

@@ -1,4 +1,4 @@
-"""The process's encryption key ring, built from settings and cached.
+"""The process's encryption key ring, built from settings and kept by the runtime.
 
 The development fallback (a key derived from SECRET_KEY) exists only with DEBUG
 on; it warns loudly, and the system check ``trusted_identity.E001`` refuses to let
@@ -8,22 +8,15 @@ a DEBUG-off deployment start without real keys.
 from __future__ import annotations
 
 import logging
-import threading
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from . import runtime
 from .conf import app_settings
 from .crypto import KeyRing, KeyRingError, derive_key
 
 logger = logging.getLogger("trusted_identity")
-
-_lock = threading.Lock()
-_cached: KeyRing | None = None
-
-
-def uses_development_key() -> bool:
-    return not app_settings.encryption_keys() and settings.DEBUG
 
 
 def build_key_ring() -> KeyRing:
@@ -47,18 +40,5 @@ def build_key_ring() -> KeyRing:
 
 
 def get_key_ring() -> KeyRing:
-    global _cached
-    ring = _cached
-    if ring is None:
-        with _lock:
-            if _cached is None:
-                _cached = build_key_ring()
-            ring = _cached
-    return ring
-
-
-def reset_key_ring() -> None:
-    """Forget the cached ring (settings changed, or a test swapped keys)."""
-    global _cached
-    with _lock:
-        _cached = None
+    """The ring, built once per process (and again after ``runtime.reset()``)."""
+    return runtime.current().key_ring.get(build_key_ring)

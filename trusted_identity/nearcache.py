@@ -8,7 +8,8 @@ current one (``services.lookup`` reads the generation from the database at most
 every ``LOOKUP_CHECK_INTERVAL`` seconds), so a change committed anywhere empties
 it within that interval, whatever the cache backend. Entries also expire after
 ``LOOKUP_CACHE_TIMEOUT`` seconds. Turn it off with
-``TRUSTED_IDENTITY["LOCAL_LOOKUP_CACHE"] = False``.
+``TRUSTED_IDENTITY["LOCAL_LOOKUP_CACHE"] = False``. The process's one is the runtime's
+(``runtime.current().near_cache``).
 """
 
 from __future__ import annotations
@@ -48,6 +49,3 @@ class NearCache:
 
     def __len__(self) -> int:
         return len(self._entries)
-
-
-near_cache = NearCache()

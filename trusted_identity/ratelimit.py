@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 import time
@@ -11,6 +10,7 @@ from dataclasses import dataclass
 from django.core.cache import caches
 from django.http import HttpRequest
 
+from . import runtime
 from .conf import app_settings
 
 logger = logging.getLogger("trusted_identity")
@@ -62,9 +62,15 @@ class Rate:
     period: int
 
 
-@functools.lru_cache(maxsize=64)
 def parse_rate(text: str | None) -> Rate | None:
-    """``"600/m"`` as a Rate; ``"off"`` (or empty) as None."""
+    """``"600/m"`` as a Rate; ``"off"`` (or empty) as None. RateLimitError if invalid.
+
+    Parsed once per text and process (the runtime remembers it).
+    """
+    return runtime.current().rates.get(text, _parse_rate, text)
+
+
+def _parse_rate(text: str | None) -> Rate | None:
     if text is None or str(text).strip().lower() in {"", "off", "none", "0"}:
         return None
     match = _RATE_RE.match(str(text))

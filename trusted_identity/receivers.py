@@ -9,20 +9,19 @@ from __future__ import annotations
 from django.core.signals import setting_changed
 from django.db.models.signals import post_delete
 
-from . import outcomes
-from .conf import app_settings
-from .keyring import reset_key_ring
+from . import outcomes, runtime
 from .models import Platform, PlatformSecret
 from .services.alerts import check_written_counts
-from .services.lookup import reset_local_state, verification_changed
+from .services.lookup import verification_changed
+
+#: The settings that what the runtime remembers depends on.
+RUNTIME_SETTINGS = frozenset({"TRUSTED_IDENTITY", "SECRET_KEY", "DEBUG", "CACHES"})
 
 
 def reset_on_setting_change(*, setting: str, **kwargs) -> None:
     """Settings read once and remembered are read again (``override_settings``, tests)."""
-    if setting in {"TRUSTED_IDENTITY", "SECRET_KEY", "DEBUG", "CACHES"}:
-        app_settings.reload()
-        reset_key_ring()
-        reset_local_state()
+    if setting in RUNTIME_SETTINGS:
+        runtime.current().reset()
 
 
 def forget_platform(sender, instance, **kwargs) -> None:

@@ -21,9 +21,22 @@
             self.assertEqual(response.status_code, 403)
 
 Nothing here needs factory-boy or pytest; every helper works in Django's ``TestCase``
-and in pytest-django tests alike. Counts need no helper to be exact in tests (see
-``trusted_identity.outcomes``); :func:`flush_counts` is for code that runs outside
-the test environment, such as a smoke-test script against a running site.
+and in pytest-django tests alike.
+
+Counts are written as the setting ``COUNT_FLUSH_INTERVAL`` says, in tests as in
+production; nothing detects a test. Set it to ``0`` in your test settings, so that
+each count is written by the request that made it, in its own connection::
+
+    TRUSTED_IDENTITY = {**TRUSTED_IDENTITY, "COUNT_FLUSH_INTERVAL": 0}
+
+(or decorate a test with :func:`counts_at_once`). Alerts (the ``rollout_alert`` signal
+and the owners' e-mail) are delivered off the counting path, from a thread of their
+own: call :func:`flush` before asserting on ``mail.outbox`` or on your receiver; it
+writes the pending counts and delivers the pending alerts, waiting for any in flight.
+:func:`reset` drops everything the app remembers in this process (caches, memos,
+the alerts seen, pending counts): call it in ``setUp`` (or an autouse fixture) so
+nothing leaks from test to test; changing ``TRUSTED_IDENTITY`` with
+``override_settings`` does it too.
 """
 
 from __future__ import annotations
@@ -31,11 +44,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Sum
-from django.test.utils import TestContextDecorator
+from django.test.utils import TestContextDecorator, override_settings
 from django.urls import reverse
 
-from . import outcomes, services, signing
+from . import outcomes, runtime, services, signing
 from .models import Outcome, OutcomeCount, Platform, Space
 
 #: The secret :func:`create_platform` gives a platform unless told otherwise.
@@ -160,13 +174,33 @@ def _set_enforced(platform_id: int, on: bool) -> None:
     services.verification_changed()
 
 
-def flush_counts() -> int:
-    """Write the session-start counts this process holds in memory now.
+def flush() -> int:
+    """Write this process's pending counts and deliver its pending alerts now, waiting
+    for any write or delivery in flight: after it, ``mail.outbox`` and ``rollout_alert``
+    receivers have every alert the counts so far raised. Returns count rows written."""
+    return runtime.current().flush()
 
-    Not needed in tests (counts are written at once there); for code that runs
-    outside Django's test environment with buffering on. Returns rows written.
-    """
+
+def flush_counts() -> int:
+    """Write the session-start counts this process holds in memory now (with
+    ``COUNT_FLUSH_INTERVAL`` above 0, say a smoke-test script). Returns rows written."""
     return outcomes.flush()
+
+
+def reset() -> None:
+    """Forget everything the app remembers in this process: looked-up platforms,
+    decrypted keys, the alerts seen raised, the failure log's allowance, pending counts
+    and alerts. Settings are read again."""
+    runtime.current().reset()
+
+
+def counts_at_once() -> override_settings:
+    """``override_settings`` with ``COUNT_FLUSH_INTERVAL`` 0 (the rest of
+    ``TRUSTED_IDENTITY`` as it is now): a decorator or context manager for tests whose
+    settings buffer counts."""
+    current = getattr(settings, "TRUSTED_IDENTITY", None)
+    current = current if isinstance(current, dict) else {}
+    return override_settings(TRUSTED_IDENTITY={**current, "COUNT_FLUSH_INTERVAL": 0})
 
 
 def counts(platform: Platform) -> dict[str, int]:
@@ -191,9 +225,12 @@ def counts(platform: Platform) -> dict[str, int]:
 __all__ = [
     "TEST_SECRET",
     "counts",
+    "counts_at_once",
     "create_platform",
     "enforcement",
+    "flush",
     "flush_counts",
+    "reset",
     "sign",
     "start_session",
 ]

@@ -82,8 +82,6 @@ REASONS = (NO_MATCH, TOKEN_MALFORMED, TOKEN_SUBJECT_MISMATCH, TOKEN_TOO_LONG_LIV
 _SHAPE = re.compile(r"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]{43})")
 _HEADER_MEMBERS = frozenset({"alg", "typ", "kid"})
 
-#: Checked header segments: whether each is acceptable (few distinct ones in practice).
-_headers: dict[str, bool] = {}
 _HEADERS_MAX = 256
 
 
@@ -91,10 +89,31 @@ _HEADERS_MAX = 256
 #: absent. A plain tuple: a NamedTuple costs a tenth of the first sight's budget to build.
 Claims = tuple[str, "int | float", "int | float", "int | float | None"]
 
-#: Valid tokens with the key that matched and their claims: the verdict, remembered.
-_verified: dict[str, tuple[HmacKey, Claims]] = {}
 _VERIFIED_MAX = 4096
 _VERIFIED_MAX_LENGTH = 1024  # longer tokens are verified every time, never remembered
+
+
+class TokenMemo:
+    """What verification remembers between tokens, bounded: checked header segments
+    (few distinct ones in practice), valid tokens with the key that matched and their
+    claims, and the keys PyJWT was asked about. The process's one is owned by
+    ``trusted_identity.runtime`` and passed in; without one nothing is remembered."""
+
+    __slots__ = ("headers", "keys_checked", "verified")
+
+    def __init__(self) -> None:
+        self.headers: dict[str, bool] = {}
+        self.verified: dict[str, tuple[HmacKey, Claims]] = {}
+        self.keys_checked: dict[bytes, bool] = {}
+
+    def clear(self) -> None:
+        """Forget it all (keys changed, tests)."""
+        self.headers.clear()
+        self.verified.clear()
+        self.keys_checked.clear()
+
+    def __len__(self) -> int:
+        return len(self.headers) + len(self.verified) + len(self.keys_checked)
 
 
 def looks_like_token(signed: str) -> bool:
@@ -111,11 +130,19 @@ def verify_token(
     leeway: float,
     max_age: float,
     max_length: int = DEFAULT_MAX_LENGTH,
+    memo: TokenMemo | None = None,
 ) -> str | None:
     """``None`` if ``token`` is valid for ``user_id`` under one of ``keys`` at ``now``, else
     the reason (one of :data:`REASONS`). Never raises."""
     return verify_token_match(
-        keys, user_id, token, now=now, leeway=leeway, max_age=max_age, max_length=max_length
+        keys,
+        user_id,
+        token,
+        now=now,
+        leeway=leeway,
+        max_age=max_age,
+        max_length=max_length,
+        memo=memo,
     )[0]
 
 
@@ -132,12 +159,17 @@ def verify_token_match(
     leeway: float,
     max_age: float,
     max_length: int = DEFAULT_MAX_LENGTH,
+    memo: TokenMemo | None = None,
 ) -> tuple[str | None, HmacKey | None]:
     """As :func:`verify_token`, with the key of ``keys`` the token's signature matched:
     ``(None, key)`` when valid, ``(reason, key)`` when the signature matched but the
-    claims did not pass, ``(reason, None)`` when no key matched. Never raises."""
+    claims did not pass, ``(reason, None)`` when no key matched. Never raises.
+    ``memo`` remembers checked headers and verdicts across calls."""
+    if memo is None:
+        memo = TokenMemo()
+    headers, verified = memo.headers, memo.verified
     try:  # one function, no inner call: the hot path of session start with a token
-        known = _verified.get(token)
+        known = verified.get(token)
         if known is not None and known[0] in keys:  # HmacKey has no __eq__: identity
             return _check_claims(known[1], user_id, now, leeway, max_age), known[0]
         shape = _SHAPE.fullmatch(token) if len(token) <= max_length else None
@@ -145,12 +177,12 @@ def verify_token_match(
             return _MALFORMED
         header_end = shape.end(1)
         header = token[:header_end]
-        header_ok = _headers.get(header)
+        header_ok = headers.get(header)
         if header_ok is None:
             header_ok = _header_is_acceptable(header)
-            if len(_headers) >= _HEADERS_MAX:
-                _headers.clear()
-            _headers[header] = header_ok
+            if len(headers) >= _HEADERS_MAX:
+                headers.clear()
+            headers[header] = header_ok
         if not header_ok:
             return _MALFORMED
         if token[-1] not in _CANONICAL_LAST:  # the signature's 2 unused bits must be zero
@@ -164,7 +196,8 @@ def verify_token_match(
                 matched = key
         if matched is None:
             return _NO_MATCH
-        if not _keys_checked.get(matched.secret_bytes) and not _hmac_key_acceptable(matched):
+        checked = memo.keys_checked
+        if not checked.get(matched.secret_bytes) and not _hmac_key_acceptable(matched, checked):
             return TOKEN_MALFORMED, matched
         claims = _parse_claims(ascii_token[header_end + 1 : -44])
         if claims is None:
@@ -173,9 +206,9 @@ def verify_token_match(
         if reason is not None:
             return reason, matched
         if len(token) <= _VERIFIED_MAX_LENGTH:
-            if len(_verified) >= _VERIFIED_MAX:
-                _verified.clear()
-            _verified[token] = (matched, claims)
+            if len(verified) >= _VERIFIED_MAX:
+                verified.clear()
+            verified[token] = (matched, claims)
         return None, matched
     except Exception as exc:  # no input may escape as an error; the reason says enough
         logger.error("Trusted Identity token verification failed (%s)", type(exc).__name__)
@@ -209,12 +242,11 @@ def match_index(keys: Sequence[HmacKey], token: str, max_length: int = DEFAULT_M
 #: PyJWT's HS256, for its check of the key: one that looks like a public key, a
 #: certificate or a JWK is not an HMAC secret (the key confusion from the other side).
 _HS256 = HMACAlgorithm(HMACAlgorithm.SHA256)
-#: Keys checked, by their bytes: whether PyJWT accepts each as an HMAC secret.
-_keys_checked: dict[bytes, bool] = {}
 
 
-def _hmac_key_acceptable(key: HmacKey) -> bool:
-    acceptable = _keys_checked.get(key.secret_bytes)
+def _hmac_key_acceptable(key: HmacKey, checked: dict[bytes, bool]) -> bool:
+    """Whether PyJWT accepts ``key`` as an HMAC secret; remembered in ``checked``."""
+    acceptable = checked.get(key.secret_bytes)
     if acceptable is None:
         try:
             _HS256.prepare_key(key.secret_bytes)
@@ -222,9 +254,9 @@ def _hmac_key_acceptable(key: HmacKey) -> bool:
         except jwt.PyJWTError:
             logger.warning("A token matched a key that PyJWT refuses as an HMAC secret")
             acceptable = False
-        if len(_keys_checked) >= _HEADERS_MAX:
-            _keys_checked.clear()
-        _keys_checked[key.secret_bytes] = acceptable
+        if len(checked) >= _HEADERS_MAX:
+            checked.clear()
+        checked[key.secret_bytes] = acceptable
     return acceptable
 
 
@@ -363,10 +395,3 @@ def make_token(key: HmacKey, user_id: str, issued_at: int, expires_at: int) -> s
         key.secret_bytes,
         algorithm=ALGORITHM,
     )
-
-
-def clear() -> None:
-    """Forget the remembered headers and verdicts (keys changed, tests)."""
-    _headers.clear()
-    _verified.clear()
-    _keys_checked.clear()

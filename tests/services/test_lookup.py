@@ -16,7 +16,7 @@ from trusted_identity.conf import app_settings
 from trusted_identity.exceptions import (
     InvalidApiKey,
 )
-from trusted_identity.services.lookup import cache_key, generation_tracker
+from trusted_identity.services.lookup import cache_key, current_generation
 
 from .helpers import (
     _current_rows,
@@ -28,9 +28,7 @@ from .helpers import (
 def test_the_platform_cache_holds_ciphertexts_only(platform, cli_actor):
     secret = _secret(platform, cli_actor)
     assert _verifies(platform, secret)
-    cached = caches[app_settings.CACHE_ALIAS].get(
-        cache_key(platform.api_key, generation_tracker.current())
-    )
+    cached = caches[app_settings.CACHE_ALIAS].get(cache_key(platform.api_key, current_generation()))
     assert cached is not None
     image = pickle.dumps(cached)
     assert _current_rows(platform).get().ciphertext.encode() in image

@@ -11,7 +11,8 @@ from django.db.models import Sum
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from trusted_identity import outcomes, services
+from trusted_identity import services
+from trusted_identity.countwrites import add_count
 from trusted_identity.models import DailyOutcomeCount, OutcomeCount, PruneRun
 from trusted_identity.services.retention import hourly_cutoff
 
@@ -108,7 +109,9 @@ def test_a_flush_into_an_hour_being_folded_loses_nothing(platform):
     old = _hours_ago(24 * 20)
     OutcomeCountFactory(platform=platform, hour=old, outcome="valid", count=10)
     services.prune()
-    outcomes.write_increment(platform.pk, old, "valid", 3)  # a late flush of that hour
+    add_count(
+        OutcomeCount, {"platform_id": platform.pk, "hour": old, "outcome": "valid"}, 3
+    )  # a late flush of that hour
     assert _total(OutcomeCount) == 3
     services.prune()
     assert _total(OutcomeCount) == 0
@@ -127,7 +130,11 @@ def test_prune_beside_concurrent_flushes_keeps_every_count():
     def flusher(seed: int) -> None:
         try:
             for n in range(60):
-                outcomes.write_increment(platform.pk, hours[(seed + n) % 6], "valid", 1)
+                add_count(
+                    OutcomeCount,
+                    {"platform_id": platform.pk, "hour": hours[(seed + n) % 6], "outcome": "valid"},
+                    1,
+                )
                 written.append(1)
         except Exception as exc:
             errors.append(exc)

@@ -12,7 +12,7 @@ from datetime import timezone as dt_timezone
 import jwt
 import pytest
 
-from trusted_identity import services, tokens
+from trusted_identity import runtime, services
 from trusted_identity.exceptions import (
     InvalidRequest,
     PermissionDenied,
@@ -415,9 +415,9 @@ def test_the_token_memo_forgets_keys_with_the_plaintext_cache(platform, cli_acto
     set_form(platform, "either", cli_actor)
     issued = services.sign_token_for("acme", "ios", USER_ID)
     assert services.verify_user_id(snapshot(platform), USER_ID, issued.token)
-    assert tokens._verified
-    services.clear_plaintext_cache()
-    assert tokens._verified == {}
+    assert runtime.current().tokens.verified
+    runtime.current().reset()
+    assert runtime.current().tokens.verified == {}
     assert isinstance(next(iter(services.lookup.keys_of(snapshot(platform))))[0], HmacKey)
 
 

@@ -66,9 +66,7 @@ from .figures import Figures, daily_figures, figures_for, readiness, readiness_s
 from .lookup import (
     PlatformSnapshot,
     SecretSnapshot,
-    clear_plaintext_cache,
     lookup_platform,
-    reset_local_state,
     verification_changed,
 )
 from .memberships import grant, revoke
@@ -171,7 +169,6 @@ __all__ = [
     "authorize",
     "authorize_superuser",
     "can",
-    "clear_plaintext_cache",
     "client_version",
     "cors_allowed",
     "create_space",
@@ -212,7 +209,6 @@ __all__ = [
     "record_outcome",
     "record_start",
     "rekey",
-    "reset_local_state",
     "restrict_to_spaces",
     "retention_state",
     "reveal_secret",

@@ -1,27 +1,30 @@
 """Alerts: rejections piling up under enforcement, and a previous secret still in use
 shortly before its grace ends.
 
-Checked when counts are written (``outcomes`` sends ``counts_written``; ``receivers``
+Decided when counts are written (``outcomes`` sends ``counts_written``; ``receivers``
 connects :func:`check_written_counts`), so no scheduler is needed: the starts that
-cause an alert are what raises it. Each alert goes out once, whatever the number of
-processes (an :class:`AlertSent` row with a unique key), as the ``rollout_alert``
-signal and an e-mail to the space's owners through Django's mail.
+cause an alert are what raises it. Each alert is decided once, whatever the number of
+processes (an :class:`AlertSent` row with a unique key), and delivered as the
+``rollout_alert`` signal and an e-mail to the space's owners through Django's mail by
+:func:`deliver`, from the runtime's outbox: never by the code that writes counts, so
+a slow or failing mail server holds no count back (``trusted_identity.testing.flush``
+waits for it).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterable
 from datetime import datetime
 from datetime import timezone as dt_timezone
+from functools import partial
 
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from .. import signals
+from .. import runtime, signals
 from ..conf import app_settings
 from ..models import AlertSent, Outcome, OutcomeCount, Platform, Role, SpaceMembership
 
@@ -29,33 +32,6 @@ logger = logging.getLogger("trusted_identity")
 
 REJECTIONS = "rejections"
 GRACE_ENDING = "grace_ending"
-
-
-class _Raised:
-    """The alerts this process has raised or seen raised, so a busy hour asks once."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._keys: set[tuple[int, str, str]] = set()
-
-    def seen(self, key: tuple[int, str, str]) -> bool:
-        return key in self._keys
-
-    def first_time(self, key: tuple[int, str, str]) -> bool:
-        with self._lock:
-            if key in self._keys:
-                return False
-            if len(self._keys) > 10_000:
-                self._keys.clear()
-            self._keys.add(key)
-            return True
-
-    def clear(self) -> None:
-        with self._lock:
-            self._keys.clear()
-
-
-raised = _Raised()
 
 
 def owner_emails(platform: Platform) -> list[str]:
@@ -68,25 +44,35 @@ def owner_emails(platform: Platform) -> list[str]:
 
 
 def raise_alert(platform: Platform, kind: str, key: str, subject: str, message: str) -> bool:
-    """Send one alert once: the signal, then the owners' e-mail. False when it was sent
-    already (by this or another process)."""
+    """Decide one alert once and queue its delivery. False when it was raised already
+    (by this or another process)."""
     try:
         with transaction.atomic():
             AlertSent.objects.create(platform=platform, kind=kind, key=key)
     except IntegrityError:
         return False
-    signals.rollout_alert.send(
-        sender=Platform, platform=platform, kind=kind, subject=subject, message=message
-    )
     recipients = owner_emails(platform)
+    logger.warning("Trusted Identity alert for platform #%s: %s", platform.pk, subject)
+    runtime.current().deliver(partial(deliver, platform, kind, subject, message, recipients))
+    return True
+
+
+def deliver(
+    platform: Platform, kind: str, subject: str, message: str, recipients: list[str]
+) -> None:
+    """Send a raised alert: the ``rollout_alert`` signal, then the owners' e-mail. Runs
+    from the runtime's outbox; a failing receiver or mail server is logged."""
+    for receiver, result in signals.rollout_alert.send_robust(
+        sender=Platform, platform=platform, kind=kind, subject=subject, message=message
+    ):
+        if isinstance(result, Exception):
+            logger.error("A rollout_alert receiver failed (%r): %r", receiver, result)
     if recipients:
         prefix = getattr(settings, "EMAIL_SUBJECT_PREFIX", "")
         try:
             send_mail(f"{prefix}{subject}", message, None, recipients)
         except Exception:
             logger.exception("Trusted Identity could not e-mail the %s alert", kind)
-    logger.warning("Trusted Identity alert for platform #%s: %s", platform.pk, subject)
-    return True
 
 
 def _platform(platform_id: int) -> Platform | None:
@@ -102,6 +88,7 @@ def check_rejections(rejected_hours: Iterable[tuple[int, datetime]]) -> int:
     sent = 0
     for platform_id, hour in rejected_hours:
         key = (platform_id, REJECTIONS, hour.astimezone(dt_timezone.utc).isoformat())
+        raised = runtime.current().alerts_raised
         if raised.seen(key):  # sent already: no query for the hour's count
             continue
         total = (
@@ -134,6 +121,7 @@ def check_grace_endings(warnings: Iterable[tuple[int, int, float]]) -> int:
     ``ALERT_GRACE_ENDING_WITHIN`` of the end of its grace. Returns the alerts sent."""
     sent = 0
     now = timezone.now().timestamp()
+    raised = runtime.current().alerts_raised
     for platform_id, secret_id, grace_end in warnings:
         key = (platform_id, GRACE_ENDING, str(secret_id))
         if grace_end <= now or not raised.first_time(key):

@@ -3,12 +3,12 @@
 The counts are what tells an admin that signing is rolled out; the details say why
 starts fail (reasons), which client versions still don't sign, which secret verified,
 and how many distinct users are behind the starts. Writes go through the per-process
-buffer of ``trusted_identity.outcomes`` (atomic increments, merged sketches).
+buffer of the runtime, written by ``trusted_identity.outcomes`` (atomic increments,
+merged sketches).
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from datetime import datetime
 from datetime import timezone as dt_timezone
@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from django.utils import timezone
 
-from .. import outcomes
+from .. import outcomes, runtime
 from ..conf import app_settings
 from ..countwrites import StartDetails
 from ..models import Dimension, DistinctUsers, FailureRecord, Outcome
@@ -72,33 +72,6 @@ class ClientVersions(NamedTuple):
 
 NO_CLIENT = ClientVersions()
 
-
-class FailureSampler:
-    """At most ``FAILURE_LOG_PER_SECOND`` failures logged per platform, second and
-    process: a flood of forged starts writes a bounded number of rows."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._second = 0
-        self._taken: dict[int, int] = {}
-
-    def take(self, platform_id: int, now: float) -> bool:
-        second = int(now)
-        with self._lock:
-            if second != self._second:
-                self._second, self._taken = second, {}
-            taken = self._taken.get(platform_id, 0)
-            if taken >= app_settings.FAILURE_LOG_PER_SECOND:
-                return False
-            self._taken[platform_id] = taken + 1
-            return True
-
-    def reset(self) -> None:
-        with self._lock:
-            self._second, self._taken = 0, {}
-
-
-failure_sampler = FailureSampler()
 
 # Plain strings for the hot path (an enum member's ``.value`` is a descriptor call).
 _FORM, _REASON, _SECRET = Dimension.FORM.value, Dimension.REASON.value, Dimension.SECRET.value
@@ -156,7 +129,8 @@ def record_start(
             )
         else:
             distinct = (((platform_id, day, DistinctUsers.IDENTIFIED), hashed),)
-            if outcome != _VISITOR and failure_sampler.take(platform_id, time.time()):
+            sampler = runtime.current().failure_sampler  # FAILURE_LOG_PER_SECOND
+            if outcome != _VISITOR and sampler.take(platform_id, time.time()):
                 failure = FailureRecord(
                     platform_id=platform_id,
                     at=now,

@@ -6,7 +6,9 @@ front of it, the per-process memo of decrypted keys, and the verification
 generation: :func:`verification_changed` is called inside the transaction of
 every change that alters verification, and every process reads the generation
 at most every ``LOOKUP_CHECK_INTERVAL`` seconds and serves only what it looked
-up at the current one.
+up at the current one. What a process remembers is held by its runtime
+(``trusted_identity.runtime``); a snapshot holds its own decrypted keys once
+prepared (never pickled: the shared cache holds ciphertexts only).
 """
 
 from __future__ import annotations
@@ -14,18 +16,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from django.core.cache import caches
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 
-from .. import tokens
+from .. import runtime
 from ..conf import app_settings
 from ..crypto import DecryptionError, KeyRing
 from ..exceptions import InvalidApiKey, ServiceUnavailable
@@ -38,7 +37,6 @@ from ..models import (
     SecretState,
     VerificationGeneration,
 )
-from ..nearcache import near_cache
 from ..signing import HmacKey
 
 logger = logging.getLogger("trusted_identity")
@@ -59,6 +57,24 @@ class OtherSecret:
     platform_id: int  # the row's platform, which the ciphertext is bound to
     ciphertext: str
     kind: str
+
+
+class PreparedKeys:
+    """A snapshot's secrets as this process decrypted them, under the key ring ``ring``:
+    a warm snapshot (one object in the near cache) reaches its keys without a lookup."""
+
+    __slots__ = ("diagnostic", "keys", "ring")
+
+    def __init__(self) -> None:
+        self.ring: KeyRing | None = None
+        self.keys: KeyTable | None = None
+        self.diagnostic: DiagnosticTable | None = None
+
+    def under(self, ring: KeyRing) -> PreparedKeys:
+        """Itself, emptied first if its keys were decrypted under another ring."""
+        if self.ring is not ring:
+            self.ring, self.keys, self.diagnostic = ring, None, None
+        return self
 
 
 #: The most expired secrets of a platform a snapshot carries (the latest ended): what a
@@ -85,43 +101,31 @@ class PlatformSnapshot:
     # platforms. Every change to either bumps the verification generation.
     expired: tuple[SecretSnapshot, ...] = field(default=())
     others: tuple[OtherSecret, ...] = field(default=())
+    # This process's decryption of the secrets above, filled on first use: neither
+    # compared, nor copied by ``replace()``, nor pickled into the shared cache.
+    prepared: PreparedKeys = field(
+        default_factory=PreparedKeys, init=False, compare=False, repr=False
+    )
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("prepared", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, prepared=PreparedKeys())
 
 
 # ------------------------------------------------------------ the generation
 
 
-class GenerationTracker:
-    """This process's view of the verification generation, read at most once an interval.
-
-    Reading it is one primary-key SELECT per process per ``LOOKUP_CHECK_INTERVAL``,
-    not per request. While the database can't be read, the last value stands: no
-    change can commit then either.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._value = -1
-        self._next_check = 0.0
-
-    def current(self) -> int:
-        if time.monotonic() < self._next_check:
-            return self._value
-        with self._lock:
-            now = time.monotonic()
-            if now >= self._next_check:
-                try:
-                    self._value = read_generation()
-                except DatabaseError:
-                    logger.warning("Trusted Identity could not read the verification generation")
-                self._next_check = now + float(app_settings.LOOKUP_CHECK_INTERVAL)
-        return self._value
-
-    def expire(self) -> None:
-        """Read the generation again on the next lookup (this process made a change)."""
-        self._next_check = 0.0
+def current_generation() -> int:
+    """The verification generation as this process last read it (at most once an interval)."""
+    return runtime.current().generation.current(read_generation)
 
 
-generation_tracker = GenerationTracker()
+def _expire_generation() -> None:
+    runtime.current().generation.expire()
 
 
 def read_generation() -> int:
@@ -149,8 +153,8 @@ def verification_changed() -> None:
             rows.update(value=F("value") + 1)
     # Now, for what this connection reads next (a test's own transaction, which never
     # commits), and again at the commit, for everything else.
-    generation_tracker.expire()
-    transaction.on_commit(generation_tracker.expire)
+    _expire_generation()
+    transaction.on_commit(_expire_generation)
 
 
 # ------------------------------------------------------------------ lookups
@@ -225,9 +229,10 @@ def lookup_platform(api_key: str) -> PlatformSnapshot:
     # NUL never occurs in a key, and PostgreSQL would refuse it in the query (a 503).
     if not isinstance(api_key, str) or not api_key or len(api_key) > 128 or "\x00" in api_key:
         raise InvalidApiKey("missing or unknown API key (send it in the X-Api-Key header)")
-    generation = generation_tracker.current()
+    generation = current_generation()
     local = app_settings.LOCAL_LOOKUP_CACHE
     if local:
+        near_cache = runtime.current().near_cache
         snapshot = near_cache.get(api_key, generation)
         if snapshot is not None:
             return snapshot
@@ -253,7 +258,7 @@ def lookup_platform(api_key: str) -> PlatformSnapshot:
     return snapshot
 
 
-class OriginIndex:
+def every_allowed_origin() -> frozenset[str]:
     """Every origin on any web platform's allow-list: what a CORS preflight is checked against.
 
     A browser's preflight carries no API key, so it can't name its platform (see
@@ -261,59 +266,37 @@ class OriginIndex:
     and kept in the shared cache and in process memory, so a warm preflight reads
     nothing from the database; every change to a list bumps the generation.
     """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._generation: int | None = None
-        self._origins: frozenset[str] = frozenset()
-
-    def get(self) -> frozenset[str]:
-        generation = generation_tracker.current()
-        local = app_settings.LOCAL_LOOKUP_CACHE
-        if local and generation == self._generation:
-            return self._origins
-        key = f"trusted_identity:origins:v1:{generation}"
-        cache = _cache()
-        try:
-            origins = cache.get(key)
-        except Exception:
-            logger.warning("Trusted Identity cache unavailable on read; using the database")
-            origins, cache = None, None
-        if origins is None:
-            origins = frozenset(
-                AllowedOrigin.objects.filter(platform__kind=PlatformKind.WEB)
-                .values_list("origin", flat=True)
-                .distinct()
-            )
-            if cache is not None:
-                try:
-                    cache.set(key, origins, app_settings.LOOKUP_CACHE_TIMEOUT)
-                except Exception:
-                    logger.warning("Trusted Identity cache unavailable on write")
-        if local:
-            with self._lock:
-                self._generation, self._origins = generation, origins
-        return origins
-
-    def clear(self) -> None:
-        with self._lock:
-            self._generation, self._origins = None, frozenset()
-
-
-origin_index = OriginIndex()
+    generation = current_generation()
+    local = app_settings.LOCAL_LOOKUP_CACHE
+    kept = runtime.current().origins
+    if local and generation == kept.generation:
+        return kept.value
+    key = f"trusted_identity:origins:v1:{generation}"
+    cache = _cache()
+    try:
+        origins = cache.get(key)
+    except Exception:
+        logger.warning("Trusted Identity cache unavailable on read; using the database")
+        origins, cache = None, None
+    if origins is None:
+        origins = frozenset(
+            AllowedOrigin.objects.filter(platform__kind=PlatformKind.WEB)
+            .values_list("origin", flat=True)
+            .distinct()
+        )
+        if cache is not None:
+            try:
+                cache.set(key, origins, app_settings.LOOKUP_CACHE_TIMEOUT)
+            except Exception:
+                logger.warning("Trusted Identity cache unavailable on write")
+    if local:
+        kept.set(generation, origins)
+    return origins
 
 
 def any_platform_allows(origin: str) -> bool:
     """Whether ``origin`` is on the allow-list of at least one web platform."""
-    return origin in origin_index.get()
-
-
-def reset_local_state() -> None:
-    """Forget what this process looked up, decrypted and read (settings changed, tests)."""
-    near_cache.clear()
-    origin_index.clear()
-    generation_tracker.expire()
-    clear_plaintext_cache()
+    return origin in every_allowed_origin()
 
 
 KeyEntry = tuple[HmacKey, float | None]  # (prepared HMAC key, grace end or None)
@@ -354,11 +337,10 @@ def _decrypt(ring: KeyRing, platform_id: int, secret_id: int, ciphertext: str) -
     return HmacKey(ring.decrypt(ciphertext, PlatformSecret.associated_data(platform_id, secret_id)))
 
 
-@lru_cache(maxsize=4096)
 def _key_entries(ring: KeyRing, platform_id: int, secrets: tuple[SecretSnapshot, ...]) -> KeyTable:
-    """Decrypt a platform's secrets once per process and key ring.
+    """Decrypt a platform's secrets: once per process and key ring (``key_table``).
 
-    Keyed by the ciphertexts themselves, so a rotation (new ciphertexts) is a new
+    Remembered by the ciphertexts themselves, so a rotation (new ciphertexts) is a new
     entry. The plaintexts stay in this process's memory; the shared cache only
     ever holds ciphertexts.
     """
@@ -370,27 +352,28 @@ def _key_entries(ring: KeyRing, platform_id: int, secrets: tuple[SecretSnapshot,
     )
 
 
-#: The key tables of the snapshots this process served, by identity (a warm snapshot is
-#: one object): a session start skips hashing the snapshot's secrets for the memo.
-_key_tables_by_snapshot: dict[int, tuple[PlatformSnapshot, KeyRing, KeyTable]] = {}
-_KEY_TABLES_BY_SNAPSHOT_MAX = 1024
-
-
 def key_table(snapshot: PlatformSnapshot) -> KeyTable:
+    """The snapshot's secrets that verify, decrypted: held by the snapshot once prepared,
+    else by the runtime's memo (a snapshot read again from the shared cache)."""
     ring = get_key_ring()
-    known = _key_tables_by_snapshot.get(id(snapshot))
-    if known is not None and known[0] is snapshot and known[1] is ring:
-        return known[2]
+    prepared = snapshot.prepared.under(ring)
+    table = prepared.keys
+    if table is not None:
+        return table
     try:
-        table = _key_entries(ring, snapshot.platform_id, snapshot.secrets)
+        table = runtime.current().key_tables.get(
+            (ring, snapshot.platform_id, snapshot.secrets),
+            _key_entries,
+            ring,
+            snapshot.platform_id,
+            snapshot.secrets,
+        )
     except DecryptionError as exc:
         logger.error("Cannot decrypt a secret of platform #%s: %s", snapshot.platform_id, exc)
         raise ServiceUnavailable(
             "this platform's secrets can't be read right now; the operator has been told"
         ) from None
-    if len(_key_tables_by_snapshot) >= _KEY_TABLES_BY_SNAPSHOT_MAX:
-        _key_tables_by_snapshot.clear()
-    _key_tables_by_snapshot[id(snapshot)] = (snapshot, ring, table)  # held: its id stays its own
+    prepared.keys = table
     return table
 
 
@@ -423,7 +406,6 @@ class DiagnosticTable:
         )
 
 
-@lru_cache(maxsize=1024)
 def _diagnostic_table(
     ring: KeyRing,
     platform_id: int,
@@ -445,10 +427,7 @@ def _diagnostic_table(
     return DiagnosticTable(tuple(found), app_settings.EXPIRED_SECRET_RETENTION.total_seconds())
 
 
-#: The diagnostic table of the snapshots this process served, by identity (a warm
-#: snapshot is one object): skips hashing the snapshot's secrets on every forged start.
-_tables_by_snapshot: dict[int, tuple[PlatformSnapshot, KeyRing, DiagnosticTable]] = {}
-_TABLES_BY_SNAPSHOT_MAX = 1024
+#: The table of a snapshot with nothing to diagnose with (immutable).
 _NO_DIAGNOSTIC = DiagnosticTable((), 0.0)
 
 
@@ -456,13 +435,18 @@ def _diagnostic_table_of(snapshot: PlatformSnapshot) -> DiagnosticTable:
     if not snapshot.expired and not snapshot.others:
         return _NO_DIAGNOSTIC
     ring = get_key_ring()
-    known = _tables_by_snapshot.get(id(snapshot))
-    if known is not None and known[0] is snapshot and known[1] is ring:
-        return known[2]
-    table = _diagnostic_table(ring, snapshot.platform_id, snapshot.expired, snapshot.others)
-    if len(_tables_by_snapshot) >= _TABLES_BY_SNAPSHOT_MAX:
-        _tables_by_snapshot.clear()
-    _tables_by_snapshot[id(snapshot)] = (snapshot, ring, table)  # held: its id stays its own
+    prepared = snapshot.prepared.under(ring)
+    table = prepared.diagnostic
+    if table is None:
+        table = runtime.current().diagnostic_tables.get(
+            (ring, snapshot.platform_id, snapshot.expired, snapshot.others),
+            _diagnostic_table,
+            ring,
+            snapshot.platform_id,
+            snapshot.expired,
+            snapshot.others,
+        )
+        prepared.diagnostic = table
     return table
 
 
@@ -489,11 +473,3 @@ def diagnostic_keys(
         d for d in diagnostic.entries if d.expires_at is None or kept_since < d.expires_at <= now
     ]
     return [d.key for d in entries], entries
-
-
-def clear_plaintext_cache() -> None:
-    _key_entries.cache_clear()
-    _diagnostic_table.cache_clear()
-    _tables_by_snapshot.clear()
-    _key_tables_by_snapshot.clear()
-    tokens.clear()  # it remembers the keys that verified each token

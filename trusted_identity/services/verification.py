@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from typing import NamedTuple
 
+from .. import runtime
 from ..conf import app_settings
 from ..exceptions import InvalidRequest, ServiceUnavailable
 from ..models import SecretState
@@ -171,6 +172,7 @@ def verify_signed(
         leeway=app_settings.TOKEN_LEEWAY.total_seconds(),
         max_age=snapshot.token_max_age,
         max_length=app_settings.MAX_TOKEN_LENGTH,
+        memo=runtime.current().tokens,
     )
     if reason is None:
         if snapshot.signature_form == PLAIN:

@@ -1,0 +1,81 @@
+"""The runtime: every piece of per-process state in one object, one reset() for all."""
+
+from __future__ import annotations
+
+import pytest
+
+from trusted_identity import runtime, services, testing
+from trusted_identity.countwrites import CountBatch, StartDetails
+from trusted_identity.nearcache import NearCache
+
+pytestmark = pytest.mark.django_db
+
+
+def test_every_part_is_listed():
+    """A new piece of state is added to Runtime.PARTS, so that reset() and this test see it."""
+    made = runtime.current()
+    listed = set(runtime.Runtime.PARTS)
+    stateful = {
+        name
+        for name, value in vars(made).items()
+        if hasattr(value, "clear") or isinstance(value, (runtime.Worker, NearCache))
+    }
+    assert stateful <= listed
+    for part in runtime.Runtime.PARTS:
+        assert hasattr(getattr(made, part), "__len__"), part
+
+
+def test_reset_leaves_nothing_behind(client, platform, settings):
+    """Fill every part through the app's own paths, reset, and find each empty."""
+    from trusted_identity.ratelimit import parse_rate
+    from trusted_identity.services.lookup import every_allowed_origin
+
+    settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, "COUNT_FLUSH_INTERVAL": 60}
+    made = runtime.current()
+    made.count_thread.wake()  # started, waiting for its interval
+    services.sign_for("acme", "ios", "u-1")  # key ring, lookup, key table
+    snapshot = services.lookup_platform(platform.api_key)
+    services.lookup.diagnostic_keys(snapshot, 0.0)
+    every_allowed_origin()
+    parse_rate("5/m")
+    from trusted_identity.authentication import authenticators
+
+    authenticators()
+    made.tokens.headers["x"] = True
+    made.failure_sampler.take(platform.pk, 1.0)
+    made.alerts_raised.first_time((1, "k", "v"))
+    made.counts.add((platform.pk, None, "valid"), 1, StartDetails())
+    made.outbox.put(lambda: None)
+    made.diagnostic_tables.get("k", lambda: 1)
+    made.delivery_thread.wake()
+    empty = [part for part in runtime.Runtime.PARTS if len(getattr(made, part)) == 0]
+    assert empty == [], f"not filled by the test: {empty}"
+
+    made.reset()
+    assert {part: len(getattr(made, part)) for part in runtime.Runtime.PARTS} == dict.fromkeys(
+        runtime.Runtime.PARTS, 0
+    )
+
+
+def test_a_setting_change_resets_the_runtime(settings):
+    made = runtime.current()
+    made.alerts_raised.first_time((1, "k", "v"))
+    settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, "FAILURE_LOG_PER_SECOND": 3}
+    assert len(made.alerts_raised) == 0
+
+
+def test_testing_reset_is_the_runtime_reset():
+    made = runtime.current()
+    made.failure_sampler.take(1, 1.0)
+    made.counts.add((1, None, "valid"))
+    testing.reset()
+    assert len(made) == 0
+
+
+def test_a_batch_adds_up_as_the_buffer_does():
+    batch = CountBatch()
+    batch.add((1, None, "valid"), 2)
+    other = CountBatch()
+    other.add((1, None, "valid"), 3)
+    batch.update(other)
+    assert batch.counts == {(1, None, "valid"): 5} and batch.copy().counts == batch.counts

@@ -1,0 +1,365 @@
+"""Everything the app keeps in a process's memory, in one object with one ``reset()``.
+
+:class:`Runtime` is made by ``TrustedIdentityConfig.ready()`` and owns every piece of
+per-process state: the verification generation as last read, the near cache of
+looked-up platforms and the origin index, the decrypted keys, the key ring, the
+token memo, the failure log's sampler, the parsed rates and resolved
+authenticators, the alerts this process has seen raised, the buffer of counts not yet
+written with the thread that writes them, and the outbox of alerts not yet
+delivered. No other module of the app keeps mutable state at module level
+(``tests/test_layout.py`` holds it to that), so :meth:`Runtime.reset` (connected to
+``setting_changed``, called by ``trusted_identity.testing`` and the test suite)
+leaves nothing behind, and a forked child starts from a new runtime.
+
+Who writes the counts is the setting ``COUNT_FLUSH_INTERVAL``:
+
+- ``0``: the caller writes at once, in its own connection (the test settings' choice);
+- more: a thread of this process writes every interval (and at exit), so a session
+  start never waits for a commit. Where no Python thread runs besides the request's
+  (uWSGI without ``enable-threads``), the request that finds the interval elapsed
+  writes.
+
+Alerts are delivered (the ``rollout_alert`` signal, the owners' e-mail) from the
+outbox's own thread, never from the code that writes counts: a slow mail server
+never holds counts back. Without threads they go out after the counts are written.
+:meth:`Runtime.flush` writes the counts and delivers the alerts pending now, waiting
+for any write or delivery in flight; it also runs at exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connections
+
+from .conf import app_settings
+from .nearcache import NearCache
+from .state import FailureSampler, GenerationTracker, GenerationValue, Memo, SeenSet, Slot
+from .tokens import TokenMemo
+
+logger = logging.getLogger("trusted_identity")
+
+
+class Batch(Protocol):
+    """What the buffer holds (``countwrites.CountBatch``; not imported: the models, which
+    the key ring serves, are beneath it)."""
+
+    counts: dict
+
+    def add(self, key: Any, n: int = 1, start: Any = None) -> None: ...
+    def update(self, other: Any) -> None: ...
+    def copy(self) -> Any: ...
+    def __bool__(self) -> bool: ...
+
+
+#: Writes a batch of counts; what it could not write stays in the batch. Rows written.
+CountWriter = Callable[[Any], int]
+
+
+def python_threads_run() -> bool:
+    """Whether a thread of ours gets to run beside the requests.
+
+    Not under uWSGI without ``enable-threads`` (or ``threads``): there the GIL is never
+    released to other threads, so the request thread must do the work itself.
+    """
+    try:
+        import uwsgi  # type: ignore[import-not-found]  # only inside uWSGI
+    except ImportError:
+        return True
+    options = getattr(uwsgi, "opt", {})
+    return bool(options.get("enable-threads") or options.get("threads"))
+
+
+# ------------------------------------------------------- counts and their writer
+
+
+class CountBuffer:
+    """The counts and details this process has not written yet."""
+
+    def __init__(self, new_batch: Callable[[], Batch]) -> None:
+        self._lock = threading.Lock()
+        self._new_batch = new_batch
+        self._batch = new_batch()
+
+    def add(self, key: Any, n: int = 1, start: Any = None) -> None:
+        with self._lock:
+            self._batch.add(key, n, start)
+
+    def take(self) -> Batch:
+        """Everything pending, for a flush; the buffer starts again empty."""
+        with self._lock:
+            batch, self._batch = self._batch, self._new_batch()
+        return batch
+
+    def restore(self, batch: Batch) -> None:
+        """Put back what a flush could not write, for the next try."""
+        with self._lock:
+            self._batch.update(batch)
+
+    def pending(self) -> Batch:
+        """A copy of what is pending (tests, diagnosis)."""
+        with self._lock:
+            return self._batch.copy()
+
+    def clear(self) -> None:
+        self.take()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._batch.counts) + bool(self._batch)
+
+
+class Worker:
+    """A daemon thread that runs ``work`` when woken, at most once per ``pause()``
+    seconds, until stopped. Started on the first wake."""
+
+    def __init__(self, name: str, work: Callable[[], Any], pause: Callable[[], float]) -> None:
+        self.name, self.work, self.pause = name, work, pause
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def wake(self) -> None:
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None and not self._stop.is_set():
+                    self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                    self._thread.start()
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait()
+            self._wake.clear()
+            if self._stop.wait(self.pause()):  # gather a whole interval into one write
+                return
+            try:
+                self.work()
+            except Exception:
+                logger.exception("Trusted Identity's %s failed", self.name)
+            finally:
+                # This thread's connections only: none is left idle behind.
+                connections.close_all()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the thread, waiting for the work in flight (at most ``timeout``)."""
+        self._stop.set()
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def __len__(self) -> int:
+        return self._thread is not None
+
+
+class Flusher:
+    """Writes the buffer with ``write``: one flush at a time, so one that waits (at exit,
+    or a test's) returns only once the write in flight has committed."""
+
+    def __init__(self, buffer: CountBuffer, write: CountWriter) -> None:
+        self.buffer, self.write = buffer, write
+        self._flushing = threading.Lock()
+        self.last = time.monotonic()
+
+    def flush(self) -> int:
+        with self._flushing:
+            batch = self.buffer.take()
+            try:
+                return self.write(batch) if batch else 0
+            finally:
+                self.last = time.monotonic()
+                if batch:
+                    self.buffer.restore(batch)  # what could not be written
+
+    def due(self, interval: float) -> bool:
+        return time.monotonic() - self.last >= interval
+
+
+class Outbox:
+    """Alert deliveries waiting to go out: each a callable, run once, off the counting path."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._delivering = threading.Lock()
+        self._queue: deque[Callable[[], Any]] = deque()
+
+    def put(self, delivery: Callable[[], Any]) -> None:
+        with self._lock:
+            self._queue.append(delivery)
+
+    def drain(self) -> int:
+        """Run every delivery waiting; returns how many. One drain at a time, so a
+        drain returns only when nothing is in flight. A failing one is logged."""
+        done = 0
+        with self._delivering:
+            while True:
+                with self._lock:
+                    if not self._queue:
+                        return done
+                    delivery = self._queue.popleft()
+                try:
+                    delivery()
+                except Exception:
+                    logger.exception("Trusted Identity could not deliver an alert")
+                done += 1
+
+    def clear(self) -> None:
+        with self._lock:
+            self._queue.clear()
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+
+# ------------------------------------------------------------------ the runtime
+
+
+class Runtime:
+    """Every piece of the app's per-process state. One per process: :func:`current`."""
+
+    #: Every part, each with ``clear()`` and ``len()`` (0 = holds nothing): a new piece of
+    #: state is added here, or tests/test_runtime.py fails.
+    PARTS = (
+        "generation",
+        "near_cache",
+        "origins",
+        "key_tables",
+        "diagnostic_tables",
+        "key_ring",
+        "tokens",
+        "failure_sampler",
+        "rates",
+        "authenticators",
+        "alerts_raised",
+        "counts",
+        "outbox",
+        "count_thread",
+        "delivery_thread",
+    )
+
+    def __init__(self, write_counts: CountWriter, new_batch: Callable[[], Batch]) -> None:
+        self.write_counts, self.new_batch = write_counts, new_batch
+        self.threads = python_threads_run()
+        self._make_parts()
+
+    def _make_parts(self) -> None:
+        self.generation = GenerationTracker()
+        self.near_cache = NearCache()
+        self.origins = GenerationValue()
+        self.key_tables = Memo(4096)  # decrypted secrets, by key ring, platform and ciphertexts
+        self.diagnostic_tables = Memo(1024)
+        self.key_ring = Slot()
+        self.tokens = TokenMemo()
+        self.failure_sampler = FailureSampler()
+        self.rates = Memo(64)
+        self.authenticators = Memo(16)
+        self.alerts_raised = SeenSet()
+        self.counts = CountBuffer(self.new_batch)
+        self.outbox = Outbox()
+        self.flusher = Flusher(self.counts, self.write_counts)
+        self.count_thread = Worker(
+            "trusted-identity-outcomes",
+            self.flusher.flush,
+            lambda: float(app_settings.COUNT_FLUSH_INTERVAL),
+        )
+        self.delivery_thread = Worker("trusted-identity-alerts", self.outbox.drain, lambda: 0.0)
+
+    # ------------------------------------------------------------- counting
+
+    def counted(self) -> None:
+        """After a count went into the buffer: write it as ``COUNT_FLUSH_INTERVAL`` says."""
+        interval = float(app_settings.COUNT_FLUSH_INTERVAL)
+        if interval <= 0 or (not self.threads and self.flusher.due(interval)):
+            self.flush_counts()
+        elif self.threads:
+            self.count_thread.wake()
+        if not self.threads:
+            self.outbox.drain()  # no thread will: after the write, outside it
+
+    def flush_counts(self) -> int:
+        """Write the pending counts now, in the caller's connection; rows written."""
+        return self.flusher.flush()
+
+    def deliver(self, delivery: Callable[[], Any]) -> None:
+        """Queue an alert's delivery; its own thread sends it (without threads, the
+        request after the counts are written; :meth:`flush` in any case)."""
+        self.outbox.put(delivery)
+        if self.threads:
+            self.delivery_thread.wake()
+
+    def flush(self) -> int:
+        """Write every pending count and deliver every pending alert, waiting for any
+        write or delivery in flight. Returns the count rows written."""
+        written = self.flush_counts()
+        self.outbox.drain()
+        return written
+
+    def stop(self) -> None:
+        """Stop this process's threads and write what they left (at exit)."""
+        self.count_thread.stop()
+        self.delivery_thread.stop()
+        self.flush()
+
+    # ---------------------------------------------------------------- reset
+
+    def reset(self) -> None:
+        """Drop everything this process remembers, pending counts and alerts included
+        (settings changed, or a test ends), and read the settings again."""
+        self.count_thread.stop()
+        self.delivery_thread.stop()
+        self._make_parts()
+        app_settings.reload()
+
+    def __len__(self) -> int:
+        return sum(len(getattr(self, part)) for part in self.PARTS)
+
+
+#: The process's runtime; the app's one piece of module-level state.
+_current: Runtime | None = None
+
+
+def current() -> Runtime:
+    runtime = _current
+    if runtime is None:
+        raise ImproperlyConfigured(
+            "trusted_identity's runtime is made by its AppConfig.ready(): add "
+            '"trusted_identity" to INSTALLED_APPS and call django.setup()'
+        )
+    return runtime
+
+
+def install(runtime: Runtime) -> None:
+    """Make ``runtime`` the process's (``AppConfig.ready()``); a child process after a
+    fork gets a new one, without the parent's threads, buffer or caches."""
+    global _current
+    first = _current is None
+    _current = runtime
+    if first:
+        atexit.register(_flush_at_exit)
+        os.register_at_fork(after_in_child=_after_fork)
+
+
+def _flush_at_exit() -> None:
+    if _current is not None:
+        try:
+            _current.stop()
+        except Exception:
+            logger.exception("Trusted Identity could not write its counts at exit")
+
+
+def _after_fork() -> None:
+    """In a forked child (gunicorn ``--preload``, multiprocessing): the parent's counts
+    are the parent's to write, its threads don't exist here and its locks may be held."""
+    global _current
+    if _current is not None:
+        _current = Runtime(_current.write_counts, _current.new_batch)

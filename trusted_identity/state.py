@@ -1,0 +1,181 @@
+"""The containers the runtime (``trusted_identity.runtime``) is made of: small,
+thread-safe, each with ``clear()`` and ``len()``, and no instance of its own at module
+level."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
+
+from django.db import DatabaseError
+
+from .conf import app_settings
+
+logger = logging.getLogger("trusted_identity")
+
+T = TypeVar("T")
+
+
+class Memo:
+    """A bounded memo: ``get(key, make, *args)`` is ``make(*args)``, made once per key."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._values: dict[Hashable, Any] = {}
+
+    def get(self, key: Hashable, make: Callable[..., T], *args: Any) -> T:
+        try:
+            return self._values[key]
+        except KeyError:
+            pass
+        value = make(*args)
+        if len(self._values) >= self.maxsize:
+            self._values.clear()
+        self._values[key] = value
+        return value
+
+    def clear(self) -> None:
+        self._values.clear()
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+class Slot:
+    """One value, built once under a lock (the key ring)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._value: Any = None
+
+    def get(self, build: Callable[[], T]) -> T:
+        value = self._value
+        if value is None:
+            with self._lock:
+                if self._value is None:
+                    self._value = build()
+                value = self._value
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._value = None
+
+    def __len__(self) -> int:
+        return self._value is not None
+
+
+class GenerationTracker:
+    """This process's view of the verification generation, read at most once an interval.
+
+    Reading it is one primary-key SELECT per process per ``LOOKUP_CHECK_INTERVAL``,
+    not per request. While the database can't be read, the last value stands: no
+    change can commit then either.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._value = -1
+        self._next_check = 0.0
+
+    def current(self, read: Callable[[], int]) -> int:
+        if time.monotonic() < self._next_check:
+            return self._value
+        with self._lock:
+            now = time.monotonic()
+            if now >= self._next_check:
+                try:
+                    self._value = read()
+                except DatabaseError:
+                    logger.warning("Trusted Identity could not read the verification generation")
+                self._next_check = now + float(app_settings.LOOKUP_CHECK_INTERVAL)
+        return self._value
+
+    def expire(self) -> None:
+        """Read the generation again on the next lookup (this process made a change)."""
+        self._next_check = 0.0
+
+    def clear(self) -> None:
+        with self._lock:
+            self._value, self._next_check = -1, 0.0
+
+    def __len__(self) -> int:
+        return self._value != -1
+
+
+class GenerationValue:
+    """One value read at a verification generation (the origin index)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.generation: int | None = None
+        self.value: Any = None
+
+    def set(self, generation: int, value: Any) -> None:
+        with self._lock:
+            self.generation, self.value = generation, value
+
+    def clear(self) -> None:
+        self.set(None, None)  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        return self.generation is not None
+
+
+class FailureSampler:
+    """At most ``FAILURE_LOG_PER_SECOND`` failures logged per platform, second and
+    process: a flood of forged starts writes a bounded number of rows."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._second = 0
+        self._taken: dict[int, int] = {}
+
+    def take(self, platform_id: int, now: float) -> bool:
+        second = int(now)
+        with self._lock:
+            if second != self._second:
+                self._second, self._taken = second, {}
+            taken = self._taken.get(platform_id, 0)
+            if taken >= app_settings.FAILURE_LOG_PER_SECOND:
+                return False
+            self._taken[platform_id] = taken + 1
+            return True
+
+    def clear(self) -> None:
+        with self._lock:
+            self._second, self._taken = 0, {}
+
+    def __len__(self) -> int:
+        return len(self._taken)
+
+
+class SeenSet:
+    """Keys this process has seen (the alerts raised), so a busy hour asks once."""
+
+    def __init__(self, maxsize: int = 10_000) -> None:
+        self._lock = threading.Lock()
+        self._keys: set[Hashable] = set()
+        self.maxsize = maxsize
+
+    def seen(self, key: Hashable) -> bool:
+        return key in self._keys
+
+    def first_time(self, key: Hashable) -> bool:
+        with self._lock:
+            if key in self._keys:
+                return False
+            if len(self._keys) >= self.maxsize:
+                self._keys.clear()
+            self._keys.add(key)
+            return True
+
+    def clear(self) -> None:
+        with self._lock:
+            self._keys.clear()
+
+    def __len__(self) -> int:
+        return len(self._keys)
