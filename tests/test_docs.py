@@ -82,7 +82,7 @@ def test_every_http_error_code_is_in_the_readme_table():
 def test_every_signal_is_documented_with_the_arguments_it_is_sent_with(db):
     from datetime import timedelta
 
-    from trusted_identity import services, signals
+    from trusted_identity import services, signals, testing
     from trusted_identity.services import alerts
 
     documented = {}
@@ -111,6 +111,7 @@ def test_every_signal_is_documented_with_the_arguments_it_is_sent_with(db):
         services.revoke_previous(platform, actor)
         services.set_enforcement(platform, True, actor, force=True, reason="docs")
         alerts.raise_alert(platform, alerts.REJECTIONS, "docs", "A subject", "A message")
+        testing.flush()  # alerts are delivered off the counting path: wait for it
     finally:
         for name, receiver in receivers.items():
             getattr(signals, name).disconnect(receiver)

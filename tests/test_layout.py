@@ -203,6 +203,10 @@ ALLOWED_CALLS = {
     "object",  # a unique sentinel, compared by identity
     "template.Library",  # Django's tag library: a registry filled at import
     "timedelta",
+    # conf.py's settings table: frozen dataclasses, read-only once built.
+    "Kind",
+    "Setting",
+    "optional",
 }
 #: Module-level names allowed although they are instances, each for a stated reason.
 ALLOWED_NAMES = {

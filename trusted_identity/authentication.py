@@ -91,8 +91,6 @@ def authenticators() -> tuple[Authenticator, ...]:
         value = [SESSION]
     elif isinstance(value, str) or not isinstance(value, (list, tuple)):
         value = [value]
-    if not value:
-        raise ImproperlyConfigured("TRUSTED_IDENTITY['SIGN_AUTHENTICATION'] is empty")
     entries = tuple(value)
     return runtime.current().authenticators.get(entries, _resolve_all, entries)
 

@@ -3,29 +3,17 @@
 from __future__ import annotations
 
 import logging
-import re
 import time
-from dataclasses import dataclass
 
 from django.core.cache import caches
 from django.http import HttpRequest
 
 from . import runtime
 from .conf import app_settings
+from .rates import Rate, RateError
+from .rates import parse_rate as _parse_rate
 
 logger = logging.getLogger("trusted_identity")
-
-_RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$", re.IGNORECASE)
-_PERIODS = {
-    "s": 1,
-    "sec": 1,
-    "second": 1,
-    "m": 60,
-    "min": 60,
-    "minute": 60,
-    "h": 3600,
-    "hour": 3600,
-}
 
 
 def client_address(request: HttpRequest) -> str:
@@ -52,31 +40,17 @@ def client_address(request: HttpRequest) -> str:
     return hops[-count].strip()[:64] or remote
 
 
-class RateLimitError(ValueError):
-    pass
-
-
-@dataclass(frozen=True)
-class Rate:
-    limit: int
-    period: int
+#: A rate that does not parse (the settings' check reports it at start).
+RateLimitError = RateError
 
 
 def parse_rate(text: str | None) -> Rate | None:
     """``"600/m"`` as a Rate; ``"off"`` (or empty) as None. RateLimitError if invalid.
 
-    Parsed once per text and process (the runtime remembers it).
+    The settings' own parser (``rates``), remembered per text by the runtime: session
+    start asks on every request.
     """
     return runtime.current().rates.get(text, _parse_rate, text)
-
-
-def _parse_rate(text: str | None) -> Rate | None:
-    if text is None or str(text).strip().lower() in {"", "off", "none", "0"}:
-        return None
-    match = _RATE_RE.match(str(text))
-    if not match or int(match.group(1)) < 1:
-        raise RateLimitError(f"invalid rate {text!r}: use <count>/<s|m|h>, such as 600/m, or off")
-    return Rate(int(match.group(1)), _PERIODS[match.group(2).lower()])
 
 
 def hit(scope: str, identity: str, rate_text: str | None) -> int | None:
