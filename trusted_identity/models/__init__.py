@@ -1,5 +1,6 @@
 """The app's models, by what they hold: ``core`` (spaces, platforms, secrets, memberships)
-and ``counts`` (what session starts leave behind). Import them from here."""
+``counts`` (what session starts leave behind) and ``records`` (audit events and policy
+changes). Import them from here."""
 
 from .core import (
     AllowedOrigin,
@@ -26,22 +27,28 @@ from .counts import (
     OutcomeCount,
     PruneRun,
 )
+from .records import ActorFields, AuditEvent, Door, PolicyChange, PolicySetting
 
 __all__ = [
+    "ActorFields",
     "AlertSent",
     "AllowedOrigin",
+    "AuditEvent",
     "DailyDetailCount",
     "DailyOutcomeCount",
     "DetailCount",
     "DetailCountFields",
     "Dimension",
     "DistinctUsers",
+    "Door",
     "FailureRecord",
     "Outcome",
     "OutcomeCount",
     "Platform",
     "PlatformKind",
     "PlatformSecret",
+    "PolicyChange",
+    "PolicySetting",
     "PruneRun",
     "Role",
     "SignatureForm",
