@@ -24,7 +24,7 @@ from trusted_identity.services import NotReady
 from ..factories import (
     OutcomeCountFactory,
 )
-from .helpers import USER_ID, _logs, _start
+from .helpers import USER_ID, _audit_events, _start
 
 
 def test_enforcement_refused_below_threshold(platform, cli_actor):
@@ -32,7 +32,7 @@ def test_enforcement_refused_below_threshold(platform, cli_actor):
     OutcomeCountFactory(platform=platform, outcome="invalid", count=1)
     OutcomeCountFactory(platform=platform, outcome="missing", count=1)
     OutcomeCountFactory(platform=platform, outcome="visitor", count=500)
-    logs_before = _logs(platform).count()
+    logs_before = _audit_events(platform).count()
     with pytest.raises(NotReady) as excinfo:
         services.set_enforcement(platform, True, cli_actor)
     figures = excinfo.value.figures
@@ -42,7 +42,7 @@ def test_enforcement_refused_below_threshold(platform, cli_actor):
     assert "98.00%" in excinfo.value.message
     platform.refresh_from_db()
     assert not platform.enforced
-    assert _logs(platform).count() == logs_before
+    assert _audit_events(platform).count() == logs_before
 
 
 @pytest.mark.parametrize("identified", [0, 1, 99])
@@ -64,7 +64,7 @@ def test_too_few_identified_starts_are_not_enough_to_tell(platform, cli_actor, i
     platform.refresh_from_db()
     assert platform.enforced
     assert platform.enforcement_changed_at is not None
-    entry = _logs(platform).last().change_message
+    entry = _audit_events(platform).last().message
     assert "without enough starts to tell" in entry and "launch day" in entry
 
 
@@ -112,10 +112,10 @@ def test_force_with_reason_turns_on_and_records_the_reason(platform, cli_actor):
     reason = "old app versions are being retired today"
     services.set_enforcement(platform, True, cli_actor, force=True, reason=reason)
     assert Platform.objects.get(pk=platform.pk).enforced
-    entry = _logs(platform).last()
-    assert reason in entry.change_message
-    assert "5.00%" in entry.change_message
-    assert entry.user_id == cli_actor.user.pk
+    entry = _audit_events(platform).last()
+    assert reason in entry.message
+    assert "5.00%" in entry.message
+    assert (entry.actor, entry.actor_name, entry.door) == (None, "trusted-identity-cli", "cli")
 
 
 def test_turning_enforcement_off(platform, cli_actor, commit):
@@ -126,11 +126,11 @@ def test_turning_enforcement_off(platform, cli_actor, commit):
         services.set_enforcement(platform, False, cli_actor)
     assert not Platform.objects.get(pk=platform.pk).enforced
     assert _start(platform, {"userId": USER_ID}).signature == "missing"
-    assert "off" in _logs(platform).last().change_message
+    assert "off" in _audit_events(platform).last().message
     # Turning it off again changes nothing and writes nothing.
-    logs = _logs(platform).count()
+    logs = _audit_events(platform).count()
     services.set_enforcement(platform, False, cli_actor)
-    assert _logs(platform).count() == logs
+    assert _audit_events(platform).count() == logs
 
 
 def test_turning_enforcement_on_reaches_a_warm_cache(platform, cli_actor, commit):
@@ -153,7 +153,7 @@ def test_the_refusal_counts_users_as_the_rule_does(platform, cli_actor):
     services.set_enforcement(platform, True, cli_actor, force=True, reason="launch day")
     assert (
         "without enough starts to tell (3 identified users)"
-        in _logs(platform).last().change_message
+        in _audit_events(platform).last().message
     )
 
 
