@@ -15,6 +15,7 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.test import TestCase
 from django.utils import timezone
@@ -270,6 +271,30 @@ def test_enforce_force_with_reason_records_it(platform):
     message = audit_events_for(platform).last().message
     assert "override reason: beta users only" in message
     assert "10.00%" in message
+
+
+def test_enforce_records_the_reason_verbatim_with_the_clis_name_and_door(platform):
+    reason = 'hotfix for [OPS-12]; "now"'
+    run("enforce", "acme", "ios", "on", "--force", "--reason", reason)
+    change = services.last_enforcement_changes([platform.pk])[platform.pk]
+    assert (change.enabled, change.override_reason, change.who) == (
+        True,
+        reason,
+        "trusted-identity-cli",
+    )
+    assert (change.door, change.user) == ("cli", None)
+    assert change.channel.startswith("command line")
+
+
+def test_the_cli_writes_no_row_into_the_user_table(platform):
+    users = get_user_model().objects.count()
+    run("show-secret", "acme", "ios")
+    run("rotate-secret", "acme", "ios")
+    run("enforce", "acme", "ios", "on", "--force", "--reason", "r")
+    run("signature-form", "acme", "ios", "either")
+    assert get_user_model().objects.count() == users
+    actions = list(audit_events_for(platform).values_list("actor_id", "actor_name", "door"))
+    assert actions == [(None, "trusted-identity-cli", "cli")] * 4
 
 
 def test_enforce_bad_state(platform):

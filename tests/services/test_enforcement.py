@@ -16,14 +16,11 @@ from trusted_identity.exceptions import (
     InvalidRequest,
     SignatureRequired,
 )
-from trusted_identity.models import (
-    Platform,
-)
+from trusted_identity.models import Platform, PolicyChange, Role
 from trusted_identity.services import NotReady
+from trusted_identity.services.figures import NOT_ENOUGH_STARTS, READY
 
-from ..factories import (
-    OutcomeCountFactory,
-)
+from ..factories import MembershipFactory, OutcomeCountFactory, PlatformFactory, UserFactory
 from .helpers import USER_ID, _audit_events, _start
 
 
@@ -163,3 +160,87 @@ def test_the_not_ready_share_is_of_users(platform, cli_actor):
     with pytest.raises(NotReady) as excinfo:
         services.set_enforcement(platform, True, cli_actor)
     assert "90.00% of 100 distinct identified users" in excinfo.value.message
+
+
+# ------------------------------------------------------------ the recorded change
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [
+        "hotfix for [OPS-12]",
+        "line one\nline two",
+        "a; b; override reason: c",
+        "\"quoted\" and 'single' [x] ]",
+        "Turned enforcement off. [command line]",
+        "émoji 🚀 <b>not html</b>",
+    ],
+)
+def test_the_override_reason_reads_back_verbatim(platform, cli_actor, reason):
+    services.set_enforcement(platform, True, cli_actor, force=True, reason=reason)
+    change = services.last_enforcement_changes([platform.pk])[platform.pk]
+    assert change.override_reason == reason
+    assert change.channel == "command line"
+    assert change.who == "trusted-identity-cli"
+
+
+def test_the_record_says_who_door_when_old_new_and_the_rules_figures(space, platform):
+    OutcomeCountFactory(platform=platform, outcome="valid", count=5, users=5)
+    OutcomeCountFactory(platform=platform, outcome="invalid", count=5, users=5)
+    owner = UserFactory(username="olive")
+    MembershipFactory(space=space, user=owner, role=Role.OWNER)
+    admin = services.Actor.admin(owner)
+    services.set_enforcement(platform, True, admin, force=True, reason="launch")
+    platform.refresh_from_db()
+    change = PolicyChange.objects.get(platform=platform)
+    assert (change.setting, change.old_value, change.new_value) == ("enforcement", "off", "on")
+    assert (change.actor, change.actor_name, change.door, change.detail) == (
+        owner,
+        "olive",
+        "admin",
+        "",
+    )
+    assert change.at == platform.enforcement_changed_at
+    assert (change.overridden, change.override_reason) == (True, "launch")
+    assert change.readiness == NOT_ENOUGH_STARTS
+    assert change.readiness_count == 10
+    assert change.readiness_share == pytest.approx(0.5)
+
+    services.set_enforcement(platform, False, admin)
+    off = PolicyChange.objects.filter(platform=platform).latest("pk")
+    assert (off.old_value, off.new_value, off.overridden, off.override_reason) == (
+        "on",
+        "off",
+        False,
+        "",
+    )
+    assert (off.readiness, off.readiness_count, off.readiness_share) == ("", None, None)
+    services.set_enforcement(platform, False, admin)  # nothing changed, nothing recorded
+    assert PolicyChange.objects.filter(platform=platform).count() == 2
+
+
+def test_a_ready_platform_records_the_figures_without_an_override(platform, cli_actor):
+    OutcomeCountFactory(platform=platform, outcome="valid", count=150, users=150)
+    services.set_enforcement(platform, True, cli_actor)
+    change = PolicyChange.objects.get(platform=platform)
+    assert (change.overridden, change.readiness, change.readiness_count) == (False, READY, 150)
+    assert change.readiness_share == pytest.approx(1.0)
+
+
+def test_a_refused_change_records_nothing(platform, cli_actor):
+    with pytest.raises(NotReady):
+        services.set_enforcement(platform, True, cli_actor)
+    assert not PolicyChange.objects.exists()
+
+
+def test_records_are_per_platform(space, platform, cli_actor):
+    web = PlatformFactory(space=space, kind="web")
+    services.set_enforcement(platform, True, cli_actor, force=True, reason="ios only")
+    changes = services.last_enforcement_changes([platform.pk, web.pk])
+    assert list(changes) == [platform.pk]
+    services.set_enforcement(web, True, cli_actor, force=True, reason="web now")
+    changes = services.last_enforcement_changes([platform.pk, web.pk])
+    assert (changes[platform.pk].override_reason, changes[web.pk].override_reason) == (
+        "ios only",
+        "web now",
+    )

@@ -18,7 +18,7 @@ from trusted_identity.exceptions import (
     PermissionDenied,
     SignatureInvalid,
 )
-from trusted_identity.models import Platform, Role
+from trusted_identity.models import Platform, PolicyChange, Role
 from trusted_identity.services import TokenNotReady, verification
 from trusted_identity.services.figures import NOT_ENOUGH_STARTS, NOT_READY, READY
 from trusted_identity.services.lookup import read_generation
@@ -439,3 +439,41 @@ def test_token_readiness_counts_the_forms_of_real_starts(platform, cli_actor, se
     assert (usage.valid, usage.token) == (10, 9)
     with pytest.raises(TokenNotReady, match=r"90\.00% of 10 valid"):
         services.set_signature_form(platform, "token", cli_actor)
+
+
+# ------------------------------------------------------------ the recorded change
+
+
+def test_a_form_change_records_old_new_and_the_token_rules_figures(platform, monkeypatch):
+    from trusted_identity.services import signature_forms
+
+    owner = UserFactory(username="olive")
+    MembershipFactory(space=platform.space, user=owner, role=Role.OWNER)
+    admin = services.Actor.admin(owner)
+    monkeypatch.setattr(signature_forms, "token_usage", lambda p: services.TokenUsage(200, 150))
+    reason = 'v3 only; see [OPS-12]\n"final"'
+    services.set_signature_form(
+        platform, "token", admin, max_age=timedelta(hours=2), force=True, reason=reason
+    )
+    form, age = PolicyChange.objects.filter(platform=platform).order_by("setting")
+    assert (form.setting, form.old_value, form.new_value) == ("signature_form", "plain", "token")
+    assert (form.actor, form.actor_name, form.door) == (owner, "olive", "admin")
+    assert (form.overridden, form.override_reason) == (True, reason)
+    assert (form.readiness, form.readiness_count) == (NOT_READY, 200)
+    assert form.readiness_share == pytest.approx(0.75)
+    assert (age.setting, age.old_value, age.new_value) == ("token_max_age", "86400", "7200")
+    assert (age.overridden, age.readiness, age.readiness_count) == (False, "", None)
+    latest = services.signature_forms.last_signature_form_changes([platform.pk])[platform.pk]
+    assert latest.pk == max(form.pk, age.pk)
+
+
+def test_a_form_change_without_a_rule_records_no_figures(platform, cli_actor):
+    services.set_signature_form(platform, "either", cli_actor)
+    change = PolicyChange.objects.get(platform=platform)
+    assert (change.old_value, change.new_value, change.overridden) == ("plain", "either", False)
+    assert (change.readiness, change.readiness_count, change.readiness_share) == ("", None, None)
+    assert (change.actor, change.actor_name, change.door) == (None, "trusted-identity-cli", "cli")
+    services.set_signature_form(platform, "either", cli_actor)  # nothing changed
+    with pytest.raises(TokenNotReady):
+        services.set_signature_form(platform, "token", cli_actor)  # refused
+    assert PolicyChange.objects.filter(platform=platform).count() == 1
