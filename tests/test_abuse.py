@@ -31,9 +31,11 @@ from hypothesis import strategies as st
 from trusted_identity import services, signing
 from trusted_identity.models import (
     AllowedOrigin,
+    AuditEvent,
     FailureRecord,
     Platform,
     PlatformSecret,
+    PolicyChange,
     Role,
     SpaceMembership,
 )
@@ -295,6 +297,8 @@ def state():
         list(AllowedOrigin.objects.order_by("pk").values_list()),
         list(get_user_model().objects.order_by("pk").values_list("pk", "is_staff", "is_active")),
         LogEntry.objects.count(),
+        list(AuditEvent.objects.order_by("pk").values_list()),
+        list(PolicyChange.objects.order_by("pk").values_list()),
     )
 
 
@@ -304,6 +308,7 @@ def tenants(db, superuser):
     ios = PlatformFactory(space=acme, kind="ios")
     web = PlatformFactory(space=acme, kind="web")
     services.allow_origin(web, "https://app.example", services.get_cli_actor())
+    services.set_signature_form(web, "either", services.get_cli_actor())
     android = PlatformFactory(space=globex, kind="android")
     users = {"root": superuser}
     for name, space, role in (
@@ -323,6 +328,8 @@ def tenants(db, superuser):
         "users": users,
         "membership": membership,
         "failure": failure,
+        "event": AuditEvent.objects.filter(platform=web).first(),
+        "policy_change": PolicyChange.objects.get(platform=web),
     }
 
 
@@ -344,6 +351,8 @@ def state_changing_posts(t):
         ("platform", ios),
         ("spacemembership", membership),
         ("failurerecord", t["failure"]),
+        ("auditevent", t["event"]),
+        ("policychange", t["policy_change"]),
     ):
         base = f"admin:trusted_identity_{model}"
         posts += [
@@ -398,7 +407,14 @@ def test_the_sweep_covers_every_admin_url_of_the_app(tenants):
     }
     swept = {
         f"trusted_identity_{m}_{v}"
-        for m in ("space", "platform", "spacemembership", "failurerecord")
+        for m in (
+            "space",
+            "platform",
+            "spacemembership",
+            "failurerecord",
+            "auditevent",
+            "policychange",
+        )
         for v in ("changelist", "add", "change", "delete", "history")
     } | {
         f"trusted_identity_space_{n}"

@@ -15,8 +15,7 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
-from django.contrib.admin.models import ADDITION, LogEntry
-from django.contrib.contenttypes.models import ContentType
+from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.core.management.base import SystemCheckError
 from django.test import TestCase
@@ -26,6 +25,7 @@ from trusted_identity import services, signing
 from trusted_identity.crypto import KeyRing, generate_key
 from trusted_identity.keyring import get_key_ring
 from trusted_identity.models import (
+    AuditEvent,
     OutcomeCount,
     Platform,
     PlatformSecret,
@@ -80,10 +80,11 @@ def verifies(platform, secret, user_id="u"):
     return services.verify_user_id(snapshot, user_id, signing.sign(secret, user_id))
 
 
-def entries_for(obj):
-    return LogEntry.objects.filter(
-        content_type=ContentType.objects.get_for_model(obj), object_id=str(obj.pk)
-    ).order_by("pk")
+def audit_events_for(obj):
+    """The object's audit trail (written for every actor, the CLI's own included)."""
+    return AuditEvent.objects.filter(object_label=obj._meta.label, object_id=str(obj.pk)).order_by(
+        "pk"
+    )
 
 
 # ------------------------------------------------------------------ create-space
@@ -95,9 +96,9 @@ def test_create_space(db):
     assert "news" in err
     space = Space.objects.get(slug="news")
     assert space.name == "news"
-    (entry,) = entries_for(space)
-    assert entry.action_flag == ADDITION
-    assert entry.user.get_username() == "trusted-identity-cli"
+    (entry,) = audit_events_for(space)
+    assert entry.action == "addition"
+    assert entry.actor_name == "trusted-identity-cli"
 
 
 def test_create_space_with_name(db):
@@ -149,23 +150,23 @@ def test_add_platform_duplicate_kind(platform):
 
 
 def test_show_secret_prints_the_secret_alone_and_is_audited(platform):
-    before = entries_for(platform).count()
+    before = audit_events_for(platform).count()
     out, err = run("show-secret", "acme", "ios")
     secret = value_of(out)
     assert secret.startswith("tis_ios_")
     assert secret not in err
     assert services.sign_for("acme", "ios", "7") == signing.sign(secret, "7")
-    entries = list(entries_for(platform))
+    entries = list(audit_events_for(platform))
     assert len(entries) == before + 1
-    assert "Revealed" in entries[-1].change_message
-    assert secret not in entries[-1].change_message
+    assert "Revealed" in entries[-1].message
+    assert secret not in entries[-1].message
 
 
 @pytest.mark.parametrize(("space_slug", "kind"), [("acme", "web"), ("nope", "ios"), ("acme", "x")])
 def test_show_secret_unknown_platform(platform, space_slug, kind):
-    before = LogEntry.objects.count()
+    before = AuditEvent.objects.count()
     fails("show-secret", space_slug, kind)
-    assert LogEntry.objects.count() == before
+    assert AuditEvent.objects.count() == before
 
 
 # ----------------------------------------------------------------- rotate-secret
@@ -180,7 +181,7 @@ def test_rotate_with_default_grace(platform):
     assert verifies(platform, new)
     assert verifies(platform, old)
     assert services.sign_for("acme", "ios", "u") == signing.sign(new, "u")
-    assert "Rotated" in entries_for(platform).last().change_message
+    assert "Rotated" in audit_events_for(platform).last().message
 
 
 @pytest.mark.parametrize(
@@ -260,7 +261,7 @@ def test_enforce_force_without_reason_records_a_default(platform):
     run("enforce", "acme", "ios", "on", "--force")
     platform.refresh_from_db()
     assert platform.enforced
-    assert "override reason" in entries_for(platform).last().change_message
+    assert "override reason" in audit_events_for(platform).last().message
 
 
 def test_enforce_force_with_reason_records_it(platform):
@@ -268,9 +269,33 @@ def test_enforce_force_with_reason_records_it(platform):
     run("enforce", "acme", "ios", "on", "--force", "--reason", "beta users only")
     platform.refresh_from_db()
     assert platform.enforced
-    message = entries_for(platform).last().change_message
+    message = audit_events_for(platform).last().message
     assert "override reason: beta users only" in message
     assert "10.00%" in message
+
+
+def test_enforce_records_the_reason_verbatim_with_the_clis_name_and_door(platform):
+    reason = 'hotfix for [OPS-12]; "now"'
+    run("enforce", "acme", "ios", "on", "--force", "--reason", reason)
+    change = services.last_enforcement_changes([platform.pk])[platform.pk]
+    assert (change.enabled, change.override_reason, change.who) == (
+        True,
+        reason,
+        "trusted-identity-cli",
+    )
+    assert (change.door, change.user) == ("cli", None)
+    assert change.channel.startswith("command line")
+
+
+def test_the_cli_writes_no_row_into_the_user_table(platform):
+    users = get_user_model().objects.count()
+    run("show-secret", "acme", "ios")
+    run("rotate-secret", "acme", "ios")
+    run("enforce", "acme", "ios", "on", "--force", "--reason", "r")
+    run("signature-form", "acme", "ios", "either")
+    assert get_user_model().objects.count() == users
+    actions = list(audit_events_for(platform).values_list("actor_id", "actor_name", "door"))
+    assert actions == [(None, "trusted-identity-cli", "cli")] * 4
 
 
 def test_enforce_bad_state(platform):

@@ -16,7 +16,7 @@ from trusted_identity.models import (
 
 from . import hardening
 from .factories import PlatformFactory, SpaceFactory, UserFactory
-from .test_cli import entries_for, fails, run, secret_of, value_of, verifies  # noqa: F401
+from .test_cli import audit_events_for, fails, run, secret_of, value_of, verifies  # noqa: F401
 
 # ------------------------------------------------------------------ grant, revoke
 
@@ -35,7 +35,7 @@ def test_grant_makes_staff_with_the_role(space):
     run("grant", "acme", "bob", "--role", "admin")
     assert SpaceMembership.objects.get(space=space, user=bob).role == "admin"
     assert services.can(bob, "rotate", space)
-    assert "Granted bob the admin role" in entries_for(space).last().change_message
+    assert "Granted bob the admin role" in audit_events_for(space).last().message
 
 
 def test_grant_unknown_user(space):
@@ -97,17 +97,27 @@ def test_revoke_or_demote_the_last_owner_is_refused(space):
 
 def test_actor_is_named_in_the_audit(platform, superuser):
     run("--actor", "root", "show-secret", "acme", "ios")
-    entry = entries_for(platform).last()
-    assert entry.user == superuser
-    assert "Revealed" in entry.change_message
+    entry = audit_events_for(platform).last()
+    assert entry.actor == superuser
+    assert "Revealed" in entry.message
 
 
-def test_default_actor_is_an_inactive_cli_account(platform):
+def test_default_actor_is_the_cli_with_no_user_row(platform):
     run("show-secret", "acme", "ios")
-    user = entries_for(platform).last().user
-    assert user.get_username() == "trusted-identity-cli"
-    assert not user.is_active
-    assert not user.has_usable_password()
+    event = audit_events_for(platform).last()
+    assert (event.actor, event.actor_name, event.door) == (None, "trusted-identity-cli", "cli")
+    assert not get_user_model().objects.filter(username="trusted-identity-cli").exists()
+
+
+def test_an_existing_cli_account_is_left_alone(platform, settings):
+    """Sites that ran the CLI before kept its user row: it is neither used nor deleted."""
+    old = UserFactory(username="trusted-identity-cli", is_active=False)
+    run("show-secret", "acme", "ios")
+    assert audit_events_for(platform).last().actor is None
+    assert get_user_model().objects.filter(pk=old.pk).exists()
+    settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, "CLI_ACTOR_USERNAME": "ops-cli"}
+    run("show-secret", "acme", "ios")
+    assert audit_events_for(platform).last().actor_name == "ops-cli"
 
 
 def test_unknown_actor(platform):
@@ -157,9 +167,9 @@ def test_a_named_actor_may_do_what_their_role_allows(platform, space):
     ada = _member(space, "ada", "admin")
     out, _ = run("--actor", "ada", "show-secret", "acme", "ios")
     assert value_of(out).startswith("tis_ios_")
-    assert entries_for(platform).last().user == ada
+    assert audit_events_for(platform).last().actor == ada
     run("--actor", "ada", "rotate-secret", "acme", "ios", "--grace", "1h")
-    assert entries_for(platform).last().user == ada
+    assert audit_events_for(platform).last().actor == ada
     signed = value_of(run("--actor", "ada", "sign", "acme", "ios", "7")[0])
     assert signed == signing.sign(secret_of(platform), "7")
     # An admin doesn't manage members; an owner does.
@@ -167,7 +177,7 @@ def test_a_named_actor_may_do_what_their_role_allows(platform, space):
     fails("--actor", "ada", "grant", "acme", "bob", "--role", "viewer", match="ada may not")
     _member(space, "olga", "owner")
     run("--actor", "olga", "grant", "acme", "bob", "--role", "viewer")
-    assert entries_for(space).last().user.get_username() == "olga"
+    assert audit_events_for(space).last().actor_name == "olga"
 
 
 def test_a_named_actor_sees_only_their_spaces_in_status(platform, space):
@@ -192,23 +202,23 @@ def test_an_inactive_actor_is_refused_even_as_owner(platform, space):
 
 def test_naming_the_clis_own_account_is_the_default(platform):
     run("--actor", "trusted-identity-cli", "show-secret", "acme", "ios")
-    assert entries_for(platform).last().user.get_username() == "trusted-identity-cli"
+    assert audit_events_for(platform).last().actor_name == "trusted-identity-cli"
 
 
 def test_sign_is_audited_without_the_signature(platform, superuser):
-    before = entries_for(platform).count()
+    before = audit_events_for(platform).count()
     signed = value_of(run("sign", "acme", "ios", "--", "user-42")[0])
     signed_as_root = value_of(run("--actor", "root", "sign", "acme", "ios", "Zoë")[0])
-    entries = list(entries_for(platform))[before:]
+    entries = list(audit_events_for(platform))[before:]
     assert len(entries) == 2
-    assert entries[0].user.get_username() == "trusted-identity-cli"
-    assert entries[1].user == superuser
-    assert "'user-42'" in entries[0].change_message and "'Zoë'" in entries[1].change_message
-    assert "command line" in entries[0].change_message
+    assert entries[0].actor_name == "trusted-identity-cli"
+    assert entries[1].actor == superuser
+    assert "'user-42'" in entries[0].message and "'Zoë'" in entries[1].message
+    assert entries[0].detail.startswith("command line")
     for entry in entries:
         assert entry.object_repr == "acme/ios"
         for text in (signed, signed_as_root, secret_of(platform)):
-            assert text not in entry.change_message and text not in entry.object_repr
+            assert text not in entry.message and text not in entry.object_repr
     assert not any(
         text in record for record in hardening.LOG.texts for text in (signed, signed_as_root)
     )

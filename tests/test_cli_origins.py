@@ -8,7 +8,7 @@ from trusted_identity import services
 from trusted_identity.models import Role, SpaceMembership
 
 from .factories import PlatformFactory
-from .test_cli import cli_env, entries_for, fails, manage, run  # noqa: F401  (cli_env: a fixture)
+from .test_cli import audit_events_for, cli_env, fails, manage, run  # noqa: F401  (cli_env: a fixture)
 
 
 @pytest.fixture
@@ -22,18 +22,18 @@ def test_allow_origin_normalises_audits_and_applies_at_once(web):
     assert "acme/web now allows https://app.example.com" in err
     assert services.allowed_origins(web) == ["https://app.example.com"]
     assert services.lookup_platform(web.api_key).origins == {"https://app.example.com"}
-    entry = entries_for(web).last()
-    assert entry.get_change_message().startswith("Allowed the origin https://app.example.com")
-    assert entry.user.get_username() == "trusted-identity-cli"
+    entry = audit_events_for(web).last()
+    assert entry.message.startswith("Allowed the origin https://app.example.com")
+    assert entry.actor_name == "trusted-identity-cli"
 
 
 def test_allow_origin_twice_changes_nothing(web):
     run("allow-origin", "acme", "web", "https://app.example.com")
-    before = entries_for(web).count()
+    before = audit_events_for(web).count()
     out, err = run("allow-origin", "acme", "web", "https://app.example.com")
     assert out == ""
     assert "already allowed" in err
-    assert entries_for(web).count() == before
+    assert audit_events_for(web).count() == before
 
 
 def test_deny_origin(web):
@@ -45,10 +45,9 @@ def test_deny_origin(web):
     assert services.allowed_origins(web) == ["https://b.example"]
     assert services.lookup_platform(web.api_key).origins == {"https://b.example"}
     assert (
-        entries_for(web)
+        audit_events_for(web)
         .last()
-        .get_change_message()
-        .startswith("Removed the allowed origin https://a.example")
+        .message.startswith("Removed the allowed origin https://a.example")
     )
 
 
@@ -58,7 +57,7 @@ def test_the_actor_option_names_the_user_who_must_hold_a_role(web):
         run("--actor", "ops", "allow-origin", "acme", "web", "https://a.example")
     SpaceMembership.objects.create(space=web.space, user=ops, role=Role.ADMIN)
     run("--actor", "ops", "allow-origin", "acme", "web", "https://a.example")
-    assert entries_for(web).last().user.get_username() == "ops"
+    assert audit_events_for(web).last().actor_name == "ops"
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from trusted_identity.models import PlatformSecret, Role
 from trusted_identity.signing import sign
 
 from .factories import MembershipFactory, PlatformFactory, UserFactory
-from .services.helpers import _logs
+from .services.helpers import _audit_events
 from .test_cli import fails, run, value_of
 
 USER_ID = "user-42"
@@ -133,9 +133,9 @@ def test_a_form_the_platform_refuses_still_names_the_secret(ios):
 def test_every_test_is_audited_with_the_user_id_never_the_signature(ios):
     signed = sign(secret_of(ios), USER_ID)
     verdict(USER_ID, signed)
-    entry = _logs(ios).last()
-    assert USER_ID in entry.change_message and "valid-current" in entry.change_message
-    assert signed not in entry.change_message
+    entry = _audit_events(ios).last()
+    assert USER_ID in entry.message and "valid-current" in entry.message
+    assert signed not in entry.message
 
 
 @pytest.mark.parametrize(
@@ -152,7 +152,7 @@ def test_every_test_is_audited_with_the_user_id_never_the_signature(ios):
 )
 def test_bad_input_fails_on_one_line(ios, args, message):
     fails("test-signature", *args, match=message)
-    assert not _logs(ios).filter(change_message__startswith="Tested").exists()
+    assert not _audit_events(ios).filter(message__startswith="Tested").exists()
 
 
 def test_actor_needs_the_reveal_role(ios, space):
@@ -165,7 +165,7 @@ def test_actor_needs_the_reveal_role(ios, space):
     MembershipFactory(space=space, user=ada, role=Role.ADMIN)
     out, _ = run("--actor", "ada", "test-signature", "acme", "ios", USER_ID, "0" * 64)
     assert value_of(out) == "no-match"
-    assert _logs(ios).last().user == ada
+    assert _audit_events(ios).last().actor == ada
 
 
 def test_rate_limited_per_actor(ios, settings):

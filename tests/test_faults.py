@@ -91,7 +91,7 @@ ROTATION_STATEMENTS = {
     "drop-expired": r'^DELETE FROM "trusted_identity_platformsecret"',
     "retire-current": r'^UPDATE "trusted_identity_platformsecret"',
     "insert-new": r'^INSERT INTO "trusted_identity_platformsecret"',
-    "audit-entry": r'^INSERT INTO "django_admin_log"',
+    "audit-entry": r'^INSERT INTO "trusted_identity_auditevent"',  # every actor writes one
 }
 
 
@@ -175,9 +175,13 @@ def test_add_platform_failing_midway_leaves_no_platform_without_a_secret(enforce
     assert current_secret(platform).startswith("tis_ios_")
 
 
-def test_enforcement_change_failing_midway_changes_nothing(client, enforced):
+@pytest.mark.parametrize(
+    "statement",
+    [ROTATION_STATEMENTS["audit-entry"], r'^INSERT INTO "trusted_identity_policychange"'],
+)
+def test_enforcement_change_failing_midway_changes_nothing(client, enforced, statement):
     signed = signing.sign(current_secret(enforced), USER)
-    with failing_sql(ROTATION_STATEMENTS["audit-entry"]), pytest.raises(DatabaseError):
+    with failing_sql(statement), pytest.raises(DatabaseError):
         services.set_enforcement(enforced, False, services.get_cli_actor())
     enforced.refresh_from_db()
     assert enforced.enforced is True

@@ -33,7 +33,15 @@ from django.urls import reverse
 
 from trusted_identity import runtime, services, signing
 from trusted_identity.keyring import get_key_ring
-from trusted_identity.models import OutcomeCount, Platform, PlatformSecret, Role, Space
+from trusted_identity.models import (
+    AuditEvent,
+    OutcomeCount,
+    Platform,
+    PlatformSecret,
+    PolicyChange,
+    Role,
+    Space,
+)
 from trusted_identity.signing import SecretStr
 
 from . import hardening
@@ -310,10 +318,18 @@ def test_audit_entries_hold_no_secret(client, world, superuser):
         call_command("trusted_identity", *args, stdout=out, stderr=StringIO())
     secrets = every_secret() + [line for line in out.getvalue().split() if line.startswith("tis_")]
     entries = list(LogEntry.objects.all())
-    assert len(entries) >= 10
+    assert len(entries) >= 5  # the admin's; the CLI's own actor has no user for one
     for entry in entries:
         text = f"{entry.change_message} {entry.object_repr} {entry.get_change_message()}"
         assert_no_secret(text, secrets, "an audit entry")
+    events = list(AuditEvent.objects.all())
+    assert len(events) >= 12  # the admin's and the CLI's
+    for event in events:
+        text = f"{event.message} {event.object_repr} {event.detail}"
+        assert_no_secret(text, secrets, "an audit event")
+    for change in PolicyChange.objects.all():
+        text = f"{change.old_value} {change.new_value} {change.override_reason} {change.detail}"
+        assert_no_secret(text, secrets, "a policy change")
 
 
 def test_serialized_data_holds_ciphertexts_only(world):

@@ -81,3 +81,90 @@ def test_the_counts_move_to_their_natural_key_and_back():
         assert set(back) == {("valid", 41), ("missing", 1)}
     finally:
         _migrate(_latest())
+
+
+RECORDS = [(APP, "0008_policy_records")]
+HISTORY = [(APP, "0009_enforcement_history_from_log")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_old_enforcement_log_entries_become_policy_changes_and_back():
+    from django.contrib.admin.models import CHANGE, LogEntry
+    from django.contrib.contenttypes.models import ContentType
+
+    from .factories import UserFactory
+
+    try:
+        apps = _migrate(RECORDS)
+        Space = apps.get_model(APP, "Space")
+        Platform = apps.get_model(APP, "Platform")
+        space = Space.objects.create(slug="old", name="Old")
+        ios = Platform.objects.create(space=space, kind="ios", api_key="tik_old_ios")
+        web = Platform.objects.create(space=space, kind="web", api_key="tik_old_web")
+        platform_type = ContentType.objects.get_or_create(app_label=APP, model="platform")[0]
+        alice = UserFactory(username="alice")
+        cli = UserFactory(username="trusted-identity-cli", is_active=False)
+
+        def log(user, object_id, message):
+            LogEntry.objects.create(
+                user=user,
+                content_type=platform_type,
+                object_id=str(object_id),
+                object_repr="old/x",
+                action_flag=CHANGE,
+                change_message=message,
+            )
+
+        log(alice, ios.pk, "Turned enforcement on.")
+        log(alice, ios.pk, "Rotated the secret; previous secret grace: 1 day.")  # not copied
+        log(
+            cli,
+            ios.pk,
+            "Turned enforcement on below the readiness threshold (12.50% valid); "
+            "override reason: launch; day 2 [command line, OS user ops]",
+        )
+        log(cli, web.pk, "Turned enforcement off. [command line]")
+        log(
+            alice,
+            web.pk,
+            "Turned enforcement on without enough starts to tell (7 identified users); "
+            "override reason: hotfix for [OPS-12]",
+        )
+        log(alice, 999999, "Turned enforcement on.")  # a platform since deleted: skipped
+
+        apps = _migrate(HISTORY)
+        Change = apps.get_model(APP, "PolicyChange")
+        rows = list(
+            Change.objects.order_by("pk").values_list(
+                "platform_id", "new_value", "actor_name", "door", "detail", "override_reason"
+            )
+        )
+        assert rows == [
+            (ios.pk, "on", "alice", "admin", "", ""),
+            (
+                ios.pk,
+                "on",
+                "trusted-identity-cli",
+                "cli",
+                "command line, OS user ops",
+                "launch; day 2",
+            ),
+            (web.pk, "off", "trusted-identity-cli", "cli", "command line", ""),
+            # The old prose was ambiguous: the reason lost its bracketed end (documented).
+            (web.pk, "on", "alice", "admin", "OPS-12", "hotfix for"),
+        ]
+        overridden = Change.objects.filter(overridden=True).order_by("pk")
+        assert [(c.readiness, c.readiness_count, c.readiness_share) for c in overridden] == [
+            ("not_ready", None, 0.125),
+            ("not_enough_starts", 7, None),
+        ]
+        assert all(Change.objects.values_list("imported_from_log", flat=True))
+        recorded = Change.objects.create(
+            platform_id=ios.pk, setting="enforcement", new_value="off", actor_name="x", door="cli"
+        )
+
+        apps = _migrate(RECORDS)
+        left = apps.get_model(APP, "PolicyChange").objects.values_list("pk", flat=True)
+        assert list(left) == [recorded.pk]  # only the copies are taken back
+    finally:
+        _migrate(_latest())

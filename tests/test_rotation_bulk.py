@@ -4,12 +4,11 @@ import threading
 from datetime import timedelta
 
 import pytest
-from django.contrib.admin.models import LogEntry
 from django.db import connection
 
 from trusted_identity import services
 from trusted_identity.exceptions import PermissionDenied
-from trusted_identity.models import Platform, PlatformSecret, Role
+from trusted_identity.models import AuditEvent, Platform, PlatformSecret, Role
 from trusted_identity.signing import sign
 
 from .factories import MembershipFactory, PlatformFactory, SpaceFactory, UserFactory
@@ -30,8 +29,8 @@ def test_bulk_rotation_rotates_every_platform_and_audits_each(cli_actor):
         snapshot = services.lookup_platform(platform.api_key)
         assert services.verify_user_id(snapshot, "u", sign(before[platform.pk], "u"))  # in grace
         assert services.reveal_secret(platform, cli_actor) != before[platform.pk]
-        messages = LogEntry.objects.filter(object_id=str(platform.pk)).values_list(
-            "change_message", flat=True
+        messages = AuditEvent.objects.filter(platform=platform, action="change").values_list(
+            "message", flat=True
         )
         assert any("Rotated the secret" in m and "1 hour" in m for m in messages)
 

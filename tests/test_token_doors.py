@@ -16,8 +16,8 @@ from trusted_identity.models import Platform
 from trusted_identity.services import verification
 
 from .factories import PASSWORD, PlatformFactory, SpaceFactory, UserFactory
+from .test_cli import audit_events_for, fails, manage, run, value_of
 from .test_cli import cli_env as cli_env
-from .test_cli import entries_for, fails, manage, run, value_of
 from .test_http import SIGN, assert_error, assert_json, secret_of, start
 
 JWT = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{43}$")
@@ -195,11 +195,9 @@ def test_signature_form_cli_audited(platform):
     platform.refresh_from_db()
     assert (platform.signature_form, platform.token_max_age) == ("either", 7200)
     assert (
-        entries_for(platform)
+        audit_events_for(platform)
         .last()
-        .change_message.startswith(
-            "Signature form: plain -> either. Maximum token age: 1 day -> 2 hours."
-        )
+        .message.startswith("Signature form: plain -> either. Maximum token age: 1 day -> 2 hours.")
     )
 
 
@@ -209,7 +207,7 @@ def test_signature_form_token_follows_the_readiness_rule(platform):
     assert Platform.objects.get(pk=platform.pk).signature_form == "plain"
     run("signature-form", "acme", "ios", "token", "--force", "--reason", "all clients on v3")
     assert Platform.objects.get(pk=platform.pk).signature_form == "token"
-    assert "override reason: all clients on v3" in entries_for(platform).last().change_message
+    assert "override reason: all clients on v3" in audit_events_for(platform).last().message
 
 
 @pytest.mark.parametrize(
@@ -241,7 +239,7 @@ def test_sign_token_cli(platform, monkeypatch):
     out, err = run("sign", "acme", "ios", "42", "--token", "--ttl", "30m")
     token = value_of(out)
     assert JWT.match(token)
-    entry = entries_for(platform).last().change_message
+    entry = audit_events_for(platform).last().message
     assert "Signed user id '42'" in entry and "as a token valid until" in entry
     assert token not in entry
     claims = jwt.decode(

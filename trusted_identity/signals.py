@@ -1,6 +1,7 @@
 """Signals the app sends, for sites to connect their own receivers to.
 
-Sent by the service layer after the operation's transaction has committed:
+Sent by the service layer after the operation's transaction has committed. ``user``
+is None when the command line's own actor acted (it has no user row):
 
 - ``secret_revealed(platform, user)``
 - ``secret_rotated(platform, user, grace)``

@@ -2,13 +2,12 @@
 
 import base64
 
-from django.contrib.admin.models import LogEntry
-from django.contrib.contenttypes.models import ContentType
 from django.db.models import Sum
 
 from trusted_identity import services
 from trusted_identity.crypto import key_id_for
 from trusted_identity.models import (
+    AuditEvent,
     OutcomeCount,
     PlatformSecret,
 )
@@ -40,10 +39,11 @@ def _counts(platform):
     return {row["outcome"]: row["total"] for row in rows}
 
 
-def _logs(obj):
-    return LogEntry.objects.filter(
-        content_type=ContentType.objects.get_for_model(obj), object_id=str(obj.pk)
-    ).order_by("pk")
+def _audit_events(obj):
+    """The object's audit trail (written for every actor, the CLI's own included)."""
+    return AuditEvent.objects.filter(object_label=obj._meta.label, object_id=str(obj.pk)).order_by(
+        "pk"
+    )
 
 
 def _current_rows(platform):

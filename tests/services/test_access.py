@@ -23,7 +23,7 @@ from ..factories import (
     SpaceFactory,
     UserFactory,
 )
-from .helpers import _logs, _secret
+from .helpers import _audit_events, _secret
 
 OPERATIONS = {
     "reveal": lambda platform, actor: services.reveal_secret(platform, actor),
@@ -38,7 +38,7 @@ def _state(platform):
     return (
         list(PlatformSecret.objects.filter(platform=platform).values_list("pk", "ciphertext")),
         Platform.objects.get(pk=platform.pk).enforced,
-        _logs(platform).count(),
+        _audit_events(platform).count(),
     )
 
 
@@ -61,7 +61,7 @@ def test_owner_and_admin_may_reveal_rotate_and_enforce(platform, cli_actor, role
     assert _secret(platform, cli_actor) == new
     services.set_enforcement(platform, True, actor, force=True, reason="test")
     assert Platform.objects.get(pk=platform.pk).enforced
-    assert _logs(platform).filter(user=user).count() == 3
+    assert _audit_events(platform).filter(actor=user).count() == 3
 
 
 def _viewer(space):

@@ -1,4 +1,7 @@
-"""Every reveal, rotation and toggle is audited, without the secret.
+"""Every reveal, rotation and toggle is audited, without the secret, whoever did it:
+an ``AuditEvent`` row always, a ``LogEntry`` in the admin's history when the actor is a
+user, and a ``PolicyChange`` record for a gated setting, read back by
+``last_policy_changes``.
 
 Against a real database: no mock of our own code. Cache invalidation runs on
 commit; tests run inside a transaction that never commits, so writes whose effect
@@ -9,46 +12,112 @@ the on-commit callbacks as a real commit would.
 from datetime import timedelta
 
 from django.contrib.admin.models import LogEntry
-from django.contrib.contenttypes.models import ContentType
+from django.contrib.auth import get_user_model
 
 from trusted_identity import services
-from trusted_identity.models import (
-    Platform,
-)
+from trusted_identity.models import AuditEvent, PolicyChange, PolicySetting, Role
+from trusted_identity.services.audit import last_policy_changes
+
+from ..factories import MembershipFactory, PlatformFactory, UserFactory
 
 
 def test_reveal_rotate_and_toggle_are_audited_without_the_secret(platform, cli_actor, caplog):
     caplog.set_level("DEBUG")
     seen = []
-    platform_type = ContentType.objects.get_for_model(Platform)
 
-    def _one_new_entry(before, word):
-        entries = list(LogEntry.objects.filter(pk__gt=before))
-        assert len(entries) == 1
-        entry = entries[0]
-        assert entry.content_type_id == platform_type.pk
-        assert entry.object_id == str(platform.pk)
-        assert entry.user_id == cli_actor.user.pk
-        assert word in entry.change_message.lower()
-        return entry.pk
+    def _one_new_event(before, action, word):
+        events = list(AuditEvent.objects.filter(pk__gt=before))
+        assert len(events) == 1
+        event = events[0]
+        assert (event.space_id, event.platform_id) == (platform.space_id, platform.pk)
+        assert (event.object_label, event.object_id) == (
+            "trusted_identity.Platform",
+            str(platform.pk),
+        )
+        assert (event.actor, event.actor_name, event.door) == (None, "trusted-identity-cli", "cli")
+        assert event.detail == "command line"
+        assert event.action == action
+        assert word in event.message.lower()
+        return event.pk
 
-    last = LogEntry.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+    last = AuditEvent.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
     seen.append(services.reveal_secret(platform, cli_actor))
-    last = _one_new_entry(last, "reveal")
+    last = _one_new_event(last, "change", "reveal")
     seen.append(services.rotate_secret(platform, cli_actor))
-    last = _one_new_entry(last, "rotate")
+    last = _one_new_event(last, "change", "rotate")
     seen.append(services.rotate_secret(platform, cli_actor, grace=timedelta(0)))
-    last = _one_new_entry(last, "rotate")
+    last = _one_new_event(last, "change", "rotate")
     services.set_enforcement(platform, True, cli_actor, force=True, reason="test")
-    last = _one_new_entry(last, "on")
+    last = _one_new_event(last, "enforcement", "on")
     services.set_enforcement(platform, False, cli_actor)
-    last = _one_new_entry(last, "off")
+    last = _one_new_event(last, "enforcement", "off")
     seen.append(services.reveal_secret(platform, cli_actor))
-    _one_new_entry(last, "reveal")
+    _one_new_event(last, "change", "reveal")
 
-    entries = list(LogEntry.objects.values_list("object_repr", "change_message"))
-    text = repr(entries) + caplog.text
+    assert not LogEntry.objects.exists()  # the CLI's own actor has no user for one
+    events = list(AuditEvent.objects.values_list("object_repr", "message"))
+    text = repr(events) + caplog.text
     assert "Revealed" in caplog.text  # the audit log line was written
+    assert "by trusted-identity-cli" in caplog.text
     for secret in seen:
         assert secret not in text
         assert secret[len("tis_ios_") :] not in text
+
+
+def test_an_admin_user_gets_the_event_and_the_log_entry(platform):
+    owner = UserFactory(username="olive")
+    MembershipFactory(space=platform.space, user=owner, role=Role.OWNER)
+    services.reveal_secret(platform, services.Actor.admin(owner))
+    event = AuditEvent.objects.get()
+    assert (event.actor, event.actor_name, event.door, event.detail) == (
+        owner,
+        "olive",
+        "admin",
+        "",
+    )
+    entry = LogEntry.objects.get()
+    assert (entry.user, entry.object_id) == (owner, str(platform.pk))
+    assert entry.change_message == event.message == "Revealed the current secret."
+
+
+def test_the_cli_writes_no_user_row(platform):
+    users = get_user_model().objects.count()
+    actor = services.get_cli_actor(os_user="deploy")
+    assert (actor.user, actor.display_name, actor.trusted) == (None, "trusted-identity-cli", True)
+    services.reveal_secret(platform, actor)
+    services.rotate_secret(platform, actor)
+    services.set_enforcement(platform, True, actor, force=True, reason="r")
+    services.set_signature_form(platform, "either", actor)
+    assert get_user_model().objects.count() == users
+    assert AuditEvent.objects.filter(detail="command line, OS user deploy").count() == 4
+
+
+def test_a_deleted_user_keeps_their_name_in_the_records(platform):
+    owner = UserFactory(username="leaver")
+    MembershipFactory(space=platform.space, user=owner, role=Role.OWNER)
+    services.set_enforcement(platform, True, services.Actor.admin(owner), force=True, reason="r")
+    owner.delete()
+    event = AuditEvent.objects.get()
+    change = PolicyChange.objects.get()
+    assert (event.actor, event.actor_name) == (None, "leaver")
+    assert (change.actor, change.actor_name, change.door) == (None, "leaver", "admin")
+    assert services.last_enforcement_changes([platform.pk])[platform.pk].who == "leaver"
+
+
+def test_latest_policy_change_per_platform_and_setting(
+    space, platform, cli_actor, django_assert_num_queries
+):
+    web = PlatformFactory(space=space, kind="web")
+    services.set_enforcement(platform, True, cli_actor, force=True, reason="first")
+    services.set_enforcement(platform, False, cli_actor)
+    services.set_enforcement(web, True, cli_actor, force=True, reason="web's own")
+    services.set_signature_form(platform, "either", cli_actor)
+    ids = [platform.pk, web.pk]
+    with django_assert_num_queries(1):
+        latest = last_policy_changes(ids, [PolicySetting.ENFORCEMENT])
+    assert (latest[platform.pk].new_value, latest[platform.pk].override_reason) == ("off", "")
+    assert (latest[web.pk].new_value, latest[web.pk].override_reason) == ("on", "web's own")
+    forms = last_policy_changes(ids, [PolicySetting.SIGNATURE_FORM])
+    assert list(forms) == [platform.pk]
+    assert (forms[platform.pk].old_value, forms[platform.pk].new_value) == ("plain", "either")
+    assert last_policy_changes([], [PolicySetting.ENFORCEMENT]) == {}

@@ -16,15 +16,12 @@ from trusted_identity.exceptions import (
     InvalidRequest,
     SignatureRequired,
 )
-from trusted_identity.models import (
-    Platform,
-)
+from trusted_identity.models import Platform, PolicyChange, Role
 from trusted_identity.services import NotReady
+from trusted_identity.services.figures import NOT_ENOUGH_STARTS, READY
 
-from ..factories import (
-    OutcomeCountFactory,
-)
-from .helpers import USER_ID, _logs, _start
+from ..factories import MembershipFactory, OutcomeCountFactory, PlatformFactory, UserFactory
+from .helpers import USER_ID, _audit_events, _start
 
 
 def test_enforcement_refused_below_threshold(platform, cli_actor):
@@ -32,7 +29,7 @@ def test_enforcement_refused_below_threshold(platform, cli_actor):
     OutcomeCountFactory(platform=platform, outcome="invalid", count=1)
     OutcomeCountFactory(platform=platform, outcome="missing", count=1)
     OutcomeCountFactory(platform=platform, outcome="visitor", count=500)
-    logs_before = _logs(platform).count()
+    logs_before = _audit_events(platform).count()
     with pytest.raises(NotReady) as excinfo:
         services.set_enforcement(platform, True, cli_actor)
     figures = excinfo.value.figures
@@ -42,7 +39,7 @@ def test_enforcement_refused_below_threshold(platform, cli_actor):
     assert "98.00%" in excinfo.value.message
     platform.refresh_from_db()
     assert not platform.enforced
-    assert _logs(platform).count() == logs_before
+    assert _audit_events(platform).count() == logs_before
 
 
 @pytest.mark.parametrize("identified", [0, 1, 99])
@@ -64,7 +61,7 @@ def test_too_few_identified_starts_are_not_enough_to_tell(platform, cli_actor, i
     platform.refresh_from_db()
     assert platform.enforced
     assert platform.enforcement_changed_at is not None
-    entry = _logs(platform).last().change_message
+    entry = _audit_events(platform).last().message
     assert "without enough starts to tell" in entry and "launch day" in entry
 
 
@@ -112,10 +109,10 @@ def test_force_with_reason_turns_on_and_records_the_reason(platform, cli_actor):
     reason = "old app versions are being retired today"
     services.set_enforcement(platform, True, cli_actor, force=True, reason=reason)
     assert Platform.objects.get(pk=platform.pk).enforced
-    entry = _logs(platform).last()
-    assert reason in entry.change_message
-    assert "5.00%" in entry.change_message
-    assert entry.user_id == cli_actor.user.pk
+    entry = _audit_events(platform).last()
+    assert reason in entry.message
+    assert "5.00%" in entry.message
+    assert (entry.actor, entry.actor_name, entry.door) == (None, "trusted-identity-cli", "cli")
 
 
 def test_turning_enforcement_off(platform, cli_actor, commit):
@@ -126,11 +123,11 @@ def test_turning_enforcement_off(platform, cli_actor, commit):
         services.set_enforcement(platform, False, cli_actor)
     assert not Platform.objects.get(pk=platform.pk).enforced
     assert _start(platform, {"userId": USER_ID}).signature == "missing"
-    assert "off" in _logs(platform).last().change_message
+    assert "off" in _audit_events(platform).last().message
     # Turning it off again changes nothing and writes nothing.
-    logs = _logs(platform).count()
+    logs = _audit_events(platform).count()
     services.set_enforcement(platform, False, cli_actor)
-    assert _logs(platform).count() == logs
+    assert _audit_events(platform).count() == logs
 
 
 def test_turning_enforcement_on_reaches_a_warm_cache(platform, cli_actor, commit):
@@ -153,7 +150,7 @@ def test_the_refusal_counts_users_as_the_rule_does(platform, cli_actor):
     services.set_enforcement(platform, True, cli_actor, force=True, reason="launch day")
     assert (
         "without enough starts to tell (3 identified users)"
-        in _logs(platform).last().change_message
+        in _audit_events(platform).last().message
     )
 
 
@@ -163,3 +160,87 @@ def test_the_not_ready_share_is_of_users(platform, cli_actor):
     with pytest.raises(NotReady) as excinfo:
         services.set_enforcement(platform, True, cli_actor)
     assert "90.00% of 100 distinct identified users" in excinfo.value.message
+
+
+# ------------------------------------------------------------ the recorded change
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [
+        "hotfix for [OPS-12]",
+        "line one\nline two",
+        "a; b; override reason: c",
+        "\"quoted\" and 'single' [x] ]",
+        "Turned enforcement off. [command line]",
+        "émoji 🚀 <b>not html</b>",
+    ],
+)
+def test_the_override_reason_reads_back_verbatim(platform, cli_actor, reason):
+    services.set_enforcement(platform, True, cli_actor, force=True, reason=reason)
+    change = services.last_enforcement_changes([platform.pk])[platform.pk]
+    assert change.override_reason == reason
+    assert change.channel == "command line"
+    assert change.who == "trusted-identity-cli"
+
+
+def test_the_record_says_who_door_when_old_new_and_the_rules_figures(space, platform):
+    OutcomeCountFactory(platform=platform, outcome="valid", count=5, users=5)
+    OutcomeCountFactory(platform=platform, outcome="invalid", count=5, users=5)
+    owner = UserFactory(username="olive")
+    MembershipFactory(space=space, user=owner, role=Role.OWNER)
+    admin = services.Actor.admin(owner)
+    services.set_enforcement(platform, True, admin, force=True, reason="launch")
+    platform.refresh_from_db()
+    change = PolicyChange.objects.get(platform=platform)
+    assert (change.setting, change.old_value, change.new_value) == ("enforcement", "off", "on")
+    assert (change.actor, change.actor_name, change.door, change.detail) == (
+        owner,
+        "olive",
+        "admin",
+        "",
+    )
+    assert change.at == platform.enforcement_changed_at
+    assert (change.overridden, change.override_reason) == (True, "launch")
+    assert change.readiness == NOT_ENOUGH_STARTS
+    assert change.readiness_count == 10
+    assert change.readiness_share == pytest.approx(0.5)
+
+    services.set_enforcement(platform, False, admin)
+    off = PolicyChange.objects.filter(platform=platform).latest("pk")
+    assert (off.old_value, off.new_value, off.overridden, off.override_reason) == (
+        "on",
+        "off",
+        False,
+        "",
+    )
+    assert (off.readiness, off.readiness_count, off.readiness_share) == ("", None, None)
+    services.set_enforcement(platform, False, admin)  # nothing changed, nothing recorded
+    assert PolicyChange.objects.filter(platform=platform).count() == 2
+
+
+def test_a_ready_platform_records_the_figures_without_an_override(platform, cli_actor):
+    OutcomeCountFactory(platform=platform, outcome="valid", count=150, users=150)
+    services.set_enforcement(platform, True, cli_actor)
+    change = PolicyChange.objects.get(platform=platform)
+    assert (change.overridden, change.readiness, change.readiness_count) == (False, READY, 150)
+    assert change.readiness_share == pytest.approx(1.0)
+
+
+def test_a_refused_change_records_nothing(platform, cli_actor):
+    with pytest.raises(NotReady):
+        services.set_enforcement(platform, True, cli_actor)
+    assert not PolicyChange.objects.exists()
+
+
+def test_records_are_per_platform(space, platform, cli_actor):
+    web = PlatformFactory(space=space, kind="web")
+    services.set_enforcement(platform, True, cli_actor, force=True, reason="ios only")
+    changes = services.last_enforcement_changes([platform.pk, web.pk])
+    assert list(changes) == [platform.pk]
+    services.set_enforcement(web, True, cli_actor, force=True, reason="web now")
+    changes = services.last_enforcement_changes([platform.pk, web.pk])
+    assert (changes[platform.pk].override_reason, changes[web.pk].override_reason) == (
+        "ios only",
+        "web now",
+    )

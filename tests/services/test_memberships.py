@@ -31,7 +31,7 @@ from ..factories import (
     SuperuserFactory,
     UserFactory,
 )
-from .helpers import _logs
+from .helpers import _audit_events
 
 
 def test_grant_regrant_and_revoke(platform, cli_actor):
@@ -53,7 +53,7 @@ def test_grant_regrant_and_revoke(platform, cli_actor):
     assert not SpaceMembership.objects.filter(user=user).exists()
     with pytest.raises(PermissionDenied):
         services.reveal_secret(platform, actor)
-    messages = " ".join(_logs(platform.space).values_list("change_message", flat=True))
+    messages = " ".join(_audit_events(platform.space).values_list("message", flat=True))
     assert "Granted dana the viewer role" in messages and "Revoked dana" in messages
 
 
@@ -88,7 +88,7 @@ def _staff(username):
 
 
 def _messages(obj):
-    return " ".join(_logs(obj).values_list("change_message", flat=True))
+    return " ".join(_audit_events(obj).values_list("message", flat=True))
 
 
 def test_grant_says_when_it_makes_staff_and_the_last_revoke_takes_it_back(space, cli_actor):
@@ -142,7 +142,7 @@ def test_the_last_owner_can_not_be_removed_or_demoted(space, cli_actor, superuse
     UserFactory(username="olga")
     UserFactory(username="oscar")
     services.grant(space, "olga", Role.OWNER, cli_actor)
-    entries = _logs(space).count()
+    entries = _audit_events(space).count()
     for attempt in (
         lambda: services.revoke(space, "olga", cli_actor),
         lambda: services.grant(space, "olga", Role.ADMIN, cli_actor),
@@ -153,7 +153,7 @@ def test_the_last_owner_can_not_be_removed_or_demoted(space, cli_actor, superuse
             attempt()
         assert "last owner" in info.value.message and "olga" in info.value.message
     assert SpaceMembership.objects.get(space=space, user__username="olga").role == Role.OWNER
-    assert _logs(space).count() == entries  # refusals change nothing, audit nothing
+    assert _audit_events(space).count() == entries  # refusals change nothing, audit nothing
 
     # Re-granting owner to the last owner is no demotion.
     services.grant(space, "olga", Role.OWNER, cli_actor)

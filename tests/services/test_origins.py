@@ -1,11 +1,10 @@
 """services.origins: the CORS allow-list of web platforms (CONTRACT section 7)."""
 
 import pytest
-from django.contrib.admin.models import LogEntry
 
 from trusted_identity import services
 from trusted_identity.exceptions import InvalidRequest, PermissionDenied
-from trusted_identity.models import AllowedOrigin, Role
+from trusted_identity.models import AllowedOrigin, AuditEvent, Role
 from trusted_identity.services import lookup, origins
 
 from ..factories import MembershipFactory, PlatformFactory, SpaceFactory, UserFactory
@@ -98,19 +97,17 @@ def test_allow_and_deny_audit_bump_the_generation_and_reach_the_snapshot(
     assert lookup.read_generation() == before + 1
     assert services.lookup_platform(web.api_key).origins == {"https://app.example.com"}
     assert services.allowed_origins(web) == ["https://app.example.com"]
-    entry = LogEntry.objects.filter(object_id=str(web.pk)).latest("pk")
-    assert entry.get_change_message().startswith(
-        "Allowed the origin https://app.example.com (CORS)."
-    )
-    assert entry.user == cli_actor.user
+    entry = AuditEvent.objects.filter(platform=web).latest("pk")
+    assert entry.message == "Allowed the origin https://app.example.com (CORS)."
+    assert (entry.actor, entry.actor_name) == (None, "trusted-identity-cli")
 
     # Allowing it again changes nothing: no audit entry, no generation bump.
-    entries = LogEntry.objects.count()
+    entries = AuditEvent.objects.count()
     assert services.allow_origin(web, "https://app.example.com/", cli_actor) == (
         "https://app.example.com",
         False,
     )
-    assert LogEntry.objects.count() == entries
+    assert AuditEvent.objects.count() == entries
     assert lookup.read_generation() == before + 1
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -119,10 +116,8 @@ def test_allow_and_deny_audit_bump_the_generation_and_reach_the_snapshot(
         )
     assert lookup.read_generation() == before + 2
     assert services.lookup_platform(web.api_key).origins == frozenset()
-    entry = LogEntry.objects.filter(object_id=str(web.pk)).latest("pk")
-    assert entry.get_change_message().startswith(
-        "Removed the allowed origin https://app.example.com (CORS)."
-    )
+    entry = AuditEvent.objects.filter(platform=web).latest("pk")
+    assert entry.message == "Removed the allowed origin https://app.example.com (CORS)."
 
 
 def test_denying_an_origin_not_listed_says_what_is_listed(web, cli_actor):

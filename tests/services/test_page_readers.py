@@ -22,6 +22,7 @@ def test_last_enforcement_change_says_who_when_and_the_override_reason(space, pl
     assert web.pk not in changes  # never changed
     change = changes[platform.pk]
     assert change.enabled and change.user == user and change.channel == ""
+    assert (change.who, change.door) == ("alice", "admin")
     assert change.override_reason == "launch; 2.0 [beta] is out"
     assert change.overridden.startswith("without enough starts to tell")
     assert timezone.now() - change.at < timedelta(minutes=1)
@@ -30,6 +31,7 @@ def test_last_enforcement_change_says_who_when_and_the_override_reason(space, pl
     change = services.last_enforcement_changes([platform.pk])[platform.pk]
     assert not change.enabled and change.override_reason == ""
     assert change.channel.startswith("command line")
+    assert (change.who, change.door, change.user) == ("trusted-identity-cli", "cli", None)
     assert services.last_enforcement_changes([]) == {}
 
 

@@ -18,14 +18,14 @@ from trusted_identity.exceptions import (
     PermissionDenied,
     SignatureInvalid,
 )
-from trusted_identity.models import Platform, Role
+from trusted_identity.models import Platform, PolicyChange, Role
 from trusted_identity.services import TokenNotReady, verification
 from trusted_identity.services.figures import NOT_ENOUGH_STARTS, NOT_READY, READY
 from trusted_identity.services.lookup import read_generation
 from trusted_identity.signing import HmacKey, sign
 
 from ..factories import MembershipFactory, UserFactory
-from .helpers import USER_ID, _counts, _logs, _secret, _start
+from .helpers import USER_ID, _audit_events, _counts, _secret, _start
 
 NOW = 1_800_000_000
 
@@ -65,7 +65,7 @@ def test_either_is_audited_and_reaches_a_warm_cache_at_once(platform, cli_actor,
         services.set_signature_form(platform, "either", cli_actor)
     assert read_generation() == generation + 1
     assert snapshot(platform).signature_form == "either"
-    assert _logs(platform).last().change_message.startswith("Signature form: plain -> either.")
+    assert _audit_events(platform).last().message.startswith("Signature form: plain -> either.")
 
 
 def test_the_maximum_age_alone_can_change(platform, cli_actor, commit):
@@ -74,13 +74,13 @@ def test_the_maximum_age_alone_can_change(platform, cli_actor, commit):
     platform.refresh_from_db()
     assert platform.token_max_age == 7200
     assert snapshot(platform).token_max_age == 7200
-    assert _logs(platform).last().change_message.startswith("Maximum token age: 1 day -> 2 hours.")
+    assert _audit_events(platform).last().message.startswith("Maximum token age: 1 day -> 2 hours.")
 
 
 def test_nothing_changed_writes_nothing(platform, cli_actor):
-    logs, generation = _logs(platform).count(), read_generation()
+    logs, generation = _audit_events(platform).count(), read_generation()
     services.set_signature_form(platform, "plain", cli_actor, max_age=timedelta(hours=24))
-    assert (_logs(platform).count(), read_generation()) == (logs, generation)
+    assert (_audit_events(platform).count(), read_generation()) == (logs, generation)
 
 
 @pytest.mark.parametrize("form", ["", "PLAIN", "tokens", "hmac", "both"])
@@ -159,7 +159,7 @@ def test_token_readiness_follows_the_settings(settings):
 def test_token_needs_the_readiness_rule_or_an_override_with_a_reason(platform, cli_actor, start):
     if start != "plain":
         services.set_signature_form(platform, start, cli_actor)
-    logs = _logs(platform).count()
+    logs = _audit_events(platform).count()
     with pytest.raises(TokenNotReady, match="not enough starts to tell") as refused:
         services.set_signature_form(platform, "token", cli_actor)
     assert refused.value.status == 409
@@ -167,11 +167,11 @@ def test_token_needs_the_readiness_rule_or_an_override_with_a_reason(platform, c
         services.set_signature_form(platform, "token", cli_actor, force=True, reason="  ")
     platform.refresh_from_db()
     assert platform.signature_form == start
-    assert _logs(platform).count() == logs
+    assert _audit_events(platform).count() == logs
     services.set_signature_form(platform, "token", cli_actor, force=True, reason="all v3 clients")
     platform.refresh_from_db()
     assert platform.signature_form == "token"
-    message = _logs(platform).last().change_message
+    message = _audit_events(platform).last().message
     assert f"Signature form: {start} -> token." in message
     assert "override reason: all v3 clients" in message
 
@@ -187,7 +187,7 @@ def test_the_rule_decides_with_the_counts(platform, cli_actor, monkeypatch):
     services.set_signature_form(platform, "token", cli_actor)
     platform.refresh_from_db()
     assert platform.signature_form == "token"
-    assert "override" not in _logs(platform).last().change_message
+    assert "override" not in _audit_events(platform).last().message
 
 
 def test_leaving_token_needs_no_readiness(platform, cli_actor):
@@ -379,12 +379,12 @@ def test_sign_token_lifetime(platform, cli_actor, frozen, settings, commit):
 def test_sign_token_for_is_the_python_api_and_verifies(platform, cli_actor, frozen, commit):
     with commit():
         set_form(platform, "token", cli_actor)
-    logs = _logs(platform).count()
+    logs = _audit_events(platform).count()
     issued = services.sign_token_for("acme", "ios", USER_ID)
-    assert _logs(platform).count() == logs  # no actor: nothing written (the sign view)
+    assert _audit_events(platform).count() == logs  # no actor: nothing written (the sign view)
     assert services.verify_user_id(snapshot(platform), USER_ID, issued.token)
     audited = services.sign_token_for("acme", "ios", USER_ID, timedelta(minutes=5), cli_actor)
-    entry = _logs(platform).last().change_message
+    entry = _audit_events(platform).last().message
     assert entry.startswith(
         f"Signed user id {USER_ID!r} with the current secret as a token valid until "
         f"{audited.expires_at_iso}."
@@ -439,3 +439,41 @@ def test_token_readiness_counts_the_forms_of_real_starts(platform, cli_actor, se
     assert (usage.valid, usage.token) == (10, 9)
     with pytest.raises(TokenNotReady, match=r"90\.00% of 10 valid"):
         services.set_signature_form(platform, "token", cli_actor)
+
+
+# ------------------------------------------------------------ the recorded change
+
+
+def test_a_form_change_records_old_new_and_the_token_rules_figures(platform, monkeypatch):
+    from trusted_identity.services import signature_forms
+
+    owner = UserFactory(username="olive")
+    MembershipFactory(space=platform.space, user=owner, role=Role.OWNER)
+    admin = services.Actor.admin(owner)
+    monkeypatch.setattr(signature_forms, "token_usage", lambda p: services.TokenUsage(200, 150))
+    reason = 'v3 only; see [OPS-12]\n"final"'
+    services.set_signature_form(
+        platform, "token", admin, max_age=timedelta(hours=2), force=True, reason=reason
+    )
+    form, age = PolicyChange.objects.filter(platform=platform).order_by("setting")
+    assert (form.setting, form.old_value, form.new_value) == ("signature_form", "plain", "token")
+    assert (form.actor, form.actor_name, form.door) == (owner, "olive", "admin")
+    assert (form.overridden, form.override_reason) == (True, reason)
+    assert (form.readiness, form.readiness_count) == (NOT_READY, 200)
+    assert form.readiness_share == pytest.approx(0.75)
+    assert (age.setting, age.old_value, age.new_value) == ("token_max_age", "86400", "7200")
+    assert (age.overridden, age.readiness, age.readiness_count) == (False, "", None)
+    latest = services.signature_forms.last_signature_form_changes([platform.pk])[platform.pk]
+    assert latest.pk == max(form.pk, age.pk)
+
+
+def test_a_form_change_without_a_rule_records_no_figures(platform, cli_actor):
+    services.set_signature_form(platform, "either", cli_actor)
+    change = PolicyChange.objects.get(platform=platform)
+    assert (change.old_value, change.new_value, change.overridden) == ("plain", "either", False)
+    assert (change.readiness, change.readiness_count, change.readiness_share) == ("", None, None)
+    assert (change.actor, change.actor_name, change.door) == (None, "trusted-identity-cli", "cli")
+    services.set_signature_form(platform, "either", cli_actor)  # nothing changed
+    with pytest.raises(TokenNotReady):
+        services.set_signature_form(platform, "token", cli_actor)  # refused
+    assert PolicyChange.objects.filter(platform=platform).count() == 1

@@ -37,6 +37,7 @@ from ..models import FailureRecord, Platform, Space, SpaceMembership
 from .failures import FailureRecordAdmin
 from .memberships import SpaceMembershipAdmin
 from .platforms import PlatformAdmin
+from .policy_changes import AuditEventAdmin, PolicyChangeAdmin  # noqa: F401 (registers both)
 from .spaces import SpaceAdmin
 
 __all__ = ["FailureRecordAdmin", "PlatformAdmin", "SpaceAdmin", "SpaceMembershipAdmin"]

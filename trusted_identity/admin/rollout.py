@@ -1,7 +1,8 @@
 """What the Trusted Identity page shows of a space's rollout, beyond the counts: the
 summary of every platform, and per platform its client versions with the enforcement
 forecast, the reasons of invalid starts (each explained), how much each verifying
-secret is still used, the failure log, and who last changed enforcement. It reads
+secret is still used, the failure log, and who last changed enforcement and the
+signatures accepted (from their ``PolicyChange`` records). It reads
 the service layer (a fixed number of queries for all the platforms) and words the
 result; it decides nothing and never touches a secret's plaintext.
 """
@@ -16,6 +17,7 @@ from django.utils.translation import gettext_lazy as _
 from .. import services
 from ..formatting import number, percent
 from ..models import Platform
+from ..services.signature_forms import last_signature_form_changes
 
 #: The newest failures the page lists per platform (the log keeps more: the CLI's
 #: ``failures`` prints them).
@@ -96,12 +98,13 @@ def diagnostics(
     platforms: Sequence[Platform], figures: dict[int, services.Figures]
 ) -> dict[int, dict[str, Any]]:
     """Per platform id, the page's rollout parts: versions and forecast, reasons, secret
-    use, failures and the last enforcement change."""
+    use, failures and the last enforcement and signature-form changes."""
     ids = [p.pk for p in platforms]
     versions = services.versions_for(ids)
     reasons = services.reasons_for(ids)
     usage = services.secret_usage(ids)
     changes = services.last_enforcement_changes(ids)
+    form_changes = last_signature_form_changes(ids)
     forms = services.forms_for(ids)
     failures_of = services.recent_failures_for(ids, limit=FAILURES_SHOWN + 1)
     result = {}
@@ -123,6 +126,7 @@ def diagnostics(
             "failures": failures[:FAILURES_SHOWN],
             "more_failures": len(failures) > FAILURES_SHOWN,
             "enforcement_change": changes.get(pk),
+            "signature_form_change": form_changes.get(pk),
             "forms_line": forms_line(forms[pk]),
         }
     return result

@@ -1,5 +1,6 @@
 """The app's models, by what they hold: ``core`` (spaces, platforms, secrets, memberships)
-and ``counts`` (what session starts leave behind). Import them from here."""
+``counts`` (what session starts leave behind) and ``records`` (audit events and policy
+changes). Import them from here."""
 
 from .core import (
     AllowedOrigin,
@@ -29,10 +30,13 @@ from .counts import (
     OutcomeCount,
     PruneRun,
 )
+from .records import ActorFields, AuditEvent, Door, PolicyChange, PolicySetting
 
 __all__ = [
+    "ActorFields",
     "AlertSent",
     "AllowedOrigin",
+    "AuditEvent",
     "CountFields",
     "DailyDetailCount",
     "DailyOutcomeCount",
@@ -40,6 +44,7 @@ __all__ = [
     "DetailCountFields",
     "Dimension",
     "DistinctUsers",
+    "Door",
     "FailureRecord",
     "Outcome",
     "OutcomeCount",
@@ -47,6 +52,8 @@ __all__ = [
     "PlatformKind",
     "PlatformSecret",
     "PlatformSecretQuerySet",
+    "PolicyChange",
+    "PolicySetting",
     "PruneRun",
     "Role",
     "SecretState",

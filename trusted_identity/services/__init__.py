@@ -7,7 +7,7 @@ is decided and counted. Each concern has its module; a module imports only those
 above it in this list, never one below:
 
 - ``access``: actors, roles, the permission table and checks
-- ``audit``: the ``LogEntry`` and log line of every change
+- ``audit``: the ``AuditEvent`` (``LogEntry`` too for a user) and log line of every change
 - ``durations``: grace periods as typed (``24h``) and as said
 - ``lookup``: the platform snapshot of the hot path, its caches and invalidation
 - ``platform_secrets``: the secret lifecycle (create, reveal, rotate)

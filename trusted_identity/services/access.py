@@ -1,7 +1,7 @@
 """Who may do what: actors, roles and their permissions in a space.
 
 The lowest service module. An :class:`Actor` is who performs an operation and
-through which door (the admin checks the space role; the CLI's own account is
+through which door (the admin checks the space role; the CLI's own actor is
 trusted, a user the CLI names with ``--actor`` is checked like an admin user);
 ``ROLE_PERMISSIONS`` is the one table of what each role may do; every other
 module asks :func:`authorize` before it changes anything.
@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import FieldDoesNotExist
-from django.db import IntegrityError, transaction
 
 from ..conf import app_settings
 from ..exceptions import PermissionDenied, UserNotFound
@@ -25,17 +24,20 @@ from ..models import Role, Space, SpaceMembership
 class Actor:
     """Who performs an operation, and through which door.
 
-    ``channel`` is ``"admin"`` for people in the admin (their space role is
-    checked) or ``"cli"`` for the management command. The CLI's own account is
-    trusted: whoever runs it already holds the database and the encryption keys.
-    A user the CLI names (``--actor``, ``named``) is not: the audit trail would
-    say they did it, so they must hold a role allowing it, as in the admin.
+    ``channel`` is the door (``models.Door``): ``"admin"`` for people in the admin
+    (their space role is checked), ``"cli"`` for the management command, ``"code"``
+    for a site's own code acting as a user. The CLI's own actor has no user: whoever
+    runs it already holds the database and the encryption keys, so it is trusted, and
+    its audit entries carry its ``name`` (``CLI_ACTOR_USERNAME``). A user the CLI
+    names (``--actor``, ``named``) is not trusted: the audit trail would say they did
+    it, so they must hold a role allowing it, as in the admin.
     """
 
-    user: AbstractBaseUser
+    user: AbstractBaseUser | None
     channel: str = "admin"
     detail: str = ""
     named: bool = False
+    name: str = ""  # the name audit entries show when there is no user
 
     @classmethod
     def admin(cls, user: AbstractBaseUser) -> Actor:
@@ -43,8 +45,18 @@ class Actor:
 
     @property
     def trusted(self) -> bool:
-        """Only the CLI's own account skips the role checks."""
+        """Only the CLI's own actor skips the role checks."""
         return self.channel == "cli" and not self.named
+
+    @property
+    def display_name(self) -> str:
+        """The name audit entries record: the user's username, else ``name``."""
+        return self.user.get_username() if self.user is not None else self.name
+
+    @property
+    def key(self) -> str:
+        """A stable key per actor (rate limits): the user's pk, else the door and name."""
+        return str(self.user.pk) if self.user is not None else f"{self.channel}:{self.name}"
 
 
 def _find_user(username: str) -> AbstractBaseUser:
@@ -64,49 +76,29 @@ def model_has_field(model: type, name: str) -> bool:
     return True
 
 
-def _cli_account() -> AbstractBaseUser:
-    """The CLI's own account: no usable password, inactive where the model can say so.
-
-    Works with custom user models: the username goes in ``USERNAME_FIELD`` (an e-mail
-    field takes it as it is) and ``is_active`` is set only if the model has that field.
-    """
-    user_model = get_user_model()
-    username = app_settings.CLI_ACTOR_USERNAME
-    try:
-        return _find_user(username)
-    except user_model.DoesNotExist:
-        pass
-    fields = {user_model.USERNAME_FIELD: username}
-    if model_has_field(user_model, "is_active"):
-        fields["is_active"] = False
-    user = user_model(**fields)
-    user.set_unusable_password()
-    try:
-        with transaction.atomic():
-            user.save()
-    except IntegrityError:  # another CLI process made it first
-        return _find_user(username)
-    return user
-
-
 def get_cli_actor(username: str | None = None, os_user: str = "") -> Actor:
-    """The actor the CLI writes audit entries as.
+    """The actor the CLI acts and writes audit entries as.
 
     With a username (``--actor``), that user, whose role is checked for every action
-    as in the admin (superusers may do everything). Otherwise the CLI's own account
-    (``CLI_ACTOR_USERNAME``, created on first use with no usable password), which is
-    trusted, so history shows "trusted-identity-cli".
+    as in the admin (superusers may do everything). Otherwise the CLI's own actor:
+    trusted, with no user (nothing is written to the site's user table), recorded
+    under the name ``CLI_ACTOR_USERNAME``.
     """
     named = bool(username) and username != app_settings.CLI_ACTOR_USERNAME
+    user = None
     if named:
         try:
             user = _find_user(username)
         except get_user_model().DoesNotExist:
             raise UserNotFound(f"no user named {username!r}") from None
-    else:
-        user = _cli_account()
     detail = f"command line, OS user {os_user}" if os_user else "command line"
-    return Actor(user=user, channel="cli", detail=detail, named=named)
+    return Actor(
+        user=user,
+        channel="cli",
+        detail=detail,
+        named=named,
+        name=app_settings.CLI_ACTOR_USERNAME if user is None else "",
+    )
 
 
 #: What each role may do in its space. Superusers may do everything everywhere.
@@ -255,5 +247,5 @@ def spaces_for(actor: Actor, action: str = "view"):
 
 def _refusal(actor: Actor, what: str) -> str:
     if actor.named:  # say who, so an operator sees which --actor lacks the role
-        return f"{actor.user.get_username()} may not {what}"
+        return f"{actor.display_name} may not {what}"
     return f"you may not {what}"

@@ -1,25 +1,22 @@
 """Turning enforcement on and off, under the readiness rule with its explicit override;
-who last changed it, when and why (read back from its audit entry)."""
+who last changed it, when and why (read back from its ``PolicyChange`` record)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.contrib.admin.models import LogEntry
-from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
 from django.utils import timezone
 
 from .. import signals
 from ..conf import app_settings
 from ..exceptions import MissingOverrideReason, TrustedIdentityError
-from ..models import Platform
+from ..models import Door, Platform, PolicyChange, PolicySetting
 from .access import Actor, authorize
-from .audit import audit
+from .audit import audit, last_policy_changes, record_policy_change
 from .figures import NOT_ENOUGH_STARTS, Figures, readiness
 from .lookup import verification_changed
 
@@ -51,7 +48,7 @@ def set_enforcement(
     Turning on is refused with :class:`NotReady` unless the readiness window holds
     at least ``READINESS_MIN_STARTS`` distinct identified users with a valid share at
     or above the threshold, or ``force`` is given with a ``reason``, which is
-    recorded in the audit.
+    recorded verbatim, with the figures the rule saw, in a ``PolicyChange``.
     """
     authorize(actor, "enforce", platform.space_id)
     reason = (reason or "").strip()
@@ -60,6 +57,7 @@ def set_enforcement(
         if locked.enforced == enabled:
             return locked
         message = "Turned enforcement on." if enabled else "Turned enforcement off."
+        figures, override = None, ""
         if enabled:
             figures = readiness(locked)
             if not figures.is_ready():
@@ -67,11 +65,16 @@ def set_enforcement(
                     raise NotReady(_not_ready_message(figures), figures)
                 if not reason:
                     raise MissingOverrideReason("overriding the readiness rule needs a reason")
-                message = f"Turned enforcement on {_overridden(figures)}; override reason: {reason}"
+                overridden = _overridden(
+                    figures.readiness, figures.distinct_identified, figures.valid_share
+                )
+                message = f"Turned enforcement on {overridden}; override reason: {reason}"
+                override = reason
         locked.enforced = enabled
         locked.enforcement_changed_at = timezone.now()
         locked.save(update_fields=["enforced", "enforcement_changed_at"])
-        audit(actor, locked, message)
+        _record(actor, locked, figures, override)
+        audit(actor, locked, message, action="enforcement")
         verification_changed()
     signals.enforcement_changed.send(
         sender=Platform, platform=locked, user=actor.user, enforced=enabled, reason=reason
@@ -83,10 +86,13 @@ def _percent(share: float | None) -> str:
     return "n/a" if share is None else f"{share * 100:.2f}%"
 
 
-def _overridden(figures: Figures) -> str:
-    if figures.readiness == NOT_ENOUGH_STARTS:
-        return f"without enough starts to tell ({figures.distinct_identified} identified users)"
-    return f"below the readiness threshold ({_percent(figures.valid_share)} valid)"
+def _overridden(verdict: str, users: int | None, share: float | None) -> str:
+    """What an override overrode, in words, from the rule's verdict and figures."""
+    if verdict == NOT_ENOUGH_STARTS:
+        return f"without enough starts to tell ({users or 0} identified users)"
+    if not verdict:  # an old record whose figures could not be read back
+        return "the readiness rule"
+    return f"below the readiness threshold ({_percent(share)} valid)"
 
 
 def _not_ready_message(figures: Figures) -> str:
@@ -105,62 +111,59 @@ def _not_ready_message(figures: Figures) -> str:
     )
 
 
-ON_MESSAGE = "Turned enforcement on"
-OFF_MESSAGE = "Turned enforcement off"
-_OVERRIDE = re.compile(
-    r"^Turned enforcement on (?P<why>.+?); override reason: (?P<reason>.*)$", re.S
-)
+def _record(actor: Actor, platform: Platform, figures: Figures | None, override: str) -> None:
+    """The change's ``PolicyChange``: the figures are the rule's, when turning on."""
+    record_policy_change(
+        actor,
+        platform,
+        PolicySetting.ENFORCEMENT,
+        _state(not platform.enforced),
+        _state(platform.enforced),
+        at=platform.enforcement_changed_at,
+        override_reason=override,
+        readiness=figures.readiness if figures else "",
+        readiness_count=figures.distinct_identified if figures else None,
+        readiness_share=figures.valid_share if figures else None,
+    )
+
+
+def _state(enabled: bool) -> str:
+    return "on" if enabled else "off"
 
 
 @dataclass(frozen=True)
 class EnforcementChange:
-    """The last enforcement change of a platform, as its audit entry recorded it."""
+    """The last enforcement change of a platform, as its ``PolicyChange`` recorded it."""
 
     enabled: bool
     at: datetime
-    user: Any  # the user who changed it (the CLI's own account for the command line)
-    channel: str  # what the entry says after the message: "command line, OS user ...", or ""
-    override_reason: str  # the override's reason, "" when the readiness rule allowed it
+    who: str  # the actor's name as it was then (a deleted user's too, or the CLI's)
+    user: Any  # the user who changed it while they exist; None for the CLI's own actor
+    door: str  # models.Door: admin, cli or code
+    channel: str  # the door's detail: "command line, OS user ...", or ""
+    override_reason: str  # the override's reason verbatim, "" when the rule allowed it
     overridden: str  # what was overridden: "below the readiness threshold (...)", or ""
 
 
 def last_enforcement_changes(platform_ids: Sequence[int]) -> dict[int, EnforcementChange]:
-    """Per platform (when it ever changed), the latest enforcement change, read from the
-    audit entries ``set_enforcement`` writes: who, when, and the override's reason. One
-    query."""
-    if not platform_ids:
-        return {}
-    entries = (
-        LogEntry.objects.filter(
-            content_type=ContentType.objects.get_for_model(Platform),
-            object_id__in=[str(pk) for pk in platform_ids],
-            change_message__startswith="Turned enforcement o",
-        )
-        .select_related("user")
-        .order_by("-action_time", "-pk")
-    )
-    found: dict[int, EnforcementChange] = {}
-    for entry in entries.iterator():
-        pk = int(entry.object_id)
-        if pk in found:
-            continue
-        found[pk] = _change_of(entry)
-        if len(found) == len(platform_ids):
-            break
-    return found
+    """Per platform (when it ever changed), the latest enforcement change: who, through
+    which door, when, and the override's reason. One query."""
+    changes = last_policy_changes(platform_ids, [PolicySetting.ENFORCEMENT])
+    return {pk: _change_of(change) for pk, change in changes.items()}
 
 
-def _change_of(entry: LogEntry) -> EnforcementChange:
-    message, channel = entry.change_message, ""
-    if message.endswith("]") and " [" in message:  # audit() appends the actor's detail
-        message, _sep, channel = message[:-1].rpartition(" [")
-    enabled = message.startswith(ON_MESSAGE)
-    override = _OVERRIDE.match(message) if enabled else None
+def _change_of(change: PolicyChange) -> EnforcementChange:
+    overridden = ""
+    if change.overridden:
+        overridden = _overridden(change.readiness, change.readiness_count, change.readiness_share)
+    channel = change.detail or ("" if change.door == Door.ADMIN else change.get_door_display())
     return EnforcementChange(
-        enabled=enabled,
-        at=entry.action_time,
-        user=entry.user,
+        enabled=change.new_value == "on",
+        at=change.at,
+        who=change.actor_name,
+        user=change.actor,
+        door=change.door,
         channel=channel,
-        override_reason=override["reason"] if override else "",
-        overridden=override["why"] if override else "",
+        override_reason=change.override_reason,
+        overridden=overridden,
     )

@@ -12,6 +12,7 @@ override and reason.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -19,9 +20,9 @@ from django.db import transaction
 
 from ..conf import app_settings
 from ..exceptions import InvalidRequest, MissingOverrideReason, TrustedIdentityError
-from ..models import Platform, SignatureForm
+from ..models import Platform, PolicyChange, PolicySetting, SignatureForm
 from .access import Actor, authorize
-from .audit import audit
+from .audit import audit, last_policy_changes, record_policy_change
 from .diagnostics import forms_for
 from .durations import describe_duration, parse_duration
 from .figures import NOT_ENOUGH_STARTS, NOT_READY, READY
@@ -174,7 +175,8 @@ def set_signature_form(
 
     Needs the ``enforce`` permission. Turning ``token`` on (from ``plain`` or
     ``either``) is refused with :class:`TokenNotReady` unless the readiness rule says
-    ready, or ``force`` is given with a ``reason``, which the audit entry records.
+    ready, or ``force`` is given with a ``reason``, which the ``PolicyChange`` record
+    keeps verbatim with the rule's figures.
     ``max_age`` None keeps the current one. Nothing changed, nothing written.
     """
     authorize(actor, "enforce", platform.space_id)
@@ -199,15 +201,62 @@ def set_signature_form(
             )
         moving_to_token = form == TOKEN and locked.signature_form != TOKEN
         usage = token_usage(locked) if moving_to_token else None
+        override = ""
         if needs_override(locked.signature_form, form, usage):
             if not force:
                 raise TokenNotReady(_not_ready_message(usage), usage)
             if not reason:
                 raise MissingOverrideReason("overriding the readiness rule needs a reason")
             changes.append(f"Readiness rule overridden; override reason: {reason}")
+            override = reason
+        _record(actor, locked, form, seconds, usage, override)
         locked.signature_form = form
         locked.token_max_age = seconds
         locked.save(update_fields=["signature_form", "token_max_age"])
-        audit(actor, locked, " ".join(changes))
+        audit(actor, locked, " ".join(changes), action="signature_form")
         verification_changed()
     return locked
+
+
+def _record(
+    actor: Actor,
+    platform: Platform,
+    form: str,
+    seconds: int,
+    usage: TokenUsage | None,
+    override: str,
+) -> None:
+    """One ``PolicyChange`` per setting that changes (``platform`` still holds the old
+    values); the readiness figures go with the form's move to ``token``."""
+    if platform.signature_form != form:
+        gated = form == TOKEN
+        record_policy_change(
+            actor,
+            platform,
+            PolicySetting.SIGNATURE_FORM,
+            platform.signature_form,
+            form,
+            override_reason=override,
+            readiness=readiness_of(usage) if gated else "",
+            readiness_count=usage.valid if gated and usage else None,
+            readiness_share=usage.share if gated and usage else None,
+        )
+    if platform.token_max_age != seconds:
+        record_policy_change(
+            actor,
+            platform,
+            PolicySetting.TOKEN_MAX_AGE,
+            str(platform.token_max_age),
+            str(seconds),
+        )
+
+
+#: The settings ``set_signature_form`` changes, whose latest change the page shows.
+SIGNATURE_SETTINGS = (PolicySetting.SIGNATURE_FORM, PolicySetting.TOKEN_MAX_AGE)
+
+
+def last_signature_form_changes(platform_ids: Sequence[int]) -> dict[int, PolicyChange]:
+    """Per platform (when it ever changed), the latest change of the forms it accepts or
+    of its tokens' maximum age: who, through which door, when, from what to what and
+    any override's reason. One query."""
+    return last_policy_changes(platform_ids, SIGNATURE_SETTINGS)

@@ -168,7 +168,7 @@ def test_signature(
         platform = get_platform(space_or_platform, kind or "")
     authorize(actor, TESTER_PERMISSION, platform.space_id)
     check_input(user_id, signature)
-    wait = hit("tester", str(actor.user.pk), app_settings.TESTER_RATE_LIMIT)
+    wait = hit("tester", actor.key, app_settings.TESTER_RATE_LIMIT)
     if wait is not None:
         raise RateLimited(f"too many signature tests; try again in {wait} s", wait)
     verdict = _verdict(platform, user_id, signature, verification.clock() if now is None else now)

@@ -59,7 +59,8 @@ class Command(DiagnosticsCommands, BaseCommand):
             "--actor",
             metavar="USERNAME",
             help="Django user the audit entries name, who must hold a role allowing the "
-            "action in that space (default: the CLI's own account, which may do anything).",
+            "action in that space (default: the CLI's own actor, with no user row, which may "
+            "do anything).",
         )
         commands = parser.add_subparsers(
             dest="subcommand", metavar="SUBCOMMAND", parser_class=_parser_class(parser)
