@@ -112,12 +112,17 @@ def setup_django() -> None:
 
 
 def make_platform(slug: str = "bench", kind: str = "web"):
-    from trusted_identity import services
+    from trusted_identity.services import (
+        access,
+        platform_secrets,
+        signature_forms,
+    )
+    from trusted_identity.services.spaces import add_platform, create_space
 
-    space = services.create_space(slug)
-    platform = services.add_platform(space, kind)
-    services.set_signature_form(platform, "either", services.get_cli_actor())  # both forms
-    secret = services.reveal_secret(platform, services.get_cli_actor())
+    space = create_space(slug)
+    platform = add_platform(space, kind)
+    signature_forms.set_signature_form(platform, "either", access.get_cli_actor())  # both forms
+    secret = platform_secrets.reveal_secret(platform, access.get_cli_actor())
     return platform, secret
 
 
@@ -128,19 +133,22 @@ def bench_verify(platform, secret: str, quick: bool) -> dict:
     import hashlib
     import hmac
 
-    from trusted_identity import services
+    from trusted_identity.services import (
+        lookup,
+        verification,
+    )
 
     user_id = "user-1234567890"
     signature = hmac.new(secret.encode(), user_id.encode(), hashlib.sha256).hexdigest()
-    snapshot = services.lookup_platform(platform.api_key)  # warm: cached, decrypted once
-    assert services.verify_user_id(snapshot, user_id, signature)
+    snapshot = lookup.lookup_platform(platform.api_key)  # warm: cached, decrypted once
+    assert verification.verify_signed(snapshot, user_id, signature).valid
 
     def raw() -> bool:
         expected = hmac.new(secret.encode(), user_id.encode(), hashlib.sha256).hexdigest()
         return hmac.compare_digest(expected, signature)
 
     def app() -> bool:  # what session start calls
-        return services.verify_signed(snapshot, user_id, signature).valid
+        return verification.verify_signed(snapshot, user_id, signature).valid
 
     number = 20_000 if quick else 100_000
     raw_runs, app_runs = [], []
@@ -158,7 +166,7 @@ def bench_verify(platform, secret: str, quick: bool) -> dict:
 
 
 def bench_token_verify(snapshot, user_id: str, raw_best: float, quick: bool) -> dict:
-    """HS256 tokens through ``services.verify_signed``, as session start calls it.
+    """HS256 tokens through ``verification.verify_signed``, as session start calls it.
 
     ``token_verify``: a token this process verified before (a client starting several
     sessions with one token): the remembered verdict, then the key, subject,
@@ -166,30 +174,33 @@ def bench_token_verify(snapshot, user_id: str, raw_best: float, quick: bool) -> 
     the whole check each time. ``token_forged``: a wrong signature: the shape check
     and one HMAC per secret, no claim decoded (what an attacker can make us spend).
     """
-    from trusted_identity import services, tokens
+    from trusted_identity import tokens
+    from trusted_identity.services import (
+        verification,
+    )
 
-    token = services.sign_token(snapshot, user_id).token
+    token = verification.sign_token(snapshot, user_id).token
     forged = token.rsplit(".", 1)[0] + "." + "A" * 43
-    assert services.verify_signed(snapshot, user_id, token).valid
-    assert services.verify_signed(snapshot, user_id, forged).reason == "no_match"
+    assert verification.verify_signed(snapshot, user_id, token).valid
+    assert verification.verify_signed(snapshot, user_id, forged).reason == "no_match"
     number = 5_000 if quick else 20_000
     start = time.time()
     fresh = [  # all different, all valid for the next ten minutes at least
-        services.sign_token(
+        verification.sign_token(
             snapshot, user_id, dt.timedelta(seconds=3600 - n // 1000), now=start - n % 1000
         ).token
         for n in range(number)
     ]
-    assert all(services.verify_signed(snapshot, user_id, t).valid for t in fresh[::997])
+    assert all(verification.verify_signed(snapshot, user_id, t).valid for t in fresh[::997])
 
     def again() -> bool:
-        return services.verify_signed(snapshot, user_id, token).valid
+        return verification.verify_signed(snapshot, user_id, token).valid
 
     def first() -> bool:
-        return services.verify_signed(snapshot, user_id, next(pending)).valid
+        return verification.verify_signed(snapshot, user_id, next(pending)).valid
 
     def forgery() -> bool:
-        return services.verify_signed(snapshot, user_id, forged).valid
+        return verification.verify_signed(snapshot, user_id, forged).valid
 
     runs: dict[str, list[float]] = {"again": [], "first": [], "forged": []}
     for _ in range(5):
@@ -339,7 +350,7 @@ def _measured(server: subprocess.Popen, *args) -> dict:
 def bench_session_start(
     env: dict[str, str], platform, secret: str, quick: bool, round_count: int | None = None
 ) -> dict:
-    from trusted_identity import services
+    from trusted_identity.services import verification
     from trusted_identity.signing import sign
 
     if shutil.which("wrk") is None:
@@ -350,7 +361,7 @@ def bench_session_start(
     bare = _start_gunicorn(env, bare_port, secret, app="bench.bare:application")
     seconds, connections = (3, 8) if quick else (10, 16)
     body = json.dumps({"userId": "load-user", "signed": sign(secret, "load-user")})
-    token = services.sign_token_for("bench", "web", "load-user").token
+    token = verification.sign_token_for("bench", "web", "load-user").token
     token_body = json.dumps({"userId": "load-user", "signed": token})
     base = f"http://127.0.0.1:{port}"
     targets = {
@@ -481,20 +492,20 @@ def bench_admin(quick: bool) -> dict:
     from django.contrib.auth import get_user_model
     from django.test import Client
 
-    from trusted_identity import services
     from trusted_identity.models import PlatformKind, Space
+    from trusted_identity.services.spaces import add_platform, create_space
 
     user_model = get_user_model()
     admin_user = user_model.objects.create_superuser("bench-admin", "b@example.com", "x")
     client = Client()
     client.force_login(admin_user)
 
-    few = services.create_space("admin-few")
+    few = create_space("admin-few")
     for kind in PlatformKind.values[:2]:
-        services.add_platform(few, kind)
-    many = services.create_space("admin-many")
+        add_platform(few, kind)
+    many = create_space("admin-many")
     for kind in PlatformKind.values:
-        services.add_platform(many, kind)
+        add_platform(many, kind)
 
     def settings_url(space) -> str:
         return f"/admin/trusted_identity/space/{space.pk}/trusted-identity/"
@@ -535,16 +546,17 @@ def bench_bulk(quick: bool) -> dict:
     from django.contrib.auth import get_user_model
     from django.test import Client
 
-    from trusted_identity import services
     from trusted_identity.crypto import generate_key
     from trusted_identity.keyring import get_key_ring
     from trusted_identity.models import Platform, PlatformSecret, Space
+    from trusted_identity.services.rekey import rekey
+    from trusted_identity.services.spaces import add_platform
 
     result: dict = {}
     count = 200 if quick else 1000
     spaces = Space.objects.bulk_create([Space(slug=f"rot-{n}", name=f"R{n}") for n in range(count)])
     for space in spaces:
-        services.add_platform(space, "web")
+        add_platform(space, "web")
     ids = list(Platform.objects.filter(space__in=spaces).values_list("pk", flat=True))
     user_model = get_user_model()
     admin_user = user_model.objects.filter(
@@ -610,7 +622,7 @@ def bench_bulk(quick: bool) -> dict:
     with override_settings(TRUSTED_IDENTITY=new_ring):  # fires setting_changed: a new ring
         tracemalloc.start()
         start = time.perf_counter()
-        outcome = services.rekey(batch_size=500)
+        outcome = rekey(batch_size=500)
         elapsed = time.perf_counter() - start
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()

@@ -132,8 +132,9 @@ def measure(label: str) -> dict:
     from django.contrib.auth import get_user_model
     from django.test import Client
 
-    from trusted_identity import services
     from trusted_identity.models import Space
+    from trusted_identity.services import access, diagnostics, platform_secrets
+    from trusted_identity.services.spaces import add_platform, create_space
     from trusted_identity.signing import sign
 
     user_model = get_user_model()
@@ -152,9 +153,9 @@ def measure(label: str) -> dict:
 
         return call
 
-    live = services.create_space(f"live-{label}")
-    platform = services.add_platform(live, "web")
-    secret = services.reveal_secret(platform, services.get_cli_actor())
+    live = create_space(f"live-{label}")
+    platform = add_platform(live, "web")
+    secret = platform_secrets.reveal_secret(platform, access.get_cli_actor())
     body = json_module.dumps({"userId": "u", "signed": sign(secret, "u")})
 
     def start():
@@ -175,8 +176,8 @@ def measure(label: str) -> dict:
     for name, call in pages.items():
         result[f"{name}_ms"] = _timed(call)
         result[f"{name}_queries"] = _queries(call)
-    result["status_one_space_ms"] = _timed(lambda: services.status(space.slug))
-    result["status_all_spaces_ms"] = _timed(lambda: services.status(None), repeat=3)
+    result["status_one_space_ms"] = _timed(lambda: diagnostics.status(space.slug))
+    result["status_all_spaces_ms"] = _timed(lambda: diagnostics.status(None), repeat=3)
     result["session_start_warm_ms"] = _timed(start, repeat=200 // 5)
     result["session_start_queries"] = _queries(start)
     return result
@@ -185,12 +186,13 @@ def measure(label: str) -> dict:
 def worker_memory(env: dict[str, str]) -> dict:
     """A gunicorn worker's memory before and after 10 s of session starts (wrk)."""
     from bench.run import _free_port, _start_gunicorn, _worker_rss_mib, _wrk
-    from trusted_identity import services
+    from trusted_identity.services import access, platform_secrets
+    from trusted_identity.services.spaces import add_platform, create_space
     from trusted_identity.signing import sign
 
-    space = services.create_space(f"memory-{time.monotonic_ns()}")
-    platform = services.add_platform(space, "web")
-    secret = services.reveal_secret(platform, services.get_cli_actor())
+    space = create_space(f"memory-{time.monotonic_ns()}")
+    platform = add_platform(space, "web")
+    secret = platform_secrets.reveal_secret(platform, access.get_cli_actor())
     port = _free_port()
     server = _start_gunicorn(env, port, secret)
     try:
@@ -214,7 +216,8 @@ def run_size(spaces: int, days: int, env: dict[str, str]) -> dict:
     from django.core.management import call_command
     from django.db import connections
 
-    from trusted_identity import runtime, services
+    from trusted_identity import runtime
+    from trusted_identity.services import retention
 
     connections.close_all()
     _psql(f"DROP DATABASE IF EXISTS {DATABASE}")
@@ -231,7 +234,7 @@ def run_size(spaces: int, days: int, env: dict[str, str]) -> dict:
         "load_s": round(time.perf_counter() - started, 1),
     }
     result["before_prune"] = measure("before")
-    report = services.prune()
+    report = retention.prune()
     result["prune"] = {
         "seconds": round(report.seconds, 2),
         "hourly_rows_folded": report.hourly_rows_folded,
@@ -241,7 +244,7 @@ def run_size(spaces: int, days: int, env: dict[str, str]) -> dict:
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE trusted_identity_outcomecount")
     result["after_prune"] = measure("after")
-    again = services.prune()
+    again = retention.prune()
     result["prune_again_s"] = round(again.seconds, 2)
     result["worker_memory"] = worker_memory(env)
     return result

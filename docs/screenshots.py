@@ -114,17 +114,25 @@ def demo_data():
     from django.contrib.auth import get_user_model
     from django.utils import timezone
 
-    from trusted_identity import outcomes, services
+    from trusted_identity import outcomes
     from trusted_identity.models import Platform, PlatformSecret, Role
+    from trusted_identity.services import (
+        access,
+        counting,
+        enforcement,
+        memberships,
+        platform_secrets,
+        spaces,
+    )
 
     user = get_user_model().objects.create_user(
         USERNAME, "dana@example.com", PASSWORD, is_staff=True, first_name="Dana"
     )
-    cli = services.get_cli_actor()
-    space = services.create_space("acme", "Acme Mobile", cli)
-    services.grant(space, USERNAME, Role.OWNER, cli)
-    actor = services.Actor.admin(user)
-    platforms = {kind: services.add_platform(space, kind, actor) for kind in TRAFFIC}
+    cli = access.get_cli_actor()
+    space = spaces.create_space("acme", "Acme Mobile", cli)
+    memberships.grant(space, USERNAME, Role.OWNER, cli)
+    actor = access.Actor.admin(user)
+    platforms = {kind: spaces.add_platform(space, kind, actor) for kind in TRAFFIC}
 
     now = timezone.now()
     rng = random.Random(20240611)  # noqa: S311 - figures for a picture, not a secret
@@ -150,13 +158,13 @@ def demo_data():
                 counts["visitor"] = visitors
             for outcome, count in counts.items():
                 if count > 0:
-                    services.record_outcome(platform.pk, outcome, count, at=at)
+                    outcomes.count(platform.pk, counting.hour_start(at), outcome, count)
             tally.hour(at, counts, invalid if "invalid" in counts else bad, kind, rng)
         tally.save(rng)
     outcomes.flush()
 
     # Web: enforced three days ago (the figures were ready); secrets made weeks ago.
-    services.set_enforcement(platforms["web"], True, actor)
+    enforcement.set_enforcement(platforms["web"], True, actor)
     Platform.objects.filter(pk=platforms["web"].pk).update(
         enforcement_changed_at=now - timedelta(days=3, hours=2)
     )
@@ -170,7 +178,7 @@ def demo_data():
     PlatformSecret.objects.filter(platform=platforms["ios"]).update(
         created_at=now - timedelta(days=88)
     )
-    services.rotate_secret(platforms["ios"], actor, timedelta(hours=24))
+    platform_secrets.rotate_secret(platforms["ios"], actor, timedelta(hours=24))
     rotated = now - timedelta(hours=2)
     rows = PlatformSecret.objects.filter(platform=platforms["ios"])
     rows.filter(retired_at__isnull=True).update(created_at=rotated)

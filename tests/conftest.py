@@ -10,8 +10,9 @@ from django.db.models.signals import post_delete, post_save
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
-from trusted_identity import runtime, services
+from trusted_identity import runtime
 from trusted_identity.models import PlatformSecret
+from trusted_identity.services import access
 
 from . import hardening
 from .factories import PlatformFactory, SpaceFactory, SuperuserFactory
@@ -160,7 +161,7 @@ def superuser(db):
 
 @pytest.fixture
 def cli_actor(db):
-    return services.get_cli_actor()
+    return access.get_cli_actor()
 
 
 # ------------------------------------------------------- suite-wide leak check

@@ -7,7 +7,6 @@ import factory
 from django.contrib.auth import get_user_model
 from factory.django import DjangoModelFactory
 
-from trusted_identity import services
 from trusted_identity.countwrites import merge_distinct
 from trusted_identity.models import (
     DistinctUsers,
@@ -17,6 +16,7 @@ from trusted_identity.models import (
     Space,
     SpaceMembership,
 )
+from trusted_identity.services import spaces
 from trusted_identity.sketch import user_hash
 
 PASSWORD = "correct horse battery staple"
@@ -61,7 +61,7 @@ class PlatformFactory(DjangoModelFactory):
 
     @classmethod
     def _create(cls, model_class, space, kind, enforced=False, **kwargs):
-        platform = services.add_platform(space, kind)
+        platform = spaces.add_platform(space, kind)
         if enforced:
             Platform.objects.filter(pk=platform.pk).update(enforced=True)
             platform.refresh_from_db()

@@ -28,7 +28,8 @@ from django.utils import timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trusted_identity import services, signing
+from tests.support import verify_user_id
+from trusted_identity import signing
 from trusted_identity.models import (
     AllowedOrigin,
     AuditEvent,
@@ -39,6 +40,15 @@ from trusted_identity.models import (
     Role,
     SpaceMembership,
 )
+from trusted_identity.services import (
+    access,
+    lookup,
+    platform_secrets,
+    signature_forms,
+    verification,
+)
+from trusted_identity.services.counting import record_start
+from trusted_identity.services.origins import allow_origin
 
 from . import hardening
 from .factories import MembershipFactory, PlatformFactory, SpaceFactory, UserFactory
@@ -73,11 +83,11 @@ def graced(db):
     """An enforced platform with a current secret, two in grace and one revoked."""
     space = SpaceFactory(slug="acme")
     platform = PlatformFactory(space=space, kind="ios", enforced=True)
-    actor = services.get_cli_actor()
-    revoked = services.current_secret_row(platform).get_secret()
-    oldest = services.rotate_secret(platform, actor, timedelta(0))  # revokes the first
-    middle = services.rotate_secret(platform, actor, timedelta(hours=2))
-    current = services.rotate_secret(platform, actor, timedelta(hours=1))
+    actor = access.get_cli_actor()
+    revoked = platform_secrets.current_secret_row(platform).get_secret()
+    oldest = platform_secrets.rotate_secret(platform, actor, timedelta(0))  # revokes the first
+    middle = platform_secrets.rotate_secret(platform, actor, timedelta(hours=2))
+    current = platform_secrets.rotate_secret(platform, actor, timedelta(hours=1))
     return platform, {"current": current, "middle": middle, "oldest": oldest, "revoked": revoked}
 
 
@@ -138,7 +148,7 @@ def test_a_grace_period_ending_in_a_warm_cache_drops_that_comparison(
     ends = timezone.now() + timedelta(seconds=2)
     ending.filter(valid_until__gt=timezone.now() + timedelta(minutes=90)).update(valid_until=ends)
     with django_capture_on_commit_callbacks(execute=True):
-        services.verification_changed()
+        lookup.verification_changed()
     oldest = {"userId": USER, "signed": signing.sign(secrets["oldest"], USER)}
     assert start(client, platform.api_key, oldest).status_code == 201  # cached now
     assert len(comparisons) == 3
@@ -159,7 +169,7 @@ def test_no_comparison_without_a_signature_and_none_when_signing(client, graced,
         {"userId": USER, "signed": None},
     ):
         assert start(client, platform.api_key, body).status_code == 201
-    services.sign_for("acme", "ios", USER)
+    verification.sign_for("acme", "ios", USER)
     assert comparisons == []
 
 
@@ -179,9 +189,9 @@ def test_comparisons_never_depend_on_the_signature(graced, comparisons, signatur
     hardening.count("fuzz_cases")
     hardening.count("fuzz_cases.timing")
     platform, _secrets = graced
-    snapshot = services.lookup_platform(platform.api_key)
+    snapshot = lookup.lookup_platform(platform.api_key)
     comparisons.clear()
-    services.verify_user_id(snapshot, USER, signature)
+    verify_user_id(snapshot, USER, signature)
     assert comparisons == [(bytes, 32, bytes, 32)] * 4
 
 
@@ -307,8 +317,8 @@ def tenants(db, superuser):
     acme, globex = SpaceFactory(slug="acme"), SpaceFactory(slug="globex")
     ios = PlatformFactory(space=acme, kind="ios")
     web = PlatformFactory(space=acme, kind="web")
-    services.allow_origin(web, "https://app.example", services.get_cli_actor())
-    services.set_signature_form(web, "either", services.get_cli_actor())
+    allow_origin(web, "https://app.example", access.get_cli_actor())
+    signature_forms.set_signature_form(web, "either", access.get_cli_actor())
     android = PlatformFactory(space=globex, kind="android")
     users = {"root": superuser}
     for name, space, role in (
@@ -319,7 +329,7 @@ def tenants(db, superuser):
         MembershipFactory(space=space, user=users[name], role=role)
     users["nospace"] = UserFactory(username="nospace")
     membership = SpaceMembership.objects.get(user=users["viewer"])
-    services.record_start(ios.pk, "invalid", "swept-user", reason="no_match", form="plain")
+    record_start(ios.pk, "invalid", "swept-user", reason="no_match", form="plain")
     failure = FailureRecord.objects.get(user_id="swept-user")
     return {
         "acme": acme,
@@ -481,8 +491,8 @@ def test_the_api_has_no_ambient_authority_and_no_cors(client, tenants):
 
 def test_session_answers_carry_nothing_about_other_users(client, tenants):
     ios = tenants["ios"]
-    secret = services.current_secret_row(ios).get_secret()
-    ciphertext = services.current_secret_row(ios).ciphertext
+    secret = platform_secrets.current_secret_row(ios).get_secret()
+    ciphertext = platform_secrets.current_secret_row(ios).ciphertext
     users = [f"alice-{n:03d}-zq" for n in range(5)] + [f"bob-{n:03d}-xk" for n in range(5)]
     seen_sessions = set()
     for user_id in users:

@@ -26,8 +26,10 @@ from django.contrib.admin.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.utils import timezone
 
-from trusted_identity import services, signing
+from tests.support import record_outcome, verify_user_id
+from trusted_identity import signing
 from trusted_identity.models import Platform, Role
+from trusted_identity.services import access, lookup, platform_secrets
 
 from .factories import (
     PASSWORD,
@@ -119,7 +121,7 @@ def open_settings(page, space):
 
 def current_secret(platform):
     """Decrypted from the model, so the check itself writes no audit entry."""
-    return services.current_secret_row(platform).get_secret()
+    return platform_secrets.current_secret_row(platform).get_secret()
 
 
 def platform_log(platform):
@@ -240,20 +242,20 @@ def test_rotate_with_a_grace_through_the_confirmation(page, space, web, owner):
     body = page.content()
     assert new not in body and old not in body  # rotation never displays a secret
     assert page.locator("#secret-web.ti-revealed").count() == 0
-    until = services.previous_secret_valid_until(web)
+    until = platform_secrets.previous_secret_valid_until(web)
     assert abs(until - (timezone.now() + timedelta(hours=1))) < timedelta(minutes=1)
     assert page.locator("#previous-valid-until-web time").count() == 1
 
-    snapshot = services.lookup_platform(web.api_key)
+    snapshot = lookup.lookup_platform(web.api_key)
     for secret in (new, old):
-        assert services.verify_user_id(snapshot, "user-42", signing.sign(secret, "user-42"))
+        assert verify_user_id(snapshot, "user-42", signing.sign(secret, "user-42"))
     entry = platform_log(web).filter(user=owner).last()
     assert entry.get_change_message() == "Rotated the secret; previous secret grace: 1 hour."
 
 
 def test_end_the_grace_now_from_the_page(page, space, web, owner):
     old = current_secret(web)
-    services.rotate_secret(web, services.get_cli_actor(), timedelta(hours=24))
+    platform_secrets.rotate_secret(web, access.get_cli_actor(), timedelta(hours=24))
     log_in(page, owner)
     page.goto(settings_path(space))
     assert page.locator("#verifying-secrets-web li").count() == 2
@@ -272,8 +274,8 @@ def test_end_the_grace_now_from_the_page(page, space, web, owner):
     assert message.startswith("Ended the grace of 1 previous Web secret")
     assert page.locator("#verifying-secrets-web li").count() == 1
     assert page.locator("#revoke-previous-web").count() == 0
-    snapshot = services.lookup_platform(web.api_key)
-    assert not services.verify_user_id(snapshot, "user-42", signing.sign(old, "user-42"))
+    snapshot = lookup.lookup_platform(web.api_key)
+    assert not verify_user_id(snapshot, "user-42", signing.sign(old, "user-42"))
 
 
 def test_toggle_enforcement_through_the_confirmation_and_the_override(page, space, web, owner):
@@ -336,7 +338,7 @@ def test_toggle_enforcement_through_the_confirmation_and_the_override(page, spac
 
 
 def test_viewer_sees_figures_but_cannot_reveal(page, space, web, viewer):
-    services.record_outcome(web.pk, "valid", 7, at=timezone.now() - timedelta(hours=2))
+    record_outcome(web.pk, "valid", 7, at=timezone.now() - timedelta(hours=2))
     log_in(page, viewer)
     open_settings(page, space)
     assert page.locator("#figures-web td[data-figure='valid']").inner_text() == "7"

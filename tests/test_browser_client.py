@@ -24,7 +24,15 @@ import pytest
 from django.core.cache import caches
 from django.test import Client
 
-from trusted_identity import services, signing
+from trusted_identity import signing
+from trusted_identity.services import (
+    access,
+    enforcement,
+    origins,
+    platform_secrets,
+    signature_forms,
+)
+from trusted_identity.services.figures import readiness
 
 from .browser_urls import HARNESS
 from .factories import PlatformFactory, SpaceFactory, UserFactory
@@ -169,18 +177,18 @@ def posts(page, endpoint_part="/trusted-identity/v1/sessions"):
 
 
 def secret_of(platform):
-    return services.current_secret_row(platform).get_secret()
+    return platform_secrets.current_secret_row(platform).get_secret()
 
 
 def rotate_now(platform):
     """A rotation with no grace: every signature made before it stops verifying."""
     from datetime import timedelta
 
-    services.rotate_secret(platform, services.get_cli_actor(), timedelta(0))
+    platform_secrets.rotate_secret(platform, access.get_cli_actor(), timedelta(0))
 
 
 def figures(platform):
-    return services.readiness(platform)
+    return readiness(platform)
 
 
 # --------------------------------------------------------------- same origin
@@ -218,7 +226,7 @@ def test_same_origin_visitor(context, web, app_settings):
 def test_same_origin_403_fetches_a_fresh_signature_once_and_retries(
     context, live_server, web, app_settings
 ):
-    services.set_enforcement(web, True, services.get_cli_actor(), force=True, reason="test")
+    enforcement.set_enforcement(web, True, access.get_cli_actor(), force=True, reason="test")
     user = UserFactory(username="ann", is_staff=False)
     log_in(context, live_server, user)
     page = open_page(context, "/client-page/")  # its config is signed with the current secret
@@ -235,7 +243,7 @@ def test_same_origin_403_fetches_a_fresh_signature_once_and_retries(
 def test_same_origin_403_without_a_login_gives_the_typed_error(
     context, live_server, web, app_settings
 ):
-    services.set_enforcement(web, True, services.get_cli_actor(), force=True, reason="test")
+    enforcement.set_enforcement(web, True, access.get_cli_actor(), force=True, reason="test")
     page = open_page(context, "/client-page/")
     result = run(page, userId="42", signed="0" * 64)
     assert not result["ok"]
@@ -276,7 +284,9 @@ def test_same_origin_429_waits_and_retries(context, web, app_settings):
 
 
 def set_form(platform, form):
-    services.set_signature_form(platform, form, services.get_cli_actor(), force=True, reason="t")
+    signature_forms.set_signature_form(
+        platform, form, access.get_cli_actor(), force=True, reason="t"
+    )
 
 
 def sign_calls(page):
@@ -289,7 +299,7 @@ def test_same_origin_token_is_refreshed_before_it_ends(context, live_server, web
     a fresh token from the sign view first, and that one is sent."""
     app_settings(TOKEN_TTL=120)
     set_form(web, "token")
-    services.set_enforcement(web, True, services.get_cli_actor(), force=True, reason="test")
+    enforcement.set_enforcement(web, True, access.get_cli_actor(), force=True, reason="test")
     log_in(context, live_server, UserFactory(username="ann", is_staff=False))
     page = open_page(context, "/client-page-token/")
     config = page.evaluate("() => window.ti.readConfig('web')")
@@ -317,7 +327,7 @@ def test_same_origin_token_403_fetches_a_fresh_token_once_and_retries(
     context, live_server, web, app_settings
 ):
     set_form(web, "token")
-    services.set_enforcement(web, True, services.get_cli_actor(), force=True, reason="test")
+    enforcement.set_enforcement(web, True, access.get_cli_actor(), force=True, reason="test")
     log_in(context, live_server, UserFactory(username="ann", is_staff=False))
     page = open_page(context, "/client-page-token/")  # its token: the current secret's
     rotate_now(web)  # ... which no longer verifies
@@ -351,7 +361,7 @@ def cross(context, live_server):
 
 
 def test_cross_origin_allowed_starts_a_session(cross, customer_site, web):
-    services.allow_origin(web, customer_site.origin, services.get_cli_actor())
+    origins.allow_origin(web, customer_site.origin, access.get_cli_actor())
     user_id = "customer-42"
     page = customer_page(cross, customer_site, web, user_id, signing.sign(secret_of(web), user_id))
     assert page.evaluate("() => location.origin") == customer_site.origin
@@ -373,17 +383,17 @@ def test_cross_origin_not_allowed_is_blocked_by_the_browser(cross, customer_site
     assert figures(web).visitor == 0  # the preflight failed: the POST was never sent
 
     # Allowed: the same page starts sessions, without reloading (the POST is the authority).
-    services.allow_origin(web, customer_site.origin, services.get_cli_actor())
+    origins.allow_origin(web, customer_site.origin, access.get_cli_actor())
     assert run(page)["ok"]
     # Denied again: blocked again.
-    services.deny_origin(web, customer_site.origin, services.get_cli_actor())
+    origins.deny_origin(web, customer_site.origin, access.get_cli_actor())
     assert run(page)["code"] == "network_error"
 
 
 def test_cross_origin_allowed_for_another_platform_only_is_blocked(cross, customer_site, web):
     """The preflight passes (the origin is on a list), the answer is not readable."""
     other = PlatformFactory(space=SpaceFactory(slug="other"), kind="web")
-    services.allow_origin(other, customer_site.origin, services.get_cli_actor())
+    origins.allow_origin(other, customer_site.origin, access.get_cli_actor())
     page = customer_page(cross, customer_site, web)
     result = run(page)
     assert result["code"] == "network_error"
@@ -391,8 +401,8 @@ def test_cross_origin_allowed_for_another_platform_only_is_blocked(cross, custom
 
 
 def test_cross_origin_403_refreshes_from_the_customer_server(cross, customer_site, web):
-    services.allow_origin(web, customer_site.origin, services.get_cli_actor())
-    services.set_enforcement(web, True, services.get_cli_actor(), force=True, reason="test")
+    origins.allow_origin(web, customer_site.origin, access.get_cli_actor())
+    enforcement.set_enforcement(web, True, access.get_cli_actor(), force=True, reason="test")
     user_id = "customer-7"
     stale = signing.sign(secret_of(web), user_id)
     rotate_now(web)
@@ -407,7 +417,7 @@ def test_cross_origin_403_refreshes_from_the_customer_server(cross, customer_sit
 
 def test_cross_origin_429_exposes_retry_after(cross, customer_site, web, settings):
     settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, "RATE_LIMIT": "1/m"}
-    services.allow_origin(web, customer_site.origin, services.get_cli_actor())
+    origins.allow_origin(web, customer_site.origin, access.get_cli_actor())
     page = customer_page(cross, customer_site, web)
     assert run(page)["ok"]
     result = run(page, maxRetries=0)

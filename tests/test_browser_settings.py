@@ -13,8 +13,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from trusted_identity import outcomes, services
+from trusted_identity import outcomes
 from trusted_identity.models import FailureRecord, Role
+from trusted_identity.services import access, counting, platform_secrets
 
 from .factories import MembershipFactory, PlatformFactory, SpaceFactory, UserFactory
 from .test_browser import log_in, settings_path
@@ -49,27 +50,27 @@ def space(db):
 def platforms(space):
     """Every kind, with versions, reasons, failures and a rotated iOS secret still in use."""
     made = {kind: PlatformFactory(space=space, kind=kind) for kind in KINDS}
-    cli = services.get_cli_actor()
+    cli = access.get_cli_actor()
     ios = made["ios"]
-    previous = services.current_secret_row(ios).pk
-    services.rotate_secret(ios, cli, timedelta(hours=24))
+    previous = platform_secrets.current_secret_row(ios).pk
+    platform_secrets.rotate_secret(ios, cli, timedelta(hours=24))
     for i in range(6):
-        services.record_start(
+        counting.record_start(
             ios.pk,
             "valid",
             f"u{i}",
             form="plain",
             secret_id=previous,
-            client=services.ClientVersions("3.2.0", "ios/2.1.0"),
+            client=counting.ClientVersions("3.2.0", "ios/2.1.0"),
         )
     for i in range(4):
-        services.record_start(
+        counting.record_start(
             ios.pk,
             "invalid",
             f"bad{i}",
             form="plain",
             reason="other_platform",
-            client=services.ClientVersions("3.1.0-very-long-version-name-x", "ios/2.0.0"),
+            client=counting.ClientVersions("3.1.0-very-long-version-name-x", "ios/2.0.0"),
         )
     outcomes.flush()
     now = timezone.now()

@@ -21,7 +21,8 @@ from django.core.management.base import SystemCheckError
 from django.test import TestCase
 from django.utils import timezone
 
-from trusted_identity import services, signing
+from tests.support import verify_user_id
+from trusted_identity import signing
 from trusted_identity.crypto import KeyRing, generate_key
 from trusted_identity.keyring import get_key_ring
 from trusted_identity.models import (
@@ -31,6 +32,7 @@ from trusted_identity.models import (
     PlatformSecret,
     Space,
 )
+from trusted_identity.services import access, enforcement, lookup, platform_secrets, verification
 
 from .factories import OutcomeCountFactory, PlatformFactory
 from .settings import TEST_ENCRYPTION_KEY
@@ -72,12 +74,12 @@ def fails(*args, match=None):
 
 
 def secret_of(platform):
-    return services.reveal_secret(platform, services.get_cli_actor())
+    return platform_secrets.reveal_secret(platform, access.get_cli_actor())
 
 
 def verifies(platform, secret, user_id="u"):
-    snapshot = services.lookup_platform(platform.api_key)
-    return services.verify_user_id(snapshot, user_id, signing.sign(secret, user_id))
+    snapshot = lookup.lookup_platform(platform.api_key)
+    return verify_user_id(snapshot, user_id, signing.sign(secret, user_id))
 
 
 def audit_events_for(obj):
@@ -128,8 +130,8 @@ def test_add_platform_prints_the_api_key_alone(space):
     assert "API key" in err
     assert api_key not in err
     # It works at once, and has a secret to sign with.
-    assert services.lookup_platform(api_key).kind == "roku"
-    assert HEX64.match(services.sign_for("acme", "roku", "42"))
+    assert lookup.lookup_platform(api_key).kind == "roku"
+    assert HEX64.match(verification.sign_for("acme", "roku", "42"))
 
 
 def test_add_platform_unknown_space(db):
@@ -155,7 +157,7 @@ def test_show_secret_prints_the_secret_alone_and_is_audited(platform):
     secret = value_of(out)
     assert secret.startswith("tis_ios_")
     assert secret not in err
-    assert services.sign_for("acme", "ios", "7") == signing.sign(secret, "7")
+    assert verification.sign_for("acme", "ios", "7") == signing.sign(secret, "7")
     entries = list(audit_events_for(platform))
     assert len(entries) == before + 1
     assert "Revealed" in entries[-1].message
@@ -180,7 +182,7 @@ def test_rotate_with_default_grace(platform):
     assert new not in err and old not in err
     assert verifies(platform, new)
     assert verifies(platform, old)
-    assert services.sign_for("acme", "ios", "u") == signing.sign(new, "u")
+    assert verification.sign_for("acme", "ios", "u") == signing.sign(new, "u")
     assert "Rotated" in audit_events_for(platform).last().message
 
 
@@ -237,12 +239,12 @@ def test_enforce_on_and_off(platform):
     platform.refresh_from_db()
     assert platform.enforced
     # It takes effect for session starts at once.
-    snapshot = services.lookup_platform(platform.api_key)
+    snapshot = lookup.lookup_platform(platform.api_key)
     assert snapshot.enforced
     run("enforce", "acme", "ios", "off")
     platform.refresh_from_db()
     assert not platform.enforced
-    assert not services.lookup_platform(platform.api_key).enforced
+    assert not lookup.lookup_platform(platform.api_key).enforced
 
 
 def test_enforce_on_is_refused_below_readiness(platform):
@@ -277,7 +279,7 @@ def test_enforce_force_with_reason_records_it(platform):
 def test_enforce_records_the_reason_verbatim_with_the_clis_name_and_door(platform):
     reason = 'hotfix for [OPS-12]; "now"'
     run("enforce", "acme", "ios", "on", "--force", "--reason", reason)
-    change = services.last_enforcement_changes([platform.pk])[platform.pk]
+    change = enforcement.last_enforcement_changes([platform.pk])[platform.pk]
     assert (change.enabled, change.override_reason, change.who) == (
         True,
         reason,
@@ -411,7 +413,7 @@ def test_status_unknown_space(platform):
 def test_rekey_moves_every_row_to_the_first_key(settings, space):
     ios = PlatformFactory(space=space, kind="ios")
     web = PlatformFactory(space=space, kind="web")
-    services.rotate_secret(ios, services.get_cli_actor())  # a previous secret in its grace
+    platform_secrets.rotate_secret(ios, access.get_cli_actor())  # a previous secret in its grace
     secrets_before = {p.pk: secret_of(p) for p in (ios, web)}
     old_id = get_key_ring().primary_key_id
 
@@ -434,7 +436,7 @@ def test_rekey_moves_every_row_to_the_first_key(settings, space):
     # The old key can go: everything still decrypts, to the same secrets.
     settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, "ENCRYPTION_KEYS": new_key}
     assert {p.pk: secret_of(p) for p in (ios, web)} == secrets_before
-    assert services.sign_for("acme", "ios", "u") == signing.sign(secrets_before[ios.pk], "u")
+    assert verification.sign_for("acme", "ios", "u") == signing.sign(secrets_before[ios.pk], "u")
 
     # Idempotent: a second run has nothing left to do.
     _, err = run("rekey")

@@ -7,12 +7,13 @@ import json
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
 
-from trusted_identity import services, signing
+from trusted_identity import signing
 from trusted_identity.models import (
     Platform,
     Space,
     SpaceMembership,
 )
+from trusted_identity.services import access
 
 from . import hardening
 from .factories import PlatformFactory, SpaceFactory, UserFactory
@@ -29,12 +30,12 @@ def test_grant_makes_staff_with_the_role(space):
     bob.refresh_from_db()
     assert bob.is_staff
     assert SpaceMembership.objects.get(space=space, user=bob).role == "viewer"
-    assert services.can(bob, "view", space)
-    assert not services.can(bob, "reveal", space)
+    assert access.can(bob, "view", space)
+    assert not access.can(bob, "reveal", space)
 
     run("grant", "acme", "bob", "--role", "admin")
     assert SpaceMembership.objects.get(space=space, user=bob).role == "admin"
-    assert services.can(bob, "rotate", space)
+    assert access.can(bob, "rotate", space)
     assert "Granted bob the admin role" in audit_events_for(space).last().message
 
 

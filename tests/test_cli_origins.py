@@ -4,8 +4,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError
 
-from trusted_identity import services
 from trusted_identity.models import Role, SpaceMembership
+from trusted_identity.services import lookup, origins
 
 from .factories import PlatformFactory
 from .test_cli import audit_events_for, cli_env, fails, manage, run  # noqa: F401  (cli_env: a fixture)
@@ -20,8 +20,8 @@ def test_allow_origin_normalises_audits_and_applies_at_once(web):
     out, err = run("allow-origin", "acme", "web", "HTTPS://App.Example.com:443/")
     assert out == ""
     assert "acme/web now allows https://app.example.com" in err
-    assert services.allowed_origins(web) == ["https://app.example.com"]
-    assert services.lookup_platform(web.api_key).origins == {"https://app.example.com"}
+    assert origins.allowed_origins(web) == ["https://app.example.com"]
+    assert lookup.lookup_platform(web.api_key).origins == {"https://app.example.com"}
     entry = audit_events_for(web).last()
     assert entry.message.startswith("Allowed the origin https://app.example.com")
     assert entry.actor_name == "trusted-identity-cli"
@@ -42,8 +42,8 @@ def test_deny_origin(web):
     out, err = run("deny-origin", "acme", "web", "https://A.example")
     assert out == ""
     assert "no longer allows https://a.example; allowed origins: https://b.example" in err
-    assert services.allowed_origins(web) == ["https://b.example"]
-    assert services.lookup_platform(web.api_key).origins == {"https://b.example"}
+    assert origins.allowed_origins(web) == ["https://b.example"]
+    assert lookup.lookup_platform(web.api_key).origins == {"https://b.example"}
     assert (
         audit_events_for(web)
         .last()
@@ -77,7 +77,7 @@ def test_the_actor_option_names_the_user_who_must_hold_a_role(web):
 )
 def test_errors_are_one_line(web, platform, args, match):
     fails(*args, match=match)
-    assert services.allowed_origins(web) == []
+    assert origins.allowed_origins(web) == []
 
 
 def test_subprocess_scripts_see_empty_stdout_and_one_line_errors(cli_env):

@@ -11,8 +11,8 @@ import jwt
 import pytest
 from django.utils import timezone
 
-from trusted_identity import services
 from trusted_identity.models import PlatformSecret, Role
+from trusted_identity.services import platform_secrets, signature_forms
 from trusted_identity.signing import sign
 
 from .factories import MembershipFactory, PlatformFactory, UserFactory
@@ -33,7 +33,7 @@ def android(space):
 
 
 def secret_of(platform):
-    return services.current_secret_row(platform).get_secret()
+    return platform_secrets.current_secret_row(platform).get_secret()
 
 
 def verdict(*args):
@@ -61,7 +61,7 @@ def test_valid_current(ios):
 def test_valid_previous_with_its_end_of_grace(ios, cli_actor):
     old = secret_of(ios)
     (old_id,) = PlatformSecret.objects.filter(platform=ios).values_list("pk", flat=True)
-    services.rotate_secret(ios, cli_actor, timedelta(hours=2))
+    platform_secrets.rotate_secret(ios, cli_actor, timedelta(hours=2))
     assert verdict(USER_ID, sign(old, USER_ID))[0] == "valid-previous"
     found = as_json(USER_ID, sign(old, USER_ID))
     assert found["verdict"] == "valid-previous" and found["accepted"] is True
@@ -74,7 +74,7 @@ def test_valid_previous_with_its_end_of_grace(ios, cli_actor):
 
 def test_expired_secret(ios, cli_actor):
     old = secret_of(ios)
-    services.rotate_secret(ios, cli_actor, timedelta(0))
+    platform_secrets.rotate_secret(ios, cli_actor, timedelta(0))
     assert verdict(USER_ID, sign(old, USER_ID))[0] == "expired-secret"
     found = as_json(USER_ID, sign(old, USER_ID))
     assert (found["accepted"], found["reason"], found["secret"]["state"]) == (
@@ -109,7 +109,7 @@ def test_no_match_shows_the_bytes_hashed(ios):
 
 
 def test_tokens(ios, android, cli_actor):
-    services.set_signature_form(ios, "either", cli_actor)
+    signature_forms.set_signature_form(ios, "either", cli_actor)
     current = token_for(secret_of(ios))
     found = as_json(USER_ID, current)
     assert (found["verdict"], found["form"], found["accepted"]) == ("valid-current", "token", True)

@@ -14,9 +14,11 @@ import pytest
 from django.core.cache import caches
 from django.db import connections
 
-from trusted_identity import services
+from tests.support import verify_user_id
 from trusted_identity.conf import app_settings
-from trusted_identity.services import lookup
+from trusted_identity.services import access, enforcement, lookup, platform_secrets
+from trusted_identity.services.lookup import lookup_platform
+from trusted_identity.services.rekey import rekey
 from trusted_identity.signing import sign
 
 from .factories import PlatformFactory, SpaceFactory
@@ -48,7 +50,7 @@ def shared_cache(request, settings):
 
 
 def _verifies(api_key: str, secret: str) -> bool:
-    return services.verify_user_id(services.lookup_platform(api_key), USER, sign(secret, USER))
+    return verify_user_id(lookup_platform(api_key), USER, sign(secret, USER))
 
 
 @pytest.mark.django_db(transaction=True)
@@ -58,8 +60,8 @@ def test_a_lookup_racing_a_revocation_leaves_no_old_snapshot_in_any_cache(
     """Finding 3: a lookup reads the database before a grace-0 rotation commits and
     writes the caches after it. Whatever it stored must never be served afterwards."""
     platform = PlatformFactory(space=SpaceFactory(slug="race"), kind="web")
-    actor = services.get_cli_actor()
-    revoked = services.reveal_secret(platform, actor)
+    actor = access.get_cli_actor()
+    revoked = platform_secrets.reveal_secret(platform, actor)
     read_done, release = threading.Event(), threading.Event()
     real_load = lookup._load_snapshot
 
@@ -74,19 +76,19 @@ def test_a_lookup_racing_a_revocation_leaves_no_old_snapshot_in_any_cache(
 
     def racing_lookup():
         try:
-            raced.append(services.lookup_platform(platform.api_key))
+            raced.append(lookup_platform(platform.api_key))
         finally:
             connections.close_all()
 
     thread = threading.Thread(target=racing_lookup)
     thread.start()
     assert read_done.wait(10)
-    current = services.rotate_secret(platform, actor, grace=timedelta(0))
+    current = platform_secrets.rotate_secret(platform, actor, grace=timedelta(0))
     release.set()
     thread.join(10)
     monkeypatch.setattr(lookup, "_load_snapshot", real_load)
     # The racing request began before the change: it may answer with what it read.
-    assert services.verify_user_id(raced[0], USER, sign(revoked, USER))
+    assert verify_user_id(raced[0], USER, sign(revoked, USER))
 
     # Another process that had not yet heard of the change reads the shared cache with
     # the generation it knew: what the racing lookup stored there can only be found
@@ -104,14 +106,14 @@ def test_a_process_that_missed_the_commit_catches_up_within_the_interval(shared_
     """A change committed elsewhere (no on-commit hook ran in this process) is seen at
     the next read of the generation, within ``LOOKUP_CHECK_INTERVAL``."""
     platform = PlatformFactory(space=SpaceFactory(slug="elsewhere"), kind="ios")
-    actor = services.get_cli_actor()
-    old = services.reveal_secret(platform, actor)
+    actor = access.get_cli_actor()
+    old = platform_secrets.reveal_secret(platform, actor)
     assert _verifies(platform.api_key, old)  # cached in both layers
     # The change as another process makes it: this process's hook is not told.
     monkeypatched_expire = lookup._expire_generation
     lookup._expire_generation = lambda: None
     try:
-        new = services.rotate_secret(platform, actor, grace=timedelta(0))
+        new = platform_secrets.rotate_secret(platform, actor, grace=timedelta(0))
         committed = time.monotonic()
         while _verifies(platform.api_key, old):
             assert time.monotonic() - committed < 1.0, "not honoured within a second"
@@ -125,20 +127,20 @@ def test_a_process_that_missed_the_commit_catches_up_within_the_interval(shared_
 def test_every_kind_of_change_moves_the_generation(shared_cache):
     space = SpaceFactory(slug="moves")
     platform = PlatformFactory(space=space, kind="roku")
-    actor = services.get_cli_actor()
+    actor = access.get_cli_actor()
     seen = [lookup.read_generation()]
 
     def moved():
         seen.append(lookup.read_generation())
         return seen[-1] > seen[-2]
 
-    services.rotate_secret(platform, actor)
+    platform_secrets.rotate_secret(platform, actor)
     assert moved()
-    services.revoke_previous(platform, actor)
+    platform_secrets.revoke_previous(platform, actor)
     assert moved()
-    services.set_enforcement(platform, True, actor, force=True, reason="test")
+    enforcement.set_enforcement(platform, True, actor, force=True, reason="test")
     assert moved()
-    services.rekey()  # nothing to re-encrypt: the generation stays
+    rekey()  # nothing to re-encrypt: the generation stays
     assert not moved()
     platform.delete()
     assert moved()

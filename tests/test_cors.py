@@ -11,7 +11,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from trusted_identity import services, signing
+from trusted_identity import signing
+from trusted_identity.services import access, enforcement, lookup, origins, platform_secrets
 from trusted_identity.views import CORS_ALLOW_HEADERS
 
 from .factories import PlatformFactory, SpaceFactory
@@ -37,7 +38,7 @@ CORS_HEADERS = {
 def web(space, commit):
     platform = PlatformFactory(space=space, kind="web")
     with commit():
-        services.allow_origin(platform, ALLOWED, services.get_cli_actor())
+        origins.allow_origin(platform, ALLOWED, access.get_cli_actor())
     return platform
 
 
@@ -45,7 +46,7 @@ def web(space, commit):
 def other_web(db, commit):
     platform = PlatformFactory(space=SpaceFactory(slug="other"), kind="web")
     with commit():
-        services.allow_origin(platform, OTHER_SPACES, services.get_cli_actor())
+        origins.allow_origin(platform, OTHER_SPACES, access.get_cli_actor())
     return platform
 
 
@@ -151,7 +152,7 @@ def test_a_warm_preflight_reads_nothing_from_the_database(client, web):
 def test_preflight_follows_removal_at_once(client, web, commit):
     assert_cors_for(preflight(client, ALLOWED), ALLOWED)
     with commit():
-        services.deny_origin(web, ALLOWED, services.get_cli_actor())
+        origins.deny_origin(web, ALLOWED, access.get_cli_actor())
     assert_no_cors(preflight(client, ALLOWED))
 
 
@@ -169,12 +170,12 @@ def test_post_from_an_allowed_origin(client, web):
 def test_error_answers_carry_the_headers_too(client, web, commit):
     assert_cors_for(start(client, web.api_key, {"userId": ""}), ALLOWED)  # 400
     with commit():
-        services.set_enforcement(web, True, services.get_cli_actor(), force=True, reason="test")
+        enforcement.set_enforcement(web, True, access.get_cli_actor(), force=True, reason="test")
     response = start(client, web.api_key, {"userId": "42", "signed": "0" * 64})
     assert response.status_code == 403
     assert json.loads(response.content)["error"]["code"] == "signature_invalid"
     assert_cors_for(response, ALLOWED)
-    secret = services.reveal_secret(web, services.get_cli_actor())
+    secret = platform_secrets.reveal_secret(web, access.get_cli_actor())
     response = start(client, web.api_key, {"userId": "42", "signed": signing.sign(secret, "42")})
     assert response.status_code == 201
     assert json.loads(response.content)["trusted"] is True
@@ -234,10 +235,10 @@ def test_rate_limited_answers_expose_retry_after(client, web, settings):
 def test_removal_takes_effect_on_the_next_post(client, web, commit):
     assert_cors_for(start(client, web.api_key), ALLOWED)
     with commit():
-        services.deny_origin(web, ALLOWED, services.get_cli_actor())
+        origins.deny_origin(web, ALLOWED, access.get_cli_actor())
     assert_no_cors(start(client, web.api_key))
     with commit():
-        services.allow_origin(web, ALLOWED, services.get_cli_actor())
+        origins.allow_origin(web, ALLOWED, access.get_cli_actor())
     assert_cors_for(start(client, web.api_key), ALLOWED)
 
 
@@ -257,7 +258,7 @@ def test_a_database_outage_while_checking_gives_no_header_and_no_500(client, web
     def down(*args, **kwargs):
         raise DatabaseError("down")
 
-    monkeypatch.setattr(services.lookup, "every_allowed_origin", down)
+    monkeypatch.setattr(lookup, "every_allowed_origin", down)
     response = preflight(client, ALLOWED)
     assert response.status_code == 204
     assert_no_cors(response)

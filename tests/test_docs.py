@@ -82,8 +82,8 @@ def test_every_http_error_code_is_in_the_readme_table():
 def test_every_signal_is_documented_with_the_arguments_it_is_sent_with(db):
     from datetime import timedelta
 
-    from trusted_identity import services, signals, testing
-    from trusted_identity.services import alerts
+    from trusted_identity import signals, testing
+    from trusted_identity.services import access, alerts, enforcement, platform_secrets, spaces
 
     documented = {}
     for name, _when, arguments in readme_table("Signals"):
@@ -103,13 +103,13 @@ def test_every_signal_is_documented_with_the_arguments_it_is_sent_with(db):
     for name, receiver in receivers.items():
         getattr(signals, name).connect(receiver)
     try:
-        actor = services.get_cli_actor()
-        space = services.create_space("docs")
-        platform = services.add_platform(space, "web")
-        services.reveal_secret(platform, actor)
-        services.rotate_secret(platform, actor, timedelta(hours=1))
-        services.revoke_previous(platform, actor)
-        services.set_enforcement(platform, True, actor, force=True, reason="docs")
+        actor = access.get_cli_actor()
+        space = spaces.create_space("docs")
+        platform = spaces.add_platform(space, "web")
+        platform_secrets.reveal_secret(platform, actor)
+        platform_secrets.rotate_secret(platform, actor, timedelta(hours=1))
+        platform_secrets.revoke_previous(platform, actor)
+        enforcement.set_enforcement(platform, True, actor, force=True, reason="docs")
         alerts.raise_alert(platform, alerts.REJECTIONS, "docs", "A subject", "A message")
         testing.flush()  # alerts are delivered off the counting path: wait for it
     finally:

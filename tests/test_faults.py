@@ -26,10 +26,19 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from trusted_identity import runtime, services, signing
+from trusted_identity import runtime, signing
 from trusted_identity.crypto import KeyRing, generate_key
 from trusted_identity.exceptions import ServiceUnavailable
 from trusted_identity.models import Platform, PlatformSecret, Role
+from trusted_identity.services import (
+    access,
+    enforcement,
+    figures,
+    platform_secrets,
+    spaces,
+    verification,
+)
+from trusted_identity.services.rekey import rekey
 
 from .factories import MembershipFactory, PlatformFactory, SpaceFactory, UserFactory
 from .hardening import count, failing_sql
@@ -65,7 +74,7 @@ def rows_of(platform):
 
 
 def current_secret(platform):
-    return services.current_secret_row(platform).get_secret()
+    return platform_secrets.current_secret_row(platform).get_secret()
 
 
 def set_keys(settings, keys):
@@ -98,7 +107,7 @@ ROTATION_STATEMENTS = {
 def rotate_through(door, platform, owner, client):
     """Rotate with 1 hour of grace through the service, the CLI or the admin."""
     if door == "service":
-        return services.rotate_secret(platform, services.get_cli_actor(), timedelta(hours=1))
+        return platform_secrets.rotate_secret(platform, access.get_cli_actor(), timedelta(hours=1))
     if door == "cli":
         call_command("trusted_identity", "rotate-secret", "acme", platform.kind, "--grace", "1h")
         return None
@@ -113,8 +122,8 @@ def rotate_through(door, platform, owner, client):
 def test_rotation_failing_midway_keeps_the_old_secret_current_and_valid(
     client, enforced, owner, door, statement, django_capture_on_commit_callbacks
 ):
-    actor = services.get_cli_actor()
-    services.rotate_secret(enforced, actor, timedelta(0))  # leaves an expired row to drop
+    actor = access.get_cli_actor()
+    platform_secrets.rotate_secret(enforced, actor, timedelta(0))  # leaves an expired row to drop
     PlatformSecret.objects.filter(platform=enforced, retired_at__isnull=False).update(
         valid_until=timezone.now() - timedelta(days=31)  # past EXPIRED_SECRET_RETENTION
     )
@@ -146,11 +155,11 @@ def test_rotation_failing_midway_keeps_the_old_secret_current_and_valid(
     assert outcome(start(client, enforced, signed=signed)) == "valid"
     caches["default"].clear()
     assert outcome(start(client, enforced, signed=signed)) == "valid"
-    assert services.sign_for("acme", "android", USER) == signed
+    assert verification.sign_for("acme", "android", USER) == signed
 
     # And the next attempt works.
     with django_capture_on_commit_callbacks(execute=True):
-        new = services.rotate_secret(enforced, actor, timedelta(hours=1))
+        new = platform_secrets.rotate_secret(enforced, actor, timedelta(hours=1))
     assert outcome(start(client, enforced, signed=signing.sign(new, USER))) == "valid"
     assert outcome(start(client, enforced, signed=signed)) == "valid"  # in grace
 
@@ -162,16 +171,16 @@ def test_bulk_rotation_failing_midway_rotates_none(enforced, statement):
     platforms = [enforced, *others]
     before = {p.pk: rows_of(p) for p in platforms}
     with failing_sql(ROTATION_STATEMENTS[statement]), pytest.raises(DatabaseError):
-        services.rotate_secrets(platforms, services.get_cli_actor(), timedelta(hours=1))
+        platform_secrets.rotate_secrets(platforms, access.get_cli_actor(), timedelta(hours=1))
     assert {p.pk: rows_of(p) for p in platforms} == before
 
 
 def test_add_platform_failing_midway_leaves_no_platform_without_a_secret(enforced):
     space = enforced.space
     with failing_sql(ROTATION_STATEMENTS["insert-new"]), pytest.raises(DatabaseError):
-        services.add_platform(space, "ios")
+        spaces.add_platform(space, "ios")
     assert not Platform.objects.filter(space=space, kind="ios").exists()
-    platform = services.add_platform(space, "ios")
+    platform = spaces.add_platform(space, "ios")
     assert current_secret(platform).startswith("tis_ios_")
 
 
@@ -182,7 +191,7 @@ def test_add_platform_failing_midway_leaves_no_platform_without_a_secret(enforce
 def test_enforcement_change_failing_midway_changes_nothing(client, enforced, statement):
     signed = signing.sign(current_secret(enforced), USER)
     with failing_sql(statement), pytest.raises(DatabaseError):
-        services.set_enforcement(enforced, False, services.get_cli_actor())
+        enforcement.set_enforcement(enforced, False, access.get_cli_actor())
     enforced.refresh_from_db()
     assert enforced.enforced is True
     assert outcome(start(client, enforced)) == "signature_required"
@@ -232,7 +241,7 @@ def test_missing_encryption_key_is_a_clear_error_and_loses_nothing(
     assert "TRUSTED_IDENTITY_ENCRYPTION_KEYS is not set" in caplog.text
     assert outcome(start(client, enforced, user_id=None)) == "none"  # visitors need no key
     with pytest.raises(ImproperlyConfigured, match="TRUSTED_IDENTITY_ENCRYPTION_KEYS"):
-        services.reveal_secret(enforced, services.get_cli_actor())
+        platform_secrets.reveal_secret(enforced, access.get_cli_actor())
     for args in (
         ("show-secret", "acme", "android"),
         ("rotate-secret", "acme", "android"),
@@ -294,7 +303,7 @@ def test_wrong_encryption_key_names_the_row_and_the_key_and_loses_nothing(
     count("fault_scenarios")
     secret = current_secret(enforced)
     signed = signing.sign(secret, USER)
-    row = services.current_secret_row(enforced)
+    row = platform_secrets.current_secret_row(enforced)
     before = rows_of(enforced)
     stray = generate_key()
     set_keys(settings, stray)
@@ -309,7 +318,7 @@ def test_wrong_encryption_key_names_the_row_and_the_key_and_loses_nothing(
     assert f"row {row.pk}" in message and key_id in message
     assert "not in TRUSTED_IDENTITY_ENCRYPTION_KEYS" in message
     with pytest.raises(ServiceUnavailable):
-        services.sign_for("acme", "android", USER)
+        verification.sign_for("acme", "android", USER)
     assert rows_of(enforced) == before
 
     set_keys(settings, TEST_ENCRYPTION_KEY)
@@ -340,7 +349,7 @@ def test_key_unknown_for_some_rows_names_those_rows_and_spares_the_others(
     assert f"platform #{enforced.pk}" in caplog.text
     assert outcome(start(client, healthy, signed=good)) == "valid"
 
-    result = services.rekey()
+    result = rekey()
     assert {pk for pk, _platform, _reason in result.failed} == lost_rows
     assert all(platform_id == enforced.pk for _pk, platform_id, _ in result.failed)
     with pytest.raises(CommandError) as info:
@@ -389,16 +398,16 @@ def test_cache_down_session_start_answers_from_the_database(
     assert outcome(start(client, enforced)) == "signature_required"
     assert outcome(start(client, open_platform, signed="0" * 64)) == "invalid"
     assert outcome(start(client, open_platform, user_id=None)) == "none"
-    assert services.readiness(enforced).valid == 8
+    assert figures.readiness(enforced).valid == 8
     assert "cache unavailable" in caplog.text
 
     # Writes take effect at once: nothing stale can be served from a cache that is down.
     with django_capture_on_commit_callbacks(execute=True):
-        new = services.rotate_secret(enforced, services.get_cli_actor(), timedelta(0))
+        new = platform_secrets.rotate_secret(enforced, access.get_cli_actor(), timedelta(0))
     assert outcome(start(client, enforced, signed=signed)) == "signature_invalid"
     assert outcome(start(client, enforced, signed=signing.sign(new, USER))) == "valid"
     with django_capture_on_commit_callbacks(execute=True):
-        services.set_enforcement(enforced, False, services.get_cli_actor())
+        enforcement.set_enforcement(enforced, False, access.get_cli_actor())
     assert outcome(start(client, enforced)) == "missing"
     with django_capture_on_commit_callbacks(execute=True):
         Platform.objects.filter(pk=open_platform.pk).delete()

@@ -26,8 +26,10 @@ from hypothesis import given, note
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from trusted_identity import services, signing
+from trusted_identity import signing
 from trusted_identity.conf import app_settings
+from trusted_identity.services import platform_secrets
+from trusted_identity.services.figures import readiness
 
 from . import hardening
 from .factories import PlatformFactory, SpaceFactory
@@ -151,7 +153,8 @@ def world(db):
     enforced = PlatformFactory(space=space, kind="android", enforced=True)
     other = PlatformFactory(space=SpaceFactory(slug="other"), kind="web")
     secrets = {
-        p.kind: services.current_secret_row(p).get_secret() for p in (open_platform, enforced)
+        p.kind: platform_secrets.current_secret_row(p).get_secret()
+        for p in (open_platform, enforced)
     }
     return {
         "space": space,
@@ -166,7 +169,7 @@ def post_start(client, api_key, body: bytes, content_type="application/json"):
 
 
 def tally(platform) -> int:
-    figures = services.readiness(platform)
+    figures = readiness(platform)
     return figures.identified + figures.visitor
 
 

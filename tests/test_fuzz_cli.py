@@ -11,8 +11,9 @@ from django.core.management.base import CommandError
 from hypothesis import given, note
 from hypothesis import strategies as st
 
-from trusted_identity import services, signing
+from trusted_identity import signing
 from trusted_identity.models import Platform
+from trusted_identity.services import platform_secrets, spaces
 
 from .factories import UserFactory
 from .test_fuzz import case, examples, world  # noqa: F401
@@ -117,7 +118,7 @@ def test_cli_any_arguments(world, django_capture_on_commit_callbacks, subcommand
         ok = True
     stdout, stderr = out.getvalue(), err.getvalue()
     current = [
-        services.current_secret_row(p).get_secret()
+        platform_secrets.current_secret_row(p).get_secret()
         for p in Platform.objects.all()
         if p.secrets.filter(retired_at__isnull=True).exists()
     ]
@@ -136,8 +137,8 @@ def test_cli_any_arguments(world, django_capture_on_commit_callbacks, subcommand
         assert stdout.endswith("\n") and len(stdout.splitlines()) == 1, (argv, stdout)
     if subcommand == "sign" and len(args) == 3 and not any(a.startswith("-") for a in args):
         space_slug, kind, user_id = args
-        platform = services.get_platform(space_slug, kind)
-        secret = services.current_secret_row(platform).get_secret()
+        platform = spaces.get_platform(space_slug, kind)
+        secret = platform_secrets.current_secret_row(platform).get_secret()
         assert stdout == signing.sign(secret, user_id) + "\n"
     if subcommand in ("show-secret", "rotate-secret"):
         assert stdout.strip() in current

@@ -12,9 +12,10 @@ from django.http import QueryDict
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trusted_identity import services, signing
+from trusted_identity import signing
 from trusted_identity.conf import app_settings
 from trusted_identity.models import Platform, PlatformKind
+from trusted_identity.services import platform_secrets
 
 from .factories import UserFactory
 from .test_fuzz import ERROR_CODES, SIGN, case, check_answer, debug, examples, world  # noqa: F401
@@ -108,7 +109,7 @@ def test_sign_view_any_query_and_header(
         return
     if status == 200:
         kind = detail
-        secret = services.current_secret_row(world["platforms"][kind]).get_secret()
+        secret = platform_secrets.current_secret_row(world["platforms"][kind]).get_secret()
         assert answer == {
             "userId": str(signer.pk),
             "platform": kind,

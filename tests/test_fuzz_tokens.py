@@ -21,8 +21,16 @@ import pytest
 from hypothesis import given, note
 from hypothesis import strategies as st
 
-from trusted_identity import runtime, services, tokens
-from trusted_identity.services import verification
+from tests.support import verify_user_id
+from trusted_identity import runtime, tokens
+from trusted_identity.services import (
+    access,
+    lookup,
+    platform_secrets,
+    signature_forms,
+    verification,
+)
+from trusted_identity.services.verification import sign_token, verify_signed
 from trusted_identity.signing import HmacKey
 
 from . import hardening
@@ -138,16 +146,21 @@ def claims_for(user_id_strategy):
 def world(db, monkeypatch):
     monkeypatch.setattr(verification, "clock", lambda: NOW)
     space = SpaceFactory(slug="acme")
-    actor = services.get_cli_actor()
+    actor = access.get_cli_actor()
     platforms = {}
     for kind, enforced in (("ios", False), ("android", True)):
         platform = PlatformFactory(space=space, kind=kind, enforced=enforced)
-        services.set_signature_form(
-            platform, "token", actor, max_age=services.parse_max_age("1h"), force=True, reason="f"
+        signature_forms.set_signature_form(
+            platform,
+            "token",
+            actor,
+            max_age=signature_forms.parse_max_age("1h"),
+            force=True,
+            reason="f",
         )
         platforms[kind] = platform
     runtime.current().reset()
-    secrets = {kind: services.reveal_secret(p, actor) for kind, p in platforms.items()}
+    secrets = {kind: platform_secrets.reveal_secret(p, actor) for kind, p in platforms.items()}
     return {"platforms": platforms, "secrets": secrets}
 
 
@@ -311,15 +324,15 @@ def test_every_one_character_change_of_a_valid_token_is_refused(world, user_id, 
     substitution, insertion or deletion, any character) does not."""
     case("token-one-change")
     platform = world["platforms"]["ios"]
-    snapshot = services.lookup_platform(platform.api_key)
-    made = services.sign_token(snapshot, user_id)
-    assert services.verify_user_id(snapshot, user_id, made.token)
+    snapshot = lookup.lookup_platform(platform.api_key)
+    made = sign_token(snapshot, user_id)
+    assert verify_user_id(snapshot, user_id, made.token)
     for _ in range(5):
         changed = one_change(made.token, data, st.characters(exclude_categories=("Cs",)))
-        result = services.verify_signed(snapshot, user_id, changed)
+        result = verify_signed(snapshot, user_id, changed)
         assert not result.valid, changed
     other = one_change(user_id, data, st.characters(exclude_categories=("Cs",)))
-    assert services.verify_signed(snapshot, other, made.token).reason == "token_subject_mismatch"
+    assert verify_signed(snapshot, other, made.token).reason == "token_subject_mismatch"
 
 
 @examples(200)

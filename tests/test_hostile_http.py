@@ -16,7 +16,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from trusted_identity import services, signing
+from trusted_identity import signing
+from trusted_identity.services import platform_secrets
 
 from . import hardening
 from .factories import PlatformFactory, SpaceFactory
@@ -86,7 +87,7 @@ def live(live_server, transactional_db, settings):
     settings.ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
     space = SpaceFactory(slug="acme")
     platform = PlatformFactory(space=space, kind="ios", enforced=True)
-    secret = services.current_secret_row(platform).get_secret()
+    secret = platform_secrets.current_secret_row(platform).get_secret()
     host = urlsplit(live_server.url).netloc
     return {"url": live_server.url, "host": host, "platform": platform, "secret": secret}
 

@@ -15,8 +15,10 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from trusted_identity import outcomes, services, signing
+from trusted_identity import outcomes, signing
 from trusted_identity.models import Outcome, Platform
+from trusted_identity.services import access, diagnostics, enforcement, platform_secrets
+from trusted_identity.services.figures import readiness
 
 from .factories import PASSWORD, PlatformFactory, UserFactory
 
@@ -57,7 +59,7 @@ def assert_error(response, status, code):
 
 
 def secret_of(platform):
-    return services.reveal_secret(platform, services.get_cli_actor())
+    return platform_secrets.reveal_secret(platform, access.get_cli_actor())
 
 
 def set_app_settings(settings, **values):
@@ -223,7 +225,7 @@ def test_enforced_valid_signature_is_accepted(client, enforced):
 )
 def test_enforcement_rejects(client, enforced, payload, code):
     assert_error(start(client, enforced.api_key, payload), 403, code)
-    figures = services.readiness(enforced)
+    figures = readiness(enforced)
     assert figures.rejected == 1
     assert figures.invalid == figures.missing == 0
 
@@ -293,7 +295,7 @@ def test_malformed_bodies_are_invalid_requests(client, platform, debug, raw):
     response = start(client, platform.api_key, raw=raw)
     assert_error(response, 400, "invalid_request")
     assert b"<html" not in response.content.lower()
-    figures = services.readiness(platform)
+    figures = readiness(platform)
     assert figures.identified + figures.visitor == 0, "a refused request must not be counted"
 
 
@@ -350,7 +352,7 @@ def test_other_methods_are_not_allowed(client, platform, debug, method):
     )
     assert_error(response, 405, "method_not_allowed")
     assert "POST" in response["Allow"]
-    assert services.readiness(platform).visitor == 0
+    assert readiness(platform).visitor == 0
 
 
 def test_trailing_slash_is_accepted(client, platform):
@@ -404,7 +406,7 @@ def test_counting_matches_what_was_sent(client, platform, space):
     start(client, platform.api_key, raw=b"{")
     start(client, "tik_unknown", {})
 
-    (acme,) = services.status("acme")
+    (acme,) = diagnostics.status("acme")
     by_kind = {p["kind"]: p for p in acme["platforms"]}
     assert by_kind["ios"]["valid"] == 3
     assert by_kind["ios"]["invalid"] == 1
@@ -426,7 +428,7 @@ def test_rejections_are_counted(client, enforced):
     start(client, enforced.api_key, {"userId": "u"})
     start(client, enforced.api_key, {"userId": "u", "signed": "0" * 64})
     start(client, enforced.api_key, {})
-    figures = services.readiness(enforced)
+    figures = readiness(enforced)
     assert (figures.valid, figures.rejected, figures.visitor) == (1, 2, 1)
     assert figures.invalid == figures.missing == 0
 
@@ -443,7 +445,7 @@ def test_rotation_takes_effect_at_once_with_a_warm_cache(
     assert body["signature"] == "valid"  # the lookup cache is now warm
 
     with django_capture_on_commit_callbacks(execute=True):
-        new = services.rotate_secret(platform, services.get_cli_actor())
+        new = platform_secrets.rotate_secret(platform, access.get_cli_actor())
     assert new != old
     new_signed = signing.sign(new, "u")
     body = assert_json(start(client, platform.api_key, {"userId": "u", "signed": new_signed}))
@@ -461,7 +463,7 @@ def test_rotation_with_no_grace_rejects_the_old_secret_at_once(
     assert response.status_code == 201
 
     with django_capture_on_commit_callbacks(execute=True):
-        new = services.rotate_secret(enforced, services.get_cli_actor(), grace=timedelta(0))
+        new = platform_secrets.rotate_secret(enforced, access.get_cli_actor(), grace=timedelta(0))
     response = start(client, enforced.api_key, {"userId": "u", "signed": old_signed})
     assert_error(response, 403, "signature_invalid")
     response = start(client, enforced.api_key, {"userId": "u", "signed": signing.sign(new, "u")})
@@ -473,10 +475,10 @@ def test_enforcement_change_takes_effect_at_once(
 ):
     assert start(client, platform.api_key, {"userId": "u"}).status_code == 201
     with django_capture_on_commit_callbacks(execute=True):
-        services.set_enforcement(platform, True, services.get_cli_actor(), force=True, reason="t")
+        enforcement.set_enforcement(platform, True, access.get_cli_actor(), force=True, reason="t")
     assert_error(start(client, platform.api_key, {"userId": "u"}), 403, "signature_required")
     with django_capture_on_commit_callbacks(execute=True):
-        services.set_enforcement(platform, False, services.get_cli_actor())
+        enforcement.set_enforcement(platform, False, access.get_cli_actor())
     assert start(client, platform.api_key, {"userId": "u"}).status_code == 201
 
 
@@ -512,7 +514,7 @@ def test_warm_lookup_needs_no_platform_queries(client, platform):
     assert not [sql for sql in reads if any(table in sql for table in looked_up)]
     writes = [sql for sql in statements if "trusted_identity_outcomecount" in sql]
     assert len(writes) == 1 and writes[0].lstrip().upper().startswith("UPDATE")
-    assert services.readiness(platform).visitor == 2
+    assert readiness(platform).visitor == 2
 
 
 def test_warm_buffered_start_makes_no_query_at_all(client, platform, settings, monkeypatch):
@@ -523,7 +525,7 @@ def test_warm_buffered_start_makes_no_query_at_all(client, platform, settings, m
     with CaptureQueriesContext(connection) as queries:
         assert start(client, platform.api_key, {}).status_code == 201
     assert queries.captured_queries == []
-    assert services.readiness(platform).visitor == 2  # flushed by the figures read
+    assert readiness(platform).visitor == 2  # flushed by the figures read
 
 
 def test_outcomes_enum_matches_contract():

@@ -20,9 +20,11 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import DatabaseError
 
-from trusted_identity import runtime, services, signing
+from trusted_identity import runtime, signing
 from trusted_identity.crypto import generate_key, key_id_for
 from trusted_identity.models import PlatformSecret
+from trusted_identity.services import access, platform_secrets
+from trusted_identity.services.rekey import rekey
 
 from .factories import PlatformFactory, SpaceFactory, UserFactory
 from .hardening import failing_sql
@@ -70,19 +72,22 @@ class Fleet:
             PlatformFactory(space=acme, kind="web", enforced=True),
             PlatformFactory(space=globex, kind="roku", enforced=True),
         ]
-        actor = services.get_cli_actor()
+        actor = access.get_cli_actor()
         ios, web, roku = self.platforms
-        first = {p.pk: services.current_secret_row(p).get_secret() for p in self.platforms}
+        first = {p.pk: platform_secrets.current_secret_row(p).get_secret() for p in self.platforms}
         # ios: a current secret and two in grace; roku: one in grace; web: the previous
         # secret revoked at once (grace 0), so it must stay refused.
         self.valid = {
             ios.pk: [
                 first[ios.pk],
-                services.rotate_secret(ios, actor, timedelta(hours=2)),
-                services.rotate_secret(ios, actor, timedelta(hours=1)),
+                platform_secrets.rotate_secret(ios, actor, timedelta(hours=2)),
+                platform_secrets.rotate_secret(ios, actor, timedelta(hours=1)),
             ],
-            web.pk: [services.rotate_secret(web, actor, timedelta(0))],
-            roku.pk: [first[roku.pk], services.rotate_secret(roku, actor, timedelta(hours=2))],
+            web.pk: [platform_secrets.rotate_secret(web, actor, timedelta(0))],
+            roku.pk: [
+                first[roku.pk],
+                platform_secrets.rotate_secret(roku, actor, timedelta(hours=2)),
+            ],
         }
         self.revoked = {web.pk: first[web.pk]}
         runtime.current().reset()
@@ -166,7 +171,7 @@ def rekey_fixture_rows(settings):
         PlatformFactory(space=space, kind=kind, enforced=True)
         for kind in ("web", "ios", "android", "tvos", "androidtv", "roku")
     ]
-    secrets = {p.pk: services.current_secret_row(p).get_secret() for p in platforms}
+    secrets = {p.pk: platform_secrets.current_secret_row(p).get_secret() for p in platforms}
     set_keys(settings, new_key, old_key)
     return old_key, new_key, platforms, secrets
 
@@ -183,7 +188,7 @@ def test_interrupted_rekey_resumes_and_nothing_is_lost(client, settings, transac
     with failing_sql(update, nth=2) as failed:
         if door == "service":
             with pytest.raises(DatabaseError):
-                services.rekey(batch_size=batch)
+                rekey(batch_size=batch)
         else:
             with pytest.raises(CommandError, match="database error: injected fault"):
                 cli("rekey", "--batch-size", str(batch))
@@ -198,7 +203,7 @@ def test_interrupted_rekey_resumes_and_nothing_is_lost(client, settings, transac
         assert response.status_code == 201
 
     if door == "service":
-        result = services.rekey(batch_size=batch)
+        result = rekey(batch_size=batch)
         assert (result.rekeyed, result.failed) == (len(ids) - batch, [])
     else:
         _out, err = cli("rekey", "--batch-size", str(batch))
@@ -208,6 +213,6 @@ def test_interrupted_rekey_resumes_and_nothing_is_lost(client, settings, transac
     set_keys(settings, new_key)
     runtime.current().reset()
     for platform in platforms:
-        assert services.current_secret_row(platform).get_secret() == secrets[platform.pk]
+        assert platform_secrets.current_secret_row(platform).get_secret() == secrets[platform.pk]
         response = start(client, platform, "42", signing.sign(secrets[platform.pk], "42"))
         assert response.status_code == 201

@@ -131,8 +131,20 @@ def test_the_graph_sees_imports():
     graph = _graph()
     assert "trusted_identity.services.lookup" in graph["trusted_identity.services.sessions"]
     assert "trusted_identity.outcomes" in graph["trusted_identity.services.counting"]
-    assert "trusted_identity.services" in graph["trusted_identity.views"]
+    assert "trusted_identity.services.sessions" in graph["trusted_identity.views"]
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_the_doors_import_the_module_that_owns_a_rule():
+    """No facade: ``services/__init__.py`` re-exports nothing, and nothing imports the
+    package as a whole (``from .. import services``), so every call names its owner."""
+    init = APP / "services" / "__init__.py"
+    tree = ast.parse(init.read_text())
+    assert not [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    importers = sorted(
+        name for name, targets in _graph().items() if f"{PACKAGE}.services" in targets
+    )
+    assert importers == []
 
 
 def test_no_import_circles():

@@ -31,7 +31,7 @@ from django.core.management import call_command
 from django.forms.models import model_to_dict
 from django.urls import reverse
 
-from trusted_identity import runtime, services, signing
+from trusted_identity import runtime, signing
 from trusted_identity.keyring import get_key_ring
 from trusted_identity.models import (
     AuditEvent,
@@ -42,6 +42,7 @@ from trusted_identity.models import (
     Role,
     Space,
 )
+from trusted_identity.services import access, figures, lookup, platform_secrets
 from trusted_identity.signing import SecretStr
 
 from . import hardening
@@ -80,10 +81,10 @@ def world(db, superuser):
     ios = PlatformFactory(space=acme, kind="ios")
     web = PlatformFactory(space=acme, kind="web", enforced=True)
     roku = PlatformFactory(space=globex, kind="roku")
-    actor = services.get_cli_actor()
-    services.rotate_secret(ios, actor, timedelta(hours=2))  # one in grace
-    services.rotate_secret(ios, actor, timedelta(0))  # one revoked
-    services.rotate_secret(roku, actor, timedelta(days=1))
+    actor = access.get_cli_actor()
+    platform_secrets.rotate_secret(ios, actor, timedelta(hours=2))  # one in grace
+    platform_secrets.rotate_secret(ios, actor, timedelta(0))  # one revoked
+    platform_secrets.rotate_secret(roku, actor, timedelta(days=1))
     owner = UserFactory(username="olivia")
     MembershipFactory(space=acme, user=owner, role=Role.OWNER)
     MembershipFactory(space=acme, user=UserFactory(username="victor"), role=Role.VIEWER)
@@ -148,7 +149,7 @@ def test_no_secret_on_any_admin_page(client, world, superuser, settings, caplog,
     reveal_url = reverse(
         "admin:trusted_identity_space_reveal_secret", args=[world["acme"].pk, "ios"]
     )
-    current = services.current_secret_row(world["ios"]).get_secret()
+    current = platform_secrets.current_secret_row(world["ios"]).get_secret()
     revealed = client.post(reveal_url)
     assert revealed.status_code == 200 and current.encode() in revealed.content
     assert_no_secret(revealed.content, secrets, "the reveal response", allowed=current)
@@ -245,14 +246,14 @@ def test_repr_and_str_of_every_object_hold_no_secret(client, world):
     secrets = every_secret()
     ios = world["ios"]
     # Warm every in-process structure that holds key material.
-    signed = signing.sign(services.current_secret_row(ios).get_secret(), "42")
+    signed = signing.sign(platform_secrets.current_secret_row(ios).get_secret(), "42")
     client.post(
         SESSIONS,
         json.dumps({"userId": "42", "signed": signed}),
         content_type="application/json",
         HTTP_X_API_KEY=ios.api_key,
     )
-    snapshot = services.lookup_platform(ios.api_key)
+    snapshot = lookup.lookup_platform(ios.api_key)
     objects = [
         *Space.objects.all(),
         *Platform.objects.all(),
@@ -263,8 +264,8 @@ def test_repr_and_str_of_every_object_hold_no_secret(client, world):
         snapshot,
         *snapshot.secrets,
         get_key_ring(),
-        services.get_cli_actor(),
-        services.readiness(ios),
+        access.get_cli_actor(),
+        figures.readiness(ios),
     ]
     for obj in objects:
         assert_no_secret(repr(obj), secrets, f"repr of {type(obj).__name__}")
@@ -275,7 +276,7 @@ def test_repr_and_str_of_every_object_hold_no_secret(client, world):
 
 
 def test_decrypted_secrets_are_masked_in_repr_but_work_as_strings(world):
-    secret = services.reveal_secret(world["ios"], services.get_cli_actor())
+    secret = platform_secrets.reveal_secret(world["ios"], access.get_cli_actor())
     assert isinstance(secret, SecretStr)
     assert repr(secret) == "<secret: masked>"
     assert repr({"secret": secret}) == "{'secret': <secret: masked>}"
@@ -285,7 +286,7 @@ def test_decrypted_secrets_are_masked_in_repr_but_work_as_strings(world):
     assert json.dumps(secret) == json.dumps(plain)
     assert secret.encode() == plain.encode()
     assert signing.sign(secret, "42") == signing.sign(plain, "42")
-    rotated = services.rotate_secret(world["ios"], services.get_cli_actor())
+    rotated = platform_secrets.rotate_secret(world["ios"], access.get_cli_actor())
     assert repr(rotated) == "<secret: masked>"
 
 
@@ -357,7 +358,7 @@ def test_cache_holds_no_secret(client, world, settings):
     }
     secrets = every_secret()
     for platform in (world["ios"], world["web"], world["roku"]):
-        secret = services.current_secret_row(platform).get_secret()
+        secret = platform_secrets.current_secret_row(platform).get_secret()
         for user_id in ("1", "2"):
             client.post(
                 SESSIONS,

@@ -21,8 +21,9 @@ from django.core.handlers.wsgi import WSGIHandler
 from django.db.models import Sum
 from django.test import RequestFactory
 
-from trusted_identity import ratelimit, services, signing
+from trusted_identity import ratelimit, signing
 from trusted_identity.models import OutcomeCount
+from trusted_identity.services import access, origins, platform_secrets
 from trusted_identity.wsgi import LeanSessions
 
 from .factories import PlatformFactory
@@ -49,15 +50,15 @@ def site(settings):
 
 @pytest.fixture
 def world(space):
-    cli = services.get_cli_actor()
+    cli = access.get_cli_actor()
     web = PlatformFactory(space=space, kind="web")
-    services.allow_origin(web, ALLOWED, cli)
+    origins.allow_origin(web, ALLOWED, cli)
     enforced = PlatformFactory(space=space, kind="android", enforced=True)
     return SimpleNamespace(
         web=web,
-        web_secret=services.reveal_secret(web, cli),
+        web_secret=platform_secrets.reveal_secret(web, cli),
         enforced=enforced,
-        enforced_secret=services.reveal_secret(enforced, cli),
+        enforced_secret=platform_secrets.reveal_secret(enforced, cli),
     )
 
 

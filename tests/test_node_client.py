@@ -12,8 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from trusted_identity import services
 from trusted_identity.models import Platform
+from trusted_identity.services import (
+    access,
+    diagnostics,
+    enforcement,
+    platform_secrets,
+    verification,
+)
 
 from .factories import PlatformFactory, SpaceFactory
 
@@ -50,13 +56,13 @@ def live_platforms(live_server, transactional_db):
     space = SpaceFactory(slug="live")
     ios = PlatformFactory(space=space, kind="ios")
     web = PlatformFactory(space=space, kind="web")
-    actor = services.get_cli_actor()
+    actor = access.get_cli_actor()
     return {
         "url": live_server.url,
         "ios": ios,
         "web": web,
-        "ios_secret": services.reveal_secret(ios, actor),
-        "web_secret": services.reveal_secret(web, actor),
+        "ios_secret": platform_secrets.reveal_secret(ios, actor),
+        "web_secret": platform_secrets.reveal_secret(web, actor),
         "actor": actor,
     }
 
@@ -75,7 +81,7 @@ def test_node_signatures_are_accepted_for_every_kind_of_user_id(live_platforms):
         assert result["body"]["userId"] == uid
         assert result["body"]["trusted"] is True
         assert result["body"]["signature"] == "valid"
-        assert result["signed"] == services.sign_for("live", "ios", uid)
+        assert result["signed"] == verification.sign_for("live", "ios", uid)
 
 
 def test_node_client_sees_the_contract_answers_with_enforcement_off_then_on(live_platforms):
@@ -100,7 +106,7 @@ def test_node_client_sees_the_contract_answers_with_enforcement_off_then_on(live
     assert off["bad-key"]["status"] == 401
     assert off["bad-key"]["body"]["error"]["code"] == "invalid_api_key"
 
-    services.set_enforcement(p["ios"], True, p["actor"], force=True, reason="e2e test")
+    enforcement.set_enforcement(p["ios"], True, p["actor"], force=True, reason="e2e test")
     on = run_client(p["url"], steps)
     assert on["valid"]["status"] == 201 and on["upper"]["status"] == 201
     assert on["invalid"]["status"] == 403
@@ -110,7 +116,7 @@ def test_node_client_sees_the_contract_answers_with_enforcement_off_then_on(live
     assert on["missing"]["body"]["error"]["code"] == "signature_required"
     assert on["visitor"]["status"] == 201
 
-    figures = services.status("live")[0]["platforms"]
+    figures = diagnostics.status("live")[0]["platforms"]
     ios = next(f for f in figures if f["kind"] == "ios")
     # First run: valid x2, invalid x2, missing, visitor; second: valid x2, rejected x3, visitor.
     assert (ios["valid"], ios["invalid"], ios["missing"], ios["visitor"], ios["rejected"]) == (
@@ -125,8 +131,8 @@ def test_node_client_sees_the_contract_answers_with_enforcement_off_then_on(live
 def test_node_client_rotation_with_grace_and_revocation(live_platforms):
     p = live_platforms
     key, old = p["ios"].api_key, p["ios_secret"]
-    services.set_enforcement(p["ios"], True, p["actor"], force=True, reason="no traffic yet")
-    new = services.rotate_secret(p["ios"], p["actor"], timedelta(hours=1))
+    enforcement.set_enforcement(p["ios"], True, p["actor"], force=True, reason="no traffic yet")
+    new = platform_secrets.rotate_secret(p["ios"], p["actor"], timedelta(hours=1))
     steps = [
         {"name": "old", "apiKey": key, "userId": "u2", "signWith": old},
         {"name": "new", "apiKey": key, "userId": "u2", "signWith": new},
@@ -134,7 +140,9 @@ def test_node_client_rotation_with_grace_and_revocation(live_platforms):
     during_grace = run_client(p["url"], steps)
     assert during_grace["old"]["status"] == 201 and during_grace["new"]["status"] == 201
 
-    newest = services.rotate_secret(Platform.objects.get(pk=p["ios"].pk), p["actor"], timedelta(0))
+    newest = platform_secrets.rotate_secret(
+        Platform.objects.get(pk=p["ios"].pk), p["actor"], timedelta(0)
+    )
     steps.append({"name": "newest", "apiKey": key, "userId": "u2", "signWith": newest})
     after_revocation = run_client(p["url"], steps)
     assert after_revocation["newest"]["status"] == 201

@@ -8,10 +8,13 @@ from django.db import OperationalError, connection
 from django.db.models import Sum
 from django.test.utils import CaptureQueriesContext
 
-from trusted_identity import outcomes, runtime, services
+from tests.support import record_outcome
+from trusted_identity import outcomes, runtime
 from trusted_identity.conf import app_settings
 from trusted_identity.countwrites import CountBatch
 from trusted_identity.models import OutcomeCount, Platform
+from trusted_identity.services import lookup, sessions
+from trusted_identity.services.figures import readiness
 
 from .factories import PlatformFactory
 
@@ -54,10 +57,10 @@ def total(platform, outcome):
 
 
 def test_buffered_starts_make_no_query_until_flushed(buffered, platform):
-    snapshot = services.lookup_platform(platform.api_key)
+    snapshot = lookup.lookup_platform(platform.api_key)
     with CaptureQueriesContext(connection) as queries:
         for _ in range(25):
-            services.start_session(snapshot, {})
+            sessions.start_session(snapshot, {})
     assert queries.captured_queries == []
     assert total(platform, "visitor") == 0
     assert sum(pending().values()) == 25
@@ -68,14 +71,14 @@ def test_buffered_starts_make_no_query_until_flushed(buffered, platform):
 
 
 def test_figures_include_what_this_process_has_not_written_yet(buffered, platform):
-    services.record_outcome(platform.pk, "valid", 3)
-    services.record_outcome(platform.pk, "missing", 1)
-    figures = services.readiness(platform)
+    record_outcome(platform.pk, "valid", 3)
+    record_outcome(platform.pk, "missing", 1)
+    figures = readiness(platform)
     assert (figures.valid, figures.missing) == (3, 1)
 
 
 def test_a_failed_flush_keeps_the_counts_for_the_next_try(buffered, platform):
-    services.record_outcome(platform.pk, "valid", 7)
+    record_outcome(platform.pk, "valid", 7)
 
     def refuse_count_writes(execute, sql, params, many, context):
         if "trusted_identity_outcomecount" in sql and not sql.lstrip().upper().startswith("SELECT"):
@@ -92,9 +95,9 @@ def test_a_failed_flush_keeps_the_counts_for_the_next_try(buffered, platform):
 
 
 def test_unbuffered_mode_writes_each_start_at_once(platform):
-    snapshot = services.lookup_platform(platform.api_key)
-    services.start_session(snapshot, {})
-    services.start_session(snapshot, {})
+    snapshot = lookup.lookup_platform(platform.api_key)
+    sessions.start_session(snapshot, {})
+    sessions.start_session(snapshot, {})
     assert total(platform, "visitor") == 2
     assert pending() == {}
 
@@ -115,7 +118,7 @@ def test_concurrent_threads_lose_no_count(settings):
         try:
             barrier.wait()
             for n in range(per_thread):
-                services.record_outcome(platform.pk, "valid" if n % 2 else "invalid")
+                record_outcome(platform.pk, "valid" if n % 2 else "invalid")
         except Exception as exc:  # reported below
             errors.append(exc)
         finally:
@@ -149,7 +152,7 @@ def start_visitor(client, platform, **extra):
 def test_inside_a_transaction_a_count_is_written_in_it(default_interval, platform):
     """Whatever the interval: the count goes with the caller's transaction."""
     assert outcomes.in_transaction()  # the test's own transaction
-    services.record_outcome(platform.pk, "valid")
+    record_outcome(platform.pk, "valid")
     assert pending() == {}
     assert total(platform, "valid") == 1
 
@@ -204,7 +207,7 @@ def test_counts_of_a_deleted_platform_are_dropped_not_retried(buffered, caplog):
     """Foreign keys are checked at commit: the INSERT of a deleted platform's count must
     not get that far, or the counts would stay pending and fail every flush."""
     platform = PlatformFactory(kind="web")
-    services.record_outcome(platform.pk, "valid", 3)
+    record_outcome(platform.pk, "valid", 3)
     Platform.objects.filter(pk=platform.pk).delete()
     with caplog.at_level("ERROR", logger="trusted_identity"):
         assert outcomes.flush() == 1
@@ -277,7 +280,7 @@ def test_a_buffered_flush_and_an_at_once_count_write_the_same_rows(settings, mon
 
     at_once = PlatformFactory(kind="web")
     for outcome in ("valid", "valid", "invalid", "visitor"):
-        services.record_outcome(at_once.pk, outcome)
+        record_outcome(at_once.pk, outcome)
     assert pending() == {} and len(calls) == 4  # interval 0: the caller flushed each
 
     settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, "COUNT_FLUSH_INTERVAL": 60}
@@ -287,7 +290,7 @@ def test_a_buffered_flush_and_an_at_once_count_write_the_same_rows(settings, mon
     )
     buffered_platform = PlatformFactory(kind="ios")
     for outcome in ("valid", "valid", "invalid", "visitor"):
-        services.record_outcome(buffered_platform.pk, outcome)
+        record_outcome(buffered_platform.pk, outcome)
     assert sum(pending().values()) == 4 and len(calls) == 4
     outcomes.flush()
     assert len(calls) == 5

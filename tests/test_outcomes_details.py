@@ -9,28 +9,30 @@ from django.db import OperationalError, connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from trusted_identity import countwrites, outcomes, runtime, services, signing
+from trusted_identity import countwrites, outcomes, runtime, signing
 from trusted_identity.models import DistinctUsers, FailureRecord
+from trusted_identity.services import counting, diagnostics, lookup, sessions
+from trusted_identity.services.figures import readiness
 from trusted_identity.sketch import DistinctSketch, user_hash
 
 from .test_http import secret_of
 from .test_outcomes import buffered  # noqa: F401  (the fixture)
 
-CLIENT = services.ClientVersions("3.2.1", "web/1.4.0")
+CLIENT = counting.ClientVersions("3.2.1", "web/1.4.0")
 
 
 def start_many(platform, users, signed_ok=True):
-    snapshot = services.lookup_platform(platform.api_key)
+    snapshot = lookup.lookup_platform(platform.api_key)
     secret = secret_of(platform)
     for user in users:
         signed = signing.sign(secret, user) if signed_ok else "0" * 64
-        services.start_session(snapshot, {"userId": user, "signed": signed}, CLIENT)
+        sessions.start_session(snapshot, {"userId": user, "signed": signed}, CLIENT)
 
 
 @pytest.mark.django_db(transaction=True)
 def test_buffered_details_wait_for_the_flush_and_add_up(buffered, platform):
     secret_of(platform)  # decrypt before counting queries
-    snapshot = services.lookup_platform(platform.api_key)
+    snapshot = lookup.lookup_platform(platform.api_key)
     with CaptureQueriesContext(connection) as queries:
         start_many(platform, [f"u{n % 40}" for n in range(200)])
         start_many(platform, ["forger-1", "forger-2"], signed_ok=False)
@@ -41,10 +43,10 @@ def test_buffered_details_wait_for_the_flush_and_add_up(buffered, platform):
     assert touched == []  # nothing read or written for the counts until the flush
     assert snapshot.platform_id == platform.pk
     outcomes.flush()
-    figures = services.readiness(platform)
+    figures = readiness(platform)
     assert (figures.valid, figures.invalid) == (200, 2)
     assert (figures.distinct_valid, figures.distinct_identified) == (40, 42)
-    (version,) = services.versions_for([platform.pk])[platform.pk]
+    (version,) = diagnostics.versions_for([platform.pk])[platform.pk]
     assert version.version == "3.2.1" and version.starts == 202
     assert FailureRecord.objects.filter(platform=platform).count() == 2
 
@@ -61,7 +63,7 @@ def test_a_failed_details_write_keeps_them_for_the_next_flush(buffered, platform
     assert runtime.current().counts.pending().details.distinct  # kept
     monkeypatch.setattr(countwrites, "merge_distinct", real)
     outcomes.flush()
-    assert services.readiness(platform).distinct_valid == 3
+    assert readiness(platform).distinct_valid == 3
 
 
 @pytest.mark.django_db
@@ -91,12 +93,12 @@ def test_merging_distinct_users_never_loses_another_process_write(platform, monk
 @pytest.mark.django_db
 def test_a_user_id_longer_than_the_log_column_is_logged_cut(platform, settings):
     settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, "MAX_USER_ID_LENGTH": 5000}
-    snapshot = services.lookup_platform(platform.api_key)
+    snapshot = lookup.lookup_platform(platform.api_key)
     long_id = "u" * 3000
-    services.start_session(snapshot, {"userId": long_id, "signed": "0" * 64})
+    sessions.start_session(snapshot, {"userId": long_id, "signed": "0" * 64})
     (record,) = FailureRecord.objects.filter(platform=platform)
     assert record.user_id == long_id[:1024]
-    assert services.readiness(platform).distinct_identified == 1  # counted in full
+    assert readiness(platform).distinct_identified == 1  # counted in full
 
 
 @pytest.mark.django_db
@@ -107,5 +109,5 @@ def test_a_failure_log_write_that_fails_is_dropped_not_retried(platform, monkeyp
     monkeypatch.setattr(FailureRecord.objects, "bulk_create", broken)
     start_many(platform, ["x"], signed_ok=False)
     assert not runtime.current().counts.pending().details.failures
-    assert services.readiness(platform).invalid == 1  # the counts went through
+    assert readiness(platform).invalid == 1  # the counts went through
     assert "dropped them" in caplog.text

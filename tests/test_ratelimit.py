@@ -4,7 +4,7 @@ proxies (CLIENT_IP_HEADER, PROXY_COUNT), on both paths.
 
 import pytest
 
-from trusted_identity import services
+from trusted_identity.services import figures
 
 from .factories import PlatformFactory
 from .test_http import (  # noqa: F401
@@ -31,7 +31,7 @@ def test_rate_limit(client, platform, space, settings):
     retry_after = response["Retry-After"]
     assert retry_after.isdigit()
     assert 1 <= int(retry_after) <= 60
-    assert services.readiness(platform).visitor == 3
+    assert figures.readiness(platform).visitor == 3
 
     # Another API key from the same address has its own budget.
     web = PlatformFactory(space=space, kind="web")
@@ -52,7 +52,7 @@ def test_rate_limit_off(client, platform, settings):
     set_app_settings(settings, RATE_LIMIT="off")
     for _ in range(25):
         assert start(client, platform.api_key, {}).status_code == 201
-    assert services.readiness(platform).visitor == 25
+    assert figures.readiness(platform).visitor == 25
 
 
 def test_rate_limit_uses_the_client_ip_header_when_configured(client, platform, settings):

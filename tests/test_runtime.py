@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from trusted_identity import runtime, services, testing
+from trusted_identity import runtime, testing
 from trusted_identity.countwrites import CountBatch, StartDetails
 from trusted_identity.nearcache import NearCache
+from trusted_identity.services import lookup, verification
 
 pytestmark = pytest.mark.django_db
 
@@ -33,9 +34,9 @@ def test_reset_leaves_nothing_behind(client, platform, settings):
     settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, "COUNT_FLUSH_INTERVAL": 60}
     made = runtime.current()
     made.count_thread.wake()  # started, waiting for its interval
-    services.sign_for("acme", "ios", "u-1")  # key ring, lookup, key table
-    snapshot = services.lookup_platform(platform.api_key)
-    services.lookup.diagnostic_keys(snapshot, 0.0)
+    verification.sign_for("acme", "ios", "u-1")  # key ring, lookup, key table
+    snapshot = lookup.lookup_platform(platform.api_key)
+    lookup.diagnostic_keys(snapshot, 0.0)
     every_allowed_origin()
     parse_rate("5/m")
     from trusted_identity.authentication import authenticators

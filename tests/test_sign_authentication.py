@@ -11,8 +11,9 @@ import pytest
 from django.contrib.auth.models import AnonymousUser
 
 import trusted_identity
-from trusted_identity import api, services, signing
+from trusted_identity import api, signing
 from trusted_identity.exceptions import PlatformNotFound, SpaceNotFound
+from trusted_identity.services import access, platform_secrets
 
 from .factories import PlatformFactory, UserFactory
 
@@ -58,7 +59,7 @@ def sign(client, **headers):
 def signed_for(response, user, platform):
     assert response.status_code == 200, response.content
     body = json.loads(response.content)
-    secret = services.reveal_secret(platform, services.get_cli_actor())
+    secret = platform_secrets.reveal_secret(platform, access.get_cli_actor())
     assert body == {
         "userId": str(user.pk),
         "platform": "ios",
@@ -184,7 +185,7 @@ def test_a_broken_setting_is_a_503_named_in_the_log(
 
 
 def test_sign_user_id_signs_with_the_current_secret(platform):
-    secret = services.reveal_secret(platform, services.get_cli_actor())
+    secret = platform_secrets.reveal_secret(platform, access.get_cli_actor())
     assert trusted_identity.sign_user_id("acme", "ios", "42") == signing.sign(secret, "42")
     assert trusted_identity.sign_user_id(platform.space, "ios", 42) == signing.sign(secret, "42")
     assert trusted_identity.sign_user_id("acme", "ios", " 42") == signing.sign(secret, " 42")

@@ -7,7 +7,8 @@ import json
 import pytest
 from django.test import Client
 
-from trusted_identity import services, signing
+from trusted_identity import signing
+from trusted_identity.services import access, platform_secrets
 
 from .factories import PASSWORD, PlatformFactory, SpaceFactory, UserFactory
 from .test_http import (  # noqa: F401
@@ -92,7 +93,7 @@ def test_sign_after_rotation_uses_the_new_secret(
 ):
     user_client.get(SIGN, {"platform": "ios", "space": "acme"})
     with django_capture_on_commit_callbacks(execute=True):
-        new = services.rotate_secret(platform, services.get_cli_actor())
+        new = platform_secrets.rotate_secret(platform, access.get_cli_actor())
     body = assert_json(user_client.get(SIGN, {"platform": "ios", "space": "acme"}))
     assert body["signed"] == signing.sign(new, str(user.pk))
 

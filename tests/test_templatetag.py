@@ -13,7 +13,15 @@ from django.template import Context, Template
 from django.test import RequestFactory
 from django.utils.html import json_script
 
-from trusted_identity import runtime, services, signing
+from tests.support import verify_user_id
+from trusted_identity import runtime, signing
+from trusted_identity.services import (
+    access,
+    lookup,
+    platform_secrets,
+    signature_forms,
+    verification,
+)
 
 from .factories import PlatformFactory, SpaceFactory, UserFactory
 
@@ -61,10 +69,10 @@ def test_a_logged_in_user_gets_the_user_id_and_a_valid_signature(web, signing_sp
     user = UserFactory(username="ann")
     _, _, config = parse(render('{% trusted_identity_config "web" %}', user))
     assert config["userId"] == str(user.pk)
-    secret = services.reveal_secret(web, services.get_cli_actor())
+    secret = platform_secrets.reveal_secret(web, access.get_cli_actor())
     assert config["signed"] == signing.sign(secret, str(user.pk))
-    snapshot = services.lookup_platform(config["apiKey"])
-    assert services.verify_user_id(snapshot, config["userId"], config["signed"])
+    snapshot = lookup.lookup_platform(config["apiKey"])
+    assert verify_user_id(snapshot, config["userId"], config["signed"])
 
 
 def test_the_kind_defaults_to_web(web, signing_space):
@@ -80,7 +88,7 @@ def test_another_space_and_kind(web, signing_space):
     assert element_id == "trusted-identity-ios"
     assert config["apiKey"] == ios.api_key
     assert config["signEndpoint"] == "/trusted-identity/sign/?platform=ios&space=other"
-    secret = services.reveal_secret(ios, services.get_cli_actor())
+    secret = platform_secrets.reveal_secret(ios, access.get_cli_actor())
     assert config["signed"] == signing.sign(secret, str(user.pk))
 
 
@@ -124,8 +132,8 @@ def test_escaping_is_as_json_script(web, signing_space, settings, hostile):
 def test_an_escaped_signature_still_verifies(web, signing_space, settings):
     settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, "USER_ID_ATTRIBUTE": "username"}
     _, _, config = parse(render("{% trusted_identity_config %}", UserFactory(username="<&>")))
-    snapshot = services.lookup_platform(web.api_key)
-    assert services.verify_user_id(snapshot, "<&>", config["signed"])
+    snapshot = lookup.lookup_platform(web.api_key)
+    assert verify_user_id(snapshot, "<&>", config["signed"])
 
 
 def test_no_space_is_a_clear_configuration_error(web):
@@ -159,14 +167,14 @@ def test_a_warm_render_for_a_user_costs_one_query(web, signing_space, django_ass
 
 
 def set_form(platform, form, **kwargs):
-    services.set_signature_form(
-        platform, form, services.get_cli_actor(), force=True, reason="test", **kwargs
+    signature_forms.set_signature_form(
+        platform, form, access.get_cli_actor(), force=True, reason="test", **kwargs
     )
     runtime.current().reset()  # as the commit's callback would
 
 
 def test_form_token_gives_a_token_that_verifies_and_when_it_ends(web, signing_space):
-    set_form(web, "either", max_age=services.parse_max_age("30m"))
+    set_form(web, "either", max_age=signature_forms.parse_max_age("30m"))
     user = UserFactory(username="ann")
     before = int(time.time())
     _, _, config = parse(render('{% trusted_identity_config "web" form="token" %}', user))
@@ -174,7 +182,7 @@ def test_form_token_gives_a_token_that_verifies_and_when_it_ends(web, signing_sp
     assert config["form"] == "token"
     assert config["signEndpoint"] == "/trusted-identity/sign/?platform=web&space=acme&form=token"
     assert config["userId"] == str(user.pk)
-    secret = services.reveal_secret(web, services.get_cli_actor())
+    secret = platform_secrets.reveal_secret(web, access.get_cli_actor())
     claims = jwt.decode(config["signed"], secret, algorithms=["HS256"])
     assert claims["sub"] == str(user.pk)
     assert before <= claims["iat"] <= after
@@ -183,8 +191,8 @@ def test_form_token_gives_a_token_that_verifies_and_when_it_ends(web, signing_sp
         tzinfo=timezone.utc
     )
     assert expires.timestamp() == claims["exp"]
-    snapshot = services.lookup_platform(web.api_key)
-    verified = services.verify_signed(snapshot, config["userId"], config["signed"])
+    snapshot = lookup.lookup_platform(web.api_key)
+    verified = verification.verify_signed(snapshot, config["userId"], config["signed"])
     assert verified.valid and verified.form == "token"
 
 

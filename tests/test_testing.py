@@ -10,9 +10,11 @@ import pytest
 from django.conf import settings
 from django.test import TestCase, TransactionTestCase, override_settings
 
-from trusted_identity import outcomes, runtime, services, testing
+from tests.support import record_outcome
+from trusted_identity import outcomes, runtime, testing
 from trusted_identity.conf import app_settings
 from trusted_identity.models import OutcomeCount, Platform
+from trusted_identity.services import figures
 
 #: The suite's settings without its COUNT_FLUSH_INTERVAL = 0: the app's default (0.5 s).
 DEFAULT_COUNTING = {
@@ -51,7 +53,7 @@ class AdopterTestCase(TestCase):
 
     def test_2_nothing_leaks_from_the_previous_test(self):
         self.assertEqual(testing.counts(self.platform), ZERO)
-        self.assertEqual(services.readiness(self.platform).visitor, 0)
+        self.assertEqual(figures.readiness(self.platform).visitor, 0)
         self.assertFalse(OutcomeCount.objects.exists())
 
     def test_3_signatures_match_the_known_secret(self):
@@ -179,7 +181,7 @@ def test_sign_matches_the_node_vectors(node_vectors):
 def test_flush_counts_writes_what_a_serving_process_buffered(site_platform, monkeypatch):
     monkeypatch.setattr(outcomes, "in_transaction", lambda: False)
     monkeypatch.setattr(runtime.current().count_thread, "wake", lambda: None)  # by hand
-    services.record_outcome(site_platform.pk, "valid", 2)
+    record_outcome(site_platform.pk, "valid", 2)
     assert sum(runtime.current().counts.pending().counts.values()) == 2
     assert testing.flush_counts() == 1
     assert runtime.current().counts.pending().counts == {}

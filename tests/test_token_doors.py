@@ -11,9 +11,10 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from trusted_identity import outcomes, runtime, services
+from trusted_identity import outcomes, runtime
 from trusted_identity.models import Platform
-from trusted_identity.services import verification
+from trusted_identity.services import access, enforcement, figures, signature_forms, verification
+from trusted_identity.services.verification import sign_for, sign_token_for
 
 from .factories import PASSWORD, PlatformFactory, SpaceFactory, UserFactory
 from .test_cli import audit_events_for, fails, manage, run, value_of
@@ -25,8 +26,8 @@ ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 
 def set_form(platform, form, **kwargs):
-    with_commit = services.set_signature_form(
-        platform, form, services.get_cli_actor(), force=True, reason="test", **kwargs
+    with_commit = signature_forms.set_signature_form(
+        platform, form, access.get_cli_actor(), force=True, reason="test", **kwargs
     )
     runtime.current().reset()  # as the commit's callback would
     return with_commit
@@ -117,15 +118,15 @@ def test_sign_view_unknown_form(user_client, platform, form):
 
 def test_tokens_over_http_with_enforcement_one_public_answer(client, platform):
     set_form(platform, "token")
-    services.set_enforcement(platform, True, services.get_cli_actor(), force=True, reason="t")
+    enforcement.set_enforcement(platform, True, access.get_cli_actor(), force=True, reason="t")
     runtime.current().reset()
-    good = services.sign_token_for("acme", "ios", "u-1").token
+    good = sign_token_for("acme", "ios", "u-1").token
     created = assert_json(start(client, platform.api_key, {"userId": "u-1", "signed": good}))
     assert (created["trusted"], created["signature"]) == (True, "valid")
-    other_user = services.sign_token_for("acme", "ios", "u-2").token
+    other_user = sign_token_for("acme", "ios", "u-2").token
     bodies = set()
     for signed in (
-        services.sign_for("acme", "ios", "u-1"),  # plain, refused by the policy
+        sign_for("acme", "ios", "u-1"),  # plain, refused by the policy
         other_user,
         good[:-1] + ("A" if good[-1] != "A" else "B"),
         good.rsplit(".", 1)[0] + "." + "A" * 43,
@@ -143,35 +144,35 @@ def test_a_warm_token_start_reads_nothing(client, platform, settings, monkeypatc
     # As in a serving process: counts wait in memory outside transactions.
     monkeypatch.setattr(outcomes, "in_transaction", lambda: False)
     set_form(platform, "either")
-    good = services.sign_token_for("acme", "ios", "u-1").token
+    good = sign_token_for("acme", "ios", "u-1").token
     body = {"userId": "u-1", "signed": good}
     assert start(client, platform.api_key, body).status_code == 201
     fresh = {
         "userId": "u-1",
-        "signed": services.sign_token_for("acme", "ios", "u-1", timedelta(minutes=5)).token,
+        "signed": sign_token_for("acme", "ios", "u-1", timedelta(minutes=5)).token,
     }
     with CaptureQueriesContext(connection) as queries:
         assert assert_json(start(client, platform.api_key, body))["trusted"]
         assert assert_json(start(client, platform.api_key, fresh))["trusted"]
     assert queries.captured_queries == []
-    assert services.readiness(platform).valid == 3  # flushed by the figures read
+    assert figures.readiness(platform).valid == 3  # flushed by the figures read
 
 
 def test_a_policy_change_reaches_a_warm_process_at_once(
     client, platform, django_capture_on_commit_callbacks
 ):
-    good = services.sign_token_for("acme", "ios", "u-1").token
+    good = sign_token_for("acme", "ios", "u-1").token
     body = {"userId": "u-1", "signed": good}
     assert assert_json(start(client, platform.api_key, body))["signature"] == "invalid"
     with django_capture_on_commit_callbacks(execute=True):
-        services.set_signature_form(platform, "either", services.get_cli_actor())
+        signature_forms.set_signature_form(platform, "either", access.get_cli_actor())
     assert assert_json(start(client, platform.api_key, body))["signature"] == "valid"
 
 
 def test_an_overlong_token_is_a_400_and_a_long_one_is_read(client, platform):
     set_form(platform, "either")
     long_id = "u" * 1024
-    token = services.sign_token_for("acme", "ios", long_id).token
+    token = sign_token_for("acme", "ios", long_id).token
     assert assert_json(start(client, platform.api_key, {"userId": long_id, "signed": token}))[
         "trusted"
     ]
@@ -309,7 +310,7 @@ def test_a_bad_token_setting_is_a_503_naming_it_in_the_log(
     client, platform, settings, caplog, value
 ):
     set_form(platform, "either")
-    token = services.sign_token_for("acme", "ios", "u").token
+    token = sign_token_for("acme", "ios", "u").token
     settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, "TOKEN_LEEWAY": value}
     response = start(client, platform.api_key, {"userId": "u", "signed": token})
     assert_error(response, 503, "service_unavailable")

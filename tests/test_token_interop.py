@@ -20,8 +20,15 @@ from pathlib import Path
 import jwt
 import pytest
 
-from trusted_identity import services
-from trusted_identity.services import verification
+from tests.support import verify_user_id
+from trusted_identity.services import (
+    access,
+    lookup,
+    platform_secrets,
+    signature_forms,
+    verification,
+)
+from trusted_identity.services.verification import sign_token_for, verify_signed
 
 from .factories import PlatformFactory
 from .test_http import assert_json, start
@@ -60,18 +67,18 @@ def load_vectors() -> dict:
 def token_platform(space, django_capture_on_commit_callbacks):
     platform = PlatformFactory(space=space, kind="web")
     with django_capture_on_commit_callbacks(execute=True):
-        services.set_signature_form(
-            platform, "token", services.get_cli_actor(), force=True, reason="t"
+        signature_forms.set_signature_form(
+            platform, "token", access.get_cli_actor(), force=True, reason="t"
         )
     return platform
 
 
 def use_secret(platform, secret, commit):
-    row = services.current_secret_row(platform)
+    row = platform_secrets.current_secret_row(platform)
     row.set_secret(secret)
     with commit(execute=True):
         row.save(update_fields=["ciphertext"])
-        services.verification_changed()
+        lookup.verification_changed()
 
 
 # ---------------------------------------------------------------- the vectors
@@ -96,19 +103,19 @@ def test_every_node_vector_through_session_start(
     assert sum(v["reason"] is None for v in vectors) >= 20
     for secret in dict.fromkeys(v["secret"] for v in vectors):
         use_secret(token_platform, secret, django_capture_on_commit_callbacks)
-        snapshot = services.lookup_platform(token_platform.api_key)
+        snapshot = lookup.lookup_platform(token_platform.api_key)
         for vector in (v for v in vectors if v["secret"] == secret):
             body = {"userId": vector["userId"], "signed": vector["token"]}
             answer = assert_json(start(client, token_platform.api_key, body))
             expected = "valid" if vector["reason"] is None else "invalid"
             assert answer["signature"] == expected, vector
             assert answer["userId"] == vector["userId"]
-            result = services.verify_signed(snapshot, vector["userId"], vector["token"])
+            result = verify_signed(snapshot, vector["userId"], vector["token"])
             assert (result.form, result.reason) == ("token", vector["reason"]), vector
     # The same tokens one second before the earliest expiry still verify; after, they don't.
     one = next(v for v in vectors if v["reason"] is None and v["secret"] == secret)
     monkeypatch.setattr(verification, "clock", lambda: data["issuedAt"] + 3600 + 61)
-    assert not services.verify_user_id(snapshot, one["userId"], one["token"])
+    assert not verify_user_id(snapshot, one["userId"], one["token"])
 
 
 def test_vectors_decode_with_pyjwt_too():
@@ -155,7 +162,7 @@ def assert_all_verify(client, platform, user_ids, made):
 
 
 def test_readme_node_crypto_snippet_makes_tokens_that_verify(client, token_platform):
-    secret = services.reveal_secret(token_platform, services.get_cli_actor())
+    secret = platform_secrets.reveal_secret(token_platform, access.get_cli_actor())
     made = run_node_snippet(snippet("node-crypto"), secret, USER_IDS)
     assert_all_verify(client, token_platform, USER_IDS, made)
 
@@ -179,7 +186,7 @@ def _jsonwebtoken_path() -> str:
 
 def test_readme_jsonwebtoken_snippet_makes_tokens_that_verify(client, token_platform):
     node_path = _jsonwebtoken_path()
-    secret = services.reveal_secret(token_platform, services.get_cli_actor())
+    secret = platform_secrets.reveal_secret(token_platform, access.get_cli_actor())
     made = run_node_snippet(snippet("node-jsonwebtoken"), secret, USER_IDS, node_path=node_path)
     assert_all_verify(client, token_platform, USER_IDS, made)
 
@@ -187,8 +194,8 @@ def test_readme_jsonwebtoken_snippet_makes_tokens_that_verify(client, token_plat
 def test_jsonwebtoken_accepts_the_tokens_made_here(token_platform):
     """The other direction: what the sign view and the CLI make, jsonwebtoken verifies."""
     node_path = _jsonwebtoken_path()
-    secret = services.reveal_secret(token_platform, services.get_cli_actor())
-    tokens = [services.sign_token_for("acme", "web", user_id).token for user_id in USER_IDS]
+    secret = platform_secrets.reveal_secret(token_platform, access.get_cli_actor())
+    tokens = [sign_token_for("acme", "web", user_id).token for user_id in USER_IDS]
     script = """
         const jwt = require("jsonwebtoken");
         const tokens = JSON.parse(process.env.TI_INPUT);
@@ -215,7 +222,7 @@ def test_jsonwebtoken_accepts_the_tokens_made_here(token_platform):
 def test_readme_python_snippet_makes_tokens_that_verify(client, token_platform):
     namespace: dict = {}
     exec(compile(snippet("python-pyjwt"), "README.md", "exec"), namespace)
-    secret = services.reveal_secret(token_platform, services.get_cli_actor())
+    secret = platform_secrets.reveal_secret(token_platform, access.get_cli_actor())
     made = [namespace["sign_user_token"](secret, user_id) for user_id in USER_IDS]
     assert_all_verify(client, token_platform, USER_IDS, made)
     short = namespace["sign_user_token"](secret, "42", ttl=5)

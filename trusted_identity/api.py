@@ -15,8 +15,8 @@ sign for is the site's own decision.
 
 from __future__ import annotations
 
-from . import services
 from .models import Space
+from .services import verification
 
 
 def sign_user_id(space: str | Space, kind: str, user_id: str | int) -> str:
@@ -39,4 +39,4 @@ def sign_user_id(space: str | Space, kind: str, user_id: str | int) -> str:
     slug = space.slug if isinstance(space, Space) else space
     if not isinstance(slug, str):
         raise TypeError(f"space must be a slug or a Space, not {type(space).__name__}")
-    return services.sign_for(slug, kind, user_id)
+    return verification.sign_for(slug, kind, user_id)

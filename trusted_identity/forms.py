@@ -8,9 +8,9 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.utils.translation import gettext_lazy as _
 
-from . import services
 from .exceptions import InvalidRequest
 from .models import Role, SpaceMembership
+from .services import durations, origins, signature_forms
 
 #: The grace periods the admin offers for the previous secret after a rotation.
 GRACE_CHOICES = [
@@ -37,7 +37,7 @@ class RotationForm(forms.Form):
 
     def clean_grace(self) -> timedelta:
         try:
-            return services.parse_duration(self.cleaned_data["grace"])
+            return durations.parse_duration(self.cleaned_data["grace"])
         except InvalidRequest as exc:  # pragma: no cover - the choices are all valid
             raise forms.ValidationError(exc.message) from None
 
@@ -74,7 +74,7 @@ class OriginForm(forms.Form):
 
     def clean_origin(self) -> str:
         try:
-            return services.normalize_origin(self.cleaned_data["origin"])
+            return origins.normalize_origin(self.cleaned_data["origin"])
         except InvalidRequest as exc:
             raise forms.ValidationError(exc.message) from None
 
@@ -119,7 +119,7 @@ class SignatureFormForm(forms.Form):
 
     def clean_max_age(self) -> timedelta:
         try:
-            return services.parse_max_age(self.cleaned_data["max_age"])
+            return signature_forms.parse_max_age(self.cleaned_data["max_age"])
         except InvalidRequest as exc:
             raise forms.ValidationError(exc.message) from None
 

@@ -83,11 +83,6 @@ def decode_signature(signature: str) -> bytes | None:
     return raw if len(raw) == _DIGEST_BYTES else None
 
 
-def is_well_formed(signature: str) -> bool:
-    """64 hex digits, either case."""
-    return decode_signature(signature) is not None
-
-
 def verify(valid_secrets: Iterable[str | bytes | HmacKey], user_id: str, signature: str) -> bool:
     """Whether ``signature`` signs ``user_id`` under any of ``valid_secrets``.
 

@@ -49,8 +49,9 @@ from django.db.models import Sum
 from django.test.utils import TestContextDecorator, override_settings
 from django.urls import reverse
 
-from . import outcomes, runtime, services, signing
+from . import outcomes, runtime, signing
 from .models import Outcome, OutcomeCount, Platform, Space
+from .services import lookup, platform_secrets, spaces, verification
 
 #: The secret :func:`create_platform` gives a platform unless told otherwise.
 TEST_SECRET = "tis_test_0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJ"
@@ -72,16 +73,16 @@ def create_platform(
     ``api_key`` when given (say, the one a front-end test has built in), else a new one.
     Enforcement is set directly, without the readiness rule.
     """
-    space_obj = Space.objects.filter(slug=space).first() or services.create_space(space, space)
-    platform = services.add_platform(space_obj, kind)
-    row = services.current_secret_row(platform)
+    space_obj = Space.objects.filter(slug=space).first() or spaces.create_space(space, space)
+    platform = spaces.add_platform(space_obj, kind)
+    row = platform_secrets.current_secret_row(platform)
     row.set_secret(secret)
     row.save(update_fields=["ciphertext"])
     changes: dict[str, Any] = {"enforced": enforced}
     if api_key is not None:
         changes["api_key"] = api_key
     Platform.objects.filter(pk=platform.pk).update(**changes)
-    services.verification_changed()
+    lookup.verification_changed()
     platform.refresh_from_db()
     return platform
 
@@ -90,7 +91,7 @@ def sign(platform_or_secret: Platform | str, user_id: str) -> str:
     """The signature of ``user_id``: with a platform's current secret, or with a secret."""
     if isinstance(platform_or_secret, Platform):
         platform = platform_or_secret
-        return services.sign_for(platform.space.slug, platform.kind, user_id)
+        return verification.sign_for(platform.space.slug, platform.kind, user_id)
     return signing.sign(platform_or_secret, user_id)
 
 
@@ -151,7 +152,7 @@ class enforcement(TestContextDecorator):  # lower case: used like override_setti
             return Platform.objects.get(pk=self.target.pk)
         if self.kind is None:
             raise TypeError("enforcement(space_slug, kind): give the platform's kind")
-        return services.get_platform(self.target, self.kind)
+        return spaces.get_platform(self.target, self.kind)
 
     def enable(self) -> Platform:
         platform = self._platform()
@@ -171,7 +172,7 @@ class enforcement(TestContextDecorator):  # lower case: used like override_setti
 
 def _set_enforced(platform_id: int, on: bool) -> None:
     Platform.objects.filter(pk=platform_id).update(enforced=on)
-    services.verification_changed()
+    lookup.verification_changed()
 
 
 def flush() -> int:

@@ -25,13 +25,14 @@ from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_variables
 
-from . import authentication, ratelimit, services
+from . import authentication, ratelimit
 from .conf import app_settings
 from .exceptions import (
     InvalidRequest,
     RateLimited,
     TrustedIdentityError,
 )
+from .services import counting, lookup, origins, sessions, spaces, verification
 
 logger = logging.getLogger("trusted_identity")
 
@@ -190,9 +191,9 @@ CORS_ALLOW_HEADERS = "Content-Type, X-Api-Key, X-App-Version, X-Sdk-Version"
 CORS_EXPOSE_HEADERS = "Retry-After"
 
 
-def _cors_allowed(origin: str | None, snapshot: services.PlatformSnapshot | None) -> bool:
+def _cors_allowed(origin: str | None, snapshot: lookup.PlatformSnapshot | None) -> bool:
     try:
-        return services.cors_allowed(origin, snapshot)
+        return origins.cors_allowed(origin, snapshot)
     except Exception:  # the database is down: no CORS header, never a 500
         logger.exception("Could not read the allowed origins")
         return False
@@ -268,10 +269,10 @@ def session_answer(request: HttpRequest) -> Answer:
                 app_settings.RATE_LIMIT,
             )
             # Its allow-list decides the CORS headers.
-            platform = services.lookup_platform(api_key)
+            platform = lookup.lookup_platform(api_key)
             payload = read_json_body(request)
-            started = services.start_session(
-                platform, payload, services.ClientVersions.from_meta(meta)
+            started = sessions.start_session(
+                platform, payload, counting.ClientVersions.from_meta(meta)
             )
             status, body, headers = 201, started.as_dict(), []
         except Exception as exc:
@@ -336,11 +337,11 @@ def sign_current_user(request: HttpRequest) -> HttpResponse:
     form = _parameter(request, "form")
     user_id = str(getattr(user, app_settings.USER_ID_ATTRIBUTE))
     # Only the spaces this site serves (SIGNING_SPACES); not audited per call (hot path).
-    platform = services.get_signing_platform(space, kind)
-    signed = services.sign_in_form(services.lookup_platform(platform.api_key), user_id, form)
+    platform = spaces.get_signing_platform(space, kind)
+    signed = verification.sign_in_form(lookup.lookup_platform(platform.api_key), user_id, form)
     answer = {"userId": user_id, "platform": kind, "signed": signed.signed}
     if signed.expires_at is not None:
-        answer["expiresAt"] = services.iso_utc(signed.expires_at)
+        answer["expiresAt"] = verification.iso_utc(signed.expires_at)
     return JsonResponse(answer)
 
 

@@ -9,8 +9,8 @@ from django.contrib.contenttypes.models import ContentType
 from django.urls import reverse
 from django.utils import timezone
 
-from trusted_identity import services
 from trusted_identity.models import Platform
+from trusted_identity.services import platform_secrets
 
 from ..factories import OutcomeCountFactory
 
@@ -26,7 +26,7 @@ def action_url(space, name, kind):
 
 
 def current_secret(platform):
-    return services.current_secret_row(platform).get_secret()
+    return platform_secrets.current_secret_row(platform).get_secret()
 
 
 def platform_log(platform):

@@ -4,8 +4,8 @@ spaces, nothing added, changed or deleted by hand."""
 import pytest
 from django.urls import reverse
 
-from trusted_identity import services
 from trusted_identity.models import AuditEvent, PolicyChange, Role
+from trusted_identity.services import access, enforcement
 
 from ..factories import MembershipFactory, PlatformFactory, SpaceFactory, UserFactory
 
@@ -23,9 +23,9 @@ def viewer_client(client, space):
 
 def _world(platform):
     theirs = PlatformFactory(space=SpaceFactory(slug="theirs"), kind="web")
-    cli = services.get_cli_actor()
+    cli = access.get_cli_actor()
     for each in (platform, theirs):
-        services.set_enforcement(each, True, cli, force=True, reason=f"reason of {each.space}")
+        enforcement.set_enforcement(each, True, cli, force=True, reason=f"reason of {each.space}")
     return theirs
 
 

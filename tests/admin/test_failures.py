@@ -7,8 +7,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from trusted_identity import services
 from trusted_identity.models import FailureRecord, Role
+from trusted_identity.services import counting
 
 from ..factories import MembershipFactory, PlatformFactory, SpaceFactory, UserFactory
 from .helpers import settings_url
@@ -19,7 +19,7 @@ LIST = "admin:trusted_identity_failurerecord_changelist"
 
 
 def fail(platform, user_id, outcome="invalid", reason="no_match"):
-    services.record_start(platform.pk, outcome, user_id, reason=reason, form="plain")
+    counting.record_start(platform.pk, outcome, user_id, reason=reason, form="plain")
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ CSRF-protected and audited.
 import pytest
 from django.test import Client
 
-from trusted_identity import services
 from trusted_identity.models import AllowedOrigin, Role
+from trusted_identity.services import access, origins
 
 from ..factories import MembershipFactory, PlatformFactory, SpaceFactory, UserFactory
 from .helpers import action_url, messages_of, platform_log, settings_url
@@ -33,8 +33,8 @@ def deny(client, space, origin, kind="web"):
 def test_the_web_section_lists_origins_with_remove_buttons_and_an_add_form(
     owner_client, space, web, platform
 ):
-    services.allow_origin(web, "https://b.example", services.get_cli_actor())
-    services.allow_origin(web, "https://a.example", services.get_cli_actor())
+    origins.allow_origin(web, "https://b.example", access.get_cli_actor())
+    origins.allow_origin(web, "https://a.example", access.get_cli_actor())
     body = owner_client.get(settings_url(space)).content.decode()
     section = body[body.index('id="platform-web"') : body.index('id="platform-ios"')]
     assert section.index('data-origin="https://a.example"') < section.index(
@@ -50,7 +50,7 @@ def test_the_web_section_lists_origins_with_remove_buttons_and_an_add_form(
 def test_allow_an_origin(owner_client, owner, space, web):
     response = allow(owner_client, space, " HTTPS://App.Example.com:443 ")
     assert response.redirect_chain[-1][0].endswith(settings_url(space) + "#platform-web")
-    assert services.allowed_origins(web) == ["https://app.example.com"]
+    assert origins.allowed_origins(web) == ["https://app.example.com"]
     (message,) = messages_of(response)
     assert (
         message == "Pages of https://app.example.com may now start Web sessions from the browser."
@@ -59,7 +59,7 @@ def test_allow_an_origin(owner_client, owner, space, web):
     assert entry.user == owner
     assert entry.get_change_message() == "Allowed the origin https://app.example.com (CORS)."
     assert 'data-origin="https://app.example.com"' in response.content.decode()
-    assert services.cors_allowed("https://app.example.com")  # the change is live
+    assert origins.cors_allowed("https://app.example.com")  # the change is live
 
 
 def test_allowing_again_says_nothing_changed(owner_client, space, web):
@@ -72,9 +72,9 @@ def test_allowing_again_says_nothing_changed(owner_client, space, web):
 
 
 def test_remove_an_origin(owner_client, owner, space, web):
-    services.allow_origin(web, "https://a.example", services.get_cli_actor())
+    origins.allow_origin(web, "https://a.example", access.get_cli_actor())
     response = deny(owner_client, space, "https://a.example")
-    assert services.allowed_origins(web) == []
+    assert origins.allowed_origins(web) == []
     assert messages_of(response) == [
         "Pages of https://a.example may no longer start Web sessions from the browser."
     ]
@@ -129,7 +129,7 @@ def test_unknown_action_or_platform(owner_client, space, web):
 
 
 def test_a_viewer_sees_the_list_but_no_buttons_and_is_refused(client, space, web):
-    services.allow_origin(web, "https://a.example", services.get_cli_actor())
+    origins.allow_origin(web, "https://a.example", access.get_cli_actor())
     viewer = UserFactory(username="vera")
     MembershipFactory(space=space, user=viewer, role=Role.VIEWER)
     client.force_login(viewer)
@@ -148,7 +148,7 @@ def test_a_viewer_sees_the_list_but_no_buttons_and_is_refused(client, space, web
         ).status_code
         == 403
     )
-    assert services.allowed_origins(web) == ["https://a.example"]
+    assert origins.allowed_origins(web) == ["https://a.example"]
 
 
 def test_an_admin_of_another_space_gets_404(client, space, web):
@@ -166,7 +166,7 @@ def test_admins_and_owners_may_change_the_list(client, space, web, role):
     MembershipFactory(space=space, user=user, role=role)
     client.force_login(user)
     allow(client, space, "https://a.example")
-    assert services.allowed_origins(web) == ["https://a.example"]
+    assert origins.allowed_origins(web) == ["https://a.example"]
 
 
 def test_csrf_is_checked(owner, space, web):

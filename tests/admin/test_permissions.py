@@ -13,8 +13,8 @@ import pytest
 from django.contrib.admin.models import LogEntry
 from django.urls import reverse
 
-from trusted_identity import services
 from trusted_identity.models import Platform, PlatformSecret, Role
+from trusted_identity.services import access, platform_secrets
 
 from ..factories import MembershipFactory, PlatformFactory, SpaceFactory, UserFactory
 
@@ -278,7 +278,7 @@ def test_permission_matrix(client, world, name, role, expected):
 
     body = response.content.decode()
     revealed_ok = name == "reveal POST" and expected == 200
-    ios_secret = services.reveal_secret(world.ios, services.get_cli_actor())
+    ios_secret = platform_secrets.reveal_secret(world.ios, access.get_cli_actor())
     for plaintext, ciphertext in every_secret_and_ciphertext():
         assert ciphertext not in body
         if revealed_ok and plaintext == ios_secret:

@@ -5,8 +5,8 @@ deleted user's too), the door, per platform; and no query per platform."""
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from trusted_identity import services
 from trusted_identity.models import Role
+from trusted_identity.services import access, enforcement, signature_forms
 
 from ..factories import MembershipFactory, PlatformFactory, UserFactory
 from .helpers import settings_url
@@ -20,7 +20,7 @@ def _change(owner_client, space, kind, marker):
 
 def test_the_reason_is_shown_verbatim_and_escaped(owner_client, space, platform):
     reason = 'hotfix for [OPS-12]; "override reason: x" <b>'
-    services.set_enforcement(platform, True, services.get_cli_actor(), force=True, reason=reason)
+    enforcement.set_enforcement(platform, True, access.get_cli_actor(), force=True, reason=reason)
     change = _change(owner_client, space, "ios", "enforcement-change")
     assert "Turned on by trusted-identity-cli" in change
     assert "(command line)" in change
@@ -30,8 +30,8 @@ def test_the_reason_is_shown_verbatim_and_escaped(owner_client, space, platform)
 def test_a_deleted_user_still_shows_their_recorded_name(owner_client, space, platform):
     leaver = UserFactory(username="leaver")
     MembershipFactory(space=space, user=leaver, role=Role.ADMIN)
-    services.set_enforcement(
-        platform, True, services.Actor.admin(leaver), force=True, reason="before leaving"
+    enforcement.set_enforcement(
+        platform, True, access.Actor.admin(leaver), force=True, reason="before leaving"
     )
     leaver.delete()
     change = _change(owner_client, space, "ios", "enforcement-change")
@@ -43,15 +43,15 @@ def test_the_last_signature_form_change_is_shown_per_platform(owner_client, spac
     web = PlatformFactory(space=space, kind="web")
     user = UserFactory(username="alice")
     MembershipFactory(space=space, user=user, role=Role.ADMIN)
-    services.set_signature_form(
-        platform, "token", services.Actor.admin(user), force=True, reason="v3 [OPS-9]"
+    signature_forms.set_signature_form(
+        platform, "token", access.Actor.admin(user), force=True, reason="v3 [OPS-9]"
     )
     change = _change(owner_client, space, "ios", "signature-form-change")
     assert "Last changed by alice (Admin), " in change
     assert "reason: “v3 [OPS-9]”" in change
     web_body = section(owner_client.get(settings_url(space)).content.decode(), "web")
     assert 'id="signature-form-change-web"' not in web_body  # never changed
-    services.set_signature_form(web, "either", services.get_cli_actor())
+    signature_forms.set_signature_form(web, "either", access.get_cli_actor())
     change = _change(owner_client, space, "web", "signature-form-change")
     assert "Last changed by trusted-identity-cli (Command line), " in change
     assert "Readiness overridden" not in change
@@ -60,8 +60,8 @@ def test_the_last_signature_form_change_is_shown_per_platform(owner_client, spac
 def test_the_page_reads_the_records_in_one_query_per_reader(owner_client, space, platform):
     for kind in ("ios", "web", "android", "tvos"):
         other = platform if kind == "ios" else PlatformFactory(space=space, kind=kind)
-        services.set_enforcement(other, True, services.get_cli_actor(), force=True, reason="r")
-        services.set_signature_form(other, "either", services.get_cli_actor())
+        enforcement.set_enforcement(other, True, access.get_cli_actor(), force=True, reason="r")
+        signature_forms.set_signature_form(other, "either", access.get_cli_actor())
     with CaptureQueriesContext(connection) as queries:
         owner_client.get(settings_url(space))
     records = [q for q in queries.captured_queries if "policychange" in q["sql"]]

@@ -9,8 +9,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from trusted_identity import services
 from trusted_identity.models import Role
+from trusted_identity.services import access, platform_secrets
 
 from ..factories import MembershipFactory, PlatformFactory, SpaceFactory, UserFactory
 from .helpers import action_url, add_figures, settings_url
@@ -63,7 +63,7 @@ def test_settings_page_queries_do_not_grow_with_platforms_or_counts(
     with_1, _ = count_queries(owner_client, settings_url(space))
     for kind in ("web", "android", "tvos", "androidtv", "roku"):
         platform = PlatformFactory(space=space, kind=kind)
-        services.rotate_secret(platform, services.get_cli_actor(), timedelta(hours=1))
+        platform_secrets.rotate_secret(platform, access.get_cli_actor(), timedelta(hours=1))
         for day in range(8):
             add_figures(platform, valid=9, invalid=1, visitor=3, hours_ago=day * 24 + 1)
     with django_assert_max_num_queries(with_1):

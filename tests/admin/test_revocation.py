@@ -5,21 +5,22 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from trusted_identity import services
+from tests.support import verify_user_id
 from trusted_identity.models import PlatformSecret
+from trusted_identity.services import access, lookup, platform_secrets
 from trusted_identity.signing import sign
 
 from .helpers import action_url, current_secret, messages_of, platform_log, settings_url
 
 
 def _verifies(platform, secret) -> bool:
-    snapshot = services.lookup_platform(platform.api_key)
-    return services.verify_user_id(snapshot, "u-1", sign(secret, "u-1"))
+    snapshot = lookup.lookup_platform(platform.api_key)
+    return verify_user_id(snapshot, "u-1", sign(secret, "u-1"))
 
 
 def _rotate(platform, grace):
     old = current_secret(platform)
-    services.rotate_secret(platform, services.get_cli_actor(), grace)
+    platform_secrets.rotate_secret(platform, access.get_cli_actor(), grace)
     return old
 
 
@@ -86,7 +87,7 @@ def test_ending_the_grace_needs_the_confirmation_then_revokes_and_audits(
     entry = platform_log(platform).last()
     assert entry.user == owner
     assert entry.get_change_message().startswith("Ended the grace of 2 previous secrets now")
-    assert services.previous_secret_valid_until(platform) is None
+    assert platform_secrets.previous_secret_valid_until(platform) is None
 
     again = owner_client.post(url, {"post": "yes"}, follow=True)
     assert "nothing changed" in " ".join(messages_of(again))

@@ -11,19 +11,20 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from trusted_identity import outcomes, services
+from trusted_identity import outcomes
 from trusted_identity.models import FailureRecord, Role
+from trusted_identity.services import access, counting, enforcement, platform_secrets
 
 from ..factories import MembershipFactory, PlatformFactory, SpaceFactory, UserFactory
 from .helpers import add_figures, current_secret, settings_url
 
-APP = services.ClientVersions
+APP = counting.ClientVersions
 
 
 def starts(platform, outcome, n, *, app="none", reason=None, secret=False, form=None, prefix="u"):
-    secret_id = services.current_secret_row(platform).pk if secret else None
+    secret_id = platform_secrets.current_secret_row(platform).pk if secret else None
     for i in range(n):
-        services.record_start(
+        counting.record_start(
             platform.pk,
             outcome,
             f"{prefix}-{outcome}-{app}-{i}",
@@ -118,10 +119,12 @@ def test_no_reasons_says_so(owner_client, space, platform):
 
 def test_previous_secret_use_safe_to_end_or_still_in_use(owner_client, space, platform):
     web = PlatformFactory(space=space, kind="web")
-    services.rotate_secret(platform, services.get_cli_actor(), timedelta(hours=24))
-    services.rotate_secret(web, services.get_cli_actor(), timedelta(hours=24))
-    previous = next(s for s in services.verifying_secrets([web.pk])[web.pk] if not s.is_current)
-    services.record_start(web.pk, "valid", "u1", form="plain", secret_id=previous.secret_id)
+    platform_secrets.rotate_secret(platform, access.get_cli_actor(), timedelta(hours=24))
+    platform_secrets.rotate_secret(web, access.get_cli_actor(), timedelta(hours=24))
+    previous = next(
+        s for s in platform_secrets.verifying_secrets([web.pk])[web.pk] if not s.is_current
+    )
+    counting.record_start(web.pk, "valid", "u1", form="plain", secret_id=previous.secret_id)
     outcomes.flush()
     body = owner_client.get(settings_url(space)).content.decode()
     ios, web_part = section(body, "ios"), section(body, "web")
@@ -159,8 +162,8 @@ def test_empty_failure_log(owner_client, space, platform):
 def test_who_turned_enforcement_on_when_and_the_override_reason(owner_client, space, platform):
     user = UserFactory(username="alice")
     MembershipFactory(space=space, user=user, role=Role.ADMIN)
-    services.set_enforcement(
-        platform, True, services.Actor.admin(user), force=True, reason="Launch day, 2.0 is out"
+    enforcement.set_enforcement(
+        platform, True, access.Actor.admin(user), force=True, reason="Launch day, 2.0 is out"
     )
     body = section(owner_client.get(settings_url(space)).content.decode(), "ios")
     change = body[body.index('id="enforcement-change-ios"') :]
@@ -172,9 +175,9 @@ def test_who_turned_enforcement_on_when_and_the_override_reason(owner_client, sp
 
 
 def test_enforcement_turned_off_from_the_cli_says_so(owner_client, space, platform):
-    cli = services.get_cli_actor()
-    services.set_enforcement(platform, True, cli, force=True, reason="test")
-    services.set_enforcement(platform, False, cli)
+    cli = access.get_cli_actor()
+    enforcement.set_enforcement(platform, True, cli, force=True, reason="test")
+    enforcement.set_enforcement(platform, False, cli)
     body = section(owner_client.get(settings_url(space)).content.decode(), "ios")
     change = body[body.index('id="enforcement-change-ios"') :]
     assert "Turned off by" in change and "(command line" in change
@@ -182,7 +185,7 @@ def test_enforcement_turned_off_from_the_cli_says_so(owner_client, space, platfo
 
 
 def test_viewer_sees_the_figures_but_no_controls_and_no_secret(viewer_client, space, platform):
-    services.rotate_secret(platform, services.get_cli_actor(), timedelta(hours=24))
+    platform_secrets.rotate_secret(platform, access.get_cli_actor(), timedelta(hours=24))
     starts(platform, "invalid", 2, reason="no_match")
     response = viewer_client.get(settings_url(space))
     body = response.content.decode()

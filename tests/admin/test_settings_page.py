@@ -12,8 +12,8 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from trusted_identity import services
 from trusted_identity.models import Platform, PlatformSecret
+from trusted_identity.services import access, platform_secrets, retention
 
 from ..factories import PlatformFactory
 from .helpers import (
@@ -55,11 +55,11 @@ def test_settings_page_shows_each_platform_with_figures_and_chart(owner_client, 
 
 
 def test_settings_page_shows_rotation_and_grace_end(owner_client, space, platform):
-    services.rotate_secret(platform, services.get_cli_actor(), timedelta(hours=5))
+    platform_secrets.rotate_secret(platform, access.get_cli_actor(), timedelta(hours=5))
     response = owner_client.get(settings_url(space))
     section = response.context["platforms"][0]["platform"]
-    assert section.ti_last_rotated_at == services.current_secret_row(platform).created_at
-    assert section.ti_previous_valid_until == services.previous_secret_valid_until(platform)
+    assert section.ti_last_rotated_at == platform_secrets.current_secret_row(platform).created_at
+    assert section.ti_previous_valid_until == platform_secrets.previous_secret_valid_until(platform)
     body = response.content.decode()
     assert 'id="previous-valid-until-ios"><time' in body
 
@@ -242,7 +242,7 @@ def test_rotation_with_each_grace_choice(owner_client, space, platform, owner, g
     assert new not in body and old not in body  # the new secret is revealed explicitly only
     assert response.redirect_chain[-1][0].endswith(f"{settings_url(space)}#platform-ios")
     assert any(m.startswith("Rotated the secret of acme/ios.") for m in messages_of(response))
-    until = services.previous_secret_valid_until(platform)
+    until = platform_secrets.previous_secret_valid_until(platform)
     if delta is None:
         assert until is None
     else:
@@ -366,6 +366,6 @@ def test_the_page_says_when_prune_is_overdue(owner_client, space, platform):
     add_figures(platform, valid=3, hours_ago=24 * 30)  # past the hourly retention
     page = owner_client.get(settings_url(space)).content.decode()
     assert 'id="prune-overdue"' in page and "has never run" in page
-    services.prune()
+    retention.prune()
     page = owner_client.get(settings_url(space)).content.decode()
     assert 'id="prune-overdue"' not in page

@@ -7,9 +7,9 @@ import re
 import pytest
 from django.test import Client
 
-from trusted_identity import services
 from trusted_identity.models import Platform, Role
-from trusted_identity.services import signature_forms
+from trusted_identity.services import lookup, signature_forms
+from trusted_identity.services.signature_forms import TokenUsage
 
 from ..factories import MembershipFactory, PlatformFactory, SpaceFactory, UserFactory
 from .helpers import action_url, messages_of, platform_log, settings_url
@@ -50,7 +50,7 @@ def test_a_viewer_sees_the_form_in_use_but_no_control(client, space, platform):
 def test_either_asks_for_confirmation_then_changes_audited(
     owner_client, space, platform, owner, django_capture_on_commit_callbacks
 ):
-    services.lookup_platform(platform.api_key)  # warm
+    lookup.lookup_platform(platform.api_key)  # warm
     page = owner_client.post(url(space), {"form": "either", "max_age": "24h"})
     assert page.status_code == 200
     body = page.content.decode()
@@ -70,7 +70,7 @@ def test_either_asks_for_confirmation_then_changes_audited(
     assert entry.change_message.startswith(
         "Signature form: plain -> either. Maximum token age: 1 day -> 2 hours."
     )
-    snap = services.lookup_platform(platform.api_key)
+    snap = lookup.lookup_platform(platform.api_key)
     assert (snap.signature_form, snap.token_max_age) == ("either", 7200)
     followed = owner_client.get(response["Location"])
     assert "Plain signatures or tokens" in followed.content.decode()
@@ -106,9 +106,8 @@ def test_token_needs_the_override_box_and_a_reason(owner_client, space, platform
 def test_token_when_the_counts_say_ready_needs_no_override(
     owner_client, space, platform, monkeypatch
 ):
-    usage = lambda p: services.TokenUsage(500, 499)  # noqa: E731
+    usage = lambda p: TokenUsage(500, 499)  # noqa: E731
     monkeypatch.setattr(signature_forms, "token_usage", usage)
-    monkeypatch.setattr(services, "token_usage", usage)
     page = owner_client.post(url(space), {"form": "token", "max_age": "24h"})
     assert "Override the readiness rule" not in page.content.decode()
     done = owner_client.post(url(space), {"form": "token", "max_age": "24h", "post": "yes"})
@@ -117,9 +116,8 @@ def test_token_when_the_counts_say_ready_needs_no_override(
 
 
 def test_token_when_the_counts_say_not_ready_shows_them(owner_client, space, platform, monkeypatch):
-    usage = lambda p: services.TokenUsage(400, 300)  # noqa: E731
+    usage = lambda p: TokenUsage(400, 300)  # noqa: E731
     monkeypatch.setattr(signature_forms, "token_usage", usage)
-    monkeypatch.setattr(services, "token_usage", usage)
     body = owner_client.post(url(space), {"form": "token", "max_age": "24h"}).content.decode()
     assert "Only 75.0% of 400 valid identified session starts used a token" in body
 

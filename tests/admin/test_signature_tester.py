@@ -8,8 +8,9 @@ from datetime import timedelta
 import pytest
 from django.test import Client
 
-from trusted_identity import formatting, services
+from trusted_identity import formatting
 from trusted_identity.models import Role
+from trusted_identity.services import access, platform_secrets
 from trusted_identity.signing import sign
 
 from ..factories import MembershipFactory, PlatformFactory, SpaceFactory, UserFactory
@@ -65,11 +66,11 @@ def test_a_valid_signature(owner_client, owner, space, platform):
 def test_each_verdict_on_the_page(owner_client, space, platform):
     android = PlatformFactory(space=space, kind="android")
     old = current_secret(platform)
-    services.rotate_secret(platform, services.get_cli_actor(), timedelta(hours=1))
+    platform_secrets.rotate_secret(platform, access.get_cli_actor(), timedelta(hours=1))
     older = current_secret(platform)
-    services.rotate_secret(platform, services.get_cli_actor(), timedelta(0))  # ends both
+    platform_secrets.rotate_secret(platform, access.get_cli_actor(), timedelta(0))  # ends both
     middle = current_secret(platform)
-    services.rotate_secret(platform, services.get_cli_actor(), timedelta(hours=1))
+    platform_secrets.rotate_secret(platform, access.get_cli_actor(), timedelta(hours=1))
     cases = {
         sign(current_secret(platform), USER_ID): "valid-current",
         sign(middle, USER_ID): "valid-previous",
@@ -145,7 +146,7 @@ def test_dates_read_as_everywhere_else_in_the_console(owner_client, space, platf
     # site's TIME_ZONE and DATETIME_FORMAT, not Django's "Nov. 26, 2026, 2:05 p.m.".
     settings.TIME_ZONE = "America/New_York"
     old = current_secret(platform)
-    services.rotate_secret(platform, services.get_cli_actor(), timedelta(hours=1))
+    platform_secrets.rotate_secret(platform, access.get_cli_actor(), timedelta(hours=1))
     response = post_test(owner_client, space, sign(old, USER_ID))
     assert response.context["found"].verdict == "valid-previous"
     body = response.content.decode()

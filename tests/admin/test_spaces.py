@@ -4,8 +4,8 @@ its link to the Trusted Identity page, the slug, adding a space.
 
 from django.urls import reverse
 
-from trusted_identity import services
 from trusted_identity.models import Space
+from trusted_identity.services import platform_secrets
 
 from ..factories import PlatformFactory
 from .helpers import PLATFORM_LIST, settings_url
@@ -22,7 +22,7 @@ def test_space_list_shows_enforcement_last_rotation_and_links(owner_client, spac
     assert f'href="{settings_url(space)}"' in body
     row = response.context["cl"].result_list[0]
     assert row.ti_last_rotated_at == max(
-        services.current_secret_row(p).created_at for p in (platform, web)
+        platform_secrets.current_secret_row(p).created_at for p in (platform, web)
     )
     assert row.ti_your_role == "owner"
 

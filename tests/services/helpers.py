@@ -4,29 +4,30 @@ import base64
 
 from django.db.models import Sum
 
-from trusted_identity import services
+from tests.support import verify_user_id
 from trusted_identity.crypto import key_id_for
 from trusted_identity.models import (
     AuditEvent,
     OutcomeCount,
     PlatformSecret,
 )
+from trusted_identity.services import lookup, platform_secrets, sessions
 from trusted_identity.signing import sign
 
 USER_ID = "user-1"
 
 
 def _secret(platform, actor):
-    return services.reveal_secret(platform, actor)
+    return platform_secrets.reveal_secret(platform, actor)
 
 
 def _start(platform, payload):
-    return services.start_session(services.lookup_platform(platform.api_key), payload)
+    return sessions.start_session(lookup.lookup_platform(platform.api_key), payload)
 
 
 def _verifies(platform, secret, user_id=USER_ID):
-    snapshot = services.lookup_platform(platform.api_key)
-    return services.verify_user_id(snapshot, user_id, sign(secret, user_id))
+    snapshot = lookup.lookup_platform(platform.api_key)
+    return verify_user_id(snapshot, user_id, sign(secret, user_id))
 
 
 def _counts(platform):

@@ -8,7 +8,6 @@ the on-commit callbacks as a real commit would.
 
 import pytest
 
-from trusted_identity import services
 from trusted_identity.exceptions import (
     PermissionDenied,
 )
@@ -17,6 +16,7 @@ from trusted_identity.models import (
     PlatformSecret,
     Role,
 )
+from trusted_identity.services import access, enforcement, platform_secrets
 
 from ..factories import (
     MembershipFactory,
@@ -26,9 +26,9 @@ from ..factories import (
 from .helpers import _audit_events, _secret
 
 OPERATIONS = {
-    "reveal": lambda platform, actor: services.reveal_secret(platform, actor),
-    "rotate": lambda platform, actor: services.rotate_secret(platform, actor),
-    "enforce": lambda platform, actor: services.set_enforcement(
+    "reveal": lambda platform, actor: platform_secrets.reveal_secret(platform, actor),
+    "rotate": lambda platform, actor: platform_secrets.rotate_secret(platform, actor),
+    "enforce": lambda platform, actor: enforcement.set_enforcement(
         platform, True, actor, force=True, reason="test"
     ),
 }
@@ -45,7 +45,7 @@ def _state(platform):
 @pytest.mark.parametrize("operation", list(OPERATIONS))
 def test_superuser_may_do_everything(platform, superuser, operation):
     before = _state(platform)
-    OPERATIONS[operation](platform, services.Actor.admin(superuser))
+    OPERATIONS[operation](platform, access.Actor.admin(superuser))
     after = _state(platform)
     assert after[2] == before[2] + 1  # audited
     assert after != before
@@ -55,11 +55,11 @@ def test_superuser_may_do_everything(platform, superuser, operation):
 def test_owner_and_admin_may_reveal_rotate_and_enforce(platform, cli_actor, role):
     user = UserFactory()
     MembershipFactory(space=platform.space, user=user, role=role)
-    actor = services.Actor.admin(user)
-    assert services.reveal_secret(platform, actor) == _secret(platform, cli_actor)
-    new = services.rotate_secret(platform, actor)
+    actor = access.Actor.admin(user)
+    assert platform_secrets.reveal_secret(platform, actor) == _secret(platform, cli_actor)
+    new = platform_secrets.rotate_secret(platform, actor)
     assert _secret(platform, cli_actor) == new
-    services.set_enforcement(platform, True, actor, force=True, reason="test")
+    enforcement.set_enforcement(platform, True, actor, force=True, reason="test")
     assert Platform.objects.get(pk=platform.pk).enforced
     assert _audit_events(platform).filter(actor=user).count() == 3
 
@@ -95,7 +95,7 @@ def _inactive_owner(space):
 )
 @pytest.mark.parametrize("operation", list(OPERATIONS))
 def test_denied(platform, make_user, operation):
-    actor = services.Actor.admin(make_user(platform.space))
+    actor = access.Actor.admin(make_user(platform.space))
     before = _state(platform)
     with pytest.raises(PermissionDenied):
         OPERATIONS[operation](platform, actor)
@@ -104,7 +104,7 @@ def test_denied(platform, make_user, operation):
 
 def test_viewer_sees_figures_only(platform):
     user = _viewer(platform.space)
-    assert services.can(user, "view", platform.space)
-    assert not services.can(user, "reveal", platform.space)
-    assert list(services.spaces_visible_to(user)) == [platform.space]
-    assert list(services.spaces_visible_to(_owner_elsewhere(platform.space))) != [platform.space]
+    assert access.can(user, "view", platform.space)
+    assert not access.can(user, "reveal", platform.space)
+    assert list(access.spaces_visible_to(user)) == [platform.space]
+    assert list(access.spaces_visible_to(_owner_elsewhere(platform.space))) != [platform.space]

@@ -40,9 +40,9 @@ def received():
 
 def enforce(platform):
     Platform.objects.filter(pk=platform.pk).update(enforced=True)
-    from trusted_identity import services
+    from trusted_identity.services import lookup
 
-    services.verification_changed()
+    lookup.verification_changed()
 
 
 def test_rejections_past_the_threshold_alert_the_owners_once(
@@ -77,10 +77,10 @@ def test_no_rejection_alert_when_turned_off(client, platform, owner, settings, r
 def test_a_previous_secret_used_near_the_end_of_its_grace_alerts_once(
     client, platform, owner, cli_actor, received
 ):
-    from trusted_identity import services
+    from trusted_identity.services import platform_secrets
 
     old = secret_of(platform)
-    services.rotate_secret(platform, cli_actor, timedelta(minutes=30))
+    platform_secrets.rotate_secret(platform, cli_actor, timedelta(minutes=30))
     for user in ("a", "b", "c"):
         response = start(
             client, platform.api_key, {"userId": user, "signed": signing.sign(old, user)}
@@ -95,10 +95,10 @@ def test_a_previous_secret_used_near_the_end_of_its_grace_alerts_once(
 def test_a_previous_secret_with_a_long_grace_left_does_not_alert(
     client, platform, owner, cli_actor, received
 ):
-    from trusted_identity import services
+    from trusted_identity.services import platform_secrets
 
     old = secret_of(platform)
-    services.rotate_secret(platform, cli_actor, timedelta(hours=24))
+    platform_secrets.rotate_secret(platform, cli_actor, timedelta(hours=24))
     start(client, platform.api_key, {"userId": "a", "signed": signing.sign(old, "a")})
     testing.flush()
     assert received == [] and mail.outbox == []

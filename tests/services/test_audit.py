@@ -14,8 +14,8 @@ from datetime import timedelta
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
 
-from trusted_identity import services
 from trusted_identity.models import AuditEvent, PolicyChange, PolicySetting, Role
+from trusted_identity.services import access, enforcement, platform_secrets, signature_forms
 from trusted_identity.services.audit import last_policy_changes
 
 from ..factories import MembershipFactory, PlatformFactory, UserFactory
@@ -41,17 +41,17 @@ def test_reveal_rotate_and_toggle_are_audited_without_the_secret(platform, cli_a
         return event.pk
 
     last = AuditEvent.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
-    seen.append(services.reveal_secret(platform, cli_actor))
+    seen.append(platform_secrets.reveal_secret(platform, cli_actor))
     last = _one_new_event(last, "change", "reveal")
-    seen.append(services.rotate_secret(platform, cli_actor))
+    seen.append(platform_secrets.rotate_secret(platform, cli_actor))
     last = _one_new_event(last, "change", "rotate")
-    seen.append(services.rotate_secret(platform, cli_actor, grace=timedelta(0)))
+    seen.append(platform_secrets.rotate_secret(platform, cli_actor, grace=timedelta(0)))
     last = _one_new_event(last, "change", "rotate")
-    services.set_enforcement(platform, True, cli_actor, force=True, reason="test")
+    enforcement.set_enforcement(platform, True, cli_actor, force=True, reason="test")
     last = _one_new_event(last, "enforcement", "on")
-    services.set_enforcement(platform, False, cli_actor)
+    enforcement.set_enforcement(platform, False, cli_actor)
     last = _one_new_event(last, "enforcement", "off")
-    seen.append(services.reveal_secret(platform, cli_actor))
+    seen.append(platform_secrets.reveal_secret(platform, cli_actor))
     _one_new_event(last, "change", "reveal")
 
     assert not LogEntry.objects.exists()  # the CLI's own actor has no user for one
@@ -67,7 +67,7 @@ def test_reveal_rotate_and_toggle_are_audited_without_the_secret(platform, cli_a
 def test_an_admin_user_gets_the_event_and_the_log_entry(platform):
     owner = UserFactory(username="olive")
     MembershipFactory(space=platform.space, user=owner, role=Role.OWNER)
-    services.reveal_secret(platform, services.Actor.admin(owner))
+    platform_secrets.reveal_secret(platform, access.Actor.admin(owner))
     event = AuditEvent.objects.get()
     assert (event.actor, event.actor_name, event.door, event.detail) == (
         owner,
@@ -82,12 +82,12 @@ def test_an_admin_user_gets_the_event_and_the_log_entry(platform):
 
 def test_the_cli_writes_no_user_row(platform):
     users = get_user_model().objects.count()
-    actor = services.get_cli_actor(os_user="deploy")
+    actor = access.get_cli_actor(os_user="deploy")
     assert (actor.user, actor.display_name, actor.trusted) == (None, "trusted-identity-cli", True)
-    services.reveal_secret(platform, actor)
-    services.rotate_secret(platform, actor)
-    services.set_enforcement(platform, True, actor, force=True, reason="r")
-    services.set_signature_form(platform, "either", actor)
+    platform_secrets.reveal_secret(platform, actor)
+    platform_secrets.rotate_secret(platform, actor)
+    enforcement.set_enforcement(platform, True, actor, force=True, reason="r")
+    signature_forms.set_signature_form(platform, "either", actor)
     assert get_user_model().objects.count() == users
     assert AuditEvent.objects.filter(detail="command line, OS user deploy").count() == 4
 
@@ -95,23 +95,23 @@ def test_the_cli_writes_no_user_row(platform):
 def test_a_deleted_user_keeps_their_name_in_the_records(platform):
     owner = UserFactory(username="leaver")
     MembershipFactory(space=platform.space, user=owner, role=Role.OWNER)
-    services.set_enforcement(platform, True, services.Actor.admin(owner), force=True, reason="r")
+    enforcement.set_enforcement(platform, True, access.Actor.admin(owner), force=True, reason="r")
     owner.delete()
     event = AuditEvent.objects.get()
     change = PolicyChange.objects.get()
     assert (event.actor, event.actor_name) == (None, "leaver")
     assert (change.actor, change.actor_name, change.door) == (None, "leaver", "admin")
-    assert services.last_enforcement_changes([platform.pk])[platform.pk].who == "leaver"
+    assert enforcement.last_enforcement_changes([platform.pk])[platform.pk].who == "leaver"
 
 
 def test_latest_policy_change_per_platform_and_setting(
     space, platform, cli_actor, django_assert_num_queries
 ):
     web = PlatformFactory(space=space, kind="web")
-    services.set_enforcement(platform, True, cli_actor, force=True, reason="first")
-    services.set_enforcement(platform, False, cli_actor)
-    services.set_enforcement(web, True, cli_actor, force=True, reason="web's own")
-    services.set_signature_form(platform, "either", cli_actor)
+    enforcement.set_enforcement(platform, True, cli_actor, force=True, reason="first")
+    enforcement.set_enforcement(platform, False, cli_actor)
+    enforcement.set_enforcement(web, True, cli_actor, force=True, reason="web's own")
+    signature_forms.set_signature_form(platform, "either", cli_actor)
     ids = [platform.pk, web.pk]
     with django_assert_num_queries(1):
         latest = last_policy_changes(ids, [PolicySetting.ENFORCEMENT])

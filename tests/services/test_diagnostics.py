@@ -8,8 +8,10 @@ import json
 import pytest
 from django.utils import timezone
 
-from trusted_identity import services, signing
+from trusted_identity import signing
 from trusted_identity.models import DailyDetailCount, FailureRecord, Platform
+from trusted_identity.services import diagnostics, durations, lookup, platform_secrets
+from trusted_identity.services.figures import readiness
 
 from ..factories import PlatformFactory
 from ..test_http import secret_of, set_app_settings, start
@@ -27,7 +29,7 @@ def versions(app=None, sdk=None):
 
 
 def by_version(platform):
-    return {v.version: v for v in services.versions_for([platform.pk])[platform.pk]}
+    return {v.version: v for v in diagnostics.versions_for([platform.pk])[platform.pk]}
 
 
 @pytest.mark.both_paths
@@ -48,7 +50,7 @@ def test_every_invalid_start_gets_a_reason_that_never_reaches_the_answer(client,
         answers.add(tuple(sorted(k for k in body if k != "sessionId")))
     assert len(answers) == 1  # no reason, no extra field: no oracle
     start(client, platform.api_key, {"userId": "u1", "signed": good})
-    reasons = services.reasons_for([platform.pk])[platform.pk]
+    reasons = diagnostics.reasons_for([platform.pk])[platform.pk]
     assert reasons["malformed"] == 1
     assert reasons["no_match"] + reasons["other_platform"] == 2
     assert sum(reasons.values()) == 3  # the valid start has no reason
@@ -57,15 +59,15 @@ def test_every_invalid_start_gets_a_reason_that_never_reaches_the_answer(client,
 @pytest.mark.both_paths
 def test_rejected_starts_keep_their_reason_and_the_answer_stays_the_same(client, platform):
     Platform.objects.filter(pk=platform.pk).update(enforced=True)
-    services.verification_changed()
+    lookup.verification_changed()
     bodies = set()
     for signed in ("zz", "0" * 64):
         response = start(client, platform.api_key, {"userId": "u", "signed": signed})
         assert response.status_code == 403
         bodies.add(response.content)
     assert len(bodies) == 1
-    assert services.reasons_for([platform.pk])[platform.pk]["malformed"] == 1
-    logged = services.recent_failures(platform)
+    assert diagnostics.reasons_for([platform.pk])[platform.pk]["malformed"] == 1
+    logged = diagnostics.recent_failures(platform)
     assert {(r.outcome, r.reason) for r in logged} == {
         ("rejected", "malformed"),
         ("rejected", "no_match"),
@@ -88,7 +90,7 @@ def test_client_versions_are_counted_with_their_outcomes(client, platform):
     assert rows["unknown"].counts["missing"] == 2
     assert rows[None].counts["visitor"] == 1  # the header was not sent
     assert next(iter(rows)) == "3.2.1"  # most-started first
-    sdk = services.versions_for([platform.pk], dimension="sdk_version")[platform.pk]
+    sdk = diagnostics.versions_for([platform.pk], dimension="sdk_version")[platform.pk]
     assert {v.version: v.starts for v in sdk} == {"ios/2.0.0": 3, None: 3, "ios/1.9.0": 1}
 
 
@@ -99,7 +101,7 @@ def test_version_cardinality_is_bounded_per_day(client, platform, settings):
     days = DailyDetailCount.objects.filter(platform=platform, dimension="app_version")
     assert days.values("value").distinct().count() == 6  # five versions and "other"
     assert days.get(value="other").count == 7
-    shown = services.versions_for([platform.pk], shown=3)[platform.pk]
+    shown = diagnostics.versions_for([platform.pk], shown=3)[platform.pk]
     assert [v.version for v in shown][-1] == "other"
     assert sum(v.starts for v in shown) == 12
 
@@ -112,12 +114,12 @@ def test_replaying_one_valid_pair_does_not_make_a_platform_ready(client, platfor
         start(client, platform.api_key, {"userId": f"unsigned-{n}"})
     for _ in range(300):
         start(client, platform.api_key, {"userId": "replayed", "signed": signed})
-    figures = services.readiness(platform)
+    figures = readiness(platform)
     assert figures.valid == 300 and figures.start_share > 0.97  # what starts alone say
     assert (figures.distinct_valid, figures.distinct_identified) == (1, 9)
     assert figures.valid_share == pytest.approx(1 / 9)
     assert figures.readiness == "not_ready"
-    assert services.readiness(platform).readiness != "ready"
+    assert readiness(platform).readiness != "ready"
 
 
 def test_readiness_needs_enough_distinct_users(client, platform, settings):
@@ -130,9 +132,9 @@ def test_readiness_needs_enough_distinct_users(client, platform, settings):
                 platform.api_key,
                 {"userId": f"u{n}", "signed": signing.sign(secret, f"u{n}")},
             )
-    assert services.readiness(platform).readiness == "not_enough_starts"
+    assert readiness(platform).readiness == "not_enough_starts"
     start(client, platform.api_key, {"userId": "u4", "signed": signing.sign(secret, "u4")})
-    assert services.readiness(platform).readiness == "ready"
+    assert readiness(platform).readiness == "ready"
 
 
 def test_forecast_names_old_versions_that_do_not_sign(client, platform):
@@ -149,8 +151,8 @@ def test_forecast_names_old_versions_that_do_not_sign(client, platform):
         start(client, platform.api_key, {"userId": f"old-{n}"}, **versions("3.1.4"))
     start(client, platform.api_key, {"userId": "older"}, **versions("2.9"))
     start(client, platform.api_key, {"userId": "nover"})
-    figures = services.readiness(platform)
-    forecast = services.forecast(figures, services.versions_for([platform.pk])[platform.pk])
+    figures = readiness(platform)
+    forecast = diagnostics.forecast(figures, diagnostics.versions_for([platform.pk])[platform.pk])
     assert forecast.up_to == "3.1.4"
     assert forecast.old_versions_share == pytest.approx(4 / 5)
     assert forecast.rejections_per_day == 1  # 5 failing starts over a 7-day window
@@ -159,13 +161,13 @@ def test_forecast_names_old_versions_that_do_not_sign(client, platform):
 
 def test_secret_usage_says_when_the_grace_can_end(client, platform, cli_actor):
     old_secret = secret_of(platform)
-    services.rotate_secret(platform, cli_actor, services.parse_duration("24h"))
-    usage = services.secret_usage([platform.pk])[platform.pk]
+    platform_secrets.rotate_secret(platform, cli_actor, durations.parse_duration("24h"))
+    usage = diagnostics.secret_usage([platform.pk])[platform.pk]
     current, previous = usage
     assert current.is_current and not previous.is_current
     assert previous.safe_to_end and previous.last_verified_at is None
     start(client, platform.api_key, {"userId": "late", "signed": signing.sign(old_secret, "late")})
-    current, previous = services.secret_usage([platform.pk])[platform.pk]
+    current, previous = diagnostics.secret_usage([platform.pk])[platform.pk]
     assert previous.verified_last_24h == 1 and not previous.safe_to_end
     assert previous.last_verified_at is not None
     assert timezone.now() - previous.last_verified_at < timezone.timedelta(minutes=1)
@@ -178,14 +180,14 @@ def test_failure_log_is_sampled_per_second_and_capped(client, platform, settings
         start(client, platform.api_key, {"userId": f"forged-{n}", "signed": "0" * 64})
     logged = FailureRecord.objects.filter(platform=platform).count()
     assert 3 <= logged <= 5
-    assert services.readiness(platform).invalid == 50  # every start still counted
-    newest = services.recent_failures(platform)[0]
+    assert readiness(platform).invalid == 50  # every start still counted
+    newest = diagnostics.recent_failures(platform)[0]
     assert newest.user_id.startswith("forged-") and newest.reason in ("no_match", "other_platform")
 
 
 def test_status_json_carries_reasons_distinct_and_versions(client, platform, space):
     start(client, platform.api_key, {"userId": "u", "signed": "nope"}, **versions("1.0"))
-    (acme,) = services.status(space.slug)
+    (acme,) = diagnostics.status(space.slug)
     (entry,) = acme["platforms"]
     assert entry["reasons"]["malformed"] == 1
     assert set(entry["reasons"]) >= {"malformed", "no_match", "other_platform", "expired_secret"}

@@ -9,7 +9,13 @@ from datetime import timedelta
 import jwt
 import pytest
 
-from trusted_identity import services
+from trusted_identity.services import (
+    enforcement,
+    lookup,
+    platform_secrets,
+    signature_forms,
+    verification,
+)
 from trusted_identity.signing import sign
 
 from .helpers import USER_ID, _secret
@@ -27,10 +33,10 @@ def _token(secret):
 @pytest.fixture
 def forged(platform, other_platform, cli_actor, commit):
     """One ``signed`` per reason, checked to have that reason."""
-    services.set_signature_form(platform, "either", cli_actor)
+    signature_forms.set_signature_form(platform, "either", cli_actor)
     theirs, old = _secret(other_platform, cli_actor), _secret(platform, cli_actor)
     with commit():
-        services.rotate_secret(platform, cli_actor, timedelta(0))
+        platform_secrets.rotate_secret(platform, cli_actor, timedelta(0))
     cases = {
         "malformed": "zz",
         "no_match": sign("tis_ios_" + "z" * 48, USER_ID),
@@ -39,9 +45,9 @@ def forged(platform, other_platform, cli_actor, commit):
         "token other_platform": _token(theirs),
         "token expired_secret": _token(old),
     }
-    snapshot = services.lookup_platform(platform.api_key)
+    snapshot = lookup.lookup_platform(platform.api_key)
     for name, signed in cases.items():
-        assert services.verify_signed(snapshot, USER_ID, signed).reason == name.split()[-1]
+        assert verification.verify_signed(snapshot, USER_ID, signed).reason == name.split()[-1]
     return cases
 
 
@@ -70,7 +76,7 @@ def test_not_enforced_every_reason_answers_invalid(client, platform, forged):
 
 def test_enforced_every_reason_answers_the_same_403(client, platform, forged, cli_actor, commit):
     with commit():
-        services.set_enforcement(platform, True, cli_actor, force=True, reason="test")
+        enforcement.set_enforcement(platform, True, cli_actor, force=True, reason="test")
     answers = set()
     for signed in forged.values():
         response = _post(client, platform, signed)

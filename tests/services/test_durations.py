@@ -10,10 +10,10 @@ from datetime import timedelta
 
 import pytest
 
-from trusted_identity import services
 from trusted_identity.exceptions import (
     InvalidRequest,
 )
+from trusted_identity.services import durations
 
 
 @pytest.mark.parametrize(
@@ -28,20 +28,20 @@ from trusted_identity.exceptions import (
     ],
 )
 def test_parse_duration_accepts(text, expected):
-    assert services.parse_duration(text) == expected
+    assert durations.parse_duration(text) == expected
 
 
 @pytest.mark.parametrize("text", ["5x", "-1h", "", "100d", "1.5h", "h", "24 h", None])
 def test_parse_duration_rejects(text):
     with pytest.raises(InvalidRequest):
-        services.parse_duration(text)
+        durations.parse_duration(text)
 
 
 @pytest.mark.parametrize("text", ["5", "1", "90", "24", "3600"])
 def test_parse_duration_needs_a_unit(text):
     """A bare number other than 0 is an error, not seconds (CONTRACT section 5)."""
     with pytest.raises(InvalidRequest) as info:
-        services.parse_duration(text)
+        durations.parse_duration(text)
     message = info.value.message
     assert "unit" in message and "\n" not in message
     assert f"{text}m" in message  # says how to write it
@@ -60,7 +60,7 @@ def test_parse_duration_needs_a_unit(text):
 def test_parse_duration_is_exact_and_says_what_to_type(text, advice):
     """No guessing: spaces and upper-case units are refused, with the exact form to type."""
     with pytest.raises(InvalidRequest) as info:
-        services.parse_duration(text)
+        durations.parse_duration(text)
     assert advice in info.value.message
 
 
@@ -70,4 +70,4 @@ def test_parse_duration_is_exact_and_says_what_to_type(text, advice):
 def test_parse_duration_takes_only_ascii_digits(text):
     """Arabic-Indic, full-width and superscript digits are digits to ``\\d``, not to us."""
     with pytest.raises(InvalidRequest):
-        services.parse_duration(text)
+        durations.parse_duration(text)

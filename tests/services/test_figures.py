@@ -12,7 +12,7 @@ from datetime import timezone as dt_timezone
 import pytest
 from django.utils import timezone
 
-from trusted_identity import services
+from tests.support import record_outcome
 from trusted_identity.exceptions import (
     SignatureRequired,
     SpaceNotFound,
@@ -20,6 +20,8 @@ from trusted_identity.exceptions import (
 from trusted_identity.models import (
     OutcomeCount,
 )
+from trusted_identity.services import diagnostics, enforcement
+from trusted_identity.services.figures import daily_figures
 from trusted_identity.signing import sign
 
 from ..factories import (
@@ -38,11 +40,11 @@ def test_status_figures_match_the_recorded_counts(platform, other_platform, cli_
     for _ in range(4):
         _start(platform, {})
     with commit():
-        services.set_enforcement(platform, True, cli_actor, force=True, reason="test")
+        enforcement.set_enforcement(platform, True, cli_actor, force=True, reason="test")
     with pytest.raises(SignatureRequired):
         _start(platform, {"userId": "g"})
 
-    (space_status,) = services.status("acme")
+    (space_status,) = diagnostics.status("acme")
     by_kind = {p["kind"]: p for p in space_status["platforms"]}
     figures = by_kind["ios"]
     recorded = _counts(platform)
@@ -54,18 +56,18 @@ def test_status_figures_match_the_recorded_counts(platform, other_platform, cli_
     assert figures["enforced"] is True and figures["ready"] is False
     assert figures["api_key"] == platform.api_key
     assert by_kind["android"]["valid"] == 0 and by_kind["android"]["valid_share"] is None
-    assert [s["slug"] for s in services.status()] == ["acme"]
+    assert [s["slug"] for s in diagnostics.status()] == ["acme"]
     with pytest.raises(SpaceNotFound):
-        services.status("nope")
+        diagnostics.status("nope")
 
 
 def test_record_outcome_increments_one_hourly_row(platform):
     hour = datetime(2024, 5, 6, 10, tzinfo=dt_timezone.utc)
-    services.record_outcome(platform.pk, "valid", at=hour + timedelta(minutes=5))
-    services.record_outcome(platform.pk, "valid", at=hour + timedelta(minutes=55, seconds=59))
-    services.record_outcome(platform.pk, "valid", count=3, at=hour + timedelta(minutes=30))
-    services.record_outcome(platform.pk, "invalid", at=hour + timedelta(minutes=30))
-    services.record_outcome(platform.pk, "valid", at=hour + timedelta(hours=1))
+    record_outcome(platform.pk, "valid", at=hour + timedelta(minutes=5))
+    record_outcome(platform.pk, "valid", at=hour + timedelta(minutes=55, seconds=59))
+    record_outcome(platform.pk, "valid", count=3, at=hour + timedelta(minutes=30))
+    record_outcome(platform.pk, "invalid", at=hour + timedelta(minutes=30))
+    record_outcome(platform.pk, "valid", at=hour + timedelta(hours=1))
     rows = list(
         OutcomeCount.objects.filter(platform=platform)
         .order_by("hour", "outcome")
@@ -90,7 +92,7 @@ def test_daily_figures_are_seven_days_oldest_first(platform, other_platform):
     )
     OutcomeCountFactory(platform=other_platform, outcome="missing", count=9, hour=this_hour)
 
-    series = services.daily_figures([platform.pk, other_platform.pk])
+    series = daily_figures([platform.pk, other_platform.pk])
     days = [day for day, _figures in series[platform.pk]]
     today = now.astimezone(dt_timezone.utc).date()
     assert days == [today - timedelta(days=offset) for offset in range(6, -1, -1)]
@@ -100,4 +102,4 @@ def test_daily_figures_are_seven_days_oldest_first(platform, other_platform):
     assert sum(f.valid for f in figures.values()) == 5  # 10 days ago is outside
     assert dict(series[other_platform.pk])[today].missing == 9
     assert dict(series[other_platform.pk])[today].valid == 0
-    assert len(services.daily_figures([platform.pk], days=3)[platform.pk]) == 3
+    assert len(daily_figures([platform.pk], days=3)[platform.pk]) == 3

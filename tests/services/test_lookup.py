@@ -11,11 +11,11 @@ import pickle
 import pytest
 from django.core.cache import caches
 
-from trusted_identity import services
 from trusted_identity.conf import app_settings
 from trusted_identity.exceptions import (
     InvalidApiKey,
 )
+from trusted_identity.services import lookup
 from trusted_identity.services.lookup import cache_key, current_generation
 
 from .helpers import (
@@ -42,28 +42,28 @@ def test_the_platform_cache_holds_ciphertexts_only(platform, cli_actor):
 )
 def test_lookup_platform_refuses_unknown_keys(platform, api_key):
     with pytest.raises(InvalidApiKey):
-        services.lookup_platform(api_key)
-    assert services.lookup_platform(platform.api_key).platform_id == platform.pk
+        lookup.lookup_platform(api_key)
+    assert lookup.lookup_platform(platform.api_key).platform_id == platform.pk
 
 
 def test_api_keys_are_matched_exactly(platform):
     for near in (platform.api_key.upper(), platform.api_key + " ", platform.api_key[:-1]):
         with pytest.raises(InvalidApiKey):
-            services.lookup_platform(near)
+            lookup.lookup_platform(near)
 
 
 def test_deleting_a_platform_stops_lookup_at_once(platform, commit):
-    snapshot = services.lookup_platform(platform.api_key)  # warm
-    assert services.lookup_platform(platform.api_key) == snapshot
+    snapshot = lookup.lookup_platform(platform.api_key)  # warm
+    assert lookup.lookup_platform(platform.api_key) == snapshot
     with commit():
         platform.delete()
     with pytest.raises(InvalidApiKey):
-        services.lookup_platform(platform.api_key)
+        lookup.lookup_platform(platform.api_key)
 
 
 def test_deleting_a_space_stops_lookup_at_once(space, platform, commit):
-    services.lookup_platform(platform.api_key)  # warm
+    lookup.lookup_platform(platform.api_key)  # warm
     with commit():
         space.delete()
     with pytest.raises(InvalidApiKey):
-        services.lookup_platform(platform.api_key)
+        lookup.lookup_platform(platform.api_key)

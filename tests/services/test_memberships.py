@@ -12,7 +12,6 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection, connections
 
-from trusted_identity import services
 from trusted_identity.exceptions import (
     InvalidRequest,
     PermissionDenied,
@@ -24,6 +23,7 @@ from trusted_identity.models import (
     SpaceMembership,
     StaffGrant,
 )
+from trusted_identity.services import access, memberships, platform_secrets
 
 from ..factories import (
     MembershipFactory,
@@ -36,37 +36,37 @@ from .helpers import _audit_events
 
 def test_grant_regrant_and_revoke(platform, cli_actor):
     user = UserFactory(username="dana", is_staff=False)
-    membership = services.grant(platform.space, "dana", Role.VIEWER, cli_actor)
+    membership = memberships.grant(platform.space, "dana", Role.VIEWER, cli_actor)
     user.refresh_from_db()
     assert user.is_staff
     assert membership.role == Role.VIEWER
-    actor = services.Actor.admin(user)
+    actor = access.Actor.admin(user)
     with pytest.raises(PermissionDenied):
-        services.reveal_secret(platform, actor)
+        platform_secrets.reveal_secret(platform, actor)
 
-    services.grant(platform.space, "dana", Role.ADMIN, cli_actor)
+    memberships.grant(platform.space, "dana", Role.ADMIN, cli_actor)
     assert SpaceMembership.objects.filter(user=user).count() == 1
     assert SpaceMembership.objects.get(user=user).role == Role.ADMIN
-    assert services.reveal_secret(platform, actor).startswith("tis_ios_")
+    assert platform_secrets.reveal_secret(platform, actor).startswith("tis_ios_")
 
-    services.revoke(platform.space, "dana", cli_actor)
+    memberships.revoke(platform.space, "dana", cli_actor)
     assert not SpaceMembership.objects.filter(user=user).exists()
     with pytest.raises(PermissionDenied):
-        services.reveal_secret(platform, actor)
+        platform_secrets.reveal_secret(platform, actor)
     messages = " ".join(_audit_events(platform.space).values_list("message", flat=True))
     assert "Granted dana the viewer role" in messages and "Revoked dana" in messages
 
 
 def test_grant_and_revoke_unknown_user(space, cli_actor):
     with pytest.raises(UserNotFound):
-        services.grant(space, "nobody", Role.ADMIN, cli_actor)
+        memberships.grant(space, "nobody", Role.ADMIN, cli_actor)
     with pytest.raises(UserNotFound):
-        services.revoke(space, "nobody", cli_actor)
+        memberships.revoke(space, "nobody", cli_actor)
     UserFactory(username="eve")
     with pytest.raises(UserNotFound):
-        services.revoke(space, "eve", cli_actor)  # exists, but not a member
+        memberships.revoke(space, "eve", cli_actor)  # exists, but not a member
     with pytest.raises(InvalidRequest):
-        services.grant(space, "eve", "superhero", cli_actor)
+        memberships.grant(space, "eve", "superhero", cli_actor)
     assert not SpaceMembership.objects.exists()
 
 
@@ -77,9 +77,9 @@ def test_only_owners_manage_members(space):
     MembershipFactory(space=space, user=owner, role=Role.OWNER)
     UserFactory(username="frank", is_staff=False)
     with pytest.raises(PermissionDenied):
-        services.grant(space, "frank", Role.OWNER, services.Actor.admin(admin))
+        memberships.grant(space, "frank", Role.OWNER, access.Actor.admin(admin))
     assert not SpaceMembership.objects.filter(user__username="frank").exists()
-    services.grant(space, "frank", Role.VIEWER, services.Actor.admin(owner))
+    memberships.grant(space, "frank", Role.VIEWER, access.Actor.admin(owner))
     assert SpaceMembership.objects.get(user__username="frank").role == Role.VIEWER
 
 
@@ -95,20 +95,20 @@ def test_grant_says_when_it_makes_staff_and_the_last_revoke_takes_it_back(space,
     """Issue 9, finding 6: main left the account staff after its last membership."""
     other = SpaceFactory(slug="other")
     dana = UserFactory(username="dana", is_staff=False)
-    first = services.grant(space, "dana", Role.VIEWER, cli_actor)
+    first = memberships.grant(space, "dana", Role.VIEWER, cli_actor)
     assert first.made_staff is True
     assert _staff("dana") and StaffGrant.objects.filter(user=dana).exists()
     assert "Made them staff" in _messages(space)
     assert "Made staff by a grant" in _messages(dana)
 
-    second = services.grant(other, "dana", Role.ADMIN, cli_actor)
+    second = memberships.grant(other, "dana", Role.ADMIN, cli_actor)
     assert second.made_staff is False
-    again = services.grant(space, "dana", Role.ADMIN, cli_actor)  # a role change
+    again = memberships.grant(space, "dana", Role.ADMIN, cli_actor)  # a role change
     assert again.made_staff is False
 
-    assert services.revoke(space, "dana", cli_actor) is False  # a membership is left
+    assert memberships.revoke(space, "dana", cli_actor) is False  # a membership is left
     assert _staff("dana")
-    assert services.revoke(other, "dana", cli_actor) is True
+    assert memberships.revoke(other, "dana", cli_actor) is True
     assert not _staff("dana")
     assert not StaffGrant.objects.filter(user=dana).exists()
     assert "took back the staff status" in _messages(other)
@@ -116,38 +116,38 @@ def test_grant_says_when_it_makes_staff_and_the_last_revoke_takes_it_back(space,
     assert "taken back" in _messages(dana)
 
     # A later grant makes them staff again, and says so again.
-    assert services.grant(space, "dana", Role.VIEWER, cli_actor).made_staff is True
+    assert memberships.grant(space, "dana", Role.VIEWER, cli_actor).made_staff is True
     assert _staff("dana")
 
 
 def test_revoke_leaves_staff_status_they_had_before(space, cli_actor):
     erin = UserFactory(username="erin", is_staff=True)
-    assert services.grant(space, "erin", Role.ADMIN, cli_actor).made_staff is False
+    assert memberships.grant(space, "erin", Role.ADMIN, cli_actor).made_staff is False
     assert not StaffGrant.objects.filter(user=erin).exists()
     assert "Made them staff" not in _messages(space)
-    assert services.revoke(space, "erin", cli_actor) is False
+    assert memberships.revoke(space, "erin", cli_actor) is False
     assert _staff("erin")
     assert "took back" not in _messages(space)
 
 
 def test_revoke_never_takes_staff_from_a_superuser(space, cli_actor):
     SuperuserFactory(username="sam", is_staff=False)
-    assert services.grant(space, "sam", Role.VIEWER, cli_actor).made_staff is True
+    assert memberships.grant(space, "sam", Role.VIEWER, cli_actor).made_staff is True
     get_user_model().objects.filter(username="sam").update(is_superuser=True)
-    assert services.revoke(space, "sam", cli_actor) is False
+    assert memberships.revoke(space, "sam", cli_actor) is False
     assert _staff("sam")
 
 
 def test_the_last_owner_can_not_be_removed_or_demoted(space, cli_actor, superuser):
     UserFactory(username="olga")
     UserFactory(username="oscar")
-    services.grant(space, "olga", Role.OWNER, cli_actor)
+    memberships.grant(space, "olga", Role.OWNER, cli_actor)
     entries = _audit_events(space).count()
     for attempt in (
-        lambda: services.revoke(space, "olga", cli_actor),
-        lambda: services.grant(space, "olga", Role.ADMIN, cli_actor),
-        lambda: services.grant(space, "olga", Role.VIEWER, services.Actor.admin(superuser)),
-        lambda: services.revoke(space, "olga", services.Actor.admin(superuser)),
+        lambda: memberships.revoke(space, "olga", cli_actor),
+        lambda: memberships.grant(space, "olga", Role.ADMIN, cli_actor),
+        lambda: memberships.grant(space, "olga", Role.VIEWER, access.Actor.admin(superuser)),
+        lambda: memberships.revoke(space, "olga", access.Actor.admin(superuser)),
     ):
         with pytest.raises(InvalidRequest) as info:
             attempt()
@@ -156,13 +156,13 @@ def test_the_last_owner_can_not_be_removed_or_demoted(space, cli_actor, superuse
     assert _audit_events(space).count() == entries  # refusals change nothing, audit nothing
 
     # Re-granting owner to the last owner is no demotion.
-    services.grant(space, "olga", Role.OWNER, cli_actor)
+    memberships.grant(space, "olga", Role.OWNER, cli_actor)
     # With a second owner, either may go, but not both.
-    services.grant(space, "oscar", Role.OWNER, cli_actor)
-    services.grant(space, "olga", Role.ADMIN, cli_actor)
+    memberships.grant(space, "oscar", Role.OWNER, cli_actor)
+    memberships.grant(space, "olga", Role.ADMIN, cli_actor)
     with pytest.raises(InvalidRequest):
-        services.revoke(space, "oscar", cli_actor)
-    services.revoke(space, "olga", cli_actor)
+        memberships.revoke(space, "oscar", cli_actor)
+    memberships.revoke(space, "olga", cli_actor)
     assert list(SpaceMembership.objects.filter(space=space).values_list("role", flat=True)) == [
         Role.OWNER
     ]
@@ -171,25 +171,25 @@ def test_the_last_owner_can_not_be_removed_or_demoted(space, cli_actor, superuse
 def test_an_owner_may_remove_themself_only_when_another_owner_is_left(space, cli_actor):
     olga = UserFactory(username="olga")
     UserFactory(username="oscar")
-    services.grant(space, "olga", Role.OWNER, cli_actor)
+    memberships.grant(space, "olga", Role.OWNER, cli_actor)
     with pytest.raises(InvalidRequest):
-        services.revoke(space, "olga", services.Actor.admin(olga))
-    services.grant(space, "oscar", Role.OWNER, services.Actor.admin(olga))
-    services.revoke(space, "olga", services.Actor.admin(olga))
+        memberships.revoke(space, "olga", access.Actor.admin(olga))
+    memberships.grant(space, "oscar", Role.OWNER, access.Actor.admin(olga))
+    memberships.revoke(space, "olga", access.Actor.admin(olga))
     assert not SpaceMembership.objects.filter(space=space, user=olga).exists()
 
 
 def test_a_space_without_owners_may_lose_its_other_members(space, cli_actor):
     UserFactory(username="ada")
-    services.grant(space, "ada", Role.ADMIN, cli_actor)
-    services.grant(space, "ada", Role.VIEWER, cli_actor)
-    services.revoke(space, "ada", cli_actor)
+    memberships.grant(space, "ada", Role.ADMIN, cli_actor)
+    memberships.grant(space, "ada", Role.VIEWER, cli_actor)
+    memberships.revoke(space, "ada", cli_actor)
     assert not SpaceMembership.objects.exists()
 
 
 def _race(space_pk, changes):
     """Run the (username, "revoke"|"demote") changes at the same moment; their outcomes."""
-    actor = services.get_cli_actor()
+    actor = access.get_cli_actor()
     barrier = threading.Barrier(len(changes))
     outcomes = {}
 
@@ -198,9 +198,9 @@ def _race(space_pk, changes):
             barrier.wait(timeout=10)
             target = Space.objects.get(pk=space_pk)
             if how == "revoke":
-                services.revoke(target, name, actor)
+                memberships.revoke(target, name, actor)
             else:
-                services.grant(target, name, Role.VIEWER, actor)
+                memberships.grant(target, name, Role.VIEWER, actor)
             outcomes[name] = "done"
         except InvalidRequest:
             outcomes[name] = "refused"
@@ -225,12 +225,12 @@ def test_concurrent_removals_keep_the_last_owner(second):
     refused, and the space keeps an owner. The space's row lock serialises them."""
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL row locks; runs in `make test-postgres`")
-    actor = services.get_cli_actor()
+    actor = access.get_cli_actor()
     for round_ in range(5):
         space = SpaceFactory(slug=f"race-{second}-{round_}")
         for name in ("p", "q"):
             UserFactory(username=f"{name}{round_}")
-            services.grant(space, f"{name}{round_}", Role.OWNER, actor)
+            memberships.grant(space, f"{name}{round_}", Role.OWNER, actor)
         outcomes = _race(space.pk, [(f"p{round_}", "revoke"), (f"q{round_}", second)])
         assert sorted(outcomes.values()) == ["done", "refused"], outcomes
         owners = SpaceMembership.objects.filter(space=space, role=Role.OWNER).count()

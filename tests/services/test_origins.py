@@ -2,10 +2,18 @@
 
 import pytest
 
-from trusted_identity import services
 from trusted_identity.exceptions import InvalidRequest, PermissionDenied
 from trusted_identity.models import AllowedOrigin, AuditEvent, Role
-from trusted_identity.services import lookup, origins
+from trusted_identity.services import access, lookup, origins
+from trusted_identity.services.lookup import lookup_platform
+from trusted_identity.services.origins import (
+    allow_origin,
+    allowed_origins,
+    cors_allowed,
+    deny_origin,
+    normalize_origin,
+    origins_by_platform,
+)
 
 from ..factories import MembershipFactory, PlatformFactory, SpaceFactory, UserFactory
 
@@ -40,7 +48,7 @@ def web(space):
     ],
 )
 def test_origins_are_normalised_as_browsers_send_them(given, normalised):
-    assert services.normalize_origin(given) == normalised
+    assert normalize_origin(given) == normalised
 
 
 @pytest.mark.parametrize(
@@ -84,7 +92,7 @@ def test_origins_are_normalised_as_browsers_send_them(given, normalised):
 )
 def test_malformed_origins_are_refused_with_the_reason(given, reason):
     with pytest.raises(InvalidRequest, match=reason):
-        services.normalize_origin(given)
+        normalize_origin(given)
 
 
 def test_allow_and_deny_audit_bump_the_generation_and_reach_the_snapshot(
@@ -92,18 +100,18 @@ def test_allow_and_deny_audit_bump_the_generation_and_reach_the_snapshot(
 ):
     before = lookup.read_generation()
     with django_capture_on_commit_callbacks(execute=True):
-        origin, added = services.allow_origin(web, "HTTPS://App.Example.com:443", cli_actor)
+        origin, added = allow_origin(web, "HTTPS://App.Example.com:443", cli_actor)
     assert (origin, added) == ("https://app.example.com", True)
     assert lookup.read_generation() == before + 1
-    assert services.lookup_platform(web.api_key).origins == {"https://app.example.com"}
-    assert services.allowed_origins(web) == ["https://app.example.com"]
+    assert lookup_platform(web.api_key).origins == {"https://app.example.com"}
+    assert allowed_origins(web) == ["https://app.example.com"]
     entry = AuditEvent.objects.filter(platform=web).latest("pk")
     assert entry.message == "Allowed the origin https://app.example.com (CORS)."
     assert (entry.actor, entry.actor_name) == (None, "trusted-identity-cli")
 
     # Allowing it again changes nothing: no audit entry, no generation bump.
     entries = AuditEvent.objects.count()
-    assert services.allow_origin(web, "https://app.example.com/", cli_actor) == (
+    assert allow_origin(web, "https://app.example.com/", cli_actor) == (
         "https://app.example.com",
         False,
     )
@@ -111,38 +119,36 @@ def test_allow_and_deny_audit_bump_the_generation_and_reach_the_snapshot(
     assert lookup.read_generation() == before + 1
 
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.deny_origin(web, "https://APP.example.com", cli_actor) == (
-            "https://app.example.com"
-        )
+        assert deny_origin(web, "https://APP.example.com", cli_actor) == ("https://app.example.com")
     assert lookup.read_generation() == before + 2
-    assert services.lookup_platform(web.api_key).origins == frozenset()
+    assert lookup_platform(web.api_key).origins == frozenset()
     entry = AuditEvent.objects.filter(platform=web).latest("pk")
     assert entry.message == "Removed the allowed origin https://app.example.com (CORS)."
 
 
 def test_denying_an_origin_not_listed_says_what_is_listed(web, cli_actor):
-    services.allow_origin(web, "https://a.example", cli_actor)
+    allow_origin(web, "https://a.example", cli_actor)
     with pytest.raises(
         InvalidRequest, match=r"not an allowed origin .*allowed: https://a\.example"
     ):
-        services.deny_origin(web, "https://b.example", cli_actor)
-    assert services.allowed_origins(web) == ["https://a.example"]
+        deny_origin(web, "https://b.example", cli_actor)
+    assert allowed_origins(web) == ["https://a.example"]
 
 
 @pytest.mark.parametrize("kind", ["ios", "android", "tvos", "androidtv", "roku"])
 def test_other_kinds_have_no_list(space, cli_actor, kind):
     platform = PlatformFactory(space=space, kind=kind)
     with pytest.raises(InvalidRequest, match="only web platforms"):
-        services.allow_origin(platform, "https://app.example.com", cli_actor)
+        allow_origin(platform, "https://app.example.com", cli_actor)
     assert not AllowedOrigin.objects.exists()
 
 
 def test_a_platform_lists_at_most_max_origins(web, cli_actor, monkeypatch):
     monkeypatch.setattr(origins, "MAX_ORIGINS", 2)
-    services.allow_origin(web, "https://a.example", cli_actor)
-    services.allow_origin(web, "https://b.example", cli_actor)
+    allow_origin(web, "https://a.example", cli_actor)
+    allow_origin(web, "https://b.example", cli_actor)
     with pytest.raises(InvalidRequest, match="already allows 2 origins"):
-        services.allow_origin(web, "https://c.example", cli_actor)
+        allow_origin(web, "https://c.example", cli_actor)
 
 
 @pytest.mark.parametrize(
@@ -151,86 +157,86 @@ def test_a_platform_lists_at_most_max_origins(web, cli_actor, monkeypatch):
 def test_changing_the_list_needs_the_enforce_permission(space, web, role, allowed):
     user = UserFactory()
     MembershipFactory(space=space, user=user, role=role)
-    actor = services.Actor.admin(user)
+    actor = access.Actor.admin(user)
     if allowed:
-        services.allow_origin(web, "https://a.example", actor)
-        services.deny_origin(web, "https://a.example", actor)
+        allow_origin(web, "https://a.example", actor)
+        deny_origin(web, "https://a.example", actor)
     else:
         with pytest.raises(PermissionDenied):
-            services.allow_origin(web, "https://a.example", actor)
-        services.allow_origin(web, "https://a.example", services.get_cli_actor())
+            allow_origin(web, "https://a.example", actor)
+        allow_origin(web, "https://a.example", access.get_cli_actor())
         with pytest.raises(PermissionDenied):
-            services.deny_origin(web, "https://a.example", actor)
-        assert services.allowed_origins(web) == ["https://a.example"]
+            deny_origin(web, "https://a.example", actor)
+        assert allowed_origins(web) == ["https://a.example"]
 
 
 def test_an_admin_of_another_space_may_not_change_the_list(web):
     stranger = UserFactory()
     MembershipFactory(space=SpaceFactory(), user=stranger, role=Role.OWNER)
     with pytest.raises(PermissionDenied):
-        services.allow_origin(web, "https://a.example", services.Actor.admin(stranger))
+        allow_origin(web, "https://a.example", access.Actor.admin(stranger))
 
 
 def test_cors_allowed_per_platform_and_for_any_platform(space, web, cli_actor, commit):
     other = PlatformFactory(space=SpaceFactory(slug="other"), kind="web")
     with commit():
-        services.allow_origin(web, "https://a.example", cli_actor)
-        services.allow_origin(other, "https://b.example", cli_actor)
-    mine = services.lookup_platform(web.api_key)
-    assert services.cors_allowed("https://a.example", mine)
-    assert not services.cors_allowed("https://b.example", mine)  # another platform's origin
-    assert not services.cors_allowed("https://A.example", mine)  # compared as browsers send it
-    assert not services.cors_allowed(None, mine)
-    assert not services.cors_allowed("", None)
+        allow_origin(web, "https://a.example", cli_actor)
+        allow_origin(other, "https://b.example", cli_actor)
+    mine = lookup_platform(web.api_key)
+    assert cors_allowed("https://a.example", mine)
+    assert not cors_allowed("https://b.example", mine)  # another platform's origin
+    assert not cors_allowed("https://A.example", mine)  # compared as browsers send it
+    assert not cors_allowed(None, mine)
+    assert not cors_allowed("", None)
     # Without a platform (a preflight): any web platform's list.
-    assert services.cors_allowed("https://a.example", None)
-    assert services.cors_allowed("https://b.example", None)
-    assert not services.cors_allowed("https://c.example", None)
-    assert not services.cors_allowed("null", None)
+    assert cors_allowed("https://a.example", None)
+    assert cors_allowed("https://b.example", None)
+    assert not cors_allowed("https://c.example", None)
+    assert not cors_allowed("null", None)
 
 
 def test_the_origin_index_follows_changes_and_costs_no_query_when_warm(
     web, cli_actor, commit, django_assert_num_queries
 ):
-    assert not services.cors_allowed("https://a.example")
+    assert not cors_allowed("https://a.example")
     with commit():
-        services.allow_origin(web, "https://a.example", cli_actor)
-    assert services.cors_allowed("https://a.example")  # a new generation: read again
+        allow_origin(web, "https://a.example", cli_actor)
+    assert cors_allowed("https://a.example")  # a new generation: read again
     with django_assert_num_queries(0):
         for _ in range(5):
-            assert services.cors_allowed("https://a.example")
-            assert not services.cors_allowed("https://z.example")
+            assert cors_allowed("https://a.example")
+            assert not cors_allowed("https://z.example")
     with commit():
-        services.deny_origin(web, "https://a.example", cli_actor)
-    assert not services.cors_allowed("https://a.example")
+        deny_origin(web, "https://a.example", cli_actor)
+    assert not cors_allowed("https://a.example")
 
 
 def test_a_deleted_platform_takes_its_origins_with_it(web, cli_actor, commit):
     with commit():
-        services.allow_origin(web, "https://a.example", cli_actor)
-    assert services.cors_allowed("https://a.example")
+        allow_origin(web, "https://a.example", cli_actor)
+    assert cors_allowed("https://a.example")
     with commit():
         web.delete()
     assert not AllowedOrigin.objects.exists()
-    assert not services.cors_allowed("https://a.example")
+    assert not cors_allowed("https://a.example")
 
 
 def test_the_warm_lookup_of_a_web_platform_makes_no_query(
     web, cli_actor, commit, django_assert_num_queries
 ):
     with commit():
-        services.allow_origin(web, "https://a.example", cli_actor)
-    assert services.lookup_platform(web.api_key).origins == {"https://a.example"}
+        allow_origin(web, "https://a.example", cli_actor)
+    assert lookup_platform(web.api_key).origins == {"https://a.example"}
     with django_assert_num_queries(0):
-        assert services.lookup_platform(web.api_key).origins == {"https://a.example"}
+        assert lookup_platform(web.api_key).origins == {"https://a.example"}
 
 
 def test_origins_by_platform_reads_many_lists_in_one_query(
     space, web, cli_actor, django_assert_num_queries
 ):
     other = PlatformFactory(space=SpaceFactory(slug="other"), kind="web")
-    services.allow_origin(web, "https://b.example", cli_actor)
-    services.allow_origin(web, "https://a.example", cli_actor)
+    allow_origin(web, "https://b.example", cli_actor)
+    allow_origin(web, "https://a.example", cli_actor)
     with django_assert_num_queries(1):
-        found = services.origins_by_platform([web.pk, other.pk])
+        found = origins_by_platform([web.pk, other.pk])
     assert found == {web.pk: ["https://a.example", "https://b.example"], other.pk: []}

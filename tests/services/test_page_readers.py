@@ -6,8 +6,8 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from trusted_identity import services
 from trusted_identity.models import FailureRecord, Role
+from trusted_identity.services import access, diagnostics, enforcement
 
 from ..factories import MembershipFactory, PlatformFactory, UserFactory
 
@@ -16,9 +16,11 @@ def test_last_enforcement_change_says_who_when_and_the_override_reason(space, pl
     web = PlatformFactory(space=space, kind="web")
     user = UserFactory(username="alice")
     MembershipFactory(space=space, user=user, role=Role.ADMIN)
-    admin = services.Actor.admin(user)
-    services.set_enforcement(platform, True, admin, force=True, reason="launch; 2.0 [beta] is out")
-    changes = services.last_enforcement_changes([platform.pk, web.pk])
+    admin = access.Actor.admin(user)
+    enforcement.set_enforcement(
+        platform, True, admin, force=True, reason="launch; 2.0 [beta] is out"
+    )
+    changes = enforcement.last_enforcement_changes([platform.pk, web.pk])
     assert web.pk not in changes  # never changed
     change = changes[platform.pk]
     assert change.enabled and change.user == user and change.channel == ""
@@ -26,13 +28,13 @@ def test_last_enforcement_change_says_who_when_and_the_override_reason(space, pl
     assert change.override_reason == "launch; 2.0 [beta] is out"
     assert change.overridden.startswith("without enough starts to tell")
     assert timezone.now() - change.at < timedelta(minutes=1)
-    cli = services.get_cli_actor()
-    services.set_enforcement(platform, False, cli)
-    change = services.last_enforcement_changes([platform.pk])[platform.pk]
+    cli = access.get_cli_actor()
+    enforcement.set_enforcement(platform, False, cli)
+    change = enforcement.last_enforcement_changes([platform.pk])[platform.pk]
     assert not change.enabled and change.override_reason == ""
     assert change.channel.startswith("command line")
     assert (change.who, change.door, change.user) == ("trusted-identity-cli", "cli", None)
-    assert services.last_enforcement_changes([]) == {}
+    assert enforcement.last_enforcement_changes([]) == {}
 
 
 def test_recent_failures_for_many_platforms_in_one_query(
@@ -50,7 +52,7 @@ def test_recent_failures_for_many_platforms_in_one_query(
                 user_id=f"{p.kind}-{i}",
             )
     with django_assert_num_queries(1):
-        found = services.recent_failures_for([platform.pk, web.pk], limit=3)
+        found = diagnostics.recent_failures_for([platform.pk, web.pk], limit=3)
     assert [r.user_id for r in found[platform.pk]] == ["ios-0", "ios-1", "ios-2"]
     assert [r.user_id for r in found[web.pk]] == ["web-0", "web-1", "web-2"]
-    assert services.recent_failures_for([]) == {}
+    assert diagnostics.recent_failures_for([]) == {}

@@ -17,7 +17,6 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from trusted_identity import services
 from trusted_identity.crypto import DecryptionError
 from trusted_identity.exceptions import (
     InvalidRequest,
@@ -26,6 +25,7 @@ from trusted_identity.exceptions import (
 from trusted_identity.models import (
     PlatformSecret,
 )
+from trusted_identity.services import lookup, platform_secrets, verification
 from trusted_identity.signing import sign
 
 from ..factories import (
@@ -39,7 +39,7 @@ def test_rotation_with_default_grace_keeps_both_verifying(platform, cli_actor, c
     old = _secret(platform, cli_actor)
     assert _verifies(platform, old)  # warms the cache
     with commit():
-        new = services.rotate_secret(platform, cli_actor)
+        new = platform_secrets.rotate_secret(platform, cli_actor)
     assert new != old
     assert _verifies(platform, new)
     assert _verifies(platform, old)
@@ -52,7 +52,7 @@ def test_rotation_with_default_grace_keeps_both_verifying(platform, cli_actor, c
 
 def test_default_grace_follows_the_setting(settings, platform, cli_actor):
     settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, "DEFAULT_GRACE": timedelta(hours=2)}
-    services.rotate_secret(platform, cli_actor)
+    platform_secrets.rotate_secret(platform, cli_actor)
     retired = PlatformSecret.objects.get(platform=platform, retired_at__isnull=False)
     assert retired.valid_until - retired.retired_at == timedelta(hours=2)
 
@@ -61,18 +61,18 @@ def test_rotation_with_zero_grace_revokes_at_once(platform, cli_actor, commit):
     old = _secret(platform, cli_actor)
     assert _verifies(platform, old)  # warms the cache
     with commit():
-        new = services.rotate_secret(platform, cli_actor, grace=timedelta(0))
+        new = platform_secrets.rotate_secret(platform, cli_actor, grace=timedelta(0))
     assert not _verifies(platform, old)
     assert _verifies(platform, new)
-    assert services.previous_secret_valid_until(platform) is None
+    assert platform_secrets.previous_secret_valid_until(platform) is None
 
 
 def test_two_rotations_with_grace_all_still_verify(platform, cli_actor, commit):
     first = _secret(platform, cli_actor)
     with commit():
-        second = services.rotate_secret(platform, cli_actor)
+        second = platform_secrets.rotate_secret(platform, cli_actor)
     with commit():
-        third = services.rotate_secret(platform, cli_actor, grace=timedelta(hours=1))
+        third = platform_secrets.rotate_secret(platform, cli_actor, grace=timedelta(hours=1))
     assert len({first, second, third}) == 3
     assert _verifies(platform, first)
     assert _verifies(platform, second)
@@ -80,16 +80,16 @@ def test_two_rotations_with_grace_all_still_verify(platform, cli_actor, commit):
     assert _current_rows(platform).count() == 1
     assert PlatformSecret.objects.filter(platform=platform).count() == 3
     # The last of the previous secrets ends with the longer, first grace period.
-    until = services.previous_secret_valid_until(platform)
+    until = platform_secrets.previous_secret_valid_until(platform)
     assert until - timezone.now() > timedelta(hours=23)
 
 
 def test_signing_uses_the_new_secret(platform, cli_actor, commit):
     old = _secret(platform, cli_actor)
-    assert services.sign_for("acme", "ios", USER_ID) == sign(old, USER_ID)
+    assert verification.sign_for("acme", "ios", USER_ID) == sign(old, USER_ID)
     with commit():
-        new = services.rotate_secret(platform, cli_actor)
-    signed = services.sign_for("acme", "ios", USER_ID)
+        new = platform_secrets.rotate_secret(platform, cli_actor)
+    signed = verification.sign_for("acme", "ios", USER_ID)
     assert signed == sign(new, USER_ID)
     assert signed != sign(old, USER_ID)
 
@@ -97,20 +97,20 @@ def test_signing_uses_the_new_secret(platform, cli_actor, commit):
 def test_expired_previous_secrets_stop_verifying(platform, cli_actor, commit):
     old = _secret(platform, cli_actor)
     with commit():
-        new = services.rotate_secret(platform, cli_actor)
+        new = platform_secrets.rotate_secret(platform, cli_actor)
     assert _verifies(platform, old)
     # Time passes: the grace period ends (edited in the database, not mocked).
     PlatformSecret.objects.filter(platform=platform, retired_at__isnull=False).update(
         valid_until=timezone.now() - timedelta(seconds=1)
     )
     with commit():  # the edit bypassed the service layer
-        services.verification_changed()
+        lookup.verification_changed()
     assert not _verifies(platform, old)
     assert _verifies(platform, new)
-    assert services.previous_secret_valid_until(platform) is None
+    assert platform_secrets.previous_secret_valid_until(platform) is None
     # The next rotation keeps the expired row (EXPIRED_SECRET_RETENTION, never accepted)...
     with commit():
-        newest = services.rotate_secret(platform, cli_actor)
+        newest = platform_secrets.rotate_secret(platform, cli_actor)
     assert PlatformSecret.objects.filter(platform=platform).count() == 3
     assert _verifies(platform, new) and _verifies(platform, newest)
     assert not _verifies(platform, old)
@@ -119,14 +119,14 @@ def test_expired_previous_secrets_stop_verifying(platform, cli_actor, commit):
         valid_until=timezone.now() - timedelta(days=30, seconds=1)
     )
     with commit():
-        services.rotate_secret(platform, cli_actor)
+        platform_secrets.rotate_secret(platform, cli_actor)
     assert PlatformSecret.objects.filter(platform=platform).count() == 3  # newest, new, current
     assert not _verifies(platform, old)
 
 
 def test_exactly_one_current_secret_after_rotations(platform, cli_actor):
     for grace in (timedelta(hours=24), timedelta(0), timedelta(minutes=30), timedelta(days=7)):
-        services.rotate_secret(platform, cli_actor, grace=grace)
+        platform_secrets.rotate_secret(platform, cli_actor, grace=grace)
         assert _current_rows(platform).count() == 1
     current = _current_rows(platform).get()
     assert current.valid_until is None
@@ -137,7 +137,7 @@ def test_exactly_one_current_secret_after_rotations(platform, cli_actor):
 def test_rotation_refuses_bad_grace(platform, cli_actor, grace):
     before = list(PlatformSecret.objects.values_list("pk", "ciphertext", "retired_at"))
     with pytest.raises(InvalidRequest):
-        services.rotate_secret(platform, cli_actor, grace=grace)
+        platform_secrets.rotate_secret(platform, cli_actor, grace=grace)
     assert list(PlatformSecret.objects.values_list("pk", "ciphertext", "retired_at")) == before
 
 
@@ -145,7 +145,7 @@ def test_grace_ends_on_time_even_in_a_warm_cache(platform, cli_actor, commit):
     """The cached snapshot carries the end of grace: it can't outlive it."""
     old = _secret(platform, cli_actor)
     with commit():
-        new = services.rotate_secret(platform, cli_actor, grace=timedelta(seconds=1))
+        new = platform_secrets.rotate_secret(platform, cli_actor, grace=timedelta(seconds=1))
     assert _verifies(platform, old)  # warms the cache while the old secret is in grace
     time.sleep(1.1)
     assert not _verifies(platform, old)
@@ -199,9 +199,11 @@ def test_the_database_holds_no_plaintext_secret(space, cli_actor, tmp_path):
     ]
     plaintexts = []
     for platform in platforms:
-        plaintexts.append(services.reveal_secret(platform, cli_actor))
-        plaintexts.append(services.rotate_secret(platform, cli_actor))
-        plaintexts.append(services.rotate_secret(platform, cli_actor, grace=timedelta(hours=1)))
+        plaintexts.append(platform_secrets.reveal_secret(platform, cli_actor))
+        plaintexts.append(platform_secrets.rotate_secret(platform, cli_actor))
+        plaintexts.append(
+            platform_secrets.rotate_secret(platform, cli_actor, grace=timedelta(hours=1))
+        )
         _start(platform, {"userId": USER_ID, "signed": sign(plaintexts[-1], USER_ID)})
     assert len(set(plaintexts)) == 9
     needles = [s for secret in plaintexts for s in (secret, secret.split("_", 2)[2])]
@@ -233,15 +235,15 @@ def test_a_revoked_rows_ciphertext_copied_over_the_current_row_does_not_decrypt(
     revoked_secret = _secret(platform, cli_actor)
     revoked_row = _current_rows(platform).get()
     with commit():
-        services.rotate_secret(platform, cli_actor, grace=timedelta(0))
+        platform_secrets.rotate_secret(platform, cli_actor, grace=timedelta(0))
     _current_rows(platform).update(ciphertext=revoked_row.ciphertext)
 
     with pytest.raises(DecryptionError):
         _current_rows(platform).get().get_secret()
     with pytest.raises(ServiceUnavailable):
-        services.reveal_secret(platform, cli_actor)
+        platform_secrets.reveal_secret(platform, cli_actor)
     with commit():
-        services.verification_changed()  # the edit bypassed the service layer
+        lookup.verification_changed()  # the edit bypassed the service layer
     with pytest.raises(ServiceUnavailable):
         _start(platform, {"userId": USER_ID, "signed": sign(revoked_secret, USER_ID)})
     assert "valid" not in _counts(platform)
@@ -260,7 +262,7 @@ def test_a_ciphertext_copied_to_another_platform_does_not_decrypt(
     with pytest.raises(DecryptionError):
         row.get_secret()
     with pytest.raises(ServiceUnavailable):
-        services.reveal_secret(other_platform, cli_actor)
+        platform_secrets.reveal_secret(other_platform, cli_actor)
 
     for secret in (donor_secret, own_secret):
         with pytest.raises(ServiceUnavailable) as excinfo:
@@ -268,7 +270,7 @@ def test_a_ciphertext_copied_to_another_platform_does_not_decrypt(
         assert excinfo.value.code == "service_unavailable"
         assert donor_secret not in excinfo.value.message
     with pytest.raises(ServiceUnavailable):
-        services.sign_for("acme", "android", USER_ID)
+        verification.sign_for("acme", "android", USER_ID)
     assert "valid" not in _counts(other_platform)
     # The donor is untouched.
     assert _start(platform, {"userId": USER_ID, "signed": sign(donor_secret, USER_ID)}).trusted
@@ -277,8 +279,8 @@ def test_a_ciphertext_copied_to_another_platform_does_not_decrypt(
 def test_prune_and_rotation_delete_exactly_the_secrets_past_their_retention(platform, cli_actor):
     """The rule of ``SecretState``: ended exactly ``EXPIRED_SECRET_RETENTION`` ago is past
     it (deleted); a microsecond later than that is still kept for diagnosis."""
-    services.rotate_secret(platform, cli_actor, timedelta(0))
-    services.rotate_secret(platform, cli_actor, timedelta(0))
+    platform_secrets.rotate_secret(platform, cli_actor, timedelta(0))
+    platform_secrets.rotate_secret(platform, cli_actor, timedelta(0))
     now = timezone.now()
     retention = timedelta(days=30)
     kept, gone = PlatformSecret.objects.filter(platform=platform, retired_at__isnull=False)
@@ -286,6 +288,6 @@ def test_prune_and_rotation_delete_exactly_the_secrets_past_their_retention(plat
         valid_until=now - retention + timedelta(microseconds=1)
     )
     PlatformSecret.objects.filter(pk=gone.pk).update(valid_until=now - retention)
-    assert services.delete_expired_secrets(now) == 1
+    assert platform_secrets.delete_expired_secrets(now) == 1
     assert PlatformSecret.objects.filter(pk=kept.pk).exists()
     assert not PlatformSecret.objects.filter(pk=gone.pk).exists()

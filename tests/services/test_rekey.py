@@ -8,7 +8,6 @@ the on-commit callbacks as a real commit would.
 
 import pytest
 
-from trusted_identity import services
 from trusted_identity.crypto import KeyRing, generate_key
 from trusted_identity.exceptions import (
     ServiceUnavailable,
@@ -16,6 +15,8 @@ from trusted_identity.exceptions import (
 from trusted_identity.models import (
     PlatformSecret,
 )
+from trusted_identity.services import platform_secrets, verification
+from trusted_identity.services.rekey import rekey
 from trusted_identity.signing import sign
 
 from ..factories import (
@@ -31,7 +32,7 @@ def test_rekey_across_two_keys_then_the_old_key_removed(settings, space, cli_act
     web = PlatformFactory(space=space, kind="web")
     previous = {p.pk: _secret(p, cli_actor) for p in (ios, web)}
     with commit():
-        current = {p.pk: services.rotate_secret(p, cli_actor) for p in (ios, web)}
+        current = {p.pk: platform_secrets.rotate_secret(p, cli_actor) for p in (ios, web)}
     assert all(_verifies(p, previous[p.pk]) for p in (ios, web))  # warms every cache
     key_ids = {t.split(":")[1] for t in PlatformSecret.objects.values_list("ciphertext", flat=True)}
     assert key_ids == {_key_id(old_key)}
@@ -39,24 +40,24 @@ def test_rekey_across_two_keys_then_the_old_key_removed(settings, space, cli_act
     # Without the old key nothing can be read: the key really matters.
     _set_keys(settings, new_key)
     with pytest.raises(ServiceUnavailable):
-        services.reveal_secret(ios, cli_actor)
+        platform_secrets.reveal_secret(ios, cli_actor)
 
     _set_keys(settings, f"{new_key},{old_key}")
     with commit():
-        result = services.rekey(batch_size=3)  # several batches
+        result = rekey(batch_size=3)  # several batches
     assert (result.total, result.rekeyed, result.failed) == (4, 4, [])
     key_ids = {t.split(":")[1] for t in PlatformSecret.objects.values_list("ciphertext", flat=True)}
     assert key_ids == {_key_id(new_key)}
 
     _set_keys(settings, [new_key])
     for platform in (ios, web):
-        assert services.reveal_secret(platform, cli_actor) == current[platform.pk]
+        assert platform_secrets.reveal_secret(platform, cli_actor) == current[platform.pk]
         assert _verifies(platform, current[platform.pk])
         assert _verifies(platform, previous[platform.pk])
         assert _start(platform, {"userId": "7", "signed": sign(current[platform.pk], "7")}).trusted
-    assert services.sign_for("acme", "web", "7") == sign(current[web.pk], "7")
+    assert verification.sign_for("acme", "web", "7") == sign(current[web.pk], "7")
 
-    again = services.rekey()
+    again = rekey()
     assert (again.total, again.rekeyed, again.failed) == (4, 0, [])
 
 
@@ -76,7 +77,7 @@ def test_rekey_reports_undecryptable_rows_without_changing_them(settings, space,
     before = dict(PlatformSecret.objects.values_list("pk", "ciphertext"))
 
     _set_keys(settings, f"{new_key},{old_key}")
-    result = services.rekey()
+    result = rekey()
     assert result.total == 3 and result.rekeyed == 1
     failed = {(pk, platform_id) for pk, platform_id, _reason in result.failed}
     web_row, roku_row = _current_rows(web).get(), _current_rows(roku).get()
@@ -88,4 +89,4 @@ def test_rekey_reports_undecryptable_rows_without_changing_them(settings, space,
     assert web_row.ciphertext == before[web_row.pk]
     assert roku_row.ciphertext == before[roku_row.pk]
     assert _current_rows(ios).get().ciphertext.split(":")[1] == _key_id(new_key)
-    assert services.rekey().rekeyed == 0
+    assert rekey().rekeyed == 0

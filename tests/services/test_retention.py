@@ -11,9 +11,9 @@ from django.db.models import Sum
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from trusted_identity import services
 from trusted_identity.countwrites import add_count
 from trusted_identity.models import DailyOutcomeCount, OutcomeCount, PruneRun
+from trusted_identity.services import diagnostics, figures, retention
 from trusted_identity.services.retention import hourly_cutoff
 
 from ..factories import OutcomeCountFactory, PlatformFactory, SpaceFactory
@@ -41,10 +41,10 @@ def test_prune_folds_old_hours_into_days_and_keeps_every_figure(platform):
     ]:
         OutcomeCountFactory(platform=platform, hour=hour, outcome=outcome, count=count)
     recent = OutcomeCountFactory(platform=platform, hour=_hours_ago(3), outcome="valid", count=9)
-    before = services.readiness(platform).as_dict()
+    before = figures.readiness(platform).as_dict()
     everything = _total()
 
-    report = services.prune(batch_size=2)  # several batches
+    report = retention.prune(batch_size=2)  # several batches
 
     assert report.hourly_rows_folded == 4
     assert set(OutcomeCount.objects.values_list("hour", flat=True)) == {recent.hour}
@@ -58,11 +58,11 @@ def test_prune_folds_old_hours_into_days_and_keeps_every_figure(platform):
         (old_day - timedelta(days=1), "missing"): 4,
     }
     assert _total() == everything  # moved, not copied or lost
-    assert services.readiness(platform).as_dict() == before
+    assert figures.readiness(platform).as_dict() == before
     run = PruneRun.objects.latest()
     assert run.finished_at is not None and run.hourly_rows_folded == 4
 
-    again = services.prune()
+    again = retention.prune()
     assert (again.hourly_rows_folded, again.daily_rows_deleted) == (0, 0)
     assert _total() == everything
 
@@ -75,7 +75,7 @@ def test_prune_deletes_days_past_the_daily_retention(platform, settings):
     kept = DailyOutcomeCount.objects.create(
         platform=platform, day=today - timedelta(days=300), outcome="valid", count=4
     )
-    report = services.prune()
+    report = retention.prune()
     assert report.daily_rows_deleted == 1
     assert list(DailyOutcomeCount.objects.all()) == [kept]
 
@@ -84,11 +84,11 @@ def test_figures_past_the_hourly_retention_come_from_the_daily_rows(platform):
     OutcomeCountFactory(platform=platform, hour=_hours_ago(24 * 30), outcome="valid", count=6)
     OutcomeCountFactory(platform=platform, hour=_hours_ago(2), outcome="missing", count=1)
     since = timezone.now() - timedelta(days=60)
-    before = services.figures_for([platform.pk], since)[platform.pk]
-    services.prune()
-    after = services.figures_for([platform.pk], since)[platform.pk]
+    before = figures.figures_for([platform.pk], since)[platform.pk]
+    retention.prune()
+    after = figures.figures_for([platform.pk], since)[platform.pk]
     assert (after.valid, after.missing) == (before.valid, before.missing) == (6, 1)
-    assert services.readiness(platform).valid == 0  # the readiness window is unchanged
+    assert figures.readiness(platform).valid == 0  # the readiness window is unchanged
 
 
 def test_the_all_spaces_status_lists_no_platform_ids(db):
@@ -96,7 +96,7 @@ def test_the_all_spaces_status_lists_no_platform_ids(db):
     for platform in platforms:
         OutcomeCountFactory(platform=platform, outcome="valid", count=platform.pk)
     with CaptureQueriesContext(connection) as queries:
-        result = services.status()
+        result = diagnostics.status()
     figures_sql = [q["sql"] for q in queries if "outcomecount" in q["sql"]]
     assert len(figures_sql) == 1 and " IN (" not in figures_sql[0]
     valid = {s["slug"]: s["platforms"][0]["valid"] for s in result}
@@ -108,12 +108,12 @@ def test_a_flush_into_an_hour_being_folded_loses_nothing(platform):
     the next run folds in: the total stays exact."""
     old = _hours_ago(24 * 20)
     OutcomeCountFactory(platform=platform, hour=old, outcome="valid", count=10)
-    services.prune()
+    retention.prune()
     add_count(
         OutcomeCount, {"platform_id": platform.pk, "hour": old, "outcome": "valid"}, 3
     )  # a late flush of that hour
     assert _total(OutcomeCount) == 3
-    services.prune()
+    retention.prune()
     assert _total(OutcomeCount) == 0
     assert _total(DailyOutcomeCount) == 13
 
@@ -144,7 +144,7 @@ def test_prune_beside_concurrent_flushes_keeps_every_count():
     def pruner() -> None:
         try:
             for _ in range(10):
-                services.prune(batch_size=2)
+                retention.prune(batch_size=2)
         except Exception as exc:
             errors.append(exc)
         finally:
@@ -157,7 +157,7 @@ def test_prune_beside_concurrent_flushes_keeps_every_count():
     for thread in threads:
         thread.join(60)
     assert errors == []
-    services.prune()
+    retention.prune()
     assert _total(OutcomeCount) == 0
     assert _total(DailyOutcomeCount) == len(written) == 180
 
@@ -178,10 +178,10 @@ def test_retention_checks(settings, platform):
     }
     assert "trusted_identity.W010" not in {m.id for m in run_checks(databases=["default"])}
     OutcomeCountFactory(platform=platform, hour=_hours_ago(24 * 30), outcome="valid")
-    assert services.retention_state().overdue
+    assert retention.retention_state().overdue
     assert "trusted_identity.W010" in {m.id for m in run_checks(databases=["default"])}
-    services.prune()
-    assert not services.retention_state().overdue
+    retention.prune()
+    assert not retention.retention_state().overdue
     assert "trusted_identity.W010" not in {m.id for m in run_checks(databases=["default"])}
 
 

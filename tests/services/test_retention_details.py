@@ -9,7 +9,6 @@ import pytest
 from django.db.models import Sum
 from django.utils import timezone
 
-from trusted_identity import services
 from trusted_identity.models import (
     DailyDetailCount,
     DetailCount,
@@ -17,18 +16,19 @@ from trusted_identity.models import (
     FailureRecord,
     Outcome,
 )
+from trusted_identity.services import counting, diagnostics, retention
 
 pytestmark = pytest.mark.django_db
 
 
 def record(platform, at, outcome="invalid", reason="no_match", user="u", app="1.0"):
-    services.record_start(
+    counting.record_start(
         platform.pk,
         outcome,
         user,
         form="plain",
         reason=reason,
-        client=services.ClientVersions(app, "web/1"),
+        client=counting.ClientVersions(app, "web/1"),
         at=at,
     )
 
@@ -40,7 +40,7 @@ def test_prune_folds_old_detail_hours_into_days_and_keeps_recent_ones(platform):
         record(platform, old + timedelta(minutes=n * 50), user=f"old-{n}")
     record(platform, now - timedelta(hours=1), user="recent")
     before = DetailCount.objects.aggregate(n=Sum("count"))["n"]
-    report = services.prune()
+    report = retention.prune()
     assert report.hourly_rows_folded >= 2
     assert DetailCount.objects.filter(hour__lt=now - timedelta(days=15)).count() == 0
     folded = DailyDetailCount.objects.filter(dimension__in=["reason", "form"])
@@ -48,11 +48,12 @@ def test_prune_folds_old_detail_hours_into_days_and_keeps_recent_ones(platform):
         folded.aggregate(n=Sum("count"))["n"] + DetailCount.objects.aggregate(n=Sum("count"))["n"]
         == before
     )  # moved, never lost or copied
-    reasons = services.reasons_for([platform.pk], since=now - timedelta(days=30))[platform.pk]
+    reasons = diagnostics.reasons_for([platform.pk], since=now - timedelta(days=30))[platform.pk]
     assert reasons["no_match"] == 4  # the window reads both tables
-    services.prune()  # again: nothing changes
+    retention.prune()  # again: nothing changes
     assert (
-        services.reasons_for([platform.pk], since=now - timedelta(days=30))[platform.pk] == reasons
+        diagnostics.reasons_for([platform.pk], since=now - timedelta(days=30))[platform.pk]
+        == reasons
     )
 
 
@@ -66,7 +67,7 @@ def test_prune_deletes_days_and_the_failure_log_past_retention(platform, setting
     record(platform, now - timedelta(hours=2), user="today")
     FailureRecord.objects.filter(user_id="last-week").update(at=now - timedelta(days=8))
     assert FailureRecord.objects.count() == 3
-    report = services.prune()
+    report = retention.prune()
     assert set(FailureRecord.objects.values_list("user_id", flat=True)) == {"today"}
     assert report.failures_deleted == 2
     oldest_day = (now - timedelta(days=400)).date()

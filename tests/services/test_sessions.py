@@ -10,7 +10,6 @@ from datetime import timedelta
 
 import pytest
 
-from trusted_identity import services
 from trusted_identity.exceptions import (
     InvalidRequest,
     SignatureInvalid,
@@ -19,20 +18,21 @@ from trusted_identity.exceptions import (
 from trusted_identity.models import (
     PlatformSecret,
 )
+from trusted_identity.services import enforcement, lookup, platform_secrets, sessions, verification
 from trusted_identity.signing import sign
 
 from .helpers import USER_ID, _counts, _current_rows, _secret, _start
 
 
 def test_enforced_session_start_accepts_a_secret_in_grace(platform, cli_actor, commit):
-    services.set_enforcement(platform, True, cli_actor, force=True, reason="test")
+    enforcement.set_enforcement(platform, True, cli_actor, force=True, reason="test")
     old = _secret(platform, cli_actor)
     payload = {"userId": USER_ID, "signed": sign(old, USER_ID)}
     with commit():
-        services.rotate_secret(platform, cli_actor)
+        platform_secrets.rotate_secret(platform, cli_actor)
     assert _start(platform, payload).trusted
     with commit():
-        services.rotate_secret(platform, cli_actor, grace=timedelta(0))
+        platform_secrets.rotate_secret(platform, cli_actor, grace=timedelta(0))
     # Grace 0 revokes every earlier secret: the first one's own grace ended too.
     with pytest.raises(SignatureInvalid):
         _start(platform, payload)
@@ -50,11 +50,11 @@ def test_node_vectors_verify_through_session_start(platform, node_vectors, commi
         row.set_secret(vector["secret"])
         with commit():
             row.save(update_fields=["ciphertext"])
-            services.verification_changed()
+            lookup.verification_changed()
         result = _start(platform, {"userId": vector["userId"], "signed": vector["signed"]})
         assert result.trusted, vector["userId"]
         assert result.user_id == vector["userId"]
-        assert services.sign_for("acme", "ios", vector["userId"]) == vector["signed"]
+        assert verification.sign_for("acme", "ios", vector["userId"]) == vector["signed"]
     assert _counts(platform) == {"valid": len(node_vectors)}
 
 
@@ -104,7 +104,7 @@ def test_session_start_decision_matrix(platform, other_platform, cli_actor, enfo
     build, signature, refusal = CASES[case]
     own, other = _secret(platform, cli_actor), _secret(other_platform, cli_actor)
     if enforced:
-        services.set_enforcement(platform, True, cli_actor, force=True, reason="test")
+        enforcement.set_enforcement(platform, True, cli_actor, force=True, reason="test")
     payload = build(own, other)
 
     if enforced and refusal is not None:
@@ -149,16 +149,16 @@ def test_session_ids_are_opaque_and_unique(platform):
 )
 def test_malformed_session_requests(platform, payload):
     with pytest.raises(InvalidRequest):
-        services.parse_session_request(payload)
+        sessions.parse_session_request(payload)
     with pytest.raises(InvalidRequest):
         _start(platform, payload)
     assert _counts(platform) == {}
 
 
 def test_parse_session_request_accepts_the_edges():
-    assert services.parse_session_request({}) == (None, None)
-    assert services.parse_session_request({"userId": None, "signed": None}) == (None, None)
-    assert services.parse_session_request({"userId": "u", "signed": ""}) == ("u", None)
+    assert sessions.parse_session_request({}) == (None, None)
+    assert sessions.parse_session_request({"userId": None, "signed": None}) == (None, None)
+    assert sessions.parse_session_request({"userId": "u", "signed": ""}) == ("u", None)
     longest = "x" * 1024
-    assert services.parse_session_request({"userId": longest}) == (longest, None)
-    assert services.parse_session_request({"userId": " 42 "}) == (" 42 ", None)
+    assert sessions.parse_session_request({"userId": longest}) == (longest, None)
+    assert sessions.parse_session_request({"userId": " 42 "}) == (" 42 ", None)

@@ -12,16 +12,34 @@ from datetime import timezone as dt_timezone
 import jwt
 import pytest
 
-from trusted_identity import runtime, services
+from tests.support import verify_user_id
+from trusted_identity import runtime
 from trusted_identity.exceptions import (
     InvalidRequest,
     PermissionDenied,
     SignatureInvalid,
 )
 from trusted_identity.models import Platform, PolicyChange, Role
-from trusted_identity.services import TokenNotReady, verification
+from trusted_identity.services import (
+    access,
+    enforcement,
+    lookup,
+    platform_secrets,
+    sessions,
+    verification,
+)
+from trusted_identity.services import verification as verification_rules
 from trusted_identity.services.figures import NOT_ENOUGH_STARTS, NOT_READY, READY
 from trusted_identity.services.lookup import read_generation
+from trusted_identity.services.signature_forms import (
+    TokenNotReady,
+    TokenUsage,
+    parse_max_age,
+    set_signature_form,
+    token_readiness,
+    token_usage,
+)
+from trusted_identity.services.verification import sign_token_for, verify_signed
 from trusted_identity.signing import HmacKey, sign
 
 from ..factories import MembershipFactory, UserFactory
@@ -42,11 +60,11 @@ def token_for(secret, user_id=USER_ID, iat=NOW, lifetime=3600, **extra):
 
 
 def set_form(platform, form, actor, **kwargs):
-    return services.set_signature_form(platform, form, actor, force=True, reason="test", **kwargs)
+    return set_signature_form(platform, form, actor, force=True, reason="test", **kwargs)
 
 
 def snapshot(platform):
-    return services.lookup_platform(platform.api_key)
+    return lookup.lookup_platform(platform.api_key)
 
 
 # ----------------------------------------------------------------- the policy
@@ -62,7 +80,7 @@ def test_either_is_audited_and_reaches_a_warm_cache_at_once(platform, cli_actor,
     assert snapshot(platform).signature_form == "plain"  # warm
     generation = read_generation()
     with commit():
-        services.set_signature_form(platform, "either", cli_actor)
+        set_signature_form(platform, "either", cli_actor)
     assert read_generation() == generation + 1
     assert snapshot(platform).signature_form == "either"
     assert _audit_events(platform).last().message.startswith("Signature form: plain -> either.")
@@ -70,7 +88,7 @@ def test_either_is_audited_and_reaches_a_warm_cache_at_once(platform, cli_actor,
 
 def test_the_maximum_age_alone_can_change(platform, cli_actor, commit):
     with commit():
-        services.set_signature_form(platform, "plain", cli_actor, max_age=timedelta(hours=2))
+        set_signature_form(platform, "plain", cli_actor, max_age=timedelta(hours=2))
     platform.refresh_from_db()
     assert platform.token_max_age == 7200
     assert snapshot(platform).token_max_age == 7200
@@ -79,14 +97,14 @@ def test_the_maximum_age_alone_can_change(platform, cli_actor, commit):
 
 def test_nothing_changed_writes_nothing(platform, cli_actor):
     logs, generation = _audit_events(platform).count(), read_generation()
-    services.set_signature_form(platform, "plain", cli_actor, max_age=timedelta(hours=24))
+    set_signature_form(platform, "plain", cli_actor, max_age=timedelta(hours=24))
     assert (_audit_events(platform).count(), read_generation()) == (logs, generation)
 
 
 @pytest.mark.parametrize("form", ["", "PLAIN", "tokens", "hmac", "both"])
 def test_unknown_forms_are_refused(platform, cli_actor, form):
     with pytest.raises(InvalidRequest, match="plain, either or token"):
-        services.set_signature_form(platform, form, cli_actor)
+        set_signature_form(platform, form, cli_actor)
 
 
 @pytest.mark.parametrize(
@@ -94,18 +112,18 @@ def test_unknown_forms_are_refused(platform, cli_actor, form):
 )
 def test_the_maximum_age_is_bounded(platform, cli_actor, max_age):
     with pytest.raises(InvalidRequest, match="between 1 minute and 7 days"):
-        services.set_signature_form(platform, "either", cli_actor, max_age=max_age)
+        set_signature_form(platform, "either", cli_actor, max_age=max_age)
     platform.refresh_from_db()
     assert platform.signature_form == "plain"
 
 
 def test_parse_max_age():
-    assert services.parse_max_age("24h") == timedelta(hours=24)
-    assert services.parse_max_age("1m") == timedelta(minutes=1)
-    assert services.parse_max_age("7d") == timedelta(days=7)
+    assert parse_max_age("24h") == timedelta(hours=24)
+    assert parse_max_age("1m") == timedelta(minutes=1)
+    assert parse_max_age("7d") == timedelta(days=7)
     for bad in ("5", "0", "30s", "8d", "1y", ""):
         with pytest.raises(InvalidRequest):
-            services.parse_max_age(bad)
+            parse_max_age(bad)
 
 
 def test_changing_the_policy_needs_the_enforce_permission(platform):
@@ -113,10 +131,10 @@ def test_changing_the_policy_needs_the_enforce_permission(platform):
         user = UserFactory(username=f"u-{role}")
         MembershipFactory(space=platform.space, user=user, role=role)
         with pytest.raises(PermissionDenied):
-            services.set_signature_form(platform, "either", services.Actor.admin(user))
+            set_signature_form(platform, "either", access.Actor.admin(user))
     admin = UserFactory(username="an-admin")
     MembershipFactory(space=platform.space, user=admin, role=Role.ADMIN)
-    services.set_signature_form(platform, "either", services.Actor.admin(admin))
+    set_signature_form(platform, "either", access.Actor.admin(admin))
     platform.refresh_from_db()
     assert platform.signature_form == "either"
 
@@ -138,8 +156,8 @@ def test_changing_the_policy_needs_the_enforce_permission(platform):
     ],
 )
 def test_token_readiness_rule(valid, token, expected):
-    assert services.token_readiness(valid, token) == expected
-    assert services.TokenUsage(valid, token).readiness == expected
+    assert token_readiness(valid, token) == expected
+    assert TokenUsage(valid, token).readiness == expected
 
 
 def test_token_readiness_follows_the_settings(settings):
@@ -148,27 +166,27 @@ def test_token_readiness_follows_the_settings(settings):
         "READINESS_MIN_STARTS": 10,
         "READINESS_THRESHOLD": 0.9,
     }
-    assert services.token_readiness(9, 9) == NOT_ENOUGH_STARTS
-    assert services.token_readiness(10, 9) == READY
-    assert services.token_readiness(10, 8) == NOT_READY
-    assert services.TokenUsage(10, 9).share == pytest.approx(0.9)
-    assert services.TokenUsage(0, 0).share is None
+    assert token_readiness(9, 9) == NOT_ENOUGH_STARTS
+    assert token_readiness(10, 9) == READY
+    assert token_readiness(10, 8) == NOT_READY
+    assert TokenUsage(10, 9).share == pytest.approx(0.9)
+    assert TokenUsage(0, 0).share is None
 
 
 @pytest.mark.parametrize("start", ["plain", "either"])
 def test_token_needs_the_readiness_rule_or_an_override_with_a_reason(platform, cli_actor, start):
     if start != "plain":
-        services.set_signature_form(platform, start, cli_actor)
+        set_signature_form(platform, start, cli_actor)
     logs = _audit_events(platform).count()
     with pytest.raises(TokenNotReady, match="not enough starts to tell") as refused:
-        services.set_signature_form(platform, "token", cli_actor)
+        set_signature_form(platform, "token", cli_actor)
     assert refused.value.status == 409
     with pytest.raises(InvalidRequest, match="needs a reason"):
-        services.set_signature_form(platform, "token", cli_actor, force=True, reason="  ")
+        set_signature_form(platform, "token", cli_actor, force=True, reason="  ")
     platform.refresh_from_db()
     assert platform.signature_form == start
     assert _audit_events(platform).count() == logs
-    services.set_signature_form(platform, "token", cli_actor, force=True, reason="all v3 clients")
+    set_signature_form(platform, "token", cli_actor, force=True, reason="all v3 clients")
     platform.refresh_from_db()
     assert platform.signature_form == "token"
     message = _audit_events(platform).last().message
@@ -180,11 +198,11 @@ def test_the_rule_decides_with_the_counts(platform, cli_actor, monkeypatch):
     """Where the per-form counts plug in: ``token_usage`` feeds the rule."""
     from trusted_identity.services import signature_forms
 
-    monkeypatch.setattr(signature_forms, "token_usage", lambda p: services.TokenUsage(200, 150))
+    monkeypatch.setattr(signature_forms, "token_usage", lambda p: TokenUsage(200, 150))
     with pytest.raises(TokenNotReady, match=r"75\.00% of 200 valid"):
-        services.set_signature_form(platform, "token", cli_actor)
-    monkeypatch.setattr(signature_forms, "token_usage", lambda p: services.TokenUsage(200, 199))
-    services.set_signature_form(platform, "token", cli_actor)
+        set_signature_form(platform, "token", cli_actor)
+    monkeypatch.setattr(signature_forms, "token_usage", lambda p: TokenUsage(200, 199))
+    set_signature_form(platform, "token", cli_actor)
     platform.refresh_from_db()
     assert platform.signature_form == "token"
     assert "override" not in _audit_events(platform).last().message
@@ -192,8 +210,8 @@ def test_the_rule_decides_with_the_counts(platform, cli_actor, monkeypatch):
 
 def test_leaving_token_needs_no_readiness(platform, cli_actor):
     set_form(platform, "token", cli_actor)
-    services.set_signature_form(platform, "either", cli_actor)
-    services.set_signature_form(platform, "plain", cli_actor)
+    set_signature_form(platform, "either", cli_actor)
+    set_signature_form(platform, "plain", cli_actor)
     platform.refresh_from_db()
     assert platform.signature_form == "plain"
 
@@ -214,11 +232,11 @@ def test_each_policy_accepts_its_forms(platform, cli_actor, frozen, commit):
             set_form(platform, form, cli_actor)
         snap = snapshot(platform)
         for kind, signed in (("plain", plain), ("token", token)):
-            result = services.verify_signed(snap, USER_ID, signed)
+            result = verify_signed(snap, USER_ID, signed)
             assert result.valid is accepted[kind], (form, kind)
             assert result.form == kind
             assert result.reason == (None if accepted[kind] else "form_not_allowed")
-            assert services.verify_user_id(snap, USER_ID, signed) is accepted[kind]
+            assert verify_user_id(snap, USER_ID, signed) is accepted[kind]
 
 
 @pytest.mark.parametrize(
@@ -234,7 +252,7 @@ def test_each_policy_accepts_its_forms(platform, cli_actor, frozen, commit):
 def test_reasons_of_garbage(platform, cli_actor, commit, signed, reason):
     with commit():
         set_form(platform, "either", cli_actor)
-    result = services.verify_signed(snapshot(platform), USER_ID, signed)
+    result = verify_signed(snapshot(platform), USER_ID, signed)
     assert (result.valid, result.reason) == (False, reason)
 
 
@@ -258,7 +276,7 @@ def test_reasons_of_tokens(platform, cli_actor, frozen, commit):
         ),
     }
     for signed, reason in cases.items():
-        result = services.verify_signed(snap, USER_ID, signed)
+        result = verify_signed(snap, USER_ID, signed)
         assert (result.valid, result.form, result.reason) == (reason is None, "token", reason)
 
 
@@ -267,23 +285,23 @@ def test_the_leeway_is_a_setting(platform, cli_actor, frozen, commit, settings):
     with commit():
         set_form(platform, "token", cli_actor)
     late = token_for(secret, iat=NOW - 3600 - 30)  # expired 30 s ago
-    assert services.verify_user_id(snapshot(platform), USER_ID, late)
+    assert verify_user_id(snapshot(platform), USER_ID, late)
     settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, "TOKEN_LEEWAY": timedelta(0)}
-    assert not services.verify_user_id(snapshot(platform), USER_ID, late)
+    assert not verify_user_id(snapshot(platform), USER_ID, late)
     settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, "TOKEN_LEEWAY": 45}
-    assert services.verify_user_id(snapshot(platform), USER_ID, late)
+    assert verify_user_id(snapshot(platform), USER_ID, late)
 
 
 def test_tokens_verify_with_a_secret_in_grace_until_it_ends(platform, cli_actor, commit):
     old = _secret(platform, cli_actor)
     with commit():
         set_form(platform, "token", cli_actor)
-        services.rotate_secret(platform, cli_actor, timedelta(hours=1))
+        platform_secrets.rotate_secret(platform, cli_actor, timedelta(hours=1))
     signed = token_for(old, iat=int(time.time()))  # the grace is in real time
-    assert services.verify_user_id(snapshot(platform), USER_ID, signed)
+    assert verify_user_id(snapshot(platform), USER_ID, signed)
     with commit():
-        services.revoke_previous(Platform.objects.get(pk=platform.pk), cli_actor)
-    result = services.verify_signed(snapshot(platform), USER_ID, signed)
+        platform_secrets.revoke_previous(Platform.objects.get(pk=platform.pk), cli_actor)
+    result = verify_signed(snapshot(platform), USER_ID, signed)
     assert (result.valid, result.reason) == (False, "expired_secret")  # kept, never accepted
 
 
@@ -291,8 +309,8 @@ def test_a_token_of_another_platform_does_not_verify(platform, other_platform, c
     for p in (platform, other_platform):
         set_form(p, "either", cli_actor)
     signed = token_for(_secret(other_platform, cli_actor))
-    assert services.verify_user_id(snapshot(other_platform), USER_ID, signed)
-    assert not services.verify_user_id(snapshot(platform), USER_ID, signed)
+    assert verify_user_id(snapshot(other_platform), USER_ID, signed)
+    assert not verify_user_id(snapshot(platform), USER_ID, signed)
 
 
 # -------------------------------------------------------------- session start
@@ -302,7 +320,7 @@ def test_session_start_with_tokens_enforced(platform, cli_actor, frozen, commit)
     secret = _secret(platform, cli_actor)
     with commit():
         set_form(platform, "token", cli_actor)
-        services.set_enforcement(platform, True, cli_actor, force=True, reason="test")
+        enforcement.set_enforcement(platform, True, cli_actor, force=True, reason="test")
     started = _start(platform, {"userId": USER_ID, "signed": token_for(secret)})
     assert (started.trusted, started.signature) == (True, "valid")
     assert started.verification[:3] == (True, "token", None)
@@ -350,7 +368,7 @@ def test_signed_length_limits(platform, cli_actor, frozen, commit):
 
 def test_sign_token_lifetime(platform, cli_actor, frozen, settings, commit):
     snap = snapshot(platform)
-    issued = services.sign_token(snap, USER_ID)
+    issued = verification_rules.sign_token(snap, USER_ID)
     assert issued.expires_at == datetime.fromtimestamp(NOW + 3600, tz=dt_timezone.utc)
     assert issued.expires_at_iso == "2027-01-15T09:00:00Z"
     claims = jwt.decode(
@@ -360,30 +378,33 @@ def test_sign_token_lifetime(platform, cli_actor, frozen, settings, commit):
         options={"verify_exp": 0, "verify_iat": 0},
     )
     assert claims == {"sub": USER_ID, "iat": NOW, "exp": NOW + 3600}
-    assert services.sign_token(snap, USER_ID, timedelta(minutes=5)).expires_at.timestamp() == (
-        NOW + 300
-    )
+    assert verification_rules.sign_token(
+        snap, USER_ID, timedelta(minutes=5)
+    ).expires_at.timestamp() == (NOW + 300)
     with pytest.raises(InvalidRequest, match="may live at most 1 day, not 2 days"):
-        services.sign_token(snap, USER_ID, timedelta(days=2))
+        verification_rules.sign_token(snap, USER_ID, timedelta(days=2))
     with pytest.raises(InvalidRequest, match="at least one second"):
-        services.sign_token(snap, USER_ID, timedelta(0))
+        verification_rules.sign_token(snap, USER_ID, timedelta(0))
     with commit():
         set_form(platform, "token", cli_actor, max_age=timedelta(minutes=10))
     # The default TTL (1 hour) is capped at the platform's maximum age, never refused.
-    capped = services.sign_token(snapshot(platform), USER_ID)
+    capped = verification_rules.sign_token(snapshot(platform), USER_ID)
     assert capped.expires_at.timestamp() == NOW + 600
     settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, "TOKEN_TTL": timedelta(minutes=2)}
-    assert services.sign_token(snapshot(platform), USER_ID).expires_at.timestamp() == NOW + 120
+    assert (
+        verification_rules.sign_token(snapshot(platform), USER_ID).expires_at.timestamp()
+        == NOW + 120
+    )
 
 
 def test_sign_token_for_is_the_python_api_and_verifies(platform, cli_actor, frozen, commit):
     with commit():
         set_form(platform, "token", cli_actor)
     logs = _audit_events(platform).count()
-    issued = services.sign_token_for("acme", "ios", USER_ID)
+    issued = sign_token_for("acme", "ios", USER_ID)
     assert _audit_events(platform).count() == logs  # no actor: nothing written (the sign view)
-    assert services.verify_user_id(snapshot(platform), USER_ID, issued.token)
-    audited = services.sign_token_for("acme", "ios", USER_ID, timedelta(minutes=5), cli_actor)
+    assert verify_user_id(snapshot(platform), USER_ID, issued.token)
+    audited = sign_token_for("acme", "ios", USER_ID, timedelta(minutes=5), cli_actor)
     entry = _audit_events(platform).last().message
     assert entry.startswith(
         f"Signed user id {USER_ID!r} with the current secret as a token valid until "
@@ -396,29 +417,27 @@ def test_sign_token_for_needs_the_sign_permission(platform):
     viewer = UserFactory(username="viewer")
     MembershipFactory(space=platform.space, user=viewer, role=Role.VIEWER)
     with pytest.raises(PermissionDenied):
-        services.sign_token_for("acme", "ios", USER_ID, actor=services.Actor.admin(viewer))
+        sign_token_for("acme", "ios", USER_ID, actor=access.Actor.admin(viewer))
 
 
 def test_tokens_are_made_whatever_the_policy_and_start_verifying_when_it_allows(
     platform, cli_actor, frozen, commit
 ):
-    issued = services.sign_token_for("acme", "ios", USER_ID)
-    assert services.verify_signed(snapshot(platform), USER_ID, issued.token).reason == (
-        "form_not_allowed"
-    )
+    issued = sign_token_for("acme", "ios", USER_ID)
+    assert verify_signed(snapshot(platform), USER_ID, issued.token).reason == ("form_not_allowed")
     with commit():
-        services.set_signature_form(platform, "either", cli_actor)
-    assert services.verify_user_id(snapshot(platform), USER_ID, issued.token)
+        set_signature_form(platform, "either", cli_actor)
+    assert verify_user_id(snapshot(platform), USER_ID, issued.token)
 
 
 def test_the_token_memo_forgets_keys_with_the_plaintext_cache(platform, cli_actor, frozen):
     set_form(platform, "either", cli_actor)
-    issued = services.sign_token_for("acme", "ios", USER_ID)
-    assert services.verify_user_id(snapshot(platform), USER_ID, issued.token)
+    issued = sign_token_for("acme", "ios", USER_ID)
+    assert verify_user_id(snapshot(platform), USER_ID, issued.token)
     assert runtime.current().tokens.verified
     runtime.current().reset()
     assert runtime.current().tokens.verified == {}
-    assert isinstance(next(iter(services.lookup.keys_of(snapshot(platform))))[0], HmacKey)
+    assert isinstance(next(iter(lookup.keys_of(snapshot(platform))))[0], HmacKey)
 
 
 def test_token_readiness_counts_the_forms_of_real_starts(platform, cli_actor, settings):
@@ -428,17 +447,17 @@ def test_token_readiness_counts_the_forms_of_real_starts(platform, cli_actor, se
     settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, "READINESS_MIN_STARTS": 10}
     set_form(platform, "either", cli_actor)
     secret = _secret(platform, cli_actor)
-    snap = services.lookup_platform(platform.api_key)
+    snap = lookup.lookup_platform(platform.api_key)
     for n in range(9):
         token = sign_token(snap, f"user-{n}").token
-        assert services.start_session(snap, {"userId": f"user-{n}", "signed": token}).trusted
+        assert sessions.start_session(snap, {"userId": f"user-{n}", "signed": token}).trusted
     plain = sign(secret, "old-client")
-    assert services.start_session(snap, {"userId": "old-client", "signed": plain}).trusted
-    services.start_session(snap, {"userId": "forger", "signed": "0" * 64})  # invalid: not counted
-    usage = services.token_usage(platform)
+    assert sessions.start_session(snap, {"userId": "old-client", "signed": plain}).trusted
+    sessions.start_session(snap, {"userId": "forger", "signed": "0" * 64})  # invalid: not counted
+    usage = token_usage(platform)
     assert (usage.valid, usage.token) == (10, 9)
     with pytest.raises(TokenNotReady, match=r"90\.00% of 10 valid"):
-        services.set_signature_form(platform, "token", cli_actor)
+        set_signature_form(platform, "token", cli_actor)
 
 
 # ------------------------------------------------------------ the recorded change
@@ -449,10 +468,10 @@ def test_a_form_change_records_old_new_and_the_token_rules_figures(platform, mon
 
     owner = UserFactory(username="olive")
     MembershipFactory(space=platform.space, user=owner, role=Role.OWNER)
-    admin = services.Actor.admin(owner)
-    monkeypatch.setattr(signature_forms, "token_usage", lambda p: services.TokenUsage(200, 150))
+    admin = access.Actor.admin(owner)
+    monkeypatch.setattr(signature_forms, "token_usage", lambda p: TokenUsage(200, 150))
     reason = 'v3 only; see [OPS-12]\n"final"'
-    services.set_signature_form(
+    set_signature_form(
         platform, "token", admin, max_age=timedelta(hours=2), force=True, reason=reason
     )
     form, age = PolicyChange.objects.filter(platform=platform).order_by("setting")
@@ -463,17 +482,17 @@ def test_a_form_change_records_old_new_and_the_token_rules_figures(platform, mon
     assert form.readiness_share == pytest.approx(0.75)
     assert (age.setting, age.old_value, age.new_value) == ("token_max_age", "86400", "7200")
     assert (age.overridden, age.readiness, age.readiness_count) == (False, "", None)
-    latest = services.signature_forms.last_signature_form_changes([platform.pk])[platform.pk]
+    latest = signature_forms.last_signature_form_changes([platform.pk])[platform.pk]
     assert latest.pk == max(form.pk, age.pk)
 
 
 def test_a_form_change_without_a_rule_records_no_figures(platform, cli_actor):
-    services.set_signature_form(platform, "either", cli_actor)
+    set_signature_form(platform, "either", cli_actor)
     change = PolicyChange.objects.get(platform=platform)
     assert (change.old_value, change.new_value, change.overridden) == ("plain", "either", False)
     assert (change.readiness, change.readiness_count, change.readiness_share) == ("", None, None)
     assert (change.actor, change.actor_name, change.door) == (None, "trusted-identity-cli", "cli")
-    services.set_signature_form(platform, "either", cli_actor)  # nothing changed
+    set_signature_form(platform, "either", cli_actor)  # nothing changed
     with pytest.raises(TokenNotReady):
-        services.set_signature_form(platform, "token", cli_actor)  # refused
+        set_signature_form(platform, "token", cli_actor)  # refused
     assert PolicyChange.objects.filter(platform=platform).count() == 1

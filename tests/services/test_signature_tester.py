@@ -13,10 +13,15 @@ from datetime import timedelta
 import jwt
 import pytest
 
-from trusted_identity import services
 from trusted_identity.models import PlatformSecret
-from trusted_identity.services import verification
-from trusted_identity.services.signature_tester import test_signature as run_tester
+from trusted_identity.services import (
+    lookup,
+    platform_secrets,
+    sessions,
+    signature_forms,
+    verification,
+)
+from trusted_identity.services.signature_tester import check_signature as run_tester
 from trusted_identity.signing import sign
 
 from .helpers import USER_ID, _secret
@@ -54,8 +59,8 @@ def current_id(platform):
 
 def both(platform, actor, signed, refinements):
     """(the tester's verdict, what session start decided, the secret that refined it)."""
-    started = services.start_session(
-        services.lookup_platform(platform.api_key), {"userId": USER_ID, "signed": signed}
+    started = sessions.start_session(
+        lookup.lookup_platform(platform.api_key), {"userId": USER_ID, "signed": signed}
     ).verification
     refined = refinements[-1] if refinements else None
     refinements.clear()
@@ -64,9 +69,9 @@ def both(platform, actor, signed, refinements):
 
 
 def test_valid_current_and_previous_name_the_secret_that_verified(platform, cli_actor, refinements):
-    services.set_signature_form(platform, "either", cli_actor)
+    signature_forms.set_signature_form(platform, "either", cli_actor)
     old, old_id = _secret(platform, cli_actor), current_id(platform)
-    new = services.rotate_secret(platform, cli_actor, timedelta(hours=1))
+    new = platform_secrets.rotate_secret(platform, cli_actor, timedelta(hours=1))
     new_id = current_id(platform)
     for secret, secret_id, word in (
         (new, new_id, "valid-current"),
@@ -80,9 +85,9 @@ def test_valid_current_and_previous_name_the_secret_that_verified(platform, cli_
 
 
 def test_expired_secret_is_the_secret_that_refined_the_start(platform, cli_actor, refinements):
-    services.set_signature_form(platform, "either", cli_actor)
+    signature_forms.set_signature_form(platform, "either", cli_actor)
     old, old_id = _secret(platform, cli_actor), current_id(platform)
-    services.rotate_secret(platform, cli_actor, timedelta(0))
+    platform_secrets.rotate_secret(platform, cli_actor, timedelta(0))
     for signed in (sign(old, USER_ID), token_for(old)):
         verdict, started, refined = both(platform, cli_actor, signed, refinements)
         assert (verdict.verdict, verdict.secret_id, verdict.reason) == (
@@ -127,7 +132,7 @@ def test_a_refused_signature_names_its_secret_and_the_reason_a_start_counts(
     platform, cli_actor, refinements
 ):
     secret, secret_id = _secret(platform, cli_actor), current_id(platform)
-    services.set_signature_form(platform, "either", cli_actor)
+    signature_forms.set_signature_form(platform, "either", cli_actor)
     for signed, reason in (
         (token_for(secret, iat=NOW - 3600), "token_expired"),
         (token_for(secret, user_id="someone-else"), "token_subject_mismatch"),
@@ -139,7 +144,7 @@ def test_a_refused_signature_names_its_secret_and_the_reason_a_start_counts(
             reason,
         )
         assert (started.reason, verdict.accepted, refined) == (reason, False, None)
-    services.set_signature_form(platform, "token", cli_actor, force=True, reason="a test")
+    signature_forms.set_signature_form(platform, "token", cli_actor, force=True, reason="a test")
     verdict, started, _ = both(platform, cli_actor, sign(secret, USER_ID), refinements)
     assert (verdict.verdict, verdict.secret_id, verdict.reason) == (
         "valid-current",
@@ -153,8 +158,8 @@ def test_explain_signed_reports_the_grace_end_of_a_previous_and_an_expired_secre
     platform, cli_actor
 ):
     old, old_id = _secret(platform, cli_actor), current_id(platform)
-    services.rotate_secret(platform, cli_actor, timedelta(hours=1))
-    snapshot = services.lookup_platform(platform.api_key)
+    platform_secrets.rotate_secret(platform, cli_actor, timedelta(hours=1))
+    snapshot = lookup.lookup_platform(platform.api_key)
     (grace_end,) = [s.expires_at for s in snapshot.secrets if s.expires_at is not None]
     signed = sign(old, USER_ID)
     during = verification.explain_signed(snapshot, USER_ID, signed, grace_end - 1)

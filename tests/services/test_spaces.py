@@ -8,7 +8,6 @@ the on-commit callbacks as a real commit would.
 
 import pytest
 
-from trusted_identity import services
 from trusted_identity.exceptions import (
     AlreadyExists,
     InvalidRequest,
@@ -21,6 +20,7 @@ from trusted_identity.models import (
     PlatformSecret,
     Space,
 )
+from trusted_identity.services import spaces
 
 from ..factories import (
     SpaceFactory,
@@ -29,20 +29,20 @@ from .helpers import _secret
 
 
 def test_create_space(db):
-    space = services.create_space("news", name="The News")
+    space = spaces.create_space("news", name="The News")
     assert space.pk and space.slug == "news" and space.name == "The News"
     with pytest.raises(AlreadyExists):
-        services.create_space("news")
+        spaces.create_space("news")
 
 
 @pytest.mark.parametrize("slug", ["", "has space", "sl/ash", "x" * 65, "nul\x00"])
 def test_create_space_refuses_bad_slugs(db, slug):
     with pytest.raises(InvalidRequest):
-        services.create_space(slug)
+        spaces.create_space(slug)
 
 
 def test_add_platform_every_kind(space, cli_actor):
-    platforms = [services.add_platform(space, kind) for kind in PlatformKind.values]
+    platforms = [spaces.add_platform(space, kind) for kind in PlatformKind.values]
     api_keys = [p.api_key for p in platforms]
     assert len(set(api_keys)) == len(PlatformKind.values) == 6
     assert all(key.startswith("tik_") and len(key) >= 30 for key in api_keys)
@@ -59,26 +59,26 @@ def test_add_platform_every_kind(space, cli_actor):
 
 def test_add_platform_twice_is_already_exists(space, platform):
     with pytest.raises(AlreadyExists):
-        services.add_platform(space, "ios")
+        spaces.add_platform(space, "ios")
     assert Platform.objects.filter(space=space, kind="ios").count() == 1
     assert PlatformSecret.objects.filter(platform__space=space).count() == 1
     # Another space may have an ios platform of its own.
-    assert services.add_platform(SpaceFactory(), "ios").kind == "ios"
+    assert spaces.add_platform(SpaceFactory(), "ios").kind == "ios"
 
 
 @pytest.mark.parametrize("kind", ["tv", "IOS", "", "windows"])
 def test_add_platform_unknown_kind(space, kind):
     with pytest.raises(PlatformNotFound):
-        services.add_platform(space, kind)
+        spaces.add_platform(space, kind)
     assert not Platform.objects.exists()
 
 
 def test_get_platform_names_what_is_missing(platform):
-    assert services.get_platform("acme", "ios") == platform
+    assert spaces.get_platform("acme", "ios") == platform
     with pytest.raises(SpaceNotFound):
-        services.get_platform("nope", "ios")
+        spaces.get_platform("nope", "ios")
     with pytest.raises(PlatformNotFound):
-        services.get_platform("acme", "web")
+        spaces.get_platform("acme", "web")
 
 
 @pytest.mark.parametrize(
@@ -94,11 +94,11 @@ def test_get_platform_names_what_is_missing(platform):
 )
 def test_create_space_refuses_names_that_forge_or_overflow(db, name, said):
     with pytest.raises(InvalidRequest) as refused:
-        services.create_space("named", name=name)
+        spaces.create_space("named", name=name)
     assert said in refused.value.message
     assert not Space.objects.filter(slug="named").exists()
 
 
 def test_create_space_keeps_printable_names_of_any_script(db):
-    space = services.create_space("intl", name="  Café 東京 — Ωmega  ")
+    space = spaces.create_space("intl", name="  Café 東京 — Ωmega  ")
     assert space.name == "Café 東京 — Ωmega"

@@ -2,8 +2,8 @@
 URLs, and the scoping of every queryset, choice and autocomplete to the user's spaces.
 It sits at the bottom of the package and imports nothing from it, so that the model
 admins and the settings page all ask the service layer the same way
-(``permissions(request)`` reads ``services.Permissions`` once per request,
-:class:`ScopedAdminMixin` filters with ``services.restrict_to_spaces``); no rule is
+(``permissions(request)`` reads ``access.Permissions`` once per request,
+:class:`ScopedAdminMixin` filters with ``access.restrict_to_spaces``); no rule is
 decided here.
 """
 
@@ -22,21 +22,21 @@ from django.http import HttpRequest, HttpResponse, QueryDict
 from django.urls import URLPattern, path, reverse
 from django.utils.translation import gettext as _
 
-from .. import services
 from ..models import Space
+from ..services import access
 
 
-def permissions(request: HttpRequest) -> services.Permissions:
+def permissions(request: HttpRequest) -> access.Permissions:
     """The user's permissions, read once per request (one query) however often asked."""
     cached = getattr(request, "_trusted_identity_permissions", None)
     if cached is None or cached[0] != request.user.pk:
-        cached = (request.user.pk, services.permissions_for(request.user))
+        cached = (request.user.pk, access.permissions_for(request.user))
         request._trusted_identity_permissions = cached
     return cached[1]
 
 
-def actor(request: HttpRequest) -> services.Actor:
-    return services.Actor.admin(request.user)
+def actor(request: HttpRequest) -> access.Actor:
+    return access.Actor.admin(request.user)
 
 
 def space_page_url(
@@ -92,13 +92,13 @@ class ScopedAdminMixin:
         queryset = super().get_queryset(request)
         if getattr(request, "ti_nothing_matches", False):
             return queryset.none()
-        return services.restrict_to_spaces(queryset, request.user, "view", self.space_field)
+        return access.restrict_to_spaces(queryset, request.user, "view", self.space_field)
 
     def formfield_for_foreignkey(
         self, db_field: Field, request: HttpRequest, **kwargs: Any
     ) -> ModelChoiceField | None:
         if db_field.related_model is Space:
-            kwargs["queryset"] = services.restrict_to_spaces(
+            kwargs["queryset"] = access.restrict_to_spaces(
                 Space.objects.order_by("slug"), request.user, self.space_choice_action, "pk"
             )
         return super().formfield_for_foreignkey(db_field, request, **kwargs)

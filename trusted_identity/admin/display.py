@@ -18,9 +18,9 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
-from .. import services
 from ..formatting import moment, percent
 from ..models import Platform, PlatformKind, PlatformSecret
+from ..services import figures
 
 KIND_ORDER = {kind: index for index, kind in enumerate(PlatformKind.values)}
 
@@ -91,7 +91,7 @@ def revocation_message(platform: Platform, ended: int) -> str:
 # -------------------------------------------------------------------- chart
 
 
-def chart(days: list[tuple[date, services.Figures]]) -> dict[str, Any]:
+def chart(days: list[tuple[date, figures.Figures]]) -> dict[str, Any]:
     """Stacked bars (valid, not valid, visitor) for the per-day chart, as SVG geometry."""
     bar_width, pitch, height = 22, 34, 64
     top = max((f.identified + f.visitor for _day, f in days), default=0)

@@ -2,7 +2,7 @@
 :class:`~.views.GatedChangeView` whose evidence is the readiness figures (the share of
 distinct identified users with a valid signature). Turning on below the rule needs the
 override and a reason; the rule, the override and the audit entry are
-``services.set_enforcement``'s.
+``enforcement.set_enforcement``'s.
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ from typing import Any
 from django import forms
 from django.utils.translation import gettext as _
 
-from .. import services
 from ..conf import app_settings
 from ..forms import EnforcementForm
-from ..services import NotReady
+from ..services import enforcement
+from ..services.enforcement import NotReady
+from ..services.figures import Figures, readiness
 from .display import percent
 from .views import GatedChangeView
 
@@ -62,12 +63,12 @@ class EnforcementView(GatedChangeView):
         return message % {"platform": self.platform_label}
 
     def get_evidence(self, form: forms.Form) -> dict[str, Any]:
-        return self.evidence_of(services.readiness(self.platform))
+        return self.evidence_of(readiness(self.platform))
 
     def evidence_of_refusal(self, refusal: NotReady) -> dict[str, Any]:
         return self.evidence_of(refusal.figures)
 
-    def evidence_of(self, figures: services.Figures) -> dict[str, Any]:
+    def evidence_of(self, figures: Figures) -> dict[str, Any]:
         ready = figures.is_ready()
         return {
             "enabling": self.enabling,
@@ -81,7 +82,7 @@ class EnforcementView(GatedChangeView):
         }
 
     def apply(self, form: forms.Form, force: bool, reason: str) -> None:
-        services.set_enforcement(
+        enforcement.set_enforcement(
             self.platform, form.cleaned_data["enabled"], self.actor(), force=force, reason=reason
         )
 

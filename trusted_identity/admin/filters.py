@@ -1,7 +1,7 @@
 """The list filters of the admin: by space (offering only the spaces the user may see)
 and by how far enforcement is on in a space. They live apart because several model
 admins use them and because a filter's choices must never name a space the user may
-not see: the space filter asks ``services.restrict_to_spaces`` for its choices and
+not see: the space filter asks ``access.restrict_to_spaces`` for its choices and
 turns away values the database would refuse, and the enforcement filter reads the
 counts that ``SpaceAdmin.get_queryset`` annotates.
 """
@@ -16,8 +16,8 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.translation import gettext_lazy
 
-from .. import services
 from ..models import Platform, Space
+from ..services import access
 
 
 def space_filter_media(admin_site: admin.AdminSite) -> forms.Media:
@@ -69,7 +69,7 @@ class VisibleSpaceFilter(admin.SimpleListFilter):
         space_id = self._space_id()
         if space_id is None:
             return []
-        spaces = services.restrict_to_spaces(
+        spaces = access.restrict_to_spaces(
             Space.objects.filter(pk=space_id), request.user, "view", "pk"
         ).values_list("pk", "slug", "name")
         return [

@@ -1,7 +1,7 @@
 """The memberships' model admin: who has which role in which space, a username typed
 rather than picked from the site's users, and only the spaces the user manages offered.
-Grants, role changes and revocations go through ``services.grant`` and
-``services.revoke``, which audit them on the space; this module turns the admin's own
+Grants, role changes and revocations go through ``memberships.grant`` and
+``memberships.revoke``, which audit them on the space; this module turns the admin's own
 log entries off so that nothing is recorded twice, and decides no permission itself.
 """
 
@@ -20,10 +20,10 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from .. import services
 from ..exceptions import TrustedIdentityError
 from ..forms import MembershipAddForm, MembershipChangeForm
 from ..models import SpaceMembership
+from ..services import memberships
 from .base import ScopedAdminMixin, actor, admin_url, permissions
 from .filters import VisibleSpaceFilter, space_filter_media
 
@@ -124,7 +124,7 @@ class SpaceMembershipAdmin(ScopedAdminMixin, admin.ModelAdmin):
             space, username = obj.space, obj.user.get_username()
         else:
             space, username = form.cleaned_data["space"], form.cleaned_data["username"]
-        membership = services.grant(space, username, obj.role, actor(request))
+        membership = memberships.grant(space, username, obj.role, actor(request))
         if getattr(membership, "made_staff", False):
             messages.info(
                 request,
@@ -139,7 +139,7 @@ class SpaceMembershipAdmin(ScopedAdminMixin, admin.ModelAdmin):
         obj._state.db = membership._state.db
 
     def delete_model(self, request: HttpRequest, obj: SpaceMembership) -> None:
-        services.revoke(obj.space, obj.user.get_username(), actor(request))
+        memberships.revoke(obj.space, obj.user.get_username(), actor(request))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[SpaceMembership]) -> None:
         """Each membership on its own: one the rules keep (a last owner) is named, the
@@ -153,10 +153,10 @@ class SpaceMembershipAdmin(ScopedAdminMixin, admin.ModelAdmin):
                 messages.error(request, exc.message)
 
     def log_addition(self, request: HttpRequest, obj: SpaceMembership, message: Any) -> None:
-        return None  # services.grant wrote the entry, on the space
+        return None  # memberships.grant wrote the entry, on the space
 
     def log_change(self, request: HttpRequest, obj: SpaceMembership, message: Any) -> None:
-        return None  # services.grant wrote the entry, on the space
+        return None  # memberships.grant wrote the entry, on the space
 
     def log_deletions(self, request: HttpRequest, queryset: QuerySet[SpaceMembership]) -> None:
-        return None  # services.revoke writes the entry, on the space
+        return None  # memberships.revoke writes the entry, on the space

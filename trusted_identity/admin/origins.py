@@ -2,7 +2,7 @@
 
 :class:`OriginsView` takes a POST with ``action`` (``allow`` or ``deny``) and ``origin``
 (a GET only returns to the page). It needs the origins permission in the space, then
-calls ``services.allow_origin`` or ``services.deny_origin``, which validate, audit and
+calls ``origins.allow_origin`` or ``origins.deny_origin``, which validate, audit and
 make every serving process see the change; this module only words the outcome. The list
 itself is shown by the settings page's ``includes/origins.html``.
 """
@@ -16,16 +16,16 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext as _
 
-from .. import services
 from ..exceptions import TrustedIdentityError
 from ..forms import OriginForm
+from ..services import origins
 from .views import PlatformActionView
 
 
 class OriginsView(PlatformActionView):
     """Allow or remove one origin of a web platform."""
 
-    permission = services.origins.ORIGINS_PERMISSION
+    permission = origins.ORIGINS_PERMISSION
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         return self.back()
@@ -40,14 +40,14 @@ class OriginsView(PlatformActionView):
         origin = form.cleaned_data["origin"]
         try:
             if form.cleaned_data["action"] == "allow":
-                origin, added = services.allow_origin(self.platform, origin, self.actor())
+                origin, added = origins.allow_origin(self.platform, origin, self.actor())
                 message = (
                     _("Pages of %(origin)s may now start %(platform)s sessions from the browser.")
                     if added
                     else _("%(origin)s was already allowed for %(platform)s; nothing changed.")
                 )
             else:
-                origin = services.deny_origin(self.platform, origin, self.actor())
+                origin = origins.deny_origin(self.platform, origin, self.actor())
                 message = _(
                     "Pages of %(origin)s may no longer start %(platform)s sessions from the "
                     "browser."

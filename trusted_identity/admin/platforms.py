@@ -1,8 +1,8 @@
 """The platforms' model admin: the scoped list (enforcement, valid share, last rotation,
 the previous secret's grace), the read-only platform page, the add form, and the
 "Rotate Trusted Identity secrets" action with its confirmation page. Nothing on a
-platform is edited in a form: adding goes through ``services.add_platform`` and
-rotation through ``services.rotate_secrets``, which write the audit entries; this
+platform is edited in a form: adding goes through ``spaces.add_platform`` and
+rotation through ``platform_secrets.rotate_secrets``, which write the audit entries; this
 module only words the outcome and leaves out the platforms the user may not rotate.
 """
 
@@ -25,11 +25,12 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from .. import services
 from ..exceptions import TrustedIdentityError
 from ..formatting import number
 from ..forms import RotationForm
 from ..models import Platform
+from ..services import platform_secrets, spaces
+from ..services.figures import figures_for
 from .base import ScopedAdminMixin, actor, admin_url, permissions
 from .display import (
     current_secret_since,
@@ -45,7 +46,7 @@ from .views import Crumb, admin_form, model_breadcrumbs
 class PlatformAdmin(ScopedAdminMixin, admin.ModelAdmin):
     """The platforms: read-only pages, added and rotated through the service layer."""
 
-    space_choice_action = "rotate"  # services.add_platform needs "rotate" in the space
+    space_choice_action = "rotate"  # spaces.add_platform needs "rotate" in the space
     list_display = [
         "kind",
         "space_link",
@@ -88,7 +89,7 @@ class PlatformAdmin(ScopedAdminMixin, admin.ModelAdmin):
         changelist = super().get_changelist_instance(request)
         rows = list(changelist.result_list)
         if rows:
-            figures = services.figures_for([row.pk for row in rows])
+            figures = figures_for([row.pk for row in rows])
             for row in rows:
                 row.ti_figures = figures[row.pk]
         return changelist
@@ -159,7 +160,7 @@ class PlatformAdmin(ScopedAdminMixin, admin.ModelAdmin):
     ) -> None:
         if change:  # pragma: no cover - has_change_permission is always False
             raise PermissionDenied
-        created = services.add_platform(
+        created = spaces.add_platform(
             form.cleaned_data["space"], form.cleaned_data["kind"], actor(request)
         )
         obj.pk = created.pk
@@ -171,7 +172,7 @@ class PlatformAdmin(ScopedAdminMixin, admin.ModelAdmin):
 
     def log_addition(self, request: HttpRequest, obj: Platform, message: Any) -> LogEntry | None:
         if getattr(obj, "_ti_audited", False):
-            return None  # services.add_platform wrote the entry
+            return None  # spaces.add_platform wrote the entry
         return super().log_addition(request, obj, message)
 
     def response_add(
@@ -248,7 +249,7 @@ class PlatformAdmin(ScopedAdminMixin, admin.ModelAdmin):
         if confirmed and form.is_valid():
             grace = form.cleaned_data["grace"]
             try:
-                services.rotate_secrets(allowed, actor(request), grace)
+                platform_secrets.rotate_secrets(allowed, actor(request), grace)
             except TrustedIdentityError as exc:
                 self.message_user(
                     request, _("Nothing was rotated: %s") % exc.message, messages.ERROR

@@ -14,9 +14,18 @@ from typing import Any
 
 from django.utils.translation import gettext_lazy as _
 
-from .. import services
 from ..formatting import number, percent
 from ..models import Platform
+from ..services import enforcement
+from ..services.diagnostics import (
+    forecast,
+    forms_for,
+    reasons_for,
+    recent_failures_for,
+    secret_usage,
+    versions_for,
+)
+from ..services.figures import Figures
 from ..services.signature_forms import last_signature_form_changes
 
 #: The newest failures the page lists per platform (the log keeps more: the CLI's
@@ -57,7 +66,7 @@ READINESS_LABEL = {
 }
 
 
-def share_line(figures: services.Figures) -> str:
+def share_line(figures: Figures) -> str:
     """``97.2% of 1,204 users · 3,310 identified starts``: the share with what it is of."""
     return _("%(share)s of %(users)s users · %(starts)s identified starts") % {
         "share": percent(figures.valid_share),
@@ -66,7 +75,7 @@ def share_line(figures: services.Figures) -> str:
     }
 
 
-def summary(platforms: Sequence[Platform], figures: dict[int, services.Figures]) -> list[dict]:
+def summary(platforms: Sequence[Platform], figures: dict[int, Figures]) -> list[dict]:
     """One row per platform for the table at the top of the page."""
     return [
         {
@@ -95,18 +104,18 @@ def forms_line(forms: dict[str, dict[str, int]]) -> str:
 
 
 def diagnostics(
-    platforms: Sequence[Platform], figures: dict[int, services.Figures]
+    platforms: Sequence[Platform], figures: dict[int, Figures]
 ) -> dict[int, dict[str, Any]]:
     """Per platform id, the page's rollout parts: versions and forecast, reasons, secret
     use, failures and the last enforcement and signature-form changes."""
     ids = [p.pk for p in platforms]
-    versions = services.versions_for(ids)
-    reasons = services.reasons_for(ids)
-    usage = services.secret_usage(ids)
-    changes = services.last_enforcement_changes(ids)
+    versions = versions_for(ids)
+    reasons = reasons_for(ids)
+    usage = secret_usage(ids)
+    changes = enforcement.last_enforcement_changes(ids)
     form_changes = last_signature_form_changes(ids)
-    forms = services.forms_for(ids)
-    failures_of = services.recent_failures_for(ids, limit=FAILURES_SHOWN + 1)
+    forms = forms_for(ids)
+    failures_of = recent_failures_for(ids, limit=FAILURES_SHOWN + 1)
     result = {}
     for platform in platforms:
         pk = platform.pk
@@ -114,9 +123,7 @@ def diagnostics(
         result[pk] = {
             "share_line": share_line(figures[pk]),
             "versions": versions[pk],
-            "forecast": (
-                None if platform.enforced else services.forecast(figures[pk], versions[pk])
-            ),
+            "forecast": (None if platform.enforced else forecast(figures[pk], versions[pk])),
             "reasons": [
                 {"reason": reason, "count": count, "help": REASON_HELP.get(reason, "")}
                 for reason, count in reasons[pk].items()

@@ -14,9 +14,9 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from .. import services
 from ..exceptions import TrustedIdentityError
 from ..forms import RotationForm
+from ..services import platform_secrets
 from .display import revocation_message, rotation_message
 from .views import PlatformActionView, admin_form
 
@@ -40,7 +40,7 @@ class RotateSecretView(PlatformActionView):
             return self.show(form)
         grace = form.cleaned_data["grace"]
         try:
-            services.rotate_secret(self.platform, self.actor(), grace)
+            platform_secrets.rotate_secret(self.platform, self.actor(), grace)
         except PermissionDenied:
             raise  # Django's (the service's is one): a 403
         except TrustedIdentityError as exc:
@@ -52,7 +52,7 @@ class RotateSecretView(PlatformActionView):
     def show(self, form: RotationForm) -> HttpResponse:
         return self.render_to_response(
             self.get_context_data(
-                previous_valid_until=services.previous_secret_valid_until(self.platform),
+                previous_valid_until=platform_secrets.previous_secret_valid_until(self.platform),
                 **admin_form(form, [(None, {"fields": ["grace"]})], self.model_admin),
             )
         )
@@ -73,7 +73,7 @@ class RevokePreviousView(PlatformActionView):
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         previous = [
             secret
-            for secret in services.verifying_secrets([self.platform.pk])[self.platform.pk]
+            for secret in platform_secrets.verifying_secrets([self.platform.pk])[self.platform.pk]
             if not secret.is_current
         ]
         return self.render_to_response(self.get_context_data(previous_secrets=previous))
@@ -82,7 +82,7 @@ class RevokePreviousView(PlatformActionView):
         if request.POST.get("post") != "yes":
             return self.get(request, *args, **kwargs)
         try:
-            ended = services.revoke_previous(self.platform, self.actor())
+            ended = platform_secrets.revoke_previous(self.platform, self.actor())
         except PermissionDenied:
             raise  # Django's (the service's is one): a 403
         except TrustedIdentityError as exc:

@@ -22,11 +22,13 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_variables
 
-from .. import services
 from ..conf import app_settings
 from ..exceptions import TrustedIdentityError
 from ..forms import DEFAULT_GRACE, GRACE_CHOICES, SignatureFormForm, compact_duration
 from ..models import Platform, PlatformKind, Role
+from ..services import platform_secrets, retention
+from ..services.figures import daily_figures, figures_for
+from ..services.origins import origins_by_platform
 from .base import admin_url, permissions
 from .display import KIND_ORDER, chart, current_secret_since, percent, previous_valid_until
 from .rollout import diagnostics, summary
@@ -59,10 +61,10 @@ class SpaceSettingsView(SpaceView):
             key=lambda p: KIND_ORDER.get(p.kind, 99),
         )
         ids = [p.pk for p in platforms]
-        figures = services.figures_for(ids)
+        figures = figures_for(ids)
         rollout = diagnostics(platforms, figures)  # versions, reasons, secret use, failures
-        daily = services.daily_figures(ids, days=CHART_DAYS)
-        origins = services.origins_by_platform(ids)  # CORS, web platforms only
+        daily = daily_figures(ids, days=CHART_DAYS)
+        origins = origins_by_platform(ids)  # CORS, web platforms only
         revealed = revealed or {}
         sections = []
         for platform in platforms:
@@ -114,7 +116,7 @@ class SpaceSettingsView(SpaceView):
             min_starts=app_settings.READINESS_MIN_STARTS,
             window_days=app_settings.READINESS_WINDOW.days,
             chart_days=CHART_DAYS,
-            retention=services.retention_state(),
+            retention=retention.retention_state(),
             add_platform_url=(
                 admin_url(self.admin_site, "platform_add", query=f"space={space.pk}")
                 if missing_kinds and perms.can("rotate", space)
@@ -145,7 +147,7 @@ class RevealSecretView(PlatformActionView, SpaceSettingsView):
     @sensitive_variables("plaintext")
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
-            plaintext = services.reveal_secret(self.platform, self.actor())
+            plaintext = platform_secrets.reveal_secret(self.platform, self.actor())
         except PermissionDenied:
             raise  # Django's (the service's is one): a 403
         except TrustedIdentityError as exc:

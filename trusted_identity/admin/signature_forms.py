@@ -2,7 +2,7 @@
 the space's Trusted Identity page: a :class:`~.views.GatedChangeView` whose evidence is
 the share of valid starts that used a token. Accepting only tokens below the rule needs
 the override and a reason; the rule, the override and the audit entry are
-``services.set_signature_form``'s.
+``signature_forms.set_signature_form``'s.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from django import forms
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from .. import services
 from ..conf import app_settings
 from ..forms import SignatureFormForm, compact_duration
 from ..models import SignatureForm
+from ..services import durations, signature_forms
 from ..services.signature_forms import TOKEN
 from .display import percent
 from .views import GatedChangeView
@@ -26,7 +26,7 @@ from .views import GatedChangeView
 class SignatureFormView(GatedChangeView):
     form_class = SignatureFormForm
     choice_field = "form"
-    refusals = (services.TokenNotReady,)
+    refusals = (signature_forms.TokenNotReady,)
     fields = ["max_age"]
     crumb = gettext_lazy("Signatures accepted")
     template_name = "trusted_identity/admin/signature_form_confirm.html"
@@ -63,31 +63,31 @@ class SignatureFormView(GatedChangeView):
         }
 
     def get_evidence(self, form: forms.Form) -> dict[str, Any]:
-        usage = services.token_usage(self.platform)
+        usage = signature_forms.token_usage(self.platform)
         return self.evidence_of(form.cleaned_data["form"], usage)
 
-    def evidence_of_refusal(self, refusal: services.TokenNotReady) -> dict[str, Any]:
+    def evidence_of_refusal(self, refusal: signature_forms.TokenNotReady) -> dict[str, Any]:
         return self.evidence_of(TOKEN, refusal.usage)
 
-    def evidence_of(self, chosen: str, usage: services.TokenUsage | None) -> dict[str, Any]:
+    def evidence_of(self, chosen: str, usage: signature_forms.TokenUsage | None) -> dict[str, Any]:
         current = self.platform.signature_form
         return {
             "chosen": chosen,
             "chosen_label": SignatureForm(chosen).label,
             "current_label": SignatureForm(current).label,
-            "current_max_age": services.describe_duration(
+            "current_max_age": durations.describe_duration(
                 timedelta(seconds=self.platform.token_max_age)
             ),
             "usage": usage,
             "usage_share": percent(usage.share) if usage is not None else "",
-            "needs_override": services.needs_override(current, chosen, usage),
+            "needs_override": signature_forms.needs_override(current, chosen, usage),
             "threshold": percent(app_settings.READINESS_THRESHOLD),
             "min_starts": app_settings.READINESS_MIN_STARTS,
             "window_days": app_settings.READINESS_WINDOW.days,
         }
 
     def apply(self, form: forms.Form, force: bool, reason: str) -> None:
-        services.set_signature_form(
+        signature_forms.set_signature_form(
             self.platform,
             form.cleaned_data["form"],
             self.actor(),
@@ -101,5 +101,5 @@ class SignatureFormView(GatedChangeView):
         return _("%(platform)s now accepts: %(form)s. A token may live at most %(age)s.") % {
             "platform": self.platform_label,
             "form": SignatureForm(form.cleaned_data["form"]).label.lower(),
-            "age": services.describe_duration(max_age),
+            "age": durations.describe_duration(max_age),
         }

@@ -4,7 +4,7 @@ in, the verdict out (which secret it matched, the bytes hashed), per platform.
 :class:`SignatureTesterView` is one URL under the page, ``<space>/trusted-identity/<kind>/
 test-signature/``: GET shows the form, POST (with the CSRF token) tests. Only those who
 may reveal the platform's secret see the form or may post it (anyone else: 403);
-``services.test_signature`` checks that again, rate-limits per user
+``signature_tester.check_signature`` checks that again, rate-limits per user
 (``TESTER_RATE_LIMIT``: 429 with Retry-After) and writes the audit entry. The form on
 the settings page itself is ``includes/signature_tester.html``.
 """
@@ -22,8 +22,8 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.debug import sensitive_post_parameters
 
-from .. import services
 from ..exceptions import RateLimited, TrustedIdentityError
+from ..services import signature_tester
 from ..services.signature_tester import TESTER_PERMISSION
 from .views import PlatformActionView, admin_form
 
@@ -61,7 +61,7 @@ class SignatureTesterView(PlatformActionView):
         if not form.is_valid():
             return self.show(form, status=400)
         try:
-            found = services.test_signature(
+            found = signature_tester.check_signature(
                 self.actor(),
                 self.platform,
                 None,

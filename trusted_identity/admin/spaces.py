@@ -18,8 +18,8 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
-from .. import services
 from ..models import Platform, PlatformSecret, Role, Space, SpaceMembership
+from ..services import access
 from .base import ScopedAdminMixin, admin_url, permissions, space_page_url
 from .display import KIND_ORDER, count_subquery, short
 from .enforcement import EnforcementView
@@ -116,7 +116,7 @@ class SpaceAdmin(ScopedAdminMixin, admin.ModelAdmin):
             )
             if request.GET.get("purpose") == FILTER_PURPOSE:
                 action = "view"  # a list filter: any space the user may see
-            queryset = services.restrict_to_spaces(queryset, request.user, action, "pk")
+            queryset = access.restrict_to_spaces(queryset, request.user, action, "pk")
         return super().get_search_results(request, queryset, search_term)
 
     def has_add_permission(self, request: HttpRequest) -> bool:

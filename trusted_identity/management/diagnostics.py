@@ -9,8 +9,9 @@ from typing import Any
 
 from django.core.management.base import CommandError
 
-from trusted_identity import services
 from trusted_identity.formatting import moment
+
+from ..services import access, diagnostics, signature_tester, spaces
 
 #: The most failures one ``failures`` prints (the log keeps FAILURE_LOG_MAX_ROWS).
 MAX_LIMIT = 1000
@@ -48,7 +49,7 @@ class DiagnosticsCommands:
     """``do_failures`` and ``do_test_signature``; the command class defines ``_actor``,
     ``_out`` and ``_say``."""
 
-    def _actor(self, options: dict[str, Any]) -> services.Actor:
+    def _actor(self, options: dict[str, Any]) -> access.Actor:
         raise NotImplementedError
 
     def _out(self, value: str) -> None:
@@ -61,11 +62,11 @@ class DiagnosticsCommands:
         limit = options["limit"]
         if not 1 <= limit <= MAX_LIMIT:
             raise CommandError(f"--limit must be from 1 to {MAX_LIMIT}")
-        platform = services.get_platform(options["space"], options["kind"])
-        services.authorize(self._actor(options), "view", platform.space_id)
-        records = services.recent_failures(platform, limit)
+        platform = spaces.get_platform(options["space"], options["kind"])
+        access.authorize(self._actor(options), "view", platform.space_id)
+        records = diagnostics.recent_failures(platform, limit)
         if options["as_json"]:
-            payload = {"failures": [services.failure_as_dict(r) for r in records]}
+            payload = {"failures": [diagnostics.failure_as_dict(r) for r in records]}
             self._out(json.dumps(payload))
             return
         if not records:
@@ -73,7 +74,7 @@ class DiagnosticsCommands:
             return
         self._out(f"{'at':<20} {'outcome':<9} {'reason':<22} {'app':<12} {'sdk':<14} user id")
         for record in records:
-            row = services.failure_as_dict(record)
+            row = diagnostics.failure_as_dict(record)
             self._out(
                 f"{moment(record.at):<20} {row['outcome']:<9} {row['reason'] or '-':<22} "
                 f"{row['app_version'] or '-':<12} {row['sdk_version'] or '-':<14} "
@@ -81,8 +82,8 @@ class DiagnosticsCommands:
             )
 
     def do_test_signature(self, options: dict[str, Any]) -> None:
-        services.validate_kind(options["kind"])
-        found = services.test_signature(
+        spaces.validate_kind(options["kind"])
+        found = signature_tester.check_signature(
             self._actor(options),
             options["space"],
             options["kind"],

@@ -35,17 +35,6 @@ def hour_start(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 
 
-def record_outcome(
-    platform_id: int, outcome: str, count: int = 1, at: datetime | None = None
-) -> None:
-    """Count session starts of a platform by outcome, in the hour they happened (UTC).
-
-    Buffered per process and written as atomic increments (see ``outcomes``), so
-    concurrent writers never lose counts and a start never waits for a commit.
-    """
-    outcomes.count(platform_id, hour_start(at or timezone.now()), outcome, count)
-
-
 def client_version(raw: str | None) -> str:
     """An ``X-App-Version`` / ``X-Sdk-Version`` value as counted: as sent when it is 1 to
     32 printable ASCII characters, ``none`` when absent, else ``unknown`` (never an

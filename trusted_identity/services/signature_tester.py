@@ -151,7 +151,7 @@ def check_input(user_id: Any, signature: Any) -> None:
     parse_session_request({"userId": user_id, "signed": signature})
 
 
-def test_signature(
+def check_signature(
     actor: Actor,
     space_or_platform: str | Platform,
     kind: str | None,
@@ -174,9 +174,6 @@ def test_signature(
     verdict = _verdict(platform, user_id, signature, verification.clock() if now is None else now)
     audit(actor, platform, f"Tested a signature of user id {user_id!r}: {verdict.verdict}.")
     return verdict
-
-
-test_signature.__test__ = False  # type: ignore[attr-defined]  # not a test for pytest
 
 
 #: The verdict on a signature by the state of the secret it was made with.

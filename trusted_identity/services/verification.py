@@ -242,11 +242,6 @@ def explain_signed(
     return Explanation(verification, matched)
 
 
-def verify_user_id(snapshot: PlatformSnapshot, user_id: str, signature: str) -> bool:
-    """Whether ``signature`` (either form) is valid for ``user_id`` on this platform."""
-    return verify_signed(snapshot, user_id, signature)[0]
-
-
 # --------------------------------------------------------------------- signing
 
 

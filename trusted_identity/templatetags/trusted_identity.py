@@ -41,9 +41,9 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
-from .. import services
 from ..conf import app_settings
 from ..exceptions import InvalidRequest, NotFound
+from ..services import lookup, spaces, verification
 from ..services.signature_forms import TOKEN, check_form_accepted, default_form
 from ..views import APP_NAMESPACE
 
@@ -75,7 +75,7 @@ def client_config(
             "TRUSTED_IDENTITY['SIGNING_SPACE']"
         )
     try:
-        platform = services.get_platform(slug, kind)
+        platform = spaces.get_platform(slug, kind)
     except NotFound as exc:
         raise ImproperlyConfigured(f"{{% trusted_identity_config %}}: {exc.message}") from None
     if form is None:  # what the platform accepts: a page must render whatever the policy
@@ -101,19 +101,19 @@ def client_config(
     user = getattr(request, "user", None)
     if getattr(user, "is_authenticated", False):
         user_id = str(getattr(user, app_settings.USER_ID_ATTRIBUTE))
-        snapshot = services.lookup_platform(platform.api_key)
+        snapshot = lookup.lookup_platform(platform.api_key)
         config["userId"] = user_id
         if form == TOKEN:
             try:  # the sign view's own rules (the snapshot may be a moment behind the row)
-                signed = services.sign_in_form(snapshot, user_id, form)
+                signed = verification.sign_in_form(snapshot, user_id, form)
             except InvalidRequest as exc:
                 raise ImproperlyConfigured(
                     f"{{% trusted_identity_config %}}: {slug}/{kind}: {exc.message}"
                 ) from None
             config["signed"] = signed.signed
-            config["expiresAt"] = services.iso_utc(signed.expires_at)
+            config["expiresAt"] = verification.iso_utc(signed.expires_at)
         else:
-            config["signed"] = services.sign_user_id(snapshot, user_id)
+            config["signed"] = verification.sign_user_id(snapshot, user_id)
     return config
 
 

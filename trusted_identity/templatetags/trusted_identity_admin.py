@@ -9,8 +9,8 @@ from django import template
 from django.contrib.admin.utils import quote
 from django.urls import reverse
 
-from .. import services
 from ..models import Space
+from ..services import access
 
 register = template.Library()
 
@@ -24,9 +24,7 @@ def trusted_identity_space_pages(context: dict[str, Any]) -> dict[str, Any]:
     request = context.get("request")
     if request is None or not getattr(request.user, "is_authenticated", False):
         return {"spaces": [], "more": False}
-    visible = services.restrict_to_spaces(
-        Space.objects.order_by("slug"), request.user, "view", "pk"
-    )
+    visible = access.restrict_to_spaces(Space.objects.order_by("slug"), request.user, "view", "pk")
     spaces = list(visible.only("pk", "slug", "name")[: SPACES_SHOWN + 1])
     site = getattr(request, "current_app", None) or "admin"
     links = [

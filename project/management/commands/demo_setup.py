@@ -15,8 +15,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from trusted_identity import services
 from trusted_identity.models import Platform, Space
+from trusted_identity.services import spaces
 
 DEMO_PLATFORMS = ("web", "ios", "android")
 
@@ -43,10 +43,10 @@ class Command(BaseCommand):
             user.save()
         space = Space.objects.filter(slug=options["space"]).first()
         if space is None:
-            space = services.create_space(options["space"], "Demo space")
+            space = spaces.create_space(options["space"], "Demo space")
         for kind in DEMO_PLATFORMS:
             if not Platform.objects.filter(space=space, kind=kind).exists():
-                services.add_platform(space, kind)
+                spaces.add_platform(space, kind)
         url = f"http://127.0.0.1:{options['port']}"
         password = (
             options["password"]

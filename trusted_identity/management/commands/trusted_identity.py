@@ -18,14 +18,29 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 from django.utils import timezone
 
-from trusted_identity import services
 from trusted_identity.conf import app_settings
 from trusted_identity.crypto import generate_key
 from trusted_identity.exceptions import TrustedIdentityError
 from trusted_identity.formatting import moment, percent
-from trusted_identity.management.diagnostics import DiagnosticsCommands, add_diagnostics_parsers
-from trusted_identity.models import PlatformKind, Role
-from trusted_identity.services import NotReady, TokenNotReady
+from trusted_identity.management.diagnostics import DiagnosticsCommands
+from trusted_identity.management.grammar import add_subcommands, one_line, one_line_error
+
+from ...services import (
+    access,
+    diagnostics,
+    durations,
+    enforcement,
+    memberships,
+    origins,
+    platform_secrets,
+    retention,
+    signature_forms,
+    verification,
+)
+from ...services.enforcement import NotReady
+from ...services.rekey import rekey
+from ...services.signature_forms import TokenNotReady
+from ...services.spaces import add_platform, create_space, get_platform, get_space, validate_kind
 
 #: The readiness of ``status`` as the admin says it (``status --json`` has the key).
 READINESS_WORDS = {
@@ -51,153 +66,11 @@ class Command(DiagnosticsCommands, BaseCommand):
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
         parser = super().create_parser(prog_name, subcommand, **kwargs)
-        parser.error = lambda message: _one_line_error(parser, message)  # type: ignore[method-assign]
+        parser.error = lambda message: one_line_error(parser, message)  # type: ignore[method-assign]
         return parser
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument(
-            "--actor",
-            metavar="USERNAME",
-            help="Django user the audit entries name, who must hold a role allowing the "
-            "action in that space (default: the CLI's own actor, with no user row, which may "
-            "do anything).",
-        )
-        commands = parser.add_subparsers(
-            dest="subcommand", metavar="SUBCOMMAND", parser_class=_parser_class(parser)
-        )
-        commands.required = True
-
-        create = commands.add_parser("create-space", help="Create a space.")
-        create.add_argument("slug")
-        create.add_argument("--name", default="")
-
-        add = commands.add_parser("add-platform", help="Add a platform; prints its API key.")
-        add.add_argument("space")
-        add.add_argument("kind", help=f"one of {', '.join(PlatformKind.values)}")
-
-        show = commands.add_parser("show-secret", help="Print the current secret (audited).")
-        show.add_argument("space")
-        show.add_argument("kind")
-
-        rotate = commands.add_parser("rotate-secret", help="Rotate; prints the new secret.")
-        rotate.add_argument("space")
-        rotate.add_argument("kind")
-        rotate.add_argument(
-            "--grace",
-            default=None,
-            help="How long the previous secret keeps verifying: 0, 30m, 24h, 7d (default 24h).",
-        )
-
-        revoke_previous = commands.add_parser(
-            "revoke-previous",
-            help="End every previous secret's grace now: only the current one verifies (audited).",
-        )
-        revoke_previous.add_argument("space")
-        revoke_previous.add_argument("kind")
-
-        allow_origin = commands.add_parser(
-            "allow-origin",
-            help="Let pages of ORIGIN start sessions of a web platform from the browser (CORS).",
-        )
-        allow_origin.add_argument("space")
-        allow_origin.add_argument("kind")
-        allow_origin.add_argument(
-            "origin", help="scheme://host[:port], such as https://app.example.com"
-        )
-
-        deny_origin = commands.add_parser(
-            "deny-origin", help="Take ORIGIN off a web platform's CORS allow-list."
-        )
-        deny_origin.add_argument("space")
-        deny_origin.add_argument("kind")
-        deny_origin.add_argument("origin")
-
-        enforce = commands.add_parser("enforce", help="Turn enforcement on or off.")
-        enforce.add_argument("space")
-        enforce.add_argument("kind")
-        enforce.add_argument("state", choices=["on", "off"])
-        enforce.add_argument(
-            "--force", action="store_true", help="Turn on even below the readiness threshold."
-        )
-        enforce.add_argument(
-            "--reason",
-            default="",
-            help="Why the readiness rule is overridden (recorded; used with --force).",
-        )
-
-        sign = commands.add_parser("sign", help="Print the signature of a user id.")
-        sign.add_argument("space")
-        sign.add_argument("kind")
-        sign.add_argument("user_id")
-        sign.add_argument(
-            "--token", action="store_true", help="Print an expiring HS256 token instead."
-        )
-        sign.add_argument(
-            "--ttl",
-            default=None,
-            help="With --token: how long it lives (30m, 1h; default TOKEN_TTL, at most the "
-            "platform's maximum token age).",
-        )
-
-        forms = commands.add_parser(
-            "signature-form",
-            help="Which signature forms the platform accepts: plain, either or token (audited).",
-        )
-        forms.add_argument("space")
-        forms.add_argument("kind")
-        forms.add_argument("form", choices=["plain", "either", "token"])
-        forms.add_argument(
-            "--max-age",
-            default=None,
-            help="The longest lifetime of a token (1m to 7d, such as 24h; default: unchanged).",
-        )
-        forms.add_argument(
-            "--force",
-            action="store_true",
-            help="Accept only tokens even below the readiness threshold.",
-        )
-        forms.add_argument(
-            "--reason",
-            default="",
-            help="Why the readiness rule is overridden (recorded; used with --force).",
-        )
-
-        status = commands.add_parser("status", help="Enforcement and figures per platform.")
-        status.add_argument("space", nargs="?")
-        status.add_argument("--json", action="store_true", dest="as_json")
-        status.add_argument(
-            "--since",
-            default=None,
-            help="Figures over this long a window instead of the readiness window, such as "
-            "30d (up to DAILY_RETENTION; past HOURLY_RETENTION, to the day).",
-        )
-
-        rekey = commands.add_parser("rekey", help="Re-encrypt every secret with the first key.")
-        rekey.add_argument("--batch-size", type=int, default=500)
-
-        prune = commands.add_parser(
-            "prune",
-            help="Fold hourly counts past HOURLY_RETENTION into daily ones; delete daily "
-            "counts and distinct users past DAILY_RETENTION and the failure log past "
-            "FAILURE_LOG_RETENTION (run daily from cron or a systemd timer).",
-        )
-        prune.add_argument("--batch-size", type=int, default=10_000)
-
-        commands.add_parser("generate-key", help="Print a new encryption key.")
-        add_diagnostics_parsers(commands)
-
-        grant = commands.add_parser(
-            "grant", help="Give a user a role in a space (and staff status, saying so)."
-        )
-        grant.add_argument("space")
-        grant.add_argument("username")
-        grant.add_argument("--role", required=True, choices=Role.values)
-
-        revoke = commands.add_parser(
-            "revoke", help="Remove a user from a space (the last membership: staff too)."
-        )
-        revoke.add_argument("space")
-        revoke.add_argument("username")
+        add_subcommands(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         subcommand = options["subcommand"]
@@ -212,16 +85,16 @@ class Command(DiagnosticsCommands, BaseCommand):
         try:
             handler(options)
         except CommandError as exc:
-            raise CommandError(_one_line(str(exc)), returncode=exc.returncode) from None
+            raise CommandError(one_line(str(exc)), returncode=exc.returncode) from None
         except (NotReady, TokenNotReady) as exc:
-            raise CommandError(_one_line(f"{exc.message} (use --force with --reason)")) from None
+            raise CommandError(one_line(f"{exc.message} (use --force with --reason)")) from None
         except TrustedIdentityError as exc:
-            raise CommandError(_one_line(exc.message)) from None
+            raise CommandError(one_line(exc.message)) from None
         except ImproperlyConfigured as exc:
-            raise CommandError(_one_line(str(exc))) from None
+            raise CommandError(one_line(str(exc))) from None
         except DatabaseError as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise CommandError(_one_line(f"database error: {first}")) from None
+            raise CommandError(one_line(f"database error: {first}")) from None
 
     # -- helpers
 
@@ -231,37 +104,37 @@ class Command(DiagnosticsCommands, BaseCommand):
     def _say(self, message: str) -> None:
         self.stderr.write(message)
 
-    def _actor(self, options: dict[str, Any]) -> services.Actor:
+    def _actor(self, options: dict[str, Any]) -> access.Actor:
         try:
             os_user = getpass.getuser()
         except (KeyError, OSError):
             os_user = ""
-        return services.get_cli_actor(options.get("actor"), os_user=os_user)
+        return access.get_cli_actor(options.get("actor"), os_user=os_user)
 
     # -- sub-commands
 
     def do_create_space(self, options: dict[str, Any]) -> None:
-        space = services.create_space(options["slug"], options["name"], self._actor(options))
+        space = create_space(options["slug"], options["name"], self._actor(options))
         self._say(f"Created space {space.slug!r}.")
 
     def do_add_platform(self, options: dict[str, Any]) -> None:
-        services.validate_kind(options["kind"])
-        space = services.get_space(options["space"])
-        platform = services.add_platform(space, options["kind"], self._actor(options))
+        validate_kind(options["kind"])
+        space = get_space(options["space"])
+        platform = add_platform(space, options["kind"], self._actor(options))
         self._say(f"Added {platform.kind} to {space.slug!r}; its public API key:")
         self._out(platform.api_key)
 
     def do_show_secret(self, options: dict[str, Any]) -> None:
-        platform = services.get_platform(options["space"], options["kind"])
-        secret = services.reveal_secret(platform, self._actor(options))
+        platform = get_platform(options["space"], options["kind"])
+        secret = platform_secrets.reveal_secret(platform, self._actor(options))
         self._say(f"Current secret of {platform} (this reveal was audited):")
         self._out(secret)
 
     def do_rotate_secret(self, options: dict[str, Any]) -> None:
-        grace = None if options["grace"] is None else services.parse_duration(options["grace"])
-        platform = services.get_platform(options["space"], options["kind"])
-        secret = services.rotate_secret(platform, self._actor(options), grace)
-        until = services.previous_secret_valid_until(platform)
+        grace = None if options["grace"] is None else durations.parse_duration(options["grace"])
+        platform = get_platform(options["space"], options["kind"])
+        secret = platform_secrets.rotate_secret(platform, self._actor(options), grace)
+        until = platform_secrets.previous_secret_valid_until(platform)
         if until:
             self._say(f"Rotated {platform}; the previous secret verifies until {moment(until)}.")
         else:
@@ -272,8 +145,8 @@ class Command(DiagnosticsCommands, BaseCommand):
         self._out(secret)
 
     def do_revoke_previous(self, options: dict[str, Any]) -> None:
-        platform = services.get_platform(options["space"], options["kind"])
-        ended = services.revoke_previous(platform, self._actor(options))
+        platform = get_platform(options["space"], options["kind"])
+        ended = platform_secrets.revoke_previous(platform, self._actor(options))
         if ended:
             self._say(
                 f"Ended the grace of {ended} previous secret{'s' if ended != 1 else ''} of "
@@ -283,26 +156,26 @@ class Command(DiagnosticsCommands, BaseCommand):
             self._say(f"No previous secret of {platform} was verifying; nothing changed.")
 
     def do_allow_origin(self, options: dict[str, Any]) -> None:
-        platform = services.get_platform(options["space"], options["kind"])
-        origin, added = services.allow_origin(platform, options["origin"], self._actor(options))
-        listed = ", ".join(services.allowed_origins(platform))
+        platform = get_platform(options["space"], options["kind"])
+        origin, added = origins.allow_origin(platform, options["origin"], self._actor(options))
+        listed = ", ".join(origins.allowed_origins(platform))
         if added:
             self._say(f"{platform} now allows {origin}; allowed origins: {listed}.")
         else:
             self._say(f"{platform} already allowed {origin}; nothing changed.")
 
     def do_deny_origin(self, options: dict[str, Any]) -> None:
-        platform = services.get_platform(options["space"], options["kind"])
-        origin = services.deny_origin(platform, options["origin"], self._actor(options))
-        listed = ", ".join(services.allowed_origins(platform)) or "none"
+        platform = get_platform(options["space"], options["kind"])
+        origin = origins.deny_origin(platform, options["origin"], self._actor(options))
+        listed = ", ".join(origins.allowed_origins(platform)) or "none"
         self._say(f"{platform} no longer allows {origin}; allowed origins: {listed}.")
 
     def do_enforce(self, options: dict[str, Any]) -> None:
-        platform = services.get_platform(options["space"], options["kind"])
+        platform = get_platform(options["space"], options["kind"])
         enabled = options["state"] == "on"
         force = options["force"]
         reason = options["reason"] or ("forced from the command line" if force else "")
-        platform = services.set_enforcement(
+        platform = enforcement.set_enforcement(
             platform, enabled, self._actor(options), force=force, reason=reason
         )
         self._say(f"Enforcement for {platform} is {'on' if platform.enforced else 'off'}.")
@@ -311,14 +184,14 @@ class Command(DiagnosticsCommands, BaseCommand):
         if not options["token"]:
             if options["ttl"] is not None:
                 raise CommandError("--ttl needs --token: the plain signature never expires")
-            signed = services.sign_for(
+            signed = verification.sign_for(
                 options["space"], options["kind"], options["user_id"], self._actor(options)
             )
             self._out(signed)
             return
-        ttl = None if options["ttl"] is None else services.parse_duration(options["ttl"])
-        platform = services.get_platform(options["space"], options["kind"])
-        issued = services.sign_token_for(
+        ttl = None if options["ttl"] is None else durations.parse_duration(options["ttl"])
+        platform = get_platform(options["space"], options["kind"])
+        issued = verification.sign_token_for(
             options["space"], options["kind"], options["user_id"], ttl, self._actor(options)
         )
         self._say(
@@ -332,11 +205,15 @@ class Command(DiagnosticsCommands, BaseCommand):
         self._out(issued.token)
 
     def do_signature_form(self, options: dict[str, Any]) -> None:
-        max_age = None if options["max_age"] is None else services.parse_max_age(options["max_age"])
-        platform = services.get_platform(options["space"], options["kind"])
+        max_age = (
+            None
+            if options["max_age"] is None
+            else signature_forms.parse_max_age(options["max_age"])
+        )
+        platform = get_platform(options["space"], options["kind"])
         force = options["force"]
         reason = options["reason"] or ("forced from the command line" if force else "")
-        platform = services.set_signature_form(
+        platform = signature_forms.set_signature_form(
             platform,
             options["form"],
             self._actor(options),
@@ -344,7 +221,7 @@ class Command(DiagnosticsCommands, BaseCommand):
             force=force,
             reason=reason,
         )
-        lifetime = services.describe_duration(timedelta(seconds=platform.token_max_age))
+        lifetime = durations.describe_duration(timedelta(seconds=platform.token_max_age))
         accepted = {
             "plain": "plain signatures only",
             "either": "plain signatures and tokens",
@@ -355,12 +232,14 @@ class Command(DiagnosticsCommands, BaseCommand):
     def do_status(self, options: dict[str, Any]) -> None:
         since = None
         if options["since"] is not None:
-            window = services.parse_duration(options["since"], maximum=app_settings.DAILY_RETENTION)
+            window = durations.parse_duration(
+                options["since"], maximum=app_settings.DAILY_RETENTION
+            )
             since = timezone.now() - window
-        spaces = services.status(options["space"], since)
+        spaces = diagnostics.status(options["space"], since)
         if options.get("actor"):  # only what that user may see
             actor = self._actor(options)
-            visible = set(services.spaces_for(actor, "view").values_list("slug", flat=True))
+            visible = set(access.spaces_for(actor, "view").values_list("slug", flat=True))
             if options["space"] and options["space"] not in visible:
                 raise CommandError(f"{options['actor']} may not view space {options['space']!r}")
             spaces = [space for space in spaces if space["slug"] in visible]
@@ -391,8 +270,8 @@ class Command(DiagnosticsCommands, BaseCommand):
         if options["batch_size"] < 1:
             raise CommandError("--batch-size must be at least 1")
         if options.get("actor"):
-            services.authorize_superuser(self._actor(options), "rekey")
-        result = services.rekey(batch_size=options["batch_size"])
+            access.authorize_superuser(self._actor(options), "rekey")
+        result = rekey(batch_size=options["batch_size"])
         self._say(
             f"Re-encrypted {result.rekeyed} of {result.total} secrets with the first key; "
             f"{result.total - result.rekeyed - len(result.failed)} already used it."
@@ -408,7 +287,7 @@ class Command(DiagnosticsCommands, BaseCommand):
     def do_prune(self, options: dict[str, Any]) -> None:
         if options["batch_size"] < 1:
             raise CommandError("--batch-size must be at least 1")
-        report = services.prune(batch_size=options["batch_size"])
+        report = retention.prune(batch_size=options["batch_size"])
         self._say(
             f"Folded {report.hourly_rows_folded} hourly count rows into daily ones and "
             f"deleted {report.daily_rows_deleted} daily rows and "
@@ -426,9 +305,9 @@ class Command(DiagnosticsCommands, BaseCommand):
         self._out(generate_key())
 
     def do_grant(self, options: dict[str, Any]) -> None:
-        space = services.get_space(options["space"])
+        space = get_space(options["space"])
         username = options["username"]
-        membership = services.grant(space, username, options["role"], self._actor(options))
+        membership = memberships.grant(space, username, options["role"], self._actor(options))
         self._say(f"{username} is now {options['role']} of {space.slug!r}.")
         if membership.made_staff:
             self._say(
@@ -437,9 +316,9 @@ class Command(DiagnosticsCommands, BaseCommand):
             )
 
     def do_revoke(self, options: dict[str, Any]) -> None:
-        space = services.get_space(options["space"])
+        space = get_space(options["space"])
         username = options["username"]
-        took_staff = services.revoke(space, username, self._actor(options))
+        took_staff = memberships.revoke(space, username, self._actor(options))
         self._say(f"{username} is no longer a member of {space.slug!r}.")
         if took_staff:
             self._say(
@@ -454,30 +333,3 @@ def _is_utf8(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-
-
-def _one_line(text: str) -> str:
-    """An error on one line: line breaks in echoed input are shown as \\n."""
-    return text.strip().replace("\r", "\\r").replace("\n", "\\n")
-
-
-def _one_line_error(parser: CommandParser, message: str) -> None:
-    """Usage errors as one line and exit code 2 (or CommandError when called from code)."""
-    message = _one_line(message)
-    if parser.called_from_command_line:
-        parser.exit(2, f"{parser.prog}: error: {message} (see --help)\n")
-    raise CommandError(f"Error: {message}")
-
-
-def _parser_class(parent: CommandParser) -> type[CommandParser]:
-    """Sub-parsers that inherit how the main parser was called, and its one-line errors."""
-
-    class SubCommandParser(CommandParser):
-        def __init__(self, **kwargs: Any) -> None:
-            kwargs.setdefault("called_from_command_line", parent.called_from_command_line)
-            super().__init__(**kwargs)
-
-        def error(self, message: str) -> None:
-            _one_line_error(self, message)
-
-    return SubCommandParser

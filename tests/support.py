@@ -1,0 +1,26 @@
+"""Two shortcuts the tests share, kept out of the app because production never needs
+them: a yes/no verification, and counts of an outcome written as session starts would."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.utils import timezone
+
+from trusted_identity import outcomes
+from trusted_identity.services.counting import hour_start
+from trusted_identity.services.lookup import PlatformSnapshot
+from trusted_identity.services.verification import verify_signed
+
+
+def verify_user_id(snapshot: PlatformSnapshot, user_id: str, signed: str) -> bool:
+    """Whether ``signed`` (either form) is valid for ``user_id`` on this platform."""
+    return verify_signed(snapshot, user_id, signed).valid
+
+
+def record_outcome(
+    platform_id: int, outcome: str, count: int = 1, at: datetime | None = None
+) -> None:
+    """Count ``count`` starts of ``outcome`` in the hour of ``at`` (now by default),
+    through the one counting path (buffered, or at once as COUNT_FLUSH_INTERVAL says)."""
+    outcomes.count(platform_id, hour_start(at or timezone.now()), outcome, count)
