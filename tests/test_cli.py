@@ -99,7 +99,7 @@ def test_create_space(db):
     space = Space.objects.get(slug="news")
     assert space.name == "news"
     (entry,) = audit_events_for(space)
-    assert entry.action == "addition"
+    assert entry.action == "create_space"
     assert entry.actor_name == "trusted-identity-cli"
 
 

@@ -30,7 +30,7 @@ def test_bulk_rotation_rotates_every_platform_and_audits_each(cli_actor):
         snapshot = lookup.lookup_platform(platform.api_key)
         assert verify_user_id(snapshot, "u", sign(before[platform.pk], "u"))  # in grace
         assert platform_secrets.reveal_secret(platform, cli_actor) != before[platform.pk]
-        messages = AuditEvent.objects.filter(platform=platform, action="change").values_list(
+        messages = AuditEvent.objects.filter(platform=platform, action="rotate").values_list(
             "message", flat=True
         )
         assert any("Rotated the secret" in m and "1 hour" in m for m in messages)

@@ -53,7 +53,10 @@ def test_a_gated_change_below_the_rule_shows_evidence_and_needs_a_reasoned_overr
 def test_another_invalid_request_is_shown_as_itself_not_as_a_missing_reason(
     owner_client, space, platform, name, data, changed
 ):
-    service = {"enforcement": "set_enforcement", "signature_form": "set_signature_form"}[name]
+    service = {
+        "enforcement": "enforcement.set_enforcement",
+        "signature_form": "signature_forms.set_signature_form",
+    }[name]
     url = action_url(space, name, "ios")
     with mock.patch(
         f"trusted_identity.services.{service}", side_effect=InvalidRequest("that is odd")
@@ -76,11 +79,15 @@ def test_the_services_permission_denied_is_a_403_without_translation(
     refusal = PermissionDenied("not in this space")
     data = {"enabled": "on", "form": "either", "max_age": "24h", "grace": "1h", "post": "yes"}
     with (
-        mock.patch("trusted_identity.services.set_enforcement", side_effect=refusal),
-        mock.patch("trusted_identity.services.set_signature_form", side_effect=refusal),
-        mock.patch("trusted_identity.services.rotate_secret", side_effect=refusal),
-        mock.patch("trusted_identity.services.revoke_previous", side_effect=refusal),
-        mock.patch("trusted_identity.services.reveal_secret", side_effect=refusal),
+        mock.patch("trusted_identity.services.enforcement.set_enforcement", side_effect=refusal),
+        mock.patch(
+            "trusted_identity.services.signature_forms.set_signature_form", side_effect=refusal
+        ),
+        mock.patch("trusted_identity.services.platform_secrets.rotate_secret", side_effect=refusal),
+        mock.patch(
+            "trusted_identity.services.platform_secrets.revoke_previous", side_effect=refusal
+        ),
+        mock.patch("trusted_identity.services.platform_secrets.reveal_secret", side_effect=refusal),
     ):
         response = owner_client.post(action_url(space, name, "ios"), data)
     assert response.status_code == 403

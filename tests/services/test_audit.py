@@ -42,17 +42,19 @@ def test_reveal_rotate_and_toggle_are_audited_without_the_secret(platform, cli_a
 
     last = AuditEvent.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
     seen.append(platform_secrets.reveal_secret(platform, cli_actor))
-    last = _one_new_event(last, "change", "reveal")
+    last = _one_new_event(last, "reveal", "reveal")
     seen.append(platform_secrets.rotate_secret(platform, cli_actor))
-    last = _one_new_event(last, "change", "rotate")
+    last = _one_new_event(last, "rotate", "rotate")
+    platform_secrets.revoke_previous(platform, cli_actor)
+    last = _one_new_event(last, "end_grace", "grace")
     seen.append(platform_secrets.rotate_secret(platform, cli_actor, grace=timedelta(0)))
-    last = _one_new_event(last, "change", "rotate")
+    last = _one_new_event(last, "rotate", "rotate")
     enforcement.set_enforcement(platform, True, cli_actor, force=True, reason="test")
     last = _one_new_event(last, "enforcement", "on")
     enforcement.set_enforcement(platform, False, cli_actor)
     last = _one_new_event(last, "enforcement", "off")
     seen.append(platform_secrets.reveal_secret(platform, cli_actor))
-    _one_new_event(last, "change", "reveal")
+    _one_new_event(last, "reveal", "reveal")
 
     assert not LogEntry.objects.exists()  # the CLI's own actor has no user for one
     events = list(AuditEvent.objects.values_list("object_repr", "message"))

@@ -29,12 +29,10 @@ audit_logger = logging.getLogger("trusted_identity.audit")
 VERBS = {ADDITION: "addition", CHANGE: "change", DELETION: "deletion"}
 
 
-def audit(
-    actor: Actor | None, obj: Any, message: str, flag: int = CHANGE, *, action: str = ""
-) -> None:
+def audit(actor: Actor | None, obj: Any, message: str, flag: int = CHANGE, *, action: str) -> None:
     """One audit event (and, for a user, one LogEntry in the object's admin history) and
-    one audit log line. ``action`` names what was done (``reveal``, ``enforcement``...);
-    without it, the kind of change (addition, change, deletion).
+    one audit log line. ``action`` names what was done (``reveal``, ``rotate``,
+    ``end_grace``, ``enforcement``...), a fact to filter on, never parsed from prose.
 
     The message says what happened; it never carries a secret.
     """
@@ -61,7 +59,7 @@ def audit_many(
     message: str,
     flag: int = CHANGE,
     *,
-    action: str = "",
+    action: str,
 ) -> None:
     """The same audit entry for each object, written with one INSERT per table."""
     if actor is None or not objects:
@@ -73,7 +71,7 @@ def audit_many(
         space_id, platform_id = _where(obj)
         events.append(
             AuditEvent(
-                action=action or VERBS[flag],
+                action=action,
                 actor=actor.user,
                 actor_name=name,
                 door=door_of(actor),

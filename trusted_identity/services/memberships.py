@@ -84,8 +84,13 @@ def grant(space: Space, username: str, role: str, actor: Actor) -> SpaceMembersh
                 " Made them staff, so they can log into the admin"
                 " (taken back when their last membership is revoked)."
             )
-            audit(actor, user, f"Made staff by a grant of the {role} role in {space.slug!r}.")
-        audit(actor, space, message)
+            audit(
+                actor,
+                user,
+                f"Made staff by a grant of the {role} role in {space.slug!r}.",
+                action="grant_staff",
+            )
+        audit(actor, space, message, action="grant")
     membership.made_staff = made_staff
     return membership
 
@@ -113,8 +118,13 @@ def revoke(space: Space, username: str, actor: Actor) -> bool:
         message = f"Revoked {username}'s membership."
         if took_staff:
             message += " It was their last: took back the staff status their grant gave."
-            audit(actor, user, f"Staff status given by a grant taken back (left {space.slug!r}).")
-        audit(actor, space, message)
+            audit(
+                actor,
+                user,
+                f"Staff status given by a grant taken back (left {space.slug!r}).",
+                action="revoke_staff",
+            )
+        audit(actor, space, message, action="revoke")
     return took_staff
 
 

@@ -217,7 +217,7 @@ def allow_origin(platform: Platform, origin: str, actor: Actor) -> tuple[str, bo
                 AllowedOrigin.objects.create(platform_id=locked.pk, origin=normalised)
         except IntegrityError:  # allowed meanwhile by another writer
             return normalised, False
-        audit(actor, locked, f"Allowed the origin {normalised} (CORS).")
+        audit(actor, locked, f"Allowed the origin {normalised} (CORS).", action="allow_origin")
         verification_changed()
     return normalised, True
 
@@ -235,7 +235,9 @@ def deny_origin(platform: Platform, origin: str, actor: Actor) -> str:
             raise InvalidRequest(
                 f"{normalised} is not an allowed origin of {locked} (allowed: {listed})"
             )
-        audit(actor, locked, f"Removed the allowed origin {normalised} (CORS).")
+        audit(
+            actor, locked, f"Removed the allowed origin {normalised} (CORS).", action="deny_origin"
+        )
         verification_changed()
     return normalised
 

@@ -85,7 +85,7 @@ def reveal_secret(platform: Platform, actor: Actor) -> str:
     """The current secret in plaintext, for a permitted actor, always audited."""
     authorize(actor, "reveal", platform.space_id)
     plaintext = _decrypt(current_secret_row(platform))
-    audit(actor, platform, "Revealed the current secret.")
+    audit(actor, platform, "Revealed the current secret.", action="reveal")
     signals.secret_revealed.send(sender=Platform, platform=platform, user=actor.user)
     return plaintext
 
@@ -150,7 +150,7 @@ def _rotate_locked(locked: Sequence[Platform], actor: Actor, grace: timedelta) -
     message = f"Rotated the secret; previous secret grace: {describe_duration(grace)}."
     if grace == timedelta(0):
         message += " Only the new secret verifies."
-    audit_many(actor, locked, message)
+    audit_many(actor, locked, message, action="rotate")
     verification_changed()
     return plaintexts
 
@@ -235,6 +235,7 @@ def revoke_previous(platform: Platform, actor: Actor) -> int:
                 locked,
                 f"Ended the grace of {ended} previous secret{'s' if ended != 1 else ''} "
                 "now; only the current secret verifies.",
+                action="end_grace",
             )
             verification_changed()
     if ended:

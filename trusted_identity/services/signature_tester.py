@@ -172,7 +172,12 @@ def check_signature(
     if wait is not None:
         raise RateLimited(f"too many signature tests; try again in {wait} s", wait)
     verdict = _verdict(platform, user_id, signature, verification.clock() if now is None else now)
-    audit(actor, platform, f"Tested a signature of user id {user_id!r}: {verdict.verdict}.")
+    audit(
+        actor,
+        platform,
+        f"Tested a signature of user id {user_id!r}: {verdict.verdict}.",
+        action="test_signature",
+    )
     return verdict
 
 

@@ -106,7 +106,7 @@ def create_space(slug: str, name: str = "", actor: Actor | None = None) -> Space
             space = Space.objects.create(slug=slug, name=name or slug)
     except IntegrityError:
         raise AlreadyExists(f"a space with slug {slug!r} already exists") from None
-    audit(actor, space, "Created the space.", ADDITION)
+    audit(actor, space, "Created the space.", ADDITION, action="create_space")
     return space
 
 
@@ -127,5 +127,5 @@ def add_platform(space: Space, kind: str, actor: Actor | None = None) -> Platfor
             verification_changed()
     except IntegrityError:
         raise AlreadyExists(f"space {space.slug!r} already has a {kind} platform") from None
-    audit(actor, platform, "Added the platform with a new secret.", ADDITION)
+    audit(actor, platform, "Added the platform with a new secret.", ADDITION, action="add_platform")
     return platform

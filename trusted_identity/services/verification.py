@@ -270,7 +270,9 @@ def sign_for(space_slug: str, kind: str, user_id: str, actor: Actor | None = Non
         authorize(actor, "sign", platform.space_id)
     signed = sign_user_id(lookup_platform(platform.api_key), user_id)
     if actor is not None:
-        audit(actor, platform, f"Signed user id {user_id!r} with the current secret.")
+        audit(
+            actor, platform, f"Signed user id {user_id!r} with the current secret.", action="sign"
+        )
     return signed
 
 
@@ -347,6 +349,7 @@ def sign_token_for(
             platform,
             f"Signed user id {user_id!r} with the current secret as a token valid until "
             f"{issued.expires_at_iso}.",
+            action="sign",
         )
     return issued
 
