@@ -343,7 +343,7 @@ SETTINGS: dict[str, Setting] = {
                 "Signature tests (admin and `test-signature`) per user.",
                 check_id="trusted_identity.E004"),
         Setting("CLI_ACTOR_USERNAME", "trusted-identity-cli", TEXT,
-                "The account the CLI's audit entries name when no --actor is given."),
+                "The name the CLI's audit entries record when no --actor is given (no user row)."),
         Setting("SIGN_AUTHENTICATION", None, AUTHENTICATION,
                 "Who the sign view signs (None: Django's session login)."),
         Setting("CORS_MAX_AGE", 3600, WHOLE_SECONDS,
