@@ -318,6 +318,17 @@ def test_sign(platform, user_id):
     assert err == ""
 
 
+@pytest.mark.parametrize("token", [[], ["--token"]])
+@pytest.mark.parametrize(
+    ("user_id", "said"), [("", "must not be empty"), ("x" * 1025, "longer than 1024")]
+)
+def test_sign_refuses_an_id_session_start_refuses(platform, user_id, said, token):
+    """No signature for an id no start can send: the same rule as session start's."""
+    before = audit_events_for(platform).count()
+    fails("sign", "acme", "ios", *token, "--", user_id, match=said)
+    assert audit_events_for(platform).count() == before  # nothing signed, nothing audited
+
+
 def test_sign_unknown_platform(platform):
     fails("sign", "acme", "android", "42", match="android")
 

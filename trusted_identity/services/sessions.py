@@ -12,7 +12,7 @@ from ..models import Outcome
 from ..tokens import looks_like_token
 from .counting import NO_CLIENT, ClientVersions, record_start
 from .lookup import PlatformSnapshot
-from .verification import Verification, verify_signed
+from .verification import Verification, check_user_id, verify_signed
 
 #: The longest ``signed`` of the plain form's shape; a token's is ``MAX_TOKEN_LENGTH``.
 MAX_PLAIN_SIGNED_LENGTH = 256
@@ -67,10 +67,8 @@ def parse_session_request(payload: Any) -> tuple[str | None, str | None]:
         raise InvalidRequest("signed must be a string")
     if user_id == "":
         raise InvalidRequest("userId must not be empty (send no userId for a visitor)")
-    if user_id is not None and len(user_id) > app_settings.MAX_USER_ID_LENGTH:
-        raise InvalidRequest(f"userId is longer than {app_settings.MAX_USER_ID_LENGTH} characters")
-    if user_id is not None and not _is_encodable(user_id):
-        raise InvalidRequest("userId is not valid Unicode (lone surrogate)")
+    if user_id is not None:
+        check_user_id(user_id, "userId")
     if signed is not None and user_id is None:
         raise InvalidRequest("signed was sent without userId")
     if signed == "":
@@ -84,14 +82,6 @@ def parse_session_request(payload: Any) -> tuple[str | None, str | None]:
                 "to be a token"
             )
     return user_id, signed
-
-
-def _is_encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def start_session(

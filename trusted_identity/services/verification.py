@@ -252,6 +252,22 @@ def _current_key(snapshot: PlatformSnapshot) -> HmacKey:
     raise ServiceUnavailable(f"platform #{snapshot.platform_id} has no current secret")
 
 
+def check_user_id(user_id: str, name: str = "the user id") -> str:
+    """``user_id`` if session start would take it, else InvalidRequest: not empty, at most
+    ``MAX_USER_ID_LENGTH`` characters, valid Unicode. Session start and every door that
+    signs (the CLI's ``sign``, ``sign_token_for``) apply it, so no signature is made
+    for an id no start can send."""
+    if not isinstance(user_id, str) or user_id == "":
+        raise InvalidRequest(f"{name} must not be empty")
+    if len(user_id) > app_settings.MAX_USER_ID_LENGTH:
+        raise InvalidRequest(f"{name} is longer than {app_settings.MAX_USER_ID_LENGTH} characters")
+    try:
+        user_id.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequest(f"{name} is not valid Unicode (lone surrogate)") from None
+    return user_id
+
+
 def sign_user_id(snapshot: PlatformSnapshot, user_id: str) -> str:
     """The plain signature of ``user_id`` with the platform's current secret."""
     return sign(_current_key(snapshot), user_id)
@@ -265,6 +281,7 @@ def sign_for(space_slug: str, kind: str, user_id: str, actor: Actor | None = Non
     signature. Without one (the sign view's hot path, which signs the logged-in
     user's own id), nothing is written.
     """
+    check_user_id(user_id)
     platform = get_platform(space_slug, kind)
     if actor is not None:
         authorize(actor, "sign", platform.space_id)
@@ -339,6 +356,7 @@ def sign_token_for(
     as :func:`sign_for`: checked, and audited without the token. Made whatever the
     platform's policy, so that signers can be deployed before it accepts tokens.
     """
+    check_user_id(user_id)
     platform = get_platform(space_slug, kind)
     if actor is not None:
         authorize(actor, "sign", platform.space_id)
