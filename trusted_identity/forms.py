@@ -9,8 +9,8 @@ from django.contrib.auth import get_user_model
 from django.utils.translation import gettext_lazy as _
 
 from .exceptions import InvalidRequest
-from .models import Role, SpaceMembership
-from .services import durations, origins, signature_forms
+from .models import Role, Space, SpaceMembership
+from .services import durations, origins, signature_forms, spaces
 
 #: The grace periods the admin offers for the previous secret after a rotation.
 GRACE_CHOICES = [
@@ -161,3 +161,18 @@ class MembershipChangeForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if "role" in self.fields:  # absent when the form is view-only
             self.fields["role"].choices = Role.choices
+
+
+class SpaceForm(forms.ModelForm):
+    """A space's name and slug in the admin, under the rules ``create_space`` applies:
+    no control or invisible formatting characters in the name, the slug's own rule."""
+
+    class Meta:
+        model = Space
+        fields = ["name", "slug"]
+
+    def clean_name(self) -> str:
+        try:
+            return spaces.clean_space_name(self.cleaned_data.get("name") or "")
+        except InvalidRequest as exc:
+            raise forms.ValidationError(exc.message) from None

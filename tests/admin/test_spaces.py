@@ -2,6 +2,7 @@
 its link to the Trusted Identity page, the slug, adding a space.
 """
 
+import pytest
 from django.urls import reverse
 
 from trusted_identity.models import Space
@@ -50,3 +51,27 @@ def test_superuser_adds_a_space(client, superuser, db):
     )
     assert response.status_code == 302
     assert Space.objects.filter(slug="initech").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [("Acme\nCorp", "U+000A"), ("Acme\x1b[2J", "U+001B"), ("evil\u202eexe", "U+202E")],
+)
+def test_a_space_name_that_would_forge_text_is_a_form_error(client, superuser, name, said):
+    client.force_login(superuser)
+    response = client.post(
+        reverse("admin:trusted_identity_space_add"), {"slug": "initech", "name": name}
+    )
+    assert response.status_code == 200
+    assert any(said in error for error in response.context["adminform"].form.errors["name"])
+    assert not Space.objects.filter(slug="initech").exists()
+
+
+def test_a_space_name_too_long_is_a_form_error_not_a_database_error(client, superuser):
+    client.force_login(superuser)
+    response = client.post(
+        reverse("admin:trusted_identity_space_add"), {"slug": "initech", "name": "x" * 5000}
+    )
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["name"]
+    assert not Space.objects.filter(slug="initech").exists()

@@ -18,6 +18,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
+from ..forms import SpaceForm
 from ..models import Platform, PlatformSecret, Role, Space, SpaceMembership
 from ..services import access
 from .base import ScopedAdminMixin, admin_url, permissions, space_page_url
@@ -64,6 +65,7 @@ class SpaceAdmin(ScopedAdminMixin, admin.ModelAdmin):
     search_fields = ["slug", "name"]
     ordering = ["slug"]
     change_form_template = "trusted_identity/admin/space_change_form.html"
+    form = SpaceForm
 
     def get_urls(self) -> list[URLPattern | URLResolver]:
         pages = [
