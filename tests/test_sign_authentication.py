@@ -181,6 +181,40 @@ def test_a_broken_setting_is_a_503_named_in_the_log(
     assert "SIGN_AUTHENTICATION" in caplog.text
 
 
+def failing_authentication(request):
+    """An authentication whose backend fails (tests only): not the client's fault."""
+    raise AttributeError("type object 'Token' has no attribute 'DoesNotExist'")
+
+
+def test_an_authentication_that_fails_at_run_time_is_a_503_not_a_500(
+    client, user, platform, authentication, caplog
+):
+    authentication(["tests.test_sign_authentication.failing_authentication"])
+    response = sign(client, HTTP_AUTHORIZATION="Token abc")
+    assert response.status_code == 503
+    error = json.loads(response.content)["error"]
+    assert error["code"] == "service_unavailable"
+    assert "DoesNotExist" not in error["message"]  # the reason is for the log, not the client
+    assert "failing_authentication failed" in caplog.text
+
+
+def test_token_authentication_without_authtoken_installed_fails_the_check(settings):
+    """The README's DRF snippet pasted without ``rest_framework.authtoken``: a system
+    check error at start (E009), not a 500 on every signed request."""
+    from django.apps import apps
+    from django.core import checks
+    from django.test.utils import modify_settings
+
+    settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, "SIGN_AUTHENTICATION": [TOKEN]}
+    assert not [e for e in checks.run_checks() if e.id == "trusted_identity.E009"]
+    with modify_settings(INSTALLED_APPS={"remove": ["rest_framework.authtoken"]}):
+        errors = [e for e in checks.run_checks() if e.id == "trusted_identity.E009"]
+    assert len(errors) == 1
+    assert "TokenAuthentication" in errors[0].msg
+    assert "rest_framework.authtoken" in errors[0].hint
+    assert apps.is_installed("rest_framework.authtoken")  # restored
+
+
 # ------------------------------------------------------- trusted_identity.sign_user_id
 
 

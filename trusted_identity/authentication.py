@@ -15,6 +15,7 @@ DRF is imported only when a DRF class is configured: the app does not need it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +25,9 @@ from django.utils.module_loading import import_string
 
 from . import runtime
 from .conf import app_settings
-from .exceptions import NotAuthenticated
+from .exceptions import NotAuthenticated, ServiceUnavailable
+
+logger = logging.getLogger("trusted_identity")
 
 #: The default: the user Django's AuthenticationMiddleware put on the request.
 SESSION = "trusted_identity.authentication.session_user"
@@ -96,9 +99,23 @@ def authenticators() -> tuple[Authenticator, ...]:
 
 
 def authenticate(request: HttpRequest) -> Any:
-    """The user to sign for, or NotAuthenticated: a visitor, or credentials refused."""
+    """The user to sign for, or NotAuthenticated: a visitor, or credentials refused.
+
+    An authenticator that fails for another reason (its models not installed, its
+    backend down) is the operator's problem, not the client's: logged with its
+    traceback, and answered as ``ServiceUnavailable`` (503), never a 500.
+    """
     for authenticator in authenticators():
-        user = authenticator(request)
+        try:
+            user = authenticator(request)
+        except NotAuthenticated:
+            raise
+        except Exception:
+            name = getattr(authenticator, "__qualname__", repr(authenticator))
+            logger.exception("The sign view's authentication %s failed", name)
+            raise ServiceUnavailable(
+                "the sign view's authentication is not working; the operator has been told"
+            ) from None
         if user is not None and getattr(user, "is_authenticated", False):
             return user
     raise NotAuthenticated("log in first: visitors are anonymous and never signed")

@@ -13,6 +13,8 @@ Every check the app registers, with its id (the README lists them too):
 - ``E007`` ``CACHE_ALIAS`` names no cache in ``CACHES``
 - ``E008`` any other setting whose value the app can't use (a duration that is not a
   timedelta, a slug that is not one...): the message names it and what it must be
+- ``E009`` a ``SIGN_AUTHENTICATION`` class whose models are not installed (DRF's
+  ``TokenAuthentication`` without ``rest_framework.authtoken``)
 - ``W002`` (``check --deploy``) a cache that server processes don't share
 - ``W003`` ``SIGNING_SPACE`` is not one of ``SIGNING_SPACES``
 - ``E010`` ``HOURLY_RETENTION`` shorter than the windows the app shows
@@ -30,9 +32,11 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
+from django.apps import apps
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
 
 from .conf import DEFAULTS, app_settings, invalid_settings
 from .crypto import KeyRing, KeyRingError
@@ -253,3 +257,52 @@ def check_cache_alias(app_configs=None, **kwargs):
             id="trusted_identity.E007",
         )
     ]
+
+
+@register()
+def check_sign_authentication_models(app_configs=None, **kwargs):
+    """An authentication class whose models are not installed (DRF's
+    ``TokenAuthentication`` without ``rest_framework.authtoken``) would fail on every
+    signed request; say so at start, with what to add."""
+    read = _read("SIGN_AUTHENTICATION")
+    if read is None or read[0] is None:
+        return []
+    errors = []
+    for entry, problem in unusable_authenticators(read[0]):
+        errors.append(
+            Error(
+                f"TRUSTED_IDENTITY['SIGN_AUTHENTICATION']: {entry} can't authenticate here: "
+                f"{problem}.",
+                hint="Add the app that holds its models to INSTALLED_APPS and run migrate "
+                "(for DRF's TokenAuthentication: 'rest_framework' and "
+                "'rest_framework.authtoken'), or name another authentication.",
+                id="trusted_identity.E009",
+            )
+        )
+    return errors
+
+
+def unusable_authenticators(value: Any) -> list[tuple[str, str]]:
+    """``(entry, problem)`` for each configured DRF class whose model can't be used here
+    (the system check ``E009``): DRF's token classes find their model with
+    ``get_model()``, which fails when the app that holds it is not installed."""
+    entries = [value] if isinstance(value, str) or not isinstance(value, list | tuple) else value
+    found = []
+    for entry in entries:
+        obj = entry
+        if isinstance(entry, str):
+            try:
+                obj = import_string(entry)
+            except ImportError:
+                continue  # E008 says so
+        get_model = getattr(obj, "get_model", None) if isinstance(obj, type) else None
+        if get_model is None:
+            continue
+        try:
+            model = obj().get_model()
+        except Exception as exc:  # RuntimeError: "doesn't declare an explicit app_label"
+            found.append((str(entry), str(exc).strip().splitlines()[0]))
+            continue
+        if not apps.is_installed(model._meta.app_config.name if model._meta.app_config else ""):
+            found.append((str(entry), f"its model {model.__name__} is not installed"))
+    return found
