@@ -155,12 +155,28 @@ TRUSTED_IDENTITY = {
     "PROXY_COUNT": env.int("TRUSTED_IDENTITY_PROXY_COUNT", default=1),
 }
 
+# The audit trail's durable copy is the AuditEvent table (the admin's "Audit events");
+# its log lines (logger "trusted_identity.audit") go to the file AUDIT_LOG names, for a
+# log shipper, and nowhere else: not onto the terminal before every CLI answer.
+AUDIT_LOG = env.str("AUDIT_LOG", "")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "audit": (
+            {
+                "class": "logging.handlers.WatchedFileHandler",
+                "filename": AUDIT_LOG,
+                "formatter": "plain",
+            }
+            if AUDIT_LOG
+            else {"class": "logging.NullHandler"}
+        ),
+    },
     "loggers": {
         "trusted_identity": {"handlers": ["console"], "level": env.str("LOG_LEVEL", "INFO")},
+        "trusted_identity.audit": {"handlers": ["audit"], "level": "INFO", "propagate": False},
     },
 }

@@ -649,3 +649,16 @@ def test_prune_folds_old_counts_and_says_what_it_did(platform):
 def test_prune_and_status_refuse_bad_numbers(db, args, message):
     with pytest.raises(CommandError, match=message):
         run(*args)
+
+
+def test_audit_lines_go_to_the_audit_log_not_before_every_answer(cli_env, tmp_path):
+    """The example project's logging: the CLI's answer alone on the terminal; the audit
+    line in the file AUDIT_LOG names (and the AuditEvent row, always)."""
+    quiet = manage(cli_env, "create-space", "quiet")
+    assert quiet.returncode == 0, quiet.stderr
+    assert "trusted_identity.audit" not in quiet.stderr
+    audit_log = tmp_path / "audit.log"
+    logged = manage({**cli_env, "AUDIT_LOG": str(audit_log)}, "create-space", "logged")
+    assert logged.returncode == 0, logged.stderr
+    assert "trusted_identity.audit" not in logged.stderr
+    assert "Created the space" in audit_log.read_text()
