@@ -25,6 +25,7 @@ from trusted_identity.signing import sign
 
 ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = Path(sys.executable).with_name("gunicorn")
+UWSGI = Path(sys.executable).with_name("uwsgi")
 
 
 def _redis_up() -> bool:
@@ -45,6 +46,11 @@ SETUPS = {
     "runserver-locmem": {"server": "runserver", "cache": None},
     "gunicorn-locmem": {"server": "gunicorn", "cache": None},
     "gunicorn-redis": {"server": "gunicorn", "cache": "redis://127.0.0.1:6379/13"},
+    # uWSGI forks its workers from a master that loaded the app (no os.fork hooks run),
+    # and without enable-threads no thread of ours ever runs: the request that finds the
+    # flush interval elapsed writes the counts, and a graceful stop writes the rest.
+    "uwsgi-threads": {"server": "uwsgi", "cache": None, "threads": True},
+    "uwsgi-no-threads": {"server": "uwsgi", "cache": None, "threads": False},
 }
 
 
@@ -53,6 +59,8 @@ def deployment(request, tmp_path):
     setup = SETUPS[request.param]
     if setup["cache"] and not _redis_up() and not os.environ.get("CI"):
         pytest.skip("Redis is not running on 127.0.0.1:6379")
+    if setup["server"] == "uwsgi" and not UWSGI.exists() and not os.environ.get("CI"):
+        pytest.skip("uWSGI is not installed (the dev extra has it)")
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "project.settings",
@@ -92,6 +100,13 @@ def deployment(request, tmp_path):
         port = _free_port()
         if setup["server"] == "gunicorn":
             command = [str(GUNICORN), "-c", "project/gunicorn.conf.py", "project.wsgi"]
+        elif setup["server"] == "uwsgi":
+            command = [
+                str(UWSGI), "--http-socket", f"127.0.0.1:{port}", "--module", "project.wsgi",
+                "--master", "--processes", "2", "--die-on-term", "--need-app",
+                "--disable-logging",
+                *(["--enable-threads"] if setup["threads"] else []),
+            ]  # fmt: skip
         else:
             command = [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"]
         servers.append(
@@ -100,7 +115,7 @@ def deployment(request, tmp_path):
                 cwd=ROOT,
                 env={**env, "HOST": "127.0.0.1", "PORT": str(port)},
                 stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+                stderr=open(tmp_path / f"server-{port}.log", "w"),  # noqa: SIM115
                 start_new_session=True,
             )
         )
@@ -121,8 +136,12 @@ def deployment(request, tmp_path):
             "urls": urls,
             "api_key": api_key,
             "servers": servers,
-            # gunicorn stops gracefully on SIGTERM; runserver on Ctrl-C.
-            "stop_signal": signal.SIGTERM if setup["server"] == "gunicorn" else signal.SIGINT,
+            # gunicorn and uWSGI (--die-on-term) stop gracefully on SIGTERM; runserver on
+            # Ctrl-C. uWSGI's is sent to its master alone (systemd's KillMode=mixed, as
+            # docs/deploying.md says): a SIGTERM to every worker as well can make uWSGI end
+            # a worker without running its exit handlers.
+            "stop_signal": signal.SIGINT if setup["server"] == "runserver" else signal.SIGTERM,
+            "stop_group": setup["server"] != "uwsgi",
         }
     finally:
         for server in servers:
@@ -249,7 +268,10 @@ def test_counts_from_both_servers_all_reach_the_database(deployment):
             _post(url, api_key, {"userId": f"u{n}", "signed": sign(secret, f"u{n}")})
             sent["valid"] += 1
     for server in deployment["servers"]:  # a graceful stop writes what is buffered
-        os.killpg(server.pid, deployment["stop_signal"])
+        if deployment["stop_group"]:
+            os.killpg(server.pid, deployment["stop_signal"])
+        else:
+            os.kill(server.pid, deployment["stop_signal"])
         server.wait(timeout=30)
     status = json.loads(manage("trusted_identity", "status", "multi", "--json"))
     web = status["spaces"][0]["platforms"][0]

@@ -70,6 +70,18 @@ def test_buffered_starts_make_no_query_until_flushed(buffered, platform):
     assert pending() == {}
 
 
+def test_where_no_thread_runs_each_start_writes_its_own_counts(buffered, platform, monkeypatch):
+    """uWSGI without enable-threads: nothing is held between requests (uWSGI may end a
+    worker without its exit handlers), whatever COUNT_FLUSH_INTERVAL says."""
+    monkeypatch.setattr(runtime.current(), "threads", False)
+    snapshot = lookup.lookup_platform(platform.api_key)
+    for n in range(1, 4):
+        sessions.start_session(snapshot, {})
+        assert total(platform, "visitor") == n
+        assert pending() == {}
+    assert not runtime.current().count_thread  # no thread was started
+
+
 def test_figures_include_what_this_process_has_not_written_yet(buffered, platform):
     record_outcome(platform.pk, "valid", 3)
     record_outcome(platform.pk, "missing", 1)

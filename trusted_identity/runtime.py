@@ -16,8 +16,10 @@ Who writes the counts is the setting ``COUNT_FLUSH_INTERVAL``:
 - ``0``: the caller writes at once, in its own connection (the test settings' choice);
 - more: a thread of this process writes every interval (and at exit), so a session
   start never waits for a commit. Where no Python thread runs besides the request's
-  (uWSGI without ``enable-threads``), the request that finds the interval elapsed
-  writes.
+  (uWSGI without ``enable-threads``), each request writes its own counts, as with
+  ``0``: nothing can be held safely between requests there, since uWSGI may end a
+  worker without running its exit handlers (seen when the whole process group gets
+  SIGTERM, as systemd sends it by default).
 
 Alerts are delivered (the ``rollout_alert`` signal, the owners' e-mail) from the
 outbox's own thread, never from the code that writes counts: a slow mail server
@@ -31,10 +33,11 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import signal
 import threading
-import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 from django.core.exceptions import ImproperlyConfigured
@@ -117,6 +120,31 @@ class CountBuffer:
             return len(self._batch.counts) + bool(self._batch)
 
 
+#: The signals servers use to stop, reload and talk to their workers. A thread of ours
+#: never takes them: a signal sent to the process must reach the server's own thread.
+#: Under uWSGI with threads, a SIGTERM that one of our threads took instead left the
+#: worker waiting in its accept loop for ever (its stop never came).
+SERVER_SIGNALS = frozenset(
+    getattr(signal, name)
+    for name in ("SIGINT", "SIGTERM", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGALRM",
+                 "SIGCHLD", "SIGPIPE", "SIGWINCH", "SIGTTIN", "SIGTTOU")
+    if hasattr(signal, name)
+)  # fmt: skip
+
+
+@contextmanager
+def signals_blocked() -> Iterator[None]:
+    """Block the server's signals around starting a thread, which inherits the mask."""
+    if not hasattr(signal, "pthread_sigmask"):  # not on Windows
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, SERVER_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 class Worker:
     """A daemon thread that runs ``work`` when woken, at most once per ``pause()``
     seconds, until stopped. Started on the first wake."""
@@ -133,7 +161,8 @@ class Worker:
             with self._lock:
                 if self._thread is None and not self._stop.is_set():
                     self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-                    self._thread.start()
+                    with signals_blocked():
+                        self._thread.start()
         self._wake.set()
 
     def _run(self) -> None:
@@ -169,7 +198,6 @@ class Flusher:
     def __init__(self, buffer: CountBuffer, write: CountWriter) -> None:
         self.buffer, self.write = buffer, write
         self._flushing = threading.Lock()
-        self.last = time.monotonic()
 
     def flush(self) -> int:
         with self._flushing:
@@ -177,12 +205,8 @@ class Flusher:
             try:
                 return self.write(batch) if batch else 0
             finally:
-                self.last = time.monotonic()
                 if batch:
                     self.buffer.restore(batch)  # what could not be written
-
-    def due(self, interval: float) -> bool:
-        return time.monotonic() - self.last >= interval
 
 
 class Outbox:
@@ -278,8 +302,7 @@ class Runtime:
 
     def counted(self) -> None:
         """After a count went into the buffer: write it as ``COUNT_FLUSH_INTERVAL`` says."""
-        interval = float(app_settings.COUNT_FLUSH_INTERVAL)
-        if interval <= 0 or (not self.threads and self.flusher.due(interval)):
+        if not self.threads or float(app_settings.COUNT_FLUSH_INTERVAL) <= 0:
             self.flush_counts()
         elif self.threads:
             self.count_thread.wake()
