@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 
@@ -38,6 +39,31 @@ def client_address(request: HttpRequest) -> str:
     if not isinstance(count, int) or count < 1 or len(hops) < count:
         return remote
     return hops[-count].strip()[:64] or remote
+
+
+def limit_key(address: str) -> str:
+    """The client a rate limit counts ``address`` as: whom one counter belongs to.
+
+    An IPv4 address is itself. An IPv6 address is its network of
+    ``IPV6_RATE_LIMIT_PREFIX`` bits (``2001:db8:1:2::/64``): one subscriber is routed
+    a whole /64 (often a /56 or /48) and can send from any of its 2**64 addresses,
+    so counting each alone would give it as many budgets. An IPv4-mapped IPv6 address
+    (``::ffff:192.0.2.1``, from a dual-stack socket) is the IPv4 address it maps.
+    Anything else (a proxy's header that holds no address) is itself, truncated, so
+    the number of counters stays bounded by what the client can send.
+    """
+    if ":" not in address:
+        return address[:64]  # IPv4, the common case, without parsing it
+    try:
+        ip = ipaddress.IPv6Address(address)
+    except ValueError:
+        return address[:64]
+    mapped = ip.ipv4_mapped
+    if mapped is not None:
+        return str(mapped)
+    prefix = app_settings.IPV6_RATE_LIMIT_PREFIX
+    network = int(ip) >> (128 - prefix) << (128 - prefix)  # drops a zone (%eth0) too
+    return f"{ipaddress.IPv6Address(network)}/{prefix}"
 
 
 #: A rate that does not parse (the settings' check reports it at start).
