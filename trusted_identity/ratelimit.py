@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
+import socket
 import time
 
 from django.core.cache import caches
@@ -41,6 +41,10 @@ def client_address(request: HttpRequest) -> str:
     return hops[-count].strip()[:64] or remote
 
 
+#: The first 12 bytes of an IPv4-mapped IPv6 address (``::ffff:192.0.2.1``).
+IPV4_MAPPED = bytes(10) + b"\xff\xff"
+
+
 def limit_key(address: str) -> str:
     """The client a rate limit counts ``address`` as: whom one counter belongs to.
 
@@ -54,16 +58,16 @@ def limit_key(address: str) -> str:
     """
     if ":" not in address:
         return address[:64]  # IPv4, the common case, without parsing it
-    try:
-        ip = ipaddress.IPv6Address(address)
-    except ValueError:
+    try:  # the C parser: the ipaddress module's takes some 20 us per address
+        packed = socket.inet_pton(socket.AF_INET6, address.partition("%")[0])  # no zone
+    except (OSError, ValueError):
         return address[:64]
-    mapped = ip.ipv4_mapped
-    if mapped is not None:
-        return str(mapped)
+    if packed[:12] == IPV4_MAPPED:
+        return socket.inet_ntop(socket.AF_INET, packed[12:])
     prefix = app_settings.IPV6_RATE_LIMIT_PREFIX
-    network = int(ip) >> (128 - prefix) << (128 - prefix)  # drops a zone (%eth0) too
-    return f"{ipaddress.IPv6Address(network)}/{prefix}"
+    shift = 128 - prefix
+    network = (int.from_bytes(packed, "big") >> shift << shift).to_bytes(16, "big")
+    return f"{socket.inet_ntop(socket.AF_INET6, network)}/{prefix}"
 
 
 #: A rate that does not parse (the settings' check reports it at start).
