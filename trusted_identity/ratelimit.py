@@ -18,7 +18,8 @@ logger = logging.getLogger("trusted_identity")
 
 
 def client_address(request: HttpRequest) -> str:
-    """The client's address, as rate limits key on it (and the example project's Axes).
+    """The client's address, as the example project's Axes keys on it; the rate limits
+    count it as :func:`limit_key` groups it.
 
     Without ``CLIENT_IP_HEADER``, ``REMOTE_ADDR``. With it, a list of addresses that
     each trusted proxy appends to (``X-Forwarded-For`` with nginx's
