@@ -88,6 +88,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
 
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://trusted-identity")}
+# Django's local-memory cache keeps 300 entries and culls a third when full: room for
+# the rate-limit counters of about as many clients. Trusted Identity's counters are one
+# per client address (an IPv6 /64) and platform, so a flood from many addresses could
+# still cull a real client's; 100,000 entries (a few tens of MB at most) make that
+# need as many addresses. Redis (CACHE_URL=redis://...) evicts only under maxmemory.
+if CACHES["default"]["BACKEND"] == "django.core.cache.backends.locmem.LocMemCache":
+    CACHES["default"].setdefault("OPTIONS", {}).setdefault("MAX_ENTRIES", 100_000)
 if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
     CACHES["default"]["BACKEND"] = "project.cache.ReusingRedisCache"
 # A cache that is down must not hang requests: fail fast, then fall back to the database.

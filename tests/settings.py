@@ -20,6 +20,7 @@ TRUSTED_IDENTITY = {
     "ENCRYPTION_KEYS": TEST_ENCRYPTION_KEY,
     "RATE_LIMIT": "off",
     "SIGN_RATE_LIMIT": "off",
+    "UNKNOWN_KEY_RATE_LIMIT": "off",
     "SIGNING_SPACE": None,
     # The spaces the tests' sign-view requests name; any other answers 404.
     "SIGNING_SPACES": ["acme", "other", "globex"],

@@ -24,6 +24,8 @@ BAD = {
     "MAX_USER_ID_LENGTH": "1024",
     "RATE_LIMIT": "600 per minute",
     "SIGN_RATE_LIMIT": "10/d",
+    "UNKNOWN_KEY_RATE_LIMIT": "60 a minute",
+    "IPV6_RATE_LIMIT_PREFIX": 129,
     "CLIENT_IP_HEADER": 1,
     "PROXY_COUNT": True,
     "CACHE_ALIAS": "",

@@ -12,7 +12,7 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
 def test_every_setting_is_in_the_readme_table():
-    documented = set(re.findall(r"^\| `([A-Z_]+)`", README, re.M))
+    documented = set(re.findall(r"^\| `([A-Z0-9_]+)`", README, re.M))
     documented |= {"SECRET_PREFIX", "API_KEY_PREFIX"}  # one row for the two prefixes
     assert set(DEFAULTS) - documented == set()
 
@@ -22,7 +22,7 @@ def test_every_setting_is_in_the_readme_table_with_its_default():
     row, the cells split on " / ")."""
     documented = {}
     for row in readme_table("Settings"):
-        names = re.findall(r"`([A-Z_]+)`", row[0])
+        names = re.findall(r"`([A-Z0-9_]+)`", row[0])
         defaults = row[1].split(" / ") if len(names) > 1 else [row[1]]
         documented.update(zip(names, defaults, strict=True))
     for name, setting in SETTINGS.items():

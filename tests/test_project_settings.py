@@ -66,3 +66,14 @@ def test_admin_login_throttling_with_django_axes(project_settings):
     assert config["AXES_COOLOFF_TIME"].total_seconds() >= 60
     assert config["AXES_LOCKOUT_PARAMETERS"] == [["username", "ip_address"]]
     assert config["AXES_CLIENT_IP_CALLABLE"] == "trusted_identity.ratelimit.client_address"
+
+
+def test_the_default_local_memory_cache_has_room_for_many_clients(project_settings, monkeypatch):
+    """Django's 300 entries would let a flood from a few hundred addresses cull a real
+    client's rate-limit counter (SECURITY.md); Redis is left as configured."""
+    monkeypatch.delenv("CACHE_URL", raising=False)
+    cache = project_settings()["CACHES"]["default"]
+    assert cache["BACKEND"] == "django.core.cache.backends.locmem.LocMemCache"
+    assert cache["OPTIONS"]["MAX_ENTRIES"] == 100_000
+    redis = project_settings(CACHE_URL="redis://127.0.0.1:6379/7")["CACHES"]["default"]
+    assert "MAX_ENTRIES" not in redis.get("OPTIONS", {})

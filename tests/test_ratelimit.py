@@ -40,12 +40,131 @@ def test_rate_limit(client, platform, space, settings):
     assert start(client, platform.api_key, {}, REMOTE_ADDR="10.0.0.9").status_code == 201
 
 
-def test_rate_limit_also_counts_unknown_keys(client, db, settings):
-    set_app_settings(settings, RATE_LIMIT="2/h")
+def test_unknown_keys_are_limited_per_address_whatever_the_key(client, platform, settings):
+    """Each guess a new key, malformed or not: one budget per address, not per key."""
+    set_app_settings(settings, RATE_LIMIT="100/h", UNKNOWN_KEY_RATE_LIMIT="4/h")
     wait_out_window_edge(3600)
-    assert_error(start(client, "tik_guess1", {}), 401, "invalid_api_key")
-    assert_error(start(client, "tik_guess1", {}), 401, "invalid_api_key")
-    assert_error(start(client, "tik_guess1", {}), 429, "rate_limited")
+    # Counted once (no cache knew the key before the database said it), then cached.
+    assert start(client, platform.api_key, {}).status_code == 201
+    for guess in ("tik_guess1", "tik_guess2", "not a key\x00"):
+        assert_error(start(client, guess, {}), 401, "invalid_api_key")
+    for guess in ("tik_guess3", "tik_guess1", "", None):
+        response = start(client, guess, {})
+        assert_error(response, 429, "rate_limited")
+        assert 1 <= int(response["Retry-After"]) <= 3600
+    # Another address has its own budget; a platform the caches know is not refused.
+    assert_error(start(client, "tik_guess4", {}, REMOTE_ADDR="10.0.0.9"), 401, "invalid_api_key")
+    assert start(client, platform.api_key, {}).status_code == 201
+    # A platform no cache knows yet counts as unknown until it is read: refused here.
+    PlatformFactory(space=platform.space, kind="web")
+    cold = PlatformFactory(space=platform.space, kind="android")
+    assert_error(start(client, cold.api_key, {}), 429, "rate_limited")
+    assert start(client, cold.api_key, {}, REMOTE_ADDR="10.0.0.9").status_code == 201
+
+
+def test_unknown_key_rate_limit_off(client, db, settings):
+    set_app_settings(settings, UNKNOWN_KEY_RATE_LIMIT="off")
+    for n in range(30):
+        assert_error(start(client, f"tik_guess{n}", {}), 401, "invalid_api_key")
+
+
+def test_a_key_found_unknown_is_remembered_until_the_generation_changes(
+    client, space, settings, monkeypatch, django_assert_num_queries
+):
+    """The same junk again costs no query; a platform added with that key works at once."""
+    from trusted_identity.services import spaces
+
+    set_app_settings(settings, LOOKUP_CHECK_INTERVAL=3600)
+    assert_error(start(client, "tik_soon_real", {}), 401, "invalid_api_key")
+    with django_assert_num_queries(0):
+        assert_error(start(client, "tik_soon_real", {}), 401, "invalid_api_key")
+    monkeypatch.setattr(spaces, "new_api_key", lambda: "tik_soon_real")
+    spaces.add_platform(space, "web")  # bumps the verification generation
+    assert start(client, "tik_soon_real", {}).status_code == 201
+
+
+def test_the_unknown_keys_are_forgotten_after_their_ttl_and_bounded(monkeypatch):
+    from trusted_identity import nearcache
+
+    unknown = nearcache.UnknownKeys(maxsize=3)
+    unknown.add("tik_a", 7)
+    assert unknown.known("tik_a", 7)
+    assert not unknown.known("tik_a", 8)  # another generation: dropped
+    assert not unknown.known("tik_a", 7)
+    for key in ("tik_1", "tik_2", "tik_3", "tik_4"):
+        unknown.add(key, 7)
+    assert len(unknown) <= 3
+    assert unknown.known("tik_4", 7)
+    monkeypatch.setattr(nearcache, "UNKNOWN_KEY_TTL", -1.0)
+    unknown.add("tik_b", 7)
+    assert not unknown.known("tik_b", 7)
+    unknown.clear()
+    assert len(unknown) == 0
+
+
+# ------------------------------------------------------------------ IPv6 prefixes
+
+
+@pytest.mark.parametrize(
+    ("prefix", "address", "expected"),
+    [
+        (64, "203.0.113.7", "203.0.113.7"),
+        (64, "2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::/64"),
+        (64, "2001:DB8:1:2::1", "2001:db8:1:2::/64"),
+        (64, "fe80::1%eth0", "fe80::/64"),  # the zone is no part of the key
+        (64, "::ffff:203.0.113.7", "203.0.113.7"),  # IPv4-mapped: the IPv4 client
+        (56, "2001:db8:1:2ff::1", "2001:db8:1:200::/56"),
+        (48, "2001:db8:1:2::1", "2001:db8:1::/48"),
+        (128, "2001:db8::1", "2001:db8::1/128"),
+        (1, "2001:db8::1", "::/1"),
+        (64, "not an address", "not an address"),
+        (64, "[2001:db8::1]:443", "[2001:db8::1]:443"),  # garbage is itself
+        (64, "x:" * 60, ("x:" * 60)[:64]),
+        (64, "9" * 100, "9" * 64),
+        (64, "", ""),
+    ],
+)
+def test_limit_key_groups_ipv6_by_prefix(settings, prefix, address, expected):
+    from trusted_identity.ratelimit import limit_key
+
+    set_app_settings(settings, IPV6_RATE_LIMIT_PREFIX=prefix)
+    assert limit_key(address) == expected
+
+
+def test_an_ipv6_prefix_shares_one_limit(client, platform, settings):
+    """1,500 starts from 1,500 addresses of one /64: the limit holds; another /64 has its own."""
+    import random
+
+    set_app_settings(settings, RATE_LIMIT="100/h")
+    wait_out_window_edge(3600)
+
+    def in_the_prefix() -> str:
+        return "2001:db8:1:2:" + ":".join(f"{random.getrandbits(16):x}" for _ in range(4))
+
+    statuses = [
+        start(client, platform.api_key, {}, REMOTE_ADDR=in_the_prefix()).status_code
+        for _ in range(1500)
+    ]
+    assert statuses == [201] * 100 + [429] * 1400
+    assert start(client, platform.api_key, {}, REMOTE_ADDR="2001:db8:1:3::1").status_code == 201
+
+
+def test_ipv6_prefix_128_counts_each_address(client, platform, settings):
+    set_app_settings(settings, RATE_LIMIT="1/h", IPV6_RATE_LIMIT_PREFIX=128)
+    wait_out_window_edge(3600)
+    assert start(client, platform.api_key, {}, REMOTE_ADDR="2001:db8::1").status_code == 201
+    assert start(client, platform.api_key, {}, REMOTE_ADDR="2001:db8::2").status_code == 201
+    assert_error(
+        start(client, platform.api_key, {}, REMOTE_ADDR="2001:db8::1"), 429, "rate_limited"
+    )
+
+
+def test_an_ipv4_mapped_address_counts_as_its_ipv4(client, platform, settings):
+    set_app_settings(settings, RATE_LIMIT="1/h")
+    wait_out_window_edge(3600)
+    assert start(client, platform.api_key, {}, REMOTE_ADDR="203.0.113.7").status_code == 201
+    response = start(client, platform.api_key, {}, REMOTE_ADDR="::ffff:203.0.113.7")
+    assert_error(response, 429, "rate_limited")
 
 
 def test_rate_limit_off(client, platform, settings):

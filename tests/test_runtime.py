@@ -6,6 +6,7 @@ import pytest
 
 from trusted_identity import runtime, testing
 from trusted_identity.countwrites import CountBatch, StartDetails
+from trusted_identity.exceptions import InvalidApiKey
 from trusted_identity.nearcache import NearCache
 from trusted_identity.services import lookup, verification
 
@@ -37,6 +38,8 @@ def test_reset_leaves_nothing_behind(client, platform, settings):
     verification.sign_for("acme", "ios", "u-1")  # key ring, lookup, key table
     snapshot = lookup.lookup_platform(platform.api_key)
     lookup.diagnostic_keys(snapshot, 0.0)
+    with pytest.raises(InvalidApiKey):
+        lookup.lookup_platform("tik_no_such_key")  # remembered as unknown
     every_allowed_origin()
     parse_rate("5/m")
     from trusted_identity.authentication import authenticators

@@ -91,6 +91,17 @@ def whole(minimum: int) -> Kind:
     return Kind(f"a whole number of at least {minimum}", convert)
 
 
+def whole_between(minimum: int, maximum: int) -> Kind:
+    def convert(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(value)
+        if not minimum <= value <= maximum:
+            raise ValueError(value)
+        return value
+
+    return Kind(f"a whole number from {minimum} to {maximum}", convert)
+
+
 def _to_fraction(value: Any) -> float:
     if not _is_number(value) or not 0 <= value <= 1:
         raise ValueError(value)
@@ -294,8 +305,14 @@ SETTINGS: dict[str, Setting] = {
         Setting("MAX_USER_ID_LENGTH", 1024, whole(1),
                 "The longest user id accepted, in characters."),
         Setting("RATE_LIMIT", "600/m", optional(RATE),
-                "Session starts per client address and API key.",
+                "Session starts per client address (IPv6: prefix) and platform.",
                 env="TRUSTED_IDENTITY_RATE_LIMIT", check_id="trusted_identity.E004"),
+        Setting("UNKNOWN_KEY_RATE_LIMIT", "60/m", optional(RATE),
+                "Session starts per client address whose API key no cache knows, "
+                "counted before the database is read.",
+                check_id="trusted_identity.E004"),
+        Setting("IPV6_RATE_LIMIT_PREFIX", 64, whole_between(1, 128),
+                "The IPv6 prefix length the rate limits group client addresses by."),
         Setting("SIGN_RATE_LIMIT", "120/m", optional(RATE), "Sign-view requests per user.",
                 check_id="trusted_identity.E004"),
         Setting("CLIENT_IP_HEADER", None, HEADER,

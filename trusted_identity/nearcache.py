@@ -49,3 +49,48 @@ class NearCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+#: How long a process remembers that an API key is no platform's. A platform added
+#: meanwhile bumps the verification generation, which drops the memory at once; the
+#: time bounds it for a row written without the app's services (a fixture, raw SQL).
+UNKNOWN_KEY_TTL = 5.0
+
+
+class UnknownKeys:
+    """API keys a lookup found no platform for, each tagged with the generation it was
+    read at: the same junk sent again is answered 401 without a query.
+
+    Bounded (emptied when full: a flood of new junk keys is limited per client address
+    before it gets here, ``UNKNOWN_KEY_RATE_LIMIT``). The process's one is the
+    runtime's (``runtime.current().unknown_keys``).
+    """
+
+    def __init__(self, maxsize: int = MAX_ENTRIES) -> None:
+        self.maxsize = maxsize
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[float, int]] = {}
+
+    def known(self, key: str, generation: int) -> bool:
+        """Whether ``key`` was found unknown at ``generation``, less than the TTL ago."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return False
+        expires, entry_generation = entry
+        if entry_generation != generation or expires < time.monotonic():
+            self._entries.pop(key, None)
+            return False
+        return True
+
+    def add(self, key: str, generation: int) -> None:
+        with self._lock:
+            if len(self._entries) >= self.maxsize:
+                self._entries.clear()
+            self._entries[key] = (time.monotonic() + UNKNOWN_KEY_TTL, generation)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)

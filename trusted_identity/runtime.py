@@ -44,7 +44,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 
 from .conf import app_settings
-from .nearcache import NearCache
+from .nearcache import NearCache, UnknownKeys
 from .state import FailureSampler, GenerationTracker, GenerationValue, Memo, SeenSet, Slot
 from .tokens import TokenMemo
 
@@ -256,6 +256,7 @@ class Runtime:
     PARTS = (
         "generation",
         "near_cache",
+        "unknown_keys",
         "origins",
         "key_tables",
         "diagnostic_tables",
@@ -279,6 +280,7 @@ class Runtime:
     def _make_parts(self) -> None:
         self.generation = GenerationTracker()
         self.near_cache = NearCache()
+        self.unknown_keys = UnknownKeys()
         self.origins = GenerationValue()
         self.key_tables = Memo(4096)  # decrypted secrets, by key ring, platform and ciphertexts
         self.diagnostic_tables = Memo(1024)

@@ -7,7 +7,6 @@ views decode requests and encode answers; the decisions are in ``services``.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -143,8 +142,9 @@ def _check_rate(scope: str, identity: Callable[[], str], rate: str | None) -> No
         raise RateLimited("too many requests; retry later", retry_after)
 
 
-def _digest(value: str) -> str:
-    return hashlib.sha256(value.encode("utf-8", "replace")).hexdigest()[:16]
+def _limit_key(request: HttpRequest) -> str:
+    """Whom session start's rate limits count the request against (``ratelimit.limit_key``)."""
+    return ratelimit.limit_key(client_address(request))
 
 
 def read_json_body(request: HttpRequest) -> Any:
@@ -262,14 +262,22 @@ def session_answer(request: HttpRequest) -> Answer:
         )
     else:
         try:
-            api_key = meta.get("HTTP_X_API_KEY", "")
+            # A key no cache knows counts per client before the database is read; a
+            # platform's starts count per client and platform: junk makes no counter
+            # of its own, so it can't push a real key's out of the cache.
+            platform = lookup.lookup_platform(
+                meta.get("HTTP_X_API_KEY", ""),
+                lambda: _check_rate(
+                    "unknown_key",
+                    lambda: _limit_key(request),
+                    app_settings.UNKNOWN_KEY_RATE_LIMIT,
+                ),
+            )
             _check_rate(
                 "session",
-                lambda: f"{client_address(request)}:{_digest(api_key)}",
+                lambda: f"{_limit_key(request)}:{platform.platform_id}",
                 app_settings.RATE_LIMIT,
             )
-            # Its allow-list decides the CORS headers.
-            platform = lookup.lookup_platform(api_key)
             payload = read_json_body(request)
             started = sessions.start_session(
                 platform, payload, counting.ClientVersions.from_meta(meta)

@@ -16,9 +16,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 from django.core.cache import caches
 from django.db import IntegrityError, transaction
@@ -218,17 +218,30 @@ def _load_snapshot(api_key: str) -> PlatformSnapshot | None:
     )
 
 
-def lookup_platform(api_key: str) -> PlatformSnapshot:
+UNKNOWN_API_KEY = "missing or unknown API key (send it in the X-Api-Key header)"
+
+
+def _refuse_unknown(unknown: Callable[[], None] | None) -> NoReturn:
+    if unknown is not None:
+        unknown()
+    raise InvalidApiKey(UNKNOWN_API_KEY)
+
+
+def lookup_platform(api_key: str, unknown: Callable[[], None] | None = None) -> PlatformSnapshot:
     """The platform behind a public API key: from process memory or the shared cache when warm.
 
     Both caches hold what was read at the current verification generation only.
     The generation is read before the database, so a lookup racing a change can
     at worst store what it read under the generation the change has already left
     behind, where nobody looks again. A cache that is down is logged and skipped.
+
+    ``unknown`` is called for a key no cache knows (malformed, remembered as no
+    platform's, or missed by both caches), before the database is read: session start
+    counts it against ``UNKNOWN_KEY_RATE_LIMIT`` there, and raises to refuse it.
     """
     # NUL never occurs in a key, and PostgreSQL would refuse it in the query (a 503).
     if not isinstance(api_key, str) or not api_key or len(api_key) > 128 or "\x00" in api_key:
-        raise InvalidApiKey("missing or unknown API key (send it in the X-Api-Key header)")
+        _refuse_unknown(unknown)
     generation = current_generation()
     local = app_settings.LOCAL_LOOKUP_CACHE
     if local:
@@ -236,6 +249,9 @@ def lookup_platform(api_key: str) -> PlatformSnapshot:
         snapshot = near_cache.get(api_key, generation)
         if snapshot is not None:
             return snapshot
+    unknown_keys = runtime.current().unknown_keys
+    if unknown_keys.known(api_key, generation):
+        _refuse_unknown(unknown)
     key = cache_key(api_key, generation)
     cache = _cache()
     try:
@@ -245,9 +261,12 @@ def lookup_platform(api_key: str) -> PlatformSnapshot:
         snapshot = None
         cache = None
     if snapshot is None:
+        if unknown is not None:
+            unknown()
         snapshot = _load_snapshot(api_key)
         if snapshot is None:
-            raise InvalidApiKey("missing or unknown API key (send it in the X-Api-Key header)")
+            unknown_keys.add(api_key, generation)
+            raise InvalidApiKey(UNKNOWN_API_KEY)
         if cache is not None:
             try:
                 cache.set(key, snapshot, app_settings.LOOKUP_CACHE_TIMEOUT)
