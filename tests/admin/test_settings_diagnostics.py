@@ -112,9 +112,19 @@ def test_reasons_lists_only_non_zero_ones_with_what_they_mean(owner_client, spac
     assert "no_match" not in reasons and "expired_secret" not in reasons
 
 
+def test_reasons_list_missing_signatures_with_what_they_mean(owner_client, space, platform):
+    starts(platform, "missing", 30, reason="missing", form=None)
+    starts(platform, "valid", 90)
+    body = section(owner_client.get(settings_url(space)).content.decode(), "ios")
+    reasons = body[body.index('id="reasons-ios"') : body.index('id="failures-ios"')]
+    assert re.findall(r'data-reason="(\w+)"', reasons) == ["missing"]
+    assert "A user id without a signature" in reasons
+    assert "No identified start without a valid signature" not in reasons
+
+
 def test_no_reasons_says_so(owner_client, space, platform):
     body = owner_client.get(settings_url(space)).content.decode()
-    assert "No invalid signature in the window." in body
+    assert "No identified start without a valid signature in the window." in body
 
 
 def test_previous_secret_use_safe_to_end_or_still_in_use(owner_client, space, platform):

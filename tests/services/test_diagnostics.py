@@ -74,6 +74,27 @@ def test_rejected_starts_keep_their_reason_and_the_answer_stays_the_same(client,
     }
 
 
+@pytest.mark.parametrize("enforced", [False, True], ids=["enforcement-off", "enforcement-on"])
+def test_a_missing_signature_is_a_reason_counted_and_logged_enforcement_on_or_off(
+    client, platform, enforced
+):
+    Platform.objects.filter(pk=platform.pk).update(enforced=enforced)
+    lookup.verification_changed()
+    for n in range(3):
+        start(client, platform.api_key, {"userId": f"u{n}"})
+    start(client, platform.api_key, {"userId": "u9", "signed": "zz"})
+    start(client, platform.api_key, {})  # a visitor: no user id, no reason
+    reasons = diagnostics.reasons_for([platform.pk])[platform.pk]
+    assert reasons["missing"] == 3 and reasons["malformed"] == 1
+    assert sum(reasons.values()) == 4
+    logged = {(r.user_id, r.outcome, r.reason) for r in diagnostics.recent_failures(platform)}
+    outcome = "rejected" if enforced else "missing"
+    assert ("u0", outcome, "missing") in logged
+    entry = diagnostics.status(platform.space.slug)[0]["platforms"][0]
+    assert entry["reasons"]["missing"] == 3
+    assert next(iter(entry["reasons"])) == "missing"
+
+
 @pytest.mark.both_paths
 def test_client_versions_are_counted_with_their_outcomes(client, platform):
     secret = secret_of(platform)

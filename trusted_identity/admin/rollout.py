@@ -32,8 +32,12 @@ from ..services.signature_forms import last_signature_form_changes
 #: ``failures`` prints them).
 FAILURES_SHOWN = 20
 
-#: What each reason of an invalid start means, in the order of ``services`` REASONS.
+#: What each reason of a failed start means, in the order of ``services`` REASONS.
 REASON_HELP = {
+    "missing": _(
+        "A user id without a signature: the client does not sign yet (an old app version, "
+        "or signing not wired in)."
+    ),
     "malformed": _("Not 64 hex digits, nor a token: the client sent something else."),
     "no_match": _(
         "Well formed, but no secret of this platform signed this user id: a wrong or "

@@ -38,8 +38,10 @@ from .platform_secrets import verifying_secrets
 from .retention import hourly_cutoff
 from .spaces import get_space
 
-#: Every reason an invalid start can have, in the order the page lists them.
+#: Every reason an identified start can fail for, in the order the page lists them:
+#: ``missing`` (no ``signed`` sent) and the reasons of an invalid signature.
 REASONS = (
+    "missing",
     "malformed",
     "no_match",
     "other_platform",
@@ -84,8 +86,8 @@ def _detail_rows(
 def reasons_for(
     platform_ids: Sequence[int], since: datetime | None = None
 ) -> dict[int, dict[str, int]]:
-    """Per platform, invalid starts (rejected ones included) by reason, every reason
-    listed (0 when none)."""
+    """Per platform, identified starts without a valid signature (missing, invalid and
+    rejected ones) by reason, every reason listed (0 when none)."""
     result = {pk: dict.fromkeys(REASONS, 0) for pk in platform_ids}
     for row in _detail_rows(platform_ids, Dimension.REASON, since or readiness_since()):
         reasons = result[row["platform_id"]]
