@@ -221,3 +221,14 @@ def test_exit_status_is_zero_only_for_a_valid_verdict(ios, android, cli_actor):
     platform_secrets.revoke_previous(ios, cli_actor)
     out, _, code = run_tester("test-signature", "acme", "ios", USER_ID, sign(old, USER_ID))
     assert (value_of(out), code) == ("expired-secret", 5)
+
+
+def test_no_match_names_the_id_the_signature_was_made_for(ios):
+    signed = sign(secret_of(ios), USER_ID + " ")
+    word, err = verdict(USER_ID, signed)
+    assert word == "no-match"
+    assert "This signature is for the id 'user-42 ' (with a trailing space)" in err
+    found = as_json(USER_ID, signed)
+    assert found["variant"] == {"user_id": "user-42 ", "change": "with a trailing space"}
+    assert as_json(USER_ID, "0" * 64)["variant"] is None
+    assert as_json(USER_ID, sign(secret_of(ios), USER_ID))["variant"] is None
