@@ -119,8 +119,8 @@ def record_start(
             )
         else:
             distinct = (((platform_id, day, DistinctUsers.IDENTIFIED), hashed),)
-            sampler = runtime.current().failure_sampler  # FAILURE_LOG_PER_SECOND
-            if outcome != _VISITOR and sampler.take(platform_id, time.time()):
+            sampler = runtime.current().failure_sampler  # per reason: FAILURE_LOG_PER_SECOND
+            if outcome != _VISITOR and sampler.take(platform_id, reason or "", time.time()):
                 failure = FailureRecord(
                     platform_id=platform_id,
                     at=now,
