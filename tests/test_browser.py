@@ -412,6 +412,32 @@ def test_dark_mode_uses_the_admin_dark_theme(browser, live_server, space, web, o
     assert colors["dark"]["secret"] != colors["light"]["secret"]
 
 
+@pytest.mark.parametrize("width", [1280, 390])
+def test_the_space_filter_box_overlaps_no_other_filter(page, space, owner, width):
+    """The failure log's space search box stays inside the sidebar, above the next
+    filter's heading, and its outcome filter offers only what is logged."""
+    PlatformFactory(space=space, kind="ios")
+    page.set_viewport_size({"width": width, "height": 900})
+    log_in(page, owner)
+    page.goto("/admin/trusted_identity/failurerecord/")
+    sidebar = page.locator("#changelist-filter")
+    box = sidebar.locator(".ti-space-filter .select2-container").bounding_box()
+    space_filter = sidebar.locator('details[data-filter-title="space"]').bounding_box()
+    following = sidebar.locator('details[data-filter-title="space"] + details summary')
+    below = following.bounding_box()
+    # A clear gap above the next heading, and inside the list's padding on both sides.
+    assert box["y"] + box["height"] + 8 <= below["y"], (box, below)
+    assert box["x"] >= space_filter["x"] + 8, (box, space_filter)
+    assert box["x"] + box["width"] + 8 <= space_filter["x"] + space_filter["width"]
+    outcomes = sidebar.locator('details[data-filter-title="outcome"] li a').all_inner_texts()
+    assert [o.strip() for o in outcomes] == [
+        "All",
+        "Invalid signature",
+        "Missing signature",
+        "Rejected",
+    ]
+
+
 def test_the_space_filter_finds_a_space_by_typing(page, space, owner):
     """The platform list's space filter is the admin's autocomplete: type, pick, filtered."""
     PlatformFactory(space=space, kind="ios")

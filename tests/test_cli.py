@@ -24,6 +24,7 @@ from django.utils import timezone
 from tests.support import verify_user_id
 from trusted_identity import signing
 from trusted_identity.crypto import KeyRing, generate_key
+from trusted_identity.formatting import moment
 from trusted_identity.keyring import get_key_ring
 from trusted_identity.models import (
     AuditEvent,
@@ -201,6 +202,16 @@ def test_rotate_with_grace(platform, grace, expected):
     assert secret_of(platform) == new
 
 
+def test_rotate_reports_the_grace_just_given_not_an_older_secrets(platform):
+    run("rotate-secret", "acme", "ios", "--grace", "24h")
+    _, err = run("rotate-secret", "acme", "ios", "--grace", "1h")
+    retired = PlatformSecret.objects.filter(platform=platform, retired_at__isnull=False)
+    newest = retired.order_by("-retired_at", "-pk").first()
+    oldest = retired.order_by("retired_at", "pk").first()
+    assert f"verifies until {moment(newest.valid_until)} (a grace of 1 hour)" in err
+    assert f"An older secret still verifies until {moment(oldest.valid_until)}" in err
+
+
 def test_rotate_with_no_grace_revokes_at_once(platform):
     old = secret_of(platform)
     out, err = run("rotate-secret", "acme", "ios", "--grace", "0")
@@ -250,20 +261,30 @@ def test_enforce_on_and_off(platform):
 def test_enforce_on_is_refused_below_readiness(platform):
     _record(platform, valid=90, invalid=6, missing=4)
     message = fails("enforce", "acme", "ios", "on")
-    assert "90.00%" in message
+    assert "90.0%" in message
     assert "100 distinct identified users" in message
-    assert "99.00%" in message
+    assert "99.0%" in message
     assert "--force" in message
     platform.refresh_from_db()
     assert not platform.enforced
 
 
-def test_enforce_force_without_reason_records_a_default(platform):
+@pytest.mark.parametrize("reason", [None, "", "   "])
+def test_enforce_force_without_a_reason_is_refused_as_in_the_admin(platform, reason):
     _record(platform, valid=1, invalid=9)
-    run("enforce", "acme", "ios", "on", "--force")
+    args = ["enforce", "acme", "ios", "on", "--force"]
+    if reason is not None:
+        args += ["--reason", reason]
+    fails(*args, match=r"--force needs --reason")
     platform.refresh_from_db()
-    assert platform.enforced
-    assert "override reason" in audit_events_for(platform).last().message
+    assert not platform.enforced
+    assert not audit_events_for(platform).filter(message__icontains="enforcement").exists()
+
+
+def test_signature_form_force_without_a_reason_is_refused(platform):
+    fails("signature-form", "acme", "ios", "token", "--force", match=r"--force needs --reason")
+    platform.refresh_from_db()
+    assert platform.signature_form == "plain"
 
 
 def test_enforce_force_with_reason_records_it(platform):
@@ -273,7 +294,7 @@ def test_enforce_force_with_reason_records_it(platform):
     assert platform.enforced
     message = audit_events_for(platform).last().message
     assert "override reason: beta users only" in message
-    assert "10.00%" in message
+    assert "10.0%" in message
 
 
 def test_enforce_records_the_reason_verbatim_with_the_clis_name_and_door(platform):

@@ -40,7 +40,7 @@ def test_failures_json_lists_newest_first_with_every_field(client, platform, spa
         "sdk_version": "ios/2.0",
     }
     assert failures[0]["at"].endswith("Z")
-    assert failures[1]["outcome"] == "missing" and failures[1]["reason"] is None
+    assert failures[1]["outcome"] == "missing" and failures[1]["reason"] == "missing"
     assert failures[1]["sdk_version"] is None
     assert "xyz" not in out  # never the signature
 

@@ -147,7 +147,7 @@ def test_a_named_actor_needs_a_role_allowing_the_action(platform, space):
         for args in (
             ("show-secret", "acme", "ios"),
             ("rotate-secret", "acme", "ios", "--grace", "1h"),
-            ("enforce", "acme", "ios", "on", "--force"),
+            ("enforce", "acme", "ios", "on", "--force", "--reason", "x"),
             ("sign", "acme", "ios", "42"),
             ("add-platform", "acme", "web"),
             ("grant", "acme", "bob", "--role", "viewer"),

@@ -6,9 +6,11 @@ audited with the user id, never the signature; rate-limited per actor.
 import json
 import time
 from datetime import datetime, timedelta
+from io import StringIO
 
 import jwt
 import pytest
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from trusted_identity.models import PlatformSecret, Role
@@ -17,7 +19,7 @@ from trusted_identity.signing import sign
 
 from .factories import MembershipFactory, PlatformFactory, UserFactory
 from .services.helpers import _audit_events
-from .test_cli import fails, run, value_of
+from .test_cli import fails, value_of
 
 USER_ID = "user-42"
 
@@ -36,14 +38,41 @@ def secret_of(platform):
     return platform_secrets.current_secret_row(platform).get_secret()
 
 
+#: The exit status of each verdict (README, "Command line").
+EXIT_CODES = {
+    "valid-current": 0,
+    "valid-previous": 0,
+    "no-match": 3,
+    "malformed": 4,
+    "expired-secret": 5,
+    "other-platform": 6,
+}
+
+
+def run_tester(*args):
+    """(stdout, stderr, exit status) of ``test-signature``: a verdict other than valid
+    ends in a CommandError whose returncode is the exit status."""
+    out, err = StringIO(), StringIO()
+    try:
+        call_command("trusted_identity", *args, stdout=out, stderr=err)
+    except CommandError as exc:
+        assert "\n" not in str(exc)
+        return out.getvalue(), err.getvalue(), exc.returncode
+    return out.getvalue(), err.getvalue(), 0
+
+
 def verdict(*args):
-    out, err = run("test-signature", "acme", "ios", *args)
-    return value_of(out), err
+    out, err, code = run_tester("test-signature", "acme", "ios", *args)
+    word = value_of(out)
+    assert code == EXIT_CODES[word], (word, code)
+    return word, err
 
 
 def as_json(*args):
-    out, _ = run("test-signature", "acme", "ios", *args, "--json")
-    return json.loads(value_of(out))
+    out, _, code = run_tester("test-signature", "acme", "ios", *args, "--json")
+    found = json.loads(value_of(out))
+    assert code == EXIT_CODES[found["verdict"]]
+    return found
 
 
 def token_for(secret, user_id=USER_ID, iat=None, lifetime=600):
@@ -163,8 +192,8 @@ def test_actor_needs_the_reveal_role(ios, space):
     )
     ada = UserFactory(username="ada")
     MembershipFactory(space=space, user=ada, role=Role.ADMIN)
-    out, _ = run("--actor", "ada", "test-signature", "acme", "ios", USER_ID, "0" * 64)
-    assert value_of(out) == "no-match"
+    out, _, code = run_tester("--actor", "ada", "test-signature", "acme", "ios", USER_ID, "0" * 64)
+    assert (value_of(out), code) == ("no-match", 3)
     assert _audit_events(ios).last().actor == ada
 
 
@@ -173,3 +202,33 @@ def test_rate_limited_per_actor(ios, settings):
     for _ in range(2):
         verdict(USER_ID, "0" * 64)
     fails("test-signature", "acme", "ios", USER_ID, "0" * 64, match="too many")
+
+
+def test_exit_status_is_zero_only_for_a_valid_verdict(ios, android, cli_actor):
+    """Scripts can test the verdict by the exit status (README: 0, 3 to 6)."""
+    old = secret_of(ios)
+    platform_secrets.rotate_secret(ios, cli_actor, timedelta(hours=1))
+    cases = {
+        "valid-current": sign(secret_of(ios), USER_ID),
+        "valid-previous": sign(old, USER_ID),
+        "other-platform": sign(secret_of(android), USER_ID),
+        "malformed": "zz",
+        "no-match": "0" * 64,
+    }
+    for word, signed in cases.items():
+        out, _, code = run_tester("test-signature", "acme", "ios", USER_ID, signed)
+        assert (value_of(out), code) == (word, EXIT_CODES[word])
+    platform_secrets.revoke_previous(ios, cli_actor)
+    out, _, code = run_tester("test-signature", "acme", "ios", USER_ID, sign(old, USER_ID))
+    assert (value_of(out), code) == ("expired-secret", 5)
+
+
+def test_no_match_names_the_id_the_signature_was_made_for(ios):
+    signed = sign(secret_of(ios), USER_ID + " ")
+    word, err = verdict(USER_ID, signed)
+    assert word == "no-match"
+    assert "This signature is for the id 'user-42 ' (with a trailing space)" in err
+    found = as_json(USER_ID, signed)
+    assert found["variant"] == {"user_id": "user-42 ", "change": "with a trailing space"}
+    assert as_json(USER_ID, "0" * 64)["variant"] is None
+    assert as_json(USER_ID, sign(secret_of(ios), USER_ID))["variant"] is None

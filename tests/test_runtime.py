@@ -46,7 +46,7 @@ def test_reset_leaves_nothing_behind(client, platform, settings):
 
     authenticators()
     made.tokens.headers["x"] = True
-    made.failure_sampler.take(platform.pk, 1.0)
+    made.failure_sampler.take(platform.pk, "no_match", 1.0)
     made.alerts_raised.first_time((1, "k", "v"))
     made.counts.add((platform.pk, None, "valid"), 1, StartDetails())
     made.outbox.put(lambda: None)
@@ -70,7 +70,7 @@ def test_a_setting_change_resets_the_runtime(settings):
 
 def test_testing_reset_is_the_runtime_reset():
     made = runtime.current()
-    made.failure_sampler.take(1, 1.0)
+    made.failure_sampler.take(1, "no_match", 1.0)
     made.counts.add((1, None, "valid"))
     testing.reset()
     assert len(made) == 0

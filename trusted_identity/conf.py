@@ -339,7 +339,7 @@ SETTINGS: dict[str, Setting] = {
         Setting("VERSIONS_PER_DAY", 50, whole(0),
                 "Distinct app and SDK versions counted per platform and day."),
         Setting("FAILURE_LOG_PER_SECOND", 2, whole(0),
-                "Failed starts logged per platform, second and process."),
+                "Failed starts logged per platform, reason, second and process."),
         Setting("FAILURE_LOG_MAX_ROWS", 1000, whole(0),
                 "Failed starts kept per platform (the newest)."),
         Setting("FAILURE_LOG_RETENTION", timedelta(days=7), DURATION,

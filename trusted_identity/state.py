@@ -126,23 +126,25 @@ class GenerationValue:
 
 
 class FailureSampler:
-    """At most ``FAILURE_LOG_PER_SECOND`` failures logged per platform, second and
-    process: a flood of forged starts writes a bounded number of rows."""
+    """At most ``FAILURE_LOG_PER_SECOND`` failures logged per platform, reason, second and
+    process: a flood of forged starts writes a bounded number of rows, and a burst keeps
+    an example of every reason in it (a few ``malformed`` among many ``no_match``)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._second = 0
-        self._taken: dict[int, int] = {}
+        self._taken: dict[tuple[int, str], int] = {}
 
-    def take(self, platform_id: int, now: float) -> bool:
+    def take(self, platform_id: int, reason: str, now: float) -> bool:
         second = int(now)
+        key = (platform_id, reason)
         with self._lock:
             if second != self._second:
                 self._second, self._taken = second, {}
-            taken = self._taken.get(platform_id, 0)
+            taken = self._taken.get(key, 0)
             if taken >= app_settings.FAILURE_LOG_PER_SECOND:
                 return False
-            self._taken[platform_id] = taken + 1
+            self._taken[key] = taken + 1
             return True
 
     def clear(self) -> None:

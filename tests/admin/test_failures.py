@@ -68,3 +68,25 @@ def test_the_settings_page_links_to_a_platforms_whole_log(viewer_client, space, 
     link = f"{reverse(LIST)}?space={space.pk}&amp;platform__kind=ios"
     assert f'href="{link}" id="all-failures-ios"' in body
     assert FailureRecord.objects.get().at <= timezone.now()
+
+
+def test_the_outcome_filter_offers_only_logged_outcomes(viewer_client, space, platform):
+    fail(platform, "bad-sig")
+    fail(platform, "no-sig", outcome="missing", reason="missing")
+    response = viewer_client.get(reverse(LIST))
+    specs = response.context["cl"].filter_specs
+    (spec,) = [s for s in specs if getattr(s, "parameter_name", None) == "outcome"]
+    assert [value for value, _ in spec.lookup_choices] == ["invalid", "missing", "rejected"]
+    only = viewer_client.get(reverse(LIST), {"outcome": "missing"}).content.decode()
+    assert "no-sig" in only and "bad-sig" not in only
+    nothing = viewer_client.get(reverse(LIST), {"outcome": "valid"})
+    assert nothing.status_code == 200 and "bad-sig" not in nothing.content.decode()
+
+
+def test_user_ids_show_control_and_bidi_characters(viewer_client, space, platform):
+    fail(platform, "evil\u202egnp.exe\t")
+    body = viewer_client.get(reverse(LIST)).content.decode()
+    assert "evil&lt;U+202E&gt;gnp.exe&lt;U+0009&gt;" in body
+    assert "\u202e" not in body
+    found = viewer_client.get(reverse(LIST), {"q": "gnp.exe"}).content.decode()
+    assert "evil&lt;U+202E&gt;" in found  # still searched by the id as stored

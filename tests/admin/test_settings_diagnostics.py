@@ -112,9 +112,19 @@ def test_reasons_lists_only_non_zero_ones_with_what_they_mean(owner_client, spac
     assert "no_match" not in reasons and "expired_secret" not in reasons
 
 
+def test_reasons_list_missing_signatures_with_what_they_mean(owner_client, space, platform):
+    starts(platform, "missing", 30, reason="missing", form=None)
+    starts(platform, "valid", 90)
+    body = section(owner_client.get(settings_url(space)).content.decode(), "ios")
+    reasons = body[body.index('id="reasons-ios"') : body.index('id="failures-ios"')]
+    assert re.findall(r'data-reason="(\w+)"', reasons) == ["missing"]
+    assert "A user id without a signature" in reasons
+    assert "No identified start without a valid signature" not in reasons
+
+
 def test_no_reasons_says_so(owner_client, space, platform):
     body = owner_client.get(settings_url(space)).content.decode()
-    assert "No invalid signature in the window." in body
+    assert "No identified start without a valid signature in the window." in body
 
 
 def test_previous_secret_use_safe_to_end_or_still_in_use(owner_client, space, platform):
@@ -151,8 +161,43 @@ def test_failure_log_shows_the_newest_twenty(owner_client, space, platform):
     assert log.count('<tr data-outcome="invalid">') == 20
     assert log.index("user-0<") < log.index("user-1<")  # newest first
     assert "user-19<" in log and "user-20<" not in log
-    assert "The newest 20 failures of a sampled log" in log
+    assert "The newest 20 failures are shown." in log
     assert now.strftime("%Y-%m-%d") in log and " UTC</time>" in log
+
+
+def test_failure_log_footer_says_how_many_were_logged_of_how_many_failed(
+    owner_client, space, platform, monkeypatch
+):
+    """51 failed starts in one second: 43 no_match, 5 malformed, 3 missing; the log keeps
+    FAILURE_LOG_PER_SECOND of each reason, and the footer says how many of how many."""
+    monkeypatch.setattr(counting, "time", type("Frozen", (), {"time": staticmethod(lambda: 1e9)}))
+    starts(platform, "invalid", 43, reason="no_match")
+    starts(platform, "invalid", 5, reason="malformed", prefix="m")
+    starts(platform, "missing", 3, reason="missing", form=None)
+    body = section(owner_client.get(settings_url(space)).content.decode(), "ios")
+    log = body[body.index('id="failures-ios"') :]
+    logged = set(re.findall(r"<td><code>(\w+)</code></td>", log))
+    assert logged == {"no_match", "malformed", "missing"}  # an example of every reason
+    footer = log[log.index('id="failure-coverage-ios"') :]
+    assert re.search(r"6 logged of 51 failed starts since \d{4}-\d\d-\d\d \d\d:00 UTC", footer)
+    assert "at most 2 a second per reason" in footer
+
+
+def test_user_ids_of_the_failure_log_show_control_and_bidi_characters(
+    owner_client, space, platform
+):
+    FailureRecord.objects.create(
+        platform=platform,
+        at=timezone.now(),
+        outcome="invalid",
+        reason="no_match",
+        user_id="evil\u202egnp.exe\n",
+        app_version="none",
+        sdk_version="none",
+    )
+    body = section(owner_client.get(settings_url(space)).content.decode(), "ios")
+    log = body[body.index('id="failures-ios"') :]
+    assert "evil&lt;U+202E&gt;gnp.exe&lt;U+000A&gt;" in log and "\u202e" not in log
 
 
 def test_empty_failure_log(owner_client, space, platform):

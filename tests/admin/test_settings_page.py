@@ -318,7 +318,7 @@ def test_below_threshold_needs_the_override_box_and_a_reason(owner_client, space
     entry = platform_log(platform).last()
     assert entry.user == owner
     message = entry.get_change_message()
-    assert "below the readiness threshold (90.00% valid)" in message
+    assert "below the readiness threshold (90.0% valid)" in message
     assert message.endswith("override reason: launch day")
     history = owner_client.get(
         reverse("admin:trusted_identity_platform_history", args=[platform.pk])

@@ -164,3 +164,17 @@ def test_the_title_reads_with_any_kind(owner_client, space, kind):
     response = owner_client.get(url_of_tester(space, platform.kind))
     assert response.context["title"] == f"Test a signature ({platform.get_kind_display()})"
     assert "Test a i" not in response.content.decode()
+
+
+def test_no_match_shows_the_id_variant_the_signature_was_made_for(owner_client, space, platform):
+    given = USER_ID + "\u202e"
+    signed = sign(current_secret(platform), given + "\n")
+    body = post_test(owner_client, space, signed, user_id=given).content.decode()
+    assert 'data-verdict="no-match"' in body
+    variant = body[body.index('id="verdict-variant"') :]
+    variant = variant[: variant.index("</div>")]
+    # The id as it was signed, its bidi and control characters made visible.
+    assert "user-7<U+202E><U+000A>" in variant.replace("&lt;", "<").replace("&gt;", ">")
+    assert "\u202e" not in variant
+    assert "the current secret" in variant
+    assert 'id="verdict-variant"' not in post_test(owner_client, space, "0" * 64).content.decode()

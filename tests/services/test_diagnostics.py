@@ -10,8 +10,9 @@ from django.utils import timezone
 
 from trusted_identity import signing
 from trusted_identity.models import DailyDetailCount, FailureRecord, Platform
-from trusted_identity.services import diagnostics, durations, lookup, platform_secrets
+from trusted_identity.services import counting, diagnostics, durations, lookup, platform_secrets
 from trusted_identity.services.figures import readiness
+from trusted_identity.state import FailureSampler
 
 from ..factories import PlatformFactory
 from ..test_http import secret_of, set_app_settings, start
@@ -72,6 +73,27 @@ def test_rejected_starts_keep_their_reason_and_the_answer_stays_the_same(client,
         ("rejected", "malformed"),
         ("rejected", "no_match"),
     }
+
+
+@pytest.mark.parametrize("enforced", [False, True], ids=["enforcement-off", "enforcement-on"])
+def test_a_missing_signature_is_a_reason_counted_and_logged_enforcement_on_or_off(
+    client, platform, enforced
+):
+    Platform.objects.filter(pk=platform.pk).update(enforced=enforced)
+    lookup.verification_changed()
+    for n in range(3):
+        start(client, platform.api_key, {"userId": f"u{n}"})
+    start(client, platform.api_key, {"userId": "u9", "signed": "zz"})
+    start(client, platform.api_key, {})  # a visitor: no user id, no reason
+    reasons = diagnostics.reasons_for([platform.pk])[platform.pk]
+    assert reasons["missing"] == 3 and reasons["malformed"] == 1
+    assert sum(reasons.values()) == 4
+    logged = {(r.user_id, r.outcome, r.reason) for r in diagnostics.recent_failures(platform)}
+    outcome = "rejected" if enforced else "missing"
+    assert ("u0", outcome, "missing") in logged
+    entry = diagnostics.status(platform.space.slug)[0]["platforms"][0]
+    assert entry["reasons"]["missing"] == 3
+    assert next(iter(entry["reasons"])) == "missing"
 
 
 @pytest.mark.both_paths
@@ -183,6 +205,33 @@ def test_failure_log_is_sampled_per_second_and_capped(client, platform, settings
     assert readiness(platform).invalid == 50  # every start still counted
     newest = diagnostics.recent_failures(platform)[0]
     assert newest.user_id.startswith("forged-") and newest.reason in ("no_match", "other_platform")
+
+
+def test_a_burst_keeps_an_example_of_every_reason(client, platform, space, monkeypatch):
+    """5 malformed and 3 other-platform among 43 no_match in one second: the log samples
+    per reason, so each keeps FAILURE_LOG_PER_SECOND examples, and every start is counted."""
+    monkeypatch.setattr(counting, "time", type("Frozen", (), {"time": staticmethod(lambda: 1e9)}))
+    other = PlatformFactory(space=space, kind="web")
+    burst = (
+        [("f", "0" * 64)] * 43
+        + [("m", "zz")] * 5
+        + [("o", signing.sign(secret_of(other), "o"))] * 3
+    )
+    for prefix, signed in burst:
+        start(client, platform.api_key, {"userId": prefix, "signed": signed})
+    logged = [r.reason for r in FailureRecord.objects.filter(platform=platform)]
+    assert sorted(logged) == ["malformed"] * 2 + ["no_match"] * 2 + ["other_platform"] * 2
+    assert readiness(platform).invalid == 51
+    coverage = diagnostics.failure_coverage([platform.pk])[platform.pk]
+    assert (coverage.logged, coverage.failed) == (6, 51)
+
+
+def test_the_sampler_counts_per_platform_reason_and_second(settings):
+    set_app_settings(settings, FAILURE_LOG_PER_SECOND=1)
+    sampler = FailureSampler()
+    assert sampler.take(1, "no_match", 10.2) and not sampler.take(1, "no_match", 10.9)
+    assert sampler.take(1, "malformed", 10.9) and sampler.take(2, "no_match", 10.9)
+    assert sampler.take(1, "no_match", 11.0)  # a new second
 
 
 def test_status_json_carries_reasons_distinct_and_versions(client, platform, space):

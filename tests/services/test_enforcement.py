@@ -36,7 +36,7 @@ def test_enforcement_refused_below_threshold(platform, cli_actor):
     assert (figures.valid, figures.invalid, figures.missing, figures.visitor) == (98, 1, 1, 500)
     assert figures.identified == 100
     assert figures.valid_share == pytest.approx(0.98)
-    assert "98.00%" in excinfo.value.message
+    assert "98.0%" in excinfo.value.message
     platform.refresh_from_db()
     assert not platform.enforced
     assert _audit_events(platform).count() == logs_before
@@ -111,7 +111,7 @@ def test_force_with_reason_turns_on_and_records_the_reason(platform, cli_actor):
     assert Platform.objects.get(pk=platform.pk).enforced
     entry = _audit_events(platform).last()
     assert reason in entry.message
-    assert "5.00%" in entry.message
+    assert "5.0%" in entry.message
     assert (entry.actor, entry.actor_name, entry.door) == (None, "trusted-identity-cli", "cli")
 
 
@@ -159,7 +159,7 @@ def test_the_not_ready_share_is_of_users(platform, cli_actor):
     OutcomeCountFactory(platform=platform, outcome="invalid", count=10, users=10)
     with pytest.raises(NotReady) as excinfo:
         enforcement.set_enforcement(platform, True, cli_actor)
-    assert "90.00% of 100 distinct identified users" in excinfo.value.message
+    assert "90.0% of 100 distinct identified users" in excinfo.value.message
 
 
 # ------------------------------------------------------------ the recorded change

@@ -199,7 +199,7 @@ def test_the_rule_decides_with_the_counts(platform, cli_actor, monkeypatch):
     from trusted_identity.services import signature_forms
 
     monkeypatch.setattr(signature_forms, "token_usage", lambda p: TokenUsage(200, 150))
-    with pytest.raises(TokenNotReady, match=r"75\.00% of 200 valid"):
+    with pytest.raises(TokenNotReady, match=r"75\.0% of 200 valid"):
         set_signature_form(platform, "token", cli_actor)
     monkeypatch.setattr(signature_forms, "token_usage", lambda p: TokenUsage(200, 199))
     set_signature_form(platform, "token", cli_actor)
@@ -456,7 +456,7 @@ def test_token_readiness_counts_the_forms_of_real_starts(platform, cli_actor, se
     sessions.start_session(snap, {"userId": "forger", "signed": "0" * 64})  # invalid: not counted
     usage = token_usage(platform)
     assert (usage.valid, usage.token) == (10, 9)
-    with pytest.raises(TokenNotReady, match=r"90\.00% of 10 valid"):
+    with pytest.raises(TokenNotReady, match=r"90\.0% of 10 valid"):
         set_signature_form(platform, "token", cli_actor)
 
 

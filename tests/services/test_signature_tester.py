@@ -168,3 +168,89 @@ def test_explain_signed_reports_the_grace_end_of_a_previous_and_an_expired_secre
     after = verification.explain_signed(snapshot, USER_ID, signed, grace_end)  # exactly at it
     assert after.verification.reason == "expired_secret"
     assert after.secret == (old_id, "expired", grace_end, None)
+
+
+@pytest.mark.parametrize(
+    ("given", "signed_for", "change"),
+    [
+        ("user-1", "user-1 ", "with a trailing space"),
+        ("user-1", "user-1\n", "with a trailing newline"),
+        ("user-1 ", "user-1", "without its trailing whitespace"),
+        ("User-1", "user-1", "in lower case"),
+        ("42", "42.0", "the same number written with .0 (as a float)"),
+        ("42.0", "42", "the same number written as an integer"),
+        ("42", "4.2e1", "the same number in exponent notation"),
+        ("user-1", '"user-1"', "JSON-quoted (with its double quotes)"),
+        ("a b", "a%20b", "URL-encoded"),
+    ],
+)
+def test_no_match_names_the_id_variant_the_signature_was_made_for(
+    platform, cli_actor, given, signed_for, change
+):
+    secret = _secret(platform, cli_actor)
+    verdict = run_tester(cli_actor, platform, None, given, sign(secret, signed_for), now=NOW)
+    assert (verdict.verdict, verdict.secret_id, verdict.reason) == ("no-match", None, "no_match")
+    assert verdict.variant == (signed_for, change)
+    assert verdict.variant_secret.state == "current"
+    assert verdict.as_json()["variant"] == {"user_id": signed_for, "change": change}
+    assert repr(signed_for) in verdict.describe() and change in verdict.describe()
+    assert verdict.hashed == given.encode()  # the bytes of the id as given, still
+
+
+def test_a_variant_is_tried_against_expired_and_other_platforms_secrets(
+    platform, other_platform, cli_actor
+):
+    theirs = _secret(other_platform, cli_actor)
+    verdict = run_tester(cli_actor, platform, None, "user-1", sign(theirs, "user-1 "), now=NOW)
+    assert verdict.variant.user_id == "user-1 "
+    assert (verdict.variant_secret.state, verdict.variant_secret.other_kind) == (
+        "other_platform",
+        "android",
+    )
+    assert "the current secret of the android platform" in verdict.describe()
+    old = _secret(platform, cli_actor)
+    platform_secrets.rotate_secret(platform, cli_actor, timedelta(0))
+    verdict = run_tester(cli_actor, platform, None, "USER-1", sign(old, "user-1"), now=NOW)
+    assert (verdict.variant.user_id, verdict.variant_secret.state) == ("user-1", "expired")
+
+
+def test_no_variant_when_nothing_matches_nor_for_a_token_or_a_malformed_one(platform, cli_actor):
+    for signed in (secrets.token_hex(32), "zz", "a.b.c"):
+        verdict = run_tester(cli_actor, platform, None, "user-1", signed, now=NOW)
+        assert verdict.variant is None and verdict.as_json()["variant"] is None
+
+
+def test_variants_are_bounded_one_match_each(platform, cli_actor, monkeypatch):
+    """Each variant is tried once against the secrets, at most MAX_VARIANTS of them."""
+    from trusted_identity.idvariants import MAX_VARIANTS
+
+    calls = []
+    real = verification.matching_secret
+
+    def counted(*args, **kwargs):
+        calls.append(args[1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(verification, "matching_secret", counted)
+    run_tester(cli_actor, platform, None, " Ünï 42\n" * 50, secrets.token_hex(32), now=NOW)
+    assert 0 < len(calls) <= MAX_VARIANTS
+    assert len(calls) == len(set(calls))
+
+
+def test_the_audit_names_the_variant_never_the_signature(platform, cli_actor):
+    from .helpers import _audit_events
+
+    signed = sign(_secret(platform, cli_actor), "user-1 ")
+    run_tester(cli_actor, platform, None, "user-1", signed, now=NOW)
+    entry = _audit_events(platform).filter(message__startswith="Tested").last()
+    assert "It is for the id 'user-1 ' (with a trailing space)." in entry.message
+    assert signed not in entry.message
+
+
+def test_the_public_endpoint_never_tries_variants(platform, cli_actor, monkeypatch):
+    monkeypatch.setattr(verification, "matching_secret", pytest.fail)
+    signed = sign(_secret(platform, cli_actor), "user-1 ")
+    started = sessions.start_session(
+        lookup.lookup_platform(platform.api_key), {"userId": "user-1", "signed": signed}
+    )
+    assert (started.signature, started.verification.reason) == ("invalid", "no_match")

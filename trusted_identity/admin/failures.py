@@ -1,6 +1,7 @@
 """The failure log in the admin: every sampled invalid, missing and rejected start the
 user's spaces kept (``FailureRecord``), newest first, filtered by space, platform kind,
-outcome and reason, searched by user id. Read-only: rows are written by session start
+outcome (only those logged) and reason, searched by user id, which is shown with its
+control and bidirectional characters made visible. Read-only: rows are written by session start
 and deleted by ``prune`` and the per-platform cap, never by hand. The settings page
 shows each platform's newest and links here for the rest.
 """
@@ -15,10 +16,10 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy
 
-from ..formatting import moment
+from ..formatting import moment, visible
 from ..models import FailureRecord
 from .base import ScopedAdminMixin, admin_url
-from .filters import VisibleSpaceFilter, space_filter_media
+from .filters import LoggedOutcomeFilter, VisibleSpaceFilter, space_filter_media
 
 
 class FailureRecordAdmin(ScopedAdminMixin, admin.ModelAdmin):
@@ -31,11 +32,11 @@ class FailureRecordAdmin(ScopedAdminMixin, admin.ModelAdmin):
         "platform_link",
         "outcome",
         "reason",
-        "user_id",
+        "shown_user_id",
         "app_version",
         "sdk_version",
     ]
-    list_filter = [VisibleSpaceFilter, "platform__kind", "outcome", "reason"]
+    list_filter = [VisibleSpaceFilter, "platform__kind", LoggedOutcomeFilter, "reason"]
     list_select_related = ["platform__space"]
     search_fields = ["user_id"]
     ordering = ["-at", "-id"]
@@ -61,6 +62,12 @@ class FailureRecordAdmin(ScopedAdminMixin, admin.ModelAdmin):
     @admin.display(description=gettext_lazy("at"), ordering="at")
     def when(self, obj: FailureRecord) -> str:
         return moment(obj.at)
+
+    @admin.display(description=gettext_lazy("user id"), ordering="user_id")
+    def shown_user_id(self, obj: FailureRecord) -> str:
+        """The id a client claimed, its control and bidirectional characters spelt out
+        (``<U+202E>``), so it can neither reorder the row nor pass for another id."""
+        return visible(obj.user_id)
 
     @admin.display(description=gettext_lazy("platform"), ordering="platform__space__slug")
     def platform_link(self, obj: FailureRecord) -> str:

@@ -16,8 +16,9 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.translation import gettext_lazy
 
-from ..models import Platform, Space
+from ..models import Outcome, Platform, Space
 from ..services import access
+from ..services.diagnostics import LOGGED_OUTCOMES
 
 
 def space_filter_media(admin_site: admin.AdminSite) -> forms.Media:
@@ -25,7 +26,8 @@ def space_filter_media(admin_site: admin.AdminSite) -> forms.Media:
     (select2) and the script that applies the chosen space."""
     field = Platform._meta.get_field("space")
     return AutocompleteSelect(field, admin_site).media + forms.Media(
-        js=["trusted_identity/space_filter.js"]
+        js=["trusted_identity/space_filter.js"],
+        css={"all": ["trusted_identity/space_filter.css"]},
     )
 
 
@@ -122,3 +124,23 @@ class EnforcementListFilter(admin.SimpleListFilter):
         if value == "none":
             return queryset.filter(ti_enforced_count=0)
         return queryset
+
+
+class LoggedOutcomeFilter(admin.SimpleListFilter):
+    """Filter the failure log by outcome, offering only the outcomes it logs (invalid,
+    missing, rejected): a valid start or a visitor is never logged, so offering them
+    would only lead to an empty list."""
+
+    title = gettext_lazy("outcome")
+    parameter_name = "outcome"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [(str(outcome), Outcome(outcome).label) for outcome in LOGGED_OUTCOMES]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value()
+        if value is None:
+            return queryset
+        if value not in LOGGED_OUTCOMES:
+            return queryset.none()
+        return queryset.filter(outcome=value)

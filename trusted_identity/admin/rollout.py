@@ -14,10 +14,12 @@ from typing import Any
 
 from django.utils.translation import gettext_lazy as _
 
+from ..conf import app_settings
 from ..formatting import number, percent
 from ..models import Platform
 from ..services import enforcement
 from ..services.diagnostics import (
+    failure_coverage,
     forecast,
     forms_for,
     reasons_for,
@@ -32,8 +34,12 @@ from ..services.signature_forms import last_signature_form_changes
 #: ``failures`` prints them).
 FAILURES_SHOWN = 20
 
-#: What each reason of an invalid start means, in the order of ``services`` REASONS.
+#: What each reason of a failed start means, in the order of ``services`` REASONS.
 REASON_HELP = {
+    "missing": _(
+        "A user id without a signature: the client does not sign yet (an old app version, "
+        "or signing not wired in)."
+    ),
     "malformed": _("Not 64 hex digits, nor a token: the client sent something else."),
     "no_match": _(
         "Well formed, but no secret of this platform signed this user id: a wrong or "
@@ -116,6 +122,7 @@ def diagnostics(
     form_changes = last_signature_form_changes(ids)
     forms = forms_for(ids)
     failures_of = recent_failures_for(ids, limit=FAILURES_SHOWN + 1)
+    coverage = failure_coverage(ids)
     result = {}
     for platform in platforms:
         pk = platform.pk
@@ -132,6 +139,8 @@ def diagnostics(
             "secret_usage": usage[pk],
             "failures": failures[:FAILURES_SHOWN],
             "more_failures": len(failures) > FAILURES_SHOWN,
+            "failure_coverage": coverage[pk],
+            "failure_log_per_second": app_settings.FAILURE_LOG_PER_SECOND,
             "enforcement_change": changes.get(pk),
             "signature_form_change": form_changes.get(pk),
             "forms_line": forms_line(forms[pk]),

@@ -16,6 +16,17 @@ from ..services import access, diagnostics, signature_tester, spaces
 #: The most failures one ``failures`` prints (the log keeps FAILURE_LOG_MAX_ROWS).
 MAX_LIMIT = 1000
 
+#: ``test-signature``'s exit status per verdict: 0 only for a signature that verifies
+#: (README, "Command line"); 1 is any error, 2 a usage error (argparse).
+TESTER_EXIT_CODES = {
+    signature_tester.VALID_CURRENT: 0,
+    signature_tester.VALID_PREVIOUS: 0,
+    signature_tester.NO_MATCH: 3,
+    signature_tester.MALFORMED: 4,
+    signature_tester.EXPIRED_SECRET: 5,
+    signature_tester.OTHER_PLATFORM: 6,
+}
+
 
 def add_diagnostics_parsers(commands: Any) -> None:
     failures = commands.add_parser(
@@ -30,7 +41,9 @@ def add_diagnostics_parsers(commands: Any) -> None:
     tester = commands.add_parser(
         "test-signature",
         help="Print the verdict on a signature of a user id: valid-current, valid-previous, "
-        "expired-secret, other-platform, malformed or no-match (audited).",
+        "expired-secret, other-platform, malformed or no-match (audited). Exits 0 only for "
+        "valid-current and valid-previous; 3 no-match, 4 malformed, 5 expired-secret, "
+        "6 other-platform.",
     )
     tester.add_argument("space")
     tester.add_argument("kind")
@@ -92,6 +105,12 @@ class DiagnosticsCommands:
         )
         if options["as_json"]:
             self._out(json.dumps(found.as_json()))
-            return
-        self._say(found.describe())
-        self._out(found.verdict)
+        else:
+            self._say(found.describe())
+            self._out(found.verdict)
+        code = TESTER_EXIT_CODES[found.verdict]
+        if code:
+            raise CommandError(
+                f"{found.verdict}: the signature does not verify for this user id",
+                returncode=code,
+            )

@@ -82,7 +82,7 @@ def add_subcommands(parser: CommandParser) -> None:
     enforce.add_argument(
         "--reason",
         default="",
-        help="Why the readiness rule is overridden (recorded; used with --force).",
+        help="Why the readiness rule is overridden (recorded; required with --force).",
     )
 
     sign = commands.add_parser("sign", help="Print the signature of a user id.")
@@ -117,7 +117,7 @@ def add_subcommands(parser: CommandParser) -> None:
     forms.add_argument(
         "--reason",
         default="",
-        help="Why the readiness rule is overridden (recorded; used with --force).",
+        help="Why the readiness rule is overridden (recorded; required with --force).",
     )
 
     status = commands.add_parser("status", help="Enforcement and figures per platform.")

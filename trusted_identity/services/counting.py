@@ -84,7 +84,8 @@ def record_start(
 
     ``outcome`` is what was counted (``rejected`` for a start enforcement refused);
     ``form`` and ``reason`` come from verification when ``signed`` was sent (``reason``
-    ``missing`` for a rejected start without one); ``secret_id`` and ``grace_end`` name
+    ``missing`` for an identified start without one, counted and logged like any other
+    reason, enforcement on or off); ``secret_id`` and ``grace_end`` name
     the secret that verified a valid start and, for a previous one, when its grace ends.
     """
     now = at or timezone.now()
@@ -93,7 +94,7 @@ def record_start(
     details: list = []
     if form is not None:
         details.append((platform_id, hour, _FORM, form, outcome))
-    if reason is not None and reason != "missing":
+    if reason is not None:
         details.append((platform_id, hour, _REASON, reason, outcome))
     secret_used = grace_warning = None
     if secret_id is not None:
@@ -118,8 +119,8 @@ def record_start(
             )
         else:
             distinct = (((platform_id, day, DistinctUsers.IDENTIFIED), hashed),)
-            sampler = runtime.current().failure_sampler  # FAILURE_LOG_PER_SECOND
-            if outcome != _VISITOR and sampler.take(platform_id, time.time()):
+            sampler = runtime.current().failure_sampler  # per reason: FAILURE_LOG_PER_SECOND
+            if outcome != _VISITOR and sampler.take(platform_id, reason or "", time.time()):
                 failure = FailureRecord(
                     platform_id=platform_id,
                     at=now,

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from typing import Any
 
-from django.db.models import F, Sum, Window
+from django.db.models import Count, F, OuterRef, Subquery, Sum, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
@@ -28,6 +28,7 @@ from ..models import (
     Dimension,
     FailureRecord,
     Outcome,
+    OutcomeCount,
     Platform,
     PlatformSecret,
     Space,
@@ -38,8 +39,10 @@ from .platform_secrets import verifying_secrets
 from .retention import hourly_cutoff
 from .spaces import get_space
 
-#: Every reason an invalid start can have, in the order the page lists them.
+#: Every reason an identified start can fail for, in the order the page lists them:
+#: ``missing`` (no ``signed`` sent) and the reasons of an invalid signature.
 REASONS = (
+    "missing",
     "malformed",
     "no_match",
     "other_platform",
@@ -84,8 +87,8 @@ def _detail_rows(
 def reasons_for(
     platform_ids: Sequence[int], since: datetime | None = None
 ) -> dict[int, dict[str, int]]:
-    """Per platform, invalid starts (rejected ones included) by reason, every reason
-    listed (0 when none)."""
+    """Per platform, identified starts without a valid signature (missing, invalid and
+    rejected ones) by reason, every reason listed (0 when none)."""
     result = {pk: dict.fromkeys(REASONS, 0) for pk in platform_ids}
     for row in _detail_rows(platform_ids, Dimension.REASON, since or readiness_since()):
         reasons = result[row["platform_id"]]
@@ -300,6 +303,54 @@ def recent_failures_for(
     for record in ranked:
         result[record.platform_id].append(record)
     return result
+
+
+#: The window of the failure log's footer: rows logged against failed starts counted.
+FAILURE_WINDOW = timedelta(hours=24)
+#: The outcomes the failure log samples (a valid start or a visitor is never logged).
+LOGGED_OUTCOMES = (Outcome.INVALID, Outcome.MISSING, Outcome.REJECTED)
+
+
+@dataclass(frozen=True)
+class FailureCoverage:
+    """How much of a platform's failed starts since ``since`` the sampled log holds."""
+
+    since: datetime
+    logged: int  # rows of the failure log
+    failed: int  # invalid, missing and rejected starts counted
+
+
+def failure_coverage(
+    platform_ids: Sequence[int], window: timedelta = FAILURE_WINDOW
+) -> dict[int, FailureCoverage]:
+    """Per platform, the failure log's rows and the failed starts counted over the same
+    window, from the start of the hour ``window`` ago (the counts are hourly): for an
+    honest footer ("12 logged of 51 failed starts since ..."). One query."""
+    outcomes.flush()
+    since = hour_start(timezone.now() - window)
+    failed = (
+        OutcomeCount.objects.filter(
+            platform_id=OuterRef("pk"), hour__gte=since, outcome__in=LOGGED_OUTCOMES
+        )
+        .order_by()
+        .values("platform_id")
+        .annotate(n=Sum("count"))
+        .values("n")
+    )
+    logged = (
+        FailureRecord.objects.filter(platform_id=OuterRef("pk"), at__gte=since)
+        .order_by()
+        .values("platform_id")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
+    rows = (
+        Platform.objects.filter(pk__in=platform_ids)
+        .annotate(failed=Subquery(failed), logged=Subquery(logged))
+        .values_list("pk", "logged", "failed")
+    )
+    found = {pk: FailureCoverage(since, logged or 0, failed or 0) for pk, logged, failed in rows}
+    return {pk: found.get(pk, FailureCoverage(since, 0, 0)) for pk in platform_ids}
 
 
 def failure_as_dict(record: FailureRecord) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from django.utils import timezone
 from .. import signals
 from ..conf import app_settings
 from ..exceptions import MissingOverrideReason, TrustedIdentityError
+from ..formatting import percent
 from ..models import Door, Platform, PolicyChange, PolicySetting
 from .access import Actor, authorize
 from .audit import audit, last_policy_changes, record_policy_change
@@ -83,7 +84,8 @@ def set_enforcement(
 
 
 def _percent(share: float | None) -> str:
-    return "n/a" if share is None else f"{share * 100:.2f}%"
+    """As the console and the CLI print a share (``formatting.percent``: ``98.2%``)."""
+    return "n/a" if share is None else percent(share)
 
 
 def _overridden(verdict: str, users: int | None, share: float | None) -> str:

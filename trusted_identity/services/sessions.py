@@ -16,6 +16,8 @@ from .verification import Verification, check_user_id, verify_signed
 
 #: The longest ``signed`` of the plain form's shape; a token's is ``MAX_TOKEN_LENGTH``.
 MAX_PLAIN_SIGNED_LENGTH = 256
+#: The reason of an identified start that sent no ``signed``.
+MISSING = "missing"
 
 
 @dataclass(frozen=True)
@@ -135,7 +137,9 @@ def _count(
     client: ClientVersions,
 ) -> None:
     if verification is None:
-        reason = "missing" if outcome == Outcome.REJECTED else None
+        # An identified start without ``signed``: the reason ``missing``, whether it was
+        # counted missing or rejected (CONTRACT section 8).
+        reason = MISSING if user_id is not None else None
         record_start(snapshot.platform_id, outcome, user_id, reason=reason, client=client)
         return
     secret_id = getattr(verification, "secret_id", None)

@@ -20,6 +20,7 @@ from django.db import transaction
 
 from ..conf import app_settings
 from ..exceptions import InvalidRequest, MissingOverrideReason, TrustedIdentityError
+from ..formatting import percent
 from ..models import Platform, PolicyChange, PolicySetting, SignatureForm
 from .access import Actor, authorize
 from .audit import audit, last_policy_changes, record_policy_change
@@ -152,9 +153,9 @@ def _not_ready_message(usage: TokenUsage | None) -> str:
             "override explicitly to accept only tokens anyway"
         )
     return (
-        f"tokens are not rolled out: {usage.share * 100:.2f}% of {usage.valid} valid "
+        f"tokens are not rolled out: {percent(usage.share)} of {usage.valid} valid "
         f"identified session starts used a token, below the "
-        f"{app_settings.READINESS_THRESHOLD * 100:.2f}% threshold; override explicitly to "
+        f"{percent(app_settings.READINESS_THRESHOLD)} threshold; override explicitly to "
         "accept only tokens anyway"
     )
 

@@ -9,6 +9,13 @@ the user id, never the signature. Verification decides
 signature was made with, among every secret verification knows of the platform: the
 current one, previous ones in their grace, the expired ones it keeps, and the current
 secrets of the space's other platforms); this module words it as a verdict.
+
+When a plain signature matches no secret for the id as given, the usual mistakes
+(``idvariants``: the id trimmed, case-changed, normalised, another spelling of the
+same number, JSON-quoted, URL-encoded...) are tried, each once against the same
+secrets (``verification.matching_secret``), and the first that matches is named:
+bounded work (at most ``idvariants.MAX_VARIANTS``), inside the same rate limit, in the
+same audit entry.
 """
 
 from __future__ import annotations
@@ -20,13 +27,15 @@ from typing import Any
 
 from ..conf import app_settings
 from ..exceptions import InvalidRequest, RateLimited
+from ..formatting import visible
+from ..idvariants import IdVariant, id_variants
 from ..models import Platform, PlatformSecret
 from ..ratelimit import hit
 from ..tokens import TOKEN_MALFORMED
 from . import verification
 from .access import Actor, authorize
 from .audit import audit
-from .lookup import lookup_platform
+from .lookup import PlatformSnapshot, lookup_platform
 from .sessions import parse_session_request
 from .signature_forms import TOKEN
 from .spaces import get_platform
@@ -72,6 +81,9 @@ class SignatureVerdict:
     secret_created_at: datetime | None = None
     grace_end: datetime | None = None  # a previous secret's end of grace, or an expired one's
     other_platform: str | None = None  # the kind of the other platform whose secret matched
+    #: For ``no-match``: the id the signature was made for, and how it differs.
+    variant: IdVariant | None = None
+    variant_secret: verification.MatchedSecret | None = None
 
     @property
     def accepted(self) -> bool:
@@ -103,7 +115,31 @@ class SignatureVerdict:
         }[self.verdict]
         if self.secret_id is not None and not self.accepted and self.verdict.startswith("valid"):
             words += f" A session start would still count it invalid: {self.reason}."
+        if self.variant is not None:
+            words += f" {self.variant_sentence()}"
         return f"{words}\nBytes hashed ({self.hashed_length}): {self.hashed_hex}"
+
+    def variant_sentence(self) -> str:
+        """``This signature is for the id 'user-1 ' (with a trailing space), signed with
+        the current secret.``: the hint of a ``no-match`` whose id was changed."""
+        if self.variant is None:
+            return ""
+        return (
+            f"This signature is for the id {visible(repr(self.variant.user_id))} "
+            f"({self.variant.change}), signed with {self.variant_secret_words()}."
+        )
+
+    def variant_secret_words(self) -> str:
+        found = self.variant_secret
+        if found is None:
+            return ""
+        if found.state == "other_platform":
+            return f"the current secret of the {found.other_kind} platform"
+        return {
+            "current": "the current secret",
+            "previous": "a previous secret, still in its grace",
+            "expired": "an expired secret, whose grace has ended",
+        }.get(found.state, "a secret")
 
     def as_json(self) -> dict[str, Any]:
         secret = None
@@ -125,6 +161,9 @@ class SignatureVerdict:
             "grace_end": _iso(self.grace_end),
             "bytes_hex": self.hashed_hex,
             "bytes_length": self.hashed_length,
+            "variant": None
+            if self.variant is None
+            else {"user_id": self.variant.user_id, "change": self.variant.change},
         }
 
 
@@ -172,10 +211,13 @@ def check_signature(
     if wait is not None:
         raise RateLimited(f"too many signature tests; try again in {wait} s", wait)
     verdict = _verdict(platform, user_id, signature, verification.clock() if now is None else now)
+    found = ""
+    if verdict.variant is not None:
+        found = f" It is for the id {verdict.variant.user_id!r} ({verdict.variant.change})."
     audit(
         actor,
         platform,
-        f"Tested a signature of user id {user_id!r}: {verdict.verdict}.",
+        f"Tested a signature of user id {user_id!r}: {verdict.verdict}.{found}",
         action="test_signature",
     )
     return verdict
@@ -202,7 +244,10 @@ def _verdict(platform: Platform, user_id: str, signature: str, now: float) -> Si
         "hashed": (signature[: signature.rindex(".")] if is_token else user_id).encode("utf-8"),
     }
     if secret is None:
-        return SignatureVerdict(verdict=MALFORMED if reason in _UNREADABLE else NO_MATCH, **fields)
+        if reason in _UNREADABLE:
+            return SignatureVerdict(verdict=MALFORMED, **fields)
+        variant, matched = (None, None) if is_token else _variant(snapshot, user_id, signature, now)
+        return SignatureVerdict(verdict=NO_MATCH, variant=variant, variant_secret=matched, **fields)
     created = (
         PlatformSecret.objects.filter(pk=secret.secret_id)
         .values_list("created_at", flat=True)
@@ -216,3 +261,22 @@ def _verdict(platform: Platform, user_id: str, signature: str, now: float) -> Si
         other_platform=secret.other_kind,
         **fields,
     )
+
+
+def _variant(
+    snapshot: PlatformSnapshot, user_id: str, signature: str, now: float
+) -> tuple[IdVariant | None, verification.MatchedSecret | None]:
+    """The first usual mistake (``idvariants``) whose id the plain ``signature`` matches a
+    secret for, with that secret; (None, None) when none does. Only ids a session start
+    could have sent are tried; each once against the platform's secrets."""
+    for variant in id_variants(user_id):
+        if len(variant.user_id) > app_settings.MAX_USER_ID_LENGTH:
+            continue
+        try:
+            variant.user_id.encode("utf-8")
+        except UnicodeEncodeError:
+            continue
+        matched = verification.matching_secret(snapshot, variant.user_id, signature, now)
+        if matched is not None:
+            return variant, matched
+    return None, None

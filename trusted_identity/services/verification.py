@@ -221,25 +221,36 @@ def explain_signed(
     if now is None:
         now = clock()
     verification = verify_signed(snapshot, user_id, signed, now)
-    table = key_table(snapshot)
-    grace_ends = dict(zip(table.ids, (expires_at for _, expires_at in table.entries), strict=True))
-    secret_id = verification.secret_id
-    if secret_id is None:
-        keys, ids = table.live(now)
-        index = _signature_match(keys, user_id, signed)
-        secret_id = ids[index] if index >= 0 else None
-    if secret_id is not None:
-        grace_end = grace_ends[secret_id]
-        state = SecretState.CURRENT if grace_end is None else SecretState.PREVIOUS
-        return Explanation(verification, MatchedSecret(secret_id, state, grace_end))
+    if verification.secret_id is not None:
+        return Explanation(verification, _matched(snapshot, verification.secret_id))
+    return Explanation(verification, matching_secret(snapshot, user_id, signed, now))
+
+
+def matching_secret(
+    snapshot: PlatformSnapshot, user_id: str, signed: str, now: float
+) -> MatchedSecret | None:
+    """The secret ``signed`` was made with for ``user_id``, whether or not a start would
+    accept it: those that verify, then the diagnostic ones (:func:`diagnostic_match`),
+    each tried once. For the tester (:func:`explain_signed`, and the id variants it
+    tries when the id as given matches nothing), never for session start."""
+    keys, ids = key_table(snapshot).live(now)
+    index = _signature_match(keys, user_id, signed)
+    if index >= 0:
+        return _matched(snapshot, ids[index])
     found = diagnostic_match(snapshot, user_id, signed, now)
     if found is None:
-        return Explanation(verification, None)
+        return None
     if found.kind is None:
-        matched = MatchedSecret(found.secret_id, SecretState.EXPIRED, found.expires_at)
-    else:
-        matched = MatchedSecret(found.secret_id, OTHER_PLATFORM, None, found.kind)
-    return Explanation(verification, matched)
+        return MatchedSecret(found.secret_id, SecretState.EXPIRED, found.expires_at)
+    return MatchedSecret(found.secret_id, OTHER_PLATFORM, None, found.kind)
+
+
+def _matched(snapshot: PlatformSnapshot, secret_id: int) -> MatchedSecret:
+    """A secret that verifies, as the tester names it: current, or previous until when."""
+    table = key_table(snapshot)
+    grace_end = dict(zip(table.ids, (end for _, end in table.entries), strict=True))[secret_id]
+    state = SecretState.CURRENT if grace_end is None else SecretState.PREVIOUS
+    return MatchedSecret(secret_id, state, grace_end)
 
 
 # --------------------------------------------------------------------- signing

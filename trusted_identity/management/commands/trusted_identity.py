@@ -134,9 +134,24 @@ class Command(DiagnosticsCommands, BaseCommand):
         grace = None if options["grace"] is None else durations.parse_duration(options["grace"])
         platform = get_platform(options["space"], options["kind"])
         secret = platform_secrets.rotate_secret(platform, self._actor(options), grace)
-        until = platform_secrets.previous_secret_valid_until(platform)
-        if until:
-            self._say(f"Rotated {platform}; the previous secret verifies until {moment(until)}.")
+        # The grace just given is the secret just retired's, not an older one's.
+        retired = (
+            platform.secrets.previous_in_grace()
+            .order_by("-retired_at", "-pk")
+            .values_list("valid_until", flat=True)
+            .first()
+        )
+        last = platform_secrets.previous_secret_valid_until(platform)
+        if retired:
+            given = durations.describe_duration(
+                app_settings.DEFAULT_GRACE if grace is None else grace
+            )
+            self._say(
+                f"Rotated {platform}; the previous secret verifies until {moment(retired)} "
+                f"(a grace of {given})."
+            )
+            if last and last > retired:
+                self._say(f"An older secret still verifies until {moment(last)}.")
         else:
             self._say(
                 f"Rotated {platform}; the previous secret no longer verifies: "
@@ -173,8 +188,7 @@ class Command(DiagnosticsCommands, BaseCommand):
     def do_enforce(self, options: dict[str, Any]) -> None:
         platform = get_platform(options["space"], options["kind"])
         enabled = options["state"] == "on"
-        force = options["force"]
-        reason = options["reason"] or ("forced from the command line" if force else "")
+        force, reason = options["force"], _override_reason(options)
         platform = enforcement.set_enforcement(
             platform, enabled, self._actor(options), force=force, reason=reason
         )
@@ -211,8 +225,7 @@ class Command(DiagnosticsCommands, BaseCommand):
             else signature_forms.parse_max_age(options["max_age"])
         )
         platform = get_platform(options["space"], options["kind"])
-        force = options["force"]
-        reason = options["reason"] or ("forced from the command line" if force else "")
+        force, reason = options["force"], _override_reason(options)
         platform = signature_forms.set_signature_form(
             platform,
             options["form"],
@@ -325,6 +338,15 @@ class Command(DiagnosticsCommands, BaseCommand):
                 f"That was their last membership: {username} is no longer staff "
                 "(the staff status their grant gave is taken back)."
             )
+
+
+def _override_reason(options: dict[str, Any]) -> str:
+    """``--reason``, which ``--force`` needs as the admin's override does (CONTRACT
+    section 8): the reason is recorded with the change."""
+    reason = (options["reason"] or "").strip()
+    if options["force"] and not reason:
+        raise CommandError("--force needs --reason TEXT: why the readiness rule is overridden")
+    return reason
 
 
 def _is_utf8(text: str) -> bool:
