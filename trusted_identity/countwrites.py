@@ -251,6 +251,11 @@ def add_count(model, key_fields: dict, count: int) -> None:
 # ------------------------------------------------------------- counts, details, versions
 
 
+def existing_platforms(ids: Iterable[int]) -> set[int]:
+    """Which of ``ids`` still name a platform (one query)."""
+    return set(Platform.objects.filter(pk__in=ids).values_list("pk", flat=True))
+
+
 def _version_lock(connection, groups: list[tuple[int, date, str]]) -> None:
     """Serialise the merges of the same platform, day and dimension across processes
     (PostgreSQL: advisory locks held to the commit, taken in one order). SQLite
@@ -340,7 +345,7 @@ def write_counts(batch: CountBatch) -> int:
     written = 0
     for _attempt in range(WRITE_ATTEMPTS):
         ids = batch.platform_ids()
-        existing = set(Platform.objects.filter(pk__in=ids).values_list("pk", flat=True))
+        existing = existing_platforms(ids)
         written += batch.drop_platforms(ids - existing)
         counts = sorted((hour, pid, outcome, n) for (pid, hour, outcome), n in batch.counts.items())
         hourly = sorted(
@@ -449,8 +454,7 @@ def write_failures(failures: list[FailureRecord]) -> None:
     platform that got some (a deleted platform's are dropped)."""
     if not failures:
         return
-    platform_ids = {record.platform_id for record in failures}
-    existing = set(Platform.objects.filter(pk__in=platform_ids).values_list("pk", flat=True))
+    existing = existing_platforms({record.platform_id for record in failures})
     records = [record for record in failures if record.platform_id in existing]
     failures.clear()  # samples: a write that fails drops them, it is never retried forever
     try:
