@@ -75,9 +75,9 @@ def commits() -> int | None:
     if connection.vendor != "postgresql":
         return None
     with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
         cursor.execute(
-            "SELECT pg_stat_clear_snapshot(); SELECT xact_commit FROM pg_stat_database "
-            "WHERE datname = current_database()"
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
         )
         return int(cursor.fetchone()[0])
 
@@ -213,6 +213,8 @@ def main() -> int:
             results["backlog"] = bench_backlog(env, platform, secret, args.seconds)
         if "graceful_stop" in sections:
             results["graceful_stop"] = bench_graceful_stop(env, platform, secret, args.stop_seconds)
+    earlier = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results = {**earlier, **results}  # a section run alone keeps the others' figures
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
     return 0
