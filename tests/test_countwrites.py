@@ -4,6 +4,7 @@ goes away before the commit), client versions kept by weight, the buffer bounded
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from datetime import timezone as dt_timezone
 
@@ -17,6 +18,7 @@ from trusted_identity import countwrites, outcomes, runtime
 from trusted_identity.countwrites import CountBatch, StartDetails
 from trusted_identity.models import DailyDetailCount, OutcomeCount, Platform, PlatformSecret
 from trusted_identity.services import counting, diagnostics, lookup, sessions
+from trusted_identity.versionslots import DaySlots
 
 from .factories import PlatformFactory
 from .test_http import secret_of, set_app_settings
@@ -180,3 +182,52 @@ def test_versions_per_day_setting_still_bounds_the_slots(client, platform, setti
     snapshot = lookup.lookup_platform(platform.api_key)
     sessions.start_session(snapshot, {}, counting.ClientVersions("3.2.1"))
     assert set(stored_versions(platform)) == {"other"}
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_processes_merging_the_same_day_keep_the_slots_whole(platform, monkeypatch):
+    """Several writers merge batches of the same platform and day at once: the advisory
+    lock serialises their merges, so the day keeps at most its slots, every start is
+    counted once, and the heavy versions stay."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite serialises writers; this runs in `make test-postgres`")
+    import threading
+
+    from django.db import connections
+
+    errors, writers, rounds = [], 4, 10
+    # Each writer its own outcome: their outcome-count rows differ, so only the version
+    # merge's own lock keeps them apart.
+    outcomes_ = ["visitor", "valid", "invalid", "missing"]
+    real_merge = DaySlots.merge
+
+    def slow_merge(self, batch, size):  # between the read and the write: a wide window
+        time.sleep(0.01)
+        real_merge(self, batch, size)
+
+    monkeypatch.setattr(DaySlots, "merge", slow_merge)
+    barrier = threading.Barrier(writers)
+
+    def writer(number: int) -> None:
+        try:
+            barrier.wait()
+            for round_ in range(rounds):
+                junk = Counter({f"junk-{number}-{round_}-{n}": 1 for n in range(60)})
+                batch = version_batch(platform, junk + Counter({"3.2.1": 5}), outcomes_[number])
+                countwrites.write_counts(batch)
+        except Exception as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    kept = stored_versions(platform)
+    assert len(kept) <= 51
+    assert sum(counted for counted, _ in kept.values()) == writers * rounds * 65
+    assert kept["3.2.1"] == (writers * rounds * 5, 0)
