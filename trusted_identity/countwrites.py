@@ -253,7 +253,7 @@ def add_count(model, key_fields: dict, count: int) -> None:
 
 def existing_platforms(ids: Iterable[int]) -> set[int]:
     """Which of ``ids`` still name a platform (one query)."""
-    return set(Platform.objects.filter(pk__in=ids).values_list("pk", flat=True))
+    return set(Platform.objects.filter(pk__in=ids).order_by().values_list("pk", flat=True))
 
 
 def _version_lock(connection, groups: list[tuple[int, date, str]]) -> None:
