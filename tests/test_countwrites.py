@@ -231,3 +231,17 @@ def test_processes_merging_the_same_day_keep_the_slots_whole(platform, monkeypat
     assert len(kept) <= 51
     assert sum(counted for counted, _ in kept.values()) == writers * rounds * 65
     assert kept["3.2.1"] == (writers * rounds * 5, 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_distinct_users_of_a_deleted_platform_are_dropped_not_retried(platform):
+    """Distinct users kept from a failed flush, their platform deleted since: the
+    insert fails at commit (deferred foreign key), and they are dropped, not retried
+    every flush."""
+    doomed = PlatformFactory(space=platform.space, kind="web")
+    day = timezone.now().astimezone(dt_timezone.utc).date()
+    batch = CountBatch()
+    batch.details.distinct[doomed.pk, day, "identified"].add_hashes((1, 2, 3))
+    Platform.objects.filter(pk=doomed.pk).delete()
+    countwrites.write_details_batch(batch.details)
+    assert not batch.details.distinct

@@ -38,7 +38,7 @@ SERVICE_ORDER = [
     "rekey",
 ]
 #: Plain Python: readable and testable without Django.
-PURE_MODULES = ["signing", "crypto", "tokens", "sketch", "formatting", "rates"]
+PURE_MODULES = ["signing", "crypto", "tokens", "sketch", "formatting", "rates", "versionslots"]
 MAX_MODULE_LINES = 500
 
 

@@ -398,8 +398,10 @@ def write_distinct(distinct: dict[DistinctKey, DistinctSketch]) -> None:
                         DistinctUsers.objects.create(
                             platform_id=pid, day=day, kind=kind, sketch=added.to_bytes(), revision=1
                         )
-                except IntegrityError:
-                    continue  # created meanwhile (or the platform is gone): read again
+                except IntegrityError:  # created meanwhile (read again), or the platform is gone
+                    if not existing_platforms([pid]):
+                        del distinct[key]
+                    continue
                 del distinct[key]
                 continue
             data, revision = found
