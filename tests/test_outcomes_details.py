@@ -54,14 +54,14 @@ def test_buffered_details_wait_for_the_flush_and_add_up(buffered, platform):
 @pytest.mark.django_db(transaction=True)
 def test_a_failed_details_write_keeps_them_for_the_next_flush(buffered, platform, monkeypatch):
     start_many(platform, ["a", "b", "c"])
-    real = countwrites.merge_distinct
+    real = countwrites.write_distinct
     monkeypatch.setattr(
-        countwrites, "merge_distinct", lambda *a: (_ for _ in ()).throw(OperationalError("down"))
+        countwrites, "write_distinct", lambda *a: (_ for _ in ()).throw(OperationalError("down"))
     )
     outcomes.flush()
     assert not DistinctUsers.objects.exists()
     assert runtime.current().counts.pending().details.distinct  # kept
-    monkeypatch.setattr(countwrites, "merge_distinct", real)
+    monkeypatch.setattr(countwrites, "write_distinct", real)
     outcomes.flush()
     assert readiness(platform).distinct_valid == 3
 

@@ -1,22 +1,38 @@
-"""Writing the details of session starts: reasons, forms, secrets, versions, distinct
-users, secret use and the failure log.
+"""Writing what session starts leave behind: outcome counts, their details (reasons,
+forms, secrets), client versions, distinct users, secret use and the failure log.
 
-What ``outcomes`` gathers in a :class:`CountBatch` (the outcome counts and their
-:class:`Details`, per flush) is written with these functions. Every write is
-safe beside other processes writing the same rows: counts are ``count = count + n``,
-distinct users are merged with a compare-and-set on the row's revision, secret use
-only ever moves forward, and the failure log is capped per platform.
+What ``outcomes`` gathers in a :class:`CountBatch` (per flush) is written here in a
+few statements per table, however many distinct values arrived: one multi-row upsert
+(``INSERT ... ON CONFLICT DO UPDATE SET count = count + excluded.count``) per count
+table, in one transaction with the version slots (``versionslots``: read the day's
+rows, merge, write back the difference); the distinct users of the batch read in one
+query and merged with a compare-and-set per row; secret use in one ``UPDATE``; the
+failure log in one ``INSERT`` and its cap. Platforms deleted meanwhile are left out
+first, in one query (and again if one disappears before the commit).
+
+Every write is safe beside other processes and ``prune``: counts are added in the
+database, the version slots of a day are merged under a lock (PostgreSQL; SQLite
+serialises writers), distinct users with a compare-and-set on the row's revision,
+secret use only moves forward.
+
+Memory is bounded too: a buffer holds at most ``MAX_BUFFERED_VERSIONS`` distinct
+client-version keys between flushes (more are counted as ``other``, as a day beyond
+its slots counts them), and distinct users as sketches (16 KiB at most per platform,
+day and kind). The other keys are named by the server (platforms, hours, outcomes,
+reasons, forms, secrets), not by clients.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from django.db import DatabaseError, IntegrityError, transaction
-from django.db.models import F, Q
+from django.db import DatabaseError, IntegrityError, connections, router, transaction
+from django.db.models import Case, DateTimeField, F, Value, When
+from django.db.models.functions import Coalesce, Greatest
 
 from .conf import app_settings
 from .models import (
@@ -24,22 +40,30 @@ from .models import (
     DetailCount,
     DistinctUsers,
     FailureRecord,
+    OutcomeCount,
     Platform,
     PlatformSecret,
 )
 from .sketch import DistinctSketch
+from .versionslots import OTHER, DaySlots, VersionSlot
 
 logger = logging.getLogger("trusted_identity")
 
-#: How often a write is tried when its row appears or changes under it.
+#: How often a write is tried when a platform or a row changes under it.
 WRITE_ATTEMPTS = 10
-#: What a client version beyond the day's limit is counted as.
-OTHER = "other"
+#: Distinct client-version keys a buffer holds between flushes; beyond, ``other``.
+MAX_BUFFERED_VERSIONS = 4096
 
 CountKey = tuple[int, datetime, str]  # (platform id, start of the hour, outcome)
 DetailKey = tuple[int, datetime, str, str, str]  # platform, hour, dimension, value, outcome
 VersionKey = tuple[int, date, str, str, str]  # platform, day, dimension, value, outcome
 DistinctKey = tuple[int, date, str]  # platform, day, kind (identified | valid)
+
+
+def _count_version(versions: Counter[VersionKey], key: VersionKey, n: int) -> None:
+    if key not in versions and len(versions) >= MAX_BUFFERED_VERSIONS:
+        key = (*key[:3], OTHER, key[4])
+    versions[key] += n
 
 
 @dataclass
@@ -48,7 +72,9 @@ class Details:
 
     details: Counter[DetailKey] = field(default_factory=Counter)
     versions: Counter[VersionKey] = field(default_factory=Counter)
-    distinct: defaultdict[DistinctKey, set[int]] = field(default_factory=lambda: defaultdict(set))
+    distinct: defaultdict[DistinctKey, DistinctSketch] = field(
+        default_factory=lambda: defaultdict(DistinctSketch)
+    )
     #: secret id -> the platform and when it last verified a start
     secrets_used: dict[int, tuple[int, datetime]] = field(default_factory=dict)
     failures: list[FailureRecord] = field(default_factory=list)
@@ -68,9 +94,10 @@ class Details:
     def update(self, other: Details) -> None:
         """Add ``other`` into this batch (a write that failed is kept for the next try)."""
         self.details.update(other.details)
-        self.versions.update(other.versions)
-        for key, hashes in other.distinct.items():
-            self.distinct[key] |= hashes
+        for key, n in other.versions.items():
+            _count_version(self.versions, key, n)
+        for key, sketch in other.distinct.items():
+            self.distinct[key].merge(sketch)
         for secret_id, (platform_id, at) in other.secrets_used.items():
             self.note_secret(secret_id, platform_id, at)
         self.failures.extend(other.failures)
@@ -80,6 +107,15 @@ class Details:
         known = self.secrets_used.get(secret_id)
         if known is None or known[1] < at:
             self.secrets_used[secret_id] = (platform_id, at)
+
+    def drop_platforms(self, gone: set[int]) -> None:
+        """Forget what names a deleted platform (its rows went with it)."""
+        for table in (self.details, self.versions, self.distinct):
+            for key in [key for key in table if key[0] in gone]:
+                del table[key]
+        for secret_id in [s for s, (pid, _at) in self.secrets_used.items() if pid in gone]:
+            del self.secrets_used[secret_id]
+        self.failures[:] = [f for f in self.failures if f.platform_id not in gone]
 
 
 @dataclass(slots=True)
@@ -97,9 +133,9 @@ class StartDetails:
         for key in self.details:
             batch.details[key] += 1
         for key in self.versions:
-            batch.versions[key] += 1
+            _count_version(batch.versions, key, 1)
         for key, hashed in self.distinct:
-            batch.distinct[key].add(hashed)
+            batch.distinct[key].add_hashes((hashed,))
         if self.secret_used is not None:
             batch.note_secret(*self.secret_used)
         if self.failure is not None:
@@ -133,143 +169,286 @@ class CountBatch:
         copy.update(self)
         return copy
 
+    def platform_ids(self) -> set[int]:
+        details = self.details
+        ids = {key[0] for key in self.counts}
+        for table in (details.details, details.versions, details.distinct):
+            ids.update(key[0] for key in table)
+        ids.update(pid for pid, _at in details.secrets_used.values())
+        ids.update(record.platform_id for record in details.failures)
+        return ids
 
-def _platform_exists(platform_id: int) -> bool:
-    return Platform.objects.filter(pk=platform_id).exists()
+    def drop_platforms(self, gone: set[int]) -> int:
+        """Forget the counts of deleted platforms; how many count rows that was."""
+        dropped = [key for key in self.counts if key[0] in gone]
+        for key in dropped:
+            del self.counts[key]
+        self.details.drop_platforms(gone)
+        return len(dropped)
+
+
+# ------------------------------------------------------------------ statements
+
+
+def _connection(model):
+    return connections[router.db_for_write(model)]
+
+
+def _params_per_statement(connection) -> int:
+    """How many parameters one statement may carry (SQLite before 3.32: 999)."""
+    return 999 if connection.vendor == "sqlite" else 30_000
+
+
+def upsert_counts(
+    model, fields: tuple[str, ...], rows: Iterable[tuple], insert_only: tuple[str, ...] = ()
+) -> int:
+    """Add counts to rows of a count table, as few statements as the parameter limit
+    allows: ``INSERT ... VALUES (...), ... ON CONFLICT (primary key) DO UPDATE SET
+    count = count + excluded.count`` (SQLite >= 3.24, PostgreSQL). ``rows`` are the
+    values of ``fields`` (the primary key's fields, then ``count``, then
+    ``insert_only``: set when the row is new, kept when it exists). Statements run."""
+    rows = list(rows)
+    if not rows:
+        return 0
+    connection = _connection(model)
+    quote, meta = connection.ops.quote_name, model._meta
+    all_fields = [meta.get_field(name) for name in (*fields, "count", *insert_only)]
+    table = quote(meta.db_table)
+    columns = ", ".join(quote(f.column) for f in all_fields)
+    keys = ", ".join(quote(f.column) for f in meta.pk_fields)
+    count = quote(meta.get_field("count").column)
+    per_statement = max(1, _params_per_statement(connection) // len(all_fields))
+    placeholder = "(" + ", ".join(["%s"] * len(all_fields)) + ")"
+    statements = 0
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start : start + per_statement]
+            params = [
+                f.get_db_prep_value(value, connection)
+                for row in chunk
+                for f, value in zip(all_fields, row, strict=True)
+            ]
+            cursor.execute(  # names from the model, quoted; every value is a parameter
+                f"INSERT INTO {table} ({columns}) VALUES "  # noqa: S608
+                f"{', '.join([placeholder] * len(chunk))} ON CONFLICT ({keys}) "
+                f"DO UPDATE SET {count} = {table}.{count} + excluded.{count}",
+                params,
+            )
+            statements += 1
+    return statements
 
 
 def add_count(model, key_fields: dict, count: int) -> None:
-    """``count = count + n`` on one row of a count table: one UPDATE when the row exists,
-    else an INSERT. The one increment of every count table.
+    """``count = count + n`` on one row of a count table (one upsert); a deleted
+    platform's count is dropped."""
+    if not Platform.objects.filter(pk=key_fields["platform_id"]).exists():
+        return
+    names = tuple(f.attname for f in model._meta.pk_fields)
+    with transaction.atomic(using=_connection(model).alias):
+        upsert_counts(model, names, [(*(key_fields[n] for n in names), count)])
 
-    The increment happens in the database, so concurrent writers never lose each
-    other's updates. A concurrent first INSERT, or ``prune`` moving the row into the
-    daily counts between our UPDATE and INSERT, makes us try again; a deleted platform
-    takes its counts with it.
-    """
-    rows = model.objects.filter(**key_fields)
-    for _attempt in range(WRITE_ATTEMPTS):
-        # Its own atomic block: a failure rolls back this write only, even inside a
-        # caller's transaction, and leaves the caller free to keep the counts.
-        with transaction.atomic():
-            if rows.update(count=F("count") + count):
-                return
-            # Foreign keys are checked at commit (Django makes them DEFERRABLE INITIALLY
-            # DEFERRED), so an INSERT for a deleted platform would only fail there, outside
-            # the IntegrityError handler below, and the counts would be retried forever.
-            if not _platform_exists(key_fields["platform_id"]):
-                return
-            try:
-                with transaction.atomic():
-                    model.objects.create(**key_fields, count=count)
-                return
-            except IntegrityError:
-                pass  # inserted meanwhile by another writer, or folded away by prune: again
-    raise IntegrityError(
-        f"could not add {count} to {model.__name__} {key_fields} in {WRITE_ATTEMPTS} attempts"
+
+# ------------------------------------------------------------- counts, details, versions
+
+
+def existing_platforms(ids: Iterable[int]) -> set[int]:
+    """Which of ``ids`` still name a platform (one query)."""
+    return set(Platform.objects.filter(pk__in=ids).order_by().values_list("pk", flat=True))
+
+
+def _version_lock(connection, groups: list[tuple[int, date, str]]) -> None:
+    """Serialise the merges of the same platform, day and dimension across processes
+    (PostgreSQL: advisory locks held to the commit, taken in one order). SQLite
+    serialises writers by itself."""
+    if connection.vendor != "postgresql" or not groups:
+        return
+    keys = sorted(
+        {(pid << 22) ^ (day.toordinal() << 1) ^ (dim == "sdk_version") for pid, day, dim in groups}
     )
-
-
-def write_details(details: Counter[DetailKey]) -> None:
-    for (platform_id, hour, dimension, value, outcome), n in list(details.items()):
-        add_count(
-            DetailCount,
-            {
-                "platform_id": platform_id,
-                "hour": hour,
-                "dimension": dimension,
-                "value": value,
-                "outcome": outcome,
-            },
-            n,
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(k) FROM (SELECT unnest(%s::bigint[]) AS k ORDER BY 1) s",
+            [keys],
         )
-        del details[platform_id, hour, dimension, value, outcome]
 
 
-def _counted_value(platform_id: int, day: date, dimension: str, value: str) -> str:
-    """``value``, or ``other`` when the day already counts ``VERSIONS_PER_DAY`` others.
-
-    Asked only when a value has no row yet that day, so a flood of made-up versions
-    costs one small query per new value, and adds at most that many values a day.
-    """
-    rows = DailyDetailCount.objects.filter(platform_id=platform_id, day=day, dimension=dimension)
-    if value == OTHER or rows.filter(value=value).exists():
-        return value
-    seen = rows.exclude(value=OTHER).values("value").distinct()
-    if len(seen[: app_settings.VERSIONS_PER_DAY]) >= app_settings.VERSIONS_PER_DAY:
-        return OTHER
-    return value
-
-
-def write_versions(versions: Counter[VersionKey]) -> None:
-    for key, n in list(versions.items()):
-        platform_id, day, dimension, value, outcome = key
-        row = DailyDetailCount.objects.filter(
-            platform_id=platform_id, day=day, dimension=dimension, value=value, outcome=outcome
-        )
-        if row.update(count=F("count") + n):  # the usual case: a value already counted
-            del versions[key]
+def merge_version_slots(versions: Counter[VersionKey]) -> int:
+    """Merge a batch's client versions into the stored slots of their days
+    (``versionslots``): one read of the days' rows, then one delete of the evicted
+    values and one upsert of the difference. Call inside a transaction. Statements run."""
+    if not versions:
+        return 0
+    connection = _connection(DailyDetailCount)
+    batches: dict[tuple[int, date, str], dict[str, Counter[str]]] = defaultdict(
+        lambda: defaultdict(Counter)
+    )
+    for (pid, day, dimension, value, outcome), n in versions.items():
+        batches[pid, day, dimension][value][outcome] += n
+    _version_lock(connection, list(batches))
+    stored: dict[tuple[int, date, str], DaySlots] = defaultdict(DaySlots)
+    before: dict[tuple, int] = {}
+    rows = DailyDetailCount.objects.filter(
+        platform_id__in={g[0] for g in batches},
+        day__in={g[1] for g in batches},
+        dimension__in={g[2] for g in batches},
+    ).values_list("platform_id", "day", "dimension", "value", "outcome", "count", "max_error")
+    for pid, day, dimension, value, outcome, n, max_error in rows:
+        if (pid, day, dimension) not in batches:
             continue
-        value = _counted_value(platform_id, day, dimension, value)
-        add_count(
-            DailyDetailCount,
-            {
-                "platform_id": platform_id,
-                "day": day,
-                "dimension": dimension,
-                "value": value,
-                "outcome": outcome,
-            },
-            n,
-        )
-        del versions[key]
+        slots = stored[pid, day, dimension]
+        if value == OTHER:
+            slots.other[outcome] += n
+        else:
+            slot = slots.slots.setdefault(value, VersionSlot(max_error=max_error))
+            slot.counts[outcome] += n
+        before[pid, day, dimension, value, outcome] = n
+    kept_before = {g: dict(s.slots) for g, s in stored.items()}
+    upserts, evicted = [], []
+    for group, batch in batches.items():
+        slots = stored[group]
+        slots.merge(batch, app_settings.VERSIONS_PER_DAY)
+        for value, slot in kept_before.get(group, {}).items():
+            if slots.slots.get(value) is not slot:  # gave up its slot
+                evicted.extend(
+                    (*group, value, o) for o in slot.counts if (*group, value, o) in before
+                )
+        for value, slot in [*slots.slots.items(), (OTHER, VersionSlot(slots.other))]:
+            fresh = kept_before.get(group, {}).get(value) is not slot and value != OTHER
+            for outcome, n in slot.counts.items():
+                key = (*group, value, outcome)
+                added = n if fresh else n - before.get(key, 0)
+                if added:
+                    upserts.append((*key, added, slot.max_error))
+    statements = 2  # the lock and the read
+    if evicted:
+        for start in range(0, len(evicted), 150):
+            DailyDetailCount.objects.filter(pk__in=evicted[start : start + 150]).delete()
+            statements += 1
+    upserts.sort()
+    fields = ("platform_id", "day", "dimension", "value", "outcome")
+    return statements + upsert_counts(DailyDetailCount, fields, upserts, ("max_error",))
 
 
-def merge_distinct(platform_id: int, day: date, kind: str, hashes: set[int]) -> None:
-    """Merge user hashes into the day's sketch: read, merge, write if the row's revision
-    is still the one read (else another process wrote meanwhile: again)."""
-    rows = DistinctUsers.objects.filter(platform_id=platform_id, day=day, kind=kind)
+def write_counts(batch: CountBatch) -> int:
+    """Write a batch's outcome counts, hourly details and client versions in one
+    transaction; they leave the batch once committed. Returns the outcome count rows
+    written (a deleted platform's count as written: dropped).
+
+    Deleted platforms are left out first, in one query. Foreign keys are checked at
+    commit (Django makes them DEFERRABLE INITIALLY DEFERRED), so a platform deleted
+    after that query fails the commit: then its counts are left out and the rest is
+    written again, never lost with it.
+    """
+    details = batch.details
+    if not (batch.counts or details.details or details.versions):
+        return 0
+    written = 0
     for _attempt in range(WRITE_ATTEMPTS):
-        found = rows.values_list("sketch", "revision").first()
-        if found is None:
-            if not _platform_exists(platform_id):
-                return
-            sketch = DistinctSketch()
-            sketch.add_hashes(hashes)
-            try:
-                with transaction.atomic():
-                    DistinctUsers.objects.create(
-                        platform_id=platform_id,
-                        day=day,
-                        kind=kind,
-                        sketch=sketch.to_bytes(),
-                        revision=1,
-                    )
-                return
-            except IntegrityError:
-                continue
-        data, revision = found
+        ids = batch.platform_ids()
+        existing = existing_platforms(ids)
+        written += batch.drop_platforms(ids - existing)
+        counts = sorted((hour, pid, outcome, n) for (pid, hour, outcome), n in batch.counts.items())
+        hourly = sorted(
+            (hour, pid, dim, value, outcome, n)
+            for (pid, hour, dim, value, outcome), n in details.details.items()
+        )
         try:
-            sketch = DistinctSketch.from_bytes(data)
-        except ValueError:
-            logger.error("Distinct users of platform #%s on %s were damaged", platform_id, day)
-            sketch = DistinctSketch()
-        before = sketch.to_bytes()
-        sketch.add_hashes(hashes)
-        after = sketch.to_bytes()
-        if after == before:
-            return  # nobody new
-        if rows.filter(revision=revision).update(sketch=after, revision=revision + 1):
+            with transaction.atomic(using=_connection(OutcomeCount).alias):
+                upsert_counts(
+                    OutcomeCount,
+                    ("hour", "platform_id", "outcome"),
+                    counts,
+                )
+                upsert_counts(
+                    DetailCount, ("hour", "platform_id", "dimension", "value", "outcome"), hourly
+                )
+                merge_version_slots(details.versions)
+        except IntegrityError:
+            continue  # a platform went away before the commit: without it, again
+        written += len(batch.counts)
+        batch.counts.clear()
+        details.details.clear()
+        details.versions.clear()
+        return written
+    raise IntegrityError(f"could not write {len(batch.counts)} counts in {WRITE_ATTEMPTS} attempts")
+
+
+# ------------------------------------------------------------------ distinct users
+
+
+def write_distinct(distinct: dict[DistinctKey, DistinctSketch]) -> None:
+    """Merge each (platform, day, kind)'s users into its stored sketch: the batch's rows
+    read in one query, each changed one written if its revision is still the one read
+    (else another process wrote meanwhile: read again). Written keys leave ``distinct``."""
+    for _attempt in range(WRITE_ATTEMPTS):
+        if not distinct:
             return
-    raise IntegrityError(f"could not merge distinct users of platform #{platform_id} on {day}")
+        stored = {
+            (pid, day, kind): (data, revision)
+            for pid, day, kind, data, revision in DistinctUsers.objects.filter(
+                pk__in=list(distinct)
+            ).values_list("platform_id", "day", "kind", "sketch", "revision")
+        }
+        for key, added in list(distinct.items()):
+            pid, day, kind = key
+            found = stored.get(key)
+            if found is None:
+                try:
+                    with transaction.atomic():
+                        DistinctUsers.objects.create(
+                            platform_id=pid, day=day, kind=kind, sketch=added.to_bytes(), revision=1
+                        )
+                except IntegrityError:  # created meanwhile (read again), or the platform is gone
+                    if not existing_platforms([pid]):
+                        del distinct[key]
+                    continue
+                del distinct[key]
+                continue
+            data, revision = found
+            try:
+                sketch = DistinctSketch.from_bytes(data)
+            except ValueError:
+                logger.error("Distinct users of platform #%s on %s were damaged", pid, day)
+                sketch = DistinctSketch()
+            before = sketch.to_bytes()
+            sketch.merge(added)
+            after = sketch.to_bytes()
+            rows = DistinctUsers.objects.filter(platform_id=pid, day=day, kind=kind)
+            if after == before or rows.filter(revision=revision).update(
+                sketch=after, revision=revision + 1
+            ):
+                del distinct[key]
+    if distinct:
+        raise IntegrityError(f"could not merge {len(distinct)} distinct-user rows")
+
+
+def merge_distinct(platform_id: int, day: date, kind: str, hashes: Iterable[int]) -> None:
+    """Merge user hashes into one day's sketch (:func:`write_distinct` for one row)."""
+    if not Platform.objects.filter(pk=platform_id).exists():
+        return
+    sketch = DistinctSketch()
+    sketch.add_hashes(hashes)
+    write_distinct({(platform_id, day, kind): sketch})
+
+
+# ------------------------------------------------------- secret use and failures
 
 
 def write_secrets_used(secrets_used: dict[int, tuple[int, datetime]]) -> None:
-    for secret_id, (_platform_id, at) in list(secrets_used.items()):
-        PlatformSecret.objects.filter(pk=secret_id).filter(
-            Q(last_verified_at__isnull=True) | Q(last_verified_at__lt=at)
-        ).update(last_verified_at=at)
-        del secrets_used[secret_id]
+    """When each secret last verified a start, in one ``UPDATE`` (per few hundred
+    secrets): only ever forward, whatever another process wrote."""
+    items = list(secrets_used.items())
+    for start in range(0, len(items), 300):
+        chunk = items[start : start + 300]
+        at = Case(
+            *(When(pk=secret_id, then=Value(moment)) for secret_id, (_pid, moment) in chunk),
+            output_field=DateTimeField(),
+        )
+        PlatformSecret.objects.filter(pk__in=[secret_id for secret_id, _ in chunk]).update(
+            last_verified_at=Greatest(Coalesce(F("last_verified_at"), at), at)
+        )
+        for secret_id, _ in chunk:
+            del secrets_used[secret_id]
 
 
 def write_failures(failures: list[FailureRecord]) -> None:
@@ -277,8 +456,7 @@ def write_failures(failures: list[FailureRecord]) -> None:
     platform that got some (a deleted platform's are dropped)."""
     if not failures:
         return
-    platform_ids = {record.platform_id for record in failures}
-    existing = set(Platform.objects.filter(pk__in=platform_ids).values_list("pk", flat=True))
+    existing = existing_platforms({record.platform_id for record in failures})
     records = [record for record in failures if record.platform_id in existing]
     failures.clear()  # samples: a write that fails drops them, it is never retried forever
     try:
@@ -300,11 +478,9 @@ def write_failures(failures: list[FailureRecord]) -> None:
 
 
 def write_details_batch(batch: Details) -> None:
-    """Write a whole batch; what is written leaves it, so a failure midway keeps the rest."""
-    write_details(batch.details)
-    write_versions(batch.versions)
-    for key in list(batch.distinct):
-        merge_distinct(*key, batch.distinct[key])
-        del batch.distinct[key]
+    """Write the rest of a batch once its counts are written (:func:`write_counts`):
+    distinct users, secret use, the failure log. What is written leaves the batch, so a
+    failure midway keeps the rest."""
+    write_distinct(batch.distinct)
     write_secrets_used(batch.secrets_used)
     write_failures(batch.failures)

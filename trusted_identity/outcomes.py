@@ -3,8 +3,10 @@
 Writing one row per session start makes every start wait for a commit on the same
 hot row (one platform, hour and outcome), which caps throughput at the disk's flush
 rate. So every count goes into the runtime's buffer (``trusted_identity.runtime``),
-and :func:`write_batch` writes the sums as ``count = count + n``: several processes
-never lose each other's updates, and a failed write keeps its counts for the next try.
+and :func:`write_batch` writes the sums as ``count = count + n``, a few multi-row
+statements per table and flush however many distinct values arrived
+(``countwrites``): several processes never lose each other's updates, a flush keeps
+up with a flood, and a failed write keeps its counts for the next try.
 When the buffer is written is the setting ``COUNT_FLUSH_INTERVAL``: ``0`` at once, by
 the caller, in its own connection (what tests use); more, by the runtime's thread
 every interval and at exit. The same code runs either way; nothing here looks for a
@@ -28,7 +30,7 @@ from django.db import DatabaseError, connections, router
 from django.dispatch import Signal
 
 from . import runtime
-from .countwrites import CountBatch, CountKey, StartDetails, add_count, write_details_batch
+from .countwrites import CountBatch, CountKey, StartDetails, write_counts, write_details_batch
 from .models import OutcomeCount
 
 logger = logging.getLogger("trusted_identity")
@@ -50,12 +52,7 @@ def write_batch(batch: CountBatch) -> int:
     written = 0
     rejected = {(pid, hour) for (pid, hour, outcome) in batch.counts if outcome == "rejected"}
     try:
-        for (platform_id, hour, outcome), n in list(batch.counts.items()):
-            add_count(
-                OutcomeCount, {"platform_id": platform_id, "hour": hour, "outcome": outcome}, n
-            )
-            del batch.counts[platform_id, hour, outcome]
-            written += 1
+        written = write_counts(batch)
     except DatabaseError:
         logger.exception(
             "Could not write %d outcome counts; keeping them for the next try", len(batch.counts)

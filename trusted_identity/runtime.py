@@ -25,7 +25,9 @@ Alerts are delivered (the ``rollout_alert`` signal, the owners' e-mail) from the
 outbox's own thread, never from the code that writes counts: a slow mail server
 never holds counts back. Without threads they go out after the counts are written.
 :meth:`Runtime.flush` writes the counts and delivers the alerts pending now, waiting
-for any write or delivery in flight; it also runs at exit.
+for any write or delivery in flight; it also runs at exit (``atexit``: gunicorn's sync
+and gthread workers leave through ``sys.exit`` on SIGTERM, so a graceful stop writes
+every count; ``tests/test_graceful_stop.py``).
 """
 
 from __future__ import annotations

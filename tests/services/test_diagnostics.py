@@ -250,5 +250,6 @@ def test_status_json_carries_reasons_distinct_and_versions(client, platform, spa
             "visitor": 0,
             "rejected": 0,
             "valid_share": 0.0,
+            "max_error": 0,
         }
     ]

@@ -135,7 +135,7 @@ class DetailCount(DetailCountFields):
 
 class DailyDetailCount(DetailCountFields):
     """Detail counts past ``HOURLY_RETENTION``, by UTC day; the client versions are counted
-    by day from the start (their number is bounded per day, see ``VERSIONS_PER_DAY``).
+    by day from the start, in ``VERSIONS_PER_DAY`` slots kept by weight (Space-Saving).
     ``prune`` deletes rows past ``DAILY_RETENTION``."""
 
     pk = models.CompositePrimaryKey("platform", "day", "dimension", "value", "outcome")
@@ -143,6 +143,10 @@ class DailyDetailCount(DetailCountFields):
         Platform, on_delete=models.CASCADE, related_name="daily_detail_counts", db_index=False
     )
     day = models.DateField(_("day"), db_index=True)
+    #: Client versions only: how much this value's starts may have been before it got
+    #: its slot (counted in ``other`` then; the Space-Saving error, see
+    #: ``countwrites.merge_version_slots``). 0 for every other row.
+    max_error = models.PositiveBigIntegerField(_("maximum error"), default=0, db_default=0)
 
     class Meta:
         ordering = ["platform_id", "-day", "dimension", "value", "outcome"]

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from typing import Any
 
-from django.db.models import Count, F, OuterRef, Subquery, Sum, Window
+from django.db.models import Count, F, Max, OuterRef, Subquery, Sum, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
@@ -116,6 +116,10 @@ class VersionRow:
 
     version: str | None
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(Outcome.values, 0))
+    #: How many more starts this version may have had than counted: those before it got
+    #: a slot of its day (``versionslots``: kept by weight), counted in ``other``. 0 when
+    #: the counts are exact (always for ``other``).
+    max_error: int = 0
 
     @property
     def starts(self) -> int:
@@ -140,6 +144,7 @@ class VersionRow:
             key: self.version,
             **{outcome: self.counts[outcome] for outcome in Outcome.values},
             "valid_share": None if share is None else round(share, 6),
+            "max_error": self.max_error,
         }
 
 
@@ -150,13 +155,33 @@ def versions_for(
     shown: int = VERSIONS_SHOWN,
 ) -> dict[int, list[VersionRow]]:
     """Per platform, client versions (``X-App-Version`` or ``X-Sdk-Version``) with their
-    starts by outcome, most-started first; beyond ``shown`` folded into ``other``."""
+    starts by outcome, most-started first; beyond ``shown`` folded into ``other``.
+
+    A day keeps its heaviest versions (``versionslots``): a version's counts are its
+    starts since it got its slot, ``max_error`` how many more it may have had before
+    (those are in ``other``), summed over the days."""
+    since = since or readiness_since()
     by_platform: dict[int, dict[str, VersionRow]] = {pk: {} for pk in platform_ids}
-    for row in _detail_rows(platform_ids, dimension, since or readiness_since()):
+    for row in _detail_rows(platform_ids, dimension, since):
         versions = by_platform[row["platform_id"]]
         value = row["value"]
         version = versions.setdefault(value, VersionRow(None if value == NOT_SENT else value))
         version.counts[row["outcome"]] += row["n"]
+    errors = (
+        DailyDetailCount.objects.filter(
+            platform_id__in=platform_ids,
+            dimension=dimension,
+            day__gte=since.astimezone(dt_timezone.utc).date(),
+            max_error__gt=0,
+        )
+        .values("platform_id", "value", "day")
+        .annotate(e=Max("max_error"))
+        .order_by()
+    )
+    for row in errors:  # the rows of a value and day share their error
+        version = by_platform[row["platform_id"]].get(row["value"])
+        if version is not None:
+            version.max_error += row["e"]
     result: dict[int, list[VersionRow]] = {}
     for pk, versions in by_platform.items():
         other = versions.pop(OTHER, None)

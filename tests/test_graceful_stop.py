@@ -1,0 +1,170 @@
+"""A graceful stop loses no count (issue 19): gunicorn serving the example project, a
+flood of forged starts each with a new client version, SIGTERM to the master right
+after, and every start answered is in the database once the workers have exited
+within gunicorn's graceful timeout (they write their buffer at exit: ``atexit`` runs
+as the worker leaves through ``sys.exit``)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from trusted_identity.crypto import generate_key
+
+ROOT = Path(__file__).resolve().parent.parent
+GUNICORN = Path(sys.executable).with_name("gunicorn")
+#: The ports this test may take (its own range: other servers of the suite use others).
+PORTS = range(18150, 18200)
+STARTS = 3000
+CLIENTS = 8
+#: gunicorn's default graceful timeout: the workers must be gone by then.
+GRACEFUL_TIMEOUT = 30
+#: The worker classes whose exit writes the buffer (the example project's is gthread;
+#: sync needs one thread, or gunicorn makes it gthread).
+WORKERS = {"gthread": [], "sync": ["-k", "sync", "--threads", "1"]}
+
+
+def _free_port() -> int:
+    for port in PORTS:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) != 0:
+                return port
+    pytest.skip("no free port in 18150-18199")
+
+
+@pytest.fixture(params=["gthread", "sync"])
+def served(request, tmp_path):
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "project.settings",
+        "DJANGO_READ_DOT_ENV": "0",
+        "DEBUG": "0",
+        "SECRET_KEY": "graceful-stop-test-" + "k" * 40,
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "SECURE_SSL_REDIRECT": "0",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'graceful.sqlite3'}",
+        "TRUSTED_IDENTITY_ENCRYPTION_KEYS": generate_key(),
+        "TRUSTED_IDENTITY_RATE_LIMIT": "off",
+        "WEB_CONCURRENCY": "2",
+    }
+    env.pop("CACHE_URL", None)
+
+    def manage(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    manage("migrate", "--noinput", "-v0")
+    manage("trusted_identity", "create-space", "flood")
+    open_key = manage("trusted_identity", "add-platform", "flood", "web")
+    enforced_key = manage("trusted_identity", "add-platform", "flood", "ios")
+    manage("trusted_identity", "enforce", "flood", "ios", "on", "--force", "--reason", "test")
+    port = _free_port()
+    server = subprocess.Popen(
+        [str(GUNICORN), "-c", "project/gunicorn.conf.py", *WORKERS[request.param], "project.wsgi"],
+        cwd=ROOT,
+        env={**env, "HOST": "127.0.0.1", "PORT": str(port)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            assert time.monotonic() < deadline, "gunicorn did not start"
+            time.sleep(0.2)
+    try:
+        yield {"port": port, "keys": (open_key, enforced_key), "server": server, "manage": manage}
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=10)
+
+
+def flood(port: int, keys: tuple[str, str]) -> Counter:
+    """``STARTS`` forged starts over ``CLIENTS`` kept-alive connections, half of them to
+    the enforced platform; the statuses answered."""
+    answers: Counter = Counter()
+    lock = threading.Lock()
+
+    def client(number: int) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        mine: Counter = Counter()
+        for n in range(number, STARTS, CLIENTS):
+            body = json.dumps({"userId": f"forged-{n}", "signed": f"{n:064d}"})
+            headers = {
+                "Content-Type": "application/json",
+                "X-Api-Key": keys[n % 2],
+                "X-App-Version": f"junk-{n}",
+                "X-Sdk-Version": f"sdk-{n}",
+            }
+            connection.request("POST", "/trusted-identity/v1/sessions", body, headers)
+            response = connection.getresponse()
+            response.read()
+            mine[keys[n % 2], response.status] += 1
+            if response.getheader("Connection", "").lower() == "close":
+                connection.close()
+        connection.close()
+        with lock:
+            answers.update(mine)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(CLIENTS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return answers
+
+
+COUNTED = """
+from django.db.models import Sum
+from trusted_identity.models import DailyDetailCount, OutcomeCount, Platform
+result = {}
+for platform in Platform.objects.all():
+    outcomes = OutcomeCount.objects.filter(platform=platform)
+    versions = DailyDetailCount.objects.filter(platform=platform, dimension="app_version")
+    result[platform.api_key] = {
+        "outcomes": {o: outcomes.filter(outcome=o).aggregate(n=Sum("count"))["n"] or 0
+                     for o in ("invalid", "rejected")},
+        "versions": versions.aggregate(n=Sum("count"))["n"] or 0,
+    }
+print(json.dumps(result))
+"""
+
+
+def test_sigterm_right_after_a_flood_loses_no_count(served):
+    answers = flood(served["port"], served["keys"])
+    stopped = time.monotonic()
+    os.killpg(served["server"].pid, signal.SIGTERM)  # the master and its workers
+    served["server"].wait(timeout=GRACEFUL_TIMEOUT + 15)
+    assert time.monotonic() - stopped < GRACEFUL_TIMEOUT  # no worker was killed
+    open_key, enforced_key = served["keys"]
+    assert answers == {(open_key, 201): STARTS // 2, (enforced_key, 403): STARTS // 2}
+    counted = json.loads(
+        served["manage"]("shell", "-c", "import json\n" + COUNTED).splitlines()[-1]
+    )
+    assert counted[open_key] == {
+        "outcomes": {"invalid": STARTS // 2, "rejected": 0},
+        "versions": STARTS // 2,
+    }
+    assert counted[enforced_key] == {
+        "outcomes": {"invalid": 0, "rejected": STARTS // 2},
+        "versions": STARTS // 2,
+    }
