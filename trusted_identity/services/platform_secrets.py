@@ -27,7 +27,7 @@ from ..signing import generate_secret
 from .access import Actor, authorize, permissions_for
 from .audit import audit, audit_many
 from .durations import MAX_GRACE, describe_duration
-from .lookup import verification_changed
+from .lookup import database_now, verification_changed
 
 logger = logging.getLogger("trusted_identity")
 
@@ -137,7 +137,7 @@ def _rotate_locked(locked: Sequence[Platform], actor: Actor, grace: timedelta) -
     new current secret. A few statements for any number of platforms, plus one
     audit INSERT.
     """
-    now = timezone.now()
+    now = database_now()  # grace ends by the database's clock, whatever this host's
     until = now + grace
     ids = [platform.pk for platform in locked]
     PlatformSecret.objects.filter(platform_id__in=ids).past_retention(now).delete()
@@ -228,7 +228,7 @@ def revoke_previous(platform: Platform, actor: Actor) -> int:
             .select_for_update(of=("self",))
             .get(pk=platform.pk)
         )
-        ended = _end_graces([locked.pk], timezone.now())
+        ended = _end_graces([locked.pk], database_now())
         if ended:
             audit(
                 actor,
