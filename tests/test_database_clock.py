@@ -11,7 +11,7 @@ from django.db import OperationalError, connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from trusted_identity import runtime, signing
+from trusted_identity import dbclock, runtime, signing
 from trusted_identity.services import lookup, platform_secrets, sessions, verification
 from trusted_identity.state import GenerationTracker
 
@@ -67,7 +67,7 @@ def test_clear_forgets_the_offset():
 @pytest.mark.django_db
 def test_the_generation_and_the_clock_come_in_one_query():
     with CaptureQueriesContext(connection) as queries:
-        generation, database_time = lookup.read_generation_and_clock()
+        generation, database_time = dbclock.read_generation_and_clock()
     assert len(queries) == 1
     assert generation == lookup.read_generation()
     assert abs(database_time - timezone.now().timestamp()) < 2

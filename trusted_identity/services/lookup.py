@@ -23,12 +23,13 @@ from datetime import timezone as dt_timezone
 from typing import Any, NamedTuple
 
 from django.core.cache import caches
-from django.db import IntegrityError, connections, router, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 
 from .. import runtime
 from ..conf import app_settings
 from ..crypto import DecryptionError, KeyRing
+from ..dbclock import database_time, read_generation_and_clock
 from ..exceptions import InvalidApiKey, ServiceUnavailable
 from ..keyring import get_key_ring
 from ..models import (
@@ -138,57 +139,6 @@ def read_generation() -> int:
         .first()
     )
     return value or 0
-
-
-#: The database's clock as a Unix time with sub-second precision, by vendor: PostgreSQL's
-#: wall clock (not the transaction's start), SQLite's (milliseconds; its own process's,
-#: so every process of one host), MySQL's. Another vendor: this process's clock.
-_DATABASE_CLOCK = {
-    "postgresql": "EXTRACT(EPOCH FROM clock_timestamp())",
-    "sqlite": "(julianday('now') - 2440587.5) * 86400.0",
-    "mysql": "UNIX_TIMESTAMP(NOW(6))",
-}
-
-
-def read_generation_and_clock() -> tuple[int, float | None]:
-    """The verification generation and the database's clock (Unix time), in one tiny
-    query; the clock is None where its spelling for the database is not known."""
-    connection = connections[router.db_for_read(VerificationGeneration)]
-    clock = _DATABASE_CLOCK.get(connection.vendor)
-    if clock is None:
-        return read_generation(), None
-    quote = connection.ops.quote_name
-    table, value, key = (
-        quote(VerificationGeneration._meta.db_table), quote("value"), quote("id")
-    )  # fmt: skip
-    with connection.cursor() as cursor:
-        # Names quoted from the model and a fixed clock expression: nothing from outside.
-        cursor.execute(
-            f"SELECT (SELECT {value} FROM {table} WHERE {key} = %s), {clock}",  # noqa: S608
-            [VerificationGeneration.SINGLETON],
-        )
-        generation, now = cursor.fetchone()
-    return generation or 0, float(now)
-
-
-def database_time() -> float:
-    """Now as a Unix time by the database's clock: this process's clock corrected by the
-    offset measured at the last read of the generation (no query). What grace ends,
-    written by :func:`database_now`, are judged by, on every serving process."""
-    return runtime.current().generation.now()
-
-
-def database_now() -> datetime:
-    """Now by the database's clock, read from it (one query): the moment rotations and
-    revocations write as grace ends, so that no host's clock decides when they end."""
-    connection = connections[router.db_for_write(VerificationGeneration)]
-    clock = _DATABASE_CLOCK.get(connection.vendor)
-    if clock is None:
-        return datetime.now(dt_timezone.utc)
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {clock}")
-        (now,) = cursor.fetchone()
-    return datetime.fromtimestamp(float(now), tz=dt_timezone.utc)
 
 
 def verification_changed() -> None:

@@ -20,6 +20,7 @@ from django.utils import timezone
 from .. import signals
 from ..conf import app_settings
 from ..crypto import DecryptionError
+from ..dbclock import database_now
 from ..exceptions import InvalidRequest, PermissionDenied, ServiceUnavailable
 from ..models import Platform, PlatformSecret, SecretState
 from ..models.core import expired_kept_since as _expired_kept_since
@@ -27,7 +28,7 @@ from ..signing import generate_secret
 from .access import Actor, authorize, permissions_for
 from .audit import audit, audit_many
 from .durations import MAX_GRACE, describe_duration
-from .lookup import database_now, verification_changed
+from .lookup import verification_changed
 
 logger = logging.getLogger("trusted_identity")
 

@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 from .. import runtime
 from ..conf import app_settings
+from ..dbclock import database_time
 from ..exceptions import InvalidRequest, ServiceUnavailable
 from ..models import SecretState
 from ..signing import HmacKey, decode_signature, match_index, sign
@@ -27,7 +28,6 @@ from .durations import describe_duration
 from .lookup import (
     DiagnosticKey,
     PlatformSnapshot,
-    database_time,
     diagnostic_keys,
     key_table,
     keys_of,
