@@ -19,6 +19,9 @@ from trusted_identity.models import (
 from trusted_identity.services import spaces
 from trusted_identity.sketch import user_hash
 
+#: The key the factories hash their made-up users with (any key counts them alike).
+FACTORY_SKETCH_KEY = b"factory users"
+
 PASSWORD = "correct horse battery staple"
 
 
@@ -102,7 +105,9 @@ class OutcomeCountFactory(DjangoModelFactory):
         many = obj.count if extracted is None else extracted
         day = obj.hour.astimezone(dt_timezone.utc).date()
         hour = f"{obj.hour:%Y%m%d%H}"
-        hashes = {user_hash(f"factory-{obj.outcome}-{hour}-{n}") for n in range(many)}
+        hashes = {
+            user_hash(f"factory-{obj.outcome}-{hour}-{n}", FACTORY_SKETCH_KEY) for n in range(many)
+        }
         merge_distinct(obj.platform_id, day, DistinctUsers.IDENTIFIED, hashes)
         if obj.outcome == "valid":
             merge_distinct(obj.platform_id, day, DistinctUsers.VALID, hashes)

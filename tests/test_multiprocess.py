@@ -7,14 +7,17 @@ a second of its commit, and every start counted in any server reaches the
 database once they stop (buffered counts are written at exit).
 """
 
+import email.utils
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -276,3 +279,128 @@ def test_counts_from_both_servers_all_reach_the_database(deployment):
     status = json.loads(manage("trusted_identity", "status", "multi", "--json"))
     web = status["spaces"][0]["platforms"][0]
     assert {k: web[k] for k in sent} == sent
+
+
+# ---------------------------------------------------------------- a skewed clock
+#
+# Issue 19: with a serving host 20 s behind, a revoked secret verified for 19.99 s after
+# the commit. Grace ends are now written and judged by the database's clock: the server
+# runs under Debian's ``faketime`` 20 s behind, the CLI and PostgreSQL on the true time.
+
+FAKETIME = shutil.which("faketime")
+SKEW = -20  # seconds: the serving host's clock behind the database's
+
+
+def _database_url_named(url: str, name: str) -> str:
+    return urllib.parse.urlsplit(url)._replace(path=f"/{name}").geturl()
+
+
+@pytest.fixture
+def skewed_server(tmp_path):
+    if FAKETIME is None:
+        if os.environ.get("CI"):
+            pytest.fail("faketime (Debian's package) is needed: apt-get install faketime")
+        pytest.skip("faketime (Debian's package) is not installed")
+    database_url = os.environ.get("DATABASE_URL", "")
+    if not database_url.startswith(("postgres://", "postgresql://")):
+        pytest.skip(
+            "needs PostgreSQL (make test-postgres): with SQLite every process reads its own "
+            "clock as the database's, so a host's skew can't be told from the database's"
+        )
+    import psycopg
+
+    name = (os.environ.get("TEST_DATABASE_NAME") or "test_trusted_identity") + "_skew"
+    with psycopg.connect(_database_url_named(database_url, "postgres"), autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "project.settings",
+        "DJANGO_READ_DOT_ENV": "0",
+        "DEBUG": "0",
+        "SECRET_KEY": "multiprocess-test-" + "k" * 40,
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "SECURE_SSL_REDIRECT": "0",
+        "DATABASE_URL": _database_url_named(database_url, name),
+        "TRUSTED_IDENTITY_ENCRYPTION_KEYS": generate_key(),
+        "TRUSTED_IDENTITY_RATE_LIMIT": "off",
+        "WEB_CONCURRENCY": "2",
+    }
+    env.pop("CACHE_URL", None)
+
+    def manage(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    manage("migrate", "--noinput", "-v0")
+    manage("trusted_identity", "create-space", "skew")
+    api_key = manage("trusted_identity", "add-platform", "skew", "web")
+    port = _free_port()
+    server = subprocess.Popen(
+        [FAKETIME, "-f", f"{SKEW:+d}s", str(GUNICORN), "-c", "project/gunicorn.conf.py",
+         "project.wsgi"],
+        cwd=ROOT,
+        env={**env, "HOST": "127.0.0.1", "PORT": str(port)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/trusted-identity/v1/sessions"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            _post(url, api_key, {})
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    try:
+        yield {"manage": manage, "url": url, "api_key": api_key}
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
+        with psycopg.connect(
+            _database_url_named(database_url, "postgres"), autocommit=True
+        ) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _server_clock_behind(url: str) -> float:
+    """Seconds the server's clock (its Date header, to the second) is behind ours."""
+    request = urllib.request.Request(url, method="OPTIONS")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            date = response.headers["Date"]
+    except urllib.error.HTTPError as error:
+        date = error.headers["Date"]
+    return time.time() - email.utils.parsedate_to_datetime(date).timestamp()
+
+
+def test_a_server_20_s_behind_stops_a_revoked_secret_within_a_second(skewed_server):
+    manage, url, api_key = (skewed_server[k] for k in ("manage", "url", "api_key"))
+    assert _server_clock_behind(url) > -SKEW - 2  # the server really runs behind
+
+    def signed(secret):
+        return {"userId": "u1", "signed": sign(secret, "u1")}
+
+    first = manage("trusted_identity", "show-secret", "skew", "web")
+    for _ in range(PROBES):
+        assert _answer(url, api_key, signed(first)) == (201, "valid")
+    manage("trusted_identity", "enforce", "skew", "web", "on", "--force", "--reason", "test")
+    assert _honoured_within([url], api_key, [(signed(first), (201, "valid"))]) < WITHIN
+
+    # Revoked at once (grace 0), then a grace ended early (revoke-previous).
+    second = manage("trusted_identity", "rotate-secret", "skew", "web", "--grace", "0")
+    expectations = [(signed(first), (403, "signature_invalid")), (signed(second), (201, "valid"))]
+    assert _honoured_within([url], api_key, expectations) < WITHIN
+    third = manage("trusted_identity", "rotate-secret", "skew", "web", "--grace", "1h")
+    assert _honoured_within([url], api_key, [(signed(second), (201, "valid"))]) < WITHIN
+    manage("trusted_identity", "revoke-previous", "skew", "web")
+    expectations = [(signed(second), (403, "signature_invalid")), (signed(third), (201, "valid"))]
+    assert _honoured_within([url], api_key, expectations) < WITHIN

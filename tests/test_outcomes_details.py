@@ -18,6 +18,7 @@ from trusted_identity.sketch import DistinctSketch, user_hash
 from .test_http import secret_of
 from .test_outcomes import buffered  # noqa: F401  (the fixture)
 
+KEY = b"test key"
 CLIENT = counting.ClientVersions("3.2.1", "web/1.4.0")
 
 
@@ -71,7 +72,7 @@ def test_merging_distinct_users_never_loses_another_process_write(platform, monk
     """Another process merges into the row between our read and our write: the
     compare-and-set on the revision fails, we read again, and both sets count."""
     day = timezone.now().date()
-    countwrites.merge_distinct(platform.pk, day, "identified", {user_hash("first")})
+    countwrites.merge_distinct(platform.pk, day, "identified", {user_hash("first", KEY)})
     real_from_bytes = DistinctSketch.from_bytes
     interleaved = []
 
@@ -79,11 +80,11 @@ def test_merging_distinct_users_never_loses_another_process_write(platform, monk
         sketch = real_from_bytes(data)
         if not interleaved:
             interleaved.append(True)
-            countwrites.merge_distinct(platform.pk, day, "identified", {user_hash("rival")})
+            countwrites.merge_distinct(platform.pk, day, "identified", {user_hash("rival", KEY)})
         return sketch
 
     monkeypatch.setattr(DistinctSketch, "from_bytes", staticmethod(from_bytes_with_a_rival))
-    countwrites.merge_distinct(platform.pk, day, "identified", {user_hash("ours")})
+    countwrites.merge_distinct(platform.pk, day, "identified", {user_hash("ours", KEY)})
     monkeypatch.setattr(DistinctSketch, "from_bytes", staticmethod(real_from_bytes))
     row = DistinctUsers.objects.get(platform=platform, day=day, kind="identified")
     assert DistinctSketch.from_bytes(row.sketch).count() == 3
@@ -111,3 +112,36 @@ def test_a_failure_log_write_that_fails_is_dropped_not_retried(platform, monkeyp
     assert not runtime.current().counts.pending().details.failures
     assert readiness(platform).invalid == 1  # the counts went through
     assert "dropped them" in caplog.text
+
+
+@pytest.mark.django_db
+def test_users_are_hashed_with_the_installation_key_read_once(platform, django_assert_num_queries):
+    """Every process hashes with the one key in the database (so their sketches merge),
+    read once per process; a start after that reads nothing for it."""
+    from trusted_identity.models import SketchKey
+
+    stored = SketchKey.load()
+    assert len(stored) == 32
+    start_many(platform, ["alice"])
+    with django_assert_num_queries(0):
+        assert counting.user_hasher()("bob") == user_hash("bob", stored)
+    row = DistinctUsers.objects.get(platform=platform, kind=DistinctUsers.VALID)
+    sketch = DistinctSketch.from_bytes(row.sketch)
+    expected = DistinctSketch()
+    expected.add("alice", stored)
+    assert sketch.to_bytes() == expected.to_bytes()
+    assert stored not in str(SketchKey.objects.get()).encode()
+    assert stored not in repr(counting.user_hasher()).encode()
+
+
+@pytest.mark.django_db
+def test_a_key_that_cannot_be_read_leaves_the_user_uncounted_not_the_start(platform, monkeypatch):
+    from trusted_identity.models import SketchKey
+
+    def down():
+        raise OperationalError("database down")
+
+    monkeypatch.setattr(SketchKey, "load", staticmethod(down))
+    start_many(platform, ["alice"])
+    assert not DistinctUsers.objects.exists()
+    assert readiness(platform).valid == 1

@@ -46,6 +46,9 @@ def test_reset_leaves_nothing_behind(client, platform, settings):
 
     authenticators()
     made.tokens.headers["x"] = True
+    from trusted_identity.services.counting import user_hasher
+
+    user_hasher()
     made.failure_sampler.take(platform.pk, "no_match", 1.0)
     made.alerts_raised.first_time((1, "k", "v"))
     made.counts.add((platform.pk, None, "valid"), 1, StartDetails())

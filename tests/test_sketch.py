@@ -3,15 +3,49 @@ issue's 2 % once large, and a union that never double counts."""
 
 from __future__ import annotations
 
+from hashlib import blake2b
+
 import pytest
 
-from trusted_identity.sketch import EXACT_LIMIT, DistinctSketch, user_hash
+from trusted_identity.sketch import EXACT_LIMIT, REGISTERS, DistinctSketch, _register_of, user_hash
+
+KEY = b"k" * 32
 
 
-def sketch_of(users):
+def sketch_of(users, key=KEY):
     sketch = DistinctSketch()
-    sketch.add_hashes(user_hash(u) for u in users)
+    sketch.add_hashes(user_hash(u, key) for u in users)
     return sketch
+
+
+def test_one_key_hashes_an_id_alike_and_another_key_differently():
+    assert user_hash("alice", KEY) == user_hash("alice", KEY)
+    assert user_hash("alice", KEY) != user_hash("alice", b"another key")
+    assert user_hash("alice", KEY) != user_hash("bob", KEY)
+
+
+def unkeyed_hash(user_id):
+    """The hash before issue 19 (BLAKE2b without a key): what an attacker could compute."""
+    return int.from_bytes(blake2b(user_id.encode(), digest_size=8).digest(), "big")
+
+
+def test_ids_chosen_offline_count_as_one_user_each_with_the_key():
+    """The attack: of 2**18 candidate ids, keep for each register the one whose unkeyed
+    hash ranks highest there (what a search offline does, on a small budget). Unkeyed,
+    those 16,384 ids count as hundreds of thousands of users; keyed, as about 16,384."""
+    best: dict[int, tuple[int, str]] = {}
+    for n in range(1 << 18):
+        user_id = f"crafted-{n}"
+        index, rank = _register_of(unkeyed_hash(user_id))
+        if rank > best.get(index, (0, ""))[0]:
+            best[index] = (rank, user_id)
+    crafted = [user_id for _, user_id in best.values()]
+    assert len(crafted) == REGISTERS
+    unkeyed = DistinctSketch()
+    unkeyed.add_hashes(unkeyed_hash(u) for u in crafted)
+    assert unkeyed.count() > 10 * len(crafted)  # the attack, without a key
+    keyed = sketch_of(crafted).count()
+    assert abs(keyed - len(crafted)) / len(crafted) < 0.02
 
 
 def test_small_sets_are_exact_and_replays_count_once():

@@ -3,7 +3,7 @@
 :class:`Runtime` is made by ``TrustedIdentityConfig.ready()`` and owns every piece of
 per-process state: the verification generation as last read, the near cache of
 looked-up platforms and the origin index, the decrypted keys, the key ring, the
-token memo, the failure log's sampler, the parsed rates and resolved
+distinct-user hasher, the token memo, the failure log's sampler, the parsed rates and resolved
 authenticators, the alerts this process has seen raised, the buffer of counts not yet
 written with the thread that writes them, and the outbox of alerts not yet
 delivered. No other module of the app keeps mutable state at module level
@@ -263,6 +263,7 @@ class Runtime:
         "key_tables",
         "diagnostic_tables",
         "key_ring",
+        "user_hasher",
         "tokens",
         "failure_sampler",
         "rates",
@@ -287,6 +288,7 @@ class Runtime:
         self.key_tables = Memo(4096)  # decrypted secrets, by key ring, platform and ciphertexts
         self.diagnostic_tables = Memo(1024)
         self.key_ring = Slot()
+        self.user_hasher = Slot()  # sketch.UserHasher keyed with models.SketchKey
         self.tokens = TokenMemo()
         self.failure_sampler = FailureSampler()
         self.rates = Memo(64)

@@ -43,9 +43,38 @@ _LOW7 = int.from_bytes(b"\x7f" * REGISTERS, "big")
 _ALPHA = 0.7213 / (1 + 1.079 / REGISTERS)
 
 
-def user_hash(user_id: str) -> int:
-    """The 64-bit hash a user id is counted by (BLAKE2b: fast, well mixed, unkeyed)."""
-    return int.from_bytes(blake2b(user_id.encode("utf-8"), digest_size=8).digest(), "big")
+#: The length of the installation's hashing key (``models.SketchKey``); BLAKE2b takes up to 64.
+KEY_BYTES = 32
+
+
+class UserHasher:
+    """User ids to the 64-bit hash they are counted by: BLAKE2b keyed with the
+    installation's key.
+
+    Keyed, so that nobody without the key can choose ids offline whose hashes fill the
+    registers with high ranks (16,384 crafted ids counted as millions of users
+    unkeyed): a chosen id lands like a random one, one user at most. The key's block is
+    compressed once, here; each hash copies that state, so it costs about what an
+    unkeyed one does (docs/performance.md). The key is never shown, not even by repr.
+    """
+
+    __slots__ = ("_keyed",)
+
+    def __init__(self, key: bytes) -> None:
+        self._keyed = blake2b(digest_size=8, key=key)
+
+    def __call__(self, user_id: str) -> int:
+        hashed = self._keyed.copy()
+        hashed.update(user_id.encode("utf-8"))
+        return int.from_bytes(hashed.digest(), "big")
+
+    def __repr__(self) -> str:
+        return "<UserHasher>"
+
+
+def user_hash(user_id: str, key: bytes) -> int:
+    """The hash ``UserHasher(key)`` gives ``user_id`` (one-off uses and tests)."""
+    return UserHasher(key)(user_id)
 
 
 def _register_of(hashed: int) -> tuple[int, int]:
@@ -81,8 +110,8 @@ class DistinctSketch:
             if registers[index] < rank:
                 registers[index] = rank
 
-    def add(self, user_id: str) -> None:
-        self.add_hashes((user_hash(user_id),))
+    def add(self, user_id: str, key: bytes) -> None:
+        self.add_hashes((user_hash(user_id, key),))
 
     def _to_registers(self) -> None:
         exact, self._exact = self._exact or set(), None

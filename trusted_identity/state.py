@@ -68,31 +68,55 @@ class Slot:
         return self._value is not None
 
 
+#: What reading the generation returns: its value, and the database's clock (Unix time)
+#: read in the same query, or None where the database's clock can't be read.
+GenerationRead = tuple[int, float | None]
+
+
 class GenerationTracker:
-    """This process's view of the verification generation, read at most once an interval.
+    """This process's view of the verification generation, read at most once an interval,
+    and of the database's clock.
 
     Reading it is one primary-key SELECT per process per ``LOOKUP_CHECK_INTERVAL``,
     not per request. While the database can't be read, the last value stands: no
-    change can commit then either.
+    change can commit then either. The same SELECT reads the database's clock, so
+    :meth:`now` is the database's time without a query of its own: this process's
+    clock plus the offset measured then, within half the query's round trip. Grace
+    ends are written by the database's clock and judged by :meth:`now`, so a host
+    whose clock is off stops a revoked secret as promptly as any other.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._lock = threading.Lock()
+        self._clock = clock
         self._value = -1
         self._next_check = 0.0
+        #: The database's clock minus this process's, in seconds (0 until measured).
+        self.offset = 0.0
 
-    def current(self, read: Callable[[], int]) -> int:
+    def current(self, read: Callable[[], GenerationRead]) -> int:
         if time.monotonic() < self._next_check:
             return self._value
         with self._lock:
             now = time.monotonic()
             if now >= self._next_check:
                 try:
-                    self._value = read()
+                    sent = self._clock()
+                    value, database_time = read()
+                    received = self._clock()
                 except DatabaseError:
                     logger.warning("Trusted Identity could not read the verification generation")
+                else:
+                    self._value = value
+                    if database_time is not None:
+                        # The database read its clock between sending and receiving.
+                        self.offset = database_time - (sent + received) / 2
                 self._next_check = now + float(app_settings.LOOKUP_CHECK_INTERVAL)
         return self._value
+
+    def now(self) -> float:
+        """Unix time by the database's clock, as of the last read of the generation."""
+        return self._clock() + self.offset
 
     def expire(self) -> None:
         """Read the generation again on the next lookup (this process made a change)."""
@@ -100,7 +124,7 @@ class GenerationTracker:
 
     def clear(self) -> None:
         with self._lock:
-            self._value, self._next_check = -1, 0.0
+            self._value, self._next_check, self.offset = -1, 0.0, 0.0
 
     def __len__(self) -> int:
         return self._value != -1

@@ -80,7 +80,7 @@ def test_token_needs_the_override_box_and_a_reason(owner_client, space, platform
     page = owner_client.post(url(space), {"form": "token", "max_age": "1h"})
     body = page.content.decode()
     assert "Override the readiness rule" in body
-    assert "Not enough starts to tell: 0 valid identified session starts" in body
+    assert "Not enough starts to tell: 0 valid identified users" in body
     assert "Plain signatures stop verifying" in body
     assert "replaying it before then still works" in body
 
@@ -119,7 +119,7 @@ def test_token_when_the_counts_say_not_ready_shows_them(owner_client, space, pla
     usage = lambda p: TokenUsage(400, 300)  # noqa: E731
     monkeypatch.setattr(signature_forms, "token_usage", usage)
     body = owner_client.post(url(space), {"form": "token", "max_age": "24h"}).content.decode()
-    assert "Only 75.0% of 400 valid identified session starts used a token" in body
+    assert "Only 300 of 400 valid identified users (75.0%) used a token" in body
 
 
 @pytest.mark.parametrize("max_age", ["", "5", "30s", "8d", "forever", "1" * 20])

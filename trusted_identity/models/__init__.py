@@ -29,6 +29,7 @@ from .counts import (
     FailureRecord,
     OutcomeCount,
     PruneRun,
+    SketchKey,
 )
 from .records import ActorFields, AuditEvent, Door, PolicyChange, PolicySetting
 
@@ -58,6 +59,7 @@ __all__ = [
     "Role",
     "SecretState",
     "SignatureForm",
+    "SketchKey",
     "Space",
     "SpaceMembership",
     "StaffGrant",

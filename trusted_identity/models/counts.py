@@ -5,7 +5,10 @@ bookkeeping of prune and alerts.
 
 from __future__ import annotations
 
+import secrets
+
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -161,7 +164,9 @@ class DistinctUsers(models.Model):
     """The distinct user ids of one platform's starts in one UTC day, as a sketch
     (``trusted_identity.sketch``: exact up to 2,048 users, then a HyperLogLog of 16 KiB,
     a few KiB compressed): ``identified`` for every start naming a user, ``valid`` for
-    those with a valid signature. Readiness merges the days of its window.
+    those with a valid signature, and ``form:<form>`` (:meth:`form_kind`) for those
+    whose valid signature had a form other than plain (``form:token``: the readiness of
+    token-only). Readiness merges the days of its window.
 
     Many processes merge into one row: ``revision`` makes each write a compare-and-set,
     so none overwrites another's users. ``prune`` deletes rows past ``DAILY_RETENTION``.
@@ -186,6 +191,47 @@ class DistinctUsers(models.Model):
 
     def __str__(self) -> str:
         return f"{self.platform_id} {self.day:%Y-%m-%d} {self.kind}"
+
+    @staticmethod
+    def form_kind(form: str) -> str:
+        """The kind counting the users of valid starts signed in ``form`` (token; any
+        form added later is counted alike, without a migration)."""
+        return f"form:{form}"
+
+
+def _new_sketch_key() -> bytes:
+    return secrets.token_bytes(32)  # sketch.KEY_BYTES
+
+
+class SketchKey(models.Model):
+    """The installation's key for hashing user ids into :class:`DistinctUsers` sketches.
+
+    One random row, made on first use: every process and host hashes alike, so their
+    sketches merge, and it outlives ``SECRET_KEY`` rotations, which would otherwise
+    count every user twice. Read once per process (``counting.sketch_key``); never
+    logged, shown, or sent to a client. Without it a client could choose user ids
+    whose hashes inflate the distinct counts (``trusted_identity.sketch.user_hash``).
+    """
+
+    SINGLETON = 1
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=SINGLETON, editable=False)
+    key = models.BinaryField(default=_new_sketch_key, editable=False)
+
+    class Meta:
+        verbose_name = _("distinct-user hashing key")
+        verbose_name_plural = _("distinct-user hashing key")
+        constraints = [models.CheckConstraint(condition=Q(id=1), name="ti_one_sketch_key")]
+
+    def __str__(self) -> str:
+        return "distinct-user hashing key"  # never the key
+
+    @classmethod
+    def load(cls) -> bytes:
+        """The key, made now if this is the installation's first use (two processes
+        racing to make it read the one that won)."""
+        row, _ = cls.objects.get_or_create(pk=cls.SINGLETON)
+        return bytes(row.key)
 
 
 class FailureRecord(models.Model):

@@ -9,18 +9,22 @@ merged sketches).
 
 from __future__ import annotations
 
+import logging
 import time
-from datetime import datetime
+from datetime import date, datetime
 from datetime import timezone as dt_timezone
 from typing import NamedTuple
 
+from django.db import DatabaseError
 from django.utils import timezone
 
 from .. import outcomes, runtime
 from ..conf import app_settings
 from ..countwrites import StartDetails
-from ..models import Dimension, DistinctUsers, FailureRecord, Outcome
-from ..sketch import user_hash
+from ..models import Dimension, DistinctUsers, FailureRecord, Outcome, SketchKey
+from ..sketch import UserHasher
+
+logger = logging.getLogger("trusted_identity")
 
 #: What a version header that is absent is counted as; one that breaks the rules of
 #: CONTRACT section 8 (1 to 32 printable ASCII characters) counts as ``unknown``.
@@ -66,6 +70,47 @@ NO_CLIENT = ClientVersions()
 _FORM, _REASON, _SECRET = Dimension.FORM.value, Dimension.REASON.value, Dimension.SECRET.value
 _APP, _SDK = Dimension.APP_VERSION.value, Dimension.SDK_VERSION.value
 _VALID, _VISITOR = Outcome.VALID.value, Outcome.VISITOR.value
+_IDENTIFIED, _VALID_USERS = DistinctUsers.IDENTIFIED, DistinctUsers.VALID
+_PLAIN = "plain"  # the default form, whose users are the valid ones without another form
+
+
+def _load_user_hasher() -> UserHasher:
+    return UserHasher(SketchKey.load())
+
+
+def user_hasher() -> UserHasher | None:
+    """The hasher keyed with the installation's distinct-user key, read once per process;
+    None while the database can't be read (that start's user is then not counted as
+    distinct)."""
+    try:
+        return runtime.current().user_hasher.get(_load_user_hasher)
+    except DatabaseError:
+        logger.warning("Trusted Identity could not read its distinct-user hashing key")
+        return None
+
+
+def user_sketches(
+    platform_id: int, day: date, user_id: str, valid_form: str | None = None
+) -> tuple:
+    """The day's distinct-user sketches a start's user goes into, with the user's keyed
+    hash: ``identified``; for a valid start (``valid_form``) ``valid`` too, and the
+    users of its form unless plain (``DistinctUsers.form_kind``: token readiness)."""
+    hasher = user_hasher()
+    if hasher is None:
+        return ()
+    hashed = hasher(user_id)
+    if valid_form is None:
+        return (((platform_id, day, _IDENTIFIED), hashed),)
+    if valid_form == _PLAIN:
+        return (
+            ((platform_id, day, _IDENTIFIED), hashed),
+            ((platform_id, day, _VALID_USERS), hashed),
+        )
+    return (
+        ((platform_id, day, _IDENTIFIED), hashed),
+        ((platform_id, day, _VALID_USERS), hashed),
+        ((platform_id, day, DistinctUsers.form_kind(valid_form)), hashed),
+    )
 
 
 def record_start(
@@ -111,14 +156,10 @@ def record_start(
     distinct: tuple = ()
     failure = None
     if user_id is not None:
-        hashed = user_hash(user_id)
         if outcome == _VALID:
-            distinct = (
-                ((platform_id, day, DistinctUsers.IDENTIFIED), hashed),
-                ((platform_id, day, DistinctUsers.VALID), hashed),
-            )
+            distinct = user_sketches(platform_id, day, user_id, form or _PLAIN)
         else:
-            distinct = (((platform_id, day, DistinctUsers.IDENTIFIED), hashed),)
+            distinct = user_sketches(platform_id, day, user_id)
             sampler = runtime.current().failure_sampler  # per reason: FAILURE_LOG_PER_SECOND
             if outcome != _VISITOR and sampler.take(platform_id, reason or "", time.time()):
                 failure = FailureRecord(

@@ -148,9 +148,23 @@ def figures_for(
     for (platform_id, kind), sketch in distinct_sketches(ids, since).items():
         if kind == DistinctUsers.VALID:
             result[platform_id].distinct_valid = sketch.count()
-        else:
+        elif kind == DistinctUsers.IDENTIFIED:
             result[platform_id].distinct_identified = sketch.count()
     return result
+
+
+def form_users(platform_id: int, form: str, since: datetime | None = None) -> tuple[int, int]:
+    """``(valid, of_form)`` since ``since`` (default: the readiness window), in distinct
+    users: the platform's valid identified users, and how many of them had a valid start
+    signed in ``form`` (any form but plain, e.g. token; counted by ``counting``). Replaying
+    one user's signature many times adds no user. One query."""
+    outcomes.flush()  # what this process counted but has not written yet
+    sketches = distinct_sketches([platform_id], since or readiness_since())
+    valid = sketches.get((platform_id, DistinctUsers.VALID))
+    of_form = sketches.get((platform_id, DistinctUsers.form_kind(form)))
+    valid_count = valid.count() if valid is not None else 0
+    # Two estimates (past 2,048 users) may cross: a form's users are valid users.
+    return valid_count, min(valid_count, of_form.count() if of_form is not None else 0)
 
 
 def distinct_sketches(

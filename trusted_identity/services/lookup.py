@@ -18,6 +18,8 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from typing import Any, NamedTuple, NoReturn
 
 from django.core.cache import caches
@@ -27,6 +29,7 @@ from django.db.models import F
 from .. import runtime
 from ..conf import app_settings
 from ..crypto import DecryptionError, KeyRing
+from ..dbclock import database_time, read_generation_and_clock
 from ..exceptions import InvalidApiKey, ServiceUnavailable
 from ..keyring import get_key_ring
 from ..models import (
@@ -120,8 +123,9 @@ class PlatformSnapshot:
 
 
 def current_generation() -> int:
-    """The verification generation as this process last read it (at most once an interval)."""
-    return runtime.current().generation.current(read_generation)
+    """The verification generation as this process last read it (at most once an interval);
+    the same read measures this process's offset to the database's clock."""
+    return runtime.current().generation.current(read_generation_and_clock)
 
 
 def _expire_generation() -> None:
@@ -186,7 +190,8 @@ def _load_snapshot(api_key: str) -> PlatformSnapshot | None:
     # This platform's secrets and the current ones of its space's other platforms.
     mine = PlatformSecret.objects.filter(platform_id=platform.pk)
     theirs = PlatformSecret.objects.filter(platform__space_id=platform.space.pk).current()
-    rows = (mine | theirs).with_state()
+    # Each secret's state by the database's clock (the generation was read just before).
+    rows = (mine | theirs).with_state(datetime.fromtimestamp(database_time(), tz=dt_timezone.utc))
     secrets, expired, others = [], [], []
     for pk, platform_id, kind, ciphertext, state, until in rows.values_list(
         "pk", "platform_id", "platform__kind", "ciphertext", "state", "valid_until"

@@ -20,6 +20,7 @@ from django.utils import timezone
 from .. import signals
 from ..conf import app_settings
 from ..crypto import DecryptionError
+from ..dbclock import database_now
 from ..exceptions import InvalidRequest, PermissionDenied, ServiceUnavailable
 from ..models import Platform, PlatformSecret, SecretState
 from ..models.core import expired_kept_since as _expired_kept_since
@@ -137,7 +138,7 @@ def _rotate_locked(locked: Sequence[Platform], actor: Actor, grace: timedelta) -
     new current secret. A few statements for any number of platforms, plus one
     audit INSERT.
     """
-    now = timezone.now()
+    now = database_now()  # grace ends by the database's clock, whatever this host's
     until = now + grace
     ids = [platform.pk for platform in locked]
     PlatformSecret.objects.filter(platform_id__in=ids).past_retention(now).delete()
@@ -228,7 +229,7 @@ def revoke_previous(platform: Platform, actor: Actor) -> int:
             .select_for_update(of=("self",))
             .get(pk=platform.pk)
         )
-        ended = _end_graces([locked.pk], timezone.now())
+        ended = _end_graces([locked.pk], database_now())
         if ended:
             audit(
                 actor,

@@ -6,8 +6,8 @@ The policy is part of the cached :class:`~.lookup.PlatformSnapshot` that session
 start reads; :func:`set_signature_form` changes it, audited, bumping the verification
 generation in its transaction so that every process honours it within a second.
 Turning ``token`` on follows the readiness rule of enforcement, over the share of
-valid identified starts that used a token (:func:`token_readiness`), with the same
-override and reason.
+valid identified users whose starts used a token (:func:`token_readiness`), with the
+same minimum in distinct users, override and reason.
 """
 
 from __future__ import annotations
@@ -24,9 +24,8 @@ from ..formatting import percent
 from ..models import Platform, PolicyChange, PolicySetting, SignatureForm
 from .access import Actor, authorize
 from .audit import audit, last_policy_changes, record_policy_change
-from .diagnostics import forms_for
 from .durations import describe_duration, parse_duration
-from .figures import NOT_ENOUGH_STARTS, NOT_READY, READY
+from .figures import NOT_ENOUGH_STARTS, NOT_READY, READY, form_users
 from .lookup import verification_changed
 
 PLAIN = SignatureForm.PLAIN.value
@@ -77,10 +76,11 @@ def parse_max_age(text: str) -> timedelta:
 def token_readiness(valid: int, token: int) -> str:
     """The readiness rule for ``token``, from the counts of the readiness window.
 
-    ``valid`` is the number of valid identified session starts, ``token`` how many of
-    them used a token. Below ``READINESS_MIN_STARTS`` valid starts nothing can be told;
-    from there, ``ready`` when at least ``READINESS_THRESHOLD`` of them used a token
-    (the plain signatures of the others would turn invalid), else ``not_ready``.
+    ``valid`` is the number of distinct valid identified users, ``token`` how many of
+    them had a valid start with a token. Below ``READINESS_MIN_STARTS`` valid users
+    nothing can be told; from there, ``ready`` when at least ``READINESS_THRESHOLD`` of
+    them used a token (the plain signatures of the others would turn invalid), else
+    ``not_ready``. Users, not starts: replaying one token adds one user at most.
     """
     if valid < app_settings.READINESS_MIN_STARTS:
         return NOT_ENOUGH_STARTS
@@ -89,7 +89,7 @@ def token_readiness(valid: int, token: int) -> str:
 
 @dataclass(frozen=True)
 class TokenUsage:
-    """Valid identified starts of the readiness window, and how many used a token."""
+    """Distinct valid identified users of the readiness window, and how many used a token."""
 
     valid: int
     token: int
@@ -104,12 +104,11 @@ class TokenUsage:
 
 
 def token_usage(platform: Platform) -> TokenUsage | None:
-    """The platform's :class:`TokenUsage` over the readiness window: its valid starts by
-    form, as ``counting`` records them per hour (``diagnostics.forms_for``). None would
-    mean the forms can't be told (the rule then needs the override); it never is here."""
-    forms = forms_for([platform.pk])[platform.pk]
-    token = forms.get(TOKEN, {}).get("valid", 0)
-    return TokenUsage(forms.get(PLAIN, {}).get("valid", 0) + token, token)
+    """The platform's :class:`TokenUsage` over the readiness window, in distinct users:
+    the valid identified ones and those whose valid starts used a token, from the daily
+    distinct-user sketches ``counting`` keeps (``figures.form_users``). None would mean
+    the forms can't be told (the rule then needs the override); it never is here."""
+    return TokenUsage(*form_users(platform.pk, TOKEN))
 
 
 def readiness_of(usage: TokenUsage | None) -> str:
@@ -148,13 +147,13 @@ def _not_ready_message(usage: TokenUsage | None) -> str:
         )
     if usage.readiness == NOT_ENOUGH_STARTS:
         return (
-            f"not enough starts to tell: {usage.valid} valid identified session starts in the "
+            f"not enough starts to tell: {usage.valid} valid identified users in the "
             f"readiness window, at least {app_settings.READINESS_MIN_STARTS} are needed; "
             "override explicitly to accept only tokens anyway"
         )
     return (
-        f"tokens are not rolled out: {percent(usage.share)} of {usage.valid} valid "
-        f"identified session starts used a token, below the "
+        f"tokens are not rolled out: {usage.token} of {usage.valid} valid identified users "
+        f"({percent(usage.share)}) used a token, below the "
         f"{percent(app_settings.READINESS_THRESHOLD)} threshold; override explicitly to "
         "accept only tokens anyway"
     )

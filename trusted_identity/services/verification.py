@@ -9,7 +9,6 @@ applies the platform's policy (``signature_forms``) and says precisely what it f
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
@@ -17,6 +16,7 @@ from typing import NamedTuple
 
 from .. import runtime
 from ..conf import app_settings
+from ..dbclock import database_time
 from ..exceptions import InvalidRequest, ServiceUnavailable
 from ..models import SecretState
 from ..signing import HmacKey, decode_signature, match_index, sign
@@ -36,8 +36,9 @@ from .lookup import (
 from .signature_forms import PLAIN, TOKEN, accepts
 from .spaces import get_platform
 
-#: The clock of verification and signing (Unix time); tests freeze it.
-clock = time.time
+#: The clock of verification and signing: Unix time by the database's clock, the one
+#: grace ends are written by (``lookup.database_time``: no query). Tests freeze it.
+clock = database_time
 
 MALFORMED = "malformed"  # neither 64 hex digits nor a token's three parts
 NO_MATCH = "no_match"
