@@ -8,6 +8,7 @@ from datetime import datetime
 from django.utils import timezone
 
 from trusted_identity import outcomes
+from trusted_identity.models import VerificationGeneration
 from trusted_identity.services.counting import hour_start
 from trusted_identity.services.lookup import PlatformSnapshot
 from trusted_identity.services.verification import verify_signed
@@ -24,3 +25,9 @@ def record_outcome(
     """Count ``count`` starts of ``outcome`` in the hour of ``at`` (now by default),
     through the one counting path (buffered, or at once as COUNT_FLUSH_INTERVAL says)."""
     outcomes.count(platform_id, hour_start(at or timezone.now()), outcome, count)
+
+
+def read_generation() -> int:
+    """The verification generation's number as the database holds it now."""
+    row = VerificationGeneration.objects.filter(pk=VerificationGeneration.SINGLETON).first()
+    return row.value if row else 0

@@ -14,7 +14,7 @@ import pytest
 from django.core.cache import caches
 from django.db import connections
 
-from tests.support import verify_user_id
+from tests.support import read_generation, verify_user_id
 from trusted_identity.conf import app_settings
 from trusted_identity.services import access, enforcement, lookup, platform_secrets
 from trusted_identity.services.lookup import lookup_platform
@@ -97,7 +97,7 @@ def test_a_lookup_racing_a_revocation_leaves_no_old_snapshot_in_any_cache(
     for _ in range(20):
         assert not _verifies(platform.api_key, revoked)
         assert _verifies(platform.api_key, current)
-    fresh = shared_cache.get(lookup.cache_key(platform.api_key, lookup.read_generation()))
+    fresh = shared_cache.get(lookup.cache_key(platform.api_key, read_generation()))
     assert fresh is None or len(fresh.secrets) == 1
 
 
@@ -128,10 +128,10 @@ def test_every_kind_of_change_moves_the_generation(shared_cache):
     space = SpaceFactory(slug="moves")
     platform = PlatformFactory(space=space, kind="roku")
     actor = access.get_cli_actor()
-    seen = [lookup.read_generation()]
+    seen = [read_generation()]
 
     def moved():
-        seen.append(lookup.read_generation())
+        seen.append(read_generation())
         return seen[-1] > seen[-2]
 
     platform_secrets.rotate_secret(platform, actor)

@@ -11,6 +11,7 @@ from django.db import OperationalError, connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from tests.support import read_generation
 from trusted_identity import dbclock, runtime, signing
 from trusted_identity.services import lookup, platform_secrets, sessions, verification
 from trusted_identity.state import GenerationTracker
@@ -69,7 +70,7 @@ def test_the_generation_and_the_clock_come_in_one_query():
     with CaptureQueriesContext(connection) as queries:
         generation, database_time = dbclock.read_generation_and_clock()
     assert len(queries) == 1
-    assert generation == lookup.read_generation()
+    assert generation.value == read_generation() and len(generation.token) == 32
     assert abs(database_time - timezone.now().timestamp()) < 2
     assert database_time % 1  # sub-second precision (SQLite's julianday, not strftime %s)
 

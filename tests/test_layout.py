@@ -241,6 +241,7 @@ ALLOWED_NAMES = {
     ("services.counting", "FAILURE_USER_ID_LENGTH"),
     ("services.verification", "_PLAIN_REFUSED"),
     ("services.verification", "_TOKEN_REFUSED"),
+    ("state", "NO_GENERATION"),
     # A stateless encoder: one encode() is independent of another.
     ("views", "_json_encoder"),
 }

@@ -13,19 +13,34 @@ from __future__ import annotations
 from datetime import datetime
 from datetime import timezone as dt_timezone
 
-from django.db import connections, router
+from django.db import IntegrityError, connections, router, transaction
 
 from . import runtime
 from .models import VerificationGeneration
+from .state import Generation
 
 
-def _read_generation() -> int:
-    value = (
+def _read_generation() -> Generation:
+    row = (
         VerificationGeneration.objects.filter(pk=VerificationGeneration.SINGLETON)
-        .values_list("value", flat=True)
+        .values_list("value", "token")
         .first()
     )
-    return value or 0
+    return Generation(*row) if row else ensure_generation()
+
+
+def ensure_generation() -> Generation:
+    """The generation row, made with a random token where it is missing (a database
+    flushed by a test, or never changed since its tables were made): never a state that
+    another database could share."""
+    rows = VerificationGeneration.objects.filter(pk=VerificationGeneration.SINGLETON)
+    try:
+        with transaction.atomic():
+            rows.get_or_create(defaults={"token": VerificationGeneration.new_token()})
+    except IntegrityError:
+        pass  # made meanwhile by another process
+    value, token = rows.values_list("value", "token").get()
+    return Generation(value, token)
 
 
 #: The database's clock as a Unix time with sub-second precision, by vendor: PostgreSQL's
@@ -38,7 +53,7 @@ _DATABASE_CLOCK = {
 }
 
 
-def read_generation_and_clock() -> tuple[int, float | None]:
+def read_generation_and_clock() -> tuple[Generation, float | None]:
     """The verification generation and the database's clock (Unix time), in one tiny
     query; the clock is None where its spelling for the database is not known."""
     connection = connections[router.db_for_read(VerificationGeneration)]
@@ -46,17 +61,20 @@ def read_generation_and_clock() -> tuple[int, float | None]:
     if clock is None:
         return _read_generation(), None
     quote = connection.ops.quote_name
-    table, value, key = (
-        quote(VerificationGeneration._meta.db_table), quote("value"), quote("id")
+    table, value, token, key = (
+        quote(VerificationGeneration._meta.db_table), quote("value"), quote("token"),
+        quote("id"),
     )  # fmt: skip
     with connection.cursor() as cursor:
         # Names quoted from the model and a fixed clock expression: nothing from outside.
         cursor.execute(
-            f"SELECT (SELECT {value} FROM {table} WHERE {key} = %s), {clock}",  # noqa: S608
-            [VerificationGeneration.SINGLETON],
+            f"SELECT (SELECT {value} FROM {table} WHERE {key} = %s), "  # noqa: S608
+            f"(SELECT {token} FROM {table} WHERE {key} = %s), {clock}",
+            [VerificationGeneration.SINGLETON, VerificationGeneration.SINGLETON],
         )
-        generation, now = cursor.fetchone()
-    return generation or 0, float(now)
+        number, tag, now = cursor.fetchone()
+    generation = Generation(number, tag) if number is not None else ensure_generation()
+    return generation, float(now)
 
 
 def database_time() -> float:

@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Hashable
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from django.db import DatabaseError
 
@@ -70,7 +70,24 @@ class Slot:
 
 #: What reading the generation returns: its value, and the database's clock (Unix time)
 #: read in the same query, or None where the database's clock can't be read.
-GenerationRead = tuple[int, float | None]
+class Generation(NamedTuple):
+    """Which state of the database verification was read at: the generation's number, and
+    the random token written with it. The number orders changes; the token tells apart
+    two databases at the same number (a test run on PostgreSQL, then on SQLite, sharing
+    one Redis) and a database restored from a backup that counts again from an older
+    number. Shared-cache keys carry both (``str()``: ``"41.9f0c..."``)."""
+
+    value: int
+    token: str
+
+    def __str__(self) -> str:
+        return f"{self.value}.{self.token}"
+
+
+#: What this process knows before it has read the generation once.
+NO_GENERATION = Generation(-1, "")
+
+GenerationRead = tuple[Generation, float | None]
 
 
 class GenerationTracker:
@@ -89,12 +106,12 @@ class GenerationTracker:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._lock = threading.Lock()
         self._clock = clock
-        self._value = -1
+        self._value = NO_GENERATION
         self._next_check = 0.0
         #: The database's clock minus this process's, in seconds (0 until measured).
         self.offset = 0.0
 
-    def current(self, read: Callable[[], GenerationRead]) -> int:
+    def current(self, read: Callable[[], GenerationRead]) -> Generation:
         if time.monotonic() < self._next_check:
             return self._value
         with self._lock:
@@ -124,10 +141,10 @@ class GenerationTracker:
 
     def clear(self) -> None:
         with self._lock:
-            self._value, self._next_check, self.offset = -1, 0.0, 0.0
+            self._value, self._next_check, self.offset = NO_GENERATION, 0.0, 0.0
 
     def __len__(self) -> int:
-        return self._value != -1
+        return self._value != NO_GENERATION
 
 
 class GenerationValue:

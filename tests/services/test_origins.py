@@ -2,9 +2,10 @@
 
 import pytest
 
+from tests.support import read_generation
 from trusted_identity.exceptions import InvalidRequest, PermissionDenied
 from trusted_identity.models import AllowedOrigin, AuditEvent, Role
-from trusted_identity.services import access, lookup, origins
+from trusted_identity.services import access, origins
 from trusted_identity.services.lookup import lookup_platform
 from trusted_identity.services.origins import (
     allow_origin,
@@ -98,11 +99,11 @@ def test_malformed_origins_are_refused_with_the_reason(given, reason):
 def test_allow_and_deny_audit_bump_the_generation_and_reach_the_snapshot(
     web, cli_actor, django_capture_on_commit_callbacks
 ):
-    before = lookup.read_generation()
+    before = read_generation()
     with django_capture_on_commit_callbacks(execute=True):
         origin, added = allow_origin(web, "HTTPS://App.Example.com:443", cli_actor)
     assert (origin, added) == ("https://app.example.com", True)
-    assert lookup.read_generation() == before + 1
+    assert read_generation() == before + 1
     assert lookup_platform(web.api_key).origins == {"https://app.example.com"}
     assert allowed_origins(web) == ["https://app.example.com"]
     entry = AuditEvent.objects.filter(platform=web).latest("pk")
@@ -116,11 +117,11 @@ def test_allow_and_deny_audit_bump_the_generation_and_reach_the_snapshot(
         False,
     )
     assert AuditEvent.objects.count() == entries
-    assert lookup.read_generation() == before + 1
+    assert read_generation() == before + 1
 
     with django_capture_on_commit_callbacks(execute=True):
         assert deny_origin(web, "https://APP.example.com", cli_actor) == ("https://app.example.com")
-    assert lookup.read_generation() == before + 2
+    assert read_generation() == before + 2
     assert lookup_platform(web.api_key).origins == frozenset()
     entry = AuditEvent.objects.filter(platform=web).latest("pk")
     assert entry.message == "Removed the allowed origin https://app.example.com (CORS)."

@@ -12,7 +12,7 @@ from datetime import timezone as dt_timezone
 import jwt
 import pytest
 
-from tests.support import verify_user_id
+from tests.support import read_generation, verify_user_id
 from trusted_identity import runtime
 from trusted_identity.exceptions import (
     InvalidRequest,
@@ -30,7 +30,6 @@ from trusted_identity.services import (
 )
 from trusted_identity.services import verification as verification_rules
 from trusted_identity.services.figures import NOT_ENOUGH_STARTS, NOT_READY, READY, readiness
-from trusted_identity.services.lookup import read_generation
 from trusted_identity.services.signature_forms import (
     TokenNotReady,
     TokenUsage,
@@ -493,7 +492,7 @@ def test_replaying_one_token_moves_no_user(client, platform, cli_actor, settings
     figures = readiness(platform)
     assert figures.valid == 100 + 1 + TOKEN_REPLAYS  # the starts were counted
     assert (figures.distinct_valid, figures.distinct_identified) == (101, 101)
-    with pytest.raises(TokenNotReady, match=r"1 of 101 valid identified users \(0\.99%\)"):
+    with pytest.raises(TokenNotReady, match=r"1 of 101 valid identified users \(1\.0%\)"):
         set_signature_form(platform, "token", cli_actor)
     assert Platform.objects.get(pk=platform.pk).signature_form == "either"
 

@@ -14,7 +14,7 @@ import jwt
 import pytest
 from django.utils import timezone
 
-from tests.support import verify_user_id
+from tests.support import read_generation, verify_user_id
 from trusted_identity.crypto import generate_key
 from trusted_identity.exceptions import TrustedIdentityError
 from trusted_identity.models import PlatformSecret
@@ -27,7 +27,7 @@ from trusted_identity.services import (
     spaces,
     verification,
 )
-from trusted_identity.services.lookup import DIAGNOSTIC_EXPIRED_MAX, read_generation
+from trusted_identity.services.lookup import DIAGNOSTIC_EXPIRED_MAX
 from trusted_identity.services.rekey import rekey
 from trusted_identity.signing import sign
 

@@ -7,6 +7,7 @@ constraints and the small helpers that belong to one row.
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 
 from django.conf import settings
@@ -362,12 +363,18 @@ class VerificationGeneration(models.Model):
     serving process reads it at most every ``LOOKUP_CHECK_INTERVAL`` seconds and
     keys its cached platform lookups by it: a change reaches every process, in any
     cache set-up, within that interval of its commit.
+
+    Each bump also writes a new random ``token``: the shared cache's keys carry it, so
+    two databases at the same number (sharing one cache) never read each other's
+    entries, and a database restored from a backup, which counts on from an older
+    number, never meets entries of the state it lost.
     """
 
     SINGLETON = 1
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=SINGLETON, editable=False)
     value = models.BigIntegerField(default=0)
+    token = models.CharField(max_length=32, default="")
 
     class Meta:
         verbose_name = _("verification generation")
@@ -378,6 +385,10 @@ class VerificationGeneration(models.Model):
 
     def __str__(self) -> str:
         return f"verification generation {self.value}"
+
+    @staticmethod
+    def new_token() -> str:
+        return secrets.token_hex(16)
 
 
 class StaffGrant(models.Model):

@@ -41,6 +41,7 @@ from ..models import (
     VerificationGeneration,
 )
 from ..signing import HmacKey
+from ..state import Generation
 
 logger = logging.getLogger("trusted_identity")
 
@@ -122,7 +123,7 @@ class PlatformSnapshot:
 # ------------------------------------------------------------ the generation
 
 
-def current_generation() -> int:
+def current_generation() -> Generation:
     """The verification generation as this process last read it (at most once an interval);
     the same read measures this process's offset to the database's clock."""
     return runtime.current().generation.current(read_generation_and_clock)
@@ -130,15 +131,6 @@ def current_generation() -> int:
 
 def _expire_generation() -> None:
     runtime.current().generation.expire()
-
-
-def read_generation() -> int:
-    value = (
-        VerificationGeneration.objects.filter(pk=VerificationGeneration.SINGLETON)
-        .values_list("value", flat=True)
-        .first()
-    )
-    return value or 0
 
 
 def verification_changed() -> None:
@@ -149,12 +141,13 @@ def verification_changed() -> None:
     of the commit; this process at once.
     """
     rows = VerificationGeneration.objects.filter(pk=VerificationGeneration.SINGLETON)
-    if not rows.update(value=F("value") + 1):
+    token = VerificationGeneration.new_token()
+    if not rows.update(value=F("value") + 1, token=token):
         try:
             with transaction.atomic():
-                VerificationGeneration.objects.create(value=1)
+                VerificationGeneration.objects.create(value=1, token=token)
         except IntegrityError:  # created meanwhile by another writer
-            rows.update(value=F("value") + 1)
+            rows.update(value=F("value") + 1, token=token)
     # Now, for what this connection reads next (a test's own transaction, which never
     # commits), and again at the commit, for everything else.
     _expire_generation()
@@ -164,14 +157,14 @@ def verification_changed() -> None:
 # ------------------------------------------------------------------ lookups
 
 
-def cache_key(api_key: str, generation: int) -> str:
+def cache_key(api_key: str, generation: Generation) -> str:
     """The shared cache's key for a platform at a generation.
 
     API keys are URL-safe; hashing keeps odd client input from making odd cache
     keys. Entries of older generations are never read again and expire.
     """
     digest = hashlib.sha256(api_key.encode("utf-8", "replace")).hexdigest()
-    return f"trusted_identity:platform:v5:{generation}:{digest}"
+    return f"trusted_identity:platform:v6:{generation}:{digest}"
 
 
 def _cache():
@@ -295,7 +288,7 @@ def every_allowed_origin() -> frozenset[str]:
     kept = runtime.current().origins
     if local and generation == kept.generation:
         return kept.value
-    key = f"trusted_identity:origins:v1:{generation}"
+    key = f"trusted_identity:origins:v2:{generation}"
     cache = _cache()
     try:
         origins = cache.get(key)
