@@ -73,4 +73,21 @@
             revealed.scrollIntoView({block: "center"});
         }
     });
+
+    // A token's lifetime only means something for a platform accepting tokens: the
+    // field shows while the chosen form accepts them (without JavaScript, always).
+    function showTokenLifetime(select) {
+        const field = select.form && select.form.querySelector("[data-ti-tokens-only]");
+        if (field) {
+            field.hidden = select.value === field.dataset.tiTokensOnly;
+        }
+    }
+    document.addEventListener("change", function (event) {
+        if (event.target.matches && event.target.matches("select[name=form]")) {
+            showTokenLifetime(event.target);
+        }
+    });
+    document.addEventListener("DOMContentLoaded", function () {
+        document.querySelectorAll("form select[name=form]").forEach(showTokenLifetime);
+    });
 })();
