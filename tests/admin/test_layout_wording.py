@@ -11,7 +11,7 @@ from trusted_identity.models import Platform, SignatureForm
 from trusted_identity.services import signature_tester
 from trusted_identity.signing import sign
 
-from ..factories import PlatformFactory, SpaceFactory
+from ..factories import SpaceFactory
 from .helpers import action_url, current_secret, messages_of, settings_url
 
 pytestmark = pytest.mark.django_db
@@ -46,7 +46,7 @@ def test_rotating_on_the_page_doesnt_send_the_reader_to_the_page(owner_client, s
     # Drawn in the section the redirect lands on, as Django draws its messages.
     section = section_of(body, platform.kind)
     assert f'<ul class="messagelist ti-section-messages" id="messages-{platform.kind}">' in section
-    assert 'class="ti-platform-{} success"'.format(platform.kind) in section
+    assert f'class="ti-platform-{platform.kind} success"' in section
     assert "Rotated the secret of" not in body[: body.index(f'id="platform-{platform.kind}"')]
 
 
@@ -67,9 +67,7 @@ def test_the_token_lifetime_shows_only_where_tokens_are_accepted(owner_client, s
 def test_the_tester_verdict_is_coloured_worded_and_without_ids(
     owner_client, space, platform, signed_with, tone, icon
 ):
-    signature = (
-        sign(current_secret(platform), "user-1") if signed_with == "current" else "f" * 64
-    )
+    signature = sign(current_secret(platform), "user-1") if signed_with == "current" else "f" * 64
     response = owner_client.post(
         action_url(space, "test_signature", platform.kind),
         {"user_id": "user-1", "signature": signature},

@@ -104,7 +104,8 @@ class OriginsView(PlatformActionView, SpaceSettingsView):
             self.notify(
                 messages.ERROR,
                 _(
-                    "The origin %(origin)s is not an allowed origin of %(platform)s: nothing to remove."
+                    "The origin %(origin)s is not an allowed origin of %(platform)s: "
+                    "nothing to remove."
                 )
                 % {"origin": origin, "platform": self.platform_label},
             )

@@ -27,7 +27,6 @@ from ..services import signature_tester
 from ..services.signature_tester import TESTER_PERMISSION
 from .views import PlatformActionView, admin_form
 
-
 #: The attributes of a field whose value is a code, not prose.
 CODE_INPUT = {"autocomplete": "off", "spellcheck": "false", "autocapitalize": "off"}
 
