@@ -96,3 +96,25 @@ def test_verdict_tones():
     assert verdict_tone(Found(signature_tester.VALID_CURRENT, False)) == "warn"
     assert verdict_tone(Found(signature_tester.VALID_PREVIOUS, True)) == "warn"
     assert verdict_tone(Found(signature_tester.NO_MATCH, False)) == "bad"
+
+
+def test_moments_read_alike_on_the_record_pages(owner_client, space, platform, owner):
+    """Memberships and policy records write their moments as the rest of the app does
+    (``2026-12-03 17:59 UTC``), not in the locale's ``Dec. 3, 2026, 5:59 p.m.``."""
+    from trusted_identity.formatting import moment
+    from trusted_identity.models import PolicyChange, SpaceMembership
+    from trusted_identity.services import access, enforcement
+
+    membership = SpaceMembership.objects.get(user=owner)
+    body = owner_client.get(reverse("admin:trusted_identity_spacemembership_changelist")).content
+    assert moment(membership.created_at) in body.decode()
+    body = owner_client.get(
+        reverse("admin:trusted_identity_spacemembership_change", args=[membership.pk])
+    ).content.decode()
+    assert moment(membership.created_at) in body and "p.m." not in body and "a.m." not in body
+    enforcement.set_enforcement(platform, True, access.get_cli_actor(), force=True, reason="test")
+    change = PolicyChange.objects.get()
+    body = owner_client.get(
+        reverse("admin:trusted_identity_policychange_change", args=[change.pk])
+    ).content.decode()
+    assert moment(change.at) in body and "p.m." not in body and "a.m." not in body
