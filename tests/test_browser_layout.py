@@ -137,3 +137,11 @@ def test_the_tester_fits_a_signature(browser, live_server, owner, space, platfor
         assert page.ti_errors == []
     finally:
         context.close()
+
+
+def test_the_figures_beside_the_facts_show_every_column(wide, space, platforms):  # noqa: F811
+    wide.goto(settings_path(space))
+    rollout = wide.locator("#platform-ios .ti-rollout").bounding_box()
+    for header in wide.locator("#platform-ios .ti-rollout thead th").all():
+        box = header.bounding_box()
+        assert box["x"] + box["width"] <= rollout["x"] + rollout["width"] + 1, header.inner_text()
