@@ -133,13 +133,17 @@ def test_the_tester_fits_a_signature(browser, live_server, owner, space, platfor
         page.click("#test-signature")
         banner = page.locator("#verdict-banner")
         assert banner.get_attribute("data-tone") == "bad"
-        assert banner.locator("img").evaluate("i => i.complete && i.naturalWidth > 0")
+        assert banner.locator("img").evaluate(
+            """i => i.complete ? i.naturalWidth > 0
+                : new Promise(done => { i.onload = () => done(i.naturalWidth > 0);
+                                        i.onerror = () => done(false); })"""
+        )
         assert page.ti_errors == []
     finally:
         context.close()
 
 
-def test_the_figures_beside_the_facts_show_every_column(wide, space, platforms):  # noqa: F811
+def test_the_figures_beside_the_facts_show_every_column(wide, space, platforms):
     wide.goto(settings_path(space))
     rollout = wide.locator("#platform-ios .ti-rollout").bounding_box()
     for header in wide.locator("#platform-ios .ti-rollout thead th").all():

@@ -91,10 +91,11 @@
         document.querySelectorAll("form select[name=form]").forEach(showTokenLifetime);
     });
 
-    // On a phone the summary is one card per platform (admin.css): each figure is
-    // labelled with its column's header, as the page's language words it.
+    // On a phone the summary is one card per platform, the failure log one card per
+    // failure (admin.css): each figure is labelled with its column's header, as the
+    // page's language words it.
     document.addEventListener("DOMContentLoaded", function () {
-        document.querySelectorAll("table.ti-summary-table").forEach(function (table) {
+        document.querySelectorAll("table.ti-summary-table, table.ti-failures-table").forEach(function (table) {
             const headers = [...table.querySelectorAll("thead th")].map((th) => th.textContent.trim());
             table.querySelectorAll("tbody tr").forEach(function (row) {
                 [...row.children].forEach(function (cell, index) {
