@@ -5,10 +5,10 @@ week of realistic session-start figures, web enforced, iOS rotated two hours ago
 with a 24-hour grace), serves the example project on a local port, logs in
 through /admin/login/ in Debian's Chromium (driven by Playwright; no browser
 download, no network) and saves the space's Trusted Identity page, full length,
-in the light and the dark theme:
+in the light and the dark theme, on a desktop (1,280 px wide) and a phone (390 px):
 
-    docs/screenshots/settings-light.png
-    docs/screenshots/settings-dark.png
+    docs/screenshots/settings-light.png        docs/screenshots/settings-dark.png
+    docs/screenshots/settings-390-light.png    docs/screenshots/settings-390-dark.png
 
 No secret is revealed on them. Figures are drawn from a seeded generator, so
 only the dates change from one run to the next.
@@ -39,7 +39,8 @@ CHROMIUM_ARGS = [
     "--font-render-hinting=none",
 ]
 USERNAME, PASSWORD = "dana", secrets.token_urlsafe(16)
-VIEWPORT = {"width": 1280, "height": 900}
+#: The widths shot: a desktop (the README's picture) and a phone; the file's suffix.
+VIEWPORTS = {"": {"width": 1280, "height": 900}, "-390": {"width": 390, "height": 844}}
 
 #: Hourly session starts per platform: (identified starts at the daily peak, visitors
 #: at the peak, valid share on the first and on the last day, share of the non-valid
@@ -253,7 +254,7 @@ class Tally:
     def save(self, rng) -> None:
         from trusted_identity.countwrites import merge_distinct
         from trusted_identity.models import DailyDetailCount, DetailCount, FailureRecord
-        from trusted_identity.sketch import user_hash
+        from trusted_identity.services.counting import user_hasher
 
         DailyDetailCount.objects.bulk_create(
             DailyDetailCount(
@@ -277,12 +278,13 @@ class Tally:
             )
             for (hour, reason, outcome), n in self.reasons.items()
         )
+        hasher = user_hasher()  # keyed with the installation's distinct-user key
         for (day, kind), starts in self.users.items():
             people = round(starts / STARTS_PER_USER)
             # The same people come back each day: user ids from one pool, the valid ones
             # among the identified.
             ids = {f"user-{n}" for n in range(people)}
-            merge_distinct(self.platform_id, day, kind, {user_hash(i) for i in ids})
+            merge_distinct(self.platform_id, day, kind, {hasher(i) for i in ids})
         FailureRecord.objects.bulk_create(
             FailureRecord(
                 platform_id=self.platform_id,
@@ -350,12 +352,16 @@ def shoot(base_url: str, space) -> list[Path]:
             executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
         )
         session = None
-        for scheme in ("light", "dark"):
+        shots = [(width, scheme) for width in VIEWPORTS for scheme in ("light", "dark")]
+        for width, scheme in shots:
+            phone = width == "-390"
             context = browser.new_context(
                 base_url=base_url,
-                viewport=VIEWPORT,
+                viewport=VIEWPORTS[width],
                 color_scheme=scheme,
                 device_scale_factor=1,
+                is_mobile=phone,
+                has_touch=phone,
                 storage_state=session,
             )
             context.route("**/favicon.ico", lambda route: route.fulfill(status=204))
@@ -371,7 +377,7 @@ def shoot(base_url: str, space) -> list[Path]:
             page.wait_for_load_state("networkidle")
             if page.locator(".ti-secret.ti-revealed").count():  # pragma: no cover
                 sys.exit("a secret is revealed on the page: not saving a screenshot of it")
-            path = OUT / f"settings-{scheme}.png"
+            path = OUT / f"settings{width}-{scheme}.png"
             page.screenshot(path=str(path), full_page=True, animations="disabled")
             saved.append(path)
             context.close()

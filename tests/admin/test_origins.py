@@ -27,7 +27,18 @@ def allow(client, space, origin, kind="web"):
 
 
 def deny(client, space, origin, kind="web"):
-    return client.post(origins_url(space, kind), {"action": "deny", "origin": origin}, follow=True)
+    """Remove an origin, confirmed (the button leads to a confirmation page first)."""
+    return client.post(
+        origins_url(space, kind),
+        {"action": "deny", "origin": origin, "post": "yes"},
+        follow=True,
+    )
+
+
+def section_of(body, kind="web"):
+    start = body.index(f'id="platform-{kind}"')
+    end = body.find("<section", start)
+    return body[start : end if end != -1 else len(body)]
 
 
 def test_the_web_section_lists_origins_with_remove_buttons_and_an_add_form(
@@ -42,7 +53,8 @@ def test_the_web_section_lists_origins_with_remove_buttons_and_an_add_form(
     )
     assert section.count('class="button ti-remove-origin"') == 2
     assert 'id="origin-web"' in section and 'id="allow-origin-web"' in section
-    assert f'action="{origins_url(space)}"' in section
+    assert f'action="{origins_url(space)}#origins-label-web"' in section
+    assert f'href="{origins_url(space)}?action=deny&amp;origin=https%3A%2F%2Fa.example"' in section
     ios = body[body.index('id="platform-ios"') :]
     assert "Allowed origins" not in ios  # other kinds have no list
 
@@ -58,7 +70,12 @@ def test_allow_an_origin(owner_client, owner, space, web):
     entry = platform_log(web).last()
     assert entry.user == owner
     assert entry.get_change_message() == "Allowed the origin https://app.example.com (CORS)."
-    assert 'data-origin="https://app.example.com"' in response.content.decode()
+    body = response.content.decode()
+    assert 'data-origin="https://app.example.com"' in body
+    # The message is drawn in the web section the redirect lands on, not at the top.
+    assert 'id="messages-web"' in section_of(body)
+    assert "may now start Web sessions" in section_of(body)
+    assert "may now start Web sessions" not in body[: body.index('id="platform-web"')]
     assert origins.cors_allowed("https://app.example.com")  # the change is live
 
 
@@ -66,9 +83,30 @@ def test_allowing_again_says_nothing_changed(owner_client, space, web):
     allow(owner_client, space, "https://a.example")
     response = allow(owner_client, space, "https://a.example/")
     assert messages_of(response) == [
-        "https://a.example was already allowed for Web; nothing changed."
+        "The origin https://a.example was already allowed for Web; nothing changed."
     ]
+    assert "Https://" not in response.content.decode()  # capfirst never meets a URL first
     assert platform_log(web).count() == 1  # allowed once
+
+
+def test_removing_asks_for_a_confirmation_first(owner_client, space, web):
+    origins.allow_origin(web, "https://a.example", access.get_cli_actor())
+    page = owner_client.get(origins_url(space), {"action": "deny", "origin": "https://a.example"})
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert "will no longer start <strong>Web</strong> sessions" in body
+    assert 'name="post" value="yes"' in body and 'id="confirm-remove-origin"' in body
+    assert origins.allowed_origins(web) == ["https://a.example"]
+    # A POST without the confirmation shows the same page and removes nothing.
+    unconfirmed = owner_client.post(
+        origins_url(space), {"action": "deny", "origin": "https://a.example"}
+    )
+    assert (
+        unconfirmed.status_code == 200
+        and 'id="confirm-remove-origin"' in unconfirmed.content.decode()
+    )
+    assert origins.allowed_origins(web) == ["https://a.example"]
+    assert not platform_log(web).filter(change_message__contains="Removed").exists()
 
 
 def test_remove_an_origin(owner_client, owner, space, web):
@@ -92,17 +130,25 @@ def test_remove_an_origin(owner_client, owner, space, web):
         ("https://a.example/path", "no path"),
     ],
 )
-def test_invalid_origins_are_refused_with_a_message(owner_client, space, web, origin, error):
+def test_invalid_origins_are_refused_beside_the_field(owner_client, space, web, origin, error):
     response = allow(owner_client, space, origin)
     assert response.status_code == 200
-    (message,) = messages_of(response)
-    assert error in message
+    assert messages_of(response) == []
+    form = section_of(response.content.decode())
+    form = form[form.index('class="ti-inline-form ti-origin-form errors"') :]
+    field, errors = form[: form.index("</form>")].split('id="origin-error-web"')
+    if origin:  # the typed value is kept, to be corrected rather than typed again
+        assert f'value="{origin}"' in field
+    assert 'aria-invalid="true"' in field
+    assert error in errors
     assert not AllowedOrigin.objects.exists()
     assert not platform_log(web).exists()
 
 
 def test_removing_an_origin_not_listed_is_an_error_message(owner_client, space, web):
-    response = deny(owner_client, space, "https://never.example")
+    response = owner_client.get(
+        origins_url(space), {"action": "deny", "origin": "https://never.example"}, follow=True
+    )
     (message,) = messages_of(response)
     assert "not an allowed origin" in message
 

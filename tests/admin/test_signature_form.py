@@ -25,7 +25,9 @@ def test_the_page_shows_each_platforms_forms_and_a_change_form(owner_client, spa
     body = owner_client.get(settings_url(space)).content.decode()
     assert 'id="signature-form-text-ios" data-signature-form="plain">Plain signatures only<' in body
     assert 'data-signature-form="either">Plain signatures or tokens<' in body
-    assert "(a token may live at most 24h)" in body and "(a token may live at most 1h)" in body
+    # The lifetime shows where tokens are accepted only (issue 20), not for plain-only iOS.
+    assert "(a token may live at most 1h)" in body
+    assert 'id="token-max-age-ios"' not in body and "(a token may live at most 24h)" not in body
     form = re.search(r'<form[^>]*action="' + re.escape(url(space)) + r'".*?</form>', body, re.S)
     assert form and 'name="csrfmiddlewaretoken"' in form.group()
     assert '<option value="plain" selected>' in form.group()

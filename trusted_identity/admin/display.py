@@ -65,7 +65,9 @@ def short(value: datetime | None) -> str:
     return moment(value)
 
 
-def rotation_message(platforms: list[Platform], grace: timedelta) -> str:
+def rotation_message(platforms: list[Platform], grace: timedelta, on_page: bool = False) -> str:
+    """What a rotation did; ``on_page``: said on the Trusted Identity page itself, whose
+    Reveal button is beside the message, so it doesn't send the reader there."""
     names = ", ".join(str(p) for p in platforms)
     if grace.total_seconds() == 0:
         tail = _("No earlier secret verifies any more: only the new one does.")
@@ -75,6 +77,8 @@ def rotation_message(platforms: list[Platform], grace: timedelta) -> str:
     head = ngettext(
         "Rotated the secret of %(names)s.", "Rotated the secrets of %(names)s.", len(platforms)
     ) % {"names": names}
+    if on_page:
+        return f"{head} {tail}"
     return f"{head} {tail} " + _("Reveal the new secret on the space's Trusted Identity page.")
 
 

@@ -21,6 +21,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from ..exceptions import TrustedIdentityError
+from ..formatting import moment
 from ..forms import MembershipAddForm, MembershipChangeForm
 from ..models import SpaceMembership
 from ..services import memberships
@@ -32,7 +33,7 @@ class SpaceMembershipAdmin(ScopedAdminMixin, admin.ModelAdmin):
     """Who has which role in which space; grants and revocations go through services."""
 
     space_choice_action = "manage_members"
-    list_display = ["user_name", "space_link", "role", "created_at"]
+    list_display = ["user_name", "space_link", "role", "granted"]
     list_filter = [VisibleSpaceFilter, "role"]
     list_select_related = ["space", "user"]
     ordering = ["space__slug", "user_id"]
@@ -74,14 +75,19 @@ class SpaceMembershipAdmin(ScopedAdminMixin, admin.ModelAdmin):
     def get_fields(self, request: HttpRequest, obj: SpaceMembership | None = None) -> list[str]:
         if obj is None:
             return ["space", "username", "role"]
-        return ["user_name", "space_link", "role", "created_at"]
+        return ["user_name", "space_link", "role", "granted"]
 
     def get_readonly_fields(
         self, request: HttpRequest, obj: SpaceMembership | None = None
     ) -> list[str]:
         if obj is None:
             return []
-        return ["user_name", "space_link", "created_at"]
+        return ["user_name", "space_link", "granted"]
+
+    @admin.display(description=gettext_lazy("created at"), ordering="created_at")
+    def granted(self, obj: SpaceMembership) -> str:
+        """When the role was granted, as the app writes every moment (``formatting.moment``)."""
+        return moment(obj.created_at)
 
     @admin.display(description=gettext_lazy("user"))
     def user_name(self, obj: SpaceMembership) -> str:

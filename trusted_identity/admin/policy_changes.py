@@ -25,6 +25,7 @@ class ReadOnlyRecordAdmin(ScopedAdminMixin, admin.ModelAdmin):
 
     list_per_page = 100
     show_full_result_count = False  # no COUNT(*) over a long trail on every page
+    readonly_fields = ["when"]  # the moment as the app writes it, on the record's page too
 
     @property
     def media(self) -> forms.Media:
@@ -54,7 +55,7 @@ class AuditEventAdmin(ReadOnlyRecordAdmin):
     search_fields = ["actor_name", "object_repr", "message"]
     ordering = ["-at", "-id"]
     fields = [
-        "at",
+        "when",
         "actor_name",
         "actor",
         "door",
@@ -92,7 +93,7 @@ class PolicyChangeAdmin(ReadOnlyRecordAdmin):
     search_fields = ["actor_name", "override_reason"]
     ordering = ["-at", "-id"]
     fields = [
-        "at",
+        "when",
         "platform",
         "setting",
         "old_value",

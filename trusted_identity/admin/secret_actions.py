@@ -44,9 +44,9 @@ class RotateSecretView(PlatformActionView):
         except PermissionDenied:
             raise  # Django's (the service's is one): a 403
         except TrustedIdentityError as exc:
-            messages.error(request, exc.message)
+            self.notify(messages.ERROR, exc.message)
         else:
-            messages.success(request, rotation_message([self.platform], grace))
+            self.notify(messages.SUCCESS, rotation_message([self.platform], grace, on_page=True))
         return self.back()
 
     def show(self, form: RotationForm) -> HttpResponse:
@@ -86,13 +86,13 @@ class RevokePreviousView(PlatformActionView):
         except PermissionDenied:
             raise  # Django's (the service's is one): a 403
         except TrustedIdentityError as exc:
-            messages.error(request, exc.message)
+            self.notify(messages.ERROR, exc.message)
         else:
             if ended:
-                messages.success(request, revocation_message(self.platform, ended))
+                self.notify(messages.SUCCESS, revocation_message(self.platform, ended))
             else:
-                messages.info(
-                    request,
+                self.notify(
+                    messages.INFO,
                     _("No previous %(platform)s secret was verifying: nothing changed.")
                     % {"platform": self.platform_label},
                 )

@@ -32,9 +32,26 @@ from ..services.origins import origins_by_platform
 from .base import admin_url, permissions
 from .display import KIND_ORDER, chart, current_secret_since, percent, previous_valid_until
 from .rollout import diagnostics, summary
-from .views import PlatformActionView, SpaceView
+from .views import PlatformActionView, SpaceView, platform_message_tag
 
 CHART_DAYS = 7
+
+
+def split_messages(request: HttpRequest, kinds: set[str]) -> tuple[list[Any], dict[str, list]]:
+    """The request's messages: those for the top of the page, and those about one
+    platform (``views.platform_message_tag``), drawn in that platform's section."""
+    page: list[Any] = []
+    by_kind: dict[str, list[Any]] = {}
+    for message in messages.get_messages(request):
+        kind = next(
+            (k for k in kinds if platform_message_tag(k) in (message.extra_tags or "").split()),
+            None,
+        )
+        if kind is None:
+            page.append(message)
+        else:
+            by_kind.setdefault(kind, []).append(message)
+    return page, by_kind
 
 
 class SpaceSettingsView(SpaceView):
@@ -47,9 +64,15 @@ class SpaceSettingsView(SpaceView):
         return self.render_page()
 
     @sensitive_variables("revealed", "sections", "context", "response")
-    def render_page(self, revealed: dict[int, str] | None = None) -> TemplateResponse:
+    def render_page(
+        self,
+        revealed: dict[int, str] | None = None,
+        section_extra: dict[int, dict[str, Any]] | None = None,
+    ) -> TemplateResponse:
         """The page; with ``revealed`` (platform id to plaintext), rendered here, inside
-        the sensitive frame, and its context dropped so nothing keeps the secret."""
+        the sensitive frame, and its context dropped so nothing keeps the secret.
+        ``section_extra`` (platform id to context) adds to a platform's section, as a
+        refused form's typed value and errors."""
         request, space = self.request, self.space
         perms = permissions(request)
         now = timezone.now()
@@ -95,14 +118,19 @@ class SpaceSettingsView(SpaceView):
                     "history_url": admin_url(
                         self.admin_site, "platform_history", quote(platform.pk)
                     ),
+                    **(section_extra or {}).get(platform.pk, {}),
                 }
             )
+        page_messages, section_messages = split_messages(request, {p.kind for p in platforms})
+        for section in sections:
+            section["messages"] = section_messages.get(section["platform"].kind, [])
         missing_kinds = [
             label for kind, label in PlatformKind.choices if kind not in {p.kind for p in platforms}
         ]
         role = perms.role(space)
         context = self.get_context_data(
             platforms=sections,
+            page_messages=page_messages,
             summary=summary(platforms, figures),
             revealed=bool(revealed),
             can_reveal=perms.can("reveal", space),
@@ -151,10 +179,10 @@ class RevealSecretView(PlatformActionView, SpaceSettingsView):
         except PermissionDenied:
             raise  # Django's (the service's is one): a 403
         except TrustedIdentityError as exc:
-            messages.error(request, exc.message)
+            self.notify(messages.ERROR, exc.message)
             return self.back()
-        messages.warning(
-            request,
+        self.notify(
+            messages.WARNING,
             _(
                 "You revealed the current %(platform)s secret; this is recorded in the "
                 "platform's history. It is hidden again when you reload or leave this page."

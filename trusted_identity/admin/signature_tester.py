@@ -27,16 +27,37 @@ from ..services import signature_tester
 from ..services.signature_tester import TESTER_PERMISSION
 from .views import PlatformActionView, admin_form
 
+#: The attributes of a field whose value is a code, not prose.
+CODE_INPUT = {"autocomplete": "off", "spellcheck": "false", "autocapitalize": "off"}
+
 
 class SignatureTestForm(forms.Form):
-    """The user id and the signature exactly as typed: nothing is stripped."""
+    """The user id and the signature exactly as typed: nothing is stripped. The
+    signature is a textarea wide enough for 64 hex digits, tall enough for a token."""
 
-    user_id = forms.CharField(label=gettext_lazy("User id"), strip=False)
+    user_id = forms.CharField(
+        label=gettext_lazy("User id"),
+        strip=False,
+        widget=forms.TextInput(attrs={**CODE_INPUT, "class": "vTextField ti-code-field"}),
+    )
     signature = forms.CharField(
         label=gettext_lazy("Signature"),
         strip=False,
         help_text=gettext_lazy("64 hex digits, or a token"),
+        widget=forms.Textarea(
+            attrs={**CODE_INPUT, "rows": 3, "cols": 66, "class": "ti-code-field ti-signature-field"}
+        ),
     )
+
+
+def verdict_tone(found: Any) -> str:
+    """How the verdict reads at a glance: ``ok`` (valid with the current secret),
+    ``warn`` (it matches, but not for long or not for a session start), ``bad``."""
+    if found.verdict == signature_tester.VALID_CURRENT and found.accepted:
+        return "ok"
+    if found.verdict in (signature_tester.VALID_CURRENT, signature_tester.VALID_PREVIOUS):
+        return "warn"
+    return "bad"
 
 
 class SignatureTesterView(PlatformActionView):
@@ -87,7 +108,10 @@ class SignatureTesterView(PlatformActionView):
     ) -> HttpResponse:
         fieldsets = [(None, {"fields": ["user_id", "signature"]})]
         context = self.get_context_data(
-            found=found, error=error, **admin_form(form, fieldsets, self.model_admin)
+            found=found,
+            tone=verdict_tone(found) if found is not None else "",
+            error=error,
+            **admin_form(form, fieldsets, self.model_admin),
         )
         response = self.render_to_response(context, status=status)
         add_never_cache_headers(response)

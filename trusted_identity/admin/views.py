@@ -147,6 +147,12 @@ class SpaceView(ContextMixin, TemplateResponseMixin, View):
         return super().get_context_data(**context, **kwargs)
 
 
+def platform_message_tag(kind: str) -> str:
+    """The ``extra_tags`` of a message about one platform: the Trusted Identity page
+    draws it in that platform's section instead of at the top of the page."""
+    return f"ti-platform-{kind}"
+
+
 class PlatformActionView(SpaceView):
     """A page or button of one platform (``<space>/trusted-identity/<kind>/...``)."""
 
@@ -167,8 +173,16 @@ class PlatformActionView(SpaceView):
         return f"{self.settings_url()}#platform-{self.platform.kind}"
 
     def back(self) -> HttpResponseRedirect:
-        """Back to the platform's section of the Trusted Identity page."""
+        """Back to the platform's section of the Trusted Identity page, where the
+        messages given with :meth:`notify` are drawn, under the section's title."""
         return HttpResponseRedirect(self.back_url())
+
+    def notify(self, level: int, message: str) -> None:
+        """A message for the platform's section (``platform_message_tag``): the
+        redirect lands on the section, so the message is where the eye is."""
+        messages.add_message(
+            self.request, level, message, extra_tags=platform_message_tag(self.platform.kind)
+        )
 
     @property
     def platform_label(self) -> str:
@@ -253,11 +267,11 @@ class GatedChangeView(PlatformActionView):
     def confirm(self, confirmed: bool) -> HttpResponse:
         form = self.get_form()
         if not form.is_valid() and form.has_error(self.choice_field):
-            messages.error(self.request, self.choice_error())
+            self.notify(messages.ERROR, self.choice_error())
             return self.back()
         unchanged = self.unchanged_message(form)
         if unchanged:
-            messages.info(self.request, unchanged)
+            self.notify(messages.INFO, unchanged)
             return self.back()
         evidence = self.get_evidence(form)
         if confirmed and form.is_valid():
@@ -273,10 +287,10 @@ class GatedChangeView(PlatformActionView):
             except InvalidRequest as exc:  # any other bad input, worded as the service says
                 form.add_error(None, exc.message)
             except TrustedIdentityError as exc:
-                messages.error(self.request, exc.message)
+                self.notify(messages.ERROR, exc.message)
                 return self.back()
             else:
-                messages.success(self.request, self.success_message(form))
+                self.notify(messages.SUCCESS, self.success_message(form))
                 return self.back()
         return self.render_to_response(
             self.get_context_data(

@@ -73,4 +73,37 @@
             revealed.scrollIntoView({block: "center"});
         }
     });
+
+    // A token's lifetime only means something for a platform accepting tokens: the
+    // field shows while the chosen form accepts them (without JavaScript, always).
+    function showTokenLifetime(select) {
+        const field = select.form && select.form.querySelector("[data-ti-tokens-only]");
+        if (field) {
+            field.hidden = select.value === field.dataset.tiTokensOnly;
+        }
+    }
+    document.addEventListener("change", function (event) {
+        if (event.target.matches && event.target.matches("select[name=form]")) {
+            showTokenLifetime(event.target);
+        }
+    });
+    document.addEventListener("DOMContentLoaded", function () {
+        document.querySelectorAll("form select[name=form]").forEach(showTokenLifetime);
+    });
+
+    // On a phone the summary is one card per platform, the failure log one card per
+    // failure (admin.css): each figure is labelled with its column's header, as the
+    // page's language words it.
+    document.addEventListener("DOMContentLoaded", function () {
+        document.querySelectorAll("table.ti-summary-table, table.ti-failures-table").forEach(function (table) {
+            const headers = [...table.querySelectorAll("thead th")].map((th) => th.textContent.trim());
+            table.querySelectorAll("tbody tr").forEach(function (row) {
+                [...row.children].forEach(function (cell, index) {
+                    if (index > 0 && headers[index] && !cell.hasAttribute("data-label")) {
+                        cell.setAttribute("data-label", headers[index]);
+                    }
+                });
+            });
+        });
+    });
 })();
