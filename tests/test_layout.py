@@ -27,6 +27,7 @@ SERVICE_ORDER = [
     "counting",
     "retention",
     "figures",
+    "secret_use",
     "diagnostics",
     "alerts",
     "enforcement",
