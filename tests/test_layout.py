@@ -33,6 +33,7 @@ SERVICE_ORDER = [
     "enforcement",
     "origins",
     "signature_forms",
+    "gate_evidence",
     "verification",
     "sessions",
     "signature_tester",
