@@ -96,7 +96,8 @@ def test_the_end_the_grace_page_shows_the_use_since_the_rotation(owner_client, s
     url = action_url(space, "revoke_previous", "ios")
     words = text(owner_client.get(url))
     assert (
-        "Not safe yet: nothing used a previous secret since the rotation, but the rotation is less than 1 hour old"
+        "Not safe yet: nothing used a previous secret since the rotation, but the rotation "
+        "is less than 1 hour old"
         in words
     )
 
