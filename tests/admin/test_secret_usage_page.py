@@ -97,8 +97,7 @@ def test_the_end_the_grace_page_shows_the_use_since_the_rotation(owner_client, s
     words = text(owner_client.get(url))
     assert (
         "Not safe yet: nothing used a previous secret since the rotation, but the rotation "
-        "is less than 1 hour old"
-        in words
+        "is less than 1 hour old" in words
     )
 
     counting.record_start(platform.pk, "valid", "straggler", form="plain", secret_id=old_id)
