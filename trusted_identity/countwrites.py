@@ -6,9 +6,10 @@ few statements per table, however many distinct values arrived: one multi-row up
 (``INSERT ... ON CONFLICT DO UPDATE SET count = count + excluded.count``) per count
 table, in one transaction with the version slots (``versionslots``: read the day's
 rows, merge, write back the difference); the distinct users of the batch read in one
-query and merged with a compare-and-set per row; secret use in one ``UPDATE``; the
-failure log in one ``INSERT`` and its cap. Platforms deleted meanwhile are left out
-first, in one query (and again if one disappears before the commit).
+query and merged with a compare-and-set per row; secret use in one ``UPDATE`` (and,
+for a retired secret, its starts and users since the retirement); the failure log in
+one ``INSERT`` and its cap. Platforms deleted meanwhile are left out first, in one
+query (and again if one disappears before the commit).
 
 Every write is safe beside other processes and ``prune``: counts are added in the
 database, the version slots of a day are merged under a lock (PostgreSQL; SQLite
@@ -44,6 +45,7 @@ from .models import (
     Platform,
     PlatformSecret,
 )
+from .secretwrites import SecretUses, write_secret_uses
 from .sketch import DistinctSketch
 from .versionslots import OTHER, DaySlots, VersionSlot
 
@@ -75,8 +77,8 @@ class Details:
     distinct: defaultdict[DistinctKey, DistinctSketch] = field(
         default_factory=lambda: defaultdict(DistinctSketch)
     )
-    #: secret id -> the platform and when it last verified a start
-    secrets_used: dict[int, tuple[int, datetime]] = field(default_factory=dict)
+    #: secret id -> its uses (last one, and those since its retirement: ``secretwrites``)
+    secret_uses: dict[int, SecretUses] = field(default_factory=dict)
     failures: list[FailureRecord] = field(default_factory=list)
     #: (platform id, secret id, grace end) of previous secrets seen verifying near their end
     grace_warnings: set[tuple[int, int, float]] = field(default_factory=set)
@@ -86,7 +88,7 @@ class Details:
             self.details
             or self.versions
             or self.distinct
-            or self.secrets_used
+            or self.secret_uses
             or self.failures
             or self.grace_warnings
         )
@@ -98,23 +100,22 @@ class Details:
             _count_version(self.versions, key, n)
         for key, sketch in other.distinct.items():
             self.distinct[key].merge(sketch)
-        for secret_id, (platform_id, at) in other.secrets_used.items():
-            self.note_secret(secret_id, platform_id, at)
+        for secret_id, uses in other.secret_uses.items():
+            self.secret_uses.setdefault(secret_id, SecretUses(uses.platform_id)).update(uses)
         self.failures.extend(other.failures)
         self.grace_warnings |= other.grace_warnings
 
-    def note_secret(self, secret_id: int, platform_id: int, at: datetime) -> None:
-        known = self.secrets_used.get(secret_id)
-        if known is None or known[1] < at:
-            self.secrets_used[secret_id] = (platform_id, at)
+    def use_secret(self, secret_id: int, platform_id: int, at: datetime, hashed: int | None):
+        """One start verified by ``secret_id`` at ``at``, by the user ``hashed``."""
+        self.secret_uses.setdefault(secret_id, SecretUses(platform_id)).add(at, hashed)
 
     def drop_platforms(self, gone: set[int]) -> None:
         """Forget what names a deleted platform (its rows went with it)."""
         for table in (self.details, self.versions, self.distinct):
             for key in [key for key in table if key[0] in gone]:
                 del table[key]
-        for secret_id in [s for s, (pid, _at) in self.secrets_used.items() if pid in gone]:
-            del self.secrets_used[secret_id]
+        for secret_id in [s for s, uses in self.secret_uses.items() if uses.platform_id in gone]:
+            del self.secret_uses[secret_id]
         self.failures[:] = [f for f in self.failures if f.platform_id not in gone]
 
 
@@ -125,7 +126,8 @@ class StartDetails:
     details: tuple[DetailKey, ...] = ()
     versions: tuple[VersionKey, ...] = ()
     distinct: tuple[tuple[DistinctKey, int], ...] = ()
-    secret_used: tuple[int, int, datetime] | None = None  # secret id, platform id, at
+    #: secret id, platform id, at, user hash (None: no distinct-user key)
+    secret_used: tuple[int, int, datetime, int | None] | None = None
     failure: FailureRecord | None = None
     grace_warning: tuple[int, int, float] | None = None
 
@@ -137,7 +139,7 @@ class StartDetails:
         for key, hashed in self.distinct:
             batch.distinct[key].add_hashes((hashed,))
         if self.secret_used is not None:
-            batch.note_secret(*self.secret_used)
+            batch.use_secret(*self.secret_used)
         if self.failure is not None:
             batch.failures.append(self.failure)
         if self.grace_warning is not None:
@@ -174,7 +176,7 @@ class CountBatch:
         ids = {key[0] for key in self.counts}
         for table in (details.details, details.versions, details.distinct):
             ids.update(key[0] for key in table)
-        ids.update(pid for pid, _at in details.secrets_used.values())
+        ids.update(uses.platform_id for uses in details.secret_uses.values())
         ids.update(record.platform_id for record in details.failures)
         return ids
 
@@ -482,5 +484,6 @@ def write_details_batch(batch: Details) -> None:
     distinct users, secret use, the failure log. What is written leaves the batch, so a
     failure midway keeps the rest."""
     write_distinct(batch.distinct)
-    write_secrets_used(batch.secrets_used)
+    write_secrets_used({pk: (u.platform_id, u.last) for pk, u in batch.secret_uses.items()})
+    write_secret_uses(batch.secret_uses)
     write_failures(batch.failures)

@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from trusted_identity import outcomes
-from trusted_identity.models import FailureRecord, Role
+from trusted_identity.models import FailureRecord, PlatformSecret, Role
 from trusted_identity.services import access, counting, enforcement, platform_secrets
 
 from ..factories import MembershipFactory, PlatformFactory, SpaceFactory, UserFactory
@@ -136,12 +136,20 @@ def test_previous_secret_use_safe_to_end_or_still_in_use(owner_client, space, pl
     )
     counting.record_start(web.pk, "valid", "u1", form="plain", secret_id=previous.secret_id)
     outcomes.flush()
+    # The iOS secret was replaced three hours ago and nothing used it since.
+    PlatformSecret.objects.filter(platform=platform, retired_at__isnull=False).update(
+        retired_at=timezone.now() - timedelta(hours=3)
+    )
     body = owner_client.get(settings_url(space)).content.decode()
     ios, web_part = section(body, "ios"), section(body, "web")
-    assert "safe to end the grace" in ios and 'data-usage="safe"' in ios
+    assert "Unused since the rotation 3\xa0hours ago: safe to end the grace." in ios
+    assert 'data-usage="safe"' in ios
     assert 'data-usage="in-use"' in web_part
-    assert "Still in use: it verified 1 start in the last 24 hours." in web_part
-    assert re.search(r'data-secret="previous" data-verified-24h="1"', web_part)
+    assert "Since the rotation it verified 1 start, " in web_part
+    assert "Still in use since the rotation, by 1 user: ending the grace now" in web_part
+    assert re.search(
+        r'data-secret="previous" data-verified-24h="1" data-since-rotation="1"', web_part
+    )
 
 
 def test_failure_log_shows_the_newest_twenty(owner_client, space, platform):

@@ -271,7 +271,7 @@ def test_turning_on_when_ready_confirms_then_enforces(owner_client, space, platf
     body = page.content.decode()
     assert page.status_code == 200
     assert "Yes, turn on enforcement" in body
-    assert '<td data-figure="valid">1000</td>' in body
+    assert "Counted: 1,005 identified starts (1,000 valid, 0 invalid, 5 without a signature" in body
     assert 'name="override"' not in body  # ready: no override needed
     assert not Platform.objects.get(pk=platform.pk).enforced
 
@@ -299,7 +299,7 @@ def test_below_threshold_needs_the_override_box_and_a_reason(owner_client, space
     assert 'type="checkbox" name="override" id="id_override"' in body
     assert '<label class="vCheckboxLabel" for="id_override">' in body  # Django's fieldset
     assert '<label for="id_reason">' in body
-    assert "Not ready: only 90.0%" in body
+    assert "Signing is not rolled out far enough: only 90.0% of the" in body
 
     no_box = owner_client.post(url, {"enabled": "on", "post": "yes", "reason": "because"})
     assert no_box.status_code == 200

@@ -90,6 +90,9 @@ def test_a_previous_secret_used_near_the_end_of_its_grace_alerts_once(
     assert [kind for _, kind, _ in received] == ["grace_ending"]
     (message,) = mail.outbox
     assert "still in use" in message.subject and old not in message.body
+    # The figures since the rotation, as the page gives them (the flush wrote them before
+    # the alert was decided, on the first of the three starts).
+    assert "(1 start of 1 user since the rotation)" in message.body
 
 
 def test_a_previous_secret_with_a_long_grace_left_does_not_alert(

@@ -187,10 +187,14 @@ def test_secret_usage_says_when_the_grace_can_end(client, platform, cli_actor):
     usage = diagnostics.secret_usage([platform.pk])[platform.pk]
     current, previous = usage
     assert current.is_current and not previous.is_current
-    assert previous.safe_to_end and previous.last_verified_at is None
+    # Unused since the rotation, but retired only now: too soon to call it safe.
+    assert previous.state == "too_soon" and not previous.safe_to_end
+    assert previous.last_verified_at is None and previous.starts_since_retired == 0
     start(client, platform.api_key, {"userId": "late", "signed": signing.sign(old_secret, "late")})
     current, previous = diagnostics.secret_usage([platform.pk])[platform.pk]
     assert previous.verified_last_24h == 1 and not previous.safe_to_end
+    assert previous.state == "in_use" and previous.starts_since_retired == 1
+    assert previous.users_since_retired == 1
     assert previous.last_verified_at is not None
     assert timezone.now() - previous.last_verified_at < timezone.timedelta(minutes=1)
     assert current.verified_last_24h == 0

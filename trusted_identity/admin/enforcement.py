@@ -12,12 +12,12 @@ from typing import Any
 from django import forms
 from django.utils.translation import gettext as _
 
-from ..conf import app_settings
 from ..forms import EnforcementForm
-from ..services import enforcement
+from ..services import enforcement, gate_evidence
 from ..services.enforcement import NotReady
 from ..services.figures import Figures, readiness
 from .display import percent
+from .gate_display import evidence_lists, gate_context, per_day
 from .views import GatedChangeView
 
 
@@ -46,10 +46,15 @@ class EnforcementView(GatedChangeView):
     def choice_error(self) -> str:
         return _("Choose whether to turn enforcement on or off.")
 
-    def refusal_error(self) -> str:
+    def refusal_error(self, evidence: dict[str, Any]) -> str:
+        if evidence["verdict"] == gate_evidence.NOT_ROLLED_OUT:
+            return _(
+                "Signing is not rolled out far enough. Tick the override box to turn "
+                "enforcement on anyway."
+            )
         return _(
-            "Signing is not rolled out far enough. Tick the override box to turn enforcement "
-            "on anyway."
+            "There is too little data to tell whether signing is rolled out. Tick the "
+            "override box to turn enforcement on anyway."
         )
 
     def unchanged_message(self, form: forms.Form) -> str:
@@ -70,15 +75,25 @@ class EnforcementView(GatedChangeView):
 
     def evidence_of(self, figures: Figures) -> dict[str, Any]:
         ready = figures.is_ready()
-        return {
+        context = {
             "enabling": self.enabling,
             "figures": figures,
             "share": percent(figures.valid_share),
             "ready": ready,
             "needs_override": self.enabling and not ready,
-            "threshold": percent(app_settings.READINESS_THRESHOLD),
-            "min_starts": app_settings.READINESS_MIN_STARTS,
-            "window_days": app_settings.READINESS_WINDOW.days,
+            **gate_context(),
+        }
+        if not self.enabling:
+            return context
+        evidence = gate_evidence.enforcement_evidence(self.platform, figures)
+        return {
+            **context,
+            "evidence": evidence,
+            "verdict": evidence.verdict,
+            "starts_per_day": per_day(evidence.starts_per_day),
+            "users_per_day": per_day(evidence.users_per_day),
+            "old_versions_share": percent(evidence.old_versions_share),
+            **evidence_lists(evidence.reasons, evidence.versions),
         }
 
     def apply(self, form: forms.Form, force: bool, reason: str) -> None:

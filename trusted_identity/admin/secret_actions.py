@@ -16,7 +16,7 @@ from django.utils.translation import gettext_lazy
 
 from ..exceptions import TrustedIdentityError
 from ..forms import RotationForm
-from ..services import platform_secrets
+from ..services import durations, platform_secrets, secret_use
 from .display import revocation_message, rotation_message
 from .views import PlatformActionView, admin_form
 
@@ -71,12 +71,19 @@ class RevokePreviousView(PlatformActionView):
         }
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        previous = [
-            secret
-            for secret in platform_secrets.verifying_secrets([self.platform.pk])[self.platform.pk]
-            if not secret.is_current
-        ]
-        return self.render_to_response(self.get_context_data(previous_secrets=previous))
+        """The previous secrets that would stop verifying, each with what it verified
+        since the rotation (the same as the Trusted Identity page)."""
+        usage = secret_use.secret_usage([self.platform.pk])[self.platform.pk]
+        previous = [secret for secret in usage if not secret.is_current]
+        return self.render_to_response(
+            self.get_context_data(
+                previous_secrets=previous,
+                secret_usage=previous,
+                in_use=[s for s in previous if not s.safe_to_end],
+                users_in_use=sum(s.users_since_retired for s in previous if not s.safe_to_end),
+                quiet_period=durations.describe_duration(secret_use.SECRET_QUIET_PERIOD),
+            )
+        )
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if request.POST.get("post") != "yes":

@@ -14,12 +14,12 @@ from django import forms
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from ..conf import app_settings
 from ..forms import SignatureFormForm, compact_duration
 from ..models import SignatureForm
-from ..services import durations, signature_forms
+from ..services import durations, gate_evidence, signature_forms
 from ..services.signature_forms import TOKEN
 from .display import percent
+from .gate_display import evidence_lists, gate_context, per_day
 from .views import GatedChangeView
 
 
@@ -45,10 +45,15 @@ class SignatureFormView(GatedChangeView):
     def choice_error(self) -> str:
         return _("Choose which signatures the platform accepts.")
 
-    def refusal_error(self) -> str:
+    def refusal_error(self, evidence: dict[str, Any]) -> str:
+        if evidence.get("verdict") == gate_evidence.NOT_ROLLED_OUT:
+            return _(
+                "Tokens are not rolled out far enough. Tick the override box to accept only "
+                "tokens anyway."
+            )
         return _(
-            "Tokens are not rolled out far enough. Tick the override box to accept only "
-            "tokens anyway."
+            "There is too little data to tell whether every client sends a token. Tick the "
+            "override box to accept only tokens anyway."
         )
 
     def unchanged_message(self, form: forms.Form) -> str:
@@ -71,7 +76,19 @@ class SignatureFormView(GatedChangeView):
 
     def evidence_of(self, chosen: str, usage: signature_forms.TokenUsage | None) -> dict[str, Any]:
         current = self.platform.signature_form
+        gated = {}
+        if chosen == TOKEN and current != TOKEN:
+            evidence = gate_evidence.token_evidence(self.platform, usage)
+            usage = evidence.usage
+            gated = {
+                "evidence": evidence,
+                "verdict": evidence.verdict,
+                "starts_per_day": per_day(evidence.starts_per_day),
+                "users_per_day": per_day(evidence.users_per_day),
+                **evidence_lists(evidence.reasons, evidence.versions),
+            }
         return {
+            **gated,
             "chosen": chosen,
             "chosen_label": SignatureForm(chosen).label,
             "current_label": SignatureForm(current).label,
@@ -81,9 +98,7 @@ class SignatureFormView(GatedChangeView):
             "usage": usage,
             "usage_share": percent(usage.share) if usage is not None else "",
             "needs_override": signature_forms.needs_override(current, chosen, usage),
-            "threshold": percent(app_settings.READINESS_THRESHOLD),
-            "min_starts": app_settings.READINESS_MIN_STARTS,
-            "window_days": app_settings.READINESS_WINDOW.days,
+            **gate_context(),
         }
 
     def apply(self, form: forms.Form, force: bool, reason: str) -> None:

@@ -231,7 +231,9 @@ class GatedChangeView(PlatformActionView):
     def choice_error(self) -> str:
         raise NotImplementedError
 
-    def refusal_error(self) -> str:
+    def refusal_error(self, evidence: dict[str, Any]) -> str:
+        """The override box's error when the service refused, worded by its verdict
+        (not rolled out, or too little data to tell)."""
         raise NotImplementedError
 
     def unchanged_message(self, form: forms.Form) -> str:
@@ -281,7 +283,7 @@ class GatedChangeView(PlatformActionView):
                 raise  # Django's (the service's is one): a 403
             except self.refusals as refusal:
                 evidence = self.evidence_of_refusal(refusal)
-                form.add_error("override", self.refusal_error())
+                form.add_error("override", self.refusal_error(evidence))
             except MissingOverrideReason:
                 form.add_error("reason", _("Give the reason for the override."))
             except InvalidRequest as exc:  # any other bad input, worded as the service says

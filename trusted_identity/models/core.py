@@ -291,6 +291,11 @@ class PlatformSecret(models.Model):
     valid_until = models.DateTimeField(null=True, blank=True, editable=False)
     # When this secret last verified a session start (to the flush; for "secret usage").
     last_verified_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # What it verified since ``retired_at`` (written by the flush, ``countwrites``): the
+    # starts, and their distinct users as a sketch (``sketch.DistinctSketch``), to tell
+    # whether the grace may end ("may I end the old secret's grace now?").
+    starts_since_retired = models.PositiveBigIntegerField(default=0, editable=False)
+    users_since_retired = models.BinaryField(default=b"", editable=False)
 
     objects = PlatformSecretQuerySet.as_manager()
 

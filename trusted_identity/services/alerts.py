@@ -27,6 +27,7 @@ from django.utils import timezone
 from .. import runtime, signals
 from ..conf import app_settings
 from ..models import AlertSent, Outcome, OutcomeCount, Platform, Role, SpaceMembership
+from .secret_use import use_since_retired
 
 logger = logging.getLogger("trusted_identity")
 
@@ -131,9 +132,12 @@ def check_grace_endings(warnings: Iterable[tuple[int, int, float]]) -> int:
             continue
         ends = datetime.fromtimestamp(grace_end, tz=dt_timezone.utc)
         name = f"{platform.space.slug}/{platform.kind}"
+        starts, users = use_since_retired(secret_id)
         subject = f"Trusted Identity: the previous secret of {name} is still in use"
         message = (
-            f"A previous secret of {name} still verifies session starts, and its grace ends "
+            f"A previous secret of {name} still verifies session starts ({starts:,} "
+            f"{'start' if starts == 1 else 'starts'} of {users:,} "
+            f"{'user' if users == 1 else 'users'} since the rotation), and its grace ends "
             f"at {ends:%Y-%m-%d %H:%M} UTC. After that, clients still signing with it will "
             "be rejected where enforcement is on (and counted as invalid elsewhere).\n\n"
             "Make sure every signing server uses the current secret, or rotate again with a "

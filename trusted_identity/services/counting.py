@@ -141,10 +141,17 @@ def record_start(
         details.append((platform_id, hour, _FORM, form, outcome))
     if reason is not None:
         details.append((platform_id, hour, _REASON, reason, outcome))
+    distinct: tuple = ()
+    if user_id is not None:
+        if outcome == _VALID:
+            distinct = user_sketches(platform_id, day, user_id, form or _PLAIN)
+        else:
+            distinct = user_sketches(platform_id, day, user_id)
     secret_used = grace_warning = None
     if secret_id is not None:
         details.append((platform_id, hour, _SECRET, str(secret_id), outcome))
-        secret_used = (secret_id, platform_id, now)
+        user = distinct[0][1] if distinct else None  # the user's hash, for "users since"
+        secret_used = (secret_id, platform_id, now, user)
         lead = app_settings.ALERT_GRACE_ENDING_WITHIN
         ending_soon = (
             grace_end is not None
@@ -153,24 +160,19 @@ def record_start(
         )
         if ending_soon:
             grace_warning = (platform_id, secret_id, grace_end)
-    distinct: tuple = ()
     failure = None
-    if user_id is not None:
-        if outcome == _VALID:
-            distinct = user_sketches(platform_id, day, user_id, form or _PLAIN)
-        else:
-            distinct = user_sketches(platform_id, day, user_id)
-            sampler = runtime.current().failure_sampler  # per reason: FAILURE_LOG_PER_SECOND
-            if outcome != _VISITOR and sampler.take(platform_id, reason or "", time.time()):
-                failure = FailureRecord(
-                    platform_id=platform_id,
-                    at=now,
-                    outcome=outcome,
-                    reason=reason or "",
-                    user_id=user_id[:FAILURE_USER_ID_LENGTH],  # MAX_USER_ID_LENGTH may be more
-                    app_version=client.app,
-                    sdk_version=client.sdk,
-                )
+    if user_id is not None and outcome not in (_VALID, _VISITOR):
+        sampler = runtime.current().failure_sampler  # per reason: FAILURE_LOG_PER_SECOND
+        if sampler.take(platform_id, reason or "", time.time()):
+            failure = FailureRecord(
+                platform_id=platform_id,
+                at=now,
+                outcome=outcome,
+                reason=reason or "",
+                user_id=user_id[:FAILURE_USER_ID_LENGTH],  # MAX_USER_ID_LENGTH may be more
+                app_version=client.app,
+                sdk_version=client.sdk,
+            )
     versions = (
         (platform_id, day, _APP, client.app, outcome),
         (platform_id, day, _SDK, client.sdk, outcome),

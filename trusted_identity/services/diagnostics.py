@@ -1,5 +1,5 @@
 """Rollout diagnostics: why starts fail, which client versions still don't sign, which
-secrets are still in use, and the failure log (CONTRACT section 8).
+secrets are still in use (``secret_use``), and the failure log (CONTRACT section 8).
 
 Read from the counts ``counting`` writes: reasons, forms and secrets per hour
 (:class:`DetailCount`, folded into :class:`DailyDetailCount` past the hourly
@@ -10,7 +10,6 @@ platforms at once, in a fixed number of queries, for the settings page and ``sta
 from __future__ import annotations
 
 import re
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -30,13 +29,12 @@ from ..models import (
     Outcome,
     OutcomeCount,
     Platform,
-    PlatformSecret,
     Space,
 )
 from .counting import NOT_SENT, hour_start
 from .figures import Figures, figures_for, readiness_since
-from .platform_secrets import verifying_secrets
 from .retention import hourly_cutoff
+from .secret_use import SecretUsage, secret_usage  # noqa: F401  (the page's and CLI's door)
 from .spaces import get_space
 
 #: Every reason an identified start can fail for, in the order the page lists them:
@@ -241,62 +239,6 @@ def forecast(
     from_old = sum(v.failing for v in old if (version_key(v.version) or ()) <= limit)
     all_failing = sum(v.failing for v in versions) or failing
     return Forecast(per_day, min(1.0, from_old / all_failing), newest.version)
-
-
-@dataclass(frozen=True)
-class SecretUsage:
-    """A secret that still verifies, and how much it is still used."""
-
-    secret_id: int
-    created_at: datetime
-    valid_until: datetime | None  # None: the current secret
-    last_verified_at: datetime | None
-    verified_last_24h: int
-
-    @property
-    def is_current(self) -> bool:
-        return self.valid_until is None
-
-    @property
-    def safe_to_end(self) -> bool:
-        """A previous secret that verified no start in the last 24 hours."""
-        return not self.is_current and self.verified_last_24h == 0
-
-
-def secret_usage(platform_ids: Sequence[int]) -> dict[int, list[SecretUsage]]:
-    """Per platform, every secret that still verifies with its use in the last 24 hours
-    (from the hourly counts, to the hour) and when it last verified a start."""
-    outcomes.flush()
-    verifying = verifying_secrets(platform_ids)
-    ids = [s.secret_id for secrets in verifying.values() for s in secrets]
-    last = dict(PlatformSecret.objects.filter(pk__in=ids).values_list("pk", "last_verified_at"))
-    counts: dict[str, int] = defaultdict(int)
-    rows = (
-        DetailCount.objects.filter(
-            platform_id__in=platform_ids,
-            dimension=Dimension.SECRET,
-            value__in=[str(pk) for pk in ids],
-            hour__gte=hour_start(timezone.now() - timedelta(hours=24)),
-        )
-        .values("value")
-        .annotate(n=Sum("count"))
-        .order_by()
-    )
-    for row in rows:
-        counts[row["value"]] += row["n"]
-    return {
-        pk: [
-            SecretUsage(
-                s.secret_id,
-                s.created_at,
-                s.valid_until,
-                last.get(s.secret_id),
-                counts[str(s.secret_id)],
-            )
-            for s in secrets
-        ]
-        for pk, secrets in verifying.items()
-    }
 
 
 def recent_failures(platform: Platform | int, limit: int = 50) -> list[FailureRecord]:

@@ -1,0 +1,189 @@
+"""The evidence a gated change's confirmation page shows: "may I turn enforcement on
+now?", "may this platform accept only tokens now?".
+
+Each answer gathers, for one platform and the readiness window, what the services
+decide and count: the readiness verdict (the rule is ``figures``' and
+``signature_forms``'), how long the platform was actually observed, the starts and
+distinct users a day the change would refuse, the reasons of the starts without a
+valid signature, and the client versions that mostly don't sign. The verdict in words
+tells "not rolled out" (the share below the threshold) from "too little data to tell"
+(fewer than ``READINESS_MIN_STARTS`` distinct users, or less than ``MIN_OBSERVED``
+observed); the override itself stays the rule's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db.models import Min
+from django.utils import timezone
+
+from ..conf import app_settings
+from ..models import OutcomeCount, Platform
+from .counting import hour_start
+from .diagnostics import VersionRow, forecast, forms_for, reasons_for, versions_for
+from .durations import describe_duration
+from .figures import NOT_ENOUGH_STARTS, NOT_READY, READY, Figures, figures_for, readiness_since
+from .signature_forms import PLAIN, TokenUsage, token_usage
+
+#: The verdicts, in words on the pages.
+TOO_LITTLE_DATA = "too_little_data"
+NOT_ROLLED_OUT = "not_rolled_out"
+#: Below this span observed, a day's forecast would extrapolate a few hours' traffic
+#: (a night, a morning) to a whole day: the verdict says there is too little data.
+MIN_OBSERVED = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Observed:
+    """The span of the readiness window a platform was actually counted over: from its
+    first counted hour in the window (at least an hour), not the window's length."""
+
+    since: datetime | None  # None: nothing counted in the window
+    span: timedelta
+
+    @property
+    def young(self) -> bool:
+        return self.span < MIN_OBSERVED
+
+    @property
+    def words(self) -> str:
+        """``3 days``, ``5 hours``: whole days past a day, else whole hours."""
+        if self.span >= timedelta(days=1):
+            return describe_duration(timedelta(days=self.span // timedelta(days=1)))
+        return describe_duration(timedelta(hours=max(1, self.span // timedelta(hours=1))))
+
+    def per_day(self, count: int) -> float:
+        return count / (self.span / timedelta(days=1))
+
+
+def observed_span(platform_id: int, now: datetime | None = None) -> Observed:
+    """How long the platform was counted in the readiness window. One query."""
+    now = now or timezone.now()
+    window = hour_start(readiness_since(now))
+    first = OutcomeCount.objects.filter(platform_id=platform_id, hour__gte=window).aggregate(
+        first=Min("hour")
+    )["first"]
+    since = None if first is None else max(first, window)
+    return Observed(since, max(now - (since or now), timedelta(hours=1)))
+
+
+def verdict_of(readiness: str, observed: Observed) -> str:
+    """``ready``, ``not_rolled_out`` (the share is below the threshold) or
+    ``too_little_data`` (too few distinct users, or too short a span observed)."""
+    if readiness == NOT_ENOUGH_STARTS:
+        return TOO_LITTLE_DATA
+    if readiness == NOT_READY:
+        return NOT_ROLLED_OUT
+    return TOO_LITTLE_DATA if observed.young else READY
+
+
+def unsigned_versions(versions: list[VersionRow]) -> list[VersionRow]:
+    """The app versions whose identified starts are mostly not valid: their valid share
+    below ``READINESS_THRESHOLD``, most failing starts first."""
+    threshold = app_settings.READINESS_THRESHOLD
+    failing = [v for v in versions if v.valid_share is not None and v.valid_share < threshold]
+    return sorted(failing, key=lambda v: -v.failing)
+
+
+def nonzero_reasons(reasons: dict[str, int]) -> list[tuple[str, int]]:
+    """The reasons that occurred, most frequent first."""
+    return sorted(((r, n) for r, n in reasons.items() if n), key=lambda item: -item[1])
+
+
+@dataclass(frozen=True)
+class EnforcementEvidence:
+    """What turning enforcement on would do, from the readiness window."""
+
+    figures: Figures
+    observed: Observed
+    reasons: list[tuple[str, int]]
+    versions: list[VersionRow]  # the app versions that mostly don't sign
+    old_versions_share: float | None  # of the failing starts, from versions up to ``up_to``
+    up_to: str | None
+
+    @property
+    def verdict(self) -> str:
+        return verdict_of(self.figures.readiness, self.observed)
+
+    @property
+    def failing_starts(self) -> int:
+        """Identified starts without a valid signature: what enforcement rejects."""
+        return self.figures.invalid + self.figures.missing + self.figures.rejected
+
+    @property
+    def failing_users(self) -> int:
+        """Distinct identified users without any valid start: locked out entirely."""
+        return max(0, self.figures.distinct_identified - self.figures.distinct_valid)
+
+    @property
+    def starts_per_day(self) -> float:
+        return self.observed.per_day(self.failing_starts)
+
+    @property
+    def users_per_day(self) -> float:
+        return self.observed.per_day(self.failing_users)
+
+
+def enforcement_evidence(platform: Platform, figures: Figures | None = None) -> EnforcementEvidence:
+    """The evidence for turning enforcement on, from ``figures`` (those the service
+    decided on, when it refused) or the readiness window's."""
+    pk = platform.pk
+    figures = figures or figures_for([pk])[pk]
+    versions = versions_for([pk])[pk]
+    outlook = forecast(figures, versions)
+    return EnforcementEvidence(
+        figures=figures,
+        observed=observed_span(pk),
+        reasons=nonzero_reasons(reasons_for([pk])[pk]),
+        versions=unsigned_versions(versions),
+        old_versions_share=outlook.old_versions_share,
+        up_to=outlook.up_to,
+    )
+
+
+@dataclass(frozen=True)
+class TokenEvidence:
+    """What accepting only tokens would do: the valid starts still signed plain (and
+    their users) would turn invalid."""
+
+    usage: TokenUsage | None
+    observed: Observed
+    plain_starts: int  # valid starts signed plain in the window
+    reasons: list[tuple[str, int]]
+    versions: list[VersionRow]
+
+    @property
+    def readiness(self) -> str:
+        return NOT_ENOUGH_STARTS if self.usage is None else self.usage.readiness
+
+    @property
+    def verdict(self) -> str:
+        return verdict_of(self.readiness, self.observed)
+
+    @property
+    def plain_users(self) -> int:
+        """Distinct valid users none of whose valid starts used a token."""
+        return 0 if self.usage is None else max(0, self.usage.valid - self.usage.token)
+
+    @property
+    def starts_per_day(self) -> float:
+        return self.observed.per_day(self.plain_starts)
+
+    @property
+    def users_per_day(self) -> float:
+        return self.observed.per_day(self.plain_users)
+
+
+def token_evidence(platform: Platform, usage: TokenUsage | None = None) -> TokenEvidence:
+    """The evidence for accepting only tokens, from ``usage`` (what the service decided
+    on, when it refused) or the readiness window's."""
+    pk = platform.pk
+    return TokenEvidence(
+        usage=usage if usage is not None else token_usage(platform),
+        observed=observed_span(pk),
+        plain_starts=forms_for([pk])[pk][PLAIN].get("valid", 0),
+        reasons=nonzero_reasons(reasons_for([pk])[pk]),
+        versions=unsigned_versions(versions_for([pk])[pk]),
+    )
