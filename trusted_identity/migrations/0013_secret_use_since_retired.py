@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('trusted_identity', '0011_sketch_key'),
+        ('trusted_identity', '0012_generation_token'),
     ]
 
     operations = [
