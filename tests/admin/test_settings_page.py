@@ -44,7 +44,7 @@ def test_settings_page_shows_each_platform_with_figures_and_chart(owner_client, 
     assert '<td data-figure="invalid">2</td>' in ios
     assert '<td data-figure="missing">3</td>' in ios
     assert '<td data-figure="visitor">40</td>' in ios
-    assert '<td data-figure="valid_share">95.5%</td>' in ios
+    assert '<td data-figure="start_share">95.5%</td>' in ios  # of identified starts
     assert 'data-ready="false"' in ios
     assert ios.count('class="ti-chart-day"') == 7
     assert '<svg class="ti-chart-svg" role="img"' in ios
@@ -271,7 +271,7 @@ def test_turning_on_when_ready_confirms_then_enforces(owner_client, space, platf
     body = page.content.decode()
     assert page.status_code == 200
     assert "Yes, turn on enforcement" in body
-    assert '<td data-figure="valid">1000</td>' in body
+    assert '<td data-figure="valid">1,000</td>' in body
     assert 'name="override"' not in body  # ready: no override needed
     assert not Platform.objects.get(pk=platform.pk).enforced
 
@@ -299,7 +299,7 @@ def test_below_threshold_needs_the_override_box_and_a_reason(owner_client, space
     assert 'type="checkbox" name="override" id="id_override"' in body
     assert '<label class="vCheckboxLabel" for="id_override">' in body  # Django's fieldset
     assert '<label for="id_reason">' in body
-    assert "Not ready: only 90.0%" in body
+    assert "Not rolled out far enough: only 90.0%" in body
 
     no_box = owner_client.post(url, {"enabled": "on", "post": "yes", "reason": "because"})
     assert no_box.status_code == 200

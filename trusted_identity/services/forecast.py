@@ -121,21 +121,24 @@ class Forecast:
         span = self.observed_words()
         if self.verdict == NO_STARTS:
             return f"Nothing to forecast: no identified start in the {span} observed."
-        counts = (
-            f"{number(self.failing_starts)} {_plural(self.failing_starts, 'start')} from "
-            f"{number(self.failing_users)} {_plural(self.failing_users, 'user')} without a "
-            f"valid signature in the {span} observed"
+        failing = f"{number(self.failing_starts)} {_plural(self.failing_starts, 'start')}"
+        if self.failing_starts and self.up_to is not None and self.old_versions_share is not None:
+            failing += (
+                f", {percent(self.old_versions_share)} of them from app versions ≤ {self.up_to}"
+            )
+        locked = (
+            f"{number(self.failing_users)} {_plural(self.failing_users, 'user')} had no "
+            "valid start at all"
         )
-        if self.verdict == TOO_YOUNG:
-            return (
+        if self.verdict in (TOO_YOUNG, TOO_THIN):
+            why = (
                 f"Too early to forecast a day: only {span} observed (at least "
-                f"{durations.describe_duration(FORECAST_MIN_OBSERVED)} needed); {counts}."
+                f"{durations.describe_duration(FORECAST_MIN_OBSERVED)} needed)"
+                if self.verdict == TOO_YOUNG
+                else f"Too few users to forecast: {number(self.identified_users)} of the "
+                f"{number(self.min_users)} needed"
             )
-        if self.verdict == TOO_THIN:
-            return (
-                f"Too few users to forecast: {number(self.identified_users)} of the "
-                f"{number(self.min_users)} needed; {counts}."
-            )
+            return f"{why}. In the {span} observed: {failing} without a valid signature; {locked}."
         if not self.failing_starts:
             return f"Enforcing now would have rejected no start in the {span} observed."
         per_day = self.starts_per_day or 0.0
@@ -143,15 +146,10 @@ class Forecast:
             rate = "fewer than 1 start a day"
         else:
             rate = f"about {number(round(per_day))} {_plural(round(per_day), 'start')} a day"
-        text = (
-            f"Enforcing now would reject {rate}: {number(self.failing_starts)} in the "
-            f"{span} observed, from {number(self.failing_users)} "
-            f"{_plural(self.failing_users, 'user')} who had no valid start"
+        return (
+            f"Enforcing now would reject {rate} ({failing} in the {span} observed); "
+            f"{locked} and would be locked out."
         )
-        if self.up_to is not None and self.old_versions_share is not None:
-            share = percent(self.old_versions_share)
-            text += f"; {share} of those starts from app versions ≤ {self.up_to}"
-        return text + "."
 
     def as_dict(self) -> dict[str, Any]:
         return {
