@@ -27,6 +27,8 @@ SERVICE_ORDER = [
     "counting",
     "retention",
     "figures",
+    "forecast",
+    "rejections",
     "diagnostics",
     "alerts",
     "enforcement",

@@ -102,7 +102,7 @@ def test_versions_table_and_forecast_when_not_enforced(owner_client, space, plat
     assert re.search(r'<td class="ti-num">4</td>\s*<td class="ti-num">0.0%</td>', row)
     assert 'data-version="none"' in table and "not sent" in table
     assert 'id="forecast-ios" data-forecast="too_young">Too early to forecast a day' in ios
-    assert "6 starts, 66.7% of them from app versions ≤ 3.1.0" in ios
+    assert "6 starts without a valid signature, 66.7% of them from app versions ≤ 3.1.0" in ios
     assert 'id="forecast-web"' not in section(body, "web")  # enforced: no forecast
 
 

@@ -122,10 +122,9 @@ class Forecast:
         if self.verdict == NO_STARTS:
             return f"Nothing to forecast: no identified start in the {span} observed."
         failing = f"{number(self.failing_starts)} {_plural(self.failing_starts, 'start')}"
+        old = ""
         if self.failing_starts and self.up_to is not None and self.old_versions_share is not None:
-            failing += (
-                f", {percent(self.old_versions_share)} of them from app versions ≤ {self.up_to}"
-            )
+            old = f", {percent(self.old_versions_share)} of them from app versions ≤ {self.up_to}"
         locked = (
             f"{number(self.failing_users)} {_plural(self.failing_users, 'user')} had no "
             "valid start at all"
@@ -138,7 +137,10 @@ class Forecast:
                 else f"Too few users to forecast: {number(self.identified_users)} of the "
                 f"{number(self.min_users)} needed"
             )
-            return f"{why}. In the {span} observed: {failing} without a valid signature; {locked}."
+            return (
+                f"{why}. In the {span} observed: {failing} without a valid signature{old}; "
+                f"{locked}."
+            )
         if not self.failing_starts:
             return f"Enforcing now would have rejected no start in the {span} observed."
         per_day = self.starts_per_day or 0.0
@@ -147,7 +149,7 @@ class Forecast:
         else:
             rate = f"about {number(round(per_day))} {_plural(round(per_day), 'start')} a day"
         return (
-            f"Enforcing now would reject {rate} ({failing} in the {span} observed); "
+            f"Enforcing now would reject {rate} ({failing} in the {span} observed{old}); "
             f"{locked} and would be locked out."
         )
 
