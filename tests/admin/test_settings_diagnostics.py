@@ -221,7 +221,7 @@ def test_who_turned_enforcement_on_when_and_the_override_reason(owner_client, sp
     assert re.search(r"Turned on by alice, \d{4}-\d\d-\d\d \d\d:\d\d UTC", change)
     assert 'id="override-reason-ios"' in change
     assert "reason: “Launch day, 2.0 is out”" in change
-    assert "without enough starts to tell" in change
+    assert "Overriding the readiness rule: turned on with too few users to tell (" in change
 
 
 def test_enforcement_turned_off_from_the_cli_says_so(owner_client, space, platform):
