@@ -126,6 +126,11 @@ def test_one_truth_per_figure_on_the_page_and_in_status(owner_client, space, pla
     assert f"Valid identified users since {since}: {users_share} (40 of 47 users)" in text(ios)
     assert f"Valid identified starts since {since}: {starts_share} (80 of 88 starts)" in text(ios)
     assert f'data-versions-total="start_share">{starts_share}<' in ios  # the versions agree
+    # The chart's day says its share is of starts (days have no distinct users).
+    assert (
+        "40 valid, 7 invalid, missing or rejected, 1 visitors (85.1% of identified starts valid)"
+        in ios
+    )
     assert "Too few users to tell: 47 of the 100 distinct identified users needed" in text(ios)
 
     out, err = StringIO(), StringIO()
