@@ -149,8 +149,7 @@ def test_the_refusal_counts_users_as_the_rule_does(platform, cli_actor):
     assert "(300 identified session starts)" in message and "at least 100 users" in message
     enforcement.set_enforcement(platform, True, cli_actor, force=True, reason="launch day")
     assert (
-        "with too few users to tell (3 identified users)"
-        in _audit_events(platform).last().message
+        "with too few users to tell (3 identified users)" in _audit_events(platform).last().message
     )
 
 
