@@ -124,17 +124,17 @@ def test_summary_versions_reasons_secret_use_and_failures(page, space, platforms
     assert rows.count() == len(KINDS)
     ios_row = summary.locator("tr[data-summary-platform='ios']")
     assert ios_row.locator("[data-summary='state']").inner_text() == "Not enforced"
-    assert ios_row.locator("[data-summary='identified']").inner_text() == "10"
-    assert ios_row.locator("[data-summary='readiness']").inner_text() == "Not enough starts to tell"
+    assert ios_row.locator("[data-summary='start_share']").inner_text() == "60.0% (6 of 10 starts)"
+    assert ios_row.locator("[data-summary='readiness']").inner_text() == "Too few users to tell"
     ios_row.locator("a").click()
     page.wait_for_url("**#platform-ios")
-    assert (
-        page.locator("#share-line-ios").inner_text() == "60.0% of 10 users · 10 identified starts"
-    )
+    users_line = page.locator("#users-line-ios").inner_text()
+    assert users_line.startswith("Valid identified users since ")
+    assert users_line.endswith(": 60.0% (6 of 10 users)")
     versions = page.locator("#versions-ios tbody tr")
     assert versions.first.locator("th").inner_text() == "3.2.0"
     assert versions.first.locator("td").all_inner_texts() == ["6", "100.0%"]
-    assert page.locator("#forecast-ios").inner_text().startswith("Enforcing now would reject about")
+    assert page.locator("#forecast-ios").inner_text().startswith("Too early to forecast a day")
     reasons = page.locator("#reasons-ios [data-reason]")
     assert reasons.evaluate_all("rs => rs.map(r => r.dataset.reason)") == ["other_platform"]
     assert "another platform of this space" in reasons.first.inner_text()

@@ -34,6 +34,7 @@ from trusted_identity.models import (
     Space,
 )
 from trusted_identity.services import access, enforcement, lookup, platform_secrets, verification
+from trusted_identity.services.figures import window_start
 
 from .factories import OutcomeCountFactory, PlatformFactory
 from .settings import TEST_ENCRYPTION_KEY
@@ -361,16 +362,17 @@ def test_status_table(platform, space):
     PlatformFactory(space=space, kind="web", enforced=True)
     _record(platform, valid=3, invalid=1)
     OutcomeCountFactory(platform=platform, outcome="visitor", count=5)
-    out, _ = run("status")
+    out, err = run("status")
     lines = out.splitlines()
-    assert "space/platform" in lines[0] and "valid" in lines[0]
+    assert "space/platform" in lines[0] and "valid-users" in lines[0] and "valid-starts" in lines[0]
+    assert f"Since {moment(window_start())}: users are distinct identified users" in err
     ios = next(line for line in lines if line.startswith("acme/ios"))
     assert ios.split() == [
-        "acme/ios", "off", "3", "1", "0", "5", "0", "4", "75.0%", "not-enough-starts-to-tell"
+        "acme/ios", "off", "3", "1", "0", "5", "0", "4", "75.0%", "75.0%", "too-few-users-to-tell"
     ]  # fmt: skip
     web = next(line for line in lines if line.startswith("acme/web"))
     assert web.split() == [
-        "acme/web", "on", "0", "0", "0", "0", "0", "0", "—", "not-enough-starts-to-tell"
+        "acme/web", "on", "0", "0", "0", "0", "0", "0", "—", "—", "too-few-users-to-tell"
     ]  # fmt: skip
 
 
@@ -528,7 +530,7 @@ def test_a_sub_command_refuses_to_run_with_a_broken_setting_and_says_why(db, set
 
 def test_the_checks_pass_on_a_configured_site(db):
     out, _ = run_checked("status", "--json")
-    assert json.loads(out) == {"spaces": []}
+    assert json.loads(out)["spaces"] == []
 
 
 def test_skip_checks_is_honoured(db, settings):

@@ -28,6 +28,8 @@ SERVICE_ORDER = [
     "retention",
     "figures",
     "secret_use",
+    "forecast",
+    "rejections",
     "diagnostics",
     "alerts",
     "enforcement",

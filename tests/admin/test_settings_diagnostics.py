@@ -12,8 +12,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from trusted_identity import outcomes
+from trusted_identity.formatting import moment
 from trusted_identity.models import FailureRecord, PlatformSecret, Role
 from trusted_identity.services import access, counting, enforcement, platform_secrets
+from trusted_identity.services.figures import window_start
 
 from ..factories import MembershipFactory, PlatformFactory, SpaceFactory, UserFactory
 from .helpers import add_figures, current_secret, settings_url
@@ -64,13 +66,14 @@ def test_summary_lists_every_platform_with_state_share_users_and_readiness(
     assert rows == ["web", "ios"]
     web_row = summary[summary.index('data-summary-platform="web"') :]
     assert '<td data-summary="state">Enforced</td>' in web_row
-    assert 'data-summary="valid_share">99.3%</td>' in web_row  # 150 of 151 users
-    assert 'data-summary="users">151</td>' in web_row
-    assert 'data-readiness="ready"' in web_row
+    assert re.search(r'data-summary="valid_share"[^>]*>99.3% <', web_row)  # 150 of 151 users
+    assert "(150 of 151 users)" in web_row
+    assert 'data-now="quiet"' in web_row  # enforced: what it rejects now, not its readiness
+    assert "data-readiness" not in web_row[: web_row.index("</tr>")]
     ios_row = summary[summary.index('data-summary-platform="ios"') :]
     assert '<td data-summary="state">Not enforced</td>' in ios_row
     assert 'data-readiness="not_enough_starts"' in ios_row
-    assert "Not enough starts to tell" in ios_row
+    assert "Too few users to tell" in ios_row
 
 
 def test_share_line_says_users_and_identified_starts(owner_client, space, platform):
@@ -78,9 +81,11 @@ def test_share_line_says_users_and_identified_starts(owner_client, space, platfo
     starts(platform, "valid", 2, secret=True)  # the same users again: starts, not users
     starts(platform, "missing", 1)
     body = owner_client.get(settings_url(space)).content.decode()
-    assert 'id="share-line-ios">75.0% of 4 users · 6 identified starts</p>' in body
+    since = moment(window_start())
+    assert f"Valid identified users since {since}: 75.0% (3 of 4 users)</p>" in body
+    assert f"Valid identified starts since {since}: 83.3% (5 of 6 starts)</p>" in body
     # The minimum is of users too: 6 starts, but 4 users of the 100 needed.
-    assert "Not enough starts to tell: 4 distinct identified users in the window" in body
+    assert "Too few users to tell: 4 of the 100 distinct identified users needed" in body
 
 
 def test_versions_table_and_forecast_when_not_enforced(owner_client, space, platform):
@@ -96,8 +101,8 @@ def test_versions_table_and_forecast_when_not_enforced(owner_client, space, plat
     row = table[table.index('data-version="3.1.0"') :]
     assert re.search(r'<td class="ti-num">4</td>\s*<td class="ti-num">0.0%</td>', row)
     assert 'data-version="none"' in table and "not sent" in table
-    assert 'id="forecast-ios">Enforcing now would reject about' in ios
-    assert "app versions ≤ 3.1.0" in ios
+    assert 'id="forecast-ios" data-forecast="too_young">Too early to forecast a day' in ios
+    assert "6 starts without a valid signature, 66.7% of them from app versions ≤ 3.1.0" in ios
     assert 'id="forecast-web"' not in section(body, "web")  # enforced: no forecast
 
 
@@ -124,7 +129,7 @@ def test_reasons_list_missing_signatures_with_what_they_mean(owner_client, space
 
 def test_no_reasons_says_so(owner_client, space, platform):
     body = owner_client.get(settings_url(space)).content.decode()
-    assert "No identified start without a valid signature in the window." in body
+    assert f"No identified start without a valid signature since {moment(window_start())}." in body
 
 
 def test_previous_secret_use_safe_to_end_or_still_in_use(owner_client, space, platform):
@@ -224,7 +229,7 @@ def test_who_turned_enforcement_on_when_and_the_override_reason(owner_client, sp
     assert re.search(r"Turned on by alice, \d{4}-\d\d-\d\d \d\d:\d\d UTC", change)
     assert 'id="override-reason-ios"' in change
     assert "reason: “Launch day, 2.0 is out”" in change
-    assert "without enough starts to tell" in change
+    assert "Overriding the readiness rule: turned on with too few users to tell (" in change
 
 
 def test_enforcement_turned_off_from_the_cli_says_so(owner_client, space, platform):

@@ -44,7 +44,7 @@ def test_settings_page_shows_each_platform_with_figures_and_chart(owner_client, 
     assert '<td data-figure="invalid">2</td>' in ios
     assert '<td data-figure="missing">3</td>' in ios
     assert '<td data-figure="visitor">40</td>' in ios
-    assert '<td data-figure="valid_share">95.5%</td>' in ios
+    assert '<td data-figure="start_share">95.5%</td>' in ios  # of identified starts
     assert 'data-ready="false"' in ios
     assert ios.count('class="ti-chart-day"') == 7
     assert '<svg class="ti-chart-svg" role="img"' in ios

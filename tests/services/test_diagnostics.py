@@ -177,8 +177,13 @@ def test_forecast_names_old_versions_that_do_not_sign(client, platform):
     forecast = diagnostics.forecast(figures, diagnostics.versions_for([platform.pk])[platform.pk])
     assert forecast.up_to == "3.1.4"
     assert forecast.old_versions_share == pytest.approx(4 / 5)
-    assert forecast.rejections_per_day == 1  # 5 failing starts over a 7-day window
-    assert "80% of them from app versions ≤ 3.1.4" in forecast.sentence()
+    # An hour old: the 5 failing starts are not spread over the 7-day window (issue 20).
+    assert forecast.verdict == "too_young"
+    assert forecast.failing_starts == 5 and forecast.starts_per_day is None
+    assert (
+        "5 starts without a valid signature, 80.0% of them from app versions ≤ 3.1.4"
+        in forecast.sentence()
+    )
 
 
 def test_secret_usage_says_when_the_grace_can_end(client, platform, cli_actor):

@@ -62,7 +62,7 @@ def test_too_few_identified_starts_are_not_enough_to_tell(platform, cli_actor, i
     assert platform.enforced
     assert platform.enforcement_changed_at is not None
     entry = _audit_events(platform).last().message
-    assert "without enough starts to tell" in entry and "launch day" in entry
+    assert "with too few users to tell" in entry and "launch day" in entry
 
 
 def test_the_minimum_sample_is_a_setting(settings, platform, cli_actor):
@@ -149,8 +149,7 @@ def test_the_refusal_counts_users_as_the_rule_does(platform, cli_actor):
     assert "(300 identified session starts)" in message and "at least 100 users" in message
     enforcement.set_enforcement(platform, True, cli_actor, force=True, reason="launch day")
     assert (
-        "without enough starts to tell (3 identified users)"
-        in _audit_events(platform).last().message
+        "with too few users to tell (3 identified users)" in _audit_events(platform).last().message
     )
 
 

@@ -26,7 +26,7 @@ def test_last_enforcement_change_says_who_when_and_the_override_reason(space, pl
     assert change.enabled and change.user == user and change.channel == ""
     assert (change.who, change.door) == ("alice", "admin")
     assert change.override_reason == "launch; 2.0 [beta] is out"
-    assert change.overridden.startswith("without enough starts to tell")
+    assert change.overridden.startswith("with too few users to tell")
     assert timezone.now() - change.at < timedelta(minutes=1)
     cli = access.get_cli_actor()
     enforcement.set_enforcement(platform, False, cli)

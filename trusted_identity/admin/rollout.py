@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from ..conf import app_settings
-from ..formatting import number, percent
+from ..formatting import moment, number, percent
 from ..models import Platform
 from ..services import enforcement
 from ..services.diagnostics import (
@@ -27,7 +28,9 @@ from ..services.diagnostics import (
     secret_usage,
     versions_for,
 )
-from ..services.figures import Figures
+from ..services.figures import Figures, window_start
+from ..services.forecast import VersionRow
+from ..services.rejections import QUIET, RejectionsNow, rejections_now
 from ..services.signature_forms import last_signature_form_changes
 
 #: The newest failures the page lists per platform (the log keeps more: the CLI's
@@ -68,31 +71,83 @@ REASON_HELP = {
 READINESS_LABEL = {
     "ready": _("Ready"),
     "not_ready": _("Not ready"),
-    "not_enough_starts": _("Not enough starts to tell"),
+    "not_enough_starts": _("Too few users to tell"),
 }
 
 
-def share_line(figures: Figures) -> str:
-    """``97.2% of 1,204 users · 3,310 identified starts``: the share with what it is of."""
-    return _("%(share)s of %(users)s users · %(starts)s identified starts") % {
-        "share": percent(figures.valid_share),
-        "users": number(figures.distinct_identified),
-        "starts": number(figures.identified),
+def now_state(now: RejectionsNow | None) -> dict[str, Any] | None:
+    """The "now" panel of an enforced platform: its state and headline, and the last
+    hour's and the last 24 hours' rejections; None for a platform not enforcing."""
+    if now is None:
+        return None
+    hour = now.hour
+    if now.state == QUIET:
+        headline = _("Quiet: no start rejected in the last hour (since %(since)s).") % {
+            "since": moment(hour.since)
+        }
+    else:
+        headline = _(
+            "Rejecting: %(starts)s %(start_word)s from %(users)s %(user_word)s in the last "
+            "hour (since %(since)s)"
+        ) % {
+            "starts": number(hour.starts),
+            "start_word": ngettext("start", "starts", hour.starts),
+            "users": number(hour.users),
+            "user_word": ngettext("user", "users", hour.users),
+            "since": moment(hour.since),
+        }
+        top = hour.top_reason
+        if top is not None:
+            headline += _(", %(n)s of them %(reason)s") % {"n": number(top[1]), "reason": top[0]}
+        headline += _(": look at the failures below.")
+    return {
+        "state": now.state,
+        "headline": headline,
+        "windows": [
+            {"name": "hour", "label": _("Last hour"), "rejections": now.hour},
+            {"name": "day", "label": _("Last 24 hours"), "rejections": now.day},
+        ],
     }
 
 
-def summary(platforms: Sequence[Platform], figures: dict[int, Figures]) -> list[dict]:
-    """One row per platform for the table at the top of the page."""
-    return [
-        {
-            "platform": platform,
-            "figures": figures[platform.pk],
-            "share": percent(figures[platform.pk].valid_share),
-            "readiness": figures[platform.pk].readiness,
-            "readiness_label": READINESS_LABEL[figures[platform.pk].readiness],
-        }
-        for platform in platforms
-    ]
+def summary(
+    platforms: Sequence[Platform],
+    figures: dict[int, Figures],
+    now: dict[int, RejectionsNow] | None = None,
+) -> list[dict]:
+    """One row per platform for the table at the top of the page: the users and starts
+    shares as the platform's section says them, and for an enforced platform what it
+    rejected in the last hour (its readiness is no longer the question)."""
+    if now is None:
+        now = rejections_now([p.pk for p in platforms if p.enforced])
+    rows = []
+    for platform in platforms:
+        figs = figures[platform.pk]
+        rows.append(
+            {
+                "platform": platform,
+                "figures": figs,
+                "share": percent(figs.valid_share),
+                "start_share": percent(figs.start_share),
+                "readiness": figs.readiness,
+                "readiness_label": READINESS_LABEL[figs.readiness],
+                "now": now.get(platform.pk) if platform.enforced else None,
+                "window_since": moment(window_start()),
+            }
+        )
+    return rows
+
+
+def versions_total(versions: Sequence[VersionRow]) -> VersionRow | None:
+    """Every version's starts summed: the versions table's last row, whose valid share is
+    the platform's valid share of identified starts (the same window)."""
+    if not versions:
+        return None
+    total = VersionRow("all")
+    for row in versions:
+        for outcome, n in row.counts.items():
+            total.counts[outcome] += n
+    return total
 
 
 def forms_line(forms: dict[str, dict[str, int]]) -> str:
@@ -112,9 +167,12 @@ def forms_line(forms: dict[str, dict[str, int]]) -> str:
 def diagnostics(
     platforms: Sequence[Platform], figures: dict[int, Figures]
 ) -> dict[int, dict[str, Any]]:
-    """Per platform id, the page's rollout parts: versions and forecast, reasons, secret
-    use, failures and the last enforcement and signature-form changes."""
+    """Per platform id, the page's rollout parts: the users and starts lines, the "now"
+    of an enforced platform or the readiness and forecast of one not yet enforcing,
+    versions, reasons, secret use, failures and the last enforcement and signature-form
+    changes."""
     ids = [p.pk for p in platforms]
+    now = rejections_now([p.pk for p in platforms if p.enforced])
     versions = versions_for(ids)
     reasons = reasons_for(ids)
     usage = secret_usage(ids)
@@ -128,8 +186,12 @@ def diagnostics(
         pk = platform.pk
         failures = failures_of[pk]
         result[pk] = {
-            "share_line": share_line(figures[pk]),
+            "window_since": moment(window_start()),
+            "show_readiness": not platform.enforced,  # once enforcing, "now" is the question
+            "start_share": percent(figures[pk].start_share),
+            "now": now_state(now.get(pk)),
             "versions": versions[pk],
+            "versions_total": versions_total(versions[pk]),
             "forecast": (None if platform.enforced else forecast(figures[pk], versions[pk])),
             "reasons": [
                 {"reason": reason, "count": count, "help": REASON_HELP.get(reason, "")}

@@ -166,7 +166,9 @@ class DistinctUsers(models.Model):
     a few KiB compressed): ``identified`` for every start naming a user, ``valid`` for
     those with a valid signature, and ``form:<form>`` (:meth:`form_kind`) for those
     whose valid signature had a form other than plain (``form:token``: the readiness of
-    token-only). Readiness merges the days of its window.
+    token-only), and ``rejected:HH`` for the users enforcement rejected in hour HH (UTC)
+    of that day (``counting.rejected_kind``; kept two days, for the "now" of an enforced
+    platform). Readiness merges the days of its window.
 
     Many processes merge into one row: ``revision`` makes each write a compare-and-set,
     so none overwrites another's users. ``prune`` deletes rows past ``DAILY_RETENTION``.

@@ -72,6 +72,20 @@ _APP, _SDK = Dimension.APP_VERSION.value, Dimension.SDK_VERSION.value
 _VALID, _VISITOR = Outcome.VALID.value, Outcome.VISITOR.value
 _IDENTIFIED, _VALID_USERS = DistinctUsers.IDENTIFIED, DistinctUsers.VALID
 _PLAIN = "plain"  # the default form, whose users are the valid ones without another form
+_REJECTED = Outcome.REJECTED.value
+
+#: The distinct users of the starts enforcement rejected in one hour (UTC) are the
+#: ``DistinctUsers`` kind ``rejected:HH`` of that day: the "now" of an enforced platform
+#: (last hour, last 24 hours) reads them; ``prune`` deletes them after ``REJECTED_HOURS_KEPT``.
+REJECTED_KIND_PREFIX = "rejected:"
+#: Whole UTC days the hourly rejected users are kept (today and yesterday cover the
+#: last 24 hours; the daily ``identified`` users stay for readiness).
+REJECTED_DAYS_KEPT = 2
+
+
+def rejected_kind(hour: int) -> str:
+    """The ``DistinctUsers`` kind of the users rejected in hour ``hour`` (0-23, UTC) of a day."""
+    return f"{REJECTED_KIND_PREFIX}{hour:02d}"
 
 
 def _load_user_hasher() -> UserHasher:
@@ -90,15 +104,25 @@ def user_hasher() -> UserHasher | None:
 
 
 def user_sketches(
-    platform_id: int, day: date, user_id: str, valid_form: str | None = None
+    platform_id: int,
+    day: date,
+    user_id: str,
+    valid_form: str | None = None,
+    rejected_hour: int | None = None,
 ) -> tuple:
     """The day's distinct-user sketches a start's user goes into, with the user's keyed
     hash: ``identified``; for a valid start (``valid_form``) ``valid`` too, and the
-    users of its form unless plain (``DistinctUsers.form_kind``: token readiness)."""
+    users of its form unless plain (``DistinctUsers.form_kind``: token readiness); for a
+    rejected start (``rejected_hour``, its UTC hour) the users rejected in that hour."""
     hasher = user_hasher()
     if hasher is None:
         return ()
     hashed = hasher(user_id)
+    if rejected_hour is not None:
+        return (
+            ((platform_id, day, _IDENTIFIED), hashed),
+            ((platform_id, day, rejected_kind(rejected_hour)), hashed),
+        )
     if valid_form is None:
         return (((platform_id, day, _IDENTIFIED), hashed),)
     if valid_form == _PLAIN:
@@ -135,7 +159,8 @@ def record_start(
     """
     now = at or timezone.now()
     hour = hour_start(now)
-    day = now.astimezone(dt_timezone.utc).date()
+    utc_now = now.astimezone(dt_timezone.utc)
+    day = utc_now.date()
     details: list = []
     if form is not None:
         details.append((platform_id, hour, _FORM, form, outcome))
@@ -146,7 +171,8 @@ def record_start(
         if outcome == _VALID:
             distinct = user_sketches(platform_id, day, user_id, form or _PLAIN)
         else:
-            distinct = user_sketches(platform_id, day, user_id)
+            rejected_hour = utc_now.hour if outcome == _REJECTED else None
+            distinct = user_sketches(platform_id, day, user_id, rejected_hour=rejected_hour)
     secret_used = grace_warning = None
     if secret_id is not None:
         details.append((platform_id, hour, _SECRET, str(secret_id), outcome))

@@ -9,9 +9,8 @@ platforms at once, in a fixed number of queries, for the settings page and ``sta
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from typing import Any
@@ -32,7 +31,11 @@ from ..models import (
     Space,
 )
 from .counting import NOT_SENT, hour_start
-from .figures import Figures, figures_for, readiness_since
+from .figures import Figures, figures_for, readiness_since, window_start
+from .forecast import OTHER, VersionRow
+from .forecast import Forecast as Forecast  # the forecast is read from here too
+from .forecast import forecast as forecast
+from .forecast import version_key as version_key
 from .retention import hourly_cutoff
 from .secret_use import SecretUsage, secret_usage  # noqa: F401  (the page's and CLI's door)
 from .spaces import get_space
@@ -53,8 +56,6 @@ REASONS = (
 )
 #: Versions listed per platform; the rest are folded into "other".
 VERSIONS_SHOWN = 10
-OTHER = "other"
-_NUMBERS = re.compile(r"\d+")
 
 
 def _detail_rows(
@@ -62,8 +63,10 @@ def _detail_rows(
 ) -> list[dict[str, Any]]:
     """Summed counts of one dimension by platform, value and outcome since ``since``:
     hourly rows to the hour, daily rows (versions, and hours ``prune`` folded) to the
-    day. At most two queries."""
+    day, all from the midnight UTC the window starts on (``figures.window_start``, as the
+    figures: one span for every figure). At most two queries."""
     outcomes.flush()
+    since = window_start(since)
     rows: list[dict[str, Any]] = []
     daily_since = since.astimezone(dt_timezone.utc).date()
     if dimension not in (Dimension.APP_VERSION, Dimension.SDK_VERSION):
@@ -106,44 +109,6 @@ def forms_for(
         by_outcome = result[row["platform_id"]].setdefault(row["value"], {})
         by_outcome[row["outcome"]] = by_outcome.get(row["outcome"], 0) + row["n"]
     return result
-
-
-@dataclass
-class VersionRow:
-    """Starts of one client version by outcome (``version`` None: the header was not sent)."""
-
-    version: str | None
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(Outcome.values, 0))
-    #: How many more starts this version may have had than counted: those before it got
-    #: a slot of its day (``versionslots``: kept by weight), counted in ``other``. 0 when
-    #: the counts are exact (always for ``other``).
-    max_error: int = 0
-
-    @property
-    def starts(self) -> int:
-        return sum(self.counts.values())
-
-    @property
-    def identified(self) -> int:
-        return self.starts - self.counts[Outcome.VISITOR]
-
-    @property
-    def failing(self) -> int:
-        """Identified starts without a valid signature (what enforcement rejects)."""
-        return self.identified - self.counts[Outcome.VALID]
-
-    @property
-    def valid_share(self) -> float | None:
-        return self.counts[Outcome.VALID] / self.identified if self.identified else None
-
-    def as_dict(self, key: str = "app_version") -> dict[str, Any]:
-        share = self.valid_share
-        return {
-            key: self.version,
-            **{outcome: self.counts[outcome] for outcome in Outcome.values},
-            "valid_share": None if share is None else round(share, 6),
-            "max_error": self.max_error,
-        }
 
 
 def versions_for(
@@ -193,52 +158,6 @@ def versions_for(
             kept.append(rest)
         result[pk] = kept
     return result
-
-
-def version_key(version: str | None) -> tuple[int, ...] | None:
-    """A version's numbers for ordering (``3.10.1`` after ``3.9``); None when it has none."""
-    if not version or version in (OTHER, "unknown"):
-        return None
-    numbers = _NUMBERS.findall(version)
-    return tuple(int(n) for n in numbers[:6]) if numbers else None
-
-
-@dataclass(frozen=True)
-class Forecast:
-    """What turning enforcement on now would do, from the window's starts."""
-
-    rejections_per_day: int  # identified starts a day without a valid signature
-    old_versions_share: float | None  # share of those from versions up to ``up_to``
-    up_to: str | None  # the newest version whose starts mostly fail
-
-    def sentence(self) -> str:
-        text = (
-            f"Enforcing now would reject about {self.rejections_per_day:,} identified starts a day"
-        )
-        if self.up_to is not None and self.old_versions_share is not None:
-            text += f"; {self.old_versions_share:.0%} of them from app versions ≤ {self.up_to}"
-        return text + "."
-
-
-def forecast(
-    figures: Figures, versions: list[VersionRow], since: datetime | None = None
-) -> Forecast:
-    """How many identified starts a day enforcement would reject (invalid and missing
-    ones over the window, per day), and how many of those come from old app versions:
-    up to the newest version whose own starts mostly fail."""
-    since = since or readiness_since()
-    days = max((timezone.now() - since).total_seconds() / 86400, 1 / 24)
-    failing = figures.invalid + figures.missing + figures.rejected
-    per_day = round(failing / days)
-    old = [v for v in versions if version_key(v.version) is not None]
-    mostly_failing = [v for v in old if v.failing > v.counts[Outcome.VALID]]
-    if not failing or not mostly_failing:
-        return Forecast(per_day, None, None)
-    newest = max(mostly_failing, key=lambda v: version_key(v.version) or ())
-    limit = version_key(newest.version) or ()
-    from_old = sum(v.failing for v in old if (version_key(v.version) or ()) <= limit)
-    all_failing = sum(v.failing for v in versions) or failing
-    return Forecast(per_day, min(1.0, from_old / all_failing), newest.version)
 
 
 def recent_failures(platform: Platform | int, limit: int = 50) -> list[FailureRecord]:

@@ -91,7 +91,8 @@ def _percent(share: float | None) -> str:
 def _overridden(verdict: str, users: int | None, share: float | None) -> str:
     """What an override overrode, in words, from the rule's verdict and figures."""
     if verdict == NOT_ENOUGH_STARTS:
-        return f"without enough starts to tell ({users or 0} identified users)"
+        # Too little data, not "not rolled out": readiness is judged by distinct users.
+        return f"with too few users to tell ({users or 0} identified users)"
     if not verdict:  # an old record whose figures could not be read back
         return "the readiness rule"
     return f"below the readiness threshold ({_percent(share)} valid)"

@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta
 from datetime import timezone as dt_timezone
 from typing import Any
 
-from django.db.models import Sum
+from django.db.models import Min, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -24,7 +24,6 @@ from .. import outcomes
 from ..conf import app_settings
 from ..models import DailyOutcomeCount, DistinctUsers, OutcomeCount, Platform
 from ..sketch import DistinctSketch
-from .counting import hour_start
 from .retention import hourly_cutoff
 
 logger = logging.getLogger("trusted_identity")
@@ -51,6 +50,9 @@ class Figures:
     rejected: int = 0
     distinct_valid: int = 0
     distinct_identified: int = 0
+    #: The first counted hour of the window (any outcome, visitors too; to the day from
+    #: the daily rows): how long the window was actually observed. None: nothing counted.
+    first_counted: datetime | None = None
 
     @property
     def identified(self) -> int:
@@ -116,10 +118,20 @@ def readiness_since(now: datetime | None = None) -> datetime:
     return now - app_settings.READINESS_WINDOW
 
 
+def window_start(since: datetime | None = None) -> datetime:
+    """Where a window reaching back to ``since`` (default: the readiness window) really
+    begins: at midnight UTC of its first day. The distinct users and the client versions
+    are counted by UTC day, so the starts are read from the same midnight: every figure
+    of one window (users, starts, reasons, versions) is over the same span."""
+    since = (since or readiness_since()).astimezone(dt_timezone.utc)
+    return since.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
 def figures_for(
     platform_ids: Iterable[int] | None, since: datetime | None = None
 ) -> dict[int, Figures]:
-    """Figures per platform since ``since`` (default: the readiness window).
+    """Figures per platform since ``since`` (default: the readiness window), from the
+    midnight UTC that window starts on (:func:`window_start`).
 
     ``None`` for every platform, read without listing their ids (``status`` of all
     spaces). Hourly rows answer to the hour; a window reaching past
@@ -127,24 +139,32 @@ def figures_for(
     the day. One query, two past the hourly retention.
     """
     outcomes.flush()  # what this process counted but has not written yet
-    since = since or readiness_since()
+    since = window_start(since)
     ids = None if platform_ids is None else list(platform_ids)
     result: dict[int, Figures] = (
         defaultdict(Figures) if ids is None else {pk: Figures() for pk in ids}
     )
     if ids == []:
         return result
-    queries = [OutcomeCount.objects.filter(hour__gte=hour_start(since))]
+    queries = [(OutcomeCount.objects.filter(hour__gte=since), "hour")]
     if since < hourly_cutoff():
-        queries.append(
-            DailyOutcomeCount.objects.filter(day__gte=since.astimezone(dt_timezone.utc).date())
-        )
-    for queryset in queries:
+        queries.append((DailyOutcomeCount.objects.filter(day__gte=since.date()), "day"))
+    for queryset, period in queries:
         if ids is not None:
             queryset = queryset.filter(platform_id__in=ids)
-        rows = queryset.values("platform_id", "outcome").annotate(total=Sum("count")).order_by()
+        rows = (
+            queryset.values("platform_id", "outcome")
+            .annotate(total=Sum("count"), first=Min(period))
+            .order_by()
+        )
         for row in rows:
-            result[row["platform_id"]].add(row["outcome"], row["total"])
+            figures = result[row["platform_id"]]
+            figures.add(row["outcome"], row["total"])
+            first = row["first"]
+            if period == "day":
+                first = datetime.combine(first, datetime.min.time(), tzinfo=dt_timezone.utc)
+            if figures.first_counted is None or first < figures.first_counted:
+                figures.first_counted = first
     for (platform_id, kind), sketch in distinct_sketches(ids, since).items():
         if kind == DistinctUsers.VALID:
             result[platform_id].distinct_valid = sketch.count()
@@ -159,7 +179,7 @@ def form_users(platform_id: int, form: str, since: datetime | None = None) -> tu
     signed in ``form`` (any form but plain, e.g. token; counted by ``counting``). Replaying
     one user's signature many times adds no user. One query."""
     outcomes.flush()  # what this process counted but has not written yet
-    sketches = distinct_sketches([platform_id], since or readiness_since())
+    sketches = distinct_sketches([platform_id], window_start(since))
     valid = sketches.get((platform_id, DistinctUsers.VALID))
     of_form = sketches.get((platform_id, DistinctUsers.form_kind(form)))
     valid_count = valid.count() if valid is not None else 0

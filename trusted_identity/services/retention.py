@@ -41,6 +41,7 @@ from ..models import (
     OutcomeCount,
     PruneRun,
 )
+from .counting import REJECTED_DAYS_KEPT, REJECTED_KIND_PREFIX
 from .platform_secrets import delete_expired_secrets
 
 #: Prune runs kept in the table (the latest tells whether retention is kept).
@@ -254,6 +255,14 @@ def prune(batch_size: int = 10_000, now: datetime | None = None) -> PruneReport:
     )
     report.daily_rows_deleted += _delete_composite_in_batches(
         DistinctUsers.objects.filter(day__lt=before), ("platform_id", "day", "kind"), batch_size
+    )
+    report.daily_rows_deleted += _delete_composite_in_batches(
+        DistinctUsers.objects.filter(  # the hourly rejected users: the "now" panel's only
+            kind__startswith=REJECTED_KIND_PREFIX,
+            day__lt=now.astimezone(dt_timezone.utc).date() - timedelta(days=REJECTED_DAYS_KEPT),
+        ),
+        ("platform_id", "day", "kind"),
+        batch_size,
     )
     report.failures_deleted = _delete_in_batches(
         FailureRecord.objects.filter(at__lt=now - app_settings.FAILURE_LOG_RETENTION), batch_size

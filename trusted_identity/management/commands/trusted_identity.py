@@ -30,6 +30,7 @@ from ...services import (
     diagnostics,
     durations,
     enforcement,
+    figures,
     memberships,
     origins,
     platform_secrets,
@@ -46,7 +47,7 @@ from ...services.spaces import add_platform, create_space, get_platform, get_spa
 READINESS_WORDS = {
     "ready": "ready",
     "not_ready": "not-ready",
-    "not_enough_starts": "not-enough-starts-to-tell",
+    "not_enough_starts": "too-few-users-to-tell",
 }
 
 
@@ -256,27 +257,36 @@ class Command(DiagnosticsCommands, BaseCommand):
             if options["space"] and options["space"] not in visible:
                 raise CommandError(f"{options['actor']} may not view space {options['space']!r}")
             spaces = [space for space in spaces if space["slug"] in visible]
+        start = figures.window_start(since)
         if options["as_json"]:
-            self._out(json.dumps({"spaces": spaces}))
+            stamp = start.isoformat().replace("+00:00", "Z")
+            self._out(json.dumps({"since": stamp, "spaces": spaces}))
             return
         if not spaces:
             self._say("No spaces yet: create one with `trusted_identity create-space SLUG`.")
             return
+        self._say(
+            f"Since {moment(start)}: users are distinct identified users, valid-users the "
+            "share of them with a valid signature (readiness reads it), valid-starts the "
+            "share of identified starts with one."
+        )
         header = (
             f"{'space/platform':<28} {'enforced':<9} {'valid':>8} {'invalid':>8} "
-            f"{'missing':>8} {'visitor':>8} {'rejected':>8} {'users':>8} {'share':>8}  readiness"
+            f"{'missing':>8} {'visitor':>8} {'rejected':>8} {'users':>8} {'valid-users':>12} "
+            f"{'valid-starts':>12}  readiness"
         )
         self._out(header)
         for space in spaces:
             if not space["platforms"]:
                 self._out(f"{space['slug'] + '/-':<28} (no platforms)")
             for p in space["platforms"]:
-                share = percent(p["valid_share"])  # of distinct users, as the admin says
+                # The shares as the admin prints them (formatting.percent), of users and starts.
+                users, starts = percent(p["valid_share"]), percent(p["start_valid_share"])
                 self._out(
                     f"{space['slug'] + '/' + p['kind']:<28} {'on' if p['enforced'] else 'off':<9} "
                     f"{p['valid']:>8} {p['invalid']:>8} {p['missing']:>8} {p['visitor']:>8} "
-                    f"{p['rejected']:>8} {p['distinct']['identified']:>8} {share:>8}  "
-                    f"{READINESS_WORDS[p['readiness']]}"
+                    f"{p['rejected']:>8} {p['distinct']['identified']:>8} {users:>12} "
+                    f"{starts:>12}  {READINESS_WORDS[p['readiness']]}"
                 )
 
     def do_rekey(self, options: dict[str, Any]) -> None:
