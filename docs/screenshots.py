@@ -339,6 +339,18 @@ def serve():
     return server, f"http://localhost:{server.port}"
 
 
+#: The deepest elements whose right edge passes the viewport's (sideways scrolling).
+OVERFLOWING = """() => {
+  const width = document.documentElement.clientWidth;
+  return [...document.querySelectorAll("body *")]
+    .filter((e) => e.getBoundingClientRect().right > width + 1 && e.children.length === 0)
+    .slice(0, 8)
+    .map((e) => [e.closest("table, section, div")?.className, e.tagName, e.className,
+                 e.textContent.trim().slice(0, 30), Math.round(e.getBoundingClientRect().right)]
+      .join(" "));
+}"""
+
+
 def shoot(base_url: str, space) -> list[Path]:
     from playwright.sync_api import sync_playwright
 
@@ -377,6 +389,10 @@ def shoot(base_url: str, space) -> list[Path]:
             page.wait_for_load_state("networkidle")
             if page.locator(".ti-secret.ti-revealed").count():  # pragma: no cover
                 sys.exit("a secret is revealed on the page: not saving a screenshot of it")
+            if phone:
+                overflow = page.evaluate(OVERFLOWING)
+                if overflow:
+                    print(f"wider than the phone's screen ({scheme}): {overflow}", file=sys.stderr)
             path = OUT / f"settings{width}-{scheme}.png"
             page.screenshot(path=str(path), full_page=True, animations="disabled")
             saved.append(path)

@@ -10,7 +10,15 @@ from django.utils import timezone
 
 from trusted_identity import signing
 from trusted_identity.models import DailyDetailCount, FailureRecord, Platform
-from trusted_identity.services import counting, diagnostics, durations, lookup, platform_secrets
+from trusted_identity.services import (
+    access,
+    counting,
+    diagnostics,
+    durations,
+    enforcement,
+    lookup,
+    platform_secrets,
+)
 from trusted_identity.services.figures import readiness
 from trusted_identity.state import FailureSampler
 
@@ -144,6 +152,45 @@ def test_replaying_one_valid_pair_does_not_make_a_platform_ready(client, platfor
     assert readiness(platform).readiness != "ready"
 
 
+@pytest.mark.both_paths
+def test_users_whose_other_device_does_not_sign_keep_a_platform_from_ready(
+    client, platform, settings
+):
+    """Each user signs on one device and not on another (an old app version): every user
+    has a valid start, but enforcing would reject half the starts. Not ready, and saying
+    why; replaying valid pairs can't change it (a user's failing start stays counted)."""
+    set_app_settings(settings, READINESS_MIN_STARTS=10)
+    secret = secret_of(platform)
+    for n in range(20):
+        user = f"u{n}"
+        start(client, platform.api_key, {"userId": user, "signed": signing.sign(secret, user)})
+        start(client, platform.api_key, {"userId": user}, **versions("4.0.0"))
+    figures = readiness(platform)
+    assert (figures.distinct_valid, figures.distinct_identified) == (20, 20)
+    assert figures.valid_share == 1.0  # every user had a valid start somewhere
+    assert figures.distinct_failing == 20
+    assert figures.readiness == "not_ready" and figures.held_back_by_failing_users
+    with pytest.raises(enforcement.NotReady, match=r"20 of 20 distinct identified users"):
+        enforcement.set_enforcement(platform, True, access.get_cli_actor())
+    for _ in range(200):  # an attacker replaying a valid pair moves nothing
+        start(client, platform.api_key, {"userId": "u0", "signed": signing.sign(secret, "u0")})
+    assert readiness(platform).readiness == "not_ready"
+
+
+def test_a_few_users_with_a_failing_start_stay_under_the_threshold(client, platform, settings):
+    """Readiness tolerates failing users up to 1 - threshold, as it tolerates invalid ones."""
+    set_app_settings(settings, READINESS_MIN_STARTS=10, READINESS_THRESHOLD=0.9)
+    secret = secret_of(platform)
+    for n in range(20):
+        user = f"u{n}"
+        start(client, platform.api_key, {"userId": user, "signed": signing.sign(secret, user)})
+    for n in range(2):  # 10%: at the limit
+        start(client, platform.api_key, {"userId": f"u{n}"})
+    assert readiness(platform).readiness == "ready"
+    start(client, platform.api_key, {"userId": "u2"})  # 15%: past it
+    assert readiness(platform).readiness == "not_ready"
+
+
 def test_readiness_needs_enough_distinct_users(client, platform, settings):
     set_app_settings(settings, READINESS_MIN_STARTS=5)
     secret = secret_of(platform)
@@ -249,7 +296,7 @@ def test_status_json_carries_reasons_distinct_and_versions(client, platform, spa
     (entry,) = acme["platforms"]
     assert entry["reasons"]["malformed"] == 1
     assert set(entry["reasons"]) >= {"malformed", "no_match", "other_platform", "expired_secret"}
-    assert entry["distinct"] == {"valid": 0, "identified": 1}
+    assert entry["distinct"] == {"valid": 0, "identified": 1, "failing": 1}
     assert entry["versions"] == [
         {
             "app_version": "1.0",

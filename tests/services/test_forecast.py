@@ -21,13 +21,15 @@ from trusted_identity.services.forecast import (
 NOW = datetime(2026, 12, 4, 16, 30, tzinfo=dt_timezone.utc)
 
 
-def figures(*, valid, invalid=0, missing=0, users, valid_users, first=None):
+def figures(*, valid, invalid=0, missing=0, users, valid_users, failing=None, first=None):
+    """By default the failing users are those without a valid start (one start each)."""
     return Figures(
         valid=valid,
         invalid=invalid,
         missing=missing,
         distinct_identified=users,
         distinct_valid=valid_users,
+        distinct_failing=users - valid_users if failing is None else failing,
         first_counted=first,
     )
 
@@ -49,7 +51,10 @@ def test_an_hour_old_platform_is_too_young_and_not_divided_by_seven_days():
     assert result.starts_per_day is None and result.users_per_day is None
     sentence = result.sentence()
     assert sentence.startswith("Too early to forecast a day: only 1 hour observed")
-    assert "18 starts without a valid signature; 10 users had no valid start at all" in sentence
+    assert (
+        "18 starts without a valid signature; 10 users made starts without a valid signature"
+        in sentence
+    )
     assert "about" not in sentence
 
 
@@ -77,8 +82,8 @@ def test_a_normal_window_divides_by_the_span_observed_from_the_first_counted_hou
     assert result.failing_users == 12
     assert result.sentence() == (
         "Enforcing now would reject about 30 starts a day (60 starts in the 2 days observed, "
-        "33.3% of them from app versions ≤ 2.9.0); 12 users had no valid start at all and "
-        "would be locked out."
+        "33.3% of them from app versions ≤ 2.9.0); 12 users made starts without a valid "
+        "signature and would be rejected (on an old app version, or everywhere)."
     )
 
 

@@ -164,7 +164,8 @@ class DistinctUsers(models.Model):
     """The distinct user ids of one platform's starts in one UTC day, as a sketch
     (``trusted_identity.sketch``: exact up to 2,048 users, then a HyperLogLog of 16 KiB,
     a few KiB compressed): ``identified`` for every start naming a user, ``valid`` for
-    those with a valid signature, and ``form:<form>`` (:meth:`form_kind`) for those
+    those with a valid signature, ``failing`` for those with a start that was not valid,
+    ``form:<form>`` (:meth:`form_kind`) for those
     whose valid signature had a form other than plain (``form:token``: the readiness of
     token-only), and ``rejected:HH`` for the users enforcement rejected in hour HH (UTC)
     of that day (``counting.rejected_kind``; kept two days, for the "now" of an enforced
@@ -176,6 +177,10 @@ class DistinctUsers(models.Model):
 
     IDENTIFIED = "identified"
     VALID = "valid"
+    #: Users with at least one identified start that was not valid (invalid, missing or
+    #: rejected): those enforcement would lock out on some device, even if another of
+    #: their starts was valid.
+    FAILING = "failing"
 
     pk = models.CompositePrimaryKey("platform", "day", "kind")
     platform = models.ForeignKey(

@@ -71,6 +71,7 @@ _FORM, _REASON, _SECRET = Dimension.FORM.value, Dimension.REASON.value, Dimensio
 _APP, _SDK = Dimension.APP_VERSION.value, Dimension.SDK_VERSION.value
 _VALID, _VISITOR = Outcome.VALID.value, Outcome.VISITOR.value
 _IDENTIFIED, _VALID_USERS = DistinctUsers.IDENTIFIED, DistinctUsers.VALID
+_FAILING_USERS = DistinctUsers.FAILING
 _PLAIN = "plain"  # the default form, whose users are the valid ones without another form
 _REJECTED = Outcome.REJECTED.value
 
@@ -111,9 +112,10 @@ def user_sketches(
     rejected_hour: int | None = None,
 ) -> tuple:
     """The day's distinct-user sketches a start's user goes into, with the user's keyed
-    hash: ``identified``; for a valid start (``valid_form``) ``valid`` too, and the
-    users of its form unless plain (``DistinctUsers.form_kind``: token readiness); for a
-    rejected start (``rejected_hour``, its UTC hour) the users rejected in that hour."""
+    hash: ``identified``; for a start that was not valid ``failing`` too (readiness);
+    for a valid start (``valid_form``) ``valid``, and the users of its form unless plain
+    (``DistinctUsers.form_kind``: token readiness); for a rejected start
+    (``rejected_hour``, its UTC hour) the users rejected in that hour."""
     hasher = user_hasher()
     if hasher is None:
         return ()
@@ -121,10 +123,14 @@ def user_sketches(
     if rejected_hour is not None:
         return (
             ((platform_id, day, _IDENTIFIED), hashed),
+            ((platform_id, day, _FAILING_USERS), hashed),
             ((platform_id, day, rejected_kind(rejected_hour)), hashed),
         )
-    if valid_form is None:
-        return (((platform_id, day, _IDENTIFIED), hashed),)
+    if valid_form is None:  # an identified start that was not valid
+        return (
+            ((platform_id, day, _IDENTIFIED), hashed),
+            ((platform_id, day, _FAILING_USERS), hashed),
+        )
     if valid_form == _PLAIN:
         return (
             ((platform_id, day, _IDENTIFIED), hashed),

@@ -106,8 +106,18 @@ def _not_ready_message(figures: Figures) -> str:
             f"at least {app_settings.READINESS_MIN_STARTS} users are needed to judge the "
             "rollout; override explicitly to turn enforcement on anyway"
         )
+    share = figures.valid_share
+    if figures.held_back_by_failing_users:
+        return (
+            f"signing is not rolled out: {figures.distinct_failing} of "
+            f"{figures.distinct_identified} distinct identified users "
+            f"({_percent(figures.failing_share)}) made starts without a valid signature in the "
+            "readiness window (an old app version on one of their devices?), more than "
+            f"{_percent(1 - app_settings.READINESS_THRESHOLD)}: enforcing would reject those "
+            "starts; override explicitly to turn enforcement on anyway"
+        )
     return (
-        f"signing is not rolled out: {_percent(figures.valid_share)} of "
+        f"signing is not rolled out: {_percent(share)} of "
         f"{figures.distinct_identified} distinct identified users in the readiness window had "
         f"a valid signature, below the {_percent(app_settings.READINESS_THRESHOLD)} threshold; "
         "override explicitly to turn enforcement on anyway"

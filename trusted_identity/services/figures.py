@@ -50,6 +50,10 @@ class Figures:
     rejected: int = 0
     distinct_valid: int = 0
     distinct_identified: int = 0
+    #: Distinct users with at least one identified start that was not valid: those
+    #: enforcement would reject somewhere (an old app version on one device), even when
+    #: another of their starts was valid.
+    distinct_failing: int = 0
     #: The first counted hour of the window (any outcome, visitors too; to the day from
     #: the daily rows): how long the window was actually observed. None: nothing counted.
     first_counted: datetime | None = None
@@ -67,6 +71,13 @@ class Figures:
         return min(1.0, self.distinct_valid / self.distinct_identified)
 
     @property
+    def failing_share(self) -> float | None:
+        """Share of distinct identified users with a start that was not valid."""
+        if not self.distinct_identified:
+            return None
+        return min(1.0, self.distinct_failing / self.distinct_identified)
+
+    @property
     def start_share(self) -> float | None:
         """Share of identified starts (not users) with a valid signature; None when none."""
         return self.valid / self.identified if self.identified else None
@@ -78,20 +89,40 @@ class Figures:
 
     @property
     def readiness(self) -> str:
-        """``ready``, ``not_ready`` (valid share below the threshold) or ``not_enough_starts``.
+        """``ready``, ``not_ready`` or ``not_enough_starts``.
+
+        Not ready: the share of users with a valid signature is below the threshold, or
+        more than ``1 - threshold`` of the users also made starts that were not valid
+        (enforcing would reject those starts: a user with an old app on a second device).
 
         Below the minimum sample of distinct users nothing can be told: a platform with
         a handful of users (or one user's starts replayed) is not "ready".
         """
         if not self.enough_evidence:
             return NOT_ENOUGH_STARTS
-        share = self.valid_share
-        return (
-            READY if share is not None and share >= app_settings.READINESS_THRESHOLD else NOT_READY
-        )
+        share, failing = self.valid_share, self.failing_share
+        threshold = app_settings.READINESS_THRESHOLD
+        if share is None or share < threshold:
+            return NOT_READY
+        # Users whose other device still sends unsigned or wrongly signed starts would be
+        # locked out there: a valid start of theirs elsewhere does not make them ready.
+        if failing is not None and 1 - failing < threshold:
+            return NOT_READY
+        return READY
 
     def is_ready(self) -> bool:
         return self.readiness == READY
+
+    @property
+    def held_back_by_failing_users(self) -> bool:
+        """Not ready although the share of users with a valid signature passes: too many
+        of them also made starts that were not valid."""
+        share = self.valid_share
+        return (
+            self.readiness == NOT_READY
+            and share is not None
+            and share >= app_settings.READINESS_THRESHOLD
+        )
 
     def add(self, outcome: str, count: int) -> None:
         setattr(self, outcome, getattr(self, outcome) + count)
@@ -107,7 +138,11 @@ class Figures:
             "identified": self.identified,
             "valid_share": None if share is None else round(share, 6),
             "start_valid_share": None if start_share is None else round(start_share, 6),
-            "distinct": {"valid": self.distinct_valid, "identified": self.distinct_identified},
+            "distinct": {
+                "valid": self.distinct_valid,
+                "identified": self.distinct_identified,
+                "failing": self.distinct_failing,
+            },
             "ready": self.is_ready(),
             "readiness": self.readiness,
         }
@@ -170,6 +205,8 @@ def figures_for(
             result[platform_id].distinct_valid = sketch.count()
         elif kind == DistinctUsers.IDENTIFIED:
             result[platform_id].distinct_identified = sketch.count()
+        elif kind == DistinctUsers.FAILING:
+            result[platform_id].distinct_failing = sketch.count()
     return result
 
 

@@ -92,8 +92,8 @@ class Forecast:
     first counted hour in the window, at least an hour); ``starts_per_day`` and
     ``users_per_day`` divide them by it and are None unless the verdict is
     ``estimate`` (``users_per_day`` is an average: the same user on two days counts
-    once in ``failing_users``). ``failing_users`` are the identified users without any
-    valid start: those enforcement would lock out entirely.
+    once in ``failing_users``). ``failing_users`` are the identified users with a start
+    without a valid signature: those enforcement would reject, on one device or all.
     """
 
     verdict: str  # ESTIMATE, NO_STARTS, TOO_YOUNG or TOO_THIN
@@ -126,8 +126,8 @@ class Forecast:
         if self.failing_starts and self.up_to is not None and self.old_versions_share is not None:
             old = f", {percent(self.old_versions_share)} of them from app versions ≤ {self.up_to}"
         locked = (
-            f"{number(self.failing_users)} {_plural(self.failing_users, 'user')} had no "
-            "valid start at all"
+            f"{number(self.failing_users)} {_plural(self.failing_users, 'user')} made starts "
+            "without a valid signature"
         )
         if self.verdict in (TOO_YOUNG, TOO_THIN):
             why = (
@@ -150,7 +150,7 @@ class Forecast:
             rate = f"about {number(round(per_day))} {_plural(round(per_day), 'start')} a day"
         return (
             f"Enforcing now would reject {rate} ({failing} in the {span} observed{old}); "
-            f"{locked} and would be locked out."
+            f"{locked} and would be rejected (on an old app version, or everywhere)."
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -196,7 +196,7 @@ def forecast(
     observed_since = max(start, first) if first is not None else None
     observed = max(now - (observed_since or now), timedelta(hours=1))
     failing = figures.invalid + figures.missing + figures.rejected
-    failing_users = max(0, figures.distinct_identified - figures.distinct_valid)
+    failing_users = figures.distinct_failing  # users enforcement would reject somewhere
     minimum = app_settings.READINESS_MIN_STARTS
     if not figures.identified:
         verdict = NO_STARTS

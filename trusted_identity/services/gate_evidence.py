@@ -114,8 +114,10 @@ class EnforcementEvidence:
 
     @property
     def failing_users(self) -> int:
-        """Distinct identified users without any valid start: locked out entirely."""
-        return max(0, self.figures.distinct_identified - self.figures.distinct_valid)
+        """Distinct identified users with a start without a valid signature: those
+        enforcement would reject, on one device or all (a valid start elsewhere does not
+        keep an old app version's starts from being rejected)."""
+        return self.figures.distinct_failing
 
     @property
     def starts_per_day(self) -> float:
