@@ -310,7 +310,7 @@ def test_toggle_enforcement_through_the_confirmation_and_the_override(page, spac
     page.reload()
     assert page.locator("#platform-web .ti-readiness").get_attribute("data-ready") == "false"
     page.click("#enforcement-web")
-    assert "Not ready: only 90.9%" in page.locator(".ti-readiness").inner_text()
+    assert "not rolled out far enough: only 90.9%" in page.locator(".ti-readiness").inner_text()
     confirm = page.locator("#confirm-enforcement")
     assert confirm.inner_text() == "Yes, turn on enforcement"
     confirm.click()  # no override ticked

@@ -97,7 +97,7 @@ def test_the_decision_figures_fit_390_px(narrow, space, platforms):
     narrow.goto(settings_path(space))
     no_sideways_scroll(narrow, 390)
     row = "#summary tr[data-summary-platform='ios']"
-    for figure in ("state", "valid_share", "users", "identified", "readiness"):
+    for figure in ("state", "valid_share", "start_share", "readiness"):
         box = narrow.locator(f"{row} [data-summary='{figure}']").bounding_box()
         assert box["x"] >= 0 and box["x"] + box["width"] <= 390, figure
         if figure != "state":  # each figure labelled on its card, from its column's header

@@ -139,7 +139,9 @@ def test_summary_versions_reasons_secret_use_and_failures(page, space, platforms
     assert reasons.evaluate_all("rs => rs.map(r => r.dataset.reason)") == ["other_platform"]
     assert "another platform of this space" in reasons.first.inner_text()
     previous = page.locator("#verifying-secrets-ios li[data-secret='previous']")
-    assert "Still in use: it verified 6 starts in the last 24 hours." in previous.inner_text()
+    assert "by 6 users: ending the grace now turns their session starts invalid" in (
+        previous.inner_text()
+    )
     assert page.locator("#failures-ios tbody tr").count() == 20
     assert page.locator("#failures-ios").is_visible()
     assert page.locator("#tester-ios").count() == 1
