@@ -86,3 +86,22 @@ def test_junk_keys_never_evict_a_real_keys_counter_from_locmem(client, platform,
     cache = caches["default"]
     assert len(cache._cache) <= 5
     cache.clear()
+
+
+def test_junk_from_an_address_cant_keep_its_real_key_out_after_a_change(
+    client, platform, settings
+):
+    """A neighbour behind the same address (carrier NAT, an office) floods junk keys past
+    the limit; then a rotation empties every cache. The real key, once found by this
+    process, still reaches its platform: only keys never found count as unknown."""
+    from trusted_identity.services import access, platform_secrets
+
+    set_app_settings(settings, UNKNOWN_KEY_RATE_LIMIT="5/m")
+    wait_out_window_edge(60)
+    assert start(client, platform.api_key, {}).status_code == 201  # found once
+    answers = [start(client, junk_key(), {}).status_code for _ in range(10)]
+    assert answers[-1] == 429  # the address is past the unknown-key limit
+    # A new generation: neither the near nor the shared cache has the platform now.
+    platform_secrets.rotate_secret(platform, access.get_cli_actor())
+    assert start(client, platform.api_key, {}).status_code == 201
+    assert start(client, junk_key(), {}).status_code == 429  # junk still refused

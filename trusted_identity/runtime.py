@@ -259,6 +259,7 @@ class Runtime:
         "generation",
         "near_cache",
         "unknown_keys",
+        "real_keys",
         "origins",
         "key_tables",
         "diagnostic_tables",
@@ -284,6 +285,7 @@ class Runtime:
         self.generation = GenerationTracker()
         self.near_cache = NearCache()
         self.unknown_keys = UnknownKeys()
+        self.real_keys = SeenSet(100_000)  # API keys a lookup found a platform for
         self.origins = GenerationValue()
         self.key_tables = Memo(4096)  # decrypted secrets, by key ring, platform and ciphertexts
         self.diagnostic_tables = Memo(1024)

@@ -235,7 +235,9 @@ def lookup_platform(api_key: str, unknown: Callable[[], None] | None = None) -> 
 
     ``unknown`` is called for a key no cache knows (malformed, remembered as no
     platform's, or missed by both caches), before the database is read: session start
-    counts it against ``UNKNOWN_KEY_RATE_LIMIT`` there, and raises to refuse it.
+    counts it against ``UNKNOWN_KEY_RATE_LIMIT`` there, and raises to refuse it. A key
+    this process once found a platform for is not counted: after a change empties the
+    caches, junk sent from a client's address can't keep its real key out.
     """
     # NUL never occurs in a key, and PostgreSQL would refuse it in the query (a 503).
     if not isinstance(api_key, str) or not api_key or len(api_key) > 128 or "\x00" in api_key:
@@ -259,12 +261,14 @@ def lookup_platform(api_key: str, unknown: Callable[[], None] | None = None) -> 
         snapshot = None
         cache = None
     if snapshot is None:
-        if unknown is not None:
-            unknown()
+        real_keys = runtime.current().real_keys
+        if unknown is not None and not real_keys.seen(api_key):
+            unknown()  # a key this process never found a platform for: maybe junk
         snapshot = _load_snapshot(api_key)
         if snapshot is None:
             unknown_keys.add(api_key, generation)
             raise InvalidApiKey(UNKNOWN_API_KEY)
+        real_keys.first_time(api_key)
         if cache is not None:
             try:
                 cache.set(key, snapshot, app_settings.LOOKUP_CACHE_TIMEOUT)
