@@ -96,7 +96,7 @@ def _numbers(text: str) -> list[tuple[str, str]]:
     if value == value.to_integral_value(context=exact):
         whole = str(int(value))
         spellings.append((whole, "the same number written as an integer"))
-        spellings.append((whole + ".0", "the same number written with .0 (as a float)"))
+        spellings.append((whole + ".0", "the same number written as a float, with .0"))
         if not whole.startswith("-"):
             spellings.append(("0" + whole, "the same number with a leading zero"))
     else:

@@ -177,7 +177,7 @@ def test_explain_signed_reports_the_grace_end_of_a_previous_and_an_expired_secre
         ("user-1", "user-1\n", "with a trailing newline"),
         ("user-1 ", "user-1", "without its trailing whitespace"),
         ("User-1", "user-1", "in lower case"),
-        ("42", "42.0", "the same number written with .0 (as a float)"),
+        ("42", "42.0", "the same number written as a float, with .0"),
         ("42.0", "42", "the same number written as an integer"),
         ("42", "4.2e1", "the same number in exponent notation"),
         ("user-1", '"user-1"', "JSON-quoted (with its double quotes)"),

@@ -27,7 +27,7 @@ from typing import Any
 
 from ..conf import app_settings
 from ..exceptions import InvalidRequest, RateLimited
-from ..formatting import visible
+from ..formatting import moment, visible
 from ..idvariants import IdVariant, id_variants
 from ..models import Platform, PlatformSecret
 from ..ratelimit import hit
@@ -100,14 +100,13 @@ class SignatureVerdict:
 
     def describe(self) -> str:
         """The verdict in words, for a person (the CLI's stderr), with the bytes hashed."""
-        when = "" if self.grace_end is None else f"{self.grace_end:%Y-%m-%d %H:%M:%S %Z}"
-        secret = f"secret #{self.secret_id}"
+        when = moment(self.grace_end)
         words = {
-            VALID_CURRENT: f"Signed with the current {secret} of {self.platform}.",
-            VALID_PREVIOUS: f"Signed with the previous {secret} of {self.platform}, which "
+            VALID_CURRENT: f"Signed with the current secret of {self.platform}.",
+            VALID_PREVIOUS: f"Signed with a previous secret of {self.platform}, which "
             f"verifies until {when}.",
-            EXPIRED_SECRET: f"Signed with {secret} of {self.platform}, whose grace ended "
-            f"{when}: it no longer verifies.",
+            EXPIRED_SECRET: f"Signed with an earlier secret of {self.platform}, whose grace "
+            f"ended {when}: it no longer verifies.",
             OTHER_PLATFORM: f"Signed with the current secret of the {self.other_platform} "
             f"platform of the space, not with {self.platform}'s.",
             MALFORMED: "Not a signature: neither 64 hex digits nor a well-formed token.",
