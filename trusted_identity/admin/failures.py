@@ -16,8 +16,9 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy
 
-from ..formatting import moment, visible
+from ..formatting import NONE, moment, visible
 from ..models import FailureRecord
+from ..services.counting import NOT_SENT
 from .base import ScopedAdminMixin, admin_url
 from .filters import LoggedOutcomeFilter, VisibleSpaceFilter, space_filter_media
 
@@ -33,8 +34,8 @@ class FailureRecordAdmin(ScopedAdminMixin, admin.ModelAdmin):
         "outcome",
         "reason",
         "shown_user_id",
-        "app_version",
-        "sdk_version",
+        "app",
+        "sdk",
     ]
     list_filter = [VisibleSpaceFilter, "platform__kind", LoggedOutcomeFilter, "reason"]
     list_select_related = ["platform__space"]
@@ -68,6 +69,15 @@ class FailureRecordAdmin(ScopedAdminMixin, admin.ModelAdmin):
         """The id a client claimed, its control and bidirectional characters spelt out
         (``<U+202E>``), so it can neither reorder the row nor pass for another id."""
         return visible(obj.user_id)
+
+    @admin.display(description=gettext_lazy("app"), ordering="app_version")
+    def app(self, obj: FailureRecord) -> str:
+        """As the space's page says it: ``—`` for a version not sent."""
+        return NONE if obj.app_version in ("", NOT_SENT) else obj.app_version
+
+    @admin.display(description=gettext_lazy("SDK"), ordering="sdk_version")
+    def sdk(self, obj: FailureRecord) -> str:
+        return NONE if obj.sdk_version in ("", NOT_SENT) else obj.sdk_version
 
     @admin.display(description=gettext_lazy("platform"), ordering="platform__space__slug")
     def platform_link(self, obj: FailureRecord) -> str:
