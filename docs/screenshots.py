@@ -206,8 +206,11 @@ class Tally:
         self.reasons: dict = {}  # (hour, reason, outcome) -> n
         self.users: dict = {}  # (day, kind) -> distinct users
         self.failures: list = []
+        self.forms: dict = {}  # (hour, form, outcome) -> n
 
     def hour(self, at, counts: dict, invalid: int, kind: str, rng) -> None:
+        from trusted_identity.services.counting import rejected_kind
+
         day = at.date()
         hour = at.replace(minute=0, second=0, microsecond=0)
         for outcome, count in counts.items():
@@ -220,8 +223,17 @@ class Tally:
                     self.versions[key] = self.versions.get(key, 0) + n
             if outcome != "visitor":
                 self.users[(day, "identified")] = self.users.get((day, "identified"), 0) + count
-                if outcome == "valid":
-                    self.users[(day, "valid")] = self.users.get((day, "valid"), 0) + count
+                # As counting does: valid users, users with a failing start, the users
+                # rejected in each hour (the "now" of an enforced platform).
+                kinds = ["valid"] if outcome == "valid" else ["failing"]
+                if outcome == "rejected":
+                    kinds.append(rejected_kind(hour.hour))
+                for kind_of_users in kinds if count else ():
+                    key = (day, kind_of_users)
+                    self.users[key] = self.users.get(key, 0) + count
+            if outcome == "valid":  # every valid start had its form counted
+                key = (hour, "plain", "valid")
+                self.forms[key] = self.forms.get(key, 0) + count
         reason_outcome = "rejected" if "rejected" in counts else "invalid"
         for reason, share in REASONS[kind]:
             n = round(invalid * share)
@@ -240,13 +252,15 @@ class Tally:
                 )
             )
         missing = counts.get("missing", 0)
+        if missing:  # a missing signature is a reason like the others
+            self.reasons[(hour, "missing", "missing")] = missing
         if missing and rng.random() < 0.3:
             old = [v for v, _valid, failing in VERSIONS[kind] if failing > 0.2]
             self.failures.append(
                 (
                     at.replace(minute=rng.randrange(60), second=rng.randrange(60)),
                     "missing",
-                    "",
+                    "missing",
                     rng.choice(old),
                 )
             )
@@ -278,12 +292,25 @@ class Tally:
             )
             for (hour, reason, outcome), n in self.reasons.items()
         )
+        DetailCount.objects.bulk_create(
+            DetailCount(
+                platform_id=self.platform_id,
+                hour=hour,
+                dimension="form",
+                value=form,
+                outcome=outcome,
+                count=n,
+            )
+            for (hour, form, outcome), n in self.forms.items()
+        )
         hasher = user_hasher()  # keyed with the installation's distinct-user key
         for (day, kind), starts in self.users.items():
-            people = round(starts / STARTS_PER_USER)
+            people = max(1, round(starts / STARTS_PER_USER))
             # The same people come back each day: user ids from one pool, the valid ones
             # among the identified.
             ids = {f"user-{n}" for n in range(people)}
+            if kind.startswith("rejected:"):  # each hour's rejected users, not the same few
+                ids = {f"user-{int(kind[-2:]) * 97 + n}" for n in range(people)}
             merge_distinct(self.platform_id, day, kind, {hasher(i) for i in ids})
         FailureRecord.objects.bulk_create(
             FailureRecord(

@@ -88,9 +88,7 @@ def test_junk_keys_never_evict_a_real_keys_counter_from_locmem(client, platform,
     cache.clear()
 
 
-def test_junk_from_an_address_cant_keep_its_real_key_out_after_a_change(
-    client, platform, settings
-):
+def test_junk_from_an_address_cant_keep_its_real_key_out_after_a_change(client, platform, settings):
     """A neighbour behind the same address (carrier NAT, an office) floods junk keys past
     the limit; then a rotation empties every cache. The real key, once found by this
     process, still reaches its platform: only keys never found count as unknown."""
