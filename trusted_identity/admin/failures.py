@@ -8,22 +8,21 @@ shows each platform's newest and links here for the rest.
 
 from __future__ import annotations
 
-from django import forms
 from django.contrib import admin
 from django.contrib.admin.utils import quote
 from django.db.models import Model
-from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy
 
-from ..formatting import NONE, moment, visible
+from ..formatting import NONE, visible
 from ..models import FailureRecord
 from ..services.counting import NOT_SENT
-from .base import ScopedAdminMixin, admin_url
-from .filters import LoggedOutcomeFilter, VisibleSpaceFilter, space_filter_media
+from .base import admin_url
+from .filters import LoggedOutcomeFilter, VisibleSpaceFilter
+from .records import ReadOnlyRecordAdmin
 
 
-class FailureRecordAdmin(ScopedAdminMixin, admin.ModelAdmin):
+class FailureRecordAdmin(ReadOnlyRecordAdmin):
     """The failure log of the user's spaces; members of a space (viewers too) see its
     rows, as they see its figures."""
 
@@ -41,28 +40,9 @@ class FailureRecordAdmin(ScopedAdminMixin, admin.ModelAdmin):
     list_select_related = ["platform__space"]
     search_fields = ["user_id"]
     ordering = ["-at", "-id"]
-    list_per_page = 100
-    show_full_result_count = False  # no COUNT(*) over a large log on every page
-
-    @property
-    def media(self) -> forms.Media:
-        return super().media + space_filter_media(self.admin_site)
 
     def space_id_of(self, obj: Model) -> int:
         return obj.platform.space_id
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-    @admin.display(description=gettext_lazy("at"), ordering="at")
-    def when(self, obj: FailureRecord) -> str:
-        return moment(obj.at)
 
     @admin.display(description=gettext_lazy("user id"), ordering="user_id")
     def shown_user_id(self, obj: FailureRecord) -> str:

@@ -8,41 +8,12 @@ so that the package's ``__init__`` needs one import to show them.
 
 from __future__ import annotations
 
-from django import forms
 from django.contrib import admin
 from django.db.models import Model
-from django.http import HttpRequest
-from django.utils.translation import gettext_lazy
 
-from ..formatting import moment
 from ..models import AuditEvent, PolicyChange
-from .base import ScopedAdminMixin
-from .filters import VisibleSpaceFilter, space_filter_media
-
-
-class ReadOnlyRecordAdmin(ScopedAdminMixin, admin.ModelAdmin):
-    """A scoped list of records nobody adds, changes or deletes by hand."""
-
-    list_per_page = 100
-    show_full_result_count = False  # no COUNT(*) over a long trail on every page
-    readonly_fields = ["when"]  # the moment as the app writes it, on the record's page too
-
-    @property
-    def media(self) -> forms.Media:
-        return super().media + space_filter_media(self.admin_site)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-    @admin.display(description=gettext_lazy("at"), ordering="at")
-    def when(self, obj: AuditEvent | PolicyChange) -> str:
-        return moment(obj.at)
+from .filters import VisibleSpaceFilter
+from .records import ReadOnlyRecordAdmin
 
 
 @admin.register(AuditEvent)
