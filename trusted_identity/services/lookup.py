@@ -253,13 +253,7 @@ def lookup_platform(api_key: str, unknown: Callable[[], None] | None = None) -> 
     if unknown_keys.known(api_key, generation):
         _refuse_unknown(unknown)
     key = cache_key(api_key, generation)
-    cache = _cache()
-    try:
-        snapshot = cache.get(key)
-    except Exception:
-        logger.warning("Trusted Identity cache unavailable on read; using the database")
-        snapshot = None
-        cache = None
+    snapshot, cache = _shared_get(key)
     if snapshot is None:
         real_keys = runtime.current().real_keys
         if unknown is not None and not real_keys.seen(api_key):
@@ -269,14 +263,30 @@ def lookup_platform(api_key: str, unknown: Callable[[], None] | None = None) -> 
             unknown_keys.add(api_key, generation)
             raise InvalidApiKey(UNKNOWN_API_KEY)
         real_keys.first_time(api_key)
-        if cache is not None:
-            try:
-                cache.set(key, snapshot, app_settings.LOOKUP_CACHE_TIMEOUT)
-            except Exception:
-                logger.warning("Trusted Identity cache unavailable on write")
+        _shared_set(cache, key, snapshot)
     if local:
         near_cache.put(api_key, snapshot, generation, app_settings.LOOKUP_CACHE_TIMEOUT)
     return snapshot
+
+
+def _shared_get(key: str) -> tuple[Any, Any]:
+    """``(value or None, the cache)`` from the shared cache; a cache that is down is
+    logged and skipped (``(None, None)``: the database answers, nothing is written back)."""
+    cache = _cache()
+    try:
+        return cache.get(key), cache
+    except Exception:
+        logger.warning("Trusted Identity cache unavailable on read; using the database")
+        return None, None
+
+
+def _shared_set(cache: Any, key: str, value: Any) -> None:
+    if cache is None:
+        return
+    try:
+        cache.set(key, value, app_settings.LOOKUP_CACHE_TIMEOUT)
+    except Exception:
+        logger.warning("Trusted Identity cache unavailable on write")
 
 
 def every_allowed_origin() -> frozenset[str]:
@@ -293,23 +303,14 @@ def every_allowed_origin() -> frozenset[str]:
     if local and generation == kept.generation:
         return kept.value
     key = f"trusted_identity:origins:v2:{generation}"
-    cache = _cache()
-    try:
-        origins = cache.get(key)
-    except Exception:
-        logger.warning("Trusted Identity cache unavailable on read; using the database")
-        origins, cache = None, None
+    origins, cache = _shared_get(key)
     if origins is None:
         origins = frozenset(
             AllowedOrigin.objects.filter(platform__kind=PlatformKind.WEB)
             .values_list("origin", flat=True)
             .distinct()
         )
-        if cache is not None:
-            try:
-                cache.set(key, origins, app_settings.LOOKUP_CACHE_TIMEOUT)
-            except Exception:
-                logger.warning("Trusted Identity cache unavailable on write")
+        _shared_set(cache, key, origins)
     if local:
         kept.set(generation, origins)
     return origins
