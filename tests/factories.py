@@ -83,6 +83,8 @@ class MembershipFactory(DjangoModelFactory):
 class OutcomeCountFactory(DjangoModelFactory):
     class Meta:
         model = OutcomeCount
+        # The users hook writes sketches, not the row: nothing to save again after it.
+        skip_postgeneration_save = True
 
     platform = factory.SubFactory(PlatformFactory)
     hour = factory.LazyFunction(
