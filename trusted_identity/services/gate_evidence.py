@@ -16,15 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Min
 from django.utils import timezone
 
 from ..conf import app_settings
-from ..models import OutcomeCount, Platform
-from .counting import hour_start
+from ..models import Platform
 from .diagnostics import VersionRow, forecast, forms_for, reasons_for, versions_for
 from .durations import describe_duration
-from .figures import NOT_ENOUGH_STARTS, NOT_READY, READY, Figures, figures_for, readiness_since
+from .figures import NOT_ENOUGH_STARTS, NOT_READY, READY, Figures, figures_for, window_start
 from .signature_forms import PLAIN, TokenUsage, token_usage
 
 #: The verdicts, in words on the pages.
@@ -58,14 +56,12 @@ class Observed:
         return count / (self.span / timedelta(days=1))
 
 
-def observed_span(platform_id: int, now: datetime | None = None) -> Observed:
-    """How long the platform was counted in the readiness window. One query."""
+def observed_span(figures: Figures, now: datetime | None = None) -> Observed:
+    """How long the platform was counted in the window its figures cover (from the
+    window's midnight UTC, as every figure of it: ``Figures.first_counted``). No query."""
     now = now or timezone.now()
-    window = hour_start(readiness_since(now))
-    first = OutcomeCount.objects.filter(platform_id=platform_id, hour__gte=window).aggregate(
-        first=Min("hour")
-    )["first"]
-    since = None if first is None else max(first, window)
+    first = figures.first_counted
+    since = None if first is None else max(first, window_start())
     return Observed(since, max(now - (since or now), timedelta(hours=1)))
 
 
@@ -137,7 +133,7 @@ def enforcement_evidence(platform: Platform, figures: Figures | None = None) -> 
     outlook = forecast(figures, versions)
     return EnforcementEvidence(
         figures=figures,
-        observed=observed_span(pk),
+        observed=observed_span(figures),
         reasons=nonzero_reasons(reasons_for([pk])[pk]),
         versions=unsigned_versions(versions),
         old_versions_share=outlook.old_versions_share,
@@ -184,7 +180,7 @@ def token_evidence(platform: Platform, usage: TokenUsage | None = None) -> Token
     pk = platform.pk
     return TokenEvidence(
         usage=usage if usage is not None else token_usage(platform),
-        observed=observed_span(pk),
+        observed=observed_span(figures_for([pk])[pk]),
         plain_starts=forms_for([pk])[pk][PLAIN].get("valid", 0),
         reasons=nonzero_reasons(reasons_for([pk])[pk]),
         versions=unsigned_versions(versions_for([pk])[pk]),
