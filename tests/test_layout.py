@@ -46,6 +46,7 @@ PURE_MODULES = [
     "signing",
     "crypto",
     "tokens",
+    "jwtparts",
     "sketch",
     "formatting",
     "rates",
