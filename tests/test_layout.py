@@ -47,6 +47,8 @@ PURE_MODULES = [
     "crypto",
     "tokens",
     "jwtparts",
+    "publickeys",
+    "keytokens",
     "sketch",
     "formatting",
     "rates",
@@ -219,6 +221,10 @@ ALLOWED_CALLS = {
     "struct.Struct",  # a compiled format, immutable
     "json.JSONDecoder",  # stateless: one decode() is independent of another
     "HMACAlgorithm",  # PyJWT's HS256: stateless
+    # cryptography's descriptions of a signature scheme: stateless.
+    "ec.ECDSA",
+    "padding.PKCS1v15",
+    "hashes.SHA256",
     "re.compile",
     "logging.getLogger",
     "Signal",
@@ -242,6 +248,7 @@ ALLOWED_NAMES = {
     ("urls", "urlpatterns"),
     # Immutable values: an empty table (slots, tuples), NamedTuples, an int.
     ("services.lookup", "_NO_DIAGNOSTIC"),
+    ("keytokens", "NO_KEYS"),
     ("services.counting", "NO_CLIENT"),
     ("services.counting", "FAILURE_USER_ID_LENGTH"),
     ("services.verification", "_PLAIN_REFUSED"),
