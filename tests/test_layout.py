@@ -21,6 +21,7 @@ SERVICE_ORDER = [
     "audit",
     "durations",
     "lookup",
+    "key_tables",
     "platform_secrets",
     "spaces",
     "memberships",
@@ -247,7 +248,7 @@ ALLOWED_NAMES = {
     # Django's URL configuration, read by Django.
     ("urls", "urlpatterns"),
     # Immutable values: an empty table (slots, tuples), NamedTuples, an int.
-    ("services.lookup", "_NO_DIAGNOSTIC"),
+    ("services.key_tables", "_NO_DIAGNOSTIC"),
     ("keytokens", "NO_KEYS"),
     ("services.counting", "NO_CLIENT"),
     ("services.counting", "FAILURE_USER_ID_LENGTH"),
