@@ -20,7 +20,7 @@ from typing import NamedTuple
 from .. import runtime
 from ..conf import app_settings
 from ..dbclock import database_time
-from ..exceptions import InvalidRequest, ServiceUnavailable
+from ..exceptions import InvalidRequest, PublicKeysOnly, ServiceUnavailable
 from ..keytokens import KEY_EXPIRED, UNKNOWN_KEY, verify_key_token
 from ..models import KeySource, SecretState
 from ..signing import HmacKey, decode_signature, match_index, sign
@@ -310,6 +310,11 @@ def _current_key(snapshot: PlatformSnapshot) -> HmacKey:
     for key, expires_at in keys_of(snapshot):
         if expires_at is None:
             return key
+    if snapshot.key_source == KeySource.PUBLIC_KEY:
+        raise PublicKeysOnly(
+            f"{snapshot.space_slug}/{snapshot.kind} verifies public keys only: nothing "
+            "stored here can sign for it; sign with your private key (ES256, EdDSA or RS256)"
+        )
     raise ServiceUnavailable(f"platform #{snapshot.platform_id} has no current secret")
 
 
