@@ -202,13 +202,16 @@ class PublicKeyCommands:
 def _read_key_file(name: str) -> bytes:
     """The bytes of FILE, or of standard input for ``-``, at most what one key can be
     (``publickeys`` says so beyond it)."""
-    if name == "-":
-        stream = getattr(sys.stdin, "buffer", None)
-        if stream is not None:
-            return stream.read(MAX_INPUT + 1)
-        return sys.stdin.read(MAX_INPUT + 1).encode("utf-8", "surrogateescape")
     try:
+        if name == "-":
+            stream = getattr(sys.stdin, "buffer", None)
+            if stream is not None:
+                return stream.read(MAX_INPUT + 1)
+            return sys.stdin.read(MAX_INPUT + 1).encode("utf-8", "surrogateescape")
         with open(name, "rb") as handle:
             return handle.read(MAX_INPUT + 1)
-    except OSError as exc:
-        raise CommandError(f"cannot read {name}: {exc.strerror or exc}") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
+        where = "standard input" if name == "-" else name
+        raise CommandError(
+            f"cannot read {where}: {getattr(exc, 'strerror', None) or exc}"
+        ) from None
