@@ -62,6 +62,14 @@ class PublicKeyError(ValueError):
     """Why a key was refused, in one line for a person; never the key's text."""
 
 
+def _shown(value: Any) -> str:
+    """A JWK member's value as a message names it: short, printable ASCII, one line."""
+    text = value if isinstance(value, str) else repr(value)
+    text = text.encode("ascii", "backslashreplace").decode("ascii")
+    text = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return repr(text if len(text) <= 20 else text[:17] + "...")
+
+
 @dataclass(frozen=True)
 class PublicKey:
     """A public key that may verify tokens here: its algorithm and its DER
@@ -299,7 +307,7 @@ def _from_jwk(jwk: Mapping[str, Any]) -> PublicKey:
         kid = check_kid(kid)
     use, ops = jwk.get("use"), jwk.get("key_ops")
     if use is not None and use != "sig":
-        raise PublicKeyError(f"the JWK is for {use!r}, not for signatures ('use': 'sig')")
+        raise PublicKeyError(f"the JWK is for {_shown(use)}, not for signatures ('use': 'sig')")
     if ops is not None and (not isinstance(ops, list) or "verify" not in ops):
         raise PublicKeyError("the JWK's 'key_ops' do not include 'verify'")
     try:
@@ -312,7 +320,8 @@ def _from_jwk(jwk: Mapping[str, Any]) -> PublicKey:
     alg = jwk.get("alg")
     if alg is not None and alg != found.alg:
         raise PublicKeyError(
-            f"the JWK says 'alg': {alg!r}, but a {found.description} key verifies {found.alg} here"
+            f"the JWK says 'alg': {_shown(alg)}, but a {found.description} key verifies "
+            f"{found.alg} here"
         )
     return found
 
@@ -321,14 +330,16 @@ def _key_of(jwk: Mapping[str, Any], kty: Any) -> Any:
     if kty == "EC":
         crv = _member(jwk, "crv")
         if crv != "P-256":
-            raise PublicKeyError(f"an EC key on {crv} is not supported: ES256 needs P-256")
+            raise PublicKeyError(f"an EC key on {_shown(crv)} is not supported: ES256 needs P-256")
         x = int.from_bytes(_bytes_of(jwk, "x", 32), "big")
         y = int.from_bytes(_bytes_of(jwk, "y", 32), "big")
         return ec.EllipticCurvePublicNumbers(x, y, ec.SECP256R1()).public_key()
     if kty == "OKP":
         crv = _member(jwk, "crv")
         if crv != "Ed25519":
-            raise PublicKeyError(f"an OKP key on {crv} is not supported: EdDSA needs Ed25519")
+            raise PublicKeyError(
+                f"an OKP key on {_shown(crv)} is not supported: EdDSA needs Ed25519"
+            )
         return ed25519.Ed25519PublicKey.from_public_bytes(_bytes_of(jwk, "x", 32))
     if kty == "RSA":
         n = int.from_bytes(_bytes_of(jwk, "n"), "big")
@@ -340,7 +351,7 @@ def _key_of(jwk: Mapping[str, Any], kty: Any) -> Any:
         return rsa.RSAPublicNumbers(e, n).public_key()
     if not isinstance(kty, str):
         raise PublicKeyError("not a JWK: it has no 'kty' member (a string)")
-    raise PublicKeyError(f"a JWK of kty {kty!r} is not supported: {_SUPPORTED}")
+    raise PublicKeyError(f"a JWK of kty {_shown(kty)} is not supported: {_SUPPORTED}")
 
 
 def check_kid(kid: str) -> str:
