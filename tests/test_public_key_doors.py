@@ -201,3 +201,19 @@ def test_the_counts_name_the_form_and_the_key(client, keyed):
     assert ed.last_verified_at is not None
     usage = key_sources.key_readiness(keyed)
     assert (usage.valid, usage.public_key) == (2, 2)
+
+
+def test_the_sign_view_says_why_it_cant_sign_for_a_public_key_platform(
+    client, keyed, django_capture_on_commit_callbacks
+):
+    """Nothing stored here can sign for a public-key-only platform: the site's sign view
+    answers the contract's JSON error saying so, never a 500."""
+    from .factories import UserFactory
+    from .test_http import SIGN
+
+    public_key_only(keyed, django_capture_on_commit_callbacks)
+    client.force_login(UserFactory(username="alice", is_staff=False))
+    body = assert_error(
+        client.get(SIGN, {"platform": "ios", "space": "acme"}), 409, "public_keys_only"
+    )
+    assert "verifies public keys only" in body["error"]["message"]
