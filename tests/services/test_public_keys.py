@@ -196,6 +196,7 @@ def test_expiry_and_removal_are_honoured_at_once(platform, cli_actor, frozen, co
     assert verdict(platform, "42", token).valid  # the process now holds it, warm
     with commit():
         expire_public_key(platform, "k", cli_actor)
+        expire_public_key(platform, "k", cli_actor)  # already expired: nothing changes
     assert verdict(platform, "42", token).reason == "key_expired"
     with commit():
         set_key_expiry(platform, "k", None, cli_actor)
@@ -210,6 +211,7 @@ def test_expiry_and_removal_are_honoured_at_once(platform, cli_actor, frozen, co
     assert messages[2].endswith(
         "No public key that verifies is left: public-key tokens are now invalid."
     )
+    assert len(messages) == 3
 
 
 def test_an_expiry_in_the_future_is_judged_by_the_clock(platform, cli_actor, monkeypatch):

@@ -21,7 +21,6 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -44,8 +43,6 @@ from .secret_use import SECRET_QUIET_PERIOD
 
 #: The longest expiry ``--expires`` takes (a key that should never expire has none).
 MAX_KEY_LIFETIME = timedelta(days=3650)
-#: ``set_key_expiry``'s "now", by the database's clock when the change is made.
-_NOW = datetime.min.replace(tzinfo=dt_timezone.utc)
 
 
 def read_key(value: str | bytes | Mapping[str, Any]) -> ParsedKey:
@@ -174,27 +171,30 @@ def remove_public_key(platform: Platform, kid: str, actor: Actor) -> PublicKey:
 
 
 def set_key_expiry(
-    platform: Platform, kid: str, expires_at: datetime | None, actor: Actor
+    platform: Platform, kid: str, expires_at: datetime | None, actor: Actor, *, now: bool = False
 ) -> PublicKey:
     """When the key named ``kid`` stops verifying: ``expires_at`` (now or earlier: at once,
     by the database's clock; :func:`expire_public_key`), or never (None). A key made to
-    verify again counts against the active keys."""
+    verify again counts against the active keys. ``now`` expires it at the database's
+    moment of the change, whatever ``expires_at``."""
     authorize(actor, "rotate", platform.space_id)
     with transaction.atomic():
         locked = _locked(platform)
         row = _get(locked, kid, lock=True)
-        now = database_now()
-        if expires_at is _NOW or (expires_at is not None and expires_at <= now):
-            expires_at, message = now, f"Expired public key {kid!r} now."
+        at = database_now()
+        if (now or (expires_at is not None and expires_at <= at)) and not row.is_active(at):
+            return row  # already expired: its expiry stands
+        if now or (expires_at is not None and expires_at <= at):
+            expires_at, message = at, f"Expired public key {kid!r} now."
         elif expires_at is not None:
             message = f"Public key {kid!r} expires {moment(expires_at)}."
         else:
             message = f"Public key {kid!r} no longer expires."
         if row.expires_at == expires_at:
             return row
-        if not row.is_active(now) and (expires_at is None or expires_at > now):
+        if not row.is_active(at) and (expires_at is None or expires_at > at):
             others = PublicKey.objects.filter(platform_id=locked.pk).exclude(pk=row.pk)
-            if others.active(now).count() >= PublicKey.MAX_ACTIVE:
+            if others.active(at).count() >= PublicKey.MAX_ACTIVE:
                 raise InvalidRequest(
                     f"{locked} already has {PublicKey.MAX_ACTIVE} active public keys: "
                     "remove or expire one before this one verifies again"
@@ -209,7 +209,7 @@ def set_key_expiry(
 def expire_public_key(platform: Platform, kid: str, actor: Actor) -> PublicKey:
     """Stop the key named ``kid`` now (by the database's clock), keeping it: a token that
     names it is then told ``key_expired``. :func:`set_key_expiry` at once."""
-    return set_key_expiry(platform, kid, _NOW, actor)
+    return set_key_expiry(platform, kid, None, actor, now=True)
 
 
 def has_public_keys(platform: Platform) -> bool:
