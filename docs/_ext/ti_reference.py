@@ -34,6 +34,12 @@ APP = ROOT / "trusted_identity"
 HELP_COLUMNS = "88"
 
 
+#: What names an entry of each directive's body.
+SETTING_KEY = r"[A-Z][A-Z0-9_]*"
+CHECK_KEY = r"trusted_identity\.[EW]\d{3}"
+CODE_KEY = r"[a-z_]+"
+
+
 class ReferenceError(ValueError):
     """The page and the code disagree (an entry for nothing, or nothing for an entry)."""
 
@@ -300,17 +306,17 @@ def setup(app: Any) -> dict[str, Any]:
 
     class SettingsReference(Generated):
         def markdown(self) -> str:
-            notes = parse_entries(list(self.content), r"[A-Z][A-Z0-9_]*")
+            notes = parse_entries(list(self.content), SETTING_KEY)
             return table(["setting", "default", "takes", "what it does"], settings_rows(notes))
 
     class SystemChecks(Generated):
         def markdown(self) -> str:
-            text = parse_entries(list(self.content), r"trusted_identity\.[EW]\d{3}")
+            text = parse_entries(list(self.content), CHECK_KEY)
             return table(["id", "level", "run by", "when"], check_rows(text))
 
     class ErrorCodes(Generated):
         def markdown(self) -> str:
-            text = parse_entries(list(self.content), r"[a-z_]+")
+            text = parse_entries(list(self.content), CODE_KEY)
             return table(["status", "code", "when"], error_rows(text))
 
     class CliReference(Generated):
