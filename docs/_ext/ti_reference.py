@@ -144,6 +144,16 @@ def settings_rows(notes: dict[str, str]) -> list[list[str]]:
     return rows
 
 
+def settings_markdown(rows: list[list[str]]) -> str:
+    """A section per setting (its own anchor: ``settings.md#rate_limit``) with what it
+    does, its default and the values it takes. Sections only: the directive ends its
+    part of the page."""
+    return "\n\n".join(
+        f"### {name}\n\n{what}\n\n- **Default**: {default}\n- **Takes**: {takes}"
+        for name, default, takes, what in rows
+    )
+
+
 # ------------------------------------------------------------------ system checks
 
 
@@ -259,16 +269,11 @@ def cli_help() -> list[tuple[str, str, str]]:
 
 
 def cli_markdown() -> str:
-    """A table of the sub-commands, then each one's ``--help`` under its own heading
-    (anchored by its name: ``cli.md#prune``)."""
+    """The command's ``--help`` (which lists the sub-commands), then each sub-command's
+    under its own heading, anchored by its name (``cli.md#prune``). Sections only: the
+    directive ends its part of the page."""
     [(_, _, command), *subcommands] = cli_help()
-    parts = [
-        table(
-            ["sub-command", "what it does"],
-            [[f"[`{name}`](#{name})", summary] for name, summary, _ in subcommands],
-        ),
-        f"### The command and its global options\n\n```text\n{command.rstrip()}\n```",
-    ]
+    parts = [f"### The command and its global options\n\n```text\n{command.rstrip()}\n```"]
     for name, _summary, text in subcommands:
         parts.append(f"({name})=\n### `{name}`\n\n```text\n{text.rstrip()}\n```")
     return "\n\n".join(parts)
@@ -307,7 +312,7 @@ def setup(app: Any) -> dict[str, Any]:
     class SettingsReference(Generated):
         def markdown(self) -> str:
             notes = parse_entries(list(self.content), SETTING_KEY)
-            return table(["setting", "default", "takes", "what it does"], settings_rows(notes))
+            return settings_markdown(settings_rows(notes))
 
     class SystemChecks(Generated):
         def markdown(self) -> str:
