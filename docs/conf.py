@@ -27,7 +27,7 @@ release = version = __version__
 extensions = ["myst_parser", "ti_reference"]
 source_suffix = {".md": "markdown"}
 root_doc = "index"
-exclude_patterns = ["_build", "README.md", "screenshots/README.md"]
+exclude_patterns = ["_build"]
 
 # Every heading down to ### gets an anchor that links may name (`page.md#a-heading`);
 # a link to an anchor that is not there is a warning, so an error under -W.
