@@ -4,7 +4,7 @@ Plain Python with no Django import; PyJWT (which makes the tokens) is the one li
 it uses. A token is ``base64url(header) "." base64url(claims) "."
 base64url(HMAC-SHA256(key, first two parts))``, keyed with the UTF-8 bytes of the
 platform secret: what PyJWT's ``jwt.encode(..., algorithm="HS256")``, Node's
-``jsonwebtoken`` and the README's
+``jsonwebtoken`` and the documentation's
 plain-``crypto`` snippet all make.
 
 :func:`verify_token` answers ``None`` for a valid token, else the reason:
@@ -69,7 +69,7 @@ from .signing import HmacKey
 logger = logging.getLogger("trusted_identity")
 
 ALGORITHM = "HS256"
-#: The longest token accepted unless the caller says otherwise (see the README).
+#: The longest token accepted unless the caller says otherwise (docs/signing.md).
 DEFAULT_MAX_LENGTH = 4096
 
 NO_MATCH = "no_match"
@@ -345,7 +345,7 @@ def _is_number(value: Any) -> bool:
     return kind is int or (kind is float and math.isfinite(value))
 
 
-#: The claims exactly as PyJWT, ``jsonwebtoken`` and the README's snippets write them: a
+#: The claims exactly as PyJWT, ``jsonwebtoken`` and the documentation's snippets write them: a
 #: subject with no escape or control character (so the text between the quotes is the
 #: string), then ``iat`` and ``exp`` as plain integers. What ``json.loads`` gives for
 #: such a text is exactly its three groups, so it is read without the JSON decoder
