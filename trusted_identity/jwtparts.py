@@ -129,8 +129,8 @@ def _is_number(value: Any) -> bool:
     return kind is int or (kind is float and math.isfinite(value))
 
 
-#: The claims exactly as PyJWT, ``jsonwebtoken`` and the README's snippets write them: a
-#: subject with no escape or control character (so the text between the quotes is the
+#: The claims exactly as PyJWT, ``jsonwebtoken`` and the documentation's snippets write
+#: them: a subject with no escape or control character (so the text between the quotes is the
 #: string), then ``iat`` and ``exp`` as plain integers. What ``json.loads`` gives for
 #: such a text is exactly its three groups, so it is read without the JSON decoder
 #: (a fifth of a first verification); any other text goes through the decoder.

@@ -4,7 +4,7 @@ Plain Python with no Django import; PyJWT (which makes the tokens) is the one li
 it uses. A token is ``base64url(header) "." base64url(claims) "."
 base64url(HMAC-SHA256(key, first two parts))``, keyed with the UTF-8 bytes of the
 platform secret: what PyJWT's ``jwt.encode(..., algorithm="HS256")``, Node's
-``jsonwebtoken`` and the README's
+``jsonwebtoken`` and the documentation's
 plain-``crypto`` snippet all make.
 
 :func:`verify_token` answers ``None`` for a valid token, else the reason:
@@ -81,7 +81,7 @@ from .signing import HmacKey
 logger = logging.getLogger("trusted_identity")
 
 ALGORITHM = "HS256"
-#: The longest token accepted unless the caller says otherwise (see the README).
+#: The longest token accepted unless the caller says otherwise (docs/signing.md).
 DEFAULT_MAX_LENGTH = 4096
 
 #: The reasons, the header and the claims are those of ``jwtparts`` (shared with the
