@@ -227,8 +227,8 @@ def http_error_codes() -> dict[str, int]:
 
 
 #: Codes of the service layer that only the CLI reports (its one-line errors): the
-#: HTTP endpoints never create users or spaces.
-CLI_ONLY_CODES = frozenset({"user_not_found", "already_exists"})
+#: HTTP endpoints never create users or spaces, nor name public keys.
+CLI_ONLY_CODES = frozenset({"user_not_found", "already_exists", "key_not_found"})
 
 
 def error_rows(descriptions: dict[str, str]) -> list[list[str]]:
