@@ -21,7 +21,7 @@ from .. import runtime
 from ..conf import app_settings
 from ..dbclock import database_time
 from ..exceptions import InvalidRequest, PublicKeysOnly, ServiceUnavailable
-from ..keytokens import KEY_EXPIRED, UNKNOWN_KEY, verify_key_token
+from ..keytokens import KEY_EXPIRED, UNKNOWN_KEY, VerifyingKey, verify_key_token
 from ..models import KeySource, SecretState
 from ..signing import HmacKey, decode_signature, match_index, sign
 from ..tokens import looks_like_token, make_token, verify_token_match
@@ -216,7 +216,19 @@ def _verify_public_key_token(
     policy refuses is. Nothing is tried under the secrets or the diagnostic ones: an
     HMAC can't make a public key's signature.
     """
-    reason, key = verify_key_token(
+    reason, key = _key_token(snapshot, user_id, signed, now)
+    if reason is None and key is not None:
+        if snapshot.key_source == _SECRET_ONLY:
+            return _RESULTS[PUBLIC_KEY, FORM_NOT_ALLOWED]
+        return _valid(PUBLIC_KEY, key.key_id)
+    return _RESULTS.get((PUBLIC_KEY, reason or NO_MATCH)) or Verification(False, PUBLIC_KEY, reason)
+
+
+def _key_token(
+    snapshot: PlatformSnapshot, user_id: str, signed: str, now: float
+) -> tuple[str | None, VerifyingKey | None]:
+    """``keytokens.verify_key_token`` under the platform's keys: the reason and the key."""
+    return verify_key_token(
         public_key_set(snapshot),
         user_id,
         signed,
@@ -226,11 +238,6 @@ def _verify_public_key_token(
         max_length=app_settings.MAX_TOKEN_LENGTH,
         memo=runtime.current().tokens,
     )
-    if reason is None and key is not None:
-        if snapshot.key_source == _SECRET_ONLY:
-            return _RESULTS[PUBLIC_KEY, FORM_NOT_ALLOWED]
-        return _valid(PUBLIC_KEY, key.key_id)
-    return _RESULTS.get((PUBLIC_KEY, reason or NO_MATCH)) or Verification(False, PUBLIC_KEY, reason)
 
 
 class MatchedSecret(NamedTuple):
@@ -251,10 +258,13 @@ class MatchedSecret(NamedTuple):
 
 class Explanation(NamedTuple):
     """What verification decided about one ``signed`` (exactly what a session start at
-    the same moment counts) and the secret its signature matched, if any."""
+    the same moment counts) and the secret its signature matched, if any; for a
+    public-key token, the public key that verified it (or that its ``kid`` names, expired,
+    or whose signature it carries while its claims or the policy refuse it)."""
 
     verification: Verification
     secret: MatchedSecret | None
+    key: VerifyingKey | None = None
 
 
 def explain_signed(
@@ -267,10 +277,14 @@ def explain_signed(
     compared with the secrets that verify (a refused form or token claims leave the
     match standing), then with the diagnostic ones through :func:`diagnostic_match`,
     the refinement session start itself uses. A few HMACs more than verification.
+    A public-key token names the key instead: the one verification checked it with
+    (asked again, from the verified-token memo when it was valid).
     """
     if now is None:
         now = clock()
     verification = verify_signed(snapshot, user_id, signed, now)
+    if verification.form == PUBLIC_KEY:  # no secret makes a public key's signature
+        return Explanation(verification, None, _key_token(snapshot, user_id, signed, now)[1])
     if verification.secret_id is not None:
         return Explanation(verification, _matched(snapshot, verification.secret_id))
     return Explanation(verification, matching_secret(snapshot, user_id, signed, now))
