@@ -1,5 +1,6 @@
-"""The platforms' model admin: the scoped list (enforcement, valid share, last rotation,
-the previous secret's grace), the read-only platform page, the add form, and the
+"""The platforms' model admin: the scoped list (enforcement, valid share, the share
+signed with a token and with a public key, key source, last rotation, the previous
+secret's grace), the read-only platform page, the add form, and the
 "Rotate Trusted Identity secrets" action with its confirmation page. Nothing on a
 platform is edited in a form: adding goes through ``spaces.add_platform`` and
 rotation through ``platform_secrets.rotate_secrets``, which write the audit entries; this
@@ -26,7 +27,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from ..exceptions import TrustedIdentityError
-from ..formatting import number
+from ..formatting import form_shares, number
 from ..forms import RotationForm
 from ..models import Platform
 from ..services import platform_secrets, spaces
@@ -52,6 +53,8 @@ class PlatformAdmin(ScopedAdminMixin, admin.ModelAdmin):
         "space_link",
         "enforced_flag",
         "valid_share",
+        "form_shares",
+        "key_source",
         "last_rotation",
         "previous_secret_until",
         "settings_link",
@@ -123,6 +126,7 @@ class PlatformAdmin(ScopedAdminMixin, admin.ModelAdmin):
             "api_key",
             "enforced",
             "enforcement_changed_at",
+            "key_source",
             "created_at",
             "last_rotation",
             "previous_secret_until",
@@ -203,6 +207,19 @@ class PlatformAdmin(ScopedAdminMixin, admin.ModelAdmin):
         if figures is None or figures.valid_share is None:
             return "—"
         return f"{percent(figures.valid_share)} of {number(figures.distinct_identified)}"
+
+    @admin.display(description=gettext_lazy("signed with (valid users)"))
+    def form_shares(self, obj: Platform) -> str:
+        """The share of the valid users who signed with a token and with a public key, as
+        the Trusted Identity page's summary and ``status`` say it."""
+        figures = getattr(obj, "ti_figures", None)
+        if figures is None:
+            return "—"
+        return form_shares(figures.distinct_valid, figures.users_by_form)
+
+    @admin.display(description=gettext_lazy("key source"), ordering="key_source")
+    def key_source(self, obj: Platform) -> str:
+        return obj.get_key_source_display()
 
     @admin.display(description=gettext_lazy("last rotation"), ordering="ti_last_rotated_at")
     def last_rotation(self, obj: Platform) -> str:
