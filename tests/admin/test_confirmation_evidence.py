@@ -173,13 +173,29 @@ def test_token_not_rolled_out(owner_client, space, platform):
         # 50 over 30 to 31 hours (the first counted hour to now): 39 or 40 a day.
         r"from about (?:39|40) users a day: 50 valid plain starts in the 1 day observed, and "
         r"50 distinct "
-        r"users who never used a token\.",
+        r"users who never signed with a token \(HS256 or public-key\)\.",
         words,
     )
     refused = owner_client.post(
         action_url(space, "signature_form", "ios"), {"form": "token", "post": "yes"}
     )
     assert "Tokens are not rolled out far enough." in refused.context["form"].errors["override"][0]
+
+
+def test_token_only_forecast_leaves_public_key_users_out(owner_client, space, platform):
+    """Accepting only tokens refuses plain signatures, never a public-key token: the users
+    it may refuse are those who signed with neither kind of token."""
+    starts(platform, 100, form="token")
+    starts(platform, 50, form="plain")
+    starts(platform, 30, form="public-key")
+    words = text(token_page(owner_client, space))
+    # The rule reads HS256 token users (100 of 180); 50 users signed with no token at all.
+    assert "only 100 of the 180 distinct valid users of the last 1 day (55.6%) used a token" in (
+        words
+    )
+    assert "50 valid plain starts in the 1 day observed, and 50 distinct users who never" in (words)
+    assert "accepting only tokens now rejects every plain signature still sent" in words
+    assert "(public-key tokens are not affected)" in words
 
 
 def test_token_too_little_data(owner_client, space, platform):

@@ -256,6 +256,19 @@ def form_users(platform_id: int, form: str, since: datetime | None = None) -> tu
     return valid_count, min(valid_count, of_form.count() if of_form is not None else 0)
 
 
+def users_of_forms(platform_id: int, forms: Sequence[str], since: datetime | None = None) -> int:
+    """Distinct valid users since ``since`` (default: the readiness window) with a valid
+    start signed in any of ``forms`` (of :data:`COUNTED_FORMS`): the union of their
+    sketches, so a user who signed in two forms counts once. One query."""
+    outcomes.flush()
+    kinds = {DistinctUsers.form_kind(form) for form in forms}
+    union = DistinctSketch()
+    for (_, kind), sketch in distinct_sketches([platform_id], window_start(since)).items():
+        if kind in kinds:
+            union.merge(sketch)
+    return union.count()
+
+
 def distinct_sketches(
     platform_ids: list[int] | None, since: datetime
 ) -> dict[tuple[int, str], DistinctSketch]:
