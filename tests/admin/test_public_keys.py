@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from django.urls import reverse
 
 import trusted_identity
 from trusted_identity import outcomes
@@ -346,6 +347,17 @@ def test_public_key_only_below_the_rule_needs_the_override(owner_client, space, 
     assert change.actor_name == "olivia"
     message = " ".join(messages_of(owner_client.get(settings_url(space))))
     assert "verifies public-key tokens only. Its secrets were deleted" in message
+    # In the platform's history and the policy history, like the other changes.
+    history = owner_client.get(
+        reverse("admin:trusted_identity_platform_history", args=[keyed.pk])
+    ).content.decode()
+    assert "Key source: both -&gt; public-key." in history
+    assert "override reason: all on v4" in history
+    assert "Deleted the platform&#x27;s 1 secret" in history
+    policy = owner_client.get(
+        reverse("admin:trusted_identity_policychange_changelist"), {"setting": "key_source"}
+    ).content.decode()
+    assert "Key source" in policy and "public-key" in policy and "olivia" in policy
 
 
 def test_once_public_key_only_the_page_says_why_there_is_no_secret(

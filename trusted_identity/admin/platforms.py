@@ -1,6 +1,6 @@
 """The platforms' model admin: the scoped list (enforcement, valid share, the share
-signed with a token and with a public key, key source, last rotation, the previous
-secret's grace), the read-only platform page, the add form, and the
+signed with a token and with a public key, last rotation, the previous secret's grace;
+filtered by key source too), the read-only platform page, the add form, and the
 "Rotate Trusted Identity secrets" action with its confirmation page. Nothing on a
 platform is edited in a form: adding goes through ``spaces.add_platform`` and
 rotation through ``platform_secrets.rotate_secrets``, which write the audit entries; this
@@ -22,7 +22,8 @@ from django.forms import ModelForm
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -54,13 +55,12 @@ class PlatformAdmin(ScopedAdminMixin, admin.ModelAdmin):
         "enforced_flag",
         "valid_share",
         "form_shares",
-        "key_source",
         "last_rotation",
         "previous_secret_until",
         "settings_link",
     ]
     list_display_links = ["kind"]
-    list_filter = [VisibleSpaceFilter, "kind", "enforced"]
+    list_filter = [VisibleSpaceFilter, "kind", "enforced", "key_source"]
     list_select_related = ["space"]
     search_fields = ["space__slug", "space__name", "api_key", "kind"]
     ordering = ["space__slug", "kind"]
@@ -208,14 +208,20 @@ class PlatformAdmin(ScopedAdminMixin, admin.ModelAdmin):
             return "—"
         return f"{percent(figures.valid_share)} of {number(figures.distinct_identified)}"
 
-    @admin.display(description=gettext_lazy("signed with (valid users)"))
+    @admin.display(description=gettext_lazy("signed with"))
     def form_shares(self, obj: Platform) -> str:
         """The share of the valid users who signed with a token and with a public key, as
-        the Trusted Identity page's summary and ``status`` say it."""
+        the Trusted Identity page's summary and ``status`` say it, one form a line (the
+        column stays narrow)."""
         figures = getattr(obj, "ti_figures", None)
         if figures is None:
             return "—"
-        return form_shares(figures.distinct_valid, figures.users_by_form)
+        shares = form_shares(figures.distinct_valid, figures.users_by_form).split(" · ")
+        return format_html(
+            '<span title="{}">{}</span>',
+            _("The share of the distinct valid users of the readiness window"),
+            format_html_join(mark_safe(" ·<br>"), "{}", ((share,) for share in shares)),
+        )
 
     @admin.display(description=gettext_lazy("key source"), ordering="key_source")
     def key_source(self, obj: Platform) -> str:
