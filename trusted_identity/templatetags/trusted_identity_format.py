@@ -50,3 +50,10 @@ def ti_form_shares(figures: object) -> str:
     if users_by_form is None:
         return formatting.NONE
     return formatting.form_shares(figures.distinct_valid, users_by_form)  # type: ignore[attr-defined]
+
+
+@register.filter
+def ti_form_share_list(figures: object) -> list[str]:
+    """:func:`ti_form_shares` as its parts (``["token 20.7%", "public-key 3.3%"]``), for
+    a narrow cell that keeps each part on one line."""
+    return ti_form_shares(figures).split(" · ")
