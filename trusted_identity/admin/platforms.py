@@ -30,7 +30,7 @@ from django.utils.translation import gettext_lazy
 from ..exceptions import TrustedIdentityError
 from ..formatting import form_shares, number
 from ..forms import RotationForm
-from ..models import Platform
+from ..models import KeySource, Platform
 from ..services import platform_secrets, spaces
 from ..services.figures import figures_for
 from .base import ScopedAdminMixin, actor, admin_url, permissions
@@ -258,12 +258,18 @@ class PlatformAdmin(ScopedAdminMixin, admin.ModelAdmin):
     ) -> TemplateResponse | None:
         perms = permissions(request)
         selected = list(queryset.select_related("space").order_by("space__slug", "kind"))
-        allowed = [p for p in selected if perms.can("rotate", p.space_id)]
-        skipped = len(selected) - len(allowed)
+        permitted = [p for p in selected if perms.can("rotate", p.space_id)]
+        skipped = len(selected) - len(permitted)
+        # A platform that verifies public keys only holds no secret to rotate.
+        allowed = [p for p in permitted if p.key_source != KeySource.PUBLIC_KEY]
+        keys_only = len(permitted) - len(allowed)
         if not allowed:
             self.message_user(
                 request,
-                _("None of the selected platforms is one you may rotate. Nothing was changed."),
+                _(
+                    "None of the selected platforms is one you may rotate (or it verifies "
+                    "public keys only: it holds no secret). Nothing was changed."
+                ),
                 messages.WARNING,
             )
             return None
@@ -286,6 +292,7 @@ class PlatformAdmin(ScopedAdminMixin, admin.ModelAdmin):
             "opts": self.opts,
             "platforms": allowed,
             "skipped": skipped,
+            "keys_only": keys_only,
             **admin_form(form, [(None, {"fields": ["grace"]})], self),
             "breadcrumbs": model_breadcrumbs(
                 self.admin_site, self.opts, Crumb(_("Rotate Trusted Identity secrets"))
