@@ -11,9 +11,11 @@ from datetime import timedelta
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from trusted_identity import runtime
+from trusted_identity import outcomes, runtime
 from trusted_identity.models import AuditEvent, JwksSource, Role
 from trusted_identity.services import (
     access,
@@ -123,6 +125,24 @@ def test_the_last_good_set_serves_while_the_host_is_down(client, published, jwks
     assert assert_json(start(client, published.api_key, {"userId": "u-1", "signed": token()}))[
         "trusted"
     ]
+
+
+@pytest.mark.both_paths
+def test_a_warm_jwks_start_reads_nothing_and_fetches_nothing(
+    client, published, jwks_host, settings, monkeypatch
+):
+    """The set is cached twice: in its row (every process), and with the snapshot and
+    the parsed keys in each process, so a warm start neither queries nor fetches."""
+    settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, "COUNT_FLUSH_INTERVAL": 60}
+    monkeypatch.setattr(outcomes, "in_transaction", lambda: False)  # as a serving process
+    first = {"userId": "u-1", "signed": token()}
+    assert start(client, published.api_key, first).status_code == 201
+    fresh = {"userId": "u-2", "signed": token(alg="RS256", kid="rsa-1", user_id="u-2")}
+    with CaptureQueriesContext(connection) as queries:
+        assert assert_json(start(client, published.api_key, first))["trusted"]
+        assert assert_json(start(client, published.api_key, fresh))["trusted"]
+    assert queries.captured_queries == []
+    assert jwks_host.hits["/jwks.json"] == 1  # only when the URL was set
 
 
 # ------------------------------------------------------------------ jwks-url
