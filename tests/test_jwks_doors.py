@@ -179,6 +179,10 @@ def test_jwks_url_sets_shows_refreshes_and_clears(platform, jwks_host):
     assert "The last fetch" in err and "failed: the server answered HTTP 500" in err
     assert out.splitlines()[1].startswith("ec-2")
 
+    _, err = run("public-keys", "acme", "ios")
+    assert "It also verifies the 1 key of its JWKS URL (`jwks-url acme ios` lists them)." in err
+    assert "No stored public keys" in err
+
     _, err = run("jwks-url", "acme", "ios", "none")
     assert "acme/ios no longer verifies with a JWKS URL." in err
     assert not JwksSource.objects.exists()
