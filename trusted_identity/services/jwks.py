@@ -110,16 +110,15 @@ def _bounded(work: Callable[[], T], timeout: float) -> T:
 def fetch_set(url: str) -> JwksRead:
     """The usable keys at ``url`` now, or JwksError: one fetch within ``JWKS_TIMEOUT``."""
     timeout = float(app_settings.JWKS_TIMEOUT)
+    options = {
+        "timeout": timeout,
+        "max_bytes": app_settings.JWKS_MAX_BYTES,
+        "ca_bundle": app_settings.JWKS_CA_BUNDLE,
+        "allow_http_loopback": allow_http_loopback(),
+    }
 
-    def work() -> JwksRead:
-        body = fetch(
-            url,
-            timeout=timeout,
-            max_bytes=app_settings.JWKS_MAX_BYTES,
-            ca_bundle=app_settings.JWKS_CA_BUNDLE,
-            allow_http_loopback=allow_http_loopback(),
-        )
-        return read_jwks(body, max_keys=JwksSource.MAX_KEYS)
+    def work() -> JwksRead:  # plain Python: no setting or database read on the thread
+        return read_jwks(fetch(url, **options), max_keys=JwksSource.MAX_KEYS)
 
     try:
         return _bounded(work, timeout)
