@@ -16,9 +16,11 @@ import hmac
 import json
 import re
 import time
+from base64 import b64encode
 from datetime import timedelta
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 from django.contrib import admin
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
@@ -34,12 +36,14 @@ from trusted_identity.models import (
     AllowedOrigin,
     AuditEvent,
     FailureRecord,
+    JwksSource,
     Platform,
     PlatformSecret,
     PolicyChange,
     Role,
     SpaceMembership,
 )
+from trusted_identity.publickeys import parse_public_key
 from trusted_identity.services import (
     access,
     lookup,
@@ -52,6 +56,7 @@ from trusted_identity.services.origins import allow_origin
 
 from . import hardening
 from .factories import MembershipFactory, PlatformFactory, SpaceFactory, UserFactory
+from .keytoken_helpers import public_pem_of
 
 SESSIONS = "/trusted-identity/v1/sessions"
 SIGN = "/trusted-identity/sign/"
@@ -305,6 +310,7 @@ def state():
         list(Platform.objects.order_by("pk").values_list()),
         list(SpaceMembership.objects.order_by("pk").values_list()),
         list(AllowedOrigin.objects.order_by("pk").values_list()),
+        list(JwksSource.objects.order_by("pk").values_list()),
         list(get_user_model().objects.order_by("pk").values_list("pk", "is_staff", "is_active")),
         LogEntry.objects.count(),
         list(AuditEvent.objects.order_by("pk").values_list()),
@@ -329,6 +335,13 @@ def tenants(db, superuser):
         MembershipFactory(space=space, user=users[name], role=role)
     users["nospace"] = UserFactory(username="nospace")
     membership = SpaceMembership.objects.get(user=users["viewer"])
+    # A JWKS URL (set directly: nothing listens there) for the JWKS buttons to change.
+    key = parse_public_key(public_pem_of(ec.generate_private_key(ec.SECP256R1())))
+    source = JwksSource(
+        platform=ios, url="https://127.0.0.1:1/jwks.json", fetched_at=timezone.now()
+    )
+    source.keys = [{"kid": "k", "alg": key.alg, "spki": b64encode(key.spki_der).decode()}]
+    source.save()
     record_start(ios.pk, "invalid", "swept-user", reason="no_match", form="plain")
     failure = FailureRecord.objects.get(user_id="swept-user")
     return {
@@ -402,6 +415,10 @@ def state_changing_posts(t):
     posts.append((origins, {"action": "deny", "origin": "https://app.example"}))
     tester = reverse("admin:trusted_identity_space_test_signature", args=[acme.pk, "ios"])
     posts.append((tester, {"user_id": USER, "signature": "0" * 64}))  # audited: a change
+    jwks = reverse("admin:trusted_identity_space_jwks", args=[acme.pk, "ios"])
+    posts.append((jwks, {"action": "set", "url": "https://127.0.0.1:1/other.json"}))
+    posts.append((jwks, {"action": "refresh"}))
+    posts.append((jwks, {"action": "clear", "post": "yes"}))
     return posts
 
 
@@ -437,6 +454,7 @@ def test_the_sweep_covers_every_admin_url_of_the_app(tenants):
             "trusted_identity",
             "origins",
             "test_signature",
+            "jwks",
         )
     }
     assert names <= swept, names - swept

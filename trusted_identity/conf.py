@@ -188,6 +188,32 @@ def _to_authentication(value: Any) -> tuple[Any, ...]:
     return entries
 
 
+def _to_ca_bundle(value: Any) -> str | None:
+    """A PEM file of certificate authorities that ``ssl`` loads, or None (the system's)."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str | os.PathLike):
+        raise TypeError(value)
+    import ssl  # only for the check: a file that does not load is refused here
+
+    path = os.fspath(value)
+    try:
+        ssl.create_default_context(cafile=path)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(value) from exc
+    return path
+
+
+def seconds_between(minimum: float, maximum: float) -> Kind:
+    def convert(value: Any) -> float:
+        seconds = _to_seconds(value)
+        if not minimum <= seconds <= maximum:
+            raise ValueError(value)
+        return seconds
+
+    return Kind(f"a number of seconds (or a timedelta) from {minimum:g} to {maximum:g}", convert)
+
+
 def optional(kind: Kind) -> Kind:
     """``kind``, or None (which stays None)."""
     return Kind(f"{kind.must_be}, or None", lambda v: None if v is None else kind.convert(v))
@@ -209,6 +235,7 @@ HEADER = Kind(
 SLUGS = Kind("a list of slugs, or a comma-separated string of them", _to_slugs)
 KEYS = Kind("a comma-separated string of keys, or a list of them", _to_keys)
 DOTTED_PATHS = Kind("a list of dotted paths", _to_dotted_paths)
+CA_BUNDLE = Kind("the path of a PEM file of CA certificates that loads, or None", _to_ca_bundle)
 AUTHENTICATION = Kind(
     "a dotted path that imports, a callable, or a non-empty list of them, or None",
     lambda v: None if v is None else _to_authentication(v),
@@ -367,6 +394,17 @@ SETTINGS: dict[str, Setting] = {
                 "Seconds a browser may keep the answer to a CORS preflight."),
         Setting("LEAN_PATH_SKIPS_MIDDLEWARE", (), DOTTED_PATHS,
                 "Middlewares the lean session path may skip although it does not know them."),
+        Setting("JWKS_TIMEOUT", 5.0, seconds_between(0.1, 60),
+                "The longest a JWKS fetch may take, from connecting to the last byte."),
+        Setting("JWKS_MAX_BYTES", 64 * 1024, whole_between(1024, 1024 * 1024),
+                "The largest JWKS answer read; a larger one is refused."),
+        Setting("JWKS_MAX_AGE", timedelta(minutes=10), DURATION,
+                "How old a platform's JWKS may grow before a start that uses it "
+                "fetches it again, in the background."),
+        Setting("JWKS_CA_BUNDLE", None, CA_BUNDLE,
+                "The certificate authorities JWKS hosts are verified with (None: the system's)."),
+        Setting("JWKS_ALLOW_HTTP_LOOPBACK", False, BOOLEAN,
+                "Take http:// JWKS URLs to this machine (loopback) with DEBUG off too."),
     ]
 }
 # fmt: on

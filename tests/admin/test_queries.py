@@ -76,7 +76,7 @@ def test_reveal_queries_are_bounded(owner_client, space, platform, django_assert
         PlatformFactory(space=space, kind=kind)
     # The page reads figures, versions, reasons, secret use, failures and the last
     # enforcement and signature-form changes of every platform at once: a fixed number,
-    # whatever the count (one query each; the failure log's footer one more). The
-    # reveal's audit writes an AuditEvent too.
-    with django_assert_max_num_queries(29):
+    # whatever the count (one query each; the failure log's footer one more; the JWKS
+    # URLs one, two once any platform has one). The reveal's audit writes an AuditEvent too.
+    with django_assert_max_num_queries(30):
         owner_client.post(action_url(space, "reveal_secret", "ios"))

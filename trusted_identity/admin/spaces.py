@@ -25,6 +25,7 @@ from .base import ScopedAdminMixin, admin_url, permissions, space_page_url
 from .display import KIND_ORDER, count_subquery, short
 from .enforcement import EnforcementView
 from .filters import FILTER_PURPOSE, EnforcementListFilter
+from .jwks import JwksView
 from .origins import OriginsView
 from .secret_actions import RevokePreviousView, RotateSecretView
 from .settings_page import RevealSecretView, SpaceSettingsView
@@ -41,6 +42,7 @@ SPACE_PAGES = [
     ("<str:kind>/signature-form/", SignatureFormView, "signature_form"),
     ("<str:kind>/origins/", OriginsView, "origins"),
     ("<str:kind>/test-signature/", SignatureTesterView, "test_signature"),
+    ("<str:kind>/jwks/", JwksView, "jwks"),
 ]
 
 

@@ -26,6 +26,7 @@ from ..models import KeySource, SecretState
 from ..signing import HmacKey, decode_signature, match_index, sign
 from ..tokens import looks_like_token, make_token, verify_token_match
 from ..tokens import match_index as token_match_index
+from . import jwks
 from .access import Actor, authorize
 from .audit import audit
 from .durations import describe_duration
@@ -179,7 +180,9 @@ def verify_signed(
         # bytes, as above): its cost depends on nothing but the platform's secrets.
         reason = diagnose(snapshot, user_id, signed, now)
         return _RESULTS[PLAIN, MALFORMED if decode_signature(signed) is None else reason]
-    if (snapshot.public_keys or snapshot.key_source != _SECRET_ONLY) and not _hmac_shaped(signed):
+    if (
+        snapshot.public_keys or snapshot.jwks is not None or snapshot.key_source != _SECRET_ONLY
+    ) and not _hmac_shaped(signed):
         return _verify_public_key_token(snapshot, user_id, signed, now)
     reason, key = verify_token_match(
         keys,
@@ -207,9 +210,11 @@ def _hmac_shaped(token: str) -> bool:
 
 
 def _verify_public_key_token(
-    snapshot: PlatformSnapshot, user_id: str, signed: str, now: float
+    snapshot: PlatformSnapshot, user_id: str, signed: str, now: float, again: bool = True
 ) -> Verification:
-    """A public-key token under the platform's public keys (``key_tables.public_key_set``).
+    """A public-key token under the platform's public keys (``key_tables.public_key_set``:
+    the stored ones and its JWKS URL's; on an unknown ``kid`` that set is fetched again,
+    once a minute at most, and the token checked ``again`` under the new one: ``jwks``).
 
     Valid only where the key source takes public keys (``both``, ``public-key``); on a
     ``secret`` platform a token its keys verify is ``form_not_allowed``, as a form the
@@ -226,6 +231,10 @@ def _verify_public_key_token(
         max_length=app_settings.MAX_TOKEN_LENGTH,
         memo=runtime.current().tokens,
     )
+    if snapshot.jwks is not None and again:
+        fresh = jwks.after_verification(snapshot, reason)
+        if fresh is not None:
+            return _verify_public_key_token(fresh, user_id, signed, now, again=False)
     if reason is None and key is not None:
         if snapshot.key_source == _SECRET_ONLY:
             return _RESULTS[PUBLIC_KEY, FORM_NOT_ALLOWED]
