@@ -51,6 +51,7 @@ PURE_MODULES = [
     "tokens",
     "jwtparts",
     "publickeys",
+    "privatekeys",
     "keytokens",
     "sketch",
     "formatting",
