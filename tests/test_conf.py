@@ -43,6 +43,7 @@ BAD = {
     "SIGN_AUTHENTICATION": "no_such_module.Authentication",
     "CORS_MAX_AGE": "3600",
     "LEAN_PATH_SKIPS_MIDDLEWARE": ["not a path"],
+    "PRIVATE_KEYS": ["acme/web"],
 }
 
 

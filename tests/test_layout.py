@@ -22,6 +22,7 @@ SERVICE_ORDER = [
     "durations",
     "lookup",
     "key_tables",
+    "site_keys",
     "platform_secrets",
     "spaces",
     "memberships",

@@ -55,6 +55,8 @@ def test_reset_leaves_nothing_behind(client, platform, settings):
     made.outbox.put(lambda: None)
     made.diagnostic_tables.get("k", lambda: 1)
     made.public_key_sets.get("k", lambda: 1)
+    made.private_keys.get("k", lambda: 1)
+    made.key_signers.get("k", lambda: 1)
     made.delivery_thread.wake()
     empty = [part for part in runtime.Runtime.PARTS if len(getattr(made, part)) == 0]
     assert empty == [], f"not filled by the test: {empty}"
