@@ -40,6 +40,7 @@ SERVICE_ORDER = [
     "signature_forms",
     "gate_evidence",
     "verification",
+    "site_signing",
     "key_sources",
     "sessions",
     "signature_tester",
