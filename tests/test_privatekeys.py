@@ -96,19 +96,16 @@ def test_the_claims_are_spelt_as_the_verifier_reads_without_its_json_decoder():
 )
 def test_pkcs8_and_the_traditional_pem_forms_are_read(fmt):
     for private in (ec.generate_private_key(ec.SECP256R1()), RSA_KEY):
-        assert parse_private_key(pem(private, fmt)).public.spki_der == parse_public_key(
-            private.public_key().public_bytes(
-                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-        ).spki_der
+        der = private.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        assert parse_private_key(pem(private, fmt)).public.spki_der == der
 
 
 def test_openssl_ecparam_output_with_its_parameters_block_is_read():
     private = ec.generate_private_key(ec.SECP256R1())
-    text = (
-        b"-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n"
-        + pem(private, serialization.PrivateFormat.TraditionalOpenSSL)
-    )
+    parameters = b"-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n"
+    text = parameters + pem(private, serialization.PrivateFormat.TraditionalOpenSSL)
     assert parse_private_key(text).alg == "ES256"
 
 
@@ -170,7 +167,7 @@ def test_a_file_path_is_read_and_a_bad_one_is_named(tmp_path):
 def test_nothing_shows_the_private_key():
     key = parse_private_key(PAIRS["ES256"][0].encode())
     signer = TokenSigner(key, "k")
-    shown = repr(key) + repr(signer) + str(key.__slots__)
+    shown = repr(key) + repr(signer)
     assert key.public.fingerprint in repr(key)
     assert body_of(PAIRS["ES256"][0])[-40:] not in shown
     assert not hasattr(key, "__dict__")  # nothing but its slots: vars() shows nothing

@@ -56,7 +56,8 @@ def test_from_the_environment_a_json_object(settings, monkeypatch, tmp_path):
     path.write_text(PAIRS["ES256"][0])
     monkeypatch.setenv(ENV, json.dumps({"acme/web": str(path), "acme/ios": PAIRS["EdDSA"][0]}))
     app_settings.reload()
-    assert app_settings.PRIVATE_KEYS == {"acme/web": str(path), "acme/ios": PAIRS["EdDSA"][0]}
+    entries = app_settings.PRIVATE_KEYS
+    assert entries == {"acme/web": str(path), "acme/ios": PAIRS["EdDSA"][0]}
     assert site_keys.private_key("acme/web").alg == "ES256"
     assert site_keys.private_key("acme/ios").alg == "EdDSA"
     assert site_keys.private_key("acme/android") is None
@@ -225,7 +226,8 @@ def test_the_documented_setting_is_taken_and_its_missing_file_named(settings):
     exec(compile(snippet("private-keys-setting"), "docs/public-keys.md", "exec"), namespace)
     documented = namespace["TRUSTED_IDENTITY"]["PRIVATE_KEYS"]
     settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, "PRIVATE_KEYS": documented}
-    assert app_settings.PRIVATE_KEYS == {"my-space/web": "/run/secrets/trusted-identity-web.pem"}
+    entries = app_settings.PRIVATE_KEYS
+    assert entries == {"my-space/web": "/run/secrets/trusted-identity-web.pem"}
     [error] = found()
     assert error.id == "trusted_identity.E012"
     assert error.msg == (
