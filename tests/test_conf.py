@@ -47,6 +47,7 @@ BAD = {
     "JWKS_MAX_BYTES": 100,
     "JWKS_CA_BUNDLE": "/no/such/ca-bundle.pem",
     "JWKS_ALLOW_HTTP_LOOPBACK": "yes",
+    "PRIVATE_KEYS": ["acme/web"],
 }
 
 

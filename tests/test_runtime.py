@@ -60,6 +60,8 @@ def test_reset_leaves_nothing_behind(client, platform, settings):
     made.jwks_throttle.take(platform.pk, 60.0)
     done = threading.Event()
     made.jwks_refreshes.start("jwks-test", lambda: done.wait(5))  # running until reset
+    made.private_keys.get("k", lambda: 1)
+    made.key_signers.get("k", lambda: 1)
     made.delivery_thread.wake()
     empty = [part for part in runtime.Runtime.PARTS if len(getattr(made, part)) == 0]
     assert empty == [], f"not filled by the test: {empty}"

@@ -21,6 +21,7 @@ the checks skipped, a bad value raises ImproperlyConfigured with the same messag
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -214,6 +215,24 @@ def seconds_between(minimum: float, maximum: float) -> Kind:
     return Kind(f"a number of seconds (or a timedelta) from {minimum:g} to {maximum:g}", convert)
 
 
+def _to_private_keys(value: Any) -> dict[str, str]:
+    """``{"space/kind": PEM text or a file path}``; from the environment, the same as a
+    JSON object. The keys themselves are read by ``services.site_keys`` (once per
+    process) and checked by ``trusted_identity.E012``; never echoed."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, str):
+        value = json.loads(value)  # a JSONDecodeError is a ValueError
+    if not isinstance(value, Mapping):
+        raise TypeError(value)
+    entries = {}
+    for name, key in value.items():
+        if not isinstance(name, str) or not isinstance(key, str) or not key.strip():
+            raise ValueError("an entry")
+        entries[name.strip()] = key
+    return entries
+
+
 def optional(kind: Kind) -> Kind:
     """``kind``, or None (which stays None)."""
     return Kind(f"{kind.must_be}, or None", lambda v: None if v is None else kind.convert(v))
@@ -236,6 +255,11 @@ SLUGS = Kind("a list of slugs, or a comma-separated string of them", _to_slugs)
 KEYS = Kind("a comma-separated string of keys, or a list of them", _to_keys)
 DOTTED_PATHS = Kind("a list of dotted paths", _to_dotted_paths)
 CA_BUNDLE = Kind("the path of a PEM file of CA certificates that loads, or None", _to_ca_bundle)
+PRIVATE_KEYS = Kind(
+    'a dict of "space/kind" to PEM text or a PEM file\'s path (in the environment: that '
+    "dict as a JSON object)",
+    _to_private_keys,
+)
 AUTHENTICATION = Kind(
     "a dotted path that imports, a callable, or a non-empty list of them, or None",
     lambda v: None if v is None else _to_authentication(v),
@@ -388,6 +412,10 @@ SETTINGS: dict[str, Setting] = {
                 check_id="trusted_identity.E004"),
         Setting("CLI_ACTOR_USERNAME", "trusted-identity-cli", TEXT,
                 "The name the CLI's audit entries record when no --actor is given (no user row)."),
+        Setting("PRIVATE_KEYS", {}, PRIVATE_KEYS,
+                "The site's private keys, by \"space/kind\": its producers sign public-key "
+                "tokens with them.",
+                env="TRUSTED_IDENTITY_PRIVATE_KEYS", secret=True),
         Setting("SIGN_AUTHENTICATION", None, AUTHENTICATION,
                 "Who the sign view signs (None: Django's session login)."),
         Setting("CORS_MAX_AGE", 3600, WHOLE_SECONDS,

@@ -3,7 +3,8 @@
 :class:`Runtime` is made by ``TrustedIdentityConfig.ready()`` and owns every piece of
 per-process state: the verification generation as last read, the near cache of
 looked-up platforms and the origin index, the decrypted keys, the parsed public keys,
-the JWKS fetches tried and those running in the background, the key ring, the
+the JWKS fetches tried and those running in the background, the site's private keys
+and what each signs as, the key ring, the
 distinct-user hasher, the token memo, the failure log's sampler, the parsed rates and resolved
 authenticators, the alerts this process has seen raised, the buffer of counts not yet
 written with the thread that writes them, and the outbox of alerts not yet
@@ -324,6 +325,8 @@ class Runtime:
         "public_key_sets",
         "jwks_throttle",
         "jwks_refreshes",
+        "private_keys",
+        "key_signers",
         "key_ring",
         "user_hasher",
         "tokens",
@@ -353,6 +356,8 @@ class Runtime:
         self.public_key_sets = Memo(1024)  # parsed public keys, by platform and keys
         self.jwks_throttle = Throttle()  # JWKS fetches tried, per platform (once a minute)
         self.jwks_refreshes = Background()  # JWKS fetched again in the background
+        self.private_keys = Memo(256)  # the site's PRIVATE_KEYS, parsed, by "space/kind"
+        self.key_signers = Memo(1024)  # which of a key set each private key signs as
         self.key_ring = Slot()
         self.user_hasher = Slot()  # sketch.UserHasher keyed with models.SketchKey
         self.tokens = TokenMemo()

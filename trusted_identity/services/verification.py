@@ -32,7 +32,7 @@ from .audit import audit
 from .durations import describe_duration
 from .key_tables import DiagnosticKey, diagnostic_keys, key_table, keys_of, public_key_set
 from .lookup import PlatformSnapshot, lookup_platform
-from .signature_forms import PLAIN, TOKEN, accepts
+from .signature_forms import PLAIN, TOKEN
 from .spaces import get_platform
 
 #: The clock of verification and signing: Unix time by the database's clock, the one
@@ -322,7 +322,9 @@ def _current_key(snapshot: PlatformSnapshot) -> HmacKey:
     if snapshot.key_source == KeySource.PUBLIC_KEY:
         raise PublicKeysOnly(
             f"{snapshot.space_slug}/{snapshot.kind} verifies public keys only: nothing "
-            "stored here can sign for it; sign with your private key (ES256, EdDSA or RS256)"
+            "stored here can sign for it; sign with your private key (ES256, EdDSA or "
+            "RS256), which a site signing for its own users gives in "
+            "TRUSTED_IDENTITY['PRIVATE_KEYS']"
         )
     raise ServiceUnavailable(f"platform #{snapshot.platform_id} has no current secret")
 
@@ -445,31 +447,3 @@ def sign_token_for(
             action="sign",
         )
     return issued
-
-
-class Signed(NamedTuple):
-    """A user id signed in either form: ``expires_at`` is None for the plain form."""
-
-    signed: str
-    expires_at: datetime | None = None
-
-
-def sign_in_form(snapshot: PlatformSnapshot, user_id: str, form: str | None) -> Signed:
-    """What the sign view answers: ``user_id`` signed in ``form`` (``plain``, the default,
-    or ``token``).
-
-    A form the platform does not accept is an InvalidRequest naming the one it does:
-    a plain signature never expires, so a platform that accepts only tokens gets
-    none, and a token would not verify on a platform that accepts only plain ones.
-    """
-    form = form or PLAIN
-    if form not in (PLAIN, TOKEN):
-        raise InvalidRequest(f"form must be plain or token, not {form!r}")
-    if not accepts(snapshot.signature_form, form):
-        wanted = TOKEN if form == PLAIN else PLAIN
-        raise InvalidRequest(
-            f"this platform accepts only {wanted} signatures: ask with form={wanted}"
-        )
-    if form == TOKEN:
-        return Signed(*sign_token(snapshot, user_id))
-    return Signed(sign_user_id(snapshot, user_id))
