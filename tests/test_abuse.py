@@ -16,9 +16,11 @@ import hmac
 import json
 import re
 import time
+from base64 import b64encode
 from datetime import timedelta
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 from django.contrib import admin
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
@@ -34,6 +36,7 @@ from trusted_identity.models import (
     AllowedOrigin,
     AuditEvent,
     FailureRecord,
+    JwksSource,
     Platform,
     PlatformSecret,
     PolicyChange,
@@ -41,6 +44,7 @@ from trusted_identity.models import (
     Role,
     SpaceMembership,
 )
+from trusted_identity.publickeys import parse_public_key
 from trusted_identity.services import (
     access,
     lookup,
@@ -309,6 +313,7 @@ def state():
         list(Platform.objects.order_by("pk").values_list()),
         list(SpaceMembership.objects.order_by("pk").values_list()),
         list(AllowedOrigin.objects.order_by("pk").values_list()),
+        list(JwksSource.objects.order_by("pk").values_list()),
         list(get_user_model().objects.order_by("pk").values_list("pk", "is_staff", "is_active")),
         LogEntry.objects.count(),
         list(AuditEvent.objects.order_by("pk").values_list()),
@@ -335,6 +340,13 @@ def tenants(db, superuser):
         MembershipFactory(space=space, user=users[name], role=role)
     users["nospace"] = UserFactory(username="nospace")
     membership = SpaceMembership.objects.get(user=users["viewer"])
+    # A JWKS URL (set directly: nothing listens there) for the JWKS buttons to change.
+    key = parse_public_key(public_pem_of(ec.generate_private_key(ec.SECP256R1())))
+    source = JwksSource(
+        platform=ios, url="https://127.0.0.1:1/jwks.json", fetched_at=timezone.now()
+    )
+    source.keys = [{"kid": "k", "alg": key.alg, "spki": b64encode(key.spki_der).decode()}]
+    source.save()
     record_start(ios.pk, "invalid", "swept-user", reason="no_match", form="plain")
     failure = FailureRecord.objects.get(user_id="swept-user")
     return {
@@ -415,6 +427,10 @@ def state_changing_posts(t):
     posts.append((keys, {"action": "add", "key": public_pem_of(KEYS["EdDSA"]), "kid": "k2"}))
     for action in ("expire", "remove"):
         posts.append((keys, {"action": action, "kid": "k1", "post": "yes"}))
+    jwks = reverse("admin:trusted_identity_space_jwks", args=[acme.pk, "ios"])
+    posts.append((jwks, {"action": "set", "url": "https://127.0.0.1:1/other.json"}))
+    posts.append((jwks, {"action": "refresh"}))
+    posts.append((jwks, {"action": "clear", "post": "yes"}))
     return posts
 
 
@@ -452,6 +468,7 @@ def test_the_sweep_covers_every_admin_url_of_the_app(tenants):
             "test_signature",
             "key_source",
             "public_keys",
+            "jwks",
         )
     }
     assert names <= swept, names - swept

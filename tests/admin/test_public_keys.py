@@ -11,14 +11,12 @@ import html
 import json
 import logging
 import re
-from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from django.urls import reverse
 
-import trusted_identity
 from trusted_identity import outcomes
 from trusted_identity.formatting import moment
 from trusted_identity.models import AuditEvent, PlatformSecret, PolicyChange, PublicKey
@@ -30,7 +28,6 @@ from ..keytoken_helpers import private_keys, public_pem_of
 from .helpers import action_url, messages_of, platform_log, settings_url
 
 KEYS = private_keys()
-TEMPLATES = Path(trusted_identity.__file__).parent / "templates" / "trusted_identity" / "admin"
 
 
 def private_pem(private) -> str:
@@ -92,9 +89,9 @@ def test_the_page_lists_each_key_with_fingerprint_use_and_safety(
     unused = body[body.index('data-kid="eddsa"') :]
     assert 'data-usage="safe"' in unused and "Unused for an hour: safe to remove." in text(unused)
     assert "2 of at most 3 keys verify." in words
-    # The JWKS URL's place, marked for its own partial.
-    partial = TEMPLATES / "includes" / "public_keys.html"
-    assert '{% include "trusted_identity/admin/_jwks.html" %} goes here' in partial.read_text()
+    # The JWKS URL's fact beside the key source, before the secret's facts.
+    assert body.index('id="key-source-label-ios"') < body.index('id="jwks-ios"')
+    assert body.index('id="jwks-ios"') < body.index('id="secret-label-ios"')
 
 
 def test_an_expired_key_says_so_and_offers_only_remove(owner_client, space, keyed, cli_actor):

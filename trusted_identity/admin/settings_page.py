@@ -33,6 +33,7 @@ from ..services.figures import daily_figures, figures_for
 from ..services.origins import origins_by_platform
 from .base import admin_url, permissions
 from .display import KIND_ORDER, chart, current_secret_since, percent, previous_valid_until
+from .jwks_section import jwks_sections
 from .key_sections import KEY_SOURCE_CHOICES, key_sections
 from .rollout import diagnostics, summary
 from .views import PlatformActionView, SpaceView, platform_message_tag
@@ -92,6 +93,7 @@ class SpaceSettingsView(SpaceView):
         daily = daily_figures(ids, days=CHART_DAYS)
         origins = origins_by_platform(ids)  # CORS, web platforms only
         keys = key_sections(self.admin_site, space, platforms, figures)  # public keys
+        jwks = jwks_sections(self.admin_site, space, platforms)  # the JWKS URLs
         revealed = revealed or {}
         sections = []
         for platform in platforms:
@@ -111,6 +113,7 @@ class SpaceSettingsView(SpaceView):
                     "enforcement_url": admin_url(self.admin_site, "space_enforcement", *info),
                     "origins": origins.get(platform.pk, []),
                     "origins_url": admin_url(self.admin_site, "space_origins", *info),
+                    "jwks": jwks[platform.pk],
                     "signature_form_url": admin_url(self.admin_site, "space_signature_form", *info),
                     "token_max_age": compact_duration(platform.token_max_age),
                     "change_url": admin_url(self.admin_site, "platform_change", quote(platform.pk)),

@@ -25,6 +25,7 @@ from .base import ScopedAdminMixin, admin_url, permissions, space_page_url
 from .display import KIND_ORDER, count_subquery, short
 from .enforcement import EnforcementView
 from .filters import FILTER_PURPOSE, EnforcementListFilter
+from .jwks import JwksView
 from .key_sources import KeySourceView
 from .origins import OriginsView
 from .public_keys import PublicKeysView
@@ -45,6 +46,7 @@ SPACE_PAGES = [
     ("<str:kind>/test-signature/", SignatureTesterView, "test_signature"),
     ("<str:kind>/key-source/", KeySourceView, "key_source"),
     ("<str:kind>/public-keys/", PublicKeysView, "public_keys"),
+    ("<str:kind>/jwks/", JwksView, "jwks"),
 ]
 
 

@@ -132,7 +132,8 @@ def set_key_source(
             return locked
         if source != SECRET and not has_public_keys(locked):
             raise InvalidRequest(
-                f"{locked} has no public key that verifies: add one first (add-public-key)"
+                f"{locked} has no public key that verifies: add one first (add-public-key), "
+                "or set a JWKS URL (jwks-url)"
             )
         messages = [f"Key source: {old} -> {source}."]
         usage, override = None, ""

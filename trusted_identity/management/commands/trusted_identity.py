@@ -24,6 +24,7 @@ from trusted_identity.exceptions import TrustedIdentityError
 from trusted_identity.formatting import form_shares, moment, percent
 from trusted_identity.management.diagnostics import DiagnosticsCommands
 from trusted_identity.management.grammar import add_subcommands, one_line, one_line_error
+from trusted_identity.management.jwks import JwksCommands
 from trusted_identity.management.public_keys import PublicKeyCommands
 
 from ...services import (
@@ -59,7 +60,7 @@ READINESS_WORDS = {
 NEEDS_NO_SITE = frozenset({"generate-key", "generate-key-pair"})
 
 
-class Command(DiagnosticsCommands, PublicKeyCommands, BaseCommand):
+class Command(DiagnosticsCommands, PublicKeyCommands, JwksCommands, BaseCommand):
     help = "Manage Trusted Identity spaces, platforms, secrets and enforcement."
 
     def execute(self, *args: Any, **options: Any) -> Any:
