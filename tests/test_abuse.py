@@ -40,6 +40,7 @@ from trusted_identity.models import (
     Platform,
     PlatformSecret,
     PolicyChange,
+    PublicKey,
     Role,
     SpaceMembership,
 )
@@ -48,6 +49,7 @@ from trusted_identity.services import (
     access,
     lookup,
     platform_secrets,
+    public_keys,
     signature_forms,
     verification,
 )
@@ -56,11 +58,12 @@ from trusted_identity.services.origins import allow_origin
 
 from . import hardening
 from .factories import MembershipFactory, PlatformFactory, SpaceFactory, UserFactory
-from .keytoken_helpers import public_pem_of
+from .keytoken_helpers import private_keys, public_pem_of
 
 SESSIONS = "/trusted-identity/v1/sessions"
 SIGN = "/trusted-identity/sign/"
 USER = "user-1"
+KEYS = private_keys()
 
 
 def start(client, api_key, body, **extra):
@@ -315,6 +318,7 @@ def state():
         LogEntry.objects.count(),
         list(AuditEvent.objects.order_by("pk").values_list()),
         list(PolicyChange.objects.order_by("pk").values_list()),
+        list(PublicKey.objects.order_by("pk").values_list("pk", "kid", "expires_at")),
     )
 
 
@@ -322,6 +326,7 @@ def state():
 def tenants(db, superuser):
     acme, globex = SpaceFactory(slug="acme"), SpaceFactory(slug="globex")
     ios = PlatformFactory(space=acme, kind="ios")
+    public_keys.add_public_key(ios, public_pem_of(KEYS["ES256"]), access.get_cli_actor(), kid="k1")
     web = PlatformFactory(space=acme, kind="web")
     allow_origin(web, "https://app.example", access.get_cli_actor())
     signature_forms.set_signature_form(web, "either", access.get_cli_actor())
@@ -415,6 +420,13 @@ def state_changing_posts(t):
     posts.append((origins, {"action": "deny", "origin": "https://app.example"}))
     tester = reverse("admin:trusted_identity_space_test_signature", args=[acme.pk, "ios"])
     posts.append((tester, {"user_id": USER, "signature": "0" * 64}))  # audited: a change
+    source = reverse("admin:trusted_identity_space_key_source", args=[acme.pk, "ios"])
+    for chosen in ("both", "public-key"):
+        posts.append((source, {**confirm, "source": chosen}))
+    keys = reverse("admin:trusted_identity_space_public_keys", args=[acme.pk, "ios"])
+    posts.append((keys, {"action": "add", "key": public_pem_of(KEYS["EdDSA"]), "kid": "k2"}))
+    for action in ("expire", "remove"):
+        posts.append((keys, {"action": action, "kid": "k1", "post": "yes"}))
     jwks = reverse("admin:trusted_identity_space_jwks", args=[acme.pk, "ios"])
     posts.append((jwks, {"action": "set", "url": "https://127.0.0.1:1/other.json"}))
     posts.append((jwks, {"action": "refresh"}))
@@ -454,6 +466,8 @@ def test_the_sweep_covers_every_admin_url_of_the_app(tenants):
             "trusted_identity",
             "origins",
             "test_signature",
+            "key_source",
+            "public_keys",
             "jwks",
         )
     }

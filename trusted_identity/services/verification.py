@@ -21,7 +21,7 @@ from .. import runtime
 from ..conf import app_settings
 from ..dbclock import database_time
 from ..exceptions import InvalidRequest, PublicKeysOnly, ServiceUnavailable
-from ..keytokens import KEY_EXPIRED, UNKNOWN_KEY, verify_key_token
+from ..keytokens import KEY_EXPIRED, UNKNOWN_KEY, VerifyingKey, verify_key_token
 from ..models import KeySource, SecretState
 from ..signing import HmacKey, decode_signature, match_index, sign
 from ..tokens import looks_like_token, make_token, verify_token_match
@@ -180,10 +180,8 @@ def verify_signed(
         # bytes, as above): its cost depends on nothing but the platform's secrets.
         reason = diagnose(snapshot, user_id, signed, now)
         return _RESULTS[PLAIN, MALFORMED if decode_signature(signed) is None else reason]
-    if (
-        snapshot.public_keys or snapshot.jwks is not None or snapshot.key_source != _SECRET_ONLY
-    ) and not _hmac_shaped(signed):
-        return _verify_public_key_token(snapshot, user_id, signed, now)
+    if _public_key_shaped(snapshot, signed):
+        return _check_key_token(snapshot, user_id, signed, now)[0]
     reason, key = verify_token_match(
         keys,
         user_id,
@@ -209,12 +207,23 @@ def _hmac_shaped(token: str) -> bool:
     return len(token) - token.rindex(".") == 44
 
 
-def _verify_public_key_token(
+def _public_key_shaped(snapshot: PlatformSnapshot, token: str) -> bool:
+    """Whether a token is judged as a public-key token: a signature longer than an
+    HMAC's, on a platform that holds public keys (stored or from its JWKS URL) or takes
+    them."""
+    takes_keys = (
+        snapshot.public_keys or snapshot.jwks is not None or snapshot.key_source != _SECRET_ONLY
+    )
+    return bool(takes_keys) and not _hmac_shaped(token)
+
+
+def _check_key_token(
     snapshot: PlatformSnapshot, user_id: str, signed: str, now: float, again: bool = True
-) -> Verification:
+) -> tuple[Verification, VerifyingKey | None]:
     """A public-key token under the platform's public keys (``key_tables.public_key_set``:
     the stored ones and its JWKS URL's; on an unknown ``kid`` that set is fetched again,
-    once a minute at most, and the token checked ``again`` under the new one: ``jwks``).
+    once a minute at most, and the token checked ``again`` under the new one: ``jwks``),
+    and the key its ``kid`` named (the tester says which).
 
     Valid only where the key source takes public keys (``both``, ``public-key``); on a
     ``secret`` platform a token its keys verify is ``form_not_allowed``, as a form the
@@ -234,12 +243,13 @@ def _verify_public_key_token(
     if snapshot.jwks is not None and again:
         fresh = jwks.after_verification(snapshot, reason)
         if fresh is not None:
-            return _verify_public_key_token(fresh, user_id, signed, now, again=False)
+            return _check_key_token(fresh, user_id, signed, now, again=False)
     if reason is None and key is not None:
         if snapshot.key_source == _SECRET_ONLY:
-            return _RESULTS[PUBLIC_KEY, FORM_NOT_ALLOWED]
-        return _valid(PUBLIC_KEY, key.key_id)
-    return _RESULTS.get((PUBLIC_KEY, reason or NO_MATCH)) or Verification(False, PUBLIC_KEY, reason)
+            return _RESULTS[PUBLIC_KEY, FORM_NOT_ALLOWED], key
+        return _valid(PUBLIC_KEY, key.key_id), key
+    refused = _RESULTS.get((PUBLIC_KEY, reason or NO_MATCH))
+    return refused or Verification(False, PUBLIC_KEY, reason), key
 
 
 class MatchedSecret(NamedTuple):
@@ -260,10 +270,13 @@ class MatchedSecret(NamedTuple):
 
 class Explanation(NamedTuple):
     """What verification decided about one ``signed`` (exactly what a session start at
-    the same moment counts) and the secret its signature matched, if any."""
+    the same moment counts) and the secret its signature matched, if any; for a
+    public-key token, the public key that verified it (or that its ``kid`` names, expired,
+    or whose signature it carries while its claims or the policy refuse it)."""
 
     verification: Verification
     secret: MatchedSecret | None
+    key: VerifyingKey | None = None
 
 
 def explain_signed(
@@ -276,9 +289,13 @@ def explain_signed(
     compared with the secrets that verify (a refused form or token claims leave the
     match standing), then with the diagnostic ones through :func:`diagnostic_match`,
     the refinement session start itself uses. A few HMACs more than verification.
+    A public-key token names the key instead, from the one check session start makes.
     """
     if now is None:
         now = clock()
+    if "." in signed and looks_like_token(signed) and _public_key_shaped(snapshot, signed):
+        verification, key = _check_key_token(snapshot, user_id, signed, now)
+        return Explanation(verification, None, key)
     verification = verify_signed(snapshot, user_id, signed, now)
     if verification.secret_id is not None:
         return Explanation(verification, _matched(snapshot, verification.secret_id))
