@@ -81,10 +81,14 @@ class _Fold:
     columns: tuple[str, ...]
 
 
-_FOLDS = (
-    _Fold(OutcomeCount, DailyOutcomeCount, ("outcome",)),
-    _Fold(DetailCount, DailyDetailCount, ("dimension", "value", "outcome")),
-)
+def _folds() -> tuple[_Fold, ...]:
+    """The hourly tables prune folds: the outcome counts and the detail counts."""
+    return (
+        _Fold(OutcomeCount, DailyOutcomeCount, ("outcome",)),
+        _Fold(DetailCount, DailyDetailCount, ("dimension", "value", "outcome")),
+    )
+
+
 #: At most this many platforms in one statement (SQLite's limit on parameters is far
 #: above it; PostgreSQL gets them as one array).
 MAX_PLATFORMS_PER_BATCH = 500
@@ -283,7 +287,7 @@ def prune(
     report = PruneReport()
     removed: Counter[type] = Counter()
     cutoff = hourly_cutoff(now)
-    for fold in _FOLDS:
+    for fold in _folds():
         removed[fold.hourly] = _fold_table(fold, cutoff, batch_size)
         report.hourly_rows_folded += removed[fold.hourly]
     before = daily_cutoff(now)
