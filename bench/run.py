@@ -16,6 +16,12 @@ Prints a table and writes ``bench/results.json``. Sections:
   and the time to render the space list with 1,000 spaces.
 - ``bulk``: rotating 1,000 platforms through the admin action and re-keying 10,000
   secrets, with peak memory.
+- ``serving``: the servers side by side (``bench/serving.py``): gunicorn as shipped and
+  tuned, Granian, uWSGI for WSGI; uvicorn, Granian, Hypercorn for ASGI; each serving the
+  bare callable and the site, interleaved rounds, a round counted only when no worker
+  did more than 65% of its work; every figure and ratio with its spread.
+- ``hold``: ``make serve``'s steadiness: 10 consecutive 5 s rounds with keep-alive
+  connections, 5 with connections that reconnect every 100 requests.
 
 Uses PostgreSQL and Redis when they answer on loopback (as on this project's
 machines), else SQLite and local memory; the table says which.
@@ -691,6 +697,15 @@ TARGETS = {
 }
 
 
+SECTIONS = ["verify", "session_start", "flood", "long_run", "admin", "bulk", "serving", "hold"]
+
+
+def signing_of(secret: str, user_id: str) -> str:
+    from trusted_identity.signing import sign
+
+    return sign(secret, user_id)
+
+
 def print_table(results: dict) -> None:
     print()
     print(f"trusted-identity benchmarks  {results['date']}  {results['machine']['summary']}")
@@ -721,6 +736,19 @@ def print_table(results: dict) -> None:
                 ok = value <= limit if op == "<=" else value >= limit
                 mark = f"  [target {op} {limit}: {'met' if ok else 'MISSED'}]"
             print(f"{section:<14} {key:<38} {value}{mark}")
+    if results.get("serving"):
+        from bench import serving
+
+        print("serving (req/s median [min-max] of the counted rounds; ratios per round):")
+        serving.print_table(results["serving"])
+    if results.get("hold"):
+        hold = results["hold"]
+        for mode in [k for k in hold if k.startswith(("keepalive", "reconnect"))]:
+            verdict = hold[mode]
+            print(
+                f"hold {mode:<22} req/s {verdict['rps']} worst/best {verdict['worst_to_best']} "
+                f"[target >= 0.85], busiest worker {verdict['max_share']} [target <= 0.65]"
+            )
     print("-" * 78)
     print(f"written to {RESULTS.relative_to(ROOT)}")
 
@@ -731,7 +759,7 @@ def main() -> int:
     parser.add_argument(
         "--only",
         nargs="*",
-        choices=["verify", "session_start", "flood", "long_run", "admin", "bulk"],
+        choices=SECTIONS,
         default=None,
     )
     parser.add_argument(
@@ -741,7 +769,7 @@ def main() -> int:
         help="interleaved load rounds per target (default 3, 1 with --quick); the median counts",
     )
     args = parser.parse_args()
-    sections = set(args.only or ["verify", "session_start", "flood", "long_run", "admin", "bulk"])
+    sections = set(args.only or SECTIONS)
     sys.path.insert(0, str(ROOT))
     os.chdir(ROOT)
     with tempfile.TemporaryDirectory() as workdir:
@@ -777,6 +805,23 @@ def main() -> int:
             results["admin"] = bench_admin(args.quick)
         if "bulk" in sections:
             results["bulk"] = bench_bulk(args.quick)
+        if "serving" in sections or "hold" in sections:
+            from bench import serving
+
+            body = json.dumps({"userId": "load-user", "signed": signing_of(secret, "load-user")})
+        if "serving" in sections:
+            results["serving"] = serving.compare(
+                env, platform.api_key, secret, body,
+                servers=[n for n in serving.SERVERS if serving.installed(n)],
+                rounds=args.rounds or (1 if args.quick else 5),
+                seconds=2 if args.quick else 5, connections=8 if args.quick else 16,
+            )  # fmt: skip
+        if "hold" in sections:
+            results["hold"] = serving.hold(
+                env, platform.api_key, secret, body,
+                keepalive_rounds=2 if args.quick else 10, reconnect_rounds=1 if args.quick else 5,
+                seconds=2 if args.quick else 5,
+            )  # fmt: skip
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print_table(results)
     return 0
