@@ -154,7 +154,6 @@ def verify_token_match(
     keys: Sequence[HmacKey],
     user_id: str,
     token: str,
-    *,
     now: float,
     leeway: float,
     max_age: float,
@@ -164,7 +163,8 @@ def verify_token_match(
     """As :func:`verify_token`, with the key of ``keys`` the token's signature matched:
     ``(None, key)`` when valid, ``(reason, key)`` when the signature matched but the
     claims did not pass, ``(reason, None)`` when no key matched. Never raises.
-    ``memo`` remembers checked headers and verdicts across calls."""
+    ``memo`` remembers checked headers and verdicts across calls. Positional arguments
+    are accepted (session start passes them so: keywords cost a first sight 2%)."""
     if memo is None:
         memo = TokenMemo()
     headers, verified = memo.headers, memo.verified
@@ -202,9 +202,13 @@ def verify_token_match(
         claims = _parse_claims(ascii_token[header_end + 1 : -44])
         if claims is None:
             return TOKEN_MALFORMED, matched
-        reason = _check_claims(claims, user_id, now, leeway, max_age)
-        if reason is not None:
-            return reason, matched
+        sub, iat, exp, nbf = claims  # _check_claims, inline
+        if sub != user_id:
+            return TOKEN_SUBJECT_MISMATCH, matched
+        if exp - iat > max_age:
+            return TOKEN_TOO_LONG_LIVED, matched
+        if exp <= now - leeway or iat > now + leeway or (nbf is not None and nbf > now + leeway):
+            return TOKEN_EXPIRED, matched
         if len(token) <= _VERIFIED_MAX_LENGTH:
             if len(verified) >= _VERIFIED_MAX:
                 verified.clear()
@@ -263,6 +267,8 @@ def _hmac_key_acceptable(key: HmacKey, checked: dict[bytes, bool]) -> bool:
 def _check_claims(
     claims: Claims, user_id: str, now: float, leeway: float, max_age: float
 ) -> str | None:
+    """The claims against the user id, the lifetime and the clock (a remembered token;
+    a first sight runs the same checks inline)."""
     sub, iat, exp, nbf = claims
     if sub != user_id:
         return TOKEN_SUBJECT_MISMATCH
@@ -359,16 +365,21 @@ _PLAIN_CLAIMS = re.compile(
 
 
 def _parse_claims(segment: bytes) -> Claims | None:
-    raw = _b64decode(segment)
-    if raw is None:
+    remainder = len(segment) % 4  # _b64decode, inline: a first sight's largest step
+    if remainder == 1:
         return None
+    canonical = _CANONICAL_LAST_OF[remainder]
+    if canonical is not None and segment[-1] not in canonical:
+        return None
+    raw = binascii.a2b_base64(segment.translate(_URL_TO_STANDARD) + _PADDING[remainder])
     plain = _PLAIN_CLAIMS.fullmatch(raw)
     if plain is not None:
+        sub, iat, exp = plain.groups()
         try:
-            sub = plain[1].decode("utf-8")
+            sub = sub.decode("utf-8")
         except UnicodeDecodeError:
             return None
-        iat, exp = int(plain[2]), int(plain[3])
+        iat, exp = int(iat), int(exp)
         return (sub, iat, exp, None) if exp > iat else None
     try:
         text = raw.decode("utf-8")
