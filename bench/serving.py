@@ -3,7 +3,8 @@
 Each candidate server serves two applications on ports of their own: the bare callable
 of ``bench/bare.py`` (a session start's work, no Django: the limit) and the site
 (``project.wsgi`` with the lean WSGI door, or ``project.asgi`` with the lean ASGI
-door). The candidates:
+door), whose session start is measured on the lean door and, at ``/bench/django/``,
+through Django's own handler and middleware. The candidates:
 
 - WSGI: gunicorn gthread as ``make serve`` runs it (``project/gunicorn.conf.py``);
   gunicorn tuned (``reuse_port``, a per-worker connection cap, more threads, the
@@ -168,6 +169,9 @@ APPS = {
     ("asgi", "bare"): ("bench.bare:asgi_application", "/"),
     ("asgi", "site"): ("project.asgi:application", SESSIONS),
 }
+#: Session start through Django's own handler (the view behind every middleware), on
+#: the bench URL the lean doors leave alone: the site's server process, another URL.
+DJANGO_PATH = "/bench/django/v1/sessions"
 
 
 @dataclass
@@ -336,6 +340,7 @@ def compare(
     connections: int,
     workers: int = 2,
     threads: int = 4,
+    django: bool = True,
 ) -> dict:
     """Every server x application, interleaved rounds, balance checked, spreads reported."""
     taken: set[int] = set()
@@ -348,6 +353,10 @@ def compare(
             for app in ("bare", "site"):
                 port = _free_port(taken)
                 running.append(start(SERVERS[name], app, port, env, secret, workers, threads))
+            if django:
+                site = running[-1]
+                url = f"http://127.0.0.1:{site.port}{DJANGO_PATH}"
+                running.append(Running(site.server, "django", site.port, site.process, url))
         for target in running:  # warm every worker's caches and connections
             measure(target, api_key, body, 1, connections)
         for round_index in range(rounds):
@@ -362,7 +371,8 @@ def compare(
                     target.refused.append(run)
     finally:
         for target in running:
-            stop(target)
+            if target.app != "django":  # the site's process, stopped with it
+                stop(target)
     return summarise(running, rounds)
 
 
@@ -395,6 +405,10 @@ def summarise(running: list[Running], rounds: int) -> dict:
                 continue
             bare = by_name[f"{target.server.name}/bare"]
             result["ratios"][f"{target.name} vs {bare.name}"] = _spread(per_round(target, bare))
+            django = by_name.get(f"{target.server.name}/django")
+            if django is not None:
+                key = f"{target.name} vs {django.name} (Django's handler)"
+                result["ratios"][key] = _spread(per_round(target, django))
             if fastest is not None and fastest is not bare:
                 key = f"{target.name} vs {fastest.name} (fastest bare)"
                 result["ratios"][key] = _spread(per_round(target, fastest))
