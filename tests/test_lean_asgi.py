@@ -47,6 +47,7 @@ from .test_lean_path import (
 
 REPO = Path(__file__).resolve().parent.parent
 UVICORN = Path(sys.executable).with_name("uvicorn")
+GRANIAN = Path(sys.executable).with_name("granian")
 #: HTTP framing a server settles before any application sees the request (a body
 #: shorter or longer than its Content-Length, a negative one): the ASGI door reads the
 #: body as the WSGI door does; Django's ASGI handler takes whatever bytes it is given.
@@ -213,17 +214,30 @@ def _post(url: str, body: dict, **headers: str) -> tuple[int, Any, dict]:
         return error.code, error.headers, json.loads(error.read())
 
 
-@pytest.mark.skipif(not UVICORN.exists(), reason="uvicorn is not installed")
-def test_under_uvicorn_starts_are_answered_counted_and_written_on_sigterm(tmp_path):
-    """The example project's ASGI application under uvicorn (2 workers): valid and
-    invalid starts, a preflight, an admin page through Django; the counts buffered in
-    each worker (COUNT_FLUSH_INTERVAL 60 s) all written when uvicorn stops on SIGTERM."""
+def _server_command(name: str, port: int) -> list[str]:
+    bind = ["--host", "127.0.0.1", "--port", str(port), "--workers", "2"]
+    if name == "uvicorn":
+        return [str(UVICORN), "project.asgi:application", *bind, "--no-access-log"]
+    interface = name.removeprefix("granian-")
+    return [str(GRANIAN), "--interface", interface, *bind, "--no-ws",
+            f"project.{interface}:application"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["uvicorn", "granian-asgi", "granian-wsgi"])
+def test_under_a_real_server_starts_are_answered_counted_and_written_on_sigterm(tmp_path, name):
+    """The example project under uvicorn and Granian (2 workers; its ASGI application,
+    and its WSGI one under Granian): valid and invalid starts, a preflight, an admin page
+    through Django; the counts buffered in each worker (COUNT_FLUSH_INTERVAL 60 s) all
+    written when the server stops on SIGTERM (uvicorn: at the lifespan's shutdown;
+    Granian's WSGI workers: by multiprocessing's finalizers)."""
     from trusted_identity.crypto import generate_key
 
+    if not (UVICORN if name == "uvicorn" else GRANIAN).exists():
+        pytest.skip(f"{name} is not installed (the serve extra)")
     port = _free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("TRUSTED_IDENTITY")},
-        "DJANGO_SETTINGS_MODULE": "project.settings",
+        "DJANGO_SETTINGS_MODULE": "tests.settings_serving",
         "DJANGO_READ_DOT_ENV": "0",
         "DEBUG": "0",
         "SECRET_KEY": "asgi-test-" + "k" * 40,
@@ -249,13 +263,9 @@ def test_under_uvicorn_starts_are_answered_counted_and_written_on_sigterm(tmp_pa
     manage("trusted_identity", "allow-origin", "acme", "web", "https://app.example.com")
     secret = manage("trusted_identity", "show-secret", "acme", "web")
     hardening.remember_secret(secret)
-    log = (tmp_path / "uvicorn.log").open("wb")
-    server = subprocess.Popen(
-        [str(UVICORN), "project.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "2", "--no-access-log"],
-        cwd=REPO, env={**env, "TRUSTED_IDENTITY_COUNT_FLUSH_INTERVAL": "60"},
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+    log = (tmp_path / "server.log").open("wb")
+    server = subprocess.Popen(_server_command(name, port), cwd=REPO, env=env, stdout=log,
+                              stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     url = f"http://127.0.0.1:{port}/trusted-identity/v1/sessions"
     try:
         deadline = time.monotonic() + 30
@@ -264,8 +274,8 @@ def test_under_uvicorn_starts_are_answered_counted_and_written_on_sigterm(tmp_pa
                 socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
                 break
             except OSError:
-                assert server.poll() is None, (tmp_path / "uvicorn.log").read_text()
-                assert time.monotonic() < deadline, "uvicorn did not start"
+                assert server.poll() is None, (tmp_path / "server.log").read_text()
+                assert time.monotonic() < deadline, f"{name} did not start"
                 time.sleep(0.1)
         for n in range(20):
             user = f"u{n}"
