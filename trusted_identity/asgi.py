@@ -63,9 +63,10 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 T = TypeVar("T")
 
-#: Threads answering session starts per process: enough to overlap the cache's and the
-#: database's round trips; the work itself holds the GIL.
-DEFAULT_THREADS = 8
+#: Threads answering session starts per process: enough to overlap the rate limit's
+#: round trip to the cache, few enough not to fight over the GIL, which the rest of the
+#: work holds (measured under uvicorn: docs/performance.md).
+DEFAULT_THREADS = 4
 
 
 class LeanSessions:
