@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 STAMP := $(VENV)/.installed
 
 
-.PHONY: help install run serve serve-checks serve-asgi bench bench-pipeline bench-scale test test-postgres test-matrix node-deps dist check-dist lint migrate demo screenshots clean
+.PHONY: help install run serve serve-checks serve-asgi bench bench-pipeline bench-scale test test-postgres test-matrix node-deps dist check-dist docs lint migrate demo screenshots clean
 
 help:
 	@echo "make run    - install, migrate, create the demo space and admin login, serve on $(HOST):$(PORT)"
@@ -20,6 +20,7 @@ help:
 	@echo "make lint   - ruff"
 	@echo "make dist   - build the sdist and the wheel into dist/ (offline)"
 	@echo "make check-dist - dist, then twine check --strict and check-wheel-contents"
+	@echo "make docs   - the documentation site into docs/_build/html (Sphinx, offline)"
 	@echo "make test-matrix - the suite on Python 3.10/Django 5.2, 3.12/6.0, 3.13/6.1 (nox)"
 	@echo "make screenshots - regenerate docs/screenshots/ (Debian's chromium, no download)"
 
@@ -112,6 +113,15 @@ check-dist: dist
 	$(BIN)/twine check --strict dist/*
 	$(BIN)/check-wheel-contents dist/*.whl
 
+# The documentation site (docs/: Sphinx with MyST, the docs extra) into docs/_build/html,
+# offline. Warnings are errors (-W), all reported (--keep-going); -n checks every internal
+# reference, so a link to a missing page or heading anchor fails; -E re-reads every page,
+# so the reference generated from the code is never a stale copy.
+SPHINXOPTS ?= -W --keep-going -n -E -q
+docs: install
+	$(BIN)/python -m sphinx $(SPHINXOPTS) -b html docs docs/_build/html
+	@echo "Built docs/_build/html/index.html"
+
 # The version matrix of noxfile.py, with the Pythons pyenv has installed.
 test-matrix: install node-deps
 	$(BIN)/nox
@@ -147,4 +157,4 @@ lint: install
 	$(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache db.sqlite3 .env dist build .nox
+	rm -rf $(VENV) .pytest_cache .ruff_cache db.sqlite3 .env dist build .nox docs/_build

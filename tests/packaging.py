@@ -44,8 +44,12 @@ def skip_or_fail(reason: str) -> None:
     pytest.skip(reason)
 
 
-def build(outdir: Path) -> dict[str, Path]:
-    """Build the sdist, then the wheel from it, into ``outdir``: ``{"sdist", "wheel"}``."""
+def build(outdir: Path) -> dict:
+    """Build the sdist, then the wheel from it, into ``outdir``.
+
+    Returns ``{"sdist", "wheel", "log"}``: the two paths and the build's output, so a
+    test can hold the build to printing no packaging warning.
+    """
     reason = why_no_build()
     if reason:
         skip_or_fail(reason)
@@ -59,4 +63,4 @@ def build(outdir: Path) -> dict[str, Path]:
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     [sdist] = outdir.glob("*.tar.gz")
     [wheel] = outdir.glob("*.whl")
-    return {"sdist": sdist, "wheel": wheel}
+    return {"sdist": sdist, "wheel": wheel, "log": completed.stdout + completed.stderr}

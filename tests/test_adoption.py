@@ -1,11 +1,13 @@
-"""The README's "Adding it to a Django site", followed as pasted by a new adopter.
+"""docs/adopting.md (and the README's five-minute copy of it), followed as pasted by a
+new adopter.
 
 The built wheel goes into a fresh virtualenv; ``django-admin startproject`` makes a
-site in a temporary folder; the README's ``settings.py`` and ``urls.py`` blocks,
-read from README.md itself, are pasted in; the README's shell block runs as is
+site in a temporary folder; the page's ``settings.py`` and ``urls.py`` blocks, read
+from the page itself, are pasted in; its shell block runs as is
 (``generate-key`` before any key exists, ``migrate``, ``create-space``,
 ``add-platform``, ``show-secret``, ``sign``); then ``runserver`` answers a session
-start with the printed API key and signature. If the README is wrong, this fails.
+start with the printed API key and signature. If the page is wrong, this fails (and
+tests/test_docs_snippets.py holds the README's copies to the page's blocks).
 
 Offline: the virtualenv has no pip and no index; it sees this environment's
 packages (Django, cryptography) through a ``.pth`` file, and the wheel is unpacked
@@ -16,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import signal
 import site
@@ -34,37 +35,24 @@ import pytest
 
 from trusted_identity import signing
 
+from .docs_snippets import snippet
+
 pytestmark = pytest.mark.adoption
-
-ROOT = Path(__file__).resolve().parent.parent
-README = (ROOT / "README.md").read_text(encoding="utf-8")
-
-
-def readme_section(title: str) -> str:
-    start = README.index(f"\n## {title}\n")
-    end = README.find("\n## ", start + 1)
-    return README[start:end]
-
-
-def code_blocks(text: str, language: str) -> list[str]:
-    return re.findall(rf"^```{language}\n(.*?)^```", text, re.S | re.M)
 
 
 def adoption_blocks() -> dict[str, str]:
-    """The blocks an adopter pastes, found by what they say they are."""
-    section = readme_section("Adding it to a Django site")
-    python = code_blocks(section, "python")
-    shell = code_blocks(section, "sh")
+    """The blocks an adopter pastes, by their snippet names in docs/adopting.md."""
     return {
-        "settings": next(b for b in python if b.startswith("# settings.py")),
-        "urls": next(b for b in python if b.startswith("# urls.py")),
-        "commands": next(b for b in shell if "generate-key" in b),
+        "settings": snippet("adopt-settings"),
+        "urls": snippet("adopt-urls"),
+        "commands": snippet("adopt-commands"),
     }
 
 
-def test_the_readme_blocks_are_found():
+def test_the_adoption_blocks_are_found():
     blocks = adoption_blocks()
-    assert "import os" in blocks["settings"]
+    assert blocks["settings"].startswith("# settings.py") and "import os" in blocks["settings"]
+    assert blocks["urls"].startswith("# urls.py")
     assert "from django.urls import include, path" in blocks["urls"]
     commands = blocks["commands"].splitlines()
     assert "generate-key" in commands[0], "the key comes before anything needs one"
@@ -130,7 +118,7 @@ def post(url: str, api_key: str, body: dict) -> tuple[int, dict]:
         return exc.code, json.load(exc)
 
 
-def test_a_new_startproject_site_works_as_the_readme_says(built_dist, tmp_path):
+def test_a_new_startproject_site_works_as_the_docs_say(built_dist, tmp_path):
     started = time.monotonic()
     blocks = adoption_blocks()
     python = make_venv(tmp_path / "venv", built_dist["wheel"])
@@ -164,7 +152,7 @@ def test_a_new_startproject_site_works_as_the_readme_says(built_dist, tmp_path):
     assert checked.returncode == 0, checked.stderr
     assert "trusted_identity.W001" in checked.stderr + checked.stdout
 
-    # The README's commands as one shell script; the key it exported, for the server.
+    # The page's commands as one shell script; the key it exported, for the server.
     script = (
         "set -euo pipefail\n" + blocks["commands"] + '\necho "$TRUSTED_IDENTITY_ENCRYPTION_KEYS"\n'
     )

@@ -38,7 +38,7 @@ def secret_of(platform):
     return platform_secrets.current_secret_row(platform).get_secret()
 
 
-#: The exit status of each verdict (README, "Command line").
+#: The exit status of each verdict (docs/cli.md).
 EXIT_CODES = {
     "valid-current": 0,
     "valid-previous": 0,
@@ -205,7 +205,7 @@ def test_rate_limited_per_actor(ios, settings):
 
 
 def test_exit_status_is_zero_only_for_a_valid_verdict(ios, android, cli_actor):
-    """Scripts can test the verdict by the exit status (README: 0, 3 to 6)."""
+    """Scripts can test the verdict by the exit status (docs/cli.md: 0, 3 to 6)."""
     old = secret_of(ios)
     platform_secrets.rotate_secret(ios, cli_actor, timedelta(hours=1))
     cases = {

@@ -30,6 +30,7 @@ from trusted_identity import signing
 from trusted_identity.crypto import generate_key
 
 from . import hardening
+from .docs_snippets import snippet
 from .test_hostile_http import assert_contract_json, hostile_requests, request, send
 
 REPO = Path(__file__).resolve().parent.parent
@@ -237,11 +238,23 @@ def test_deployment_runbook_hostile_requests_key_rotation_and_no_leak(deployment
     assert statuses["garbage"] == 400 and statuses["request-line-too-long"] == 414
     assert statuses["bad-host"] == 400 and statuses["valid"] == 201
 
-    # 3. Rotate the encryption key by the runbook, restarting the server on the way.
-    new_key = d.cli("generate-key")
+    # 3. Rotate the encryption key by the runbook (docs/production.md's, run as written
+    # with the old key in $OLD), restarting the server on the way.
     d.stop_server()
-    d.set_keys(new_key, old_key)
-    d.cli("rekey", "--batch-size", "1")
+    runbook = snippet("rekey-runbook") + 'echo "$TRUSTED_IDENTITY_ENCRYPTION_KEYS"\n'
+    path = f"{Path(sys.executable).parent}{os.pathsep}{d.env.get('PATH', '/usr/bin:/bin')}"
+    ran = subprocess.run(
+        ["bash", "-c", "set -euo pipefail\n" + runbook],
+        cwd=REPO,
+        env={**d.env, "OLD": old_key, "PATH": path},  # `python` is this environment's
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    d.errors.append(ran.stderr)
+    assert ran.returncode == 0, ran.stderr
+    new_key = ran.stdout.splitlines()[-1]
+    assert new_key != old_key and "," not in new_key  # the old key retired
     d.set_keys(new_key)
     d.start_server()
     for kind, user_id, signed in signatures:

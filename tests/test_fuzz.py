@@ -6,7 +6,7 @@ query strings and headers, methods and paths under the mount, Host headers, and
 CLI argument lists. Every answer must be JSON with the contract's shape: never a
 500, never HTML, and every non-2xx is ``{"error": {"code", "message"}}`` with a
 known code. Where the contract decides the answer, an independent model of it
-(written from CONTRACT.md and the README, not from the code) predicts the status
+(written from CONTRACT.md and the documentation, not from the code) predicts the status
 and the outcome, and the counts must add up to the starts sent.
 
 The "ci" profile (tests/conftest.py) is derandomized: the same examples every run.
@@ -95,7 +95,7 @@ def check_answer(response, *, allow_empty: bool = False) -> dict | None:
 def expected_start(body: bytes, secrets: list[str], enforced: bool) -> tuple[int, str]:
     """The contract's answer to a session-start body: (status, code or signature).
 
-    Written from CONTRACT.md section 4 and the README's "where the contract is
+    Written from CONTRACT.md section 4 and docs/http.md's "where the contract is
     silent" paragraph, independently of trusted_identity/.
     """
     if len(body) > app_settings.MAX_BODY_BYTES:

@@ -4,6 +4,8 @@ sub-command ends in a value or a one-line error, never a traceback.
 
 from __future__ import annotations
 
+import io
+import sys
 from io import StringIO
 
 from django.core.management import call_command
@@ -33,6 +35,11 @@ SUBCOMMANDS = [
     "generate-key",
     "grant",
     "revoke",
+    "add-public-key",
+    "remove-public-key",
+    "public-keys",
+    "key-source",
+    "generate-key-pair",
 ]
 cli_words = st.sampled_from(
     [
@@ -81,6 +88,15 @@ cli_words = st.sampled_from(
         "8d",
         "-1e9",
         "99999999999",
+        "secret",
+        "both",
+        "public-key",
+        "--kid",
+        "--expires",
+        "30d",
+        "--alg",
+        "EdDSA",
+        "/dev/null",
     ]
 ) | st.text(max_size=12)
 
@@ -99,7 +115,9 @@ def _asks_for_help(word: str) -> bool:
     args=st.lists(cli_words, max_size=5),
     actor=st.none() | st.sampled_from(["root", "ghost", "\x00", "\udcff", ""]),
 )
-def test_cli_any_arguments(world, django_capture_on_commit_callbacks, subcommand, args, actor):
+def test_cli_any_arguments(
+    world, django_capture_on_commit_callbacks, monkeypatch, subcommand, args, actor
+):
     """Any argument list ends in success or a one-line CommandError: no traceback,
     no other exception. A printed value is alone on one line of stdout; a secret is
     only ever printed on stdout, by show-secret or rotate-secret."""
@@ -108,6 +126,7 @@ def test_cli_any_arguments(world, django_capture_on_commit_callbacks, subcommand
     UserFactory(username="signer", is_staff=False)
     argv = ([] if actor is None else ["--actor", actor]) + [subcommand, *args]
     note(f"argv={argv!r}")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"not a key")))  # FILE -
     out, err = StringIO(), StringIO()
     try:
         with django_capture_on_commit_callbacks(execute=True):
@@ -140,6 +159,7 @@ def test_cli_any_arguments(world, django_capture_on_commit_callbacks, subcommand
         "rotate-secret",
         "sign",
         "generate-key",
+        "add-public-key",
     }
     if prints_value:
         assert stdout.endswith("\n") and len(stdout.splitlines()) == 1, (argv, stdout)

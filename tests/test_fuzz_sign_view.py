@@ -48,7 +48,7 @@ def encode_query(pairs, raw_tail: str) -> str:
 
 
 def expected_sign(query: str, header: str | None, signed_in: bool, world) -> tuple[int, str]:
-    """The contract's answer of ``GET <mount>/sign/`` (CONTRACT section 4, README)."""
+    """The contract's answer of ``GET <mount>/sign/`` (CONTRACT section 4, docs/http.md)."""
     if not signed_in:
         return 401, "not_authenticated"
     params = QueryDict(query)

@@ -1,6 +1,6 @@
 """Property-based fuzzing of the token form (CONTRACT section 9), in the style of
 ``test_fuzz.py``: no input is a 500 or HTML, every bad token gets the same public
-answer, and an independent model of the rules (written from the README, not from
+answer, and an independent model of the rules (written from docs/signing.md, not from
 ``trusted_identity/tokens.py``) predicts which tokens are valid.
 
 Tokens are built from generated headers and claims (any ``alg``, any member, any
@@ -51,7 +51,7 @@ def _number(value) -> bool:
 
 
 def model_valid(header, claims, signed_right: bool, user_id: str) -> bool:
-    """The README's rules for a token, applied to what was generated."""
+    """The documented rules for a token (docs/signing.md), applied to what was generated."""
     if not signed_right or not isinstance(header, dict) or not isinstance(claims, dict):
         return False
     if header.get("alg") != "HS256" or set(header) - {"alg", "typ", "kid"}:
@@ -253,7 +253,7 @@ def test_structured_tokens_through_session_start(
 
 
 def pyjwt_verdict(signed: str, secret: bytes, user_id: str) -> bool:
-    """PyJWT's ``jwt.decode`` with the README's rules it can check at a frozen clock."""
+    """PyJWT's ``jwt.decode`` with the documented rules it can check at a frozen clock."""
     try:
         claims = jwt.decode(
             signed,

@@ -13,20 +13,23 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections import Counter
 from types import SimpleNamespace
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 from django.core.handlers.wsgi import WSGIHandler
 from django.db.models import Sum
 from django.test import RequestFactory
 
 from trusted_identity import ratelimit, signing
 from trusted_identity.models import OutcomeCount
-from trusted_identity.services import access, origins, platform_secrets
+from trusted_identity.services import access, key_sources, origins, platform_secrets, public_keys
 from trusted_identity.wsgi import LeanSessions
 
 from .factories import PlatformFactory
+from .keytoken_helpers import key_token, public_pem_of
 from .lean_client import LeanClient, call_wsgi
 
 SESSIONS = "/trusted-identity/v1/sessions"
@@ -54,11 +57,19 @@ def world(space):
     web = PlatformFactory(space=space, kind="web")
     origins.allow_origin(web, ALLOWED, cli)
     enforced = PlatformFactory(space=space, kind="android", enforced=True)
+    # The web platform takes public-key tokens too (CONTRACT section 10).
+    private = ec.generate_private_key(ec.SECP256R1())
+    public_keys.add_public_key(web, public_pem_of(private), cli, kid="ec")
+    key_sources.set_key_source(web, "both", cli)
+    now = int(time.time())
+    claims = {"sub": "u-1", "iat": now - 5, "exp": now + 600}
     return SimpleNamespace(
         web=web,
         web_secret=platform_secrets.reveal_secret(web, cli),
         enforced=enforced,
         enforced_secret=platform_secrets.reveal_secret(enforced, cli),
+        public_key_token=key_token(private, alg="ES256", kid="ec", claims=claims),
+        public_key_forged=key_token(private, alg="ES256", kid="ec", claims=claims, how="der"),
     )
 
 
@@ -105,6 +116,12 @@ def corpus(w) -> dict[str, dict]:
             body={**valid, "signed": valid["signed"].upper()}, api_key=web, HTTP_ORIGIN=ALLOWED
         ),
         "invalid": dict(body={"userId": "u-1", "signed": "0" * 64}, api_key=web),
+        "public-key-valid": dict(
+            body={"userId": "u-1", "signed": getattr(w, "public_key_token", "")}, api_key=web
+        ),
+        "public-key-forged": dict(
+            body={"userId": "u-1", "signed": getattr(w, "public_key_forged", "")}, api_key=web
+        ),
         "missing": dict(body={"userId": "u-1"}, api_key=web),
         "visitor": dict(body={}, api_key=web),
         "visitor-fields": dict(body={"fields": {"plan": "pro", "n": [1, 2]}}, api_key=web),
@@ -172,7 +189,8 @@ def corpus(w) -> dict[str, dict]:
 #: Answered by the wrapper itself; everything else goes on to Django.
 LEAN = {
     "valid", "valid-from-allowed-origin", "valid-from-other-origin", "valid-https",
-    "valid-upper-hex", "invalid", "missing", "visitor", "visitor-fields", "unicode-user",
+    "valid-upper-hex", "invalid", "public-key-valid", "public-key-forged", "missing",
+    "visitor", "visitor-fields", "unicode-user",
     "enforced-valid", "enforced-missing", "enforced-invalid", "bad-json", "empty-body",
     "not-an-object", "wrong-type", "not-utf8", "oversized", "bad-content-length",
     "huge-content-length", "short-content-length", "chunked-no-length", "bad-api-key",

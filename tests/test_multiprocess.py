@@ -1,6 +1,6 @@
 """Real server processes sharing one database, driven like production.
 
-In each set-up the README offers (runserver with a local-memory cache; gunicorn
+In each set-up the documentation offers (runserver with a local-memory cache; gunicorn
 workers without Redis; with Redis), a rotation, revocation or enforcement change
 made from another process (the CLI) is honoured by every serving process within
 a second of its commit, and every start counted in any server reaches the
@@ -43,7 +43,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-#: The set-ups the README offers: ``make run`` (runserver, SQLite, local-memory cache),
+#: The set-ups the documentation offers: ``make run`` (runserver, SQLite, local-memory cache),
 #: several gunicorn workers without Redis, and with Redis.
 SETUPS = {
     "runserver-locmem": {"server": "runserver", "cache": None},

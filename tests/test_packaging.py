@@ -128,3 +128,17 @@ def test_twine_and_check_wheel_contents_pass(built_dist):
         check=True,
         cwd=ROOT,  # its settings are in pyproject.toml
     )
+
+
+def test_building_prints_no_manifest_or_packaging_warning(built_dist):
+    """MANIFEST.in matches what it names in the tree and in the sdist alike."""
+    log = built_dist["log"]
+    assert "no previously-included" not in log
+    assert "warning: no files found matching" not in log
+    # Only the environment's own PYTHONDONTWRITEBYTECODE notices may remain.
+    warnings = [
+        line
+        for line in log.splitlines()
+        if "warning" in line.lower() and "byte-compiling is disabled" not in line
+    ]
+    assert warnings == []

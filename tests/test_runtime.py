@@ -8,7 +8,7 @@ from trusted_identity import runtime, testing
 from trusted_identity.countwrites import CountBatch, StartDetails
 from trusted_identity.exceptions import InvalidApiKey
 from trusted_identity.nearcache import NearCache
-from trusted_identity.services import lookup, verification
+from trusted_identity.services import key_tables, lookup, verification
 
 pytestmark = pytest.mark.django_db
 
@@ -37,7 +37,7 @@ def test_reset_leaves_nothing_behind(client, platform, settings):
     made.count_thread.wake()  # started, waiting for its interval
     verification.sign_for("acme", "ios", "u-1")  # key ring, lookup, key table
     snapshot = lookup.lookup_platform(platform.api_key)
-    lookup.diagnostic_keys(snapshot, 0.0)
+    key_tables.diagnostic_keys(snapshot, 0.0)
     with pytest.raises(InvalidApiKey):
         lookup.lookup_platform("tik_no_such_key")  # remembered as unknown
     every_allowed_origin()
@@ -54,6 +54,7 @@ def test_reset_leaves_nothing_behind(client, platform, settings):
     made.counts.add((platform.pk, None, "valid"), 1, StartDetails())
     made.outbox.put(lambda: None)
     made.diagnostic_tables.get("k", lambda: 1)
+    made.public_key_sets.get("k", lambda: 1)
     made.delivery_thread.wake()
     empty = [part for part in runtime.Runtime.PARTS if len(getattr(made, part)) == 0]
     assert empty == [], f"not filled by the test: {empty}"

@@ -199,8 +199,9 @@ def test_an_authentication_that_fails_at_run_time_is_a_503_not_a_500(
 
 
 def test_token_authentication_without_authtoken_installed_fails_the_check(settings):
-    """The README's DRF snippet pasted without ``rest_framework.authtoken``: a system
-    check error at start (E009), not a 500 on every signed request."""
+    """The documentation's DRF snippet (docs/adopting.md) pasted without
+    ``rest_framework.authtoken``: a system check error at start (E009), not a 500 on
+    every signed request."""
     from django.apps import apps
     from django.core import checks
     from django.test.utils import modify_settings

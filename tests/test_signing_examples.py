@@ -1,6 +1,7 @@
-"""The README's signing examples for customer servers, each run by its own runtime.
+"""The signing examples for customer servers (docs/signing.md), each run by its own
+runtime.
 
-Every example is read from README.md (so the documentation and this test can't
+Every example is read from the page (so the documentation and this test can't
 drift apart), wrapped in a small harness of its language, and run against every
 vector of ``tests/data/node-hmac-sha256.json``. The harness reads one vector a line,
 ``hex(UTF-8 secret) hex(UTF-8 user id)``, so that no language needs a JSON parser
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -22,18 +22,27 @@ from pathlib import Path
 
 import pytest
 
+from .docs_snippets import all_blocks, snippet
+
 ROOT = Path(__file__).resolve().parent.parent
-README = (ROOT / "README.md").read_text(encoding="utf-8")
 VECTORS = json.loads((ROOT / "tests" / "data" / "node-hmac-sha256.json").read_text("utf-8"))[
     "vectors"
 ]
 
 
+#: The snippet of each language's example, by the language its block is marked with.
+SNIPPETS = {
+    "js": "sign-node",
+    "python": "sign-python",
+    "ruby": "sign-ruby",
+    "go": "sign-go",
+    "java": "sign-java",
+    "php": "sign-php",
+}
+
+
 def example(language: str) -> str:
-    start = README.index("\n## Signing a user id on your server\n")
-    section = README[start : README.index("\n#", start + 1)]  # up to the next heading
-    [block] = re.findall(rf"^```{language}\n(.*?)^```", section, re.S | re.M)
-    return block
+    return snippet(SNIPPETS[language])
 
 
 HARNESSES = {
@@ -158,14 +167,21 @@ while (($line = fgets(STDIN)) !== false) {
 }
 
 
-def test_every_language_of_the_readme_is_run_here():
-    start = README.index("\n## Signing a user id on your server\n")
-    section = README[start : README.index("\n#", start + 1)]  # up to the next heading
-    assert set(re.findall(r"^```(\w+)$", section, re.M)) == set(HARNESSES)
+def test_every_signing_example_of_the_docs_is_run_here():
+    """Every ``sign-*`` snippet is one of these, in the language its block says."""
+    examples = {
+        block.value: block.language
+        for block in all_blocks()
+        if block.marker == "snippet"
+        and block.value.startswith("sign-")
+        and block.value != "sign-user-id-view"  # Django, not a server's own signer
+    }
+    assert examples == {name: language for language, name in SNIPPETS.items()}
+    assert set(HARNESSES) == set(SNIPPETS)
 
 
 @pytest.mark.parametrize("language", sorted(HARNESSES))
-def test_the_readme_example_matches_every_node_vector(language, tmp_path):
+def test_the_documented_example_matches_every_node_vector(language, tmp_path):
     needs, files, commands = HARNESSES[language]
     missing = [program for program in needs if shutil.which(program) is None]
     if missing:

@@ -1,5 +1,6 @@
-"""Tokens made elsewhere verify here: the vectors Node's crypto computed, and the README's
-Node (``jsonwebtoken``, plain ``crypto``) and Python (PyJWT) snippets, run as written.
+"""Tokens made elsewhere verify here: the vectors Node's crypto computed, and the docs'
+(docs/signing.md) Node (``jsonwebtoken``, plain ``crypto``) and Python (PyJWT)
+snippets, run as written.
 
 Node runs when it is installed; without it these tests skip, unless ``CI`` is set, when
 they fail. The ``jsonwebtoken`` snippet needs the package (``npm install jsonwebtoken``,
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import textwrap
@@ -30,13 +30,13 @@ from trusted_identity.services import (
 )
 from trusted_identity.services.verification import sign_token_for, verify_signed
 
+from .docs_snippets import snippet
 from .factories import PlatformFactory
 from .test_http import assert_json, start
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS = ROOT / "tests" / "data" / "node-hs256-tokens.json"
 GENERATOR = ROOT / "tests" / "node" / "make-token-vectors.mjs"
-README = ROOT / "README.md"
 NODE = shutil.which("node")
 USER_IDS = ["42", " 42", "USER-1", "olivia@example.com", "Zoë", "用户-🚀", 'q"\\/', "x" * 300]
 
@@ -48,15 +48,6 @@ def need_node() -> str:
             pytest.fail(f"{reason}; CI must run the Node interop tests")
         pytest.skip(reason)
     return NODE
-
-
-def snippet(name: str) -> str:
-    """The fenced code block after ``<!-- token-snippet: NAME -->`` in the README."""
-    match = re.search(
-        rf"<!-- token-snippet: {re.escape(name)} -->\s*```\w+\n(.*?)```", README.read_text(), re.S
-    )
-    assert match, f"README has no {name} snippet"
-    return match.group(1)
 
 
 def load_vectors() -> dict:
@@ -130,7 +121,7 @@ def test_vectors_decode_with_pyjwt_too():
         assert claims["sub"] == vector["userId"]
 
 
-# ------------------------------------------------------- the README's snippets
+# ------------------------------------------------------- the docs' snippets
 
 
 def run_node_snippet(code: str, secret: str, user_ids: list[str], *, node_path: str = "") -> list:
@@ -161,9 +152,9 @@ def assert_all_verify(client, platform, user_ids, made):
         assert (answer["signature"], answer["trusted"]) == ("valid", True), user_id
 
 
-def test_readme_node_crypto_snippet_makes_tokens_that_verify(client, token_platform):
+def test_docs_node_crypto_snippet_makes_tokens_that_verify(client, token_platform):
     secret = platform_secrets.reveal_secret(token_platform, access.get_cli_actor())
-    made = run_node_snippet(snippet("node-crypto"), secret, USER_IDS)
+    made = run_node_snippet(snippet("token-node-crypto"), secret, USER_IDS)
     assert_all_verify(client, token_platform, USER_IDS, made)
 
 
@@ -184,10 +175,11 @@ def _jsonwebtoken_path() -> str:
     return node_path
 
 
-def test_readme_jsonwebtoken_snippet_makes_tokens_that_verify(client, token_platform):
+def test_docs_jsonwebtoken_snippet_makes_tokens_that_verify(client, token_platform):
     node_path = _jsonwebtoken_path()
     secret = platform_secrets.reveal_secret(token_platform, access.get_cli_actor())
-    made = run_node_snippet(snippet("node-jsonwebtoken"), secret, USER_IDS, node_path=node_path)
+    code = snippet("token-node-jsonwebtoken")
+    made = run_node_snippet(code, secret, USER_IDS, node_path=node_path)
     assert_all_verify(client, token_platform, USER_IDS, made)
 
 
@@ -219,9 +211,9 @@ def test_jsonwebtoken_accepts_the_tokens_made_here(token_platform):
     assert json.loads(done.stdout) == USER_IDS
 
 
-def test_readme_python_snippet_makes_tokens_that_verify(client, token_platform):
+def test_docs_python_snippet_makes_tokens_that_verify(client, token_platform):
     namespace: dict = {}
-    exec(compile(snippet("python-pyjwt"), "README.md", "exec"), namespace)
+    exec(compile(snippet("token-python-pyjwt"), "docs/signing.md", "exec"), namespace)
     secret = platform_secrets.reveal_secret(token_platform, access.get_cli_actor())
     made = [namespace["sign_user_token"](secret, user_id) for user_id in USER_IDS]
     assert_all_verify(client, token_platform, USER_IDS, made)

@@ -1,6 +1,6 @@
 """System checks: the app's settings, its encryption keys and its cache.
 
-Every check the app registers, with its id (the README lists them too):
+Every check the app registers, with its id (docs/settings.md lists them, from this module):
 
 - ``W001`` no encryption keys with DEBUG on (a development key is derived)
 - ``E001`` no encryption keys with DEBUG off
@@ -202,7 +202,7 @@ def check_prune_runs(app_configs=None, databases=None, **kwargs):
                     f"waiting: `manage.py trusted_identity prune` {last}, so the counts "
                     "table grows without bound.",
                     hint="Run `manage.py trusted_identity prune` daily, from cron or a "
-                    "systemd timer (see the README).",
+                    'systemd timer (see docs/deploying.md, "Scheduled jobs").',
                     id="trusted_identity.W010",
                 )
             )

@@ -228,7 +228,7 @@ class Setting:
     env: str | None = None
     #: Computes the value to convert when the setting is unset (or None), from the dict.
     fallback: Callable[[Mapping[str, Any]], Any] | None = None
-    #: The README's words for the default when they are not the default's own.
+    #: The documentation's words for the default when they are not the default's own.
     documented_as: str | None = None
     check_id: str = INVALID_SETTING
     hint: str = ""
@@ -250,7 +250,7 @@ class Setting:
             raise InvalidSetting(self, value) from None
 
     def documented_default(self) -> list[str]:
-        """How the README's settings table writes the default: one or more code spans."""
+        """How the documentation's settings table writes the default: one or more code spans."""
         if self.documented_as is not None:
             return [self.documented_as]
         shown = [] if self.default in (None, "") and self.env else [python_literal(self.default)]

@@ -1,13 +1,15 @@
 """Writing what session starts leave behind: outcome counts, their details (reasons,
-forms, secrets), client versions, distinct users, secret use and the failure log.
+forms, secrets, public keys), client versions, distinct users, secret and key use and
+the failure log.
 
 What ``outcomes`` gathers in a :class:`CountBatch` (per flush) is written here in a
 few statements per table, however many distinct values arrived: one multi-row upsert
 (``INSERT ... ON CONFLICT DO UPDATE SET count = count + excluded.count``) per count
 table, in one transaction with the version slots (``versionslots``: read the day's
 rows, merge, write back the difference); the distinct users of the batch read in one
-query and merged with a compare-and-set per row; secret use in one ``UPDATE`` (and,
-for a retired secret, its starts and users since the retirement); the failure log in
+query and merged with a compare-and-set per row; secret and key use in one ``UPDATE``
+each (and, for a retired secret, its starts and users since the retirement,
+``secretwrites``); the failure log in
 one ``INSERT`` and its cap. Platforms deleted meanwhile are left out first, in one
 query (and again if one disappears before the commit).
 
@@ -32,8 +34,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from django.db import DatabaseError, IntegrityError, connections, router, transaction
-from django.db.models import Case, DateTimeField, F, Value, When
-from django.db.models.functions import Coalesce, Greatest
 
 from .conf import app_settings
 from .models import (
@@ -44,8 +44,9 @@ from .models import (
     OutcomeCount,
     Platform,
     PlatformSecret,
+    PublicKey,
 )
-from .secretwrites import SecretUses, write_secret_uses
+from .secretwrites import SecretUses, write_last_used, write_secret_uses
 from .sketch import DistinctSketch
 from .versionslots import OTHER, DaySlots, VersionSlot
 
@@ -79,6 +80,8 @@ class Details:
     )
     #: secret id -> its uses (last one, and those since its retirement: ``secretwrites``)
     secret_uses: dict[int, SecretUses] = field(default_factory=dict)
+    #: public key id -> (platform id, its last use)
+    keys_used: dict[int, tuple[int, datetime]] = field(default_factory=dict)
     failures: list[FailureRecord] = field(default_factory=list)
     #: (platform id, secret id, grace end) of previous secrets seen verifying near their end
     grace_warnings: set[tuple[int, int, float]] = field(default_factory=set)
@@ -89,6 +92,7 @@ class Details:
             or self.versions
             or self.distinct
             or self.secret_uses
+            or self.keys_used
             or self.failures
             or self.grace_warnings
         )
@@ -102,12 +106,20 @@ class Details:
             self.distinct[key].merge(sketch)
         for secret_id, uses in other.secret_uses.items():
             self.secret_uses.setdefault(secret_id, SecretUses(uses.platform_id)).update(uses)
+        for key_id, (platform_id, at) in other.keys_used.items():
+            self.use_key(key_id, platform_id, at)
         self.failures.extend(other.failures)
         self.grace_warnings |= other.grace_warnings
 
     def use_secret(self, secret_id: int, platform_id: int, at: datetime, hashed: int | None):
         """One start verified by ``secret_id`` at ``at``, by the user ``hashed``."""
         self.secret_uses.setdefault(secret_id, SecretUses(platform_id)).add(at, hashed)
+
+    def use_key(self, key_id: int, platform_id: int, at: datetime) -> None:
+        """One start verified by the public key ``key_id`` at ``at``."""
+        known = self.keys_used.get(key_id)
+        if known is None or known[1] < at:
+            self.keys_used[key_id] = (platform_id, at)
 
     def drop_platforms(self, gone: set[int]) -> None:
         """Forget what names a deleted platform (its rows went with it)."""
@@ -116,6 +128,8 @@ class Details:
                 del table[key]
         for secret_id in [s for s, uses in self.secret_uses.items() if uses.platform_id in gone]:
             del self.secret_uses[secret_id]
+        for key_id in [k for k, (pid, _at) in self.keys_used.items() if pid in gone]:
+            del self.keys_used[key_id]
         self.failures[:] = [f for f in self.failures if f.platform_id not in gone]
 
 
@@ -128,6 +142,8 @@ class StartDetails:
     distinct: tuple[tuple[DistinctKey, int], ...] = ()
     #: secret id, platform id, at, user hash (None: no distinct-user key)
     secret_used: tuple[int, int, datetime, int | None] | None = None
+    #: public key id, platform id, at
+    key_used: tuple[int, int, datetime] | None = None
     failure: FailureRecord | None = None
     grace_warning: tuple[int, int, float] | None = None
 
@@ -140,6 +156,8 @@ class StartDetails:
             batch.distinct[key].add_hashes((hashed,))
         if self.secret_used is not None:
             batch.use_secret(*self.secret_used)
+        if self.key_used is not None:
+            batch.use_key(*self.key_used)
         if self.failure is not None:
             batch.failures.append(self.failure)
         if self.grace_warning is not None:
@@ -177,6 +195,7 @@ class CountBatch:
         for table in (details.details, details.versions, details.distinct):
             ids.update(key[0] for key in table)
         ids.update(uses.platform_id for uses in details.secret_uses.values())
+        ids.update(platform_id for platform_id, _at in details.keys_used.values())
         ids.update(record.platform_id for record in details.failures)
         return ids
 
@@ -437,20 +456,8 @@ def merge_distinct(platform_id: int, day: date, kind: str, hashes: Iterable[int]
 
 
 def write_secrets_used(secrets_used: dict[int, tuple[int, datetime]]) -> None:
-    """When each secret last verified a start, in one ``UPDATE`` (per few hundred
-    secrets): only ever forward, whatever another process wrote."""
-    items = list(secrets_used.items())
-    for start in range(0, len(items), 300):
-        chunk = items[start : start + 300]
-        at = Case(
-            *(When(pk=secret_id, then=Value(moment)) for secret_id, (_pid, moment) in chunk),
-            output_field=DateTimeField(),
-        )
-        PlatformSecret.objects.filter(pk__in=[secret_id for secret_id, _ in chunk]).update(
-            last_verified_at=Greatest(Coalesce(F("last_verified_at"), at), at)
-        )
-        for secret_id, _ in chunk:
-            del secrets_used[secret_id]
+    """When each secret last verified a start (``secretwrites.write_last_used``)."""
+    write_last_used(PlatformSecret, secrets_used)
 
 
 def write_failures(failures: list[FailureRecord]) -> None:
@@ -481,9 +488,10 @@ def write_failures(failures: list[FailureRecord]) -> None:
 
 def write_details_batch(batch: Details) -> None:
     """Write the rest of a batch once its counts are written (:func:`write_counts`):
-    distinct users, secret use, the failure log. What is written leaves the batch, so a
-    failure midway keeps the rest."""
+    distinct users, secret and key use, the failure log. What is written leaves the
+    batch, so a failure midway keeps the rest."""
     write_distinct(batch.distinct)
     write_secrets_used({pk: (u.platform_id, u.last) for pk, u in batch.secret_uses.items()})
     write_secret_uses(batch.secret_uses)
+    write_last_used(PublicKey, batch.keys_used)
     write_failures(batch.failures)

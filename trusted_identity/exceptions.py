@@ -49,6 +49,20 @@ class UserNotFound(NotFound):
     code = "user_not_found"
 
 
+class KeyNotFound(NotFound):
+    """No public key of that ``kid`` on the platform."""
+
+    code = "key_not_found"
+
+
+class PublicKeysOnly(TrustedIdentityError):
+    """The platform verifies public keys only: it holds no secret to reveal, rotate or
+    sign with (CONTRACT section 10)."""
+
+    code = "public_keys_only"
+    status = 409
+
+
 class AlreadyExists(TrustedIdentityError):
     code = "already_exists"
     status = 409

@@ -2,7 +2,8 @@
 
 :class:`Runtime` is made by ``TrustedIdentityConfig.ready()`` and owns every piece of
 per-process state: the verification generation as last read, the near cache of
-looked-up platforms and the origin index, the decrypted keys, the key ring, the
+looked-up platforms and the origin index, the decrypted keys, the parsed public keys,
+the key ring, the
 distinct-user hasher, the token memo, the failure log's sampler, the parsed rates and resolved
 authenticators, the alerts this process has seen raised, the buffer of counts not yet
 written with the thread that writes them, and the outbox of alerts not yet
@@ -264,6 +265,7 @@ class Runtime:
         "origins",
         "key_tables",
         "diagnostic_tables",
+        "public_key_sets",
         "key_ring",
         "user_hasher",
         "tokens",
@@ -290,6 +292,7 @@ class Runtime:
         self.origins = GenerationValue()
         self.key_tables = Memo(4096)  # decrypted secrets, by key ring, platform and ciphertexts
         self.diagnostic_tables = Memo(1024)
+        self.public_key_sets = Memo(1024)  # parsed public keys, by platform and keys
         self.key_ring = Slot()
         self.user_hasher = Slot()  # sketch.UserHasher keyed with models.SketchKey
         self.tokens = TokenMemo()

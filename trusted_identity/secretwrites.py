@@ -1,5 +1,6 @@
 """Counting what a previous secret verified since its retirement, for "may I end the old
-secret's grace now?" (``services.secret_use``).
+secret's grace now?" (``services.secret_use``), and when each secret and public key
+last verified a start (:func:`write_last_used`).
 
 A batch (``countwrites.Details``) keeps each secret's uses with their moment and user,
 so the flush splits them exactly at the secret's ``retired_at``, read in one query: the
@@ -16,7 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db import connections, router, transaction
-from django.db.models import F
+from django.db.models import Case, DateTimeField, F, Value, When
+from django.db.models.functions import Coalesce, Greatest
 
 from .models import PlatformSecret
 from .sketch import DistinctSketch
@@ -84,6 +86,25 @@ class SecretUses:
             n += self.folded
             users.merge(self.folded_users)
         return n, users
+
+
+def write_last_used(model: type, used: dict[int, tuple[int, datetime]]) -> None:
+    """When each row (a ``PlatformSecret`` or a ``PublicKey``: ``{pk: (platform id, moment)}``)
+    last verified a start, in one ``UPDATE`` per few hundred rows: only ever forward,
+    whatever another process wrote. Written rows leave ``used``; a deleted row's use
+    is dropped with it."""
+    items = list(used.items())
+    for start in range(0, len(items), 300):
+        chunk = items[start : start + 300]
+        at = Case(
+            *(When(pk=pk, then=Value(moment)) for pk, (_pid, moment) in chunk),
+            output_field=DateTimeField(),
+        )
+        model.objects.filter(pk__in=[pk for pk, _ in chunk]).update(  # type: ignore[attr-defined]
+            last_verified_at=Greatest(Coalesce(F("last_verified_at"), at), at)
+        )
+        for pk, _ in chunk:
+            del used[pk]
 
 
 def write_secret_uses(secret_uses: dict[int, SecretUses]) -> None:

@@ -109,7 +109,7 @@ def start_session(
     A visitor without ``user_id``; an identified user signed with the platform's
     current secret, unless ``signed`` is given (``None`` sends no signature).
     ``extra`` goes to ``client.post`` (headers such as ``HTTP_X_APP_VERSION``).
-    Needs the app's URLs included with their namespace, as the README shows.
+    Needs the app's URLs included with their namespace, as docs/adopting.md shows.
     """
     body: dict[str, Any] = {}
     if user_id is not None:

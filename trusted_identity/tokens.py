@@ -4,7 +4,7 @@ Plain Python with no Django import; PyJWT (which makes the tokens) is the one li
 it uses. A token is ``base64url(header) "." base64url(claims) "."
 base64url(HMAC-SHA256(key, first two parts))``, keyed with the UTF-8 bytes of the
 platform secret: what PyJWT's ``jwt.encode(..., algorithm="HS256")``, Node's
-``jsonwebtoken`` and the README's
+``jsonwebtoken`` and the documentation's
 plain-``crypto`` snippet all make.
 
 :func:`verify_token` answers ``None`` for a valid token, else the reason:
@@ -31,6 +31,8 @@ plain-``crypto`` snippet all make.
    (``token_too_long_lived``), ``exp`` after ``now - leeway`` and ``iat``/``nbf``
    not after ``now + leeway`` (``token_expired``: outside its validity window,
    which is also what a signing server's clock off by more than the leeway gives).
+   The header's members, the claims and these checks are ``jwtparts``', shared with
+   the public-key form (``keytokens``), so the two forms can't drift apart.
 
 This hand check is the verifier: it is stricter than PyJWT's ``jwt.decode`` (canonical
 base64url only, no ``crit``/``jku``/``jwk``/``x5u``/``x5c``/``b64`` header, no
@@ -54,40 +56,56 @@ from __future__ import annotations
 
 import binascii
 import hmac
-import json
 import logging
-import math
 import re
 from collections.abc import Sequence
-from typing import Any
 
 import jwt
 from jwt.algorithms import HMACAlgorithm
 
+from .jwtparts import (
+    NO_MATCH,
+    REASONS,
+    TOKEN_EXPIRED,
+    TOKEN_MALFORMED,
+    TOKEN_SUBJECT_MISMATCH,
+    TOKEN_TOO_LONG_LIVED,
+    URL_TO_STANDARD,
+    Claims,
+    check_claims,
+    parse_claims,
+    read_header,
+)
 from .signing import HmacKey
 
 logger = logging.getLogger("trusted_identity")
 
 ALGORITHM = "HS256"
-#: The longest token accepted unless the caller says otherwise (see the README).
+#: The longest token accepted unless the caller says otherwise (docs/signing.md).
 DEFAULT_MAX_LENGTH = 4096
 
-NO_MATCH = "no_match"
-TOKEN_MALFORMED = "token_malformed"
-TOKEN_SUBJECT_MISMATCH = "token_subject_mismatch"
-TOKEN_TOO_LONG_LIVED = "token_too_long_lived"
-TOKEN_EXPIRED = "token_expired"
-REASONS = (NO_MATCH, TOKEN_MALFORMED, TOKEN_SUBJECT_MISMATCH, TOKEN_TOO_LONG_LIVED, TOKEN_EXPIRED)
+#: The reasons, the header and the claims are those of ``jwtparts`` (shared with the
+#: public-key form, ``keytokens``); re-exported here for the HS256 form's callers.
+__all__ = [
+    "NO_MATCH",
+    "REASONS",
+    "TOKEN_EXPIRED",
+    "TOKEN_MALFORMED",
+    "TOKEN_SUBJECT_MISMATCH",
+    "TOKEN_TOO_LONG_LIVED",
+    "Claims",
+    "TokenMemo",
+    "looks_like_token",
+    "make_token",
+    "match_index",
+    "verify_token",
+    "verify_token_match",
+]
 
 _SHAPE = re.compile(r"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]{43})")
-_HEADER_MEMBERS = frozenset({"alg", "typ", "kid"})
 
 _HEADERS_MAX = 256
 
-
-#: What the checks need of a token's claims: ``(sub, iat, exp, nbf)``, ``nbf`` None when
-#: absent. A plain tuple: a NamedTuple costs a tenth of the first sight's budget to build.
-Claims = tuple[str, "int | float", "int | float", "int | float | None"]
 
 _VERIFIED_MAX = 4096
 _VERIFIED_MAX_LENGTH = 1024  # longer tokens are verified every time, never remembered
@@ -95,25 +113,38 @@ _VERIFIED_MAX_LENGTH = 1024  # longer tokens are verified every time, never reme
 
 class TokenMemo:
     """What verification remembers between tokens, bounded: checked header segments
-    (few distinct ones in practice), valid tokens with the key that matched and their
+    (few distinct ones in practice; ``key_headers`` those of the public-key form,
+    ``keytokens``), valid tokens of either form with the key that matched (an
+    ``HmacKey`` or a ``keytokens.VerifyingKey``, compared by identity) and their
     claims, and the keys PyJWT was asked about. The process's one is owned by
     ``trusted_identity.runtime`` and passed in; without one nothing is remembered."""
 
-    __slots__ = ("headers", "keys_checked", "verified")
+    __slots__ = ("headers", "key_headers", "keys_checked", "verified")
 
     def __init__(self) -> None:
         self.headers: dict[str, bool] = {}
-        self.verified: dict[str, tuple[HmacKey, Claims]] = {}
+        self.key_headers: dict[str, tuple[str, str | None] | None] = {}
+        self.verified: dict[str, tuple[object, Claims]] = {}
         self.keys_checked: dict[bytes, bool] = {}
+
+    def remember(self, token: str, key: object, claims: Claims) -> None:
+        """A valid token, with the key that verified it (not one too long to be worth it)."""
+        if len(token) <= _VERIFIED_MAX_LENGTH:
+            if len(self.verified) >= _VERIFIED_MAX:
+                self.verified.clear()
+            self.verified[token] = (key, claims)
 
     def clear(self) -> None:
         """Forget it all (keys changed, tests)."""
         self.headers.clear()
+        self.key_headers.clear()
         self.verified.clear()
         self.keys_checked.clear()
 
     def __len__(self) -> int:
-        return len(self.headers) + len(self.verified) + len(self.keys_checked)
+        return (
+            len(self.headers) + len(self.key_headers) + len(self.verified) + len(self.keys_checked)
+        )
 
 
 def looks_like_token(signed: str) -> bool:
@@ -171,7 +202,7 @@ def verify_token_match(
     try:  # one function, no inner call: the hot path of session start with a token
         known = verified.get(token)
         if known is not None and known[0] in keys:  # HmacKey has no __eq__: identity
-            return _check_claims(known[1], user_id, now, leeway, max_age), known[0]
+            return check_claims(known[1], user_id, now, leeway, max_age), known[0]
         shape = _SHAPE.fullmatch(token) if len(token) <= max_length else None
         if shape is None:
             return _MALFORMED
@@ -189,7 +220,7 @@ def verify_token_match(
             return _MALFORMED
         ascii_token = token.encode("ascii")  # the shape allows nothing else
         message = ascii_token[:-44]  # the signature segment is 43 characters after a dot
-        signature = binascii.a2b_base64(ascii_token[-43:].translate(_URL_TO_STANDARD) + b"=")
+        signature = binascii.a2b_base64(ascii_token[-43:].translate(URL_TO_STANDARD) + b"=")
         matched = None
         for key in keys:  # every key, whatever the earlier ones gave
             if hmac.compare_digest(key.digest(message), signature) and matched is None:
@@ -199,10 +230,10 @@ def verify_token_match(
         checked = memo.keys_checked
         if not checked.get(matched.secret_bytes) and not _hmac_key_acceptable(matched, checked):
             return TOKEN_MALFORMED, matched
-        claims = _parse_claims(ascii_token[header_end + 1 : -44])
+        claims = parse_claims(ascii_token[header_end + 1 : -44])
         if claims is None:
             return TOKEN_MALFORMED, matched
-        sub, iat, exp, nbf = claims  # _check_claims, inline
+        sub, iat, exp, nbf = claims  # check_claims, inline: a first sight's hot path
         if sub != user_id:
             return TOKEN_SUBJECT_MISMATCH, matched
         if exp - iat > max_age:
@@ -233,7 +264,7 @@ def match_index(keys: Sequence[HmacKey], token: str, max_length: int = DEFAULT_M
             return -1
         ascii_token = token.encode("ascii")
         message = ascii_token[:-44]
-        signature = binascii.a2b_base64(ascii_token[-43:].translate(_URL_TO_STANDARD) + b"=")
+        signature = binascii.a2b_base64(ascii_token[-43:].translate(URL_TO_STANDARD) + b"=")
     except (ValueError, binascii.Error):
         return -1
     found = -1
@@ -264,139 +295,13 @@ def _hmac_key_acceptable(key: HmacKey, checked: dict[bytes, bool]) -> bool:
     return acceptable
 
 
-def _check_claims(
-    claims: Claims, user_id: str, now: float, leeway: float, max_age: float
-) -> str | None:
-    """The claims against the user id, the lifetime and the clock (a remembered token;
-    a first sight runs the same checks inline)."""
-    sub, iat, exp, nbf = claims
-    if sub != user_id:
-        return TOKEN_SUBJECT_MISMATCH
-    if exp - iat > max_age:
-        return TOKEN_TOO_LONG_LIVED
-    if exp <= now - leeway or iat > now + leeway or (nbf is not None and nbf > now + leeway):
-        return TOKEN_EXPIRED
-    return None
-
-
 #: The last of 43 base64url characters carries 2 unused bits, which must be zero.
 _CANONICAL_LAST = frozenset("AEIMQUYcgkosw048")
-_URL_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
-#: The last character of a segment whose length is 2 or 3 modulo 4 carries 4 or 2 unused
-#: bits; the canonical spelling has them zero (the length modulo 4 is never 1).
-_CANONICAL_LAST_OF = {2: frozenset(b"AQgw"), 3: frozenset(b"AEIMQUYcgkosw048"), 0: None}
-_PADDING = {0: b"", 2: b"==", 3: b"="}
-
-
-def _b64decode(segment: bytes) -> bytes | None:
-    """The bytes of an unpadded base64url segment (the shape was checked: only base64url
-    characters), or None unless it is the canonical encoding of those bytes."""
-    remainder = len(segment) % 4
-    if remainder == 1:
-        return None
-    canonical = _CANONICAL_LAST_OF[remainder]
-    if canonical is not None and segment[-1] not in canonical:
-        return None  # unused trailing bits set: another spelling of the same bytes
-    return binascii.a2b_base64(segment.translate(_URL_TO_STANDARD) + _PADDING[remainder])
-
-
-def _text(segment: bytes) -> str | None:
-    """The UTF-8 text of a base64url segment, or None (not canonical base64url, not UTF-8)."""
-    raw = _b64decode(segment)
-    if raw is None:
-        return None
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-
-
-def _json_object(text: str | None) -> dict[str, Any] | None:
-    """``text`` as ``json.loads`` reads it, without NaN or Infinity, if it is an object."""
-    if text is None:
-        return None
-    try:
-        try:  # the common case: no whitespace around the object
-            value, end = _JSON.raw_decode(text)
-        except ValueError:
-            value, end = None, -1
-        if end != len(text):
-            value = _JSON.decode(text)  # what json.loads accepts, and nothing else
-    except (ValueError, RecursionError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-#: ``json.loads`` without NaN and Infinity, made once (``json.loads`` with an argument
-#: builds a decoder per call).
-_JSON = json.JSONDecoder(parse_constant=_refuse_constant)
 
 
 def _header_is_acceptable(segment: str) -> bool:
-    header = _json_object(_text(segment.encode("ascii")))
-    if header is None or header.get("alg") != ALGORITHM or not header.keys() <= _HEADER_MEMBERS:
-        return False
-    typ = header.get("typ", "JWT")
-    if not isinstance(typ, str) or typ.upper() != "JWT":
-        return False
-    return isinstance(header.get("kid", ""), str)
-
-
-def _is_number(value: Any) -> bool:
-    kind = type(value)  # exactly int or float: not bool, not a subclass
-    return kind is int or (kind is float and math.isfinite(value))
-
-
-#: The claims exactly as PyJWT, ``jsonwebtoken`` and the README's snippets write them: a
-#: subject with no escape or control character (so the text between the quotes is the
-#: string), then ``iat`` and ``exp`` as plain integers. What ``json.loads`` gives for
-#: such a text is exactly its three groups, so it is read without the JSON decoder
-#: (a fifth of a first verification); any other text goes through the decoder.
-#: Matched on the decoded bytes: UTF-8 puts no byte below 0x80 inside a multi-byte
-#: character, so excluding ``"``, ``\`` and the control bytes excludes exactly those
-#: characters, and only the subject needs decoding.
-_PLAIN_CLAIMS = re.compile(
-    rb'\{"sub":"([^"\\\x00-\x1f]*)","iat":(0|[1-9][0-9]{0,15}),"exp":(0|[1-9][0-9]{0,15})\}'
-)
-
-
-def _parse_claims(segment: bytes) -> Claims | None:
-    remainder = len(segment) % 4  # _b64decode, inline: a first sight's largest step
-    if remainder == 1:
-        return None
-    canonical = _CANONICAL_LAST_OF[remainder]
-    if canonical is not None and segment[-1] not in canonical:
-        return None
-    raw = binascii.a2b_base64(segment.translate(_URL_TO_STANDARD) + _PADDING[remainder])
-    plain = _PLAIN_CLAIMS.fullmatch(raw)
-    if plain is not None:
-        sub, iat, exp = plain.groups()
-        try:
-            sub = sub.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-        iat, exp = int(iat), int(exp)
-        return (sub, iat, exp, None) if exp > iat else None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    claims = _json_object(text)
-    if claims is None or "aud" in claims:
-        return None
-    sub, iat, exp = claims.get("sub"), claims.get("iat"), claims.get("exp")
-    if type(sub) is not str or not _is_number(iat) or not _is_number(exp) or not exp > iat:
-        return None
-    nbf = claims.get("nbf")
-    if (nbf is not None or "nbf" in claims) and not _is_number(nbf):
-        return None
-    if "jti" in claims and type(claims["jti"]) is not str:
-        return None
-    return (sub, iat, exp, nbf)
+    header = read_header(segment)
+    return header is not None and header.get("alg") == ALGORITHM
 
 
 def make_token(key: HmacKey, user_id: str, issued_at: int, expires_at: int) -> str:

@@ -23,6 +23,7 @@ from trusted_identity.models import Platform, PolicyChange, Role
 from trusted_identity.services import (
     access,
     enforcement,
+    key_tables,
     lookup,
     platform_secrets,
     sessions,
@@ -436,7 +437,7 @@ def test_the_token_memo_forgets_keys_with_the_plaintext_cache(platform, cli_acto
     assert runtime.current().tokens.verified
     runtime.current().reset()
     assert runtime.current().tokens.verified == {}
-    assert isinstance(next(iter(lookup.keys_of(snapshot(platform))))[0], HmacKey)
+    assert isinstance(next(iter(key_tables.keys_of(snapshot(platform))))[0], HmacKey)
 
 
 def test_token_readiness_counts_the_forms_of_real_starts(platform, cli_actor, settings):

@@ -249,9 +249,9 @@ def test_a_valid_start_names_the_secret_that_verified_it(platform, cli_actor, co
     snap = snapshot(platform)
     for secret, secret_id in ((old, old_id), (new, new_id)):
         plain = verification.verify_signed(snap, USER_ID, sign(secret, USER_ID))
-        assert plain == (True, "plain", None, secret_id)
+        assert plain == (True, "plain", None, secret_id, None)
         token = verification.verify_signed(snap, USER_ID, token_for(secret))
-        assert token == (True, "token", None, secret_id)
+        assert token == (True, "token", None, secret_id, None)
 
 
 def test_a_valid_start_allocates_no_result(platform, cli_actor):

@@ -64,7 +64,16 @@ REASON_HELP = {
     "token_too_long_lived": _("A token whose lifetime (exp - iat) exceeds the maximum token age."),
     "form_not_allowed": _(
         "A signature form this platform does not accept (plain or token): see "
-        "'Signatures accepted'."
+        "'Signatures accepted'; or a public-key token on a platform that verifies its "
+        "secret only: see its key source."
+    ),
+    "unknown_key": _(
+        "A public-key token whose kid names none of this platform's keys (or without a "
+        "kid, while the platform has more than one): a key not added yet, or removed."
+    ),
+    "key_expired": _(
+        "A public-key token signed with a key of this platform past its expiry: the "
+        "client's signer still uses the old key."
     ),
 }
 

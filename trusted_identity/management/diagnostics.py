@@ -17,7 +17,7 @@ from ..services import access, diagnostics, signature_tester, spaces
 MAX_LIMIT = 1000
 
 #: ``test-signature``'s exit status per verdict: 0 only for a signature that verifies
-#: (README, "Command line"); 1 is any error, 2 a usage error (argparse).
+#: (docs/cli.md); 1 is any error, 2 a usage error (argparse).
 TESTER_EXIT_CODES = {
     signature_tester.VALID_CURRENT: 0,
     signature_tester.VALID_PREVIOUS: 0,

@@ -1,9 +1,10 @@
 """The app's models, by what they hold: ``core`` (spaces, platforms, secrets, memberships)
-``counts`` (what session starts leave behind) and ``records`` (audit events and policy
-changes). Import them from here."""
+``keys`` (public keys), ``counts`` (what session starts leave behind) and ``records``
+(audit events and policy changes). Import them from here."""
 
 from .core import (
     AllowedOrigin,
+    KeySource,
     Outcome,
     Platform,
     PlatformKind,
@@ -31,6 +32,7 @@ from .counts import (
     PruneRun,
     SketchKey,
 )
+from .keys import KeyAlgorithm, PublicKey, PublicKeyQuerySet
 from .records import ActorFields, AuditEvent, Door, PolicyChange, PolicySetting
 
 __all__ = [
@@ -47,6 +49,8 @@ __all__ = [
     "DistinctUsers",
     "Door",
     "FailureRecord",
+    "KeyAlgorithm",
+    "KeySource",
     "Outcome",
     "OutcomeCount",
     "Platform",
@@ -56,6 +60,8 @@ __all__ = [
     "PolicyChange",
     "PolicySetting",
     "PruneRun",
+    "PublicKey",
+    "PublicKeyQuerySet",
     "Role",
     "SecretState",
     "SignatureForm",

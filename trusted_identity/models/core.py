@@ -43,6 +43,15 @@ class SignatureForm(models.TextChoices):
     TOKEN = "token", _("Tokens only")
 
 
+class KeySource(models.TextChoices):
+    """What a platform verifies tokens with (CONTRACT section 10): its secret (the forms of
+    sections 1 and 9), its public keys (public-key tokens), or both while clients move."""
+
+    SECRET = "secret", _("The secret")
+    BOTH = "both", _("The secret or public keys")
+    PUBLIC_KEY = "public-key", _("Public keys only")
+
+
 class Outcome(models.TextChoices):
     VALID = "valid", _("Valid signature")
     INVALID = "invalid", _("Invalid signature")
@@ -134,6 +143,14 @@ class Platform(models.Model):
         editable=False,
         help_text=_("The longest lifetime (exp - iat) a token may have."),
     )
+    key_source = models.CharField(
+        _("key source"),
+        max_length=16,
+        choices=KeySource.choices,
+        default=KeySource.SECRET,
+        editable=False,
+        help_text=_("What verifies signatures: the secret, public keys, or both."),
+    )
     created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
 
     class Meta:
@@ -152,6 +169,9 @@ class Platform(models.Model):
             models.CheckConstraint(
                 condition=Q(token_max_age__gte=60, token_max_age__lte=7 * 86400),
                 name="ti_platform_token_max_age_bounded",
+            ),
+            models.CheckConstraint(
+                condition=Q(key_source__in=KeySource.values), name="ti_platform_key_source_known"
             ),
         ]
 

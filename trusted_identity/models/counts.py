@@ -96,8 +96,9 @@ class Dimension(models.TextChoices):
     """What a detail count counts starts by, beside their outcome (CONTRACT section 8)."""
 
     REASON = "reason", _("Reason")  # why a start was invalid (or rejected as invalid)
-    FORM = "form", _("Signature form")  # plain | token, of starts that sent one
+    FORM = "form", _("Signature form")  # plain | token | public-key, of starts that sent one
     SECRET = "secret", _("Secret")  # the id of the secret that verified a valid start
+    KEY = "key", _("Public key")  # the id of the public key that verified a valid start
     APP_VERSION = "app_version", _("App version")  # X-App-Version
     SDK_VERSION = "sdk_version", _("SDK version")  # X-Sdk-Version
 
@@ -165,11 +166,11 @@ class DistinctUsers(models.Model):
     (``trusted_identity.sketch``: exact up to 2,048 users, then a HyperLogLog of 16 KiB,
     a few KiB compressed): ``identified`` for every start naming a user, ``valid`` for
     those with a valid signature, ``failing`` for those with a start that was not valid,
-    ``form:<form>`` (:meth:`form_kind`) for those
-    whose valid signature had a form other than plain (``form:token``: the readiness of
-    token-only), and ``rejected:HH`` for the users enforcement rejected in hour HH (UTC)
-    of that day (``counting.rejected_kind``; kept two days, for the "now" of an enforced
-    platform). Readiness merges the days of its window.
+    ``form:<form>`` (:meth:`form_kind`) for those whose valid signature had a form other
+    than plain (``form:token``: the readiness of token-only; ``form:public-key``: the
+    readiness of public-key-only), and ``rejected:HH`` for the users enforcement
+    rejected in hour HH (UTC) of that day (``counting.rejected_kind``; kept two days, for
+    the "now" of an enforced platform). Readiness merges the days of its window.
 
     Many processes merge into one row: ``revision`` makes each write a compare-and-set,
     so none overwrites another's users. ``prune`` deletes rows past ``DAILY_RETENTION``.

@@ -42,6 +42,7 @@ class PolicySetting(models.TextChoices):
     ENFORCEMENT = "enforcement", _("Enforcement")
     SIGNATURE_FORM = "signature_form", _("Signatures accepted")
     TOKEN_MAX_AGE = "token_max_age", _("Maximum token age")
+    KEY_SOURCE = "key_source", _("Key source")
 
 
 class ActorFields(models.Model):

@@ -68,6 +68,7 @@ NO_CLIENT = ClientVersions()
 
 # Plain strings for the hot path (an enum member's ``.value`` is a descriptor call).
 _FORM, _REASON, _SECRET = Dimension.FORM.value, Dimension.REASON.value, Dimension.SECRET.value
+_KEY = Dimension.KEY.value
 _APP, _SDK = Dimension.APP_VERSION.value, Dimension.SDK_VERSION.value
 _VALID, _VISITOR = Outcome.VALID.value, Outcome.VISITOR.value
 _IDENTIFIED, _VALID_USERS = DistinctUsers.IDENTIFIED, DistinctUsers.VALID
@@ -152,6 +153,7 @@ def record_start(
     reason: str | None = None,
     secret_id: int | None = None,
     grace_end: float | None = None,
+    key_id: int | None = None,
     client: ClientVersions = NO_CLIENT,
     at: datetime | None = None,
 ) -> None:
@@ -161,7 +163,8 @@ def record_start(
     ``form`` and ``reason`` come from verification when ``signed`` was sent (``reason``
     ``missing`` for an identified start without one, counted and logged like any other
     reason, enforcement on or off); ``secret_id`` and ``grace_end`` name
-    the secret that verified a valid start and, for a previous one, when its grace ends.
+    the secret that verified a valid start and, for a previous one, when its grace ends;
+    ``key_id`` the public key that verified it (its last use and 24-hour count).
     """
     now = at or timezone.now()
     hour = hour_start(now)
@@ -192,6 +195,10 @@ def record_start(
         )
         if ending_soon:
             grace_warning = (platform_id, secret_id, grace_end)
+    key_used = None
+    if key_id is not None:
+        details.append((platform_id, hour, _KEY, str(key_id), outcome))
+        key_used = (key_id, platform_id, now)
     failure = None
     if user_id is not None and outcome not in (_VALID, _VISITOR):
         sampler = runtime.current().failure_sampler  # per reason: FAILURE_LOG_PER_SECOND
@@ -218,6 +225,7 @@ def record_start(
             versions=versions,
             distinct=distinct,
             secret_used=secret_used,
+            key_used=key_used,
             failure=failure,
             grace_warning=grace_warning,
         ),

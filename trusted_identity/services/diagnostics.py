@@ -53,6 +53,8 @@ REASONS = (
     "token_subject_mismatch",
     "token_too_long_lived",
     "form_not_allowed",
+    "unknown_key",
+    "key_expired",
 )
 #: Versions listed per platform; the rest are folded into "other".
 VERSIONS_SHOWN = 10
@@ -100,13 +102,16 @@ def reasons_for(
 def forms_for(
     platform_ids: Sequence[int], since: datetime | None = None
 ) -> dict[int, dict[str, dict[str, int]]]:
-    """Per platform, starts that sent ``signed`` by form (plain, token) and outcome."""
+    """Per platform, starts that sent ``signed`` by form (plain, token, and public-key
+    once counted) and outcome."""
     result: dict[int, dict[str, dict[str, int]]] = {
         pk: {form: {"valid": 0, "invalid": 0, "rejected": 0} for form in ("plain", "token")}
         for pk in platform_ids
     }
     for row in _detail_rows(platform_ids, Dimension.FORM, since or readiness_since()):
-        by_outcome = result[row["platform_id"]].setdefault(row["value"], {})
+        by_outcome = result[row["platform_id"]].setdefault(
+            row["value"], {"valid": 0, "invalid": 0, "rejected": 0}
+        )
         by_outcome[row["outcome"]] = by_outcome.get(row["outcome"], 0) + row["n"]
     return result
 
@@ -295,6 +300,7 @@ def status(space_slug: str | None = None, since: datetime | None = None) -> list
                     "enforced": platform.enforced,
                     "signature_form": platform.signature_form,
                     "token_max_age": platform.token_max_age,
+                    "key_source": platform.key_source,
                     **figures.get(platform.pk, Figures()).as_dict(),
                     **details[platform.pk],
                 }

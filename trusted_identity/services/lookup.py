@@ -1,26 +1,25 @@
 """The hot path's platform lookup, its caches and their invalidation.
 
-Owns the :class:`PlatformSnapshot` session start works from (ciphertexts only),
-the shared cache (Django's, ``CACHE_ALIAS``) and the per-process near cache in
-front of it, the per-process memo of decrypted keys, and the verification
-generation: :func:`verification_changed` is called inside the transaction of
-every change that alters verification, and every process reads the generation
-at most every ``LOOKUP_CHECK_INTERVAL`` seconds and serves only what it looked
-up at the current one. What a process remembers is held by its runtime
-(``trusted_identity.runtime``); a snapshot holds its own decrypted keys once
-prepared (never pickled: the shared cache holds ciphertexts only).
+Owns the :class:`PlatformSnapshot` session start works from (ciphertexts and public
+keys only), the shared cache (Django's, ``CACHE_ALIAS``) and the per-process near
+cache in front of it, and the verification generation: :func:`verification_changed`
+is called inside the transaction of every change that alters verification, and
+every process reads the generation at most every ``LOOKUP_CHECK_INTERVAL`` seconds
+and serves only what it looked up at the current one. What a process remembers is
+held by its runtime (``trusted_identity.runtime``); a snapshot holds its own
+decrypted keys once prepared (``key_tables``; never pickled: the shared cache holds
+ciphertexts only).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from datetime import timezone as dt_timezone
-from typing import Any, NamedTuple, NoReturn
+from typing import Any, NoReturn
 
 from django.core.cache import caches
 from django.db import IntegrityError, transaction
@@ -28,19 +27,19 @@ from django.db.models import F
 
 from .. import runtime
 from ..conf import app_settings
-from ..crypto import DecryptionError, KeyRing
+from ..crypto import KeyRing
 from ..dbclock import database_time, read_generation_and_clock
-from ..exceptions import InvalidApiKey, ServiceUnavailable
-from ..keyring import get_key_ring
+from ..exceptions import InvalidApiKey
 from ..models import (
     AllowedOrigin,
+    KeySource,
     Platform,
     PlatformKind,
     PlatformSecret,
+    PublicKey,
     SecretState,
     VerificationGeneration,
 )
-from ..signing import HmacKey
 from ..state import Generation
 
 logger = logging.getLogger("trusted_identity")
@@ -63,21 +62,34 @@ class OtherSecret:
     kind: str
 
 
-class PreparedKeys:
-    """A snapshot's secrets as this process decrypted them, under the key ring ``ring``:
-    a warm snapshot (one object in the near cache) reaches its keys without a lookup."""
+@dataclass(frozen=True)
+class PublicKeySnapshot:
+    """One of the platform's public keys (``models.PublicKey``): public, so the shared
+    cache may hold it as it is."""
 
-    __slots__ = ("diagnostic", "keys", "ring")
+    key_id: int  # the row
+    kid: str
+    spki: bytes  # DER SubjectPublicKeyInfo
+    expires_at: float | None  # Unix time; None: no expiry
+
+
+class PreparedKeys:
+    """A snapshot's keys as this process prepared them (``key_tables``: the secrets
+    decrypted under the key ring ``ring``, the public keys parsed): a warm snapshot (one
+    object in the near cache) reaches its keys without a lookup."""
+
+    __slots__ = ("diagnostic", "keys", "public", "ring")
 
     def __init__(self) -> None:
         self.ring: KeyRing | None = None
-        self.keys: KeyTable | None = None
-        self.diagnostic: DiagnosticTable | None = None
+        self.keys: Any = None  # key_tables.KeyTable
+        self.diagnostic: Any = None  # key_tables.DiagnosticTable
+        self.public: Any = None  # keytokens.KeySet
 
     def under(self, ring: KeyRing) -> PreparedKeys:
         """Itself, emptied first if its keys were decrypted under another ring."""
         if self.ring is not ring:
-            self.ring, self.keys, self.diagnostic = ring, None, None
+            self.ring, self.keys, self.diagnostic, self.public = ring, None, None, None
         return self
 
 
@@ -99,13 +111,17 @@ class PlatformSnapshot:
     origins: frozenset[str] = field(default=frozenset())
     signature_form: str = "plain"  # plain | either | token (services.signature_forms)
     token_max_age: int = Platform.DEFAULT_TOKEN_MAX_AGE  # seconds
+    # What verifies (models.KeySource): the secrets above, the public keys, or both.
+    key_source: str = KeySource.SECRET.value
+    # Every stored public key, expired ones too (a token naming one is key_expired).
+    public_keys: tuple[PublicKeySnapshot, ...] = field(default=())
     # Never accepted, only to say why a signature did not verify (CONTRACT section 8):
     # this platform's secrets whose grace ended within EXPIRED_SECRET_RETENTION (the
     # latest DIAGNOSTIC_EXPIRED_MAX), and the current secrets of the space's other
     # platforms. Every change to either bumps the verification generation.
     expired: tuple[SecretSnapshot, ...] = field(default=())
     others: tuple[OtherSecret, ...] = field(default=())
-    # This process's decryption of the secrets above, filled on first use: neither
+    # This process's preparation of the keys above, filled on first use: neither
     # compared, nor copied by ``replace()``, nor pickled into the shared cache.
     prepared: PreparedKeys = field(
         default_factory=PreparedKeys, init=False, compare=False, repr=False
@@ -164,7 +180,7 @@ def cache_key(api_key: str, generation: Generation) -> str:
     keys. Entries of older generations are never read again and expire.
     """
     digest = hashlib.sha256(api_key.encode("utf-8", "replace")).hexdigest()
-    return f"trusted_identity:platform:v6:{generation}:{digest}"
+    return f"trusted_identity:platform:v7:{generation}:{digest}"
 
 
 def _cache():
@@ -174,7 +190,15 @@ def _cache():
 def _load_snapshot(api_key: str) -> PlatformSnapshot | None:
     platform = (
         Platform.objects.select_related("space")
-        .only("id", "kind", "enforced", "signature_form", "token_max_age", "space__slug")
+        .only(
+            "id",
+            "kind",
+            "enforced",
+            "signature_form",
+            "token_max_age",
+            "key_source",
+            "space__slug",
+        )
         .filter(api_key=api_key)
         .first()
     )
@@ -202,6 +226,12 @@ def _load_snapshot(api_key: str) -> PlatformSnapshot | None:
         origins = frozenset(
             AllowedOrigin.objects.filter(platform_id=platform.pk).values_list("origin", flat=True)
         )
+    public_keys = tuple(
+        PublicKeySnapshot(pk, kid, bytes(spki), expires_at and expires_at.timestamp())
+        for pk, kid, spki, expires_at in PublicKey.objects.filter(platform_id=platform.pk)
+        .order_by("pk")
+        .values_list("pk", "kid", "spki", "expires_at")
+    )
     return PlatformSnapshot(
         platform_id=platform.pk,
         space_slug=platform.space.slug,
@@ -209,6 +239,8 @@ def _load_snapshot(api_key: str) -> PlatformSnapshot | None:
         enforced=platform.enforced,
         signature_form=platform.signature_form,
         token_max_age=platform.token_max_age,
+        key_source=platform.key_source,
+        public_keys=public_keys,
         secrets=tuple(secrets),
         origins=origins,
         expired=tuple(expired[:DIAGNOSTIC_EXPIRED_MAX]),
@@ -319,179 +351,3 @@ def every_allowed_origin() -> frozenset[str]:
 def any_platform_allows(origin: str) -> bool:
     """Whether ``origin`` is on the allow-list of at least one web platform."""
     return origin in every_allowed_origin()
-
-
-KeyEntry = tuple[HmacKey, float | None]  # (prepared HMAC key, grace end or None)
-
-
-class KeyTable:
-    """A platform's secrets that still verified when it was looked up, decrypted.
-
-    ``keys`` and ``ids`` (the rows) in the same order, prepared once so that a start
-    before ``first_expiry`` (the earliest grace end; infinity without a previous
-    secret) uses them as they are, allocating nothing.
-    """
-
-    __slots__ = ("entries", "first_expiry", "ids", "keys")
-
-    def __init__(self, entries: tuple[KeyEntry, ...], ids: tuple[int, ...]) -> None:
-        self.entries = entries
-        self.keys = tuple(key for key, _ in entries)
-        self.ids = ids
-        self.first_expiry = min(
-            (expires_at for _, expires_at in entries if expires_at is not None),
-            default=math.inf,
-        )
-
-    def live(self, now: float) -> tuple[tuple[HmacKey, ...], tuple[int, ...]]:
-        """The keys that verify at ``now``, and their rows."""
-        if now < self.first_expiry:
-            return self.keys, self.ids
-        pairs = [
-            (key, pk)
-            for (key, expires_at), pk in zip(self.entries, self.ids, strict=True)
-            if expires_at is None or expires_at > now
-        ]
-        return tuple(key for key, _ in pairs), tuple(pk for _, pk in pairs)
-
-
-def _decrypt(ring: KeyRing, platform_id: int, secret_id: int, ciphertext: str) -> HmacKey:
-    return HmacKey(ring.decrypt(ciphertext, PlatformSecret.associated_data(platform_id, secret_id)))
-
-
-def _key_entries(ring: KeyRing, platform_id: int, secrets: tuple[SecretSnapshot, ...]) -> KeyTable:
-    """Decrypt a platform's secrets: once per process and key ring (``key_table``).
-
-    Remembered by the ciphertexts themselves, so a rotation (new ciphertexts) is a new
-    entry. The plaintexts stay in this process's memory; the shared cache only
-    ever holds ciphertexts.
-    """
-    return KeyTable(
-        tuple(
-            (_decrypt(ring, platform_id, s.secret_id, s.ciphertext), s.expires_at) for s in secrets
-        ),
-        tuple(s.secret_id for s in secrets),
-    )
-
-
-def key_table(snapshot: PlatformSnapshot) -> KeyTable:
-    """The snapshot's secrets that verify, decrypted: held by the snapshot once prepared,
-    else by the runtime's memo (a snapshot read again from the shared cache)."""
-    ring = get_key_ring()
-    prepared = snapshot.prepared.under(ring)
-    table = prepared.keys
-    if table is not None:
-        return table
-    try:
-        table = runtime.current().key_tables.get(
-            (ring, snapshot.platform_id, snapshot.secrets),
-            _key_entries,
-            ring,
-            snapshot.platform_id,
-            snapshot.secrets,
-        )
-    except DecryptionError as exc:
-        logger.error("Cannot decrypt a secret of platform #%s: %s", snapshot.platform_id, exc)
-        raise ServiceUnavailable(
-            "this platform's secrets can't be read right now; the operator has been told"
-        ) from None
-    prepared.keys = table
-    return table
-
-
-def keys_of(snapshot: PlatformSnapshot) -> tuple[KeyEntry, ...]:
-    return key_table(snapshot).entries
-
-
-class DiagnosticKey(NamedTuple):
-    """A secret that never verifies, tried only to say why a signature did not."""
-
-    key: HmacKey
-    secret_id: int
-    kind: str | None  # the other platform's kind; None for an expired secret of this one
-    expires_at: float | None  # when an expired secret's grace ended
-
-
-class DiagnosticTable:
-    """The expired and other platforms' secrets of a snapshot, decrypted, in the order
-    they are tried: ``keys`` beside ``entries``, as they stand until ``steady_until``
-    (when the first expired one leaves ``EXPIRED_SECRET_RETENTION``)."""
-
-    __slots__ = ("entries", "keys", "steady_until")
-
-    def __init__(self, entries: tuple[DiagnosticKey, ...], retention: float) -> None:
-        self.entries = entries
-        self.keys = tuple(d.key for d in entries)
-        self.steady_until = min(
-            (d.expires_at + retention for d in entries if d.expires_at is not None),
-            default=math.inf,
-        )
-
-
-def _diagnostic_table(
-    ring: KeyRing,
-    platform_id: int,
-    expired: tuple[SecretSnapshot, ...],
-    others: tuple[OtherSecret, ...],
-) -> DiagnosticTable:
-    """Decrypted once per process, on the first start that needs them (a valid start
-    never does). One that can't be decrypted is left out, logged: a diagnosis never
-    makes a start fail."""
-    found = []
-    for pk, owner, ciphertext, kind, expires_at in [
-        *((s.secret_id, platform_id, s.ciphertext, None, s.expires_at) for s in expired),
-        *((s.secret_id, s.platform_id, s.ciphertext, s.kind, None) for s in others),
-    ]:
-        try:
-            found.append(DiagnosticKey(_decrypt(ring, owner, pk, ciphertext), pk, kind, expires_at))
-        except DecryptionError as exc:
-            logger.warning("Cannot decrypt secret row %s of platform #%s: %s", pk, owner, exc)
-    return DiagnosticTable(tuple(found), app_settings.EXPIRED_SECRET_RETENTION.total_seconds())
-
-
-#: The table of a snapshot with nothing to diagnose with (immutable).
-_NO_DIAGNOSTIC = DiagnosticTable((), 0.0)
-
-
-def _diagnostic_table_of(snapshot: PlatformSnapshot) -> DiagnosticTable:
-    if not snapshot.expired and not snapshot.others:
-        return _NO_DIAGNOSTIC
-    ring = get_key_ring()
-    prepared = snapshot.prepared.under(ring)
-    table = prepared.diagnostic
-    if table is None:
-        table = runtime.current().diagnostic_tables.get(
-            (ring, snapshot.platform_id, snapshot.expired, snapshot.others),
-            _diagnostic_table,
-            ring,
-            snapshot.platform_id,
-            snapshot.expired,
-            snapshot.others,
-        )
-        prepared.diagnostic = table
-    return table
-
-
-def diagnostic_keys(
-    snapshot: PlatformSnapshot, now: float
-) -> tuple[Sequence[HmacKey], Sequence[DiagnosticKey]]:
-    """The secrets that may say why a signature did not verify at ``now``, as keys and
-    their entries in the same order: this platform's secrets whose grace ended within
-    ``EXPIRED_SECRET_RETENTION`` (those that ended since the lookup included), latest
-    first, then the current secrets of the space's other platforms. Never ones that
-    verify. A warm snapshot with no grace ended since its lookup allocates nothing."""
-    table = key_table(snapshot)
-    diagnostic = _diagnostic_table_of(snapshot)
-    if now < table.first_expiry and now < diagnostic.steady_until:
-        return diagnostic.keys, diagnostic.entries
-    kept_since = now - app_settings.EXPIRED_SECRET_RETENTION.total_seconds()
-    ended = [
-        DiagnosticKey(key, pk, None, expires_at)
-        for (key, expires_at), pk in zip(table.entries, table.ids, strict=True)
-        if expires_at is not None and kept_since < expires_at <= now
-    ]
-    ended.sort(key=lambda d: -(d.expires_at or 0.0))
-    entries = ended + [
-        d for d in diagnostic.entries if d.expires_at is None or kept_since < d.expires_at <= now
-    ]
-    return [d.key for d in entries], entries

@@ -4,7 +4,9 @@ One current secret per platform; a rotation retires it with a grace period (the
 previous secret keeps verifying until then; grace 0 leaves only the new secret)
 and makes a new one, with the platform's row locked so concurrent rotations
 leave exactly one current secret. ``revoke_previous`` ends every grace at once.
-Reveals, rotations and revocations are permission-checked and audited here.
+Reveals, rotations and revocations are permission-checked and audited here. A
+platform that verifies public keys only holds no secret: all three are refused for
+it (:class:`~trusted_identity.exceptions.PublicKeysOnly`), saying why.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from .. import signals
 from ..conf import app_settings
 from ..crypto import DecryptionError
 from ..dbclock import database_now
-from ..exceptions import InvalidRequest, PermissionDenied, ServiceUnavailable
-from ..models import Platform, PlatformSecret, SecretState
+from ..exceptions import InvalidRequest, PermissionDenied, PublicKeysOnly, ServiceUnavailable
+from ..models import KeySource, Platform, PlatformSecret, SecretState
 from ..models.core import expired_kept_since as _expired_kept_since
 from ..signing import generate_secret
 from .access import Actor, authorize, permissions_for
@@ -63,9 +65,26 @@ def create_secrets(platforms: Sequence[Platform], now: datetime) -> list[str]:
     return plaintexts
 
 
+def refuse_if_public_keys_only(platform: Platform, action: str) -> None:
+    """:class:`PublicKeysOnly` for a platform that verifies public keys only: it has no
+    secret to ``action`` (reveal, rotate...), and says why."""
+    if platform.key_source == KeySource.PUBLIC_KEY:
+        raise PublicKeysOnly(
+            f"{platform} verifies public keys only: it holds no secret to {action} (its "
+            "secrets were deleted when it moved to public keys, so nothing stored here can "
+            "sign for it); manage its keys with add-public-key and remove-public-key"
+        )
+
+
 def current_secret_row(platform: Platform) -> PlatformSecret:
     row = platform.secrets.current().first()
     if row is None:
+        # As the database has it now, not as the caller's row was read.
+        platform.key_source = (
+            Platform.objects.filter(pk=platform.pk).values_list("key_source", flat=True).first()
+            or platform.key_source
+        )
+        refuse_if_public_keys_only(platform, "reveal")
         raise ServiceUnavailable(f"platform {platform} has no current secret")
     return row
 
@@ -171,6 +190,7 @@ def rotate_secret(platform: Platform, actor: Actor, grace: timedelta | None = No
             .select_for_update(of=("self",))
             .get(pk=platform.pk)
         )
+        refuse_if_public_keys_only(locked, "rotate")
         (plaintext,) = _rotate_locked([locked], actor, grace)
     signals.secret_rotated.send(sender=Platform, platform=locked, user=actor.user, grace=grace)
     return plaintext
@@ -207,6 +227,8 @@ def rotate_secrets(
                 .filter(pk__in=chunk)
                 .order_by("pk")
             )
+            for one in locked:  # all of them or none
+                refuse_if_public_keys_only(one, "rotate")
             _rotate_locked(locked, actor, grace)
             rotated.extend(locked)
     for platform in rotated:
@@ -229,6 +251,7 @@ def revoke_previous(platform: Platform, actor: Actor) -> int:
             .select_for_update(of=("self",))
             .get(pk=platform.pk)
         )
+        refuse_if_public_keys_only(locked, "end the grace of")
         ended = _end_graces([locked.pk], database_now())
         if ended:
             audit(

@@ -157,5 +157,6 @@ def _count(
         reason=verification.reason,
         secret_id=secret_id,
         grace_end=grace_end,
+        key_id=verification.key_id,
         client=client,
     )

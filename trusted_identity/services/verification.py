@@ -1,10 +1,13 @@
 """Signing a user id with a platform's current secret and verifying ``signed``.
 
-Two forms (CONTRACT sections 1 and 9): the plain HMAC of ``trusted_identity.signing``
-and the HS256 tokens of ``trusted_identity.tokens``, both keyed with the platform's
-secrets (current, and previous ones inside their grace). This module picks the keys,
-applies the platform's policy (``signature_forms``) and says precisely what it found
-(:class:`Verification`); the public answer stays ``valid`` or ``invalid``.
+Three forms (CONTRACT sections 1, 9 and 10): the plain HMAC of
+``trusted_identity.signing`` and the HS256 tokens of ``trusted_identity.tokens``, both
+keyed with the platform's secrets (current, and previous ones inside their grace),
+and the public-key tokens of ``trusted_identity.keytokens``, verified with its public
+keys. This module picks the keys, applies the platform's policy (``signature_forms``,
+its key source) and says precisely what it found (:class:`Verification`); the public
+answer stays ``valid`` or ``invalid``. :func:`verify_signed` is the one decision:
+session start on both paths and the tester call it.
 """
 
 from __future__ import annotations
@@ -17,22 +20,17 @@ from typing import NamedTuple
 from .. import runtime
 from ..conf import app_settings
 from ..dbclock import database_time
-from ..exceptions import InvalidRequest, ServiceUnavailable
-from ..models import SecretState
+from ..exceptions import InvalidRequest, PublicKeysOnly, ServiceUnavailable
+from ..keytokens import KEY_EXPIRED, UNKNOWN_KEY, verify_key_token
+from ..models import KeySource, SecretState
 from ..signing import HmacKey, decode_signature, match_index, sign
 from ..tokens import looks_like_token, make_token, verify_token_match
 from ..tokens import match_index as token_match_index
 from .access import Actor, authorize
 from .audit import audit
 from .durations import describe_duration
-from .lookup import (
-    DiagnosticKey,
-    PlatformSnapshot,
-    diagnostic_keys,
-    key_table,
-    keys_of,
-    lookup_platform,
-)
+from .key_tables import DiagnosticKey, diagnostic_keys, key_table, keys_of, public_key_set
+from .lookup import PlatformSnapshot, lookup_platform
 from .signature_forms import PLAIN, TOKEN, accepts
 from .spaces import get_platform
 
@@ -45,34 +43,43 @@ NO_MATCH = "no_match"
 OTHER_PLATFORM = "other_platform"  # the current secret of another platform of the space
 EXPIRED_SECRET = "expired_secret"  # a secret of this platform whose grace has ended
 FORM_NOT_ALLOWED = "form_not_allowed"  # would verify, but the platform refuses its form
+#: The form of a token signed with a public key (counted beside plain and token).
+PUBLIC_KEY = "public-key"
+_SECRET_ONLY = KeySource.SECRET.value
 
 
 class Verification(NamedTuple):
     """What verifying one ``signed`` found.
 
-    ``form`` is what ``signed`` was (``plain``, or ``token`` for three dot-separated
-    parts); ``reason`` is None when valid, else ``malformed``, ``no_match``,
+    ``form`` is what ``signed`` was (``plain``; ``token`` for three dot-separated
+    parts with an HMAC; ``public-key`` for a token with a longer signature, on a
+    platform that holds public keys or takes them); ``reason`` is None when valid,
+    else ``malformed``, ``no_match``,
     ``other_platform`` (it matches the current secret of another platform of the same
     space), ``expired_secret`` (it matches a secret of this platform whose grace ended
     within ``EXPIRED_SECRET_RETENTION``), ``form_not_allowed`` or a token reason of
     ``trusted_identity.tokens`` (``token_malformed``, ``token_expired``,
-    ``token_subject_mismatch``, ``token_too_long_lived``). ``secret_id`` is the
-    ``PlatformSecret`` row whose key verified a valid ``signed``, else None. For the
-    counts of forms, reasons and secrets; never in the public answer.
+    ``token_subject_mismatch``, ``token_too_long_lived``; for the public-key form
+    also ``unknown_key`` and ``key_expired``). ``secret_id`` is the ``PlatformSecret``
+    row whose key verified a valid ``signed``, ``key_id`` the ``PublicKey`` row, else
+    None. For the counts of forms, reasons, secrets and keys; never in the public answer.
     """
 
     valid: bool
     form: str
     reason: str | None = None
     secret_id: int | None = None
+    key_id: int | None = None
 
 
 _PLAIN_REFUSED = Verification(False, PLAIN, FORM_NOT_ALLOWED)
 _TOKEN_REFUSED = Verification(False, TOKEN, FORM_NOT_ALLOWED)
 _RESULTS = {
     (form, reason): Verification(False, form, reason)
-    for form in (PLAIN, TOKEN)
+    for form in (PLAIN, TOKEN, PUBLIC_KEY)
     for reason in (
+        UNKNOWN_KEY,
+        KEY_EXPIRED,
         MALFORMED,
         NO_MATCH,
         OTHER_PLATFORM,
@@ -85,17 +92,22 @@ _RESULTS = {
     )
 }
 #: The valid results, one per form and secret row, made once: a valid start allocates none.
-_VALID: dict[str, dict[int, Verification]] = {PLAIN: {}, TOKEN: {}}
+_VALID: dict[str, dict[int | None, Verification]] = {PLAIN: {}, TOKEN: {}, PUBLIC_KEY: {}}
 _VALID_MAX = 4096
 
 
-def _valid(form: str, secret_id: int) -> Verification:
+def _valid(form: str, row: int | None) -> Verification:
+    """Valid in ``form``, verified by the secret row (or, for ``public-key``, key row)."""
     made = _VALID[form]
-    result = made.get(secret_id)
+    result = made.get(row)
     if result is None:
         if len(made) >= _VALID_MAX:
             made.clear()
-        result = made[secret_id] = Verification(True, form, None, secret_id)
+        if form == PUBLIC_KEY:
+            result = Verification(True, form, None, None, row)
+        else:
+            result = Verification(True, form, None, row)
+        made[row] = result
     return result
 
 
@@ -113,7 +125,7 @@ def diagnostic_match(
 ) -> DiagnosticKey | None:
     """The secret that never verifies whose key ``signed`` was made with: an expired secret
     of this platform or the current one of another platform of its space
-    (``lookup.diagnostic_keys``), or None. One HMAC per diagnostic secret, each compared
+    (``key_tables.diagnostic_keys``), or None. One HMAC per diagnostic secret, each compared
     in constant time, whatever the text.
 
     The one refinement of a signature that matched no secret still verifying: session
@@ -138,7 +150,9 @@ def diagnose(snapshot: PlatformSnapshot, user_id: str, signed: str, now: float) 
 def verify_signed(
     snapshot: PlatformSnapshot, user_id: str, signed: str, now: float | None = None
 ) -> Verification:
-    """Verify ``signed`` (either form) for ``user_id`` under every still-valid secret.
+    """Verify ``signed`` (any form) for ``user_id``: the plain form and HS256 tokens under
+    every still-valid secret, a public-key token (a longer signature, on a platform that
+    holds public keys or takes them) under the public key its ``kid`` names.
 
     The hot path of session start: grace ends are compared as Unix times and keys
     come from the per-process decryption memo, so a warm plain check costs about
@@ -165,6 +179,8 @@ def verify_signed(
         # bytes, as above): its cost depends on nothing but the platform's secrets.
         reason = diagnose(snapshot, user_id, signed, now)
         return _RESULTS[PLAIN, MALFORMED if decode_signature(signed) is None else reason]
+    if (snapshot.public_keys or snapshot.key_source != _SECRET_ONLY) and not _hmac_shaped(signed):
+        return _verify_public_key_token(snapshot, user_id, signed, now)
     settings = app_settings
     reason, key = verify_token_match(  # positional: the hot path of a start with a token
         keys,
@@ -184,6 +200,39 @@ def verify_signed(
     if reason == NO_MATCH:
         reason = diagnose(snapshot, user_id, signed, now)
     return _RESULTS.get((TOKEN, reason)) or Verification(False, TOKEN, reason)
+
+
+def _hmac_shaped(token: str) -> bool:
+    """Whether a token's signature segment is an HMAC's (43 characters): the secret's
+    form; a longer one is a public key's (``keytokens``: 86 or more)."""
+    return len(token) - token.rindex(".") == 44
+
+
+def _verify_public_key_token(
+    snapshot: PlatformSnapshot, user_id: str, signed: str, now: float
+) -> Verification:
+    """A public-key token under the platform's public keys (``key_tables.public_key_set``).
+
+    Valid only where the key source takes public keys (``both``, ``public-key``); on a
+    ``secret`` platform a token its keys verify is ``form_not_allowed``, as a form the
+    policy refuses is. Nothing is tried under the secrets or the diagnostic ones: an
+    HMAC can't make a public key's signature.
+    """
+    reason, key = verify_key_token(
+        public_key_set(snapshot),
+        user_id,
+        signed,
+        now=now,
+        leeway=app_settings.TOKEN_LEEWAY.total_seconds(),
+        max_age=snapshot.token_max_age,
+        max_length=app_settings.MAX_TOKEN_LENGTH,
+        memo=runtime.current().tokens,
+    )
+    if reason is None and key is not None:
+        if snapshot.key_source == _SECRET_ONLY:
+            return _RESULTS[PUBLIC_KEY, FORM_NOT_ALLOWED]
+        return _valid(PUBLIC_KEY, key.key_id)
+    return _RESULTS.get((PUBLIC_KEY, reason or NO_MATCH)) or Verification(False, PUBLIC_KEY, reason)
 
 
 class MatchedSecret(NamedTuple):
@@ -263,6 +312,11 @@ def _current_key(snapshot: PlatformSnapshot) -> HmacKey:
     for key, expires_at in keys_of(snapshot):
         if expires_at is None:
             return key
+    if snapshot.key_source == KeySource.PUBLIC_KEY:
+        raise PublicKeysOnly(
+            f"{snapshot.space_slug}/{snapshot.kind} verifies public keys only: nothing "
+            "stored here can sign for it; sign with your private key (ES256, EdDSA or RS256)"
+        )
     raise ServiceUnavailable(f"platform #{snapshot.platform_id} has no current secret")
 
 

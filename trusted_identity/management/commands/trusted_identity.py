@@ -24,6 +24,7 @@ from trusted_identity.exceptions import TrustedIdentityError
 from trusted_identity.formatting import moment, percent
 from trusted_identity.management.diagnostics import DiagnosticsCommands
 from trusted_identity.management.grammar import add_subcommands, one_line, one_line_error
+from trusted_identity.management.public_keys import PublicKeyCommands
 
 from ...services import (
     access,
@@ -39,6 +40,7 @@ from ...services import (
     verification,
 )
 from ...services.enforcement import NotReady
+from ...services.key_sources import KeysNotReady
 from ...services.rekey import rekey
 from ...services.signature_forms import TokenNotReady
 from ...services.spaces import add_platform, create_space, get_platform, get_space, validate_kind
@@ -54,10 +56,10 @@ READINESS_WORDS = {
 #: Sub-commands that need no configured site: they run before any key is set, and with
 #: a broken setting, so Django's system checks are skipped for them. Every other one
 #: runs the checks first, as Django's own commands do (``--skip-checks`` skips them).
-NEEDS_NO_SITE = frozenset({"generate-key"})
+NEEDS_NO_SITE = frozenset({"generate-key", "generate-key-pair"})
 
 
-class Command(DiagnosticsCommands, BaseCommand):
+class Command(DiagnosticsCommands, PublicKeyCommands, BaseCommand):
     help = "Manage Trusted Identity spaces, platforms, secrets and enforcement."
 
     def execute(self, *args: Any, **options: Any) -> Any:
@@ -87,7 +89,7 @@ class Command(DiagnosticsCommands, BaseCommand):
             handler(options)
         except CommandError as exc:
             raise CommandError(one_line(str(exc)), returncode=exc.returncode) from None
-        except (NotReady, TokenNotReady) as exc:
+        except (NotReady, TokenNotReady, KeysNotReady) as exc:
             raise CommandError(one_line(f"{exc.message} (use --force with --reason)")) from None
         except TrustedIdentityError as exc:
             raise CommandError(one_line(exc.message)) from None
