@@ -23,6 +23,9 @@ Prints a table and writes ``bench/results.json``. Sections:
 - ``hold``: ``make serve``'s steadiness: 10 consecutive 5 s rounds with keep-alive
   connections, 5 with connections that reconnect every 100 requests.
 
+``serving`` takes about 10 minutes (21 targets, 5 rounds of 5 s, retries), ``hold``
+about 1.5: run ``make bench`` on a quiet machine; ``--only`` picks sections.
+
 Uses PostgreSQL and Redis when they answer on loopback (as on this project's
 machines), else SQLite and local memory; the table says which.
 """
