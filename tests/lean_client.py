@@ -15,6 +15,7 @@ import asyncio
 
 from django.core import signals
 from django.core.handlers.wsgi import WSGIHandler
+from django.core.signals import setting_changed
 from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse
 from django.test import Client
@@ -55,12 +56,36 @@ def call_wsgi(make_app, environ) -> tuple[str, list[tuple[str, str]], bytes]:
     return started["status"], started["headers"], body
 
 
+class _Built:
+    """An application built as a server process builds it at start, built again after
+    any setting changes (tests change settings between requests)."""
+
+    changes = 0  # setting_changed signals seen, by every client
+
+    def __init__(self, make):
+        self.make, self.app, self.seen = make, None, -1
+
+    def __call__(self):
+        if self.app is None or self.seen != _Built.changes:
+            self.app, self.seen = self.make(), _Built.changes
+        return self.app
+
+
+def _setting_changed(**kwargs) -> None:
+    _Built.changes += 1
+
+
+setting_changed.connect(_setting_changed, weak=False, dispatch_uid="tests.lean_client")
+
+
 class LeanHandler:
     """What ``Client.request`` calls: the environ in, an HttpResponse out."""
 
+    def __init__(self):
+        self.app = _Built(lambda: LeanSessions(WSGIHandler()))
+
     def __call__(self, environ):
-        # Built per request, as a server process would at start: tests change settings.
-        status, headers, body = call_wsgi(lambda: LeanSessions(WSGIHandler()), environ)
+        status, headers, body = call_wsgi(self.app, environ)
         response = HttpResponse(body, status=int(status.split(" ", 1)[0]))
         del response["Content-Type"]
         for name, value in headers:
@@ -175,9 +200,12 @@ def lean_asgi(application=None):
 class LeanASGIHandler:
     """What ``Client.request`` calls: the environ in (as an ASGI scope), an HttpResponse out."""
 
+    def __init__(self):
+        self.app = _Built(lean_asgi)
+
     def __call__(self, environ):
         scope, body = scope_of(environ)
-        status, headers, content = call_asgi(lean_asgi, scope, body)
+        status, headers, content = call_asgi(self.app, scope, body)
         response = HttpResponse(content, status=int(status.split(" ", 1)[0]))
         del response["Content-Type"]
         for name, value in headers:
