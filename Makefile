@@ -7,12 +7,13 @@ HOST ?= 127.0.0.1
 STAMP := $(VENV)/.installed
 
 
-.PHONY: help install run serve bench bench-pipeline bench-scale test test-postgres test-matrix node-deps dist check-dist docs lint migrate demo screenshots clean
+.PHONY: help install run serve serve-checks serve-asgi bench bench-pipeline bench-scale test test-postgres test-matrix node-deps dist check-dist docs lint migrate demo screenshots clean
 
 help:
 	@echo "make run    - install, migrate, create the demo space and admin login, serve on $(HOST):$(PORT)"
 	@echo "make test   - install and run the whole test suite"
-	@echo "make serve  - gunicorn, DEBUG off, settings from the environment"
+	@echo "make serve  - WSGI: gunicorn (SERVER=uwsgi or granian), DEBUG off, settings from the environment"
+	@echo "make serve-asgi - ASGI: uvicorn (uvloop, httptools) with the lean ASGI door"
 	@echo "make bench  - benchmarks: a table, and bench/results.json"
 	@echo "make bench-pipeline - counts under a flood of distinct versions: bench/pipeline-results.json"
 	@echo "make bench-scale - cost as the data grows (PostgreSQL): bench/scale-results.json"
@@ -47,14 +48,38 @@ demo: migrate
 run: demo
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
-# Production-style serving: gunicorn with settings from the environment
-# (DATABASE_URL, CACHE_URL, SECRET_KEY, TRUSTED_IDENTITY_ENCRYPTION_KEYS, ALLOWED_HOSTS).
-serve: export CACHE_URL ?= redis://127.0.0.1:6379/0
-serve: install
+# Production-style serving with settings from the environment (DATABASE_URL, CACHE_URL,
+# SECRET_KEY, TRUSTED_IDENTITY_ENCRYPTION_KEYS, ALLOWED_HOSTS). WSGI by default with
+# gunicorn (project/gunicorn.conf.py); SERVER=uwsgi or SERVER=granian for the other
+# candidates bench/serving.py measures (docs/deploying.md: what each costs and keeps).
+SERVER ?= gunicorn
+WEB_CONCURRENCY ?= 2
+SERVE_gunicorn = $(BIN)/gunicorn -c project/gunicorn.conf.py project.wsgi
+SERVE_uwsgi = $(BIN)/uwsgi --http11-socket $(HOST):$(PORT) --module project.wsgi:application \
+	--master --processes $(WEB_CONCURRENCY) --threads 4 --enable-threads --die-on-term --need-app
+SERVE_granian = $(BIN)/granian --interface wsgi --host $(HOST) --port $(PORT) \
+	--workers $(WEB_CONCURRENCY) --blocking-threads 4 --no-ws project.wsgi:application
+
+serve-checks: export CACHE_URL ?= redis://127.0.0.1:6379/0
+serve-checks: install
 	DEBUG=0 $(BIN)/python manage.py check --deploy --fail-level ERROR
 	DEBUG=0 $(BIN)/python manage.py migrate --noinput
 	DEBUG=0 $(BIN)/python manage.py collectstatic --noinput -v0
-	DEBUG=0 HOST=$(HOST) PORT=$(PORT) $(BIN)/gunicorn -c project/gunicorn.conf.py project.wsgi
+
+serve: export CACHE_URL ?= redis://127.0.0.1:6379/0
+serve: serve-checks
+	@test -n "$(SERVE_$(SERVER))" || { echo "SERVER must be gunicorn, uwsgi or granian"; exit 2; }
+	DEBUG=0 HOST=$(HOST) PORT=$(PORT) WEB_CONCURRENCY=$(WEB_CONCURRENCY) $(SERVE_$(SERVER))
+
+# The example's ASGI application (project/asgi.py: the lean ASGI door in front of
+# Django's handler) under uvicorn with uvloop and httptools, the best ASGI server
+# bench/serving.py measured; lifespan on, so each worker writes its counts at a stop;
+# REMOTE_ADDR stays the peer's, as under gunicorn (CLIENT_IP_HEADER reads the proxy's).
+serve-asgi: export CACHE_URL ?= redis://127.0.0.1:6379/0
+serve-asgi: serve-checks
+	DEBUG=0 $(BIN)/uvicorn project.asgi:application --host $(HOST) --port $(PORT) \
+		--workers $(WEB_CONCURRENCY) --loop uvloop --http httptools --lifespan on \
+		--no-access-log --no-proxy-headers
 
 # The README's jsonwebtoken example (tests/test_token_interop.py) needs the npm package;
 # it is installed here, outside the app, whenever npm is on the machine.

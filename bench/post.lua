@@ -18,3 +18,21 @@ if os.getenv("BENCH_FORGED") == "1" then
     return wrk.format(nil, nil, nil, body)
   end
 end
+
+-- BENCH_RECONNECT_EVERY=N: every Nth request of a connection asks the server to close
+-- it (Connection: close), so the clients reconnect as behind a proxy that recycles its
+-- upstream connections (bench/serving.py's steadiness check).
+local every = tonumber(os.getenv("BENCH_RECONNECT_EVERY") or "0")
+if every > 0 and os.getenv("BENCH_FORGED") ~= "1" then
+  local sent = 0
+  local closing = {}
+  for name, value in pairs(wrk.headers) do closing[name] = value end
+  closing["Connection"] = "close"
+  request = function()
+    sent = sent + 1
+    if sent % every == 0 then
+      return wrk.format(nil, nil, closing, nil)
+    end
+    return wrk.format(nil, nil, nil, nil)
+  end
+end

@@ -20,6 +20,15 @@ Prints a table and writes ``bench/results.json``. Sections:
   raw HMAC (first sight, repeat, forged), a session start with a first-sight ES256
   token against the trivial view, and a forged public-key flood's CPU against a valid
   one (``pk_verify``, ``pk_session_start``, ``pk_flood`` in the table).
+- ``serving``: the servers side by side (``bench/serving.py``): gunicorn as shipped and
+  tuned, Granian, uWSGI for WSGI; uvicorn, Granian, Hypercorn for ASGI; each serving the
+  bare callable and the site, interleaved rounds, a round counted only when no worker
+  did more than 65% of its work; every figure and ratio with its spread.
+- ``hold``: ``make serve``'s steadiness: 10 consecutive 5 s rounds with keep-alive
+  connections, 5 with connections that reconnect every 100 requests.
+
+``serving`` takes about 10 minutes (21 targets, 5 rounds of 5 s, retries), ``hold``
+about 1.5: run ``make bench`` on a quiet machine; ``--only`` picks sections.
 
 Uses PostgreSQL and Redis when they answer on loopback (as on this project's
 machines), else SQLite and local memory; the table says which.
@@ -697,6 +706,15 @@ TARGETS = {
 }
 
 
+SECTIONS = ["verify", "session_start", "flood", "long_run", "admin", "bulk", "serving", "hold"]
+
+
+def signing_of(secret: str, user_id: str) -> str:
+    from trusted_identity.signing import sign
+
+    return sign(secret, user_id)
+
+
 def print_table(results: dict) -> None:
     print()
     print(f"trusted-identity benchmarks  {results['date']}  {results['machine']['summary']}")
@@ -730,6 +748,19 @@ def print_table(results: dict) -> None:
                 ok = value <= limit if op == "<=" else value >= limit
                 mark = f"  [target {op} {limit}: {'met' if ok else 'MISSED'}]"
             print(f"{section:<14} {key:<38} {value}{mark}")
+    if results.get("serving"):
+        from bench import serving
+
+        print("serving (req/s median [min-max] of the counted rounds; ratios per round):")
+        serving.print_table(results["serving"])
+    if results.get("hold"):
+        hold = results["hold"]
+        for mode in [k for k in hold if k.startswith(("keepalive", "reconnect"))]:
+            verdict = hold[mode]
+            print(
+                f"hold {mode:<22} req/s {verdict['rps']} worst/best {verdict['worst_to_best']} "
+                f"[target >= 0.85], busiest worker {verdict['max_share']} [target <= 0.65]"
+            )
     print("-" * 78)
     print(f"written to {RESULTS.relative_to(ROOT)}")
 
@@ -795,6 +826,23 @@ def main() -> int:
             keyed, keyed_secret = make_platform("bench-keys")
             for part, values in bench_public_keys(env, keyed, keyed_secret, args.quick).items():
                 results[f"pk_{part}"] = values
+        if "serving" in sections or "hold" in sections:
+            from bench import serving
+
+            body = json.dumps({"userId": "load-user", "signed": signing_of(secret, "load-user")})
+        if "serving" in sections:
+            results["serving"] = serving.compare(
+                env, platform.api_key, secret, body,
+                servers=[n for n in serving.SERVERS if serving.installed(n)],
+                rounds=args.rounds or (1 if args.quick else 5),
+                seconds=2 if args.quick else 5, connections=8 if args.quick else 16,
+            )  # fmt: skip
+        if "hold" in sections:
+            results["hold"] = serving.hold(
+                env, platform.api_key, secret, body,
+                keepalive_rounds=2 if args.quick else 10, reconnect_rounds=1 if args.quick else 5,
+                seconds=2 if args.quick else 5,
+            )  # fmt: skip
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print_table(results)
     return 0

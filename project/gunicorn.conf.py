@@ -7,6 +7,9 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # Threads give HTTP keep-alive (sync workers close every connection).
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+# At most this many connections per worker (gthread): with a cap near the client's
+# connection count over the workers, a burst of new connections can't pile on one worker.
+worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))
 keepalive = 5
 timeout = 30
 graceful_timeout = 30

@@ -16,7 +16,7 @@ from trusted_identity.services import access
 
 from . import hardening
 from .factories import PlatformFactory, SpaceFactory, SuperuserFactory
-from .lean_client import LeanClient
+from .lean_client import LeanASGIClient, LeanClient
 
 # Property-based tests (tests/test_fuzz.py). "ci" is reproducible: the same
 # examples every run, no example database, no deadline (CI machines vary). Each
@@ -74,14 +74,15 @@ def compare_digest_calls(monkeypatch):
 
 # ------------------------------------------------------ both session-start paths
 #
-# Tests marked ``both_paths`` run twice: with Django's test client (the view behind
-# the site's middleware) and with tests/lean_client.py (``LeanSessions`` in front of
-# Django, called as a WSGI server calls it). Same assertions, both paths.
+# Tests marked ``both_paths`` run on every path: with Django's test client (the view
+# behind the site's middleware) and with tests/lean_client.py's two clients (the WSGI
+# and the ASGI ``LeanSessions`` in front of Django, called as a server calls them).
+# Same assertions, every path.
 
 
 def pytest_generate_tests(metafunc):
     if metafunc.definition.get_closest_marker("both_paths") and "client" in metafunc.fixturenames:
-        metafunc.parametrize("session_path", ["django", "lean"], indirect=True)
+        metafunc.parametrize("session_path", ["django", "lean", "lean_asgi"], indirect=True)
 
 
 @pytest.fixture
@@ -93,6 +94,8 @@ def session_path(request):
 def client(session_path):
     from django.test import Client
 
+    if session_path == "lean_asgi":
+        return LeanASGIClient()
     return LeanClient() if session_path == "lean" else Client()
 
 

@@ -33,7 +33,14 @@ from trusted_identity.models import (
     PlatformSecret,
     Space,
 )
-from trusted_identity.services import access, enforcement, lookup, platform_secrets, verification
+from trusted_identity.services import (
+    access,
+    enforcement,
+    lookup,
+    platform_secrets,
+    retention,
+    verification,
+)
 from trusted_identity.services.figures import window_start
 
 from .factories import OutcomeCountFactory, PlatformFactory
@@ -662,6 +669,21 @@ def test_prune_folds_old_counts_and_says_what_it_did(platform):
     assert ios["valid"] == 10  # the folded day and the recent hour
     out, _ = run("status", "acme", "--json")
     assert json.loads(out)["spaces"][0]["platforms"][0]["valid"] == 2  # the readiness window
+
+
+def test_prune_says_what_it_vacuumed_and_no_vacuum_leaves_it_to_autovacuum(db, monkeypatch):
+    calls = []
+
+    def fake_prune(batch_size, *, vacuum):
+        calls.append(vacuum)
+        return retention.PruneReport(vacuumed=["trusted_identity_outcomecount"] if vacuum else [])
+
+    monkeypatch.setattr(retention, "prune", fake_prune)
+    _, err = run("prune")
+    assert "Vacuumed trusted_identity_outcomecount" in err
+    _, err = run("prune", "--no-vacuum")
+    assert "Vacuumed" not in err
+    assert calls == [True, False]
 
 
 @pytest.mark.parametrize(

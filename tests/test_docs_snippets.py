@@ -218,6 +218,38 @@ def test_the_signal_receiver_hears_a_reveal(db):
         assert secret_revealed.disconnect(receiver)
 
 
+def test_the_lean_asgi_file_answers_a_session_start(db):
+    from asgiref.sync import async_to_sync
+
+    from trusted_identity.asgi import LeanSessions
+
+    namespace: dict = {}
+    exec(compile(snippet("lean-asgi"), "docs/production.md", "exec"), namespace)
+    application = namespace["application"]
+    assert isinstance(application, LeanSessions) and application.active
+    application.threads = 0  # the test's own thread: its transaction
+    platform = testing.create_platform("web", space="acme", secret="s3cr3t")
+    body = json.dumps({"userId": "42", "signed": signing.sign("s3cr3t", "42")}).encode()
+    scope = {
+        "type": "http", "method": "POST", "path": "/trusted-identity/v1/sessions",
+        "query_string": b"", "client": ("127.0.0.1", 5000), "server": ("testserver", 80),
+        "headers": [(b"host", b"testserver"), (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"x-api-key", platform.api_key.encode())],
+    }  # fmt: skip
+    sent: list[dict] = []
+
+    async def receive():
+        return {"type": "http.request", "body": body}
+
+    async def send(message):
+        sent.append(message)
+
+    async_to_sync(application)(scope, receive, send)
+    assert sent[0]["status"] == 201
+    assert json.loads(sent[1]["body"])["trusted"] is True
+
+
 def test_the_lean_wsgi_file_answers_a_session_start(db):
     from io import BytesIO
 

@@ -95,3 +95,42 @@ def test_a_batch_adds_up_as_the_buffer_does():
     other.add((1, None, "valid"), 3)
     batch.update(other)
     assert batch.counts == {(1, None, "valid"): 5} and batch.copy().counts == batch.counts
+
+
+#: A multiprocessing child started by fork, as Granian's workers are: it sets Django up
+#: itself, then ends through multiprocessing's bootstrap, which leaves with os._exit().
+_FORKED_CHILD = """
+import multiprocessing, sys
+
+def child():
+    import django
+    django.setup()
+    from trusted_identity import runtime
+    runtime.current().stop = lambda: open(sys.argv[1], "w").write("stopped")
+
+if __name__ == "__main__":
+    process = multiprocessing.get_context("fork").Process(target=child)
+    process.start()
+    process.join()
+    sys.exit(process.exitcode)
+"""
+
+
+def test_a_forked_multiprocessing_child_writes_its_counts_at_its_end(tmp_path):
+    """Its exit handlers never run (os._exit), multiprocessing's finalizers do: the
+    runtime's final write is one of them (Granian's WSGI workers end this way)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    marker = tmp_path / "stopped"
+    script = tmp_path / "forked.py"
+    script.write_text(_FORKED_CHILD)
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(repo), "DJANGO_SETTINGS_MODULE": "project.settings",
+           "DJANGO_READ_DOT_ENV": "0", "DEBUG": "1"}  # fmt: skip
+    done = subprocess.run([sys.executable, str(script), str(marker)], cwd=repo, env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert marker.read_text() == "stopped"

@@ -144,16 +144,21 @@ _PLAIN_CLAIMS = re.compile(
 
 def parse_claims(segment: bytes) -> Claims | None:
     """The claims of a base64url claims segment, or None (``token_malformed``)."""
-    raw = b64decode(segment)
-    if raw is None:
+    remainder = len(segment) % 4  # b64decode, inline: a first sight's largest step
+    if remainder == 1:
         return None
+    canonical = _CANONICAL_LAST_OF[remainder]
+    if canonical is not None and segment[-1] not in canonical:
+        return None
+    raw = binascii.a2b_base64(segment.translate(URL_TO_STANDARD) + _PADDING[remainder])
     plain = _PLAIN_CLAIMS.fullmatch(raw)
     if plain is not None:
+        sub, iat, exp = plain.groups()
         try:
-            sub = plain[1].decode("utf-8")
+            sub = sub.decode("utf-8")
         except UnicodeDecodeError:
             return None
-        iat, exp = int(plain[2]), int(plain[3])
+        iat, exp = int(iat), int(exp)
         return (sub, iat, exp, None) if exp > iat else None
     try:
         text = raw.decode("utf-8")

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import multiprocessing.util
 import os
 import signal
 import threading
@@ -447,6 +448,10 @@ def install(runtime: Runtime) -> None:
     _current = runtime
     if first:
         atexit.register(_flush_at_exit)
+        # A multiprocessing child started by fork (Granian's workers) ends with
+        # os._exit() once its target returns: no atexit handler runs there, but
+        # multiprocessing's own finalizers do. Elsewhere this is a second, empty flush.
+        multiprocessing.util.Finalize(None, _flush_at_exit, exitpriority=0)
         os.register_at_fork(after_in_child=_after_fork)
 
 

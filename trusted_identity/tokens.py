@@ -185,7 +185,6 @@ def verify_token_match(
     keys: Sequence[HmacKey],
     user_id: str,
     token: str,
-    *,
     now: float,
     leeway: float,
     max_age: float,
@@ -195,7 +194,8 @@ def verify_token_match(
     """As :func:`verify_token`, with the key of ``keys`` the token's signature matched:
     ``(None, key)`` when valid, ``(reason, key)`` when the signature matched but the
     claims did not pass, ``(reason, None)`` when no key matched. Never raises.
-    ``memo`` remembers checked headers and verdicts across calls."""
+    ``memo`` remembers checked headers and verdicts across calls. Positional arguments
+    are accepted (session start passes them so: keywords cost a first sight 2%)."""
     if memo is None:
         memo = TokenMemo()
     headers, verified = memo.headers, memo.verified
@@ -233,9 +233,13 @@ def verify_token_match(
         claims = parse_claims(ascii_token[header_end + 1 : -44])
         if claims is None:
             return TOKEN_MALFORMED, matched
-        reason = check_claims(claims, user_id, now, leeway, max_age)
-        if reason is not None:
-            return reason, matched
+        sub, iat, exp, nbf = claims  # check_claims, inline: a first sight's hot path
+        if sub != user_id:
+            return TOKEN_SUBJECT_MISMATCH, matched
+        if exp - iat > max_age:
+            return TOKEN_TOO_LONG_LIVED, matched
+        if exp <= now - leeway or iat > now + leeway or (nbf is not None and nbf > now + leeway):
+            return TOKEN_EXPIRED, matched
         if len(token) <= _VERIFIED_MAX_LENGTH:
             if len(verified) >= _VERIFIED_MAX:
                 verified.clear()

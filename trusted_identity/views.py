@@ -215,7 +215,7 @@ def _preflight_headers(request: HttpRequest, origin: str) -> Headers:
 # ------------------------------------------------------------------ session start
 #
 # One function decides the whole answer of ``<mount>/v1/sessions``: the Django view
-# below and the lean WSGI path (``trusted_identity.wsgi.LeanSessions``) both call
+# below and the lean doors (``trusted_identity.wsgi`` and ``.asgi``: ``LeanSessions``) call
 # it and only encode what it returns, so the two can't drift apart.
 
 

@@ -142,6 +142,12 @@ def add_subcommands(parser: CommandParser) -> None:
         "FAILURE_LOG_RETENTION (run daily from cron or a systemd timer).",
     )
     prune.add_argument("--batch-size", type=int, default=10_000)
+    prune.add_argument(
+        "--no-vacuum",
+        action="store_true",
+        help="Leave the emptied tables to autovacuum (PostgreSQL; by default a table "
+        "that lost 10,000 rows or more is vacuumed after the run).",
+    )
 
     commands.add_parser("generate-key", help="Print a new encryption key.")
     add_diagnostics_parsers(commands)

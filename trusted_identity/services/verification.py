@@ -170,7 +170,7 @@ def verify_signed(
         keys, ids = table.keys, table.ids
     else:
         keys, ids = table.live(now)
-    if "." not in signed or not looks_like_token(signed):
+    if signed.count(".") != 2:  # looks_like_token, inline
         # The plain form, and anything that is not a token: the seed's cost (one
         # comparison per still-valid secret, whatever the text), plus the test above.
         index = match_index(keys, user_id, signed)
@@ -182,20 +182,22 @@ def verify_signed(
         return _RESULTS[PLAIN, MALFORMED if decode_signature(signed) is None else reason]
     if _public_key_shaped(snapshot, signed):
         return _check_key_token(snapshot, user_id, signed, now)[0]
-    reason, key = verify_token_match(
+    settings = app_settings
+    reason, key = verify_token_match(  # positional: the hot path of a start with a token
         keys,
         user_id,
         signed,
-        now=now,
-        leeway=app_settings.TOKEN_LEEWAY.total_seconds(),
-        max_age=snapshot.token_max_age,
-        max_length=app_settings.MAX_TOKEN_LENGTH,
-        memo=runtime.current().tokens,
+        now,
+        settings.TOKEN_LEEWAY.total_seconds(),
+        snapshot.token_max_age,
+        settings.MAX_TOKEN_LENGTH,
+        runtime.current().tokens,
     )
     if reason is None:
         if snapshot.signature_form == PLAIN:
             return _TOKEN_REFUSED
-        return _valid(TOKEN, ids[keys.index(key)])
+        secret_id = ids[keys.index(key)]
+        return _VALID[TOKEN].get(secret_id) or _valid(TOKEN, secret_id)
     if reason == NO_MATCH:
         reason = diagnose(snapshot, user_id, signed, now)
     return _RESULTS.get((TOKEN, reason)) or Verification(False, TOKEN, reason)

@@ -316,7 +316,7 @@ class Command(DiagnosticsCommands, PublicKeyCommands, JwksCommands, BaseCommand)
     def do_prune(self, options: dict[str, Any]) -> None:
         if options["batch_size"] < 1:
             raise CommandError("--batch-size must be at least 1")
-        report = retention.prune(batch_size=options["batch_size"])
+        report = retention.prune(batch_size=options["batch_size"], vacuum=not options["no_vacuum"])
         self._say(
             f"Folded {report.hourly_rows_folded} hourly count rows into daily ones and "
             f"deleted {report.daily_rows_deleted} daily rows and "
@@ -328,6 +328,8 @@ class Command(DiagnosticsCommands, PublicKeyCommands, JwksCommands, BaseCommand)
                 f"Deleted {report.expired_secrets_deleted} secrets whose grace ended more "
                 "than EXPIRED_SECRET_RETENTION ago."
             )
+        if report.vacuumed:
+            self._say(f"Vacuumed {', '.join(report.vacuumed)} (the deleted rows' space reusable).")
 
     def do_generate_key(self, options: dict[str, Any]) -> None:
         self._say("A new encryption key; put it first in TRUSTED_IDENTITY_ENCRYPTION_KEYS:")

@@ -1,0 +1,87 @@
+"""The serving harness's own logic (bench/serving.py): command lines, the balance rule,
+the per-round ratios with their spread. The load itself runs in `make bench` only."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bench import serving
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("name", sorted(serving.SERVERS))
+def test_every_candidate_has_a_command_line_binding_its_port(name):
+    server = serving.SERVERS[name]
+    app, _ = serving.APPS[server.interface, "site"]
+    command = server.command(app, 8299, workers=2, threads=4)
+    env = server.env(8299, workers=2, threads=4)
+    assert Path(command[0]).name == server.executable
+    assert "8299" in " ".join(command) or env["PORT"] == "8299"
+    assert any(app.split(":")[0] in part for part in command)
+
+
+def test_the_tuned_gunicorn_caps_connections_per_worker_and_reconnects_often():
+    env = serving.SERVERS["gunicorn-tuned"].env(8299, workers=2, threads=8)
+    assert env["GUNICORN_KEEPALIVE_REQUESTS"] == "100"
+    assert int(env["GUNICORN_WORKER_CONNECTIONS"]) < 1000
+    assert "--reuse-port" in serving.SERVERS["gunicorn-tuned"].command("project.wsgi", 1, 2, 8)
+
+
+@pytest.mark.parametrize(
+    ("ticks", "share", "counted"),
+    [([60, 40], 0.6, True), ([70, 30], 0.7, False), ([100, 0], 1.0, True), ([5], 1.0, True)],
+)
+def test_a_run_counts_only_when_no_worker_did_more_than_65_percent(ticks, share, counted):
+    """One worker alone (a single-process server, or one that took no tick) is no imbalance."""
+    assert serving._balanced({"worker_ticks": ticks, "busiest_worker_share": share}) is counted
+
+
+def _running(server: str, app: str, rps: list[float]) -> serving.Running:
+    target = serving.Running(serving.SERVERS[server], app, 0, None, "")
+    target.runs = [
+        {"round": n, "rps": r, "cpu_us_per_request": 1, "p99_ms": 1, "busiest_worker_share": 0.5,
+         "non_2xx": 0}
+        for n, r in enumerate(rps)
+    ]  # fmt: skip
+    return target
+
+
+def test_ratios_are_per_round_with_their_spread_and_against_the_fastest_bare():
+    result = serving.summarise(
+        [
+            _running("gunicorn", "bare", [10_000, 8_000, 9_000]),
+            _running("gunicorn", "site", [5_000, 6_000, 4_500]),
+            _running("granian-wsgi", "bare", [40_000, 44_000, 45_000]),
+            _running("granian-wsgi", "site", [20_000, 22_000, 18_000]),
+        ],
+        rounds=3,
+    )
+    own = result["ratios"]["gunicorn/site vs gunicorn/bare"]
+    assert (own["median"], own["min"], own["max"], own["n"]) == (0.5, 0.5, 0.75, 3)
+    fastest = result["ratios"]["gunicorn/site vs granian-wsgi/bare (fastest bare)"]
+    assert fastest["min"] == 0.1 and fastest["n"] == 3
+    assert result["targets"]["granian-wsgi/bare"]["rps"]["median"] == 44_000
+
+
+def test_worker_ticks_reads_the_processes_cpu_time():
+    child = subprocess.Popen(["sleep", "5"])
+    try:
+        ticks = serving.worker_ticks(serving.Running(serving.SERVERS["uvicorn"], "site", 0,
+                                                     child, ""))  # fmt: skip
+        assert list(ticks) == [child.pid] and ticks[child.pid] >= 0
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_make_serve_refuses_an_unknown_server():
+    done = subprocess.run(
+        ["make", "-n", "serve", "SERVER=nginx"], cwd=REPO, capture_output=True, text=True,
+        env={**os.environ, "MAKEFLAGS": ""},
+    )  # fmt: skip
+    assert "SERVER must be gunicorn, uwsgi or granian" in done.stdout
