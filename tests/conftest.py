@@ -14,7 +14,7 @@ from trusted_identity import runtime
 from trusted_identity.models import PlatformSecret
 from trusted_identity.services import access
 
-from . import hardening
+from . import hardening, isolation
 from .factories import PlatformFactory, SpaceFactory, SuperuserFactory
 from .lean_client import LeanClient
 
@@ -46,13 +46,57 @@ LOCAL_VECTORS_FILE = Path(__file__).resolve().parent / "data" / "node-hmac-sha25
 
 @pytest.fixture(autouse=True)
 def _fresh_caches():
-    """Each test starts with empty caches and a fresh runtime: no state leaks between tests."""
+    """Each test starts with empty caches and a fresh runtime: no state leaks between tests.
+    A Redis cache is emptied under its own key prefix only (tests/isolation.py)."""
     for alias in caches:
-        caches[alias].clear()
+        isolation.clear_cache(caches[alias])
     runtime.current().reset()
     yield
     for alias in caches:
-        caches[alias].clear()
+        isolation.clear_cache(caches[alias])
+
+
+# ------------------------------------------------------------ runs kept apart
+#
+# tests/isolation.py says how: two runs at once on one machine, and the pytest-xdist
+# workers of one run, share no database, Redis key, port or temporary file.
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """pytest-xdist: every worker knows its run by the controlling process."""
+    node.workerinput["ti_run_pid"] = os.getpid()
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(request, django_db_blocker):
+    """Test databases on a server are named for the run and the worker
+    (``test_trusted_identity_r4242_gw0``): two runs at once never share one. The
+    databases of runs that died are dropped first (pytest-django drops a run's own)."""
+    from django.conf import settings
+
+    worker = getattr(request.config, "workerinput", {}).get("workerid")
+    run = isolation.run_suffix(request.config)
+    for alias, db in settings.DATABASES.items():
+        name = db.get("TEST", {}).get("NAME")
+        if db["ENGINE"] == "django.db.backends.sqlite3" and (
+            not name or name == ":memory:" or "mode=memory" in name
+        ):
+            continue  # in memory: each process has its own
+        base = name or f"test_{db['NAME']}"
+        with django_db_blocker.unblock():
+            isolation.drop_stale_test_databases(alias, base)
+        db.setdefault("TEST", {})["NAME"] = "_".join(filter(None, [base, run, worker]))
+
+
+@pytest.fixture
+def redis_namespace():
+    """A key prefix of this test's own in the tests' Redis db, emptied afterwards; skips
+    without Redis (fails when CI is set)."""
+    isolation.need_redis()
+    namespace = isolation.RedisNamespace()
+    yield namespace
+    namespace.clear()
 
 
 @pytest.fixture

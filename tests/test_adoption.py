@@ -21,7 +21,6 @@ import os
 import shutil
 import signal
 import site
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -36,6 +35,7 @@ import pytest
 from trusted_identity import signing
 
 from .docs_snippets import snippet
+from .isolation import free_port
 
 pytestmark = pytest.mark.adoption
 
@@ -91,17 +91,6 @@ def make_venv(path: Path, wheel: Path) -> Path:
     # editable install of this repository there stays invisible.
     (Path(purelib) / "zz_outer_environment.pth").write_text("\n".join(sorted(ours)) + "\n")
     return python
-
-
-def free_port() -> int:
-    for port in range(8200, 8250):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    pytest.fail("no free port in 8200-8249")
 
 
 def post(url: str, api_key: str, body: dict) -> tuple[int, dict]:

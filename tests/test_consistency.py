@@ -5,7 +5,6 @@ real threads; the multi-process side (runserver, gunicorn workers with and witho
 Redis, the CLI in another process) is in ``test_multiprocess.py``.
 """
 
-import socket
 import threading
 import time
 from datetime import timedelta
@@ -21,32 +20,20 @@ from trusted_identity.services.lookup import lookup_platform
 from trusted_identity.services.rekey import rekey
 from trusted_identity.signing import sign
 
+from . import isolation
 from .factories import PlatformFactory, SpaceFactory
 
 USER = "user-1"
 
 
-def _redis_up() -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", 6379)) == 0
-
-
 @pytest.fixture(params=["locmem", "redis"])
 def shared_cache(request, settings):
     if request.param == "redis":
-        if not _redis_up():
-            pytest.skip("Redis is not running on 127.0.0.1:6379")
-        settings.CACHES = {
-            "default": {
-                "BACKEND": "project.cache.ReusingRedisCache",
-                "LOCATION": "redis://127.0.0.1:6379/14",
-                "KEY_PREFIX": "consistency-test",
-            }
-        }
-    caches["default"].clear()
+        # This test's own key prefix in the tests' Redis db (tests/isolation.py).
+        settings.CACHES = {"default": request.getfixturevalue("redis_namespace").cache_settings()}
+    isolation.clear_cache(caches["default"])
     yield caches["default"]
-    caches["default"].clear()
+    isolation.clear_cache(caches["default"])
 
 
 def _verifies(api_key: str, secret: str) -> bool:

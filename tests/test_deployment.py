@@ -31,18 +31,13 @@ from trusted_identity.crypto import generate_key
 
 from . import hardening
 from .docs_snippets import snippet
+from .isolation import free_port
 from .test_hostile_http import assert_contract_json, hostile_requests, request, send
 
 REPO = Path(__file__).resolve().parent.parent
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 
 pytestmark = pytest.mark.skipif(not GUNICORN.exists(), reason="gunicorn is not installed")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Deployment:
