@@ -7,11 +7,13 @@ HOST ?= 127.0.0.1
 STAMP := $(VENV)/.installed
 
 
-.PHONY: help install run serve bench bench-pipeline bench-scale test test-postgres test-matrix node-deps dist check-dist docs lint migrate demo screenshots clean
+.PHONY: help install run serve bench bench-pipeline bench-scale test test-postgres test-pgbouncer test-matrix node-deps dist check-dist docs lint migrate demo screenshots clean
 
 help:
 	@echo "make run    - install, migrate, create the demo space and admin login, serve on $(HOST):$(PORT)"
-	@echo "make test   - install and run the whole test suite"
+	@echo "make test   - install and run the whole test suite (a worker per core; WORKERS=0: one process)"
+	@echo "make test-postgres - the whole suite on PostgreSQL (POSTGRES_URL, 127.0.0.1:5432 by default)"
+	@echo "make test-pgbouncer - the PostgreSQL HTTP, concurrency, prune and revocation tests through PgBouncer"
 	@echo "make serve  - gunicorn, DEBUG off, settings from the environment"
 	@echo "make bench  - benchmarks: a table, and bench/results.json"
 	@echo "make bench-pipeline - counts under a flood of distinct versions: bench/pipeline-results.json"
@@ -70,13 +72,30 @@ $(NODE_STAMP):
 
 node-deps: $(NODE_STAMP)
 
+# The suite in parallel with pytest-xdist: a worker per core, each with its own test
+# database, Redis keys, ports and temporary files (tests/isolation.py), so two runs at
+# once on one machine keep apart too. WORKERS=0 runs it in one process.
+WORKERS ?= auto
+PYTEST := $(BIN)/python -m pytest -n $(WORKERS)
+
 test: install node-deps
-	$(BIN)/python -m pytest
+	$(PYTEST)
 
 # The same suite on PostgreSQL (127.0.0.1:5432, trust auth on this project's machines).
 POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/trusted_identity
 test-postgres: install node-deps
-	DATABASE_URL=$(POSTGRES_URL) $(BIN)/python -m pytest
+	DATABASE_URL=$(POSTGRES_URL) $(PYTEST)
+
+# The tests a transaction pooler could break (HTTP, concurrency, counts, prune,
+# rotation and revocation, the CLI) on PostgreSQL through Debian's PgBouncer in
+# transaction pooling, started on a free port for the run (tests/pgbouncer.py).
+PGBOUNCER_TESTS ?= tests/test_pgbouncer.py tests/test_http.py tests/test_consistency.py \
+	tests/test_key_rotation.py tests/test_rotation_bulk.py tests/test_countwrites.py \
+	tests/test_outcomes.py tests/test_lean_path.py tests/test_cli.py \
+	tests/services/test_retention.py tests/services/test_retention_details.py \
+	tests/services/test_memberships.py tests/admin/test_revocation.py
+test-pgbouncer: install node-deps
+	$(BIN)/python -m tests.pgbouncer $(POSTGRES_URL) -- $(PYTEST) $(PGBOUNCER_TESTS)
 
 # The package as an index gets it: the sdist, and the wheel built from it. Offline: the
 # venv's setuptools and build (the dev extra), no isolated build environment to download.

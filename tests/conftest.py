@@ -62,6 +62,31 @@ def _fresh_caches():
 # workers of one run, share no database, Redis key, port or temporary file.
 
 
+#: Modules whose tests start servers, compilers or whole sites in other processes and use
+#: no test database: they run first, so that pytest-xdist's workers end the run on
+#: short tests instead of one waiting on a long one (pytest-django runs the database
+#: tests in Django's order, and puts the others last).
+START_FIRST = {
+    "test_multiprocess.py",
+    "test_graceful_stop.py",
+    "test_deployment.py",
+    "test_cache_identity.py",
+    "test_adoption.py",
+    "test_signing_examples.py",
+    "test_token_interop.py",
+}
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    def no_database(item) -> bool:
+        return not item.get_closest_marker("django_db") and not _DB_FIXTURES & set(
+            getattr(item, "fixturenames", ())
+        )
+
+    items.sort(key=lambda item: not (item.path.name in START_FIRST and no_database(item)))
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node):
     """pytest-xdist: every worker knows its run by the controlling process."""
@@ -87,6 +112,16 @@ def django_db_modify_db_settings(request, django_db_blocker):
         with django_db_blocker.unblock():
             isolation.drop_stale_test_databases(alias, base)
         db.setdefault("TEST", {})["NAME"] = "_".join(filter(None, [base, run, worker]))
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """pytest-django's, and behind PgBouncer (make test-pgbouncer) the pooler's idle
+    server sessions on the test databases ended first, or PostgreSQL refuses the drop."""
+    yield
+    if os.environ.get("TEST_PGBOUNCER_PORT"):
+        with django_db_blocker.unblock():
+            isolation.end_pooled_sessions()
 
 
 @pytest.fixture

@@ -77,6 +77,23 @@ def drop_stale_test_databases(alias: str, base: str) -> list[str]:
     return dropped
 
 
+def end_pooled_sessions() -> None:
+    """End every server session on this process's test databases but Django's own (a
+    pooler's idle ones), so that they can be dropped."""
+    from django.db import connections
+
+    for connection in connections.all():
+        if connection.vendor != "postgresql":
+            continue
+        connection.close()
+        with connection._nodb_cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                [connection.settings_dict["NAME"]],
+            )
+
+
 def redis_up() -> bool:
     address = urllib.parse.urlsplit(REDIS_URL)
     with socket.socket() as sock:

@@ -37,7 +37,8 @@ from trusted_identity import signing
 from .docs_snippets import snippet
 from .isolation import free_port
 
-pytestmark = pytest.mark.adoption
+# With the packaging tests on one pytest-xdist worker: one build of the wheel per run.
+pytestmark = [pytest.mark.adoption, pytest.mark.xdist_group("dist")]
 
 
 def adoption_blocks() -> dict[str, str]:
@@ -183,7 +184,7 @@ def test_a_new_startproject_site_works_as_the_docs_say(built_dist, tmp_path):
         assert (status, body["signature"]) == (201, "invalid")
     finally:
         server.send_signal(signal.SIGINT)  # as Ctrl-C: the last buffered counts are written
-        server.wait(timeout=10)
+        server.communicate(timeout=10)  # its output read to the end, the pipe closed
 
     # The counts reached the site's database (written by the server's process).
     status = run(

@@ -102,14 +102,14 @@ class Deployment:
         return out
 
     def start_server(self) -> None:
-        log = self.server_output.open("ab")
-        self.server = subprocess.Popen(
-            [str(GUNICORN), "-c", "project/gunicorn.conf.py", "project.wsgi"],
-            cwd=REPO,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        with self.server_output.open("ab") as log:  # gunicorn keeps its own copy
+            self.server = subprocess.Popen(
+                [str(GUNICORN), "-c", "project/gunicorn.conf.py", "project.wsgi"],
+                cwd=REPO,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
