@@ -117,8 +117,10 @@ docs: install
 	@echo "Built docs/_build/html/index.html"
 
 # The version matrix of noxfile.py, with the Pythons pyenv has installed.
+# NOX_ARGS=--no-install reuses the virtualenvs as they are (.ci/run makes them first).
+NOX_ARGS ?=
 test-matrix: install node-deps
-	$(BIN)/nox
+	WORKERS=$(WORKERS) $(BIN)/nox $(NOX_ARGS)
 
 # The README's screenshots of the admin settings page, light and dark, from demo data
 # in a throw-away database; needs Debian's chromium (/usr/bin/chromium).

@@ -43,4 +43,6 @@ def interpreter(version: str) -> str:
 def tests(session: nox.Session, django: str) -> None:
     session.install("-e", ".[dev]", f"Django=={django}.*")
     session.run("python", "-c", "import django, sys; print(sys.version, django.get_version())")
-    session.run("python", "-m", "pytest", "-p", "no:cacheprovider", *session.posargs)
+    # In parallel as `make test` is (pytest-xdist; WORKERS=0 for one process).
+    workers = os.environ.get("WORKERS", "auto")
+    session.run("python", "-m", "pytest", "-p", "no:cacheprovider", "-n", workers, *session.posargs)
