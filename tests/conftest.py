@@ -2,6 +2,7 @@ import json
 import logging
 import os
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -316,30 +317,55 @@ def pytest_runtest_teardown(item, nextitem):
         _remember_row(row)
 
 
-def pytest_sessionfinish(session, exitstatus):
+def _hardening_report() -> dict:
+    """This process's figures, and how many of its secrets its logs hold (with up to
+    five of those records, the secret masked)."""
     texts = hardening.LOG.texts
     leaked = hardening.find_leaks(hardening.SECRETS, texts)
     hardening.FIGURES["leak_secrets_checked"] = len(hardening.SECRETS)
     hardening.FIGURES["leak_log_records_searched"] = len(texts)
     hardening.FIGURES["leak_log_chars_searched"] = sum(map(len, texts))
     hardening.FIGURES["leaks_found"] = len(leaked)
-    session.config._ti_leaked = leaked
+    records = hardening.leaking_records(set(leaked), texts) if leaked else []
+    return {"figures": dict(hardening.FIGURES), "leaked": len(leaked), "records": records}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """pytest-xdist's controller: each worker's secrets were searched for in its own logs
+    (a secret lives in one test, on one worker); its report comes back here."""
+    report = getattr(node, "workeroutput", {}).get("ti_hardening")
+    if report:
+        node.config.__dict__.setdefault("_ti_reports", []).append(report)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    config = session.config
+    if hasattr(config, "workeroutput"):  # a pytest-xdist worker: the controller adds up
+        config.workeroutput["ti_hardening"] = _hardening_report()
+        return
+    reports = getattr(config, "_ti_reports", None) or [_hardening_report()]
+    figures = Counter()
+    for report in reports:
+        figures.update(report["figures"])
+    leaked = sum(report["leaked"] for report in reports)
+    records = [record for report in reports for record in report["records"]]
+    config._ti_hardening = (figures, leaked, records)
     if leaked and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    figures = hardening.FIGURES
+    figures, leaked, records = getattr(config, "_ti_hardening", (Counter(), 0, []))
     if not figures.get("leak_secrets_checked"):
         return
     write = terminalreporter.write_line
     terminalreporter.section("hardening figures")
     for name in sorted(figures):
         write(f"{name}: {figures[name]}")
-    leaked = getattr(config, "_ti_leaked", [])
     if leaked:
-        write(f"LEAK: {len(leaked)} secrets appear in the logs (tails shown): ", red=True)
-        for text in hardening.leaking_records(set(leaked), hardening.LOG.texts):
+        write(f"LEAK: {leaked} secrets appear in the logs (tails shown): ", red=True)
+        for text in records:
             write("  in: " + text.replace("\n", "\n      "), red=True)
     else:
         write(
