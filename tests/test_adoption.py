@@ -38,7 +38,7 @@ from .docs_snippets import snippet
 from .isolation import free_port
 
 # With the packaging tests on one pytest-xdist worker: one build of the wheel per run.
-pytestmark = [pytest.mark.adoption, pytest.mark.xdist_group("dist")]
+pytestmark = [pytest.mark.adoption, pytest.mark.xdist_group("dist"), pytest.mark.any_database]
 
 
 def adoption_blocks() -> dict[str, str]:

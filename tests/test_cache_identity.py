@@ -20,6 +20,8 @@ import pytest
 
 from trusted_identity.crypto import generate_key
 
+pytestmark = pytest.mark.any_database  # the sites' own SQLite files
+
 ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "tik_the-same-key-in-both-databases"
 

@@ -37,7 +37,10 @@ from .test_hostile_http import assert_contract_json, hostile_requests, request, 
 REPO = Path(__file__).resolve().parent.parent
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 
-pytestmark = pytest.mark.skipif(not GUNICORN.exists(), reason="gunicorn is not installed")
+pytestmark = [
+    pytest.mark.skipif(not GUNICORN.exists(), reason="gunicorn is not installed"),
+    pytest.mark.any_database,  # the deployment's own SQLite file
+]
 
 
 class Deployment:

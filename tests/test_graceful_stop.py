@@ -24,6 +24,8 @@ from trusted_identity.crypto import generate_key
 
 from .isolation import free_port
 
+pytestmark = pytest.mark.any_database  # the server's own SQLite file
+
 ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 STARTS = 3000

@@ -192,6 +192,7 @@ def _answer(url, api_key, body) -> tuple[int, str]:
     return status, answer["error"]["code"] if status >= 400 else answer["signature"]
 
 
+@pytest.mark.any_database
 def test_rotation_revocation_and_enforcement_reach_every_process_within_a_second(deployment):
     manage, urls, api_key = deployment["manage"], deployment["urls"], deployment["api_key"]
 
@@ -246,6 +247,7 @@ def test_rotation_revocation_and_enforcement_reach_every_process_within_a_second
     assert _honoured_within(urls, api_key, [(signed(third), (201, "invalid"))]) < WITHIN
 
 
+@pytest.mark.any_database
 def test_counts_from_both_servers_all_reach_the_database(deployment):
     manage, urls, api_key = deployment["manage"], deployment["urls"], deployment["api_key"]
     secret = manage("trusted_identity", "show-secret", "multi", "web")
