@@ -19,11 +19,7 @@ from trusted_identity.models import Space
 from trusted_identity.services import spaces
 
 PORT = os.environ.get("TEST_PGBOUNCER_PORT")
-
-pytestmark = [
-    pytest.mark.postgres,
-    pytest.mark.skipif(not PORT, reason="runs behind PgBouncer: make test-pgbouncer"),
-]
+behind_pgbouncer = pytest.mark.skipif(not PORT, reason="runs behind PgBouncer: make test-pgbouncer")
 
 
 def _pools() -> list[dict]:
@@ -36,6 +32,24 @@ def _pools() -> list[dict]:
         return console.execute("SHOW POOLS").fetchall()
 
 
+def test_the_url_through_pgbouncer_names_the_same_database_and_user():
+    from .pgbouncer import through_pgbouncer
+
+    url = through_pgbouncer("postgres://app:pw@db.internal:5432/site?sslmode=disable", 6543)
+    assert url == (
+        "postgres://app@127.0.0.1:6543/site?sslmode=disable&disable_server_side_cursors=True"
+    )
+    # ... which the example project's DATABASE_URL reading (django-environ) turns into:
+    import environ
+
+    config = environ.Env.db_url_config(url)
+    assert config["DISABLE_SERVER_SIDE_CURSORS"] is True
+    assert (config["NAME"], config["USER"], config["PORT"]) == ("site", "app", 6543)
+    assert config["OPTIONS"] == {"sslmode": "disable"}
+
+
+@behind_pgbouncer
+@pytest.mark.postgres
 @pytest.mark.django_db
 def test_the_test_database_is_reached_through_pgbouncer_in_transaction_pooling():
     connection.ensure_connection()
@@ -45,6 +59,8 @@ def test_the_test_database_is_reached_through_pgbouncer_in_transaction_pooling()
     assert pool["cl_active"] >= 1  # this test's connection, in its transaction
 
 
+@behind_pgbouncer
+@pytest.mark.postgres
 def test_django_keeps_no_state_in_a_server_session():
     """No named cursors (``.iterator()``), no prepared statements (psycopg 3's
     ``prepare_threshold``: Django leaves it None unless OPTIONS sets it)."""
@@ -53,6 +69,8 @@ def test_django_keeps_no_state_in_a_server_session():
     assert connection.get_connection_params()["prepare_threshold"] is None
 
 
+@behind_pgbouncer
+@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_iterating_over_many_transactions_behind_the_pooler():
     """What a named cursor would break: rows read with ``.iterator()`` across the
