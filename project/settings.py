@@ -141,6 +141,10 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# E-mail (the app's alerts, Django's error reports) through Django's default SMTP backend
+# on localhost. Django 6.1 reads it from MAILERS and warns when that is missing; older
+# versions ignore MAILERS and use EMAIL_BACKEND, whose default is the same.
+MAILERS = {"default": {}}
 LOGIN_URL = "admin:login"
 
 # Production hardening, on unless DEBUG (and each can be overridden).

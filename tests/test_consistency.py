@@ -11,9 +11,8 @@ from datetime import timedelta
 
 import pytest
 from django.core.cache import caches
-from django.db import connections
 
-from tests.support import read_generation, verify_user_id
+from tests.support import close_thread_connections, read_generation, verify_user_id
 from trusted_identity.conf import app_settings
 from trusted_identity.services import access, enforcement, lookup, platform_secrets
 from trusted_identity.services.lookup import lookup_platform
@@ -65,7 +64,7 @@ def test_a_lookup_racing_a_revocation_leaves_no_old_snapshot_in_any_cache(
         try:
             raced.append(lookup_platform(platform.api_key))
         finally:
-            connections.close_all()
+            close_thread_connections()
 
     thread = threading.Thread(target=racing_lookup)
     thread.start()
