@@ -69,6 +69,7 @@ def _fresh_caches():
 #: tests in Django's order, and puts the others last).
 START_FIRST = {
     "test_multiprocess.py",
+    "test_multiprocess_keys.py",
     "test_graceful_stop.py",
     "test_deployment.py",
     "test_cache_identity.py",

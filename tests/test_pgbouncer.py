@@ -48,6 +48,23 @@ def test_the_url_through_pgbouncer_names_the_same_database_and_user():
     assert config["OPTIONS"] == {"sslmode": "disable"}
 
 
+def test_the_documented_settings_keep_no_state_in_a_server_session(monkeypatch):
+    """docs/deploying.md's settings: no named cursors, no prepared statements."""
+    from django.db.backends.postgresql.base import DatabaseWrapper
+
+    from .docs_snippets import snippet
+
+    monkeypatch.setenv("DATABASE_PASSWORD", "pw")
+    namespace = {"os": os}
+    exec(snippet("pgbouncer-settings"), namespace)
+    database = namespace["DATABASES"]["default"]
+    assert database["DISABLE_SERVER_SIDE_CURSORS"] is True
+    wrapper = DatabaseWrapper({**database, "OPTIONS": {}, "TIME_ZONE": None, "AUTOCOMMIT": True})
+    params = wrapper.get_connection_params()
+    assert params["prepare_threshold"] is None
+    assert (params["host"], params["port"]) == ("pgbouncer.internal", 6432)
+
+
 @behind_pgbouncer
 @pytest.mark.postgres
 @pytest.mark.django_db
