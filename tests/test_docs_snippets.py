@@ -117,9 +117,11 @@ def test_static_files_are_served_with_debug_off_as_the_docs_say(db, settings, tm
     response = client.get(url)
     assert response.status_code == 200
     body = b"".join(response.streaming_content)
+    response.close()  # a file response holds its file open until closed
     assert b"export async function startSession" in body
     assert "immutable" in response["Cache-Control"]  # a hashed name, cached for good
     css = client.get(static("admin/css/base.css"))
+    css.close()
     assert css.status_code == 200
     assert client.get("/static/trusted_identity/nope.js").status_code == 404
 
