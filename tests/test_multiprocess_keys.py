@@ -79,16 +79,17 @@ def servers(tmp_path):
     processes, urls = [], []
     for _ in range(2):
         port = _port()
-        processes.append(
-            subprocess.Popen(
-                [str(GUNICORN), "-c", "project/gunicorn.conf.py", "project.wsgi"],
-                cwd=ROOT,
-                env={**env, "HOST": "127.0.0.1", "PORT": str(port)},
-                stdout=subprocess.DEVNULL,
-                stderr=open(tmp_path / f"server-{port}.log", "w"),  # noqa: SIM115
-                start_new_session=True,
+        with open(tmp_path / f"server-{port}.log", "w") as log:  # the server keeps its copy
+            processes.append(
+                subprocess.Popen(
+                    [str(GUNICORN), "-c", "project/gunicorn.conf.py", "project.wsgi"],
+                    cwd=ROOT,
+                    env={**env, "HOST": "127.0.0.1", "PORT": str(port)},
+                    stdout=subprocess.DEVNULL,
+                    stderr=log,
+                    start_new_session=True,
+                )
             )
-        )
         urls.append(f"http://127.0.0.1:{port}/trusted-identity/v1/sessions")
     deadline = time.monotonic() + 30
     for url in urls:
