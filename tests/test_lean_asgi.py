@@ -12,12 +12,14 @@ real server: uvicorn on a free port, with the example project's ``project.asgi``
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -52,6 +54,24 @@ GRANIAN = Path(sys.executable).with_name("granian")
 #: shorter or longer than its Content-Length, a negative one): the ASGI door reads the
 #: body as the WSGI door does; Django's ASGI handler takes whatever bytes it is given.
 FRAMING = {"short-content-length", "huge-content-length", "bad-content-length"}
+
+
+def in_a_thread(application, *args) -> None:
+    """``await application(*args)`` on a new event loop in a thread of its own: a browser
+    test's Playwright leaves its loop marked running in the main thread."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(application(*args))
+        except BaseException as exc:  # re-raised in the test's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(30)
+    if errors:
+        raise errors[0]
 
 
 class Spy:
@@ -130,7 +150,7 @@ def test_other_scopes_go_to_the_application(site):
         received.append(scope["type"])
 
     door.application = inner
-    async_to_sync(door)({"type": "lifespan"}, None, None)
+    in_a_thread(door, {"type": "lifespan"}, None, None)
     assert received == ["lifespan"]
 
 
@@ -149,7 +169,7 @@ def test_the_lifespan_shutdown_writes_the_buffered_counts_first(site, monkeypatc
     async def send(message):
         sent.append((message["type"], len(stopped)))
 
-    async_to_sync(LeanSessions(ASGIHandler()))({"type": "lifespan"}, receive, send)
+    in_a_thread(LeanSessions(ASGIHandler()), {"type": "lifespan"}, receive, send)
     assert sent == [("lifespan.startup.complete", 0), ("lifespan.shutdown.complete", 1)]
 
 
