@@ -7,11 +7,13 @@ HOST ?= 127.0.0.1
 STAMP := $(VENV)/.installed
 
 
-.PHONY: help install run serve serve-checks serve-asgi bench bench-pipeline bench-scale test test-postgres test-matrix node-deps dist check-dist docs lint migrate demo screenshots clean
+.PHONY: help install run serve serve-checks serve-asgi bench bench-pipeline bench-scale test test-postgres test-pgbouncer test-matrix node-deps dist check-dist docs lint migrate demo screenshots clean
 
 help:
 	@echo "make run    - install, migrate, create the demo space and admin login, serve on $(HOST):$(PORT)"
-	@echo "make test   - install and run the whole test suite"
+	@echo "make test   - install and run the whole test suite (a worker per core; WORKERS=0: one process)"
+	@echo "make test-postgres - the whole suite on PostgreSQL (POSTGRES_URL, 127.0.0.1:5432 by default)"
+	@echo "make test-pgbouncer - the PostgreSQL HTTP, concurrency, prune and revocation tests through PgBouncer"
 	@echo "make serve  - WSGI: gunicorn (SERVER=uwsgi or granian), DEBUG off, settings from the environment"
 	@echo "make serve-asgi - ASGI: uvicorn (uvloop, httptools) with the lean ASGI door"
 	@echo "make bench  - benchmarks: a table, and bench/results.json"
@@ -95,13 +97,32 @@ $(NODE_STAMP):
 
 node-deps: $(NODE_STAMP)
 
+# The suite in parallel with pytest-xdist: a worker per core, each with its own test
+# database, Redis keys, ports and temporary files (tests/isolation.py), so two runs at
+# once on one machine keep apart too. WORKERS=0 runs it in one process.
+WORKERS ?= auto
+PYTEST := $(BIN)/python -m pytest -n $(WORKERS)
+
 test: install node-deps
-	$(BIN)/python -m pytest
+	$(PYTEST)
 
 # The same suite on PostgreSQL (127.0.0.1:5432, trust auth on this project's machines).
 POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/trusted_identity
+# Tests marked any_database (servers on SQLite files of their own, programs in other
+# languages) run alike on any DATABASE_URL: make test runs them, this leaves them out.
 test-postgres: install node-deps
-	DATABASE_URL=$(POSTGRES_URL) $(BIN)/python -m pytest
+	DATABASE_URL=$(POSTGRES_URL) $(PYTEST) -m "not any_database"
+
+# The tests a transaction pooler could break (HTTP, concurrency, counts, prune,
+# rotation and revocation, the CLI) on PostgreSQL through Debian's PgBouncer in
+# transaction pooling, started on a free port for the run (tests/pgbouncer.py).
+PGBOUNCER_TESTS ?= tests/test_pgbouncer.py tests/test_http.py tests/test_consistency.py \
+	tests/test_key_rotation.py tests/test_rotation_bulk.py tests/test_countwrites.py \
+	tests/test_outcomes.py tests/test_lean_path.py tests/test_cli.py \
+	tests/services/test_retention.py tests/services/test_retention_details.py \
+	tests/services/test_memberships.py tests/admin/test_revocation.py
+test-pgbouncer: install node-deps
+	$(BIN)/python -m tests.pgbouncer $(POSTGRES_URL) -- $(PYTEST) $(PGBOUNCER_TESTS)
 
 # The package as an index gets it: the sdist, and the wheel built from it. Offline: the
 # venv's setuptools and build (the dev extra), no isolated build environment to download.
@@ -123,8 +144,10 @@ docs: install
 	@echo "Built docs/_build/html/index.html"
 
 # The version matrix of noxfile.py, with the Pythons pyenv has installed.
+# NOX_ARGS=--no-install reuses the virtualenvs as they are (.ci/run makes them first).
+NOX_ARGS ?=
 test-matrix: install node-deps
-	$(BIN)/nox
+	WORKERS=$(WORKERS) $(BIN)/nox $(NOX_ARGS)
 
 # The README's screenshots of the admin settings page, light and dark, from demo data
 # in a throw-away database; needs Debian's chromium (/usr/bin/chromium).

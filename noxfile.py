@@ -43,4 +43,13 @@ def interpreter(version: str) -> str:
 def tests(session: nox.Session, django: str) -> None:
     session.install("-e", ".[dev]", f"Django=={django}.*")
     session.run("python", "-c", "import django, sys; print(sys.version, django.get_version())")
-    session.run("python", "-m", "pytest", "-p", "no:cacheprovider", *session.posargs)
+    # In parallel as `make test` is (pytest-xdist; WORKERS=0 for one process).
+    workers = os.environ.get("WORKERS", "auto")
+    # The fuzz tests' examples are derandomized (tests/conftest.py): every run draws the
+    # same ones, and `make test` and `make test-postgres` draw them all. Here, where the
+    # question is the versions, a quarter of them (FUZZ_SCALE=1 for all).
+    env = {"FUZZ_SCALE": os.environ.get("FUZZ_SCALE", "0.25")}
+    session.run(
+        "python", "-m", "pytest", "-p", "no:cacheprovider", "-n", workers, *session.posargs,
+        env=env,
+    )  # fmt: skip

@@ -16,6 +16,10 @@ Prints a table and writes ``bench/results.json``. Sections:
   and the time to render the space list with 1,000 spaces.
 - ``bulk``: rotating 1,000 platforms through the admin action and re-keying 10,000
   secrets, with peak memory.
+- ``public_keys`` (``bench/publickeys.py``): public-key tokens per algorithm against a
+  raw HMAC (first sight, repeat, forged), a session start with a first-sight ES256
+  token against the trivial view, and a forged public-key flood's CPU against a valid
+  one (``pk_verify``, ``pk_session_start``, ``pk_flood`` in the table).
 - ``serving``: the servers side by side (``bench/serving.py``): gunicorn as shipped and
   tuned, Granian, uWSGI for WSGI; uvicorn, Granian, Hypercorn for ASGI; each serving the
   bare callable and the site, interleaved rounds, a round counted only when no worker
@@ -697,6 +701,8 @@ TARGETS = {
     ("session_start", "write_queries_per_session_start"): ("<=", 1),
     ("long_run", "worst_to_best"): (">=", 0.8),
     ("flood", "forged_vs_valid_cpu"): ("<=", 2.0),
+    ("pk_session_start", "session_start_es256_first_vs_trivial"): (">=", 0.7),
+    ("pk_flood", "forged_vs_valid_cpu"): ("<=", 2.0),
 }
 
 
@@ -714,7 +720,10 @@ def print_table(results: dict) -> None:
     print(f"trusted-identity benchmarks  {results['date']}  {results['machine']['summary']}")
     print(f"database: {results['database']}   cache: {results['cache']}")
     print("-" * 78)
-    for section in ("verify", "session_start", "flood", "long_run", "admin", "bulk"):
+    for section in (
+        "verify", "session_start", "flood", "long_run", "admin", "bulk",
+        "pk_verify", "pk_session_start", "pk_flood",
+    ):  # fmt: skip
         values = results.get(section)
         if not values:
             continue
@@ -754,6 +763,9 @@ def print_table(results: dict) -> None:
             )
     print("-" * 78)
     print(f"written to {RESULTS.relative_to(ROOT)}")
+
+
+SECTIONS = ["verify", "session_start", "flood", "long_run", "admin", "bulk", "public_keys"]
 
 
 def main() -> int:
@@ -808,6 +820,12 @@ def main() -> int:
             results["admin"] = bench_admin(args.quick)
         if "bulk" in sections:
             results["bulk"] = bench_bulk(args.quick)
+        if "public_keys" in sections:
+            from bench.publickeys import bench_public_keys
+
+            keyed, keyed_secret = make_platform("bench-keys")
+            for part, values in bench_public_keys(env, keyed, keyed_secret, args.quick).items():
+                results[f"pk_{part}"] = values
         if "serving" in sections or "hold" in sections:
             from bench import serving
 

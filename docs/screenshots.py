@@ -2,16 +2,18 @@
 
 Builds a throw-away SQLite database with a demo space (web, iOS and Android, a
 week of realistic session-start figures, web enforced, iOS rotated two hours ago
-with a 24-hour grace), serves the example project on a local port, logs in
-through /admin/login/ in Debian's Chromium (driven by Playwright; no browser
-download, no network) and saves the space's Trusted Identity page, full length,
-in the light and the dark theme, on a desktop (1,280 px wide) and a phone (390 px):
+with a 24-hour grace, Android moving to public keys: two keys, both the secret and
+public keys verifying, a share of its users signing with a public key for two days),
+serves the example project on a local port, logs in through /admin/login/ in Debian's
+Chromium (driven by Playwright; no browser download, no network) and saves the space's
+Trusted Identity page, full length, in the light and the dark theme, on a desktop
+(1,280 px wide) and a phone (390 px):
 
     docs/screenshots/settings-light.png        docs/screenshots/settings-dark.png
     docs/screenshots/settings-390-light.png    docs/screenshots/settings-390-dark.png
 
 No secret is revealed on them. Figures are drawn from a seeded generator, so
-only the dates change from one run to the next.
+only the dates (and the demo keys' fingerprints) change from one run to the next.
 """
 
 from __future__ import annotations
@@ -77,6 +79,9 @@ REASONS = {
 }
 #: Identified starts per distinct user and day (people open the app a few times a day).
 STARTS_PER_USER = 2.6
+#: Android's signers moved to public keys this long ago, for this share of its users.
+PUBLIC_KEYS_FOR = timedelta(days=2)
+PUBLIC_KEY_SHARE = 0.3
 
 
 def configure(workdir: Path) -> None:
@@ -140,7 +145,7 @@ def demo_data():
     hours = 7 * 24
     for kind, (identified_peak, visitor_peak, first, last, missing_part) in TRAFFIC.items():
         platform = platforms[kind]
-        tally = Tally(platform.pk)
+        tally = Tally(platform.pk, now - PUBLIC_KEYS_FOR if kind == "android" else None)
         for back in range(hours, 0, -1):
             at = now - timedelta(hours=back)
             # A day curve: quiet at night (UTC 03:00), busiest in the evening.
@@ -194,19 +199,61 @@ def demo_data():
         secret_use(
             platforms[kind], PlatformSecret.objects.get(platform=platforms[kind]), now, 24, 300, rng
         )
+    moving_to_public_keys(platforms["android"], actor, now, rng)
     return space
+
+
+def moving_to_public_keys(platform, actor, now, rng) -> None:
+    """Android: its new signers' ES256 key in use for two days, an older RSA key unused
+    and expiring, both the secret and public keys verifying."""
+    from trusted_identity.models import DetailCount, PolicyChange, PublicKey
+    from trusted_identity.publickeys import generate_key_pair
+    from trusted_identity.services import key_sources, public_keys
+
+    for kid, alg, added, expires in (
+        ("android-signer-2026", "ES256", PUBLIC_KEYS_FOR + timedelta(hours=3), None),
+        ("legacy-rsa", "RS256", timedelta(days=30), timedelta(days=20)),
+    ):
+        _private, public = generate_key_pair(alg)  # the private half is dropped at once
+        row = public_keys.add_public_key(
+            platform, public, actor, kid=kid, expires_at=None if expires is None else now + expires
+        )
+        PublicKey.objects.filter(pk=row.pk).update(added_at=now - added)
+        if kid == "legacy-rsa":
+            continue
+        for back in range(24, 0, -1):
+            hour = (now - timedelta(hours=back)).replace(minute=0, second=0, microsecond=0)
+            DetailCount.objects.update_or_create(
+                platform_id=platform.pk,
+                hour=hour,
+                dimension="key",
+                value=str(row.pk),
+                outcome="valid",
+                defaults={"count": round(80 * rng.uniform(0.7, 1.3))},
+            )
+        PublicKey.objects.filter(pk=row.pk).update(
+            last_verified_at=now - timedelta(minutes=rng.randrange(1, 9))
+        )
+    key_sources.set_key_source(platform, "both", actor)
+    PolicyChange.objects.filter(platform=platform, setting="key_source").update(
+        at=now - PUBLIC_KEYS_FOR - timedelta(hours=1)
+    )
 
 
 class Tally:
     """The detail counts of one platform as session start would have written them."""
 
-    def __init__(self, platform_id: int) -> None:
+    def __init__(self, platform_id: int, public_keys_since=None) -> None:
         self.platform_id = platform_id
+        self.public_keys_from = public_keys_since  # when signers moved to public keys
         self.versions: dict = {}  # (day, version, outcome) -> n
         self.reasons: dict = {}  # (hour, reason, outcome) -> n
         self.users: dict = {}  # (day, kind) -> distinct users
         self.failures: list = []
         self.forms: dict = {}  # (hour, form, outcome) -> n
+
+    def public_key_since(self, at) -> bool:
+        return self.public_keys_from is not None and at >= self.public_keys_from
 
     def hour(self, at, counts: dict, invalid: int, kind: str, rng) -> None:
         from trusted_identity.services.counting import rejected_kind
@@ -232,8 +279,13 @@ class Tally:
                     key = (day, kind_of_users)
                     self.users[key] = self.users.get(key, 0) + count
             if outcome == "valid":  # every valid start had its form counted
-                key = (hour, "plain", "valid")
-                self.forms[key] = self.forms.get(key, 0) + count
+                signed = round(count * PUBLIC_KEY_SHARE) if self.public_key_since(at) else 0
+                for form, n in (("plain", count - signed), ("public-key", signed)):
+                    key = (hour, form, "valid")
+                    self.forms[key] = self.forms.get(key, 0) + n
+                if signed:  # their users, among the valid ones (DistinctUsers form:<form>)
+                    key = (day, "form:public-key")
+                    self.users[key] = self.users.get(key, 0) + signed
         reason_outcome = "rejected" if "rejected" in counts else "invalid"
         for reason, share in REASONS[kind]:
             n = round(invalid * share)

@@ -97,6 +97,12 @@ if CACHES["default"]["BACKEND"] == "django.core.cache.backends.locmem.LocMemCach
     CACHES["default"].setdefault("OPTIONS", {}).setdefault("MAX_ENTRIES", 100_000)
 if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
     CACHES["default"]["BACKEND"] = "project.cache.ReusingRedisCache"
+    # django-environ spells ?key_prefix=... (and ?timeout=, ?version=) in lower case for
+    # Django's Redis backend, which reads them in upper case only: sites (and test runs)
+    # sharing one Redis db keep their keys apart by the prefix, so it must take effect.
+    for _name in ("key_prefix", "timeout", "version"):
+        if _name in CACHES["default"]:
+            CACHES["default"][_name.upper()] = CACHES["default"].pop(_name)
 # A cache that is down must not hang requests: fail fast, then fall back to the database.
 if CACHES["default"]["BACKEND"] == "project.cache.ReusingRedisCache":
     CACHES["default"].setdefault("OPTIONS", {}).update(
@@ -135,6 +141,10 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# E-mail (the app's alerts, Django's error reports) through Django's default SMTP backend
+# on localhost. Django 6.1 reads it from MAILERS and warns when that is missing; older
+# versions ignore MAILERS and use EMAIL_BACKEND, whose default is the same.
+MAILERS = {"default": {}}
 LOGIN_URL = "admin:login"
 
 # Production hardening, on unless DEBUG (and each can be overridden).

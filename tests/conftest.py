@@ -2,6 +2,7 @@ import json
 import logging
 import os
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from trusted_identity import runtime
 from trusted_identity.models import PlatformSecret
 from trusted_identity.services import access
 
-from . import hardening
+from . import hardening, isolation
 from .factories import PlatformFactory, SpaceFactory, SuperuserFactory
 from .lean_client import LeanASGIClient, LeanClient
 
@@ -46,13 +47,93 @@ LOCAL_VECTORS_FILE = Path(__file__).resolve().parent / "data" / "node-hmac-sha25
 
 @pytest.fixture(autouse=True)
 def _fresh_caches():
-    """Each test starts with empty caches and a fresh runtime: no state leaks between tests."""
+    """Each test starts with empty caches and a fresh runtime: no state leaks between tests.
+    A Redis cache is emptied under its own key prefix only (tests/isolation.py)."""
     for alias in caches:
-        caches[alias].clear()
+        isolation.clear_cache(caches[alias])
     runtime.current().reset()
     yield
     for alias in caches:
-        caches[alias].clear()
+        isolation.clear_cache(caches[alias])
+
+
+# ------------------------------------------------------------ runs kept apart
+#
+# tests/isolation.py says how: two runs at once on one machine, and the pytest-xdist
+# workers of one run, share no database, Redis key, port or temporary file.
+
+
+#: Modules whose tests start servers, compilers or whole sites in other processes and use
+#: no test database: they run first, so that pytest-xdist's workers end the run on
+#: short tests instead of one waiting on a long one (pytest-django runs the database
+#: tests in Django's order, and puts the others last).
+START_FIRST = {
+    "test_multiprocess.py",
+    "test_multiprocess_keys.py",
+    "test_graceful_stop.py",
+    "test_deployment.py",
+    "test_cache_identity.py",
+    "test_adoption.py",
+    "test_signing_examples.py",
+    "test_token_interop.py",
+}
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    def no_database(item) -> bool:
+        return not item.get_closest_marker("django_db") and not _DB_FIXTURES & set(
+            getattr(item, "fixturenames", ())
+        )
+
+    items.sort(key=lambda item: not (item.path.name in START_FIRST and no_database(item)))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """pytest-xdist: every worker knows its run by the controlling process."""
+    node.workerinput["ti_run_pid"] = os.getpid()
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(request, django_db_blocker):
+    """Test databases on a server are named for the run and the worker
+    (``test_trusted_identity_r4242_gw0``): two runs at once never share one. The
+    databases of runs that died are dropped first (pytest-django drops a run's own)."""
+    from django.conf import settings
+
+    worker = getattr(request.config, "workerinput", {}).get("workerid")
+    run = isolation.run_suffix(request.config)
+    for alias, db in settings.DATABASES.items():
+        name = db.get("TEST", {}).get("NAME")
+        if db["ENGINE"] == "django.db.backends.sqlite3" and (
+            not name or name == ":memory:" or "mode=memory" in name
+        ):
+            continue  # in memory: each process has its own
+        base = name or f"test_{db['NAME']}"
+        with django_db_blocker.unblock():
+            isolation.drop_stale_test_databases(alias, base)
+        db.setdefault("TEST", {})["NAME"] = "_".join(filter(None, [base, run, worker]))
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """pytest-django's, and behind PgBouncer (make test-pgbouncer) the pooler's idle
+    server sessions on the test databases ended first, or PostgreSQL refuses the drop."""
+    yield
+    if os.environ.get("TEST_PGBOUNCER_PORT"):
+        with django_db_blocker.unblock():
+            isolation.end_pooled_sessions()
+
+
+@pytest.fixture
+def redis_namespace():
+    """A key prefix of this test's own in the tests' Redis db, emptied afterwards; skips
+    without Redis (fails when CI is set)."""
+    isolation.need_redis()
+    namespace = isolation.RedisNamespace()
+    yield namespace
+    namespace.clear()
 
 
 @pytest.fixture
@@ -240,30 +321,55 @@ def pytest_runtest_teardown(item, nextitem):
         _remember_row(row)
 
 
-def pytest_sessionfinish(session, exitstatus):
+def _hardening_report() -> dict:
+    """This process's figures, and how many of its secrets its logs hold (with up to
+    five of those records, the secret masked)."""
     texts = hardening.LOG.texts
     leaked = hardening.find_leaks(hardening.SECRETS, texts)
     hardening.FIGURES["leak_secrets_checked"] = len(hardening.SECRETS)
     hardening.FIGURES["leak_log_records_searched"] = len(texts)
     hardening.FIGURES["leak_log_chars_searched"] = sum(map(len, texts))
     hardening.FIGURES["leaks_found"] = len(leaked)
-    session.config._ti_leaked = leaked
+    records = hardening.leaking_records(set(leaked), texts) if leaked else []
+    return {"figures": dict(hardening.FIGURES), "leaked": len(leaked), "records": records}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """pytest-xdist's controller: each worker's secrets were searched for in its own logs
+    (a secret lives in one test, on one worker); its report comes back here."""
+    report = getattr(node, "workeroutput", {}).get("ti_hardening")
+    if report:
+        node.config.__dict__.setdefault("_ti_reports", []).append(report)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    config = session.config
+    if hasattr(config, "workeroutput"):  # a pytest-xdist worker: the controller adds up
+        config.workeroutput["ti_hardening"] = _hardening_report()
+        return
+    reports = getattr(config, "_ti_reports", None) or [_hardening_report()]
+    figures = Counter()
+    for report in reports:
+        figures.update(report["figures"])
+    leaked = sum(report["leaked"] for report in reports)
+    records = [record for report in reports for record in report["records"]]
+    config._ti_hardening = (figures, leaked, records)
     if leaked and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    figures = hardening.FIGURES
+    figures, leaked, records = getattr(config, "_ti_hardening", (Counter(), 0, []))
     if not figures.get("leak_secrets_checked"):
         return
     write = terminalreporter.write_line
     terminalreporter.section("hardening figures")
     for name in sorted(figures):
         write(f"{name}: {figures[name]}")
-    leaked = getattr(config, "_ti_leaked", [])
     if leaked:
-        write(f"LEAK: {len(leaked)} secrets appear in the logs (tails shown): ", red=True)
-        for text in hardening.leaking_records(set(leaked), hardening.LOG.texts):
+        write(f"LEAK: {leaked} secrets appear in the logs (tails shown): ", red=True)
+        for text in records:
             write("  in: " + text.replace("\n", "\n      "), red=True)
     else:
         write(

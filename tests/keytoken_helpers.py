@@ -48,9 +48,13 @@ def part(value) -> str:
 
 def raw_signature(private, message: bytes, how: str = "jws") -> bytes:
     """``message`` signed by ``private`` the way its algorithm does (``how="der"``: an
-    ECDSA signature left in DER, as ``cryptography`` and OpenSSL give it)."""
+    ECDSA signature left in DER, as ``cryptography`` and OpenSSL give it).
+
+    ECDSA signs deterministically (RFC 6979), so the same input makes the same token:
+    a DER signature's length varies with its random nonce, and the fuzz tests draw
+    positions in a token, which Hypothesis must be able to replay."""
     if isinstance(private, ec.EllipticCurvePrivateKey):
-        der = private.sign(message, ec.ECDSA(hashes.SHA256()))
+        der = private.sign(message, ec.ECDSA(hashes.SHA256(), deterministic_signing=True))
         if how == "der":
             return der
         r, s = decode_dss_signature(der)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -44,17 +45,31 @@ def skip_or_fail(reason: str) -> None:
     pytest.skip(reason)
 
 
+#: What a build never takes from the working tree: environments, caches, build output,
+#: local databases and settings (all in .gitignore).
+NOT_SOURCES = shutil.ignore_patterns(
+    ".git", ".venv", ".nox", ".node_deps", "node_modules", "__pycache__", "build", "dist",
+    "staticfiles", ".hypothesis", ".pytest_cache", ".ruff_cache", "*.egg-info",
+    "*.sqlite3*", ".env", "_build",
+)  # fmt: skip
+
+
 def build(outdir: Path) -> dict:
     """Build the sdist, then the wheel from it, into ``outdir``.
 
     Returns ``{"sdist", "wheel", "log"}``: the two paths and the build's output, so a
-    test can hold the build to printing no packaging warning.
+    test can hold the build to printing no packaging warning. From a copy of the working
+    tree, as a fresh clone has it: setuptools writes its ``*.egg-info`` beside the
+    sources, and another build of this checkout at the same time (a second test run,
+    ``make check-dist``, an editable install) must not meet it.
     """
     reason = why_no_build()
     if reason:
         skip_or_fail(reason)
+    sources = outdir / "sources"
+    shutil.copytree(ROOT, sources, ignore=NOT_SOURCES)
     completed = subprocess.run(
-        [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(outdir), str(ROOT)],
+        [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(outdir), str(sources)],
         capture_output=True,
         text=True,
         timeout=300,

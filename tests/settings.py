@@ -6,12 +6,13 @@ runs on SQLite (default) and PostgreSQL (``DATABASE_URL=postgres://...``).
 
 import importlib.util
 import os
+import uuid
 
 os.environ["DJANGO_READ_DOT_ENV"] = "0"  # a developer's .env must not change the tests
 os.environ.setdefault("SECRET_KEY", "tests-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz")
 
 from project.settings import *  # noqa: F403
-from project.settings import INSTALLED_APPS, TRUSTED_IDENTITY
+from project.settings import CACHES, INSTALLED_APPS, TRUSTED_IDENTITY
 
 # Two fixed test keys would be fine too; one is enough as the default ring.
 TEST_ENCRYPTION_KEY = "3q2-7wAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
@@ -47,3 +48,11 @@ if importlib.util.find_spec("rest_framework") is not None:
 # (Django's default is "test_" + the name in DATABASE_URL).
 if os.environ.get("TEST_DATABASE_NAME"):
     DATABASES["default"]["TEST"] = {"NAME": os.environ["TEST_DATABASE_NAME"]}  # noqa: F405
+
+# With CACHE_URL=redis://..., each test process keys its entries under a prefix of its
+# own, and the tests empty that prefix alone (tests/isolation.py): the workers of a run,
+# and two runs at once, share the Redis db but never a key.
+if CACHES["default"]["BACKEND"] == "project.cache.ReusingRedisCache":
+    CACHES["default"]["KEY_PREFIX"] = "-".join(
+        filter(None, [str(CACHES["default"].get("KEY_PREFIX", "")), "ti-test", uuid.uuid4().hex])
+    )

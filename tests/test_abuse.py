@@ -16,9 +16,11 @@ import hmac
 import json
 import re
 import time
+from base64 import b64encode
 from datetime import timedelta
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 from django.contrib import admin
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
@@ -34,16 +36,20 @@ from trusted_identity.models import (
     AllowedOrigin,
     AuditEvent,
     FailureRecord,
+    JwksSource,
     Platform,
     PlatformSecret,
     PolicyChange,
+    PublicKey,
     Role,
     SpaceMembership,
 )
+from trusted_identity.publickeys import parse_public_key
 from trusted_identity.services import (
     access,
     lookup,
     platform_secrets,
+    public_keys,
     signature_forms,
     verification,
 )
@@ -52,10 +58,12 @@ from trusted_identity.services.origins import allow_origin
 
 from . import hardening
 from .factories import MembershipFactory, PlatformFactory, SpaceFactory, UserFactory
+from .keytoken_helpers import private_keys, public_pem_of
 
 SESSIONS = "/trusted-identity/v1/sessions"
 SIGN = "/trusted-identity/sign/"
 USER = "user-1"
+KEYS = private_keys()
 
 
 def start(client, api_key, body, **extra):
@@ -305,10 +313,12 @@ def state():
         list(Platform.objects.order_by("pk").values_list()),
         list(SpaceMembership.objects.order_by("pk").values_list()),
         list(AllowedOrigin.objects.order_by("pk").values_list()),
+        list(JwksSource.objects.order_by("pk").values_list()),
         list(get_user_model().objects.order_by("pk").values_list("pk", "is_staff", "is_active")),
         LogEntry.objects.count(),
         list(AuditEvent.objects.order_by("pk").values_list()),
         list(PolicyChange.objects.order_by("pk").values_list()),
+        list(PublicKey.objects.order_by("pk").values_list("pk", "kid", "expires_at")),
     )
 
 
@@ -316,6 +326,7 @@ def state():
 def tenants(db, superuser):
     acme, globex = SpaceFactory(slug="acme"), SpaceFactory(slug="globex")
     ios = PlatformFactory(space=acme, kind="ios")
+    public_keys.add_public_key(ios, public_pem_of(KEYS["ES256"]), access.get_cli_actor(), kid="k1")
     web = PlatformFactory(space=acme, kind="web")
     allow_origin(web, "https://app.example", access.get_cli_actor())
     signature_forms.set_signature_form(web, "either", access.get_cli_actor())
@@ -329,6 +340,13 @@ def tenants(db, superuser):
         MembershipFactory(space=space, user=users[name], role=role)
     users["nospace"] = UserFactory(username="nospace")
     membership = SpaceMembership.objects.get(user=users["viewer"])
+    # A JWKS URL (set directly: nothing listens there) for the JWKS buttons to change.
+    key = parse_public_key(public_pem_of(ec.generate_private_key(ec.SECP256R1())))
+    source = JwksSource(
+        platform=ios, url="https://127.0.0.1:1/jwks.json", fetched_at=timezone.now()
+    )
+    source.keys = [{"kid": "k", "alg": key.alg, "spki": b64encode(key.spki_der).decode()}]
+    source.save()
     record_start(ios.pk, "invalid", "swept-user", reason="no_match", form="plain")
     failure = FailureRecord.objects.get(user_id="swept-user")
     return {
@@ -402,6 +420,17 @@ def state_changing_posts(t):
     posts.append((origins, {"action": "deny", "origin": "https://app.example"}))
     tester = reverse("admin:trusted_identity_space_test_signature", args=[acme.pk, "ios"])
     posts.append((tester, {"user_id": USER, "signature": "0" * 64}))  # audited: a change
+    source = reverse("admin:trusted_identity_space_key_source", args=[acme.pk, "ios"])
+    for chosen in ("both", "public-key"):
+        posts.append((source, {**confirm, "source": chosen}))
+    keys = reverse("admin:trusted_identity_space_public_keys", args=[acme.pk, "ios"])
+    posts.append((keys, {"action": "add", "key": public_pem_of(KEYS["EdDSA"]), "kid": "k2"}))
+    for action in ("expire", "remove"):
+        posts.append((keys, {"action": action, "kid": "k1", "post": "yes"}))
+    jwks = reverse("admin:trusted_identity_space_jwks", args=[acme.pk, "ios"])
+    posts.append((jwks, {"action": "set", "url": "https://127.0.0.1:1/other.json"}))
+    posts.append((jwks, {"action": "refresh"}))
+    posts.append((jwks, {"action": "clear", "post": "yes"}))
     return posts
 
 
@@ -437,6 +466,9 @@ def test_the_sweep_covers_every_admin_url_of_the_app(tenants):
             "trusted_identity",
             "origins",
             "test_signature",
+            "key_source",
+            "public_keys",
+            "jwks",
         )
     }
     assert names <= swept, names - swept

@@ -21,7 +21,6 @@ import os
 import shutil
 import signal
 import site
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -36,8 +35,10 @@ import pytest
 from trusted_identity import signing
 
 from .docs_snippets import snippet
+from .isolation import free_port
 
-pytestmark = pytest.mark.adoption
+# With the packaging tests on one pytest-xdist worker: one build of the wheel per run.
+pytestmark = [pytest.mark.adoption, pytest.mark.xdist_group("dist"), pytest.mark.any_database]
 
 
 def adoption_blocks() -> dict[str, str]:
@@ -91,17 +92,6 @@ def make_venv(path: Path, wheel: Path) -> Path:
     # editable install of this repository there stays invisible.
     (Path(purelib) / "zz_outer_environment.pth").write_text("\n".join(sorted(ours)) + "\n")
     return python
-
-
-def free_port() -> int:
-    for port in range(8200, 8250):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    pytest.fail("no free port in 8200-8249")
 
 
 def post(url: str, api_key: str, body: dict) -> tuple[int, dict]:
@@ -194,7 +184,7 @@ def test_a_new_startproject_site_works_as_the_docs_say(built_dist, tmp_path):
         assert (status, body["signature"]) == (201, "invalid")
     finally:
         server.send_signal(signal.SIGINT)  # as Ctrl-C: the last buffered counts are written
-        server.wait(timeout=10)
+        server.communicate(timeout=10)  # its output read to the end, the pipe closed
 
     # The counts reached the site's database (written by the server's process).
     status = run(

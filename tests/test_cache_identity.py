@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -21,8 +20,9 @@ import pytest
 
 from trusted_identity.crypto import generate_key
 
+pytestmark = pytest.mark.any_database  # the sites' own SQLite files
+
 ROOT = Path(__file__).resolve().parent.parent
-REDIS = "redis://127.0.0.1:6379/12"
 API_KEY = "tik_the-same-key-in-both-databases"
 
 SETUP = f"""
@@ -49,19 +49,10 @@ with transaction.atomic():
 """
 
 
-def _redis_up() -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", 6379)) == 0
-
-
 @pytest.fixture
-def site(tmp_path):
-    if not _redis_up():
-        if os.environ.get("CI"):
-            pytest.fail("Redis is not running on 127.0.0.1:6379")
-        pytest.skip("Redis is not running on 127.0.0.1:6379")
-    subprocess.run([sys.executable, "-c", "import redis; redis.Redis(db=12).flushdb()"], check=True)
+def site(tmp_path, redis_namespace):
+    """Each step a process of the example project on an SQLite file, all sharing one
+    Redis cache: this test's own key prefix in the tests' Redis db (tests/isolation.py)."""
     base = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "project.settings",
@@ -69,7 +60,7 @@ def site(tmp_path):
         "DEBUG": "0",
         "SECRET_KEY": "cache-identity-test-" + "k" * 40,
         "ALLOWED_HOSTS": "127.0.0.1",
-        "CACHE_URL": REDIS,
+        "CACHE_URL": redis_namespace.cache_url,
         "TRUSTED_IDENTITY_ENCRYPTION_KEYS": generate_key(),
         "PYTHONWARNINGS": "ignore",
     }
@@ -94,12 +85,15 @@ def site(tmp_path):
     return run
 
 
-def test_two_databases_sharing_one_cache_never_see_each_others_platforms(site, tmp_path):
+def test_two_databases_sharing_one_cache_never_see_each_others_platforms(
+    site, tmp_path, redis_namespace
+):
     first, second = tmp_path / "first.sqlite3", tmp_path / "second.sqlite3"
     for database, slug in ((first, "first"), (second, "second")):
         site.migrate(database)
         site(database, f"SLUG = {slug!r}\n" + SETUP)  # the same generation number in both
     assert site(first, LOOKUP) == "first False"  # cached in the shared Redis
+    assert redis_namespace.keys()  # ... under this test's prefix
     assert site(second, LOOKUP) == "second False"  # not the first database's entry
     assert site(first, LOOKUP) == "first False"
 

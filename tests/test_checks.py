@@ -108,6 +108,7 @@ def test_manage_py_check_stops_on_a_bad_duration_naming_it(settings):
         call_command("check", stdout=StringIO(), stderr=StringIO())
 
 
+@pytest.mark.django_db  # the database checks run too (the site's keys read platforms)
 def test_the_relation_checks_leave_a_bad_value_to_the_settings_check(settings):
     """No check crashes on a value it can't read; the value is reported once."""
     settings.TRUSTED_IDENTITY = {

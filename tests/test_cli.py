@@ -375,12 +375,15 @@ def test_status_table(platform, space):
     assert f"Since {moment(window_start())}: users are distinct identified users" in err
     ios = next(line for line in lines if line.startswith("acme/ios"))
     assert ios.split() == [
-        "acme/ios", "off", "3", "1", "0", "5", "0", "4", "75.0%", "75.0%", "too-few-users-to-tell"
+        "acme/ios", "off", "3", "1", "0", "5", "0", "4", "75.0%", "75.0%", "too-few-users-to-tell",
+        "secret", "token", "0.0%", "·", "public-key", "0.0%",
     ]  # fmt: skip
     web = next(line for line in lines if line.startswith("acme/web"))
     assert web.split() == [
-        "acme/web", "on", "0", "0", "0", "0", "0", "0", "—", "—", "too-few-users-to-tell"
+        "acme/web", "on", "0", "0", "0", "0", "0", "0", "—", "—", "too-few-users-to-tell",
+        "secret", "—",
     ]  # fmt: skip
+    assert "key-source" in lines[0] and lines[0].endswith("signed-with")
 
 
 def test_status_without_spaces(db):

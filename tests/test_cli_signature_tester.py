@@ -14,14 +14,17 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from trusted_identity.models import PlatformSecret, Role
-from trusted_identity.services import platform_secrets, signature_forms
+from trusted_identity.publickeys import parse_public_key
+from trusted_identity.services import key_sources, platform_secrets, public_keys, signature_forms
 from trusted_identity.signing import sign
 
 from .factories import MembershipFactory, PlatformFactory, UserFactory
+from .keytoken_helpers import key_token, private_keys, public_pem_of
 from .services.helpers import _audit_events
 from .test_cli import fails, value_of
 
 USER_ID = "user-42"
+KEYS = private_keys()
 
 
 @pytest.fixture
@@ -232,3 +235,57 @@ def test_no_match_names_the_id_the_signature_was_made_for(ios):
     assert found["variant"] == {"user_id": "user-42 ", "change": "with a trailing space"}
     assert as_json(USER_ID, "0" * 64)["variant"] is None
     assert as_json(USER_ID, sign(secret_of(ios), USER_ID))["variant"] is None
+
+
+# ------------------------------------------------------------ public-key tokens
+
+
+def key_token_for(private, kid, user_id=USER_ID, alg="ES256"):
+    now = int(time.time())
+    claims = {"sub": user_id, "iat": now - 5, "exp": now + 600}
+    return key_token(private, alg=alg, kid=kid, claims=claims)
+
+
+@pytest.fixture
+def keyed(ios, cli_actor):
+    public_keys.add_public_key(ios, public_pem_of(KEYS["EdDSA"]), cli_actor, kid="ed-1")
+    key_sources.set_key_source(ios, "both", cli_actor)
+    return ios
+
+
+def test_a_public_key_token_names_the_key_that_verified_it(keyed):
+    signed = key_token_for(KEYS["EdDSA"], "ed-1", alg="EdDSA")
+    word, err = verdict(USER_ID, signed)
+    fingerprint = parse_public_key(public_pem_of(KEYS["EdDSA"])).fingerprint
+    assert word == "valid-current"
+    assert f"Verified by public key 'ed-1' (Ed25519, EdDSA, {fingerprint}) of acme/ios." in err
+    assert "Bytes signed" in err and signed.rsplit(".", 1)[1] not in err
+    found = as_json(USER_ID, signed)
+    assert (found["form"], found["accepted"], found["secret"]) == ("public-key", True, None)
+    assert found["key"] == {
+        "kid": "ed-1",
+        "alg": "EdDSA",
+        "key": "Ed25519",
+        "fingerprint": fingerprint,
+        "expires_at": None,
+        "state": "active",
+    }
+    assert found["kid"] == "ed-1"
+
+
+def test_public_key_refusals_exit_with_their_verdict(keyed, cli_actor):
+    unknown = key_token_for(KEYS["EdDSA"], "nope", alg="EdDSA")
+    word, err = verdict(USER_ID, unknown)
+    assert word == "no-match" and "no key has the kid 'nope'" in err
+    assert as_json(USER_ID, unknown)["reason"] == "unknown_key"
+    confused = key_token_for(KEYS["ES256"], "ed-1")  # ES256 for an Ed25519 key
+    assert verdict(USER_ID, confused)[0] == "malformed"
+    assert as_json(USER_ID, confused)["reason"] == "token_malformed"
+    public_keys.expire_public_key(keyed, "ed-1", cli_actor)
+    time.sleep(0.01)
+    signed = key_token_for(KEYS["EdDSA"], "ed-1", alg="EdDSA")
+    word, err = verdict(USER_ID, signed)
+    assert word == "expired-secret" and "which expired" in err
+    found = as_json(USER_ID, signed)
+    assert (found["reason"], found["key"]["state"]) == ("key_expired", "expired")
+    assert found["grace_end"] == found["key"]["expires_at"]

@@ -43,6 +43,11 @@ BAD = {
     "SIGN_AUTHENTICATION": "no_such_module.Authentication",
     "CORS_MAX_AGE": "3600",
     "LEAN_PATH_SKIPS_MIDDLEWARE": ["not a path"],
+    "JWKS_TIMEOUT": 0,
+    "JWKS_MAX_BYTES": 100,
+    "JWKS_CA_BUNDLE": "/no/such/ca-bundle.pem",
+    "JWKS_ALLOW_HTTP_LOOPBACK": "yes",
+    "PRIVATE_KEYS": ["acme/web"],
 }
 
 

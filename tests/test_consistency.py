@@ -5,48 +5,34 @@ real threads; the multi-process side (runserver, gunicorn workers with and witho
 Redis, the CLI in another process) is in ``test_multiprocess.py``.
 """
 
-import socket
 import threading
 import time
 from datetime import timedelta
 
 import pytest
 from django.core.cache import caches
-from django.db import connections
 
-from tests.support import read_generation, verify_user_id
+from tests.support import close_thread_connections, read_generation, verify_user_id
 from trusted_identity.conf import app_settings
 from trusted_identity.services import access, enforcement, lookup, platform_secrets
 from trusted_identity.services.lookup import lookup_platform
 from trusted_identity.services.rekey import rekey
 from trusted_identity.signing import sign
 
+from . import isolation
 from .factories import PlatformFactory, SpaceFactory
 
 USER = "user-1"
 
 
-def _redis_up() -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", 6379)) == 0
-
-
 @pytest.fixture(params=["locmem", "redis"])
 def shared_cache(request, settings):
     if request.param == "redis":
-        if not _redis_up():
-            pytest.skip("Redis is not running on 127.0.0.1:6379")
-        settings.CACHES = {
-            "default": {
-                "BACKEND": "project.cache.ReusingRedisCache",
-                "LOCATION": "redis://127.0.0.1:6379/14",
-                "KEY_PREFIX": "consistency-test",
-            }
-        }
-    caches["default"].clear()
+        # This test's own key prefix in the tests' Redis db (tests/isolation.py).
+        settings.CACHES = {"default": request.getfixturevalue("redis_namespace").cache_settings()}
+    isolation.clear_cache(caches["default"])
     yield caches["default"]
-    caches["default"].clear()
+    isolation.clear_cache(caches["default"])
 
 
 def _verifies(api_key: str, secret: str) -> bool:
@@ -78,7 +64,7 @@ def test_a_lookup_racing_a_revocation_leaves_no_old_snapshot_in_any_cache(
         try:
             raced.append(lookup_platform(platform.api_key))
         finally:
-            connections.close_all()
+            close_thread_connections()
 
     thread = threading.Thread(target=racing_lookup)
     thread.start()

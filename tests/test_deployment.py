@@ -31,18 +31,16 @@ from trusted_identity.crypto import generate_key
 
 from . import hardening
 from .docs_snippets import snippet
+from .isolation import free_port
 from .test_hostile_http import assert_contract_json, hostile_requests, request, send
 
 REPO = Path(__file__).resolve().parent.parent
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 
-pytestmark = pytest.mark.skipif(not GUNICORN.exists(), reason="gunicorn is not installed")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+pytestmark = [
+    pytest.mark.skipif(not GUNICORN.exists(), reason="gunicorn is not installed"),
+    pytest.mark.any_database,  # the deployment's own SQLite file
+]
 
 
 class Deployment:
@@ -107,14 +105,14 @@ class Deployment:
         return out
 
     def start_server(self) -> None:
-        log = self.server_output.open("ab")
-        self.server = subprocess.Popen(
-            [str(GUNICORN), "-c", "project/gunicorn.conf.py", "project.wsgi"],
-            cwd=REPO,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        with self.server_output.open("ab") as log:  # gunicorn keeps its own copy
+            self.server = subprocess.Popen(
+                [str(GUNICORN), "-c", "project/gunicorn.conf.py", "project.wsgi"],
+                cwd=REPO,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 from django.template import Context, Template
 
-from trusted_identity.formatting import moment, number, percent, visible
+from trusted_identity.formatting import form_shares, moment, number, percent, visible
 
 
 def test_percent_has_one_decimal_and_a_dash_for_none():
@@ -53,3 +53,9 @@ def test_ti_visible_filter_is_still_escaped():
         Context({"v": "<b>\u202e</b>"})
     )
     assert rendered == "&lt;b&gt;&lt;U+202E&gt;&lt;/b&gt;"
+
+
+def test_form_shares_says_each_counted_form_of_the_valid_users():
+    assert form_shares(11, {"token": 4, "public-key": 2}) == "token 36.4% · public-key 18.2%"
+    assert form_shares(3, {"token": 0, "public-key": 0}) == "token 0.0% · public-key 0.0%"
+    assert form_shares(0, {"token": 0, "public-key": 0}) == "—"  # no valid user: no share

@@ -40,6 +40,7 @@ SUBCOMMANDS = [
     "public-keys",
     "key-source",
     "generate-key-pair",
+    "jwks-url",
 ]
 cli_words = st.sampled_from(
     [
@@ -97,6 +98,11 @@ cli_words = st.sampled_from(
         "--alg",
         "EdDSA",
         "/dev/null",
+        "none",
+        "--refresh",
+        "https://127.0.0.1:1/jwks.json",  # nothing listens there: refused at once
+        "http://127.0.0.1:1/",
+        "https://u:p@x/",
     ]
 ) | st.text(max_size=12)
 

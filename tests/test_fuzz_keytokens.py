@@ -74,7 +74,14 @@ def pyjwt_accepts(token: str, key, alg: str, user_id: str) -> bool:
             token,
             key,
             algorithms=[alg],
-            options={"require": ["sub", "iat", "exp"], "verify_exp": False, "verify_iat": False},
+            # The times are the model's to judge, at the frozen NOW: PyJWT would judge
+            # them by the wall clock (an nbf between today and NOW is not yet valid).
+            options={
+                "require": ["sub", "iat", "exp"],
+                "verify_exp": False,
+                "verify_iat": False,
+                "verify_nbf": False,
+            },
         )
     except (jwt.PyJWTError, ValueError, TypeError, OverflowError):
         return False

@@ -22,10 +22,12 @@ import pytest
 
 from trusted_identity.crypto import generate_key
 
+from .isolation import free_port
+
+pytestmark = pytest.mark.any_database  # the server's own SQLite file
+
 ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = Path(sys.executable).with_name("gunicorn")
-#: The ports this test may take (its own range: other servers of the suite use others).
-PORTS = range(18150, 18200)
 STARTS = 3000
 CLIENTS = 8
 #: gunicorn's default graceful timeout: the workers must be gone by then.
@@ -33,14 +35,6 @@ GRACEFUL_TIMEOUT = 30
 #: The worker classes whose exit writes the buffer (the example project's is gthread;
 #: sync needs one thread, or gunicorn makes it gthread).
 WORKERS = {"gthread": [], "sync": ["-k", "sync", "--threads", "1"]}
-
-
-def _free_port() -> int:
-    for port in PORTS:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) != 0:
-                return port
-    pytest.skip("no free port in 18150-18199")
 
 
 @pytest.fixture(params=["gthread", "sync"])
@@ -73,7 +67,7 @@ def served(request, tmp_path):
     open_key = manage("trusted_identity", "add-platform", "flood", "web")
     enforced_key = manage("trusted_identity", "add-platform", "flood", "ios")
     manage("trusted_identity", "enforce", "flood", "ios", "on", "--force", "--reason", "test")
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [str(GUNICORN), "-c", "project/gunicorn.conf.py", *WORKERS[request.param], "project.wsgi"],
         cwd=ROOT,

@@ -414,7 +414,12 @@ def test_counting_matches_what_was_sent(client, platform, space):
     assert by_kind["ios"]["visitor"] == 2
     assert by_kind["ios"]["rejected"] == 0
     # Judged by users: "u" signed validly, "v" did not; 3 of the 5 identified starts.
-    assert by_kind["ios"]["distinct"] == {"valid": 1, "identified": 2, "failing": 2}
+    assert by_kind["ios"]["distinct"] == {
+        "valid": 1,
+        "identified": 2,
+        "failing": 2,
+        "forms": {"token": 0, "public-key": 0},
+    }
     assert by_kind["ios"]["valid_share"] == pytest.approx(1 / 2)
     assert by_kind["ios"]["start_valid_share"] == pytest.approx(3 / 5)
     assert by_kind["web"]["invalid"] == 1

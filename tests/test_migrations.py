@@ -168,3 +168,17 @@ def test_old_enforcement_log_entries_become_policy_changes_and_back():
         assert list(left) == [recorded.pk]  # only the copies are taken back
     finally:
         _migrate(_latest())
+
+
+@pytest.mark.django_db
+def test_the_models_and_the_migrations_agree():
+    """A model change without its migration fails here (``makemigrations --check``)."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    try:
+        call_command("makemigrations", APP, "--check", "--dry-run", stdout=out, stderr=out)
+    except SystemExit:
+        pytest.fail("the models changed without a migration:\n" + out.getvalue())

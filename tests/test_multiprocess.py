@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,21 +25,11 @@ import pytest
 from trusted_identity.crypto import generate_key
 from trusted_identity.signing import sign
 
+from .isolation import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = Path(sys.executable).with_name("gunicorn")
 UWSGI = Path(sys.executable).with_name("uwsgi")
-
-
-def _redis_up() -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", 6379)) == 0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 #: The set-ups the documentation offers: ``make run`` (runserver, SQLite, local-memory cache),
@@ -48,7 +37,7 @@ def _free_port() -> int:
 SETUPS = {
     "runserver-locmem": {"server": "runserver", "cache": None},
     "gunicorn-locmem": {"server": "gunicorn", "cache": None},
-    "gunicorn-redis": {"server": "gunicorn", "cache": "redis://127.0.0.1:6379/13"},
+    "gunicorn-redis": {"server": "gunicorn", "cache": "redis"},
     # uWSGI forks its workers from a master that loaded the app (no os.fork hooks run),
     # and without enable-threads no thread of ours ever runs: the request that finds the
     # flush interval elapsed writes the counts, and a graceful stop writes the rest.
@@ -60,8 +49,8 @@ SETUPS = {
 @pytest.fixture(params=list(SETUPS))
 def deployment(request, tmp_path):
     setup = SETUPS[request.param]
-    if setup["cache"] and not _redis_up() and not os.environ.get("CI"):
-        pytest.skip("Redis is not running on 127.0.0.1:6379")
+    # The test's own key prefix in the tests' Redis db (tests/isolation.py).
+    redis = request.getfixturevalue("redis_namespace") if setup["cache"] else None
     if setup["server"] == "uwsgi" and not UWSGI.exists() and not os.environ.get("CI"):
         pytest.skip("uWSGI is not installed (the dev extra has it)")
     env = {
@@ -77,8 +66,8 @@ def deployment(request, tmp_path):
         "TRUSTED_IDENTITY_RATE_LIMIT": "off",
         "WEB_CONCURRENCY": "2",
     }
-    if setup["cache"]:
-        env["CACHE_URL"] = setup["cache"]
+    if redis:
+        env["CACHE_URL"] = redis.cache_url
     else:
         env.pop("CACHE_URL", None)
 
@@ -91,16 +80,12 @@ def deployment(request, tmp_path):
         return done.stdout.strip()
 
     manage("migrate", "--noinput", "-v0")
-    if setup["cache"]:
-        subprocess.run(
-            [sys.executable, "-c", "import redis; redis.Redis(db=13).flushdb()"], check=True
-        )
     manage("trusted_identity", "create-space", "multi")
     api_key = manage("trusted_identity", "add-platform", "multi", "web")
 
     servers, urls = [], []
     for _ in range(2 if setup["server"] == "gunicorn" else 1):
-        port = _free_port()
+        port = free_port()
         if setup["server"] == "gunicorn":
             command = [str(GUNICORN), "-c", "project/gunicorn.conf.py", "project.wsgi"]
         elif setup["server"] == "uwsgi":
@@ -112,16 +97,17 @@ def deployment(request, tmp_path):
             ]  # fmt: skip
         else:
             command = [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"]
-        servers.append(
-            subprocess.Popen(
-                command,
-                cwd=ROOT,
-                env={**env, "HOST": "127.0.0.1", "PORT": str(port)},
-                stdout=subprocess.DEVNULL,
-                stderr=open(tmp_path / f"server-{port}.log", "w"),  # noqa: SIM115
-                start_new_session=True,
+        with open(tmp_path / f"server-{port}.log", "w") as log:  # the server keeps its copy
+            servers.append(
+                subprocess.Popen(
+                    command,
+                    cwd=ROOT,
+                    env={**env, "HOST": "127.0.0.1", "PORT": str(port)},
+                    stdout=subprocess.DEVNULL,
+                    stderr=log,
+                    start_new_session=True,
+                )
             )
-        )
         urls.append(f"http://127.0.0.1:{port}/trusted-identity/v1/sessions")
     deadline = time.monotonic() + 30
     for url in urls:
@@ -146,6 +132,8 @@ def deployment(request, tmp_path):
             "stop_signal": signal.SIGINT if setup["server"] == "runserver" else signal.SIGTERM,
             "stop_group": setup["server"] != "uwsgi",
         }
+        if redis:  # the servers really shared the cache, under this test's prefix
+            assert redis.keys(), "no key under the test's prefix: the servers ignored Redis"
     finally:
         for server in servers:
             if server.poll() is None:
@@ -204,6 +192,7 @@ def _answer(url, api_key, body) -> tuple[int, str]:
     return status, answer["error"]["code"] if status >= 400 else answer["signature"]
 
 
+@pytest.mark.any_database
 def test_rotation_revocation_and_enforcement_reach_every_process_within_a_second(deployment):
     manage, urls, api_key = deployment["manage"], deployment["urls"], deployment["api_key"]
 
@@ -258,6 +247,7 @@ def test_rotation_revocation_and_enforcement_reach_every_process_within_a_second
     assert _honoured_within(urls, api_key, [(signed(third), (201, "invalid"))]) < WITHIN
 
 
+@pytest.mark.any_database
 def test_counts_from_both_servers_all_reach_the_database(deployment):
     manage, urls, api_key = deployment["manage"], deployment["urls"], deployment["api_key"]
     secret = manage("trusted_identity", "show-secret", "multi", "web")
@@ -296,7 +286,7 @@ def _database_url_named(url: str, name: str) -> str:
 
 
 @pytest.fixture
-def skewed_server(tmp_path):
+def skewed_server(tmp_path, request):
     if FAKETIME is None:
         if os.environ.get("CI"):
             pytest.fail("faketime (Debian's package) is needed: apt-get install faketime")
@@ -308,8 +298,11 @@ def skewed_server(tmp_path):
             "clock as the database's, so a host's skew can't be told from the database's"
         )
     import psycopg
+    from django.db import connection
 
-    name = (os.environ.get("TEST_DATABASE_NAME") or "test_trusted_identity") + "_skew"
+    # Named after this run's and worker's test database (tests/isolation.py).
+    request.getfixturevalue("django_db_setup")
+    name = connection.settings_dict["NAME"] + "_skew"
     with psycopg.connect(_database_url_named(database_url, "postgres"), autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.execute(f'CREATE DATABASE "{name}"')
@@ -339,7 +332,7 @@ def skewed_server(tmp_path):
     manage("migrate", "--noinput", "-v0")
     manage("trusted_identity", "create-space", "skew")
     api_key = manage("trusted_identity", "add-platform", "skew", "web")
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [FAKETIME, "-f", f"{SKEW:+d}s", str(GUNICORN), "-c", "project/gunicorn.conf.py",
          "project.wsgi"],

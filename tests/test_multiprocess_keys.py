@@ -26,6 +26,8 @@ from trusted_identity.signing import sign
 from .keytoken_helpers import key_token, public_pem_of
 from .test_multiprocess import GUNICORN, ROOT, WITHIN, _honoured_within, _post
 
+pytestmark = pytest.mark.any_database  # the servers' own SQLite file
+
 
 def _port() -> int:
     """A free port, within ``TRUSTED_IDENTITY_TEST_PORTS`` when it is set."""

@@ -9,9 +9,14 @@ import zipfile
 from email.parser import Parser
 from pathlib import Path
 
+import pytest
+
 from trusted_identity import __version__
 
 from .packaging import skip_or_fail
+
+# With the adoption test on one pytest-xdist worker: one build of the wheel per run.
+pytestmark = pytest.mark.xdist_group("dist")
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")

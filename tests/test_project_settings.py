@@ -77,3 +77,14 @@ def test_the_default_local_memory_cache_has_room_for_many_clients(project_settin
     assert cache["OPTIONS"]["MAX_ENTRIES"] == 100_000
     redis = project_settings(CACHE_URL="redis://127.0.0.1:6379/7")["CACHES"]["default"]
     assert "MAX_ENTRIES" not in redis.get("OPTIONS", {})
+
+
+def test_a_redis_cache_url_keeps_its_key_prefix(project_settings):
+    """Sites (and test runs) sharing one Redis db keep apart by the URL's key_prefix,
+    which django-environ hands Django's Redis backend in lower case, where it is unread."""
+    cache = project_settings(CACHE_URL="redis://127.0.0.1:6379/7?key_prefix=site-one&timeout=60")[
+        "CACHES"
+    ]["default"]
+    assert cache["BACKEND"] == "project.cache.ReusingRedisCache"
+    assert (cache["KEY_PREFIX"], cache["TIMEOUT"]) == ("site-one", 60)
+    assert "key_prefix" not in cache and "timeout" not in cache

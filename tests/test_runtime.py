@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from trusted_identity import runtime, testing
@@ -55,10 +57,16 @@ def test_reset_leaves_nothing_behind(client, platform, settings):
     made.outbox.put(lambda: None)
     made.diagnostic_tables.get("k", lambda: 1)
     made.public_key_sets.get("k", lambda: 1)
+    made.jwks_throttle.take(platform.pk, 60.0)
+    done = threading.Event()
+    made.jwks_refreshes.start("jwks-test", lambda: done.wait(5))  # running until reset
+    made.private_keys.get("k", lambda: 1)
+    made.key_signers.get("k", lambda: 1)
     made.delivery_thread.wake()
     empty = [part for part in runtime.Runtime.PARTS if len(getattr(made, part)) == 0]
     assert empty == [], f"not filled by the test: {empty}"
 
+    done.set()
     made.reset()
     assert {part: len(getattr(made, part)) for part in runtime.Runtime.PARTS} == dict.fromkeys(
         runtime.Runtime.PARTS, 0

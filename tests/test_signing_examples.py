@@ -24,6 +24,8 @@ import pytest
 
 from .docs_snippets import all_blocks, snippet
 
+pytestmark = pytest.mark.any_database  # other languages' programs, no database
+
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS = json.loads((ROOT / "tests" / "data" / "node-hmac-sha256.json").read_text("utf-8"))[
     "vectors"

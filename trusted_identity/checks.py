@@ -20,6 +20,16 @@ Every check the app registers, with its id (docs/settings.md lists them, from th
 - ``E010`` ``HOURLY_RETENTION`` shorter than the windows the app shows
 - ``E011`` ``DAILY_RETENTION`` shorter than ``HOURLY_RETENTION``
 - ``W010`` (``check --database``) ``prune`` has not run and counts wait
+- ``E012`` a ``PRIVATE_KEYS`` entry that can't sign: not named ``"space/kind"``, a
+  file that can't be read, not a private key (a public key, an encrypted or OpenSSH
+  key), or one whose public half no platform could take (weak, another curve...)
+- ``E013`` (``check --database``) the private key of a platform that verifies public
+  keys only is none of its active public keys: the site can't sign for it
+- ``W004`` (``check --database``) a platform of ``SIGNING_SPACES`` takes public-key
+  tokens and ``PRIVATE_KEYS`` has no key for it
+- ``W005`` (``check --database``) the private key of a ``secret`` or ``both`` platform is
+  none of its active public keys (the site signs with the secret), or an entry names
+  no platform
 
 E003, E004, E005 and E008 come from one check that converts every setting of the table
 in ``conf.py``, as reading it would; the others look at relations between settings (and
@@ -306,3 +316,55 @@ def unusable_authenticators(value: Any) -> list[tuple[str, str]]:
         if not apps.is_installed(model._meta.app_config.name if model._meta.app_config else ""):
             found.append((str(entry), f"its model {model.__name__} is not installed"))
     return found
+
+
+_KEY_HINT = (
+    "Give each entry the PEM private key (or its file's path) whose public key was added "
+    "to that platform: `manage.py trusted_identity generate-key-pair` makes a pair, "
+    "`add-public-key` adds the public half, `public-keys` lists the platform's keys."
+)
+
+
+@register(Tags.security)
+def check_private_keys(app_configs=None, **kwargs):
+    """Every ``PRIVATE_KEYS`` entry read as signing would (once per process): a key that
+    can't sign fails at start, named, never shown."""
+    read = _read("PRIVATE_KEYS")
+    if not read or not read[0]:
+        return []
+    from .services.site_keys import entry_problems
+
+    return [
+        Error(f"{problem}.", hint=_KEY_HINT, id="trusted_identity.E012")
+        for problem in entry_problems()
+    ]
+
+
+@register(Tags.database)
+def check_private_keys_match(app_configs=None, databases=None, **kwargs):
+    """The site's keys against the platforms it signs for. Reads the database: only with
+    ``check --database`` (and in ``migrate``), as Django's own database checks."""
+    if not databases or _read("PRIVATE_KEYS", "SIGNING_SPACES") is None:
+        return []
+    from django.db import DatabaseError
+
+    from .services.site_keys import platform_problems
+
+    try:
+        problems = platform_problems()
+    except DatabaseError:  # not migrated yet: nothing to say
+        return []
+    missing_hint = (
+        "Give TRUSTED_IDENTITY['PRIVATE_KEYS'] the platform's private key (PEM text or its "
+        "file's path; in the environment, TRUSTED_IDENTITY_PRIVATE_KEYS as a JSON object), "
+        "or, if this site never signs for that platform, add trusted_identity.W004 to "
+        "SILENCED_SYSTEM_CHECKS."
+    )
+    made = {
+        "trusted_identity.E013": lambda m: Error(m, hint=_KEY_HINT, id="trusted_identity.E013"),
+        "trusted_identity.W004": lambda m: Warning(
+            m, hint=missing_hint, id="trusted_identity.W004"
+        ),
+        "trusted_identity.W005": lambda m: Warning(m, hint=_KEY_HINT, id="trusted_identity.W005"),
+    }
+    return [made[problem.check_id](problem.message) for problem in problems]

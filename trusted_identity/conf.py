@@ -21,6 +21,7 @@ the checks skipped, a bad value raises ImproperlyConfigured with the same messag
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -188,6 +189,50 @@ def _to_authentication(value: Any) -> tuple[Any, ...]:
     return entries
 
 
+def _to_ca_bundle(value: Any) -> str | None:
+    """A PEM file of certificate authorities that ``ssl`` loads, or None (the system's)."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str | os.PathLike):
+        raise TypeError(value)
+    import ssl  # only for the check: a file that does not load is refused here
+
+    path = os.fspath(value)
+    try:
+        ssl.create_default_context(cafile=path)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(value) from exc
+    return path
+
+
+def seconds_between(minimum: float, maximum: float) -> Kind:
+    def convert(value: Any) -> float:
+        seconds = _to_seconds(value)
+        if not minimum <= seconds <= maximum:
+            raise ValueError(value)
+        return seconds
+
+    return Kind(f"a number of seconds (or a timedelta) from {minimum:g} to {maximum:g}", convert)
+
+
+def _to_private_keys(value: Any) -> dict[str, str]:
+    """``{"space/kind": PEM text or a file path}``; from the environment, the same as a
+    JSON object. The keys themselves are read by ``services.site_keys`` (once per
+    process) and checked by ``trusted_identity.E012``; never echoed."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, str):
+        value = json.loads(value)  # a JSONDecodeError is a ValueError
+    if not isinstance(value, Mapping):
+        raise TypeError(value)
+    entries = {}
+    for name, key in value.items():
+        if not isinstance(name, str) or not isinstance(key, str) or not key.strip():
+            raise ValueError("an entry")
+        entries[name.strip()] = key
+    return entries
+
+
 def optional(kind: Kind) -> Kind:
     """``kind``, or None (which stays None)."""
     return Kind(f"{kind.must_be}, or None", lambda v: None if v is None else kind.convert(v))
@@ -209,6 +254,12 @@ HEADER = Kind(
 SLUGS = Kind("a list of slugs, or a comma-separated string of them", _to_slugs)
 KEYS = Kind("a comma-separated string of keys, or a list of them", _to_keys)
 DOTTED_PATHS = Kind("a list of dotted paths", _to_dotted_paths)
+CA_BUNDLE = Kind("the path of a PEM file of CA certificates that loads, or None", _to_ca_bundle)
+PRIVATE_KEYS = Kind(
+    'a dict of "space/kind" to PEM text or a PEM file\'s path (in the environment: that '
+    "dict as a JSON object)",
+    _to_private_keys,
+)
 AUTHENTICATION = Kind(
     "a dotted path that imports, a callable, or a non-empty list of them, or None",
     lambda v: None if v is None else _to_authentication(v),
@@ -361,12 +412,27 @@ SETTINGS: dict[str, Setting] = {
                 check_id="trusted_identity.E004"),
         Setting("CLI_ACTOR_USERNAME", "trusted-identity-cli", TEXT,
                 "The name the CLI's audit entries record when no --actor is given (no user row)."),
+        Setting("PRIVATE_KEYS", {}, PRIVATE_KEYS,
+                "The site's private keys, by \"space/kind\": its producers sign public-key "
+                "tokens with them.",
+                env="TRUSTED_IDENTITY_PRIVATE_KEYS", secret=True),
         Setting("SIGN_AUTHENTICATION", None, AUTHENTICATION,
                 "Who the sign view signs (None: Django's session login)."),
         Setting("CORS_MAX_AGE", 3600, WHOLE_SECONDS,
                 "Seconds a browser may keep the answer to a CORS preflight."),
         Setting("LEAN_PATH_SKIPS_MIDDLEWARE", (), DOTTED_PATHS,
                 "Middlewares the lean session path may skip although it does not know them."),
+        Setting("JWKS_TIMEOUT", 5.0, seconds_between(0.1, 60),
+                "The longest a JWKS fetch may take, from connecting to the last byte."),
+        Setting("JWKS_MAX_BYTES", 64 * 1024, whole_between(1024, 1024 * 1024),
+                "The largest JWKS answer read; a larger one is refused."),
+        Setting("JWKS_MAX_AGE", timedelta(minutes=10), DURATION,
+                "How old a platform's JWKS may grow before a start that uses it "
+                "fetches it again, in the background."),
+        Setting("JWKS_CA_BUNDLE", None, CA_BUNDLE,
+                "The certificate authorities JWKS hosts are verified with (None: the system's)."),
+        Setting("JWKS_ALLOW_HTTP_LOOPBACK", False, BOOLEAN,
+                "Take http:// JWKS URLs to this machine (loopback) with DEBUG off too."),
     ]
 }
 # fmt: on

@@ -1,7 +1,8 @@
 """One way to show a share, a count and a moment, for the admin and the CLI alike.
 
 ``percent(0.97234)`` is ``97.2%``, ``number(1204)`` is ``1,204`` and
-``moment(dt)`` is ``2026-11-26 14:05 UTC``; a missing value is ``—``; ``visible(text)``
+``moment(dt)`` is ``2026-11-26 14:05 UTC``; a missing value is ``—``; ``form_shares``
+says which share of the valid users signed in each form; ``visible(text)``
 shows a client-given string (a user id) with its control and invisible characters
 spelt out. The admin's
 templates use them as filters (``{% load trusted_identity_format %}``), the
@@ -12,6 +13,7 @@ its own machine formats (ISO 8601, shares as fractions). Plain Python, no Django
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Mapping
 from datetime import datetime
 from datetime import timezone as dt_timezone
 
@@ -29,6 +31,15 @@ def percent(share: float | None) -> str:
 def number(count: int | None) -> str:
     """A count with thousands separators: ``3,310``; ``—`` for None."""
     return NONE if count is None else f"{count:,}"
+
+
+def form_shares(valid_users: int, users_by_form: Mapping[str, int]) -> str:
+    """The share of the valid users who signed in each form counted apart, in one line:
+    ``token 20.7% · public-key 3.3%``; ``—`` without a valid user. The summary, the
+    platform list and ``status`` say it alike."""
+    if not valid_users:
+        return NONE
+    return " · ".join(f"{form} {percent(n / valid_users)}" for form, n in users_by_form.items())
 
 
 def moment(value: datetime | None) -> str:

@@ -9,8 +9,9 @@ from django.contrib.auth import get_user_model
 from django.utils.translation import gettext_lazy as _
 
 from .exceptions import InvalidRequest
-from .models import Role, Space, SpaceMembership
-from .services import durations, origins, signature_forms, spaces
+from .models import KeySource, Role, Space, SpaceMembership
+from .publickeys import MAX_INPUT, MAX_KID_LENGTH, PublicKeyError, check_kid
+from .services import durations, origins, public_keys, signature_forms, spaces
 
 #: The grace periods the admin offers for the previous secret after a rotation.
 GRACE_CHOICES = [
@@ -125,6 +126,74 @@ class SignatureFormForm(forms.Form):
 
     def clean_reason(self) -> str:
         return self.cleaned_data["reason"].strip()
+
+
+class KeySourceForm(forms.Form):
+    """What a platform verifies with; for ``public-key`` below the readiness threshold,
+    an explicit override with a reason (``services.key_sources`` decides)."""
+
+    source = forms.ChoiceField(label=_("Verifies with"), choices=KeySource.choices)
+    override = forms.BooleanField(
+        label=_("Accept public-key tokens only anyway, without the readiness rule"),
+        required=False,
+    )
+    reason = forms.CharField(
+        label=_("Reason for the override"),
+        help_text=_("Recorded in the platform's history."),
+        required=False,
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+    )
+
+    def clean_reason(self) -> str:
+        return self.cleaned_data["reason"].strip()
+
+
+#: The attributes of a field whose value is a code, not prose.
+CODE_INPUT = {"autocomplete": "off", "spellcheck": "false", "autocapitalize": "off"}
+
+
+class PublicKeyForm(forms.Form):
+    """A public key pasted on the page, with an optional kid and expiry. The key is read
+    by ``services.public_keys`` (a private, weak or unsupported key refused there, in a
+    message that never repeats it); a refused form is drawn again without it."""
+
+    key = forms.CharField(
+        label=_("Public key"),
+        max_length=MAX_INPUT,
+        strip=False,
+        error_messages={
+            "max_length": _("That is longer than 16 KiB: not one public key."),
+            "required": _("Paste the public key: PEM or JWK."),
+        },
+        widget=forms.Textarea(attrs={**CODE_INPUT, "rows": 6, "cols": 66}),
+    )
+    kid = forms.CharField(label=_("Key id (kid)"), required=False, max_length=MAX_KID_LENGTH)
+    expires = forms.CharField(label=_("Expires after"), required=False, max_length=16)
+
+    def clean_kid(self) -> str | None:
+        kid = self.cleaned_data["kid"]
+        if not kid:
+            return None  # the JWK's own kid, else the key's thumbprint
+        try:
+            return check_kid(kid)
+        except PublicKeyError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean_expires(self) -> timedelta | None:
+        if not self.cleaned_data["expires"]:
+            return None
+        try:
+            return public_keys.parse_expiry(self.cleaned_data["expires"])
+        except InvalidRequest as exc:
+            raise forms.ValidationError(exc.message) from None
+
+
+class KeyActionForm(forms.Form):
+    """Expire or remove one public key of a platform, named by its kid."""
+
+    action = forms.ChoiceField(choices=[("expire", _("Expire")), ("remove", _("Remove"))])
+    kid = forms.CharField(max_length=MAX_KID_LENGTH)
 
 
 class MembershipAddForm(forms.ModelForm):

@@ -143,23 +143,25 @@ class KeySet:
     def __contains__(self, key: object) -> bool:
         return any(key is mine for mine in self.keys)
 
-    def pick(self, kid: str | None, now: float) -> VerifyingKey | str:
-        """The key a token's ``kid`` names, or :data:`UNKNOWN_KEY` / :data:`KEY_EXPIRED`.
+    def named(self, kid: str | None, now: float) -> VerifyingKey | None:
+        """The key a token's ``kid`` names, expired or not; None for none.
 
         Without a ``kid``: the one key that has not expired, if exactly one has not;
-        with none left, the only key there is (``key_expired``); else ``unknown_key``.
+        with none left, the only key there is; else none.
         """
         if kid is not None:
-            key = self.by_kid.get(kid)
-            if key is None:
-                return UNKNOWN_KEY
-        elif len(self.keys) == 1:
-            key = self.keys[0]
-        else:
-            live = [k for k in self.keys if not k.expired(now)]
-            if len(live) != 1:
-                return UNKNOWN_KEY
-            key = live[0]
+            return self.by_kid.get(kid)
+        if len(self.keys) == 1:
+            return self.keys[0]
+        live = [k for k in self.keys if not k.expired(now)]
+        return live[0] if len(live) == 1 else None
+
+    def pick(self, kid: str | None, now: float) -> VerifyingKey | str:
+        """The key a token's ``kid`` names (:meth:`named`), or :data:`UNKNOWN_KEY` /
+        :data:`KEY_EXPIRED`."""
+        key = self.named(kid, now)
+        if key is None:
+            return UNKNOWN_KEY
         return KEY_EXPIRED if key.expired(now) else key
 
 
@@ -216,8 +218,8 @@ def verify_key_token(
             return _MALFORMED
         alg, kid = header
         picked = keys.pick(kid, now)
-        if isinstance(picked, str):
-            return picked, None
+        if isinstance(picked, str):  # an expired key is named, for the tester to say which
+            return picked, (keys.named(kid, now) if picked == KEY_EXPIRED else None)
         key = picked
         if key.alg != alg:  # an RSA key for an ES256 header, an EC key for RS256...
             return _MALFORMED

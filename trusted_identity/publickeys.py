@@ -85,6 +85,11 @@ class PublicKey:
         """A stored key again (its DER was checked when it was added)."""
         return _checked(serialization.load_der_public_key(der))
 
+    @classmethod
+    def of(cls, key: Any) -> PublicKey:
+        """A key object verification holds (``keytokens.VerifyingKey.key``), to name it."""
+        return _checked(key)
+
     @property
     def kty(self) -> str:
         return KEY_TYPES[self.alg]

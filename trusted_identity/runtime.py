@@ -3,7 +3,8 @@
 :class:`Runtime` is made by ``TrustedIdentityConfig.ready()`` and owns every piece of
 per-process state: the verification generation as last read, the near cache of
 looked-up platforms and the origin index, the decrypted keys, the parsed public keys,
-the key ring, the
+the JWKS fetches tried and those running in the background, the site's private keys
+and what each signs as, the key ring, the
 distinct-user hasher, the token memo, the failure log's sampler, the parsed rates and resolved
 authenticators, the alerts this process has seen raised, the buffer of counts not yet
 written with the thread that writes them, and the outbox of alerts not yet
@@ -49,7 +50,15 @@ from django.db import connections
 
 from .conf import app_settings
 from .nearcache import NearCache, UnknownKeys
-from .state import FailureSampler, GenerationTracker, GenerationValue, Memo, SeenSet, Slot
+from .state import (
+    FailureSampler,
+    GenerationTracker,
+    GenerationValue,
+    Memo,
+    SeenSet,
+    Slot,
+    Throttle,
+)
 from .tokens import TokenMemo
 
 logger = logging.getLogger("trusted_identity")
@@ -195,6 +204,55 @@ class Worker:
         return self._thread is not None
 
 
+class Background:
+    """Work run off the request on a daemon thread of its own, at most one in flight per
+    key (a platform's JWKS fetched again when it has grown old); each thread closes its
+    own database connections when done."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[Any, threading.Thread] = {}
+
+    def start(self, key: Any, work: Callable[[], Any]) -> bool:
+        """Run ``work`` for ``key`` unless it is running already; whether it was started."""
+        with self._lock:
+            if key in self._running:
+                return False
+            thread = threading.Thread(
+                target=self._run, args=(key, work), name=f"trusted-identity-{key}", daemon=True
+            )
+            self._running[key] = thread
+            with signals_blocked():
+                thread.start()
+        return True
+
+    def _run(self, key: Any, work: Callable[[], Any]) -> None:
+        try:
+            work()
+        except Exception:
+            logger.exception("Trusted Identity's background %s failed", key)
+        finally:
+            connections.close_all()
+            with self._lock:
+                self._running.pop(key, None)
+
+    def wait(self, timeout: float = 30.0) -> None:
+        """Wait for the work in flight (at most ``timeout`` seconds each)."""
+        with self._lock:
+            threads = list(self._running.values())
+        for thread in threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout)
+
+    def clear(self) -> None:
+        self.wait()
+        with self._lock:
+            self._running.clear()
+
+    def __len__(self) -> int:
+        return len(self._running)
+
+
 class Flusher:
     """Writes the buffer with ``write``: one flush at a time, so one that waits (at exit,
     or a test's) returns only once the write in flight has committed."""
@@ -266,6 +324,10 @@ class Runtime:
         "key_tables",
         "diagnostic_tables",
         "public_key_sets",
+        "jwks_throttle",
+        "jwks_refreshes",
+        "private_keys",
+        "key_signers",
         "key_ring",
         "user_hasher",
         "tokens",
@@ -293,6 +355,10 @@ class Runtime:
         self.key_tables = Memo(4096)  # decrypted secrets, by key ring, platform and ciphertexts
         self.diagnostic_tables = Memo(1024)
         self.public_key_sets = Memo(1024)  # parsed public keys, by platform and keys
+        self.jwks_throttle = Throttle()  # JWKS fetches tried, per platform (once a minute)
+        self.jwks_refreshes = Background()  # JWKS fetched again in the background
+        self.private_keys = Memo(256)  # the site's PRIVATE_KEYS, parsed, by "space/kind"
+        self.key_signers = Memo(1024)  # which of a key set each private key signs as
         self.key_ring = Slot()
         self.user_hasher = Slot()  # sketch.UserHasher keyed with models.SketchKey
         self.tokens = TokenMemo()
@@ -352,6 +418,7 @@ class Runtime:
         (settings changed, or a test ends), and read the settings again."""
         self.count_thread.stop()
         self.delivery_thread.stop()
+        self.jwks_refreshes.wait()
         self._make_parts()
         app_settings.reload()
 

@@ -222,3 +222,31 @@ class SeenSet:
 
     def __len__(self) -> int:
         return len(self._keys)
+
+
+class Throttle:
+    """At most one go per key and interval in this process (a JWKS fetch per platform):
+    a flood asks the database nothing until the interval has passed."""
+
+    def __init__(self, maxsize: int = 10_000) -> None:
+        self._lock = threading.Lock()
+        self._next: dict[Hashable, float] = {}
+        self.maxsize = maxsize
+
+    def take(self, key: Hashable, interval: float) -> bool:
+        """Whether ``key`` may go now; if so, not again for ``interval`` seconds."""
+        now = time.monotonic()
+        with self._lock:
+            if self._next.get(key, 0.0) > now:
+                return False
+            if len(self._next) >= self.maxsize:
+                self._next = {k: t for k, t in self._next.items() if t > now}
+            self._next[key] = now + interval
+            return True
+
+    def clear(self) -> None:
+        with self._lock:
+            self._next.clear()
+
+    def __len__(self) -> int:
+        return len(self._next)

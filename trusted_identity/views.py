@@ -31,7 +31,7 @@ from .exceptions import (
     RateLimited,
     TrustedIdentityError,
 )
-from .services import counting, lookup, origins, sessions, spaces, verification
+from .services import counting, lookup, origins, sessions, site_signing, spaces, verification
 
 logger = logging.getLogger("trusted_identity")
 
@@ -327,7 +327,8 @@ def _parameter(request: HttpRequest, name: str, header: str | None = None) -> st
 @sensitive_variables("signed", "answer")
 def sign_current_user(request: HttpRequest) -> HttpResponse:
     """``GET <mount>/sign/?platform=<kind>[&form=token]``: the logged-in user's id, signed
-    (as a token with its ``expiresAt`` for ``form=token``).
+    (as a token with its ``expiresAt`` for ``form=token``, and on a public-key platform:
+    with the site's private key where it takes public keys, ``services.site_signing``).
 
     Who is logged in is decided by ``TRUSTED_IDENTITY["SIGN_AUTHENTICATION"]``
     (``authentication.py``): Django's session by default.
@@ -346,7 +347,7 @@ def sign_current_user(request: HttpRequest) -> HttpResponse:
     user_id = str(getattr(user, app_settings.USER_ID_ATTRIBUTE))
     # Only the spaces this site serves (SIGNING_SPACES); not audited per call (hot path).
     platform = spaces.get_signing_platform(space, kind)
-    signed = verification.sign_in_form(lookup.lookup_platform(platform.api_key), user_id, form)
+    signed = site_signing.sign_in_form(lookup.lookup_platform(platform.api_key), user_id, form)
     answer = {"userId": user_id, "platform": kind, "signed": signed.signed}
     if signed.expires_at is not None:
         answer["expiresAt"] = verification.iso_utc(signed.expires_at)

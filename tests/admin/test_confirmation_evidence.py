@@ -11,9 +11,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from trusted_identity.services import counting
+from trusted_identity.models import PlatformSecret, PolicyChange
+from trusted_identity.services import counting, key_sources, public_keys
 from trusted_identity.services.counting import ClientVersions
 
+from ..keytoken_helpers import private_keys, public_pem_of
 from .helpers import action_url
 
 pytestmark = pytest.mark.django_db
@@ -173,13 +175,29 @@ def test_token_not_rolled_out(owner_client, space, platform):
         # 50 over 30 to 31 hours (the first counted hour to now): 39 or 40 a day.
         r"from about (?:39|40) users a day: 50 valid plain starts in the 1 day observed, and "
         r"50 distinct "
-        r"users who never used a token\.",
+        r"users who never signed with a token \(HS256 or public-key\)\.",
         words,
     )
     refused = owner_client.post(
         action_url(space, "signature_form", "ios"), {"form": "token", "post": "yes"}
     )
     assert "Tokens are not rolled out far enough." in refused.context["form"].errors["override"][0]
+
+
+def test_token_only_forecast_leaves_public_key_users_out(owner_client, space, platform):
+    """Accepting only tokens refuses plain signatures, never a public-key token: the users
+    it may refuse are those who signed with neither kind of token."""
+    starts(platform, 100, form="token")
+    starts(platform, 50, form="plain")
+    starts(platform, 30, form="public-key")
+    words = text(token_page(owner_client, space))
+    # The rule reads HS256 token users (100 of 180); 50 users signed with no token at all.
+    assert "only 100 of the 180 distinct valid users of the last 1 day (55.6%) used a token" in (
+        words
+    )
+    assert "50 valid plain starts in the 1 day observed, and 50 distinct users who never" in (words)
+    assert "accepting only tokens now rejects every plain signature still sent" in words
+    assert "(public-key tokens are not affected)" in words
 
 
 def test_token_too_little_data(owner_client, space, platform):
@@ -211,3 +229,63 @@ def test_no_token_evidence_for_a_change_that_locks_nobody_out(owner_client, spac
     page = owner_client.post(action_url(space, "signature_form", "ios"), {"form": "either"})
     assert page.status_code == 200
     assert 'id="evidence"' not in page.content.decode()
+
+
+# ----------------------------------------------------------- public keys only
+
+
+def key_source_page(owner_client, space, **data):
+    return owner_client.post(
+        action_url(space, "key_source", "ios"), {"source": "public-key", **data}
+    )
+
+
+@pytest.fixture
+def keyed(platform, cli_actor):
+    pem = public_pem_of(private_keys()["ES256"])
+    public_keys.add_public_key(platform, pem, cli_actor, kid="k1")
+    key_sources.set_key_source(platform, "both", cli_actor)
+    return platform
+
+
+def test_public_keys_only_not_rolled_out(owner_client, space, keyed):
+    starts(keyed, 120, form="public-key")
+    starts(keyed, 30, form="plain")
+    starts(keyed, 10, form="token")
+    page = key_source_page(owner_client, space)
+    words = text(page)
+    assert verdict(page) == "not_rolled_out"
+    assert (
+        "Public keys are not rolled out far enough: only 120 of the 160 distinct valid users "
+        "of the last 1 day (75.0%) signed with a public key, below the 99.0% threshold." in words
+    )
+    assert re.search(
+        r"Verifying public keys only would refuse about (?:31|32) starts a day still signed "
+        r"with the secret, from about (?:31|32) users a day: 40 valid starts signed with the "
+        r"secret \(plain or HS256 token\) in the 1 day observed, and 40 distinct users who "
+        r"never signed with a public key\.",
+        words,
+    )
+    assert "verifying public keys only now rejects every signature made with the secret" in words
+    refused = key_source_page(owner_client, space, post="yes")
+    assert (
+        "Public keys are not rolled out far enough."
+        in (refused.context["form"].errors["override"][0])
+    )
+    assert PlatformSecret.objects.filter(platform=keyed).exists()
+
+
+def test_public_keys_only_ready_needs_no_override(owner_client, space, keyed):
+    starts(keyed, 150, form="public-key")
+    page = key_source_page(owner_client, space)
+    words = text(page)
+    assert verdict(page) == "ready"
+    assert "Ready: 150 of the 150 distinct valid users of the last 1 day (100.0%) signed" in words
+    assert "No valid start was signed with the secret in the 1 day observed" in words
+    assert 'name="override"' not in page.content.decode()
+    done = key_source_page(owner_client, space, post="yes")
+    assert done.status_code == 302
+    keyed.refresh_from_db()
+    assert keyed.key_source == "public-key"
+    change = PolicyChange.objects.filter(platform=keyed, setting="key_source").latest("at", "id")
+    assert (change.readiness, change.readiness_count, change.overridden) == ("ready", 150, False)

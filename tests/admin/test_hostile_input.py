@@ -8,10 +8,12 @@ must not take a page down or leave a traceback in the logs. Runs on SQLite and, 
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.urls import reverse
 
-from trusted_identity.models import Platform
+from trusted_identity.models import Platform, PublicKey
 
 from ..factories import PlatformFactory, SuperuserFactory
 
@@ -97,6 +99,8 @@ SPACE_VIEWS = [
     "trusted_identity_space_signature_form",
     "trusted_identity_space_origins",
     "trusted_identity_space_test_signature",
+    "trusted_identity_space_key_source",
+    "trusted_identity_space_public_keys",
 ]
 
 POST_FIELDS = [
@@ -111,6 +115,11 @@ POST_FIELDS = [
     "remove",
     "user_id",
     "signature",
+    "source",
+    "action",
+    "key",
+    "kid",
+    "expires",
 ]
 
 
@@ -127,3 +136,41 @@ def test_the_trusted_identity_pages_take_junk(admin_client, web, view, junk):
     page = reverse("admin:trusted_identity_space_trusted_identity", args=[space.pk])
     _no_server_error(admin_client.get(page, {"tester": junk}), "settings page")
     assert Platform.objects.get(pk=web.pk).enforced is False  # junk changed nothing
+    assert Platform.objects.get(pk=web.pk).key_source == "secret"
+    assert not PublicKey.objects.exists()
+
+
+@pytest.mark.parametrize("action", ["add", "expire", "remove", "\x00", ""])
+@pytest.mark.parametrize("junk", JUNK)
+def test_the_public_key_forms_take_junk_in_each_field(admin_client, web, action, junk):
+    url = reverse("admin:trusted_identity_space_public_keys", args=[web.space.pk, "web"])
+    for field in ("key", "kid", "expires"):
+        data = {"action": action, "key": "k", "kid": "k", "expires": "1d", field: junk}
+        _no_server_error(admin_client.post(url, data), f"public keys {action} {field}={junk!r}")
+        _no_server_error(admin_client.post(url, {**data, "post": "yes"}), "confirmed")
+        _no_server_error(admin_client.get(url, {"action": action, "kid": junk}), "confirm page")
+    assert not PublicKey.objects.exists()
+
+
+def _key_form_errors(response) -> str:
+    assert response.status_code == 200
+    body = response.content.decode()
+    errors = re.search(r'<ul class="errorlist" id="key-errors-web">(.*?)</ul>', body, re.S)
+    assert errors, "a form error beside the add form"
+    return errors.group(1)
+
+
+def test_a_huge_or_nul_paste_is_a_form_error(admin_client, web):
+    url = reverse("admin:trusted_identity_space_public_keys", args=[web.space.pk, "web"])
+    pem = "-----BEGIN PUBLIC KEY-----\n" + "A" * 64 + "\n-----END PUBLIC KEY-----\n"
+    # Under Django's request limit: the form's own limit, said beside the field.
+    big = admin_client.post(url, {"action": "add", "key": "A" * 2_000_000})
+    assert "longer than 16 KiB" in _key_form_errors(big)
+    assert "A" * 100 not in big.content.decode()  # never sent back
+    nul = admin_client.post(url, {"action": "add", "key": pem.replace("\n", "\x00", 1)})
+    assert "Null characters are not allowed" in _key_form_errors(nul)
+    # Over DATA_UPLOAD_MAX_MEMORY_SIZE (a 5 MB body): Django refuses the request before any
+    # view, as a 400; the browser's field takes at most 16,384 characters of a paste.
+    huge = admin_client.post(url, {"action": "add", "key": "A" * 5_000_000})
+    assert huge.status_code == 400
+    assert not PublicKey.objects.exists()

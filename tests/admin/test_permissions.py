@@ -13,12 +13,14 @@ import pytest
 from django.contrib.admin.models import LogEntry
 from django.urls import reverse
 
-from trusted_identity.models import Platform, PlatformSecret, Role
-from trusted_identity.services import access, platform_secrets
+from trusted_identity.models import Platform, PlatformSecret, PublicKey, Role
+from trusted_identity.services import access, platform_secrets, public_keys
 
 from ..factories import MembershipFactory, PlatformFactory, SpaceFactory, UserFactory
+from ..keytoken_helpers import private_keys, public_pem_of
 
 ROLES = ("root", "owner", "admin", "viewer", "outsider", "nospace", "anon")
+KEYS = private_keys()
 
 
 @pytest.fixture
@@ -26,6 +28,7 @@ def world(db, superuser):
     acme = SpaceFactory(slug="acme", name="Acme")
     globex = SpaceFactory(slug="globex", name="Globex")
     ios = PlatformFactory(space=acme, kind="ios")
+    public_keys.add_public_key(ios, public_pem_of(KEYS["ES256"]), access.get_cli_actor(), kid="k1")
     web = PlatformFactory(space=acme, kind="web")
     android = PlatformFactory(space=globex, kind="android")
     users = {"root": superuser}
@@ -170,6 +173,48 @@ MATRIX = {
         lambda w: {"post": "yes"},
         (302, 302, 302, 403, 404, 404, 302),
     ),
+    "key source POST": (
+        "post",
+        lambda w: space_url("key_source", w, "ios"),
+        lambda w: {"source": "both"},
+        (200, 200, 200, 403, 404, 404, 302),
+    ),
+    "key source POST confirmed": (
+        "post",
+        lambda w: space_url("key_source", w, "ios"),
+        lambda w: {"source": "both", "post": "yes"},
+        (302, 302, 302, 403, 404, 404, 302),
+    ),
+    "public key add POST": (
+        "post",
+        lambda w: space_url("public_keys", w, "ios"),
+        lambda w: {"action": "add", "key": public_pem_of(KEYS["EdDSA"]), "kid": "k2"},
+        (302, 302, 302, 403, 404, 404, 302),
+    ),
+    "public key expire page": (
+        "get",
+        lambda w: space_url("public_keys", w, "ios") + "?action=expire&kid=k1",
+        None,
+        (200, 200, 200, 403, 404, 404, 302),
+    ),
+    "public key expire POST confirmed": (
+        "post",
+        lambda w: space_url("public_keys", w, "ios"),
+        lambda w: {"action": "expire", "kid": "k1", "post": "yes"},
+        (302, 302, 302, 403, 404, 404, 302),
+    ),
+    "public key remove POST": (
+        "post",
+        lambda w: space_url("public_keys", w, "ios"),
+        lambda w: {"action": "remove", "kid": "k1"},
+        (200, 200, 200, 403, 404, 404, 302),
+    ),
+    "public key remove POST confirmed": (
+        "post",
+        lambda w: space_url("public_keys", w, "ios"),
+        lambda w: {"action": "remove", "kid": "k1", "post": "yes"},
+        (302, 302, 302, 403, 404, 404, 302),
+    ),
     "platform list": (
         "get",
         lambda w: reverse(CHANGELIST),
@@ -269,6 +314,7 @@ def test_permission_matrix(client, world, name, role, expected):
     current_before = set(
         PlatformSecret.objects.filter(retired_at__isnull=True).values_list("pk", flat=True)
     )
+    keys_before = key_state(world.ios)
     send = getattr(client, method)
     response = send(url(world), data(world)) if data else send(url(world))
 
@@ -297,6 +343,25 @@ def test_permission_matrix(client, world, name, role, expected):
         assert current_after == current_before, f"{name} as {role} rotated a secret"
     enforced = Platform.objects.get(pk=world.ios.pk).enforced
     assert enforced == (name == "enforce POST confirmed" and expected == 302 and role != "anon")
+    changed_keys = key_state(world.ios) != keys_before
+    assert changed_keys == (name in KEY_CHANGES and expected == 302 and role != "anon"), name
+
+
+#: The requests that change a platform's keys or key source when allowed.
+KEY_CHANGES = {
+    "key source POST confirmed",
+    "public key add POST",
+    "public key expire POST confirmed",
+    "public key remove POST confirmed",
+}
+
+
+def key_state(platform):
+    """What a platform verifies with: its key source, and its keys with their expiry."""
+    source = Platform.objects.get(pk=platform.pk).key_source
+    return source, sorted(
+        PublicKey.objects.filter(platform=platform).values_list("kid", "expires_at")
+    )
 
 
 @pytest.mark.parametrize(
@@ -425,13 +490,25 @@ def test_settings_actions_are_refused_without_a_log_entry(client, world, role):
         "revoke_previous",
         "enforcement",
         "signature_form",
+        "key_source",
+        "public_keys",
     ):
         response = client.post(
             space_url(name, world, "ios"),
-            {"post": "yes", "grace": "0", "enabled": "on", "form": "either", "max_age": "1h"},
+            {
+                "post": "yes",
+                "grace": "0",
+                "enabled": "on",
+                "form": "either",
+                "max_age": "1h",
+                "source": "both",
+                "action": "remove",
+                "kid": "k1",
+            },
         )
         assert response.status_code in (403, 404)
     assert LogEntry.objects.count() == before
+    assert PublicKey.objects.filter(platform=world.ios, kid="k1").exists()
 
 
 def test_viewer_sees_figures_but_no_controls(client, world):
@@ -439,16 +516,19 @@ def test_viewer_sees_figures_but_no_controls(client, world):
     body = client.get(space_url("trusted_identity", world)).content.decode()
     assert 'data-platform="ios"' in body
     assert 'data-figure="valid"' in body
-    for control in (">Reveal<", ">Rotate<", "Turn on enforcement", ">Copy<"):
+    for control in (">Reveal<", ">Rotate<", "Turn on enforcement", ">Copy<", "Remove…"):
         assert control not in body
+    assert 'data-kid="k1"' in body  # the keys are shown, not their controls
+    assert 'name="key"' not in body and 'name="source"' not in body
 
 
 @pytest.mark.parametrize("role", ["root", "owner", "admin"])
 def test_admins_see_every_control(client, world, role):
     client.force_login(world.users[role])
     body = client.get(space_url("trusted_identity", world)).content.decode()
-    for control in (">Reveal<", ">Rotate<", ">Turn on enforcement<"):
+    for control in (">Reveal<", ">Rotate<", ">Turn on enforcement<", 'name="key"'):
         assert body.count(control) == 2  # one per platform of acme
+    assert body.count('name="source"') == 2 and body.count(">Remove…<") == 1  # ios's key
     assert ">Copy<" not in body  # only once revealed
 
 

@@ -4,9 +4,11 @@ platform page, adding a platform through the service, and the rotate action.
 
 from django.urls import reverse
 
-from trusted_identity.models import Platform, Role
+from trusted_identity.models import Platform, PlatformSecret, Role
+from trusted_identity.services import key_sources, public_keys
 
 from ..factories import MembershipFactory, PlatformFactory, SpaceFactory, UserFactory
+from ..keytoken_helpers import private_keys, public_pem_of
 from .helpers import (
     PLATFORM_LIST,
     add_figures,
@@ -135,3 +137,32 @@ def test_rotate_action_is_not_offered_to_viewers(client, space, platform):
     client.force_login(viewer)
     response = client.get(reverse(PLATFORM_LIST))
     assert "rotate_secrets" not in response.content.decode()
+
+
+def test_rotate_action_leaves_out_platforms_that_verify_public_keys_only(
+    owner_client, space, platform, cli_actor
+):
+    web = PlatformFactory(space=space, kind="web")
+    public_keys.add_public_key(web, public_pem_of(private_keys()["EdDSA"]), cli_actor, kid="k")
+    key_sources.set_key_source(web, "public-key", cli_actor, force=True, reason="moved")
+    ids = [platform.pk, web.pk]
+    page = owner_client.post(
+        reverse(PLATFORM_LIST), {"action": "rotate_secrets", "_selected_action": ids, "index": "0"}
+    )
+    body = page.content.decode()
+    assert body.count('name="_selected_action"') == 1
+    assert "1 selected platform is left out: it verifies public keys only" in body
+    old = current_secret(platform)
+    owner_client.post(
+        reverse(PLATFORM_LIST),
+        {"action": "rotate_secrets", "_selected_action": ids, "post": "yes", "grace": "1h"},
+    )
+    assert current_secret(platform) != old  # the one with a secret rotated
+    assert not PlatformSecret.objects.filter(platform=web).exists()  # none made for the other
+    # Only public-key platforms selected: nothing to do, said so.
+    response = owner_client.post(
+        reverse(PLATFORM_LIST),
+        {"action": "rotate_secrets", "_selected_action": [web.pk], "index": "0"},
+        follow=True,
+    )
+    assert any("verifies public keys only" in m for m in messages_of(response))

@@ -65,4 +65,5 @@ def test_the_page_reads_the_records_in_one_query_per_reader(owner_client, space,
     with CaptureQueriesContext(connection) as queries:
         owner_client.get(settings_url(space))
     records = [q for q in queries.captured_queries if "policychange" in q["sql"]]
-    assert len(records) == 2  # enforcement and signature forms, whatever the platforms
+    # Enforcement, signature forms and key sources, whatever the platforms.
+    assert len(records) == 3

@@ -316,4 +316,7 @@ def test_signatures_accepted_shows_the_valid_starts_by_form(owner_client, space,
     starts(platform, "valid", 1, form="token", prefix="t")
     starts(platform, "invalid", 5, form="token", reason="token_expired", prefix="x")
     body = owner_client.get(settings_url(space)).content.decode()
-    assert 'id="forms-line-ios">Valid starts: 3 plain · 1 token (25.0% token)</span>' in body
+    assert (
+        'id="forms-line-ios">Valid starts: 3 plain · 1 token · 0 public-key. '
+        "Of 4 valid users: token 25.0% · public-key 0.0%.</span>"
+    ) in body

@@ -12,6 +12,7 @@ from datetime import timedelta
 from io import StringIO
 
 from django.core.management import call_command
+from django.urls import reverse
 from django.utils import timezone
 
 from trusted_identity import outcomes
@@ -136,7 +137,7 @@ def test_one_truth_per_figure_on_the_page_and_in_status(owner_client, space, pla
     out, err = StringIO(), StringIO()
     call_command("trusted_identity", "status", "acme", stdout=out, stderr=err)
     line = next(row for row in out.getvalue().splitlines() if row.startswith("acme/ios"))
-    assert line.split()[-3:] == [users_share, starts_share, "too-few-users-to-tell"]
+    assert line.split()[-9:-6] == [users_share, starts_share, "too-few-users-to-tell"]
     assert f"Since {since}:" in err.getvalue()
     out = StringIO()
     call_command("trusted_identity", "status", "acme", "--json", stdout=out)
@@ -144,5 +145,54 @@ def test_one_truth_per_figure_on_the_page_and_in_status(owner_client, space, pla
     (entry,) = data["spaces"][0]["platforms"]
     assert percent(entry["valid_share"]) == users_share
     assert percent(entry["start_valid_share"]) == starts_share
-    assert entry["distinct"] == {"valid": 40, "identified": 47, "failing": 8}
+    assert entry["distinct"] == {
+        "valid": 40,
+        "identified": 47,
+        "failing": 8,
+        "forms": {"token": 0, "public-key": 0},
+    }
     assert data["since"] == window_start().isoformat().replace("+00:00", "Z")
+
+
+def test_the_forms_figure_is_the_same_everywhere(owner_client, space, platform):
+    """The share of the valid users who signed with a token and with a public key: the
+    platform's forms line, the summary, the platform list and ``status`` (text and JSON)
+    say the same figure, of the same users."""
+    for n in range(6):
+        counting.record_start(platform.pk, "valid", f"plain-{n}", form="plain")
+    for n in range(3):
+        counting.record_start(platform.pk, "valid", f"token-{n}", form="token")
+    counting.record_start(platform.pk, "valid", "plain-0", form="token")  # both forms
+    for n in range(2):
+        counting.record_start(platform.pk, "valid", f"key-{n}", form="public-key")
+        counting.record_start(platform.pk, "valid", f"key-{n}", form="public-key")  # again
+    outcomes.flush()
+    figures = figures_for([platform.pk])[platform.pk]
+    assert (figures.distinct_valid, figures.users_by_form) == (11, {"token": 4, "public-key": 2})
+    shares = "token 36.4% · public-key 18.2%"  # 4 and 2 of 11 users
+
+    body = owner_client.get(settings_url(space)).content.decode()
+    summary = body[body.index('id="summary"') : body.index("</section>")]
+    cell = re.search(r'data-summary="form_shares"[^>]*>(.*?)</td>', summary, re.S).group(1)
+    assert text(cell) == f"{shares} (key source: the secret)"
+    line = text(re.search(r'id="forms-line-ios">(.*?)</span>', body, re.S).group(1))
+    assert line == (f"Valid starts: 6 plain · 4 token · 4 public-key. Of 11 valid users: {shares}.")
+    listing = owner_client.get(reverse("admin:trusted_identity_platform_changelist"))
+    cell = re.search(r'<td class="field-form_shares">(.*?)</td>', listing.content.decode())
+    assert text(cell.group(1)) == shares  # one form a line
+    assert listing.context["cl"].has_filters and "key_source" in listing.content.decode()
+
+    out = StringIO()
+    call_command("trusted_identity", "status", "acme", stdout=out, stderr=StringIO())
+    row = next(r for r in out.getvalue().splitlines() if r.startswith("acme/ios"))
+    assert row.endswith(f"secret      {shares}")
+    out = StringIO()
+    call_command("trusted_identity", "status", "acme", "--json", stdout=out)
+    (entry,) = json.loads(out.getvalue())["spaces"][0]["platforms"]
+    assert entry["distinct"]["valid"] == 11
+    assert entry["distinct"]["forms"] == {"token": 4, "public-key": 2}
+    assert {form: n["valid"] for form, n in entry["forms"].items()} == {
+        "plain": 6,
+        "token": 4,
+        "public-key": 4,
+    }

@@ -121,7 +121,7 @@ def test_token_when_the_counts_say_not_ready_shows_them(owner_client, space, pla
     usage = lambda p: TokenUsage(400, 300)  # noqa: E731
     monkeypatch.setattr(signature_forms, "token_usage", usage)
     body = owner_client.post(url(space), {"form": "token", "max_age": "24h"}).content.decode()
-    assert "Only 300 of 400 valid identified users (75.0%) used a token" in body
+    assert "Only 300 of 400 valid identified users (75.0%) used an HS256 token" in body
 
 
 @pytest.mark.parametrize("max_age", ["", "5", "30s", "8d", "forever", "1" * 20])

@@ -3,6 +3,9 @@
 reveal, CSRF-protected, audited without the signature, rate-limited.
 """
 
+import html
+import re
+import time
 from datetime import timedelta
 
 import pytest
@@ -10,13 +13,16 @@ from django.test import Client
 
 from trusted_identity import formatting
 from trusted_identity.models import Role
-from trusted_identity.services import access, platform_secrets
+from trusted_identity.publickeys import parse_public_key
+from trusted_identity.services import access, key_sources, platform_secrets, public_keys
 from trusted_identity.signing import sign
 
 from ..factories import MembershipFactory, PlatformFactory, SpaceFactory, UserFactory
+from ..keytoken_helpers import key_token, private_keys, public_pem_of
 from .helpers import action_url, current_secret, platform_log, settings_url
 
 USER_ID = "user-7"
+KEYS = private_keys()
 
 
 def url_of_tester(space, kind="ios"):
@@ -178,3 +184,68 @@ def test_no_match_shows_the_id_variant_the_signature_was_made_for(owner_client, 
     assert "\u202e" not in variant
     assert "the current secret" in variant
     assert 'id="verdict-variant"' not in post_test(owner_client, space, "0" * 64).content.decode()
+
+
+# ------------------------------------------------------------ public-key tokens
+
+
+def pk_token(private, kid, user_id=USER_ID, lifetime=600, **kw):
+    now = int(time.time())
+    claims = {"sub": user_id, "iat": now - 5, "exp": now + lifetime}
+    return key_token(private, alg=kw.pop("alg", "ES256"), kid=kid, claims=claims, **kw)
+
+
+@pytest.fixture
+def keyed(platform):
+    cli = access.get_cli_actor()
+    public_keys.add_public_key(platform, public_pem_of(KEYS["ES256"]), cli, kid="ec-1")
+    key_sources.set_key_source(platform, "both", cli)
+    return platform
+
+
+def test_a_valid_public_key_token_names_its_key(owner_client, space, keyed):
+    signed = pk_token(KEYS["ES256"], "ec-1")
+    response = post_test(owner_client, space, signed)
+    body = response.content.decode()
+    words = " ".join(re.sub(r"<[^>]+>", " ", body).split())
+    assert 'data-verdict="valid-current"' in body and 'data-tone="ok"' in body
+    assert "Verified by public key “ec-1”." in html.unescape(words)
+    fingerprint = parse_public_key(public_pem_of(KEYS["ES256"])).fingerprint
+    assert f'<code class="ti-fingerprint" id="verdict-fingerprint">{fingerprint}</code>' in body
+    assert "Bytes signed" in body and signed.rsplit(".", 1)[0].encode().hex() in body
+    assert 'id="verdict-form">public-key' in body
+    entry = platform_log(keyed).last()
+    assert "valid-current" in entry.change_message and signed not in entry.change_message
+
+
+@pytest.mark.parametrize(
+    ("case", "verdict", "words"),
+    [
+        ("unknown kid", "no-match", "Names no public key of this platform: no key has the kid"),
+        ("expired key", "expired-secret", "Signed with public key “ec-1”, which expired"),
+        ("other private key", "no-match", "its signature is not one of public key “ec-1”"),
+        ("wrong alg for the key", "malformed", "Not a well-formed public-key token"),
+        ("secret only", "valid-current", "Verified by public key “ec-1”."),
+    ],
+)
+def test_public_key_refusals_are_said_precisely(owner_client, space, keyed, case, verdict, words):
+    cli = access.get_cli_actor()
+    signed = pk_token(KEYS["ES256"], "ec-1")
+    if case == "unknown kid":
+        signed = pk_token(KEYS["ES256"], "nope")
+    elif case == "expired key":
+        public_keys.expire_public_key(keyed, "ec-1", cli)
+        time.sleep(0.01)
+    elif case == "other private key":
+        signed = pk_token(private_keys()["ES256"], "ec-1")
+    elif case == "wrong alg for the key":
+        signed = pk_token(KEYS["EdDSA"], "ec-1", alg="EdDSA")
+    elif case == "secret only":
+        key_sources.set_key_source(keyed, "secret", cli)
+    body = post_test(owner_client, space, signed).content.decode()
+    assert f'data-verdict="{verdict}"' in body
+    assert words in html.unescape(" ".join(re.sub(r"<[^>]+>", " ", body).split()))
+    if case == "secret only":  # the key matches, the key source refuses it
+        assert 'data-tone="warn"' in body and "invalid (form_not_allowed)" in body
+    else:
+        assert 'data-tone="bad"' in body

@@ -440,3 +440,23 @@ test("plain form: the signature is never refreshed, whatever the time", async ()
   assert.equal(old.calls.length, 1);
   assert.equal(old.calls[0].body.signed, token);
 });
+
+test("plain form: a token from the sign endpoint (a platform moved to public keys) is kept fresh", async () => {
+  // The page says plain; its platform now takes tokens only: the 403 refresh brings a token.
+  const config = { ...CONFIG, signEndpoint: "/sign/?platform=web&space=moved" };
+  const fresh = tokenAnswer(3600);
+  const first = scripted(error(403, "signature_invalid"), fresh.body, json(201, session()));
+  await startSession({ config, fetch: first.fetch });
+  assert.equal(first.calls[1].url, "/sign/?platform=web&space=moved"); // as the page said
+  assert.equal(first.calls[2].body.signed, fresh.signed);
+  // Later starts send that token, not the page's plain signature, and refresh it as one.
+  const kept = scripted(json(201, session()));
+  await startSession({ config, fetch: kept.fetch });
+  assert.equal(kept.calls.length, 1);
+  assert.equal(kept.calls[0].body.signed, fresh.signed);
+  const renewed = tokenAnswer(3600, nowSeconds() + 3300);
+  const again = scripted(renewed.body, json(201, session()));
+  await later(3300, () => startSession({ config, fetch: again.fetch }));
+  assert.equal(again.calls[0].url, "/sign/?platform=web&space=moved&form=token");
+  assert.equal(again.calls[1].body.signed, renewed.signed);
+});

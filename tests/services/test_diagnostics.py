@@ -296,7 +296,12 @@ def test_status_json_carries_reasons_distinct_and_versions(client, platform, spa
     (entry,) = acme["platforms"]
     assert entry["reasons"]["malformed"] == 1
     assert set(entry["reasons"]) >= {"malformed", "no_match", "other_platform", "expired_secret"}
-    assert entry["distinct"] == {"valid": 0, "identified": 1, "failing": 1}
+    assert entry["distinct"] == {
+        "valid": 0,
+        "identified": 1,
+        "failing": 1,
+        "forms": {"token": 0, "public-key": 0},
+    }
     assert entry["versions"] == [
         {
             "app_version": "1.0",

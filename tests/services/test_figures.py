@@ -13,6 +13,7 @@ import pytest
 from django.utils import timezone
 
 from tests.support import record_outcome
+from trusted_identity import outcomes
 from trusted_identity.exceptions import (
     SignatureRequired,
     SpaceNotFound,
@@ -20,8 +21,8 @@ from trusted_identity.exceptions import (
 from trusted_identity.models import (
     OutcomeCount,
 )
-from trusted_identity.services import diagnostics, enforcement
-from trusted_identity.services.figures import daily_figures
+from trusted_identity.services import counting, diagnostics, enforcement
+from trusted_identity.services.figures import daily_figures, figures_for, users_of_forms
 from trusted_identity.signing import sign
 
 from ..factories import (
@@ -103,3 +104,22 @@ def test_daily_figures_are_seven_days_oldest_first(platform, other_platform):
     assert dict(series[other_platform.pk])[today].missing == 9
     assert dict(series[other_platform.pk])[today].valid == 0
     assert len(daily_figures([platform.pk], days=3)[platform.pk]) == 3
+
+
+def test_users_by_form_count_each_user_once_per_form_and_the_union_once(platform):
+    for user, form in (
+        ("a", "token"),
+        ("a", "token"),  # replayed: one user
+        ("a", "public-key"),  # the same user in a second form
+        ("b", "public-key"),
+        ("c", "plain"),
+    ):
+        counting.record_start(platform.pk, "valid", user, form=form)
+    counting.record_start(platform.pk, "invalid", "d", reason="unknown_key", form="public-key")
+    outcomes.flush()
+    figures = figures_for([platform.pk])[platform.pk]
+    assert figures.distinct_valid == 3
+    assert figures.users_by_form == {"token": 1, "public-key": 2}  # valid users only
+    assert figures.form_share("public-key") == pytest.approx(2 / 3)
+    assert users_of_forms(platform.pk, ("token", "public-key")) == 2  # a and b, a once
+    assert figures.as_dict()["distinct"]["forms"] == {"token": 1, "public-key": 2}

@@ -299,5 +299,8 @@ def test_the_status_says_the_source_and_counts_the_public_key_form(keyed, cli_ac
     assert ios["forms"]["public-key"] == {"valid": 1, "invalid": 1, "rejected": 0}
     assert ios["reasons"]["unknown_key"] == 1 and ios["reasons"]["key_expired"] == 0
     web = next(p for p in space["platforms"] if p["kind"] == other.kind)
-    assert web["key_source"] == "secret" and "public-key" not in web["forms"]
+    assert web["key_source"] == "secret"
+    assert web["forms"]["public-key"] == {"valid": 0, "invalid": 0, "rejected": 0}  # listed
+    assert ios["distinct"]["forms"] == {"token": 0, "public-key": 1}
+    assert web["distinct"]["forms"] == {"token": 0, "public-key": 0}
     assert figures.readiness(keyed).distinct_valid == 1

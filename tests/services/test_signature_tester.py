@@ -119,6 +119,8 @@ def test_other_platform_is_the_secret_that_refined_the_start(
         ("a.b.c", "malformed", "token_malformed"),
         (secrets.token_hex(32), "no-match", "no_match"),
     ],
+    # Ids that don't change between collections (pytest-xdist's workers each collect).
+    ids=["zz", "a.b.c", "random-hex"],
 )
 def test_malformed_and_no_match_name_no_secret(
     platform, other_platform, cli_actor, refinements, signed, word, reason

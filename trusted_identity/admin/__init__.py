@@ -2,7 +2,8 @@
 
 It holds no rules of its own. Who may do what comes from ``services``
 (:class:`~trusted_identity.services.Permissions`, ``restrict_to_spaces``), and every
-reveal, rotation and enforcement change goes through the service layer, which
+reveal, rotation, enforcement, key-source and public-key change goes through the
+service layer, which
 writes the audit ``LogEntry`` shown in the platform's history.
 
 A staff user sees only the spaces they are a member of, in every list, page,
@@ -21,8 +22,10 @@ module imports only from the ones above it in this list):
 - ``views``: the shapes of the Trusted Identity pages: ``SpaceView``,
   ``PlatformActionView`` and ``GatedChangeView`` (a change the readiness rule gates),
   and the breadcrumbs drawn in Django's block.
+- ``key_sections``: what each platform's section shows of its keys.
 - ``settings_page`` (the page and Reveal), ``secret_actions`` (Rotate, end the grace),
-  ``enforcement``, ``signature_forms``, ``origins``, ``signature_tester``: one view each.
+  ``enforcement``, ``signature_forms``, ``key_sources``, ``origins``, ``public_keys``,
+  ``signature_tester``: one view each.
 - ``spaces``: ``SpaceAdmin`` (list, forms, space autocomplete; registers those views).
 - ``platforms``: ``PlatformAdmin`` and its "Rotate Trusted Identity secrets" action.
 - ``memberships``: ``SpaceMembershipAdmin``; grants and revocations through services.

@@ -1,5 +1,6 @@
-"""The platforms' model admin: the scoped list (enforcement, valid share, last rotation,
-the previous secret's grace), the read-only platform page, the add form, and the
+"""The platforms' model admin: the scoped list (enforcement, valid share, the share
+signed with a token and with a public key, last rotation, the previous secret's grace;
+filtered by key source too), the read-only platform page, the add form, and the
 "Rotate Trusted Identity secrets" action with its confirmation page. Nothing on a
 platform is edited in a form: adding goes through ``spaces.add_platform`` and
 rotation through ``platform_secrets.rotate_secrets``, which write the audit entries; this
@@ -21,14 +22,15 @@ from django.forms import ModelForm
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from ..exceptions import TrustedIdentityError
-from ..formatting import number
+from ..formatting import form_shares, number
 from ..forms import RotationForm
-from ..models import Platform
+from ..models import KeySource, Platform
 from ..services import platform_secrets, spaces
 from ..services.figures import figures_for
 from .base import ScopedAdminMixin, actor, admin_url, permissions
@@ -52,12 +54,13 @@ class PlatformAdmin(ScopedAdminMixin, admin.ModelAdmin):
         "space_link",
         "enforced_flag",
         "valid_share",
+        "form_shares",
         "last_rotation",
         "previous_secret_until",
         "settings_link",
     ]
     list_display_links = ["kind"]
-    list_filter = [VisibleSpaceFilter, "kind", "enforced"]
+    list_filter = [VisibleSpaceFilter, "kind", "enforced", "key_source"]
     list_select_related = ["space"]
     search_fields = ["space__slug", "space__name", "api_key", "kind"]
     ordering = ["space__slug", "kind"]
@@ -123,6 +126,7 @@ class PlatformAdmin(ScopedAdminMixin, admin.ModelAdmin):
             "api_key",
             "enforced",
             "enforcement_changed_at",
+            "key_source",
             "created_at",
             "last_rotation",
             "previous_secret_until",
@@ -204,6 +208,25 @@ class PlatformAdmin(ScopedAdminMixin, admin.ModelAdmin):
             return "—"
         return f"{percent(figures.valid_share)} of {number(figures.distinct_identified)}"
 
+    @admin.display(description=gettext_lazy("signed with"))
+    def form_shares(self, obj: Platform) -> str:
+        """The share of the valid users who signed with a token and with a public key, as
+        the Trusted Identity page's summary and ``status`` say it, one form a line (the
+        column stays narrow)."""
+        figures = getattr(obj, "ti_figures", None)
+        if figures is None:
+            return "—"
+        shares = form_shares(figures.distinct_valid, figures.users_by_form).split(" · ")
+        return format_html(
+            '<span title="{}">{}</span>',
+            _("The share of the distinct valid users of the readiness window"),
+            format_html_join(mark_safe(" ·<br>"), "{}", ((share,) for share in shares)),
+        )
+
+    @admin.display(description=gettext_lazy("key source"), ordering="key_source")
+    def key_source(self, obj: Platform) -> str:
+        return obj.get_key_source_display()
+
     @admin.display(description=gettext_lazy("last rotation"), ordering="ti_last_rotated_at")
     def last_rotation(self, obj: Platform) -> str:
         return short(getattr(obj, "ti_last_rotated_at", None))
@@ -235,12 +258,18 @@ class PlatformAdmin(ScopedAdminMixin, admin.ModelAdmin):
     ) -> TemplateResponse | None:
         perms = permissions(request)
         selected = list(queryset.select_related("space").order_by("space__slug", "kind"))
-        allowed = [p for p in selected if perms.can("rotate", p.space_id)]
-        skipped = len(selected) - len(allowed)
+        permitted = [p for p in selected if perms.can("rotate", p.space_id)]
+        skipped = len(selected) - len(permitted)
+        # A platform that verifies public keys only holds no secret to rotate.
+        allowed = [p for p in permitted if p.key_source != KeySource.PUBLIC_KEY]
+        keys_only = len(permitted) - len(allowed)
         if not allowed:
             self.message_user(
                 request,
-                _("None of the selected platforms is one you may rotate. Nothing was changed."),
+                _(
+                    "None of the selected platforms is one you may rotate (or it verifies "
+                    "public keys only: it holds no secret). Nothing was changed."
+                ),
                 messages.WARNING,
             )
             return None
@@ -263,6 +292,7 @@ class PlatformAdmin(ScopedAdminMixin, admin.ModelAdmin):
             "opts": self.opts,
             "platforms": allowed,
             "skipped": skipped,
+            "keys_only": keys_only,
             **admin_form(form, [(None, {"fields": ["grace"]})], self),
             "breadcrumbs": model_breadcrumbs(
                 self.admin_site, self.opts, Crumb(_("Rotate Trusted Identity secrets"))

@@ -46,7 +46,7 @@ class AuditEventAdmin(ReadOnlyRecordAdmin):
 
 @admin.register(PolicyChange)
 class PolicyChangeAdmin(ReadOnlyRecordAdmin):
-    """The history of each platform's enforcement and signature forms."""
+    """The history of each platform's enforcement, signature forms and key source."""
 
     space_field = "platform__space"
     list_display = [

@@ -16,7 +16,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from ..conf import app_settings
-from ..formatting import moment, number, percent
+from ..formatting import form_shares, moment, number, percent
 from ..models import Platform
 from ..services import enforcement
 from ..services.diagnostics import (
@@ -28,7 +28,7 @@ from ..services.diagnostics import (
     secret_usage,
     versions_for,
 )
-from ..services.figures import Figures, window_start
+from ..services.figures import FORMS, Figures, window_start
 from ..services.forecast import VersionRow
 from ..services.rejections import QUIET, RejectionsNow, rejections_now
 from ..services.signature_forms import last_signature_form_changes
@@ -46,7 +46,8 @@ REASON_HELP = {
     "malformed": _("Not 64 hex digits, nor a token: the client sent something else."),
     "no_match": _(
         "Well formed, but no secret of this platform signed this user id: a wrong or "
-        "unknown secret, or a user id changed after signing."
+        "unknown secret, or a user id changed after signing; for a public-key token, the "
+        "key its kid names did not sign it (another private key, or an altered token)."
     ),
     "other_platform": _(
         "Signed with the current secret of another platform of this space: the client "
@@ -56,7 +57,11 @@ REASON_HELP = {
         "Signed with a secret whose grace has ended (in the last 30 days): the client "
         "still has a rotated-out secret."
     ),
-    "token_malformed": _("A token that is not well formed (three parts, HS256, its claims)."),
+    "token_malformed": _(
+        "A token that is not well formed: its three parts, its header (HS256, or the "
+        "algorithm of the public key its kid names: ES256, EdDSA, RS256), its signature's "
+        "length or its claims."
+    ),
     "token_expired": _(
         "A token past its expiry (exp): reused after it ran out, or the client's clock is off."
     ),
@@ -159,18 +164,23 @@ def versions_total(versions: Sequence[VersionRow]) -> VersionRow | None:
     return total
 
 
-def forms_line(forms: dict[str, dict[str, int]]) -> str:
-    """The valid starts of the window by signature form, and the token share the rule for
-    accepting only tokens reads: ``Valid starts: 1,204 plain · 310 token (20.5% token)``."""
-    plain = forms.get("plain", {}).get("valid", 0)
-    token = forms.get("token", {}).get("valid", 0)
-    if not plain + token:
+def forms_line(forms: dict[str, dict[str, int]], figures: Figures) -> str:
+    """The window's valid starts by form, then the share of its valid users who signed in
+    each form counted apart, which the rules for accepting only tokens and for public
+    keys only read: ``Valid starts: 1,204 plain · 310 token · 50 public-key. Of 1,500
+    valid users: token 20.7% · public-key 3.3%.`` (users may sign in more than one form;
+    a plain signature's users are not counted apart)."""
+    starts = {form: forms.get(form, {}).get("valid", 0) for form in FORMS}
+    if not sum(starts.values()):
         return _("No valid signed start in the window yet.")
-    return _("Valid starts: %(plain)s plain · %(token)s token (%(share)s token)") % {
-        "plain": number(plain),
-        "token": number(token),
-        "share": percent(token / (plain + token)),
-    }
+    by_form = " · ".join(f"{number(n)} {form}" for form, n in starts.items())
+    line = _("Valid starts: %(by_form)s.") % {"by_form": by_form}
+    if figures.distinct_valid:
+        line += " " + _("Of %(users)s valid users: %(shares)s.") % {
+            "users": number(figures.distinct_valid),
+            "shares": form_shares(figures.distinct_valid, figures.users_by_form),
+        }
+    return line
 
 
 def diagnostics(
@@ -214,6 +224,6 @@ def diagnostics(
             "failure_log_per_second": app_settings.FAILURE_LOG_PER_SECOND,
             "enforcement_change": changes.get(pk),
             "signature_form_change": form_changes.get(pk),
-            "forms_line": forms_line(forms[pk]),
+            "forms_line": forms_line(forms[pk], figures[pk]),
         }
     return result

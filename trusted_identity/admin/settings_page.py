@@ -5,7 +5,9 @@ It is the most sensitive page of the console: the reveal checks the ``reveal``
 permission (the view's own, then the service's), the service writes the audit entry,
 and the page holding the plaintext is rendered inside a ``sensitive_variables`` frame,
 never cached, its context dropped. The other buttons are in ``secret_actions``,
-``enforcement``, ``signature_forms``, ``origins`` and ``signature_tester``.
+``enforcement``, ``signature_forms``, ``origins``, ``signature_tester``,
+``key_sources`` and ``public_keys`` (what each section shows of its keys:
+``key_sections``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from ..services.figures import daily_figures, figures_for
 from ..services.origins import origins_by_platform
 from .base import admin_url, permissions
 from .display import KIND_ORDER, chart, current_secret_since, percent, previous_valid_until
+from .jwks_section import jwks_sections
+from .key_sections import KEY_SOURCE_CHOICES, key_sections
 from .rollout import diagnostics, summary
 from .views import PlatformActionView, SpaceView, platform_message_tag
 
@@ -88,6 +92,8 @@ class SpaceSettingsView(SpaceView):
         rollout = diagnostics(platforms, figures)  # versions, reasons, secret use, failures
         daily = daily_figures(ids, days=CHART_DAYS)
         origins = origins_by_platform(ids)  # CORS, web platforms only
+        keys = key_sections(self.admin_site, space, platforms, figures)  # public keys
+        jwks = jwks_sections(self.admin_site, space, platforms)  # the JWKS URLs
         revealed = revealed or {}
         sections = []
         for platform in platforms:
@@ -95,6 +101,7 @@ class SpaceSettingsView(SpaceView):
             sections.append(
                 {
                     **rollout[platform.pk],
+                    **keys[platform.pk],
                     "platform": platform,
                     "figures": figures[platform.pk],
                     "ready": figures[platform.pk].is_ready(),
@@ -106,6 +113,7 @@ class SpaceSettingsView(SpaceView):
                     "enforcement_url": admin_url(self.admin_site, "space_enforcement", *info),
                     "origins": origins.get(platform.pk, []),
                     "origins_url": admin_url(self.admin_site, "space_origins", *info),
+                    "jwks": jwks[platform.pk],
                     "signature_form_url": admin_url(self.admin_site, "space_signature_form", *info),
                     "token_max_age": compact_duration(platform.token_max_age),
                     "change_url": admin_url(self.admin_site, "platform_change", quote(platform.pk)),
@@ -139,6 +147,7 @@ class SpaceSettingsView(SpaceView):
             role_label=Role(role).label if role else (_("superuser") if perms.superuser else ""),
             grace_choices=GRACE_CHOICES,
             signature_form_choices=SignatureFormForm.base_fields["form"].choices,
+            key_source_choices=KEY_SOURCE_CHOICES,
             default_grace=DEFAULT_GRACE,
             threshold=percent(app_settings.READINESS_THRESHOLD),
             min_starts=app_settings.READINESS_MIN_STARTS,

@@ -43,7 +43,7 @@ class SignatureTestForm(forms.Form):
     signature = forms.CharField(
         label=gettext_lazy("Signature"),
         strip=False,
-        help_text=gettext_lazy("64 hex digits, or a token"),
+        help_text=gettext_lazy("64 hex digits, a token, or a token signed with a public key"),
         widget=forms.Textarea(
             attrs={**CODE_INPUT, "rows": 3, "cols": 66, "class": "ti-code-field ti-signature-field"}
         ),

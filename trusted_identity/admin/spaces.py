@@ -25,7 +25,10 @@ from .base import ScopedAdminMixin, admin_url, permissions, space_page_url
 from .display import KIND_ORDER, count_subquery, short
 from .enforcement import EnforcementView
 from .filters import FILTER_PURPOSE, EnforcementListFilter
+from .jwks import JwksView
+from .key_sources import KeySourceView
 from .origins import OriginsView
+from .public_keys import PublicKeysView
 from .secret_actions import RevokePreviousView, RotateSecretView
 from .settings_page import RevealSecretView, SpaceSettingsView
 from .signature_forms import SignatureFormView
@@ -41,6 +44,9 @@ SPACE_PAGES = [
     ("<str:kind>/signature-form/", SignatureFormView, "signature_form"),
     ("<str:kind>/origins/", OriginsView, "origins"),
     ("<str:kind>/test-signature/", SignatureTesterView, "test_signature"),
+    ("<str:kind>/key-source/", KeySourceView, "key_source"),
+    ("<str:kind>/public-keys/", PublicKeysView, "public_keys"),
+    ("<str:kind>/jwks/", JwksView, "jwks"),
 ]
 
 

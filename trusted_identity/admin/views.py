@@ -5,11 +5,11 @@
   checks ``permission`` in it (403), and builds the admin's context: ``each_context``,
   the title and the breadcrumbs.
 - :class:`PlatformActionView`: a page or button of one platform of the space (reveal,
-  rotate, end the grace, origins, the signature tester, the gated changes); ``back()``
+  rotate, end the grace, origins, public keys, the signature tester, the gated changes); ``back()``
   returns to the platform's section of the Trusted Identity page.
 - :class:`GatedChangeView`: "confirm a change the readiness rule gates, with an
   override": a subclass declares the form, the service call, the readiness evidence
-  and the wording (enforcement and signature forms today).
+  and the wording (enforcement, signature forms and key sources today).
 
 Every view is registered by ``SpaceAdmin.get_urls`` through ``space_page_url``, so
 ``admin_site.admin_view`` wraps it (login, staff, CSRF on POST, never cached). The

@@ -48,13 +48,13 @@ def add_diagnostics_parsers(commands: Any) -> None:
     tester.add_argument("space")
     tester.add_argument("kind")
     tester.add_argument("user_id")
-    tester.add_argument("signature", help="64 hex digits, or a token")
+    tester.add_argument("signature", help="64 hex digits, a token, or a public-key token")
     tester.add_argument(
         "--json",
         action="store_true",
         dest="as_json",
-        help="Print the verdict as JSON, with the secret it matched, its end of grace and "
-        "the UTF-8 bytes hashed as hex.",
+        help="Print the verdict as JSON, with the secret it matched (or the public key that "
+        "verified a public-key token), its end of grace and the UTF-8 bytes hashed as hex.",
     )
 
 

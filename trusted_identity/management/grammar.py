@@ -1,7 +1,7 @@
 """The grammar of ``manage.py trusted_identity``: every sub-command with its arguments and
 help, and usage errors on one line (exit 2). What each sub-command does is in the
 command itself (``management/commands/trusted_identity.py``),
-``management/diagnostics.py`` and ``management/public_keys.py``."""
+``management/diagnostics.py``, ``management/public_keys.py`` and ``management/jwks.py``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from django.core.management.base import CommandError, CommandParser
 
 from ..models import PlatformKind, Role
 from .diagnostics import add_diagnostics_parsers
+from .jwks import add_jwks_parsers
 from .public_keys import add_public_key_parsers
 
 
@@ -151,6 +152,7 @@ def add_subcommands(parser: CommandParser) -> None:
     commands.add_parser("generate-key", help="Print a new encryption key.")
     add_diagnostics_parsers(commands)
     add_public_key_parsers(commands)
+    add_jwks_parsers(commands)
 
     grant = commands.add_parser(
         "grant", help="Give a user a role in a space (and staff status, saying so)."

@@ -21,7 +21,7 @@ from trusted_identity.publickeys import (
     generate_key_pair,
 )
 
-from ..services import access, key_sources, public_keys, spaces
+from ..services import access, jwks, key_sources, public_keys, spaces
 
 #: What a platform verifies with, as the CLI says it.
 SOURCE_WORDS = {
@@ -152,9 +152,16 @@ class PublicKeyCommands:
             self._out(json.dumps(payload))
             return
         self._say(f"{platform} verifies {SOURCE_WORDS[platform.key_source]}.")
+        fetched = jwks.jwks_state(platform)
+        if fetched is not None:
+            count = len(fetched.keys)
+            self._say(
+                f"It also verifies the {count} key{'s' if count != 1 else ''} of its JWKS URL "
+                f"(`jwks-url {options['space']} {options['kind']}` lists them)."
+            )
         if not keys:
             self._say(
-                f"No public keys: add one with `add-public-key {options['space']} "
+                f"No stored public keys: add one with `add-public-key {options['space']} "
                 f"{options['kind']} FILE`."
             )
             return

@@ -32,7 +32,7 @@ from .counts import (
     PruneRun,
     SketchKey,
 )
-from .keys import KeyAlgorithm, PublicKey, PublicKeyQuerySet
+from .keys import JwksSource, KeyAlgorithm, PublicKey, PublicKeyQuerySet
 from .records import ActorFields, AuditEvent, Door, PolicyChange, PolicySetting
 
 __all__ = [
@@ -49,6 +49,7 @@ __all__ = [
     "DistinctUsers",
     "Door",
     "FailureRecord",
+    "JwksSource",
     "KeyAlgorithm",
     "KeySource",
     "Outcome",

@@ -4,11 +4,13 @@ A key is public: stored as its DER SubjectPublicKeyInfo, never encrypted, and
 nothing private is ever stored here (``publickeys`` refuses a private key before a
 row is made). ``services.public_keys`` adds, expires and removes them (at most
 ``MAX_ACTIVE`` active per platform), audited; session start reads them through the
-platform's cached snapshot (``services.lookup``).
+platform's cached snapshot (``services.lookup``). A platform's JWKS URL and the keys
+last fetched from it are a ``JwksSource`` (``services.jwks``).
 """
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 from django.conf import settings
@@ -95,3 +97,60 @@ class PublicKey(models.Model):
 
     def is_active(self, at: datetime | None = None) -> bool:
         return self.expires_at is None or self.expires_at > (at or timezone.now())
+
+
+class JwksSource(models.Model):
+    """A platform's JWKS URL and what its last fetches found (CONTRACT section 10).
+
+    ``keys`` is the last good set's usable keys, public (``[{"kid", "alg", "spki"}]``,
+    the DER SubjectPublicKeyInfo in base64): never empty, since a URL is only set once
+    it answered with a usable set, and a later fetch that fails (or finds none) leaves
+    it as it was. ``attempted_at`` is the last fetch tried, the once-a-minute claim
+    every process compares and sets (``services.jwks``); ``error`` the last attempt's
+    failure in a few words of ours (``""`` once one succeeds), never the answer's body.
+    """
+
+    #: Usable keys a set may hold (stored keys are limited to ``PublicKey.MAX_ACTIVE``).
+    MAX_KEYS = 10
+
+    platform = models.OneToOneField(
+        Platform,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="jwks",
+        verbose_name=_("platform"),
+    )
+    url = models.CharField(_("JWKS URL"), max_length=2048)
+    # JSON text (a JSONField's system check would need the database to run).
+    keys_json = models.TextField(_("keys of the last good set"), default="[]", blank=True)
+    skipped_json = models.TextField(_("entries left out of that set"), default="[]", blank=True)
+    fetched_at = models.DateTimeField(_("last good set fetched"), null=True, blank=True)
+    attempted_at = models.DateTimeField(_("last fetch tried"), null=True, blank=True)
+    error = models.CharField(_("last fetch's error"), max_length=300, blank=True)
+    set_at = models.DateTimeField(_("URL set"), default=timezone.now, editable=False)
+    set_by_name = models.CharField(_("URL set by (name)"), max_length=150, blank=True)
+
+    class Meta:
+        verbose_name = _("JWKS URL")
+        verbose_name_plural = _("JWKS URLs")
+
+    def __str__(self) -> str:
+        return f"JWKS URL of platform #{self.platform_id}"
+
+    @property
+    def keys(self) -> list[dict[str, str]]:
+        """The last good set's keys: ``[{"kid", "alg", "spki"}]``."""
+        return json.loads(self.keys_json or "[]")
+
+    @keys.setter
+    def keys(self, value: list[dict[str, str]]) -> None:
+        self.keys_json = json.dumps(value, separators=(",", ":"))
+
+    @property
+    def skipped(self) -> list[str]:
+        """A note per entry the last good set's fetch left out."""
+        return json.loads(self.skipped_json or "[]")
+
+    @skipped.setter
+    def skipped(self, value: list[str]) -> None:
+        self.skipped_json = json.dumps(value)

@@ -31,7 +31,7 @@ from ..models import (
     Space,
 )
 from .counting import NOT_SENT, hour_start
-from .figures import Figures, figures_for, readiness_since, window_start
+from .figures import FORMS, Figures, figures_for, readiness_since, window_start
 from .forecast import OTHER, VersionRow
 from .forecast import Forecast as Forecast  # the forecast is read from here too
 from .forecast import forecast as forecast
@@ -102,10 +102,10 @@ def reasons_for(
 def forms_for(
     platform_ids: Sequence[int], since: datetime | None = None
 ) -> dict[int, dict[str, dict[str, int]]]:
-    """Per platform, starts that sent ``signed`` by form (plain, token, and public-key
-    once counted) and outcome."""
+    """Per platform, starts that sent ``signed`` by form (``figures.FORMS``: plain, token,
+    public-key; each listed, 0 when none) and outcome."""
     result: dict[int, dict[str, dict[str, int]]] = {
-        pk: {form: {"valid": 0, "invalid": 0, "rejected": 0} for form in ("plain", "token")}
+        pk: {form: {"valid": 0, "invalid": 0, "rejected": 0} for form in FORMS}
         for pk in platform_ids
     }
     for row in _detail_rows(platform_ids, Dimension.FORM, since or readiness_since()):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from datetime import timezone as dt_timezone
 from typing import Any
@@ -31,6 +31,13 @@ logger = logging.getLogger("trusted_identity")
 READY = "ready"
 NOT_READY = "not_ready"
 NOT_ENOUGH_STARTS = "not_enough_starts"
+
+#: The forms of a signed start, as counted (``counting``): the secret's plain signature
+#: and HS256 token, and a token signed with a public key.
+FORMS = ("plain", "token", "public-key")
+#: The forms whose valid users are counted apart (``DistinctUsers.form_kind``): a plain
+#: signature's users are the valid ones without another form, not counted apart.
+COUNTED_FORMS = ("token", "public-key")
 
 
 @dataclass
@@ -57,6 +64,9 @@ class Figures:
     #: The first counted hour of the window (any outcome, visitors too; to the day from
     #: the daily rows): how long the window was actually observed. None: nothing counted.
     first_counted: datetime | None = None
+    #: Distinct valid users per form of :data:`COUNTED_FORMS` (``token``, ``public-key``):
+    #: those with a valid start signed in it (:meth:`form_users`).
+    distinct_forms: dict[str, int] = field(default_factory=dict)
 
     @property
     def identified(self) -> int:
@@ -81,6 +91,21 @@ class Figures:
     def start_share(self) -> float | None:
         """Share of identified starts (not users) with a valid signature; None when none."""
         return self.valid / self.identified if self.identified else None
+
+    def form_users(self, form: str) -> int:
+        """Distinct valid users with a valid start signed in ``form`` (``token``,
+        ``public-key``): what the readiness of accepting only that form reads. Two
+        estimates past 2,048 users may cross: a form's users are valid users."""
+        return min(self.distinct_valid, self.distinct_forms.get(form, 0))
+
+    @property
+    def users_by_form(self) -> dict[str, int]:
+        """:meth:`form_users` of each of :data:`COUNTED_FORMS`."""
+        return {form: self.form_users(form) for form in COUNTED_FORMS}
+
+    def form_share(self, form: str) -> float | None:
+        """:meth:`form_users` as a share of the distinct valid users; None when none."""
+        return self.form_users(form) / self.distinct_valid if self.distinct_valid else None
 
     @property
     def enough_evidence(self) -> bool:
@@ -142,6 +167,7 @@ class Figures:
                 "valid": self.distinct_valid,
                 "identified": self.distinct_identified,
                 "failing": self.distinct_failing,
+                "forms": self.users_by_form,
             },
             "ready": self.is_ready(),
             "readiness": self.readiness,
@@ -207,7 +233,13 @@ def figures_for(
             result[platform_id].distinct_identified = sketch.count()
         elif kind == DistinctUsers.FAILING:
             result[platform_id].distinct_failing = sketch.count()
+        elif kind in _FORM_KINDS:
+            result[platform_id].distinct_forms[_FORM_KINDS[kind]] = sketch.count()
     return result
+
+
+#: The ``DistinctUsers`` kind of each of :data:`COUNTED_FORMS`, to its form.
+_FORM_KINDS = {DistinctUsers.form_kind(form): form for form in COUNTED_FORMS}
 
 
 def form_users(platform_id: int, form: str, since: datetime | None = None) -> tuple[int, int]:
@@ -222,6 +254,19 @@ def form_users(platform_id: int, form: str, since: datetime | None = None) -> tu
     valid_count = valid.count() if valid is not None else 0
     # Two estimates (past 2,048 users) may cross: a form's users are valid users.
     return valid_count, min(valid_count, of_form.count() if of_form is not None else 0)
+
+
+def users_of_forms(platform_id: int, forms: Sequence[str], since: datetime | None = None) -> int:
+    """Distinct valid users since ``since`` (default: the readiness window) with a valid
+    start signed in any of ``forms`` (of :data:`COUNTED_FORMS`): the union of their
+    sketches, so a user who signed in two forms counts once. One query."""
+    outcomes.flush()
+    kinds = {DistinctUsers.form_kind(form) for form in forms}
+    union = DistinctSketch()
+    for (_, kind), sketch in distinct_sketches([platform_id], window_start(since)).items():
+        if kind in kinds:
+            union.merge(sketch)
+    return union.count()
 
 
 def distinct_sketches(

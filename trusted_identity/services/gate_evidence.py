@@ -1,9 +1,10 @@
 """The evidence a gated change's confirmation page shows: "may I turn enforcement on
-now?", "may this platform accept only tokens now?".
+now?", "may this platform accept only tokens now?", "may it verify public keys only
+now?".
 
 Each answer gathers, for one platform and the readiness window, what the services
-decide and count: the readiness verdict (the rule is ``figures``' and
-``signature_forms``'), how long the platform was actually observed, the starts and
+decide and count: the readiness verdict (the rule is ``figures``', ``signature_forms``'
+and ``key_sources``'), how long the platform was actually observed, the starts and
 distinct users a day the change would refuse, the reasons of the starts without a
 valid signature, and the client versions that mostly don't sign. The verdict in words
 tells "not rolled out" (the share below the threshold) from "too little data to tell"
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from django.utils import timezone
 
@@ -22,8 +24,17 @@ from ..conf import app_settings
 from ..models import Platform
 from .diagnostics import VersionRow, forecast, forms_for, reasons_for, versions_for
 from .durations import describe_duration
-from .figures import NOT_ENOUGH_STARTS, NOT_READY, READY, Figures, figures_for, window_start
-from .signature_forms import PLAIN, TokenUsage, token_usage
+from .figures import (
+    COUNTED_FORMS,
+    NOT_ENOUGH_STARTS,
+    NOT_READY,
+    READY,
+    Figures,
+    figures_for,
+    users_of_forms,
+    window_start,
+)
+from .signature_forms import PLAIN, TOKEN, TokenUsage, token_usage
 
 #: The verdicts, in words on the pages.
 TOO_LITTLE_DATA = "too_little_data"
@@ -151,6 +162,9 @@ class TokenEvidence:
     plain_starts: int  # valid starts signed plain in the window
     reasons: list[tuple[str, int]]
     versions: list[VersionRow]
+    #: Distinct valid users with a valid start signed with a token of either kind (HS256
+    #: or public-key: accepting only tokens refuses neither); None: the usage's tokens.
+    token_users: int | None = None
 
     @property
     def readiness(self) -> str:
@@ -162,8 +176,12 @@ class TokenEvidence:
 
     @property
     def plain_users(self) -> int:
-        """Distinct valid users none of whose valid starts used a token."""
-        return 0 if self.usage is None else max(0, self.usage.valid - self.usage.token)
+        """Distinct valid users none of whose valid starts used a token, HS256 or signed
+        with a public key: those accepting only tokens may refuse."""
+        if self.usage is None:
+            return 0
+        token = self.usage.token if self.token_users is None else self.token_users
+        return max(0, self.usage.valid - max(token, self.usage.token))
 
     @property
     def starts_per_day(self) -> float:
@@ -182,6 +200,64 @@ def token_evidence(platform: Platform, usage: TokenUsage | None = None) -> Token
         usage=usage if usage is not None else token_usage(platform),
         observed=observed_span(figures_for([pk])[pk]),
         plain_starts=forms_for([pk])[pk][PLAIN].get("valid", 0),
+        reasons=nonzero_reasons(reasons_for([pk])[pk]),
+        versions=unsigned_versions(versions_for([pk])[pk]),
+        token_users=users_of_forms(pk, COUNTED_FORMS),
+    )
+
+
+class PublicKeyUsage(Protocol):
+    """Distinct valid users and those of them who signed with a public key, and the rule's
+    verdict on them (``key_sources.KeyUsage``, which decides)."""
+
+    @property
+    def valid(self) -> int: ...
+
+    @property
+    def public_key(self) -> int: ...
+
+    @property
+    def readiness(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class KeyEvidence:
+    """What verifying public keys only would do: the valid starts signed with the secret
+    (plain signatures and HS256 tokens), and their users, would turn invalid."""
+
+    usage: PublicKeyUsage
+    observed: Observed
+    secret_starts: int  # valid starts signed with the secret in the window
+    reasons: list[tuple[str, int]]
+    versions: list[VersionRow]
+
+    @property
+    def verdict(self) -> str:
+        return verdict_of(self.usage.readiness, self.observed)
+
+    @property
+    def secret_users(self) -> int:
+        """Distinct valid users none of whose valid starts used a public-key token."""
+        return max(0, self.usage.valid - self.usage.public_key)
+
+    @property
+    def starts_per_day(self) -> float:
+        return self.observed.per_day(self.secret_starts)
+
+    @property
+    def users_per_day(self) -> float:
+        return self.observed.per_day(self.secret_users)
+
+
+def key_evidence(platform: Platform, usage: PublicKeyUsage) -> KeyEvidence:
+    """The evidence for verifying public keys only, from ``usage`` (``key_sources``'
+    readiness: what the service decided on, when it refused)."""
+    pk = platform.pk
+    forms = forms_for([pk])[pk]
+    return KeyEvidence(
+        usage=usage,
+        observed=observed_span(figures_for([pk])[pk]),
+        secret_starts=sum(forms[form].get("valid", 0) for form in (PLAIN, TOKEN)),
         reasons=nonzero_reasons(reasons_for([pk])[pk]),
         versions=unsigned_versions(versions_for([pk])[pk]),
     )

@@ -28,7 +28,14 @@ from ..conf import app_settings
 from ..dbclock import database_now
 from ..exceptions import InvalidRequest, MissingOverrideReason, TrustedIdentityError
 from ..formatting import percent
-from ..models import KeySource, Platform, PlatformSecret, PolicyChange, PolicySetting
+from ..models import (
+    AuditEvent,
+    KeySource,
+    Platform,
+    PlatformSecret,
+    PolicyChange,
+    PolicySetting,
+)
 from .access import Actor, authorize
 from .audit import audit, last_policy_changes, record_policy_change
 from .figures import NOT_ENOUGH_STARTS, READY, form_users
@@ -125,7 +132,8 @@ def set_key_source(
             return locked
         if source != SECRET and not has_public_keys(locked):
             raise InvalidRequest(
-                f"{locked} has no public key that verifies: add one first (add-public-key)"
+                f"{locked} has no public key that verifies: add one first (add-public-key), "
+                "or set a JWKS URL (jwks-url)"
             )
         messages = [f"Key source: {old} -> {source}."]
         usage, override = None, ""
@@ -161,6 +169,10 @@ def set_key_source(
     return locked
 
 
+#: The audit action of the deletion of a platform's secrets (going public-key only).
+DELETE_SECRETS = "delete_secrets"
+
+
 def _delete_secrets(platform: Platform, actor: Actor) -> None:
     """Delete every secret of a platform gone public-key-only, audited: nothing stored
     here can sign for it any more."""
@@ -170,10 +182,21 @@ def _delete_secrets(platform: Platform, actor: Actor) -> None:
         platform,
         f"Deleted the platform's {deleted} secret{'s' if deleted != 1 else ''}: it verifies "
         "public keys only, so nothing stored here can sign for it.",
-        action="delete_secrets",
+        action=DELETE_SECRETS,
     )
 
 
 def last_key_source_changes(platform_ids: Sequence[int]) -> dict[int, PolicyChange]:
     """Per platform (when it ever changed), the latest change of its key source. One query."""
     return last_policy_changes(platform_ids, [PolicySetting.KEY_SOURCE])
+
+
+def secrets_deletions(platform_ids: Sequence[int]) -> dict[int, AuditEvent]:
+    """Per platform (whose secrets were ever deleted), the audit event of the latest
+    deletion: when, by whom and through which door, as the page says why there is no
+    secret. One query (a platform has one such event per move to public keys)."""
+    found: dict[int, AuditEvent] = {}
+    events = AuditEvent.objects.filter(platform_id__in=platform_ids, action=DELETE_SECRETS)
+    for event in events.order_by("-at", "-id"):
+        found.setdefault(event.platform_id, event)
+    return found

@@ -9,9 +9,9 @@ verify (:class:`DiagnosticTable`), and the public keys as a ``keytokens.KeySet``
 runtime's memo (a snapshot read again from the shared cache), keyed by what it was
 made from: a rotation, a new key or a removed one is a new entry, never a stale one.
 
-The public keys come from one source today, the platform's stored keys
-(``models.PublicKey``); a second one (a fetched JWKS) adds its keys in
-:func:`public_key_set`, beside them.
+The public keys come from two sources, the platform's stored keys
+(``models.PublicKey``) and the last good set of its JWKS URL, joined in
+:func:`public_key_set`.
 """
 
 from __future__ import annotations
@@ -214,15 +214,23 @@ def diagnostic_keys(
 # ------------------------------------------------------------------ public keys
 
 
-def _key_set(public_keys: tuple[PublicKeySnapshot, ...]) -> KeySet:
-    """Parse a platform's public keys, once per process and set of keys. A stored key
-    that no longer parses (it did when it was added) is left out, logged."""
-    keys = []
-    for stored in public_keys:
+def _key_set(
+    public_keys: tuple[PublicKeySnapshot, ...], fetched: tuple[PublicKeySnapshot, ...] = ()
+) -> KeySet:
+    """Parse a platform's public keys, once per process and set of keys: the stored ones,
+    then those of its JWKS URL (``fetched``) but for a kid or a key a stored one already
+    has (the key added here wins). A key that no longer parses (it did when it was
+    stored) is left out, logged."""
+    keys: list[VerifyingKey] = []
+    for stored in (*public_keys, *fetched):
+        if stored.key_id is None and any(
+            k.kid == stored.kid or k.spki == stored.spki for k in public_keys
+        ):
+            continue
         try:
             parsed = PublicKey.from_der(stored.spki)
         except ValueError as exc:
-            logger.error("Cannot read public key row %s: %s", stored.key_id, exc)
+            logger.error("Cannot read public key %s: %s", stored.key_id or stored.kid, exc)
             continue
         keys.append(VerifyingKey(parsed, stored.kid, stored.key_id, stored.expires_at))
     return KeySet(keys)
@@ -231,18 +239,23 @@ def _key_set(public_keys: tuple[PublicKeySnapshot, ...]) -> KeySet:
 def public_key_set(snapshot: PlatformSnapshot) -> KeySet:
     """The platform's public keys as a ``keytokens.KeySet`` (expired ones included, to
     say ``key_expired``): held by the snapshot once made, else by the runtime's memo,
-    keyed by the keys themselves, so a key added, expired or removed is a new set of
-    new objects (the verified-token memo then checks its tokens again).
+    keyed by the keys themselves, so a key added, expired or removed, or a new JWKS
+    set, is a new set of new objects (the verified-token memo then checks its tokens
+    again).
 
-    One source today, the stored keys; a fetched JWKS joins them here, as a second
-    tuple of keys in the memo's key."""
-    if not snapshot.public_keys:
+    Two sources: the stored keys (``models.PublicKey``) and the last good set of the
+    platform's JWKS URL (``services.jwks``), joined by :func:`_key_set`."""
+    fetched = snapshot.jwks.keys if snapshot.jwks is not None else ()
+    if not snapshot.public_keys and not fetched:
         return NO_KEYS
     prepared = snapshot.prepared
     keys = prepared.public
     if keys is None:
         keys = runtime.current().public_key_sets.get(
-            (snapshot.platform_id, snapshot.public_keys), _key_set, snapshot.public_keys
+            (snapshot.platform_id, snapshot.public_keys, fetched),
+            _key_set,
+            snapshot.public_keys,
+            fetched,
         )
         prepared.public = keys
     return keys

@@ -1,18 +1,19 @@
 """The hot path's platform lookup, its caches and their invalidation.
 
 Owns the :class:`PlatformSnapshot` session start works from (ciphertexts and public
-keys only), the shared cache (Django's, ``CACHE_ALIAS``) and the per-process near
-cache in front of it, and the verification generation: :func:`verification_changed`
-is called inside the transaction of every change that alters verification, and
-every process reads the generation at most every ``LOOKUP_CHECK_INTERVAL`` seconds
-and serves only what it looked up at the current one. What a process remembers is
-held by its runtime (``trusted_identity.runtime``); a snapshot holds its own
-decrypted keys once prepared (``key_tables``; never pickled: the shared cache holds
-ciphertexts only).
+keys only, the stored ones and those of its JWKS URL), the shared cache (Django's,
+``CACHE_ALIAS``) and the per-process near cache in front of it, and the verification
+generation: :func:`verification_changed` is called inside the transaction of every
+change that alters verification, and every process reads the generation at most
+every ``LOOKUP_CHECK_INTERVAL`` seconds and serves only what it looked up at the
+current one. What a process remembers is held by its runtime
+(``trusted_identity.runtime``); a snapshot holds its own decrypted keys once prepared
+(``key_tables``; never pickled: the shared cache holds ciphertexts only).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from ..dbclock import database_time, read_generation_and_clock
 from ..exceptions import InvalidApiKey
 from ..models import (
     AllowedOrigin,
+    JwksSource,
     KeySource,
     Platform,
     PlatformKind,
@@ -67,10 +69,28 @@ class PublicKeySnapshot:
     """One of the platform's public keys (``models.PublicKey``): public, so the shared
     cache may hold it as it is."""
 
-    key_id: int  # the row
+    key_id: int | None  # the row; None for a key of the JWKS URL
     kid: str
     spki: bytes  # DER SubjectPublicKeyInfo
     expires_at: float | None  # Unix time; None: no expiry
+
+
+@dataclass(frozen=True)
+class JwksSnapshot:
+    """The keys of the platform's JWKS URL as last fetched (``models.JwksSource``): public,
+    each a :class:`PublicKeySnapshot` with no row (``key_id`` None, no expiry)."""
+
+    keys: tuple[PublicKeySnapshot, ...]
+    fetched_at: float | None  # Unix time of the last good fetch
+
+
+def jwks_snapshot(source: JwksSource) -> JwksSnapshot:
+    """A ``JwksSource`` row's set as verification holds it."""
+    keys = tuple(
+        PublicKeySnapshot(None, entry["kid"], base64.b64decode(entry["spki"]), None)
+        for entry in source.keys
+    )
+    return JwksSnapshot(keys, source.fetched_at and source.fetched_at.timestamp())
 
 
 class PreparedKeys:
@@ -115,6 +135,8 @@ class PlatformSnapshot:
     key_source: str = KeySource.SECRET.value
     # Every stored public key, expired ones too (a token naming one is key_expired).
     public_keys: tuple[PublicKeySnapshot, ...] = field(default=())
+    # The keys of its JWKS URL, when it has one (services.jwks).
+    jwks: JwksSnapshot | None = None
     # Never accepted, only to say why a signature did not verify (CONTRACT section 8):
     # this platform's secrets whose grace ended within EXPIRED_SECRET_RETENTION (the
     # latest DIAGNOSTIC_EXPIRED_MAX), and the current secrets of the space's other
@@ -180,7 +202,7 @@ def cache_key(api_key: str, generation: Generation) -> str:
     keys. Entries of older generations are never read again and expire.
     """
     digest = hashlib.sha256(api_key.encode("utf-8", "replace")).hexdigest()
-    return f"trusted_identity:platform:v7:{generation}:{digest}"
+    return f"trusted_identity:platform:v8:{generation}:{digest}"
 
 
 def _cache():
@@ -189,7 +211,7 @@ def _cache():
 
 def _load_snapshot(api_key: str) -> PlatformSnapshot | None:
     platform = (
-        Platform.objects.select_related("space")
+        Platform.objects.select_related("space", "jwks")
         .only(
             "id",
             "kind",
@@ -198,6 +220,8 @@ def _load_snapshot(api_key: str) -> PlatformSnapshot | None:
             "token_max_age",
             "key_source",
             "space__slug",
+            "jwks__keys_json",
+            "jwks__fetched_at",
         )
         .filter(api_key=api_key)
         .first()
@@ -241,11 +265,19 @@ def _load_snapshot(api_key: str) -> PlatformSnapshot | None:
         token_max_age=platform.token_max_age,
         key_source=platform.key_source,
         public_keys=public_keys,
+        jwks=_jwks_of(platform),
         secrets=tuple(secrets),
         origins=origins,
         expired=tuple(expired[:DIAGNOSTIC_EXPIRED_MAX]),
         others=tuple(sorted(others, key=lambda s: s.kind)),
     )
+
+
+def _jwks_of(platform: Platform) -> JwksSnapshot | None:
+    try:
+        return jwks_snapshot(platform.jwks)
+    except JwksSource.DoesNotExist:
+        return None
 
 
 UNKNOWN_API_KEY = "missing or unknown API key (send it in the X-Api-Key header)"

@@ -31,7 +31,7 @@ from .. import outcomes
 from ..dbclock import database_now
 from ..exceptions import AlreadyExists, InvalidRequest, KeyNotFound
 from ..formatting import moment
-from ..models import DetailCount, Dimension, KeySource, Platform, PublicKey
+from ..models import DetailCount, Dimension, JwksSource, KeySource, Platform, PublicKey
 from ..publickeys import PublicKey as ParsedKey
 from ..publickeys import PublicKeyError, check_kid, parse_public_key
 from .access import Actor, authorize
@@ -162,8 +162,7 @@ def remove_public_key(platform: Platform, kid: str, actor: Actor) -> PublicKey:
         parsed = ParsedKey.from_der(bytes(row.spki))
         row.delete()
         message = f"Removed public key {kid!r} ({parsed.description}, {parsed.fingerprint})."
-        left = PublicKey.objects.filter(platform_id=locked.pk).active(database_now()).count()
-        if not left and locked.key_source != KeySource.SECRET:
+        if locked.key_source != KeySource.SECRET and not has_public_keys(locked):
             message += " No public key that verifies is left: public-key tokens are now invalid."
         audit(actor, locked, message, action="remove_public_key")
         verification_changed()
@@ -213,9 +212,11 @@ def expire_public_key(platform: Platform, kid: str, actor: Actor) -> PublicKey:
 
 
 def has_public_keys(platform: Platform) -> bool:
-    """Whether the platform has a public key that verifies now (the one source of keys
-    today; a JWKS URL would count here too)."""
-    return PublicKey.objects.filter(platform_id=platform.pk).active(database_now()).exists()
+    """Whether the platform has a public key that verifies now: a stored one, or its JWKS
+    URL's (whose last good set is never empty)."""
+    if PublicKey.objects.filter(platform_id=platform.pk).active(database_now()).exists():
+        return True
+    return JwksSource.objects.filter(pk=platform.pk).exists()
 
 
 # ------------------------------------------------------------------ reading

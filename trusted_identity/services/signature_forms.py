@@ -44,7 +44,7 @@ def accepts(policy: str, form: str) -> bool:
 
 def check_form_accepted(policy: str, form: str) -> None:
     """An InvalidRequest unless ``form`` (``plain`` or ``token``) is one a platform with this
-    policy accepts, in the words of the sign view (``verification.sign_in_form``): what the
+    policy accepts, in the words of the sign view (``site_signing.sign_in_form``): what the
     template tag says of a form its platform refuses."""
     if form not in (PLAIN, TOKEN):
         raise InvalidRequest(f"form must be plain or token, not {form!r}")

@@ -8,7 +8,8 @@ the user id, never the signature. Verification decides
 (``verification.explain_signed``: what a session start would count, and the secret the
 signature was made with, among every secret verification knows of the platform: the
 current one, previous ones in their grace, the expired ones it keeps, and the current
-secrets of the space's other platforms); this module words it as a verdict.
+secrets of the space's other platforms; for a public-key token, the key its ``kid``
+named: which one verified it, or why none did); this module words it as a verdict.
 
 When a plain signature matches no secret for the id as given, the usual mistakes
 (``idvariants``: the id trimmed, case-changed, normalised, another spelling of the
@@ -29,7 +30,10 @@ from ..conf import app_settings
 from ..exceptions import InvalidRequest, RateLimited
 from ..formatting import moment, visible
 from ..idvariants import IdVariant, id_variants
+from ..jwtparts import read_header
+from ..keytokens import KEY_EXPIRED, UNKNOWN_KEY, VerifyingKey
 from ..models import Platform, PlatformSecret
+from ..publickeys import PublicKey
 from ..ratelimit import hit
 from ..tokens import TOKEN_MALFORMED
 from . import verification
@@ -57,6 +61,51 @@ _STATES = {
 
 #: The permission the tester needs in the space: whoever may see the secret.
 TESTER_PERMISSION = "reveal"
+#: The longest ``kid`` of a token's header the verdict repeats (a stored key's is 128).
+_KID_SHOWN = 128
+
+
+@dataclass(frozen=True)
+class KeyFound:
+    """The public key a public-key token named: the one that verified it, or its expired
+    key (``key_expired``), or the one whose signature it carries while its claims or
+    the platform's key source refuse it."""
+
+    kid: str
+    alg: str
+    description: str  # EC P-256, Ed25519, RSA 3,072 bits
+    fingerprint: str
+    expires_at: datetime | None
+    expired: bool
+    key_id: int | None  # its row; None for a key not stored here
+
+    @classmethod
+    def of(cls, key: VerifyingKey, now: float) -> KeyFound:
+        public = PublicKey.of(key.key)
+        return cls(
+            kid=key.kid,
+            alg=key.alg,
+            description=public.description,
+            fingerprint=public.fingerprint,
+            expires_at=_moment(key.expires_at),
+            expired=key.expired(now),
+            key_id=key.key_id,
+        )
+
+    @property
+    def words(self) -> str:
+        """``'k1' (EC P-256, ES256, SHA256:...)``."""
+        return f"{self.kid!r} ({self.description}, {self.alg}, {self.fingerprint})"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "kid": self.kid,
+            "alg": self.alg,
+            "key": self.description,
+            "fingerprint": self.fingerprint,
+            "expires_at": _iso(self.expires_at),
+            "state": "expired" if self.expired else "active",
+        }
 
 
 @dataclass(frozen=True)
@@ -73,7 +122,7 @@ class SignatureVerdict:
 
     platform: str  # "space/kind"
     verdict: str
-    form: str  # plain | token
+    form: str  # plain | token | public-key
     reason: str | None
     token_reason: str | None
     hashed: bytes
@@ -84,6 +133,15 @@ class SignatureVerdict:
     #: For ``no-match``: the id the signature was made for, and how it differs.
     variant: IdVariant | None = None
     variant_secret: verification.MatchedSecret | None = None
+    #: For a public-key token: the key it named (see :class:`KeyFound`), and the ``kid``
+    #: its header named (``unknown_key``: none of the platform's).
+    key: KeyFound | None = None
+    token_kid: str | None = None
+
+    @property
+    def public_key(self) -> bool:
+        """Whether ``signed`` was a public-key token (judged by the platform's keys)."""
+        return self.form == verification.PUBLIC_KEY
 
     @property
     def accepted(self) -> bool:
@@ -100,6 +158,8 @@ class SignatureVerdict:
 
     def describe(self) -> str:
         """The verdict in words, for a person (the CLI's stderr), with the bytes hashed."""
+        if self.public_key:
+            return self._describe_key_token()
         when = moment(self.grace_end)
         words = {
             VALID_CURRENT: f"Signed with the current secret of {self.platform}.",
@@ -117,6 +177,37 @@ class SignatureVerdict:
         if self.variant is not None:
             words += f" {self.variant_sentence()}"
         return f"{words}\nBytes hashed ({self.hashed_length}): {self.hashed_hex}"
+
+    def key_sentence(self) -> str:
+        """What the platform's public keys say of a public-key token, in one sentence."""
+        key, kid = self.key, self.token_kid
+        if key is not None and self.reason == KEY_EXPIRED:
+            return (
+                f"Signed with public key {key.words} of {self.platform}, which expired "
+                f"{moment(key.expires_at)}: it no longer verifies."
+            )
+        if key is not None:
+            return f"Verified by public key {key.words} of {self.platform}."
+        if self.verdict == MALFORMED:
+            return (
+                "Not a well-formed public-key token: its shape, its header, its algorithm "
+                "for the key its kid names, its signature's length or its claims."
+            )
+        if self.reason == UNKNOWN_KEY and kid is None:
+            return (
+                f"Names no key: the token has no kid and {self.platform} has more than one "
+                "public key that verifies."
+            )
+        if self.reason == UNKNOWN_KEY:
+            return f"Names no public key of {self.platform}: no key has the kid {kid!r}."
+        named = f"public key {kid!r}" if kid is not None else "its public key"
+        return f"Matches no key of {self.platform}: its signature is not one of {named}."
+
+    def _describe_key_token(self) -> str:
+        words = self.key_sentence()
+        if self.key is not None and not self.accepted and self.reason != KEY_EXPIRED:
+            words += f" A session start would still count it invalid: {self.reason}."
+        return f"{words}\nBytes signed ({self.hashed_length}): {self.hashed_hex}"
 
     def variant_sentence(self) -> str:
         """``This signature is for the id 'user-1 ' (with a trailing space), signed with
@@ -163,6 +254,8 @@ class SignatureVerdict:
             "variant": None
             if self.variant is None
             else {"user_id": self.variant.user_id, "change": self.variant.change},
+            "key": None if self.key is None else self.key.as_json(),
+            "kid": self.token_kid,
         }
 
 
@@ -231,9 +324,9 @@ _UNREADABLE = (verification.MALFORMED, TOKEN_MALFORMED)
 def _verdict(platform: Platform, user_id: str, signature: str, now: float) -> SignatureVerdict:
     """Verification decides (:func:`verification.explain_signed`); this only words it."""
     snapshot = lookup_platform(platform.api_key)
-    decided, secret = verification.explain_signed(snapshot, user_id, signature, now)
+    decided, secret, key = verification.explain_signed(snapshot, user_id, signature, now)
     reason = decided.reason
-    is_token = decided.form == TOKEN
+    is_token = decided.form in (TOKEN, verification.PUBLIC_KEY)
     fields: dict[str, Any] = {
         "platform": f"{snapshot.space_slug}/{snapshot.kind}",
         "form": decided.form,
@@ -242,6 +335,8 @@ def _verdict(platform: Platform, user_id: str, signature: str, now: float) -> Si
         # What the HMAC is over: a token's first two segments, or the user id.
         "hashed": (signature[: signature.rindex(".")] if is_token else user_id).encode("utf-8"),
     }
+    if decided.form == verification.PUBLIC_KEY:
+        return _key_verdict(key, signature, now, fields)
     if secret is None:
         if reason in _UNREADABLE:
             return SignatureVerdict(verdict=MALFORMED, **fields)
@@ -260,6 +355,35 @@ def _verdict(platform: Platform, user_id: str, signature: str, now: float) -> Si
         other_platform=secret.other_kind,
         **fields,
     )
+
+
+def _key_verdict(
+    key: VerifyingKey | None, signature: str, now: float, fields: dict[str, Any]
+) -> SignatureVerdict:
+    """A public-key token's verdict, in the tester's words: ``valid-current`` for a key
+    whose signature it carries (a start may still refuse its claims or its form),
+    ``expired-secret`` for an expired key, ``malformed``, or ``no-match`` (no key of
+    the platform, or not its signature)."""
+    found = None if key is None else KeyFound.of(key, now)
+    if found is not None:
+        verdict = EXPIRED_SECRET if fields["reason"] == KEY_EXPIRED else VALID_CURRENT
+    elif fields["reason"] in _UNREADABLE:
+        verdict = MALFORMED
+    else:
+        verdict = NO_MATCH
+    grace_end = found.expires_at if verdict == EXPIRED_SECRET and found is not None else None
+    return SignatureVerdict(
+        verdict=verdict, key=found, token_kid=_header_kid(signature), grace_end=grace_end, **fields
+    )
+
+
+def _header_kid(token: str) -> str | None:
+    """The ``kid`` a token's header names, to repeat in the verdict (printable, at most
+    :data:`_KID_SHOWN` characters); None without one or a readable header."""
+    segment = token.partition(".")[0]
+    header = read_header(segment) if segment.isascii() else None
+    kid = None if header is None else header.get("kid")
+    return None if kid is None else visible(kid[:_KID_SHOWN])
 
 
 def _variant(

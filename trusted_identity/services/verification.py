@@ -21,17 +21,18 @@ from .. import runtime
 from ..conf import app_settings
 from ..dbclock import database_time
 from ..exceptions import InvalidRequest, PublicKeysOnly, ServiceUnavailable
-from ..keytokens import KEY_EXPIRED, UNKNOWN_KEY, verify_key_token
+from ..keytokens import KEY_EXPIRED, UNKNOWN_KEY, VerifyingKey, verify_key_token
 from ..models import KeySource, SecretState
 from ..signing import HmacKey, decode_signature, match_index, sign
 from ..tokens import looks_like_token, make_token, verify_token_match
 from ..tokens import match_index as token_match_index
+from . import jwks
 from .access import Actor, authorize
 from .audit import audit
 from .durations import describe_duration
 from .key_tables import DiagnosticKey, diagnostic_keys, key_table, keys_of, public_key_set
 from .lookup import PlatformSnapshot, lookup_platform
-from .signature_forms import PLAIN, TOKEN, accepts
+from .signature_forms import PLAIN, TOKEN
 from .spaces import get_platform
 
 #: The clock of verification and signing: Unix time by the database's clock, the one
@@ -179,8 +180,8 @@ def verify_signed(
         # bytes, as above): its cost depends on nothing but the platform's secrets.
         reason = diagnose(snapshot, user_id, signed, now)
         return _RESULTS[PLAIN, MALFORMED if decode_signature(signed) is None else reason]
-    if (snapshot.public_keys or snapshot.key_source != _SECRET_ONLY) and not _hmac_shaped(signed):
-        return _verify_public_key_token(snapshot, user_id, signed, now)
+    if _public_key_shaped(snapshot, signed):
+        return _check_key_token(snapshot, user_id, signed, now)[0]
     settings = app_settings
     reason, key = verify_token_match(  # positional: the hot path of a start with a token
         keys,
@@ -208,10 +209,23 @@ def _hmac_shaped(token: str) -> bool:
     return len(token) - token.rindex(".") == 44
 
 
-def _verify_public_key_token(
-    snapshot: PlatformSnapshot, user_id: str, signed: str, now: float
-) -> Verification:
-    """A public-key token under the platform's public keys (``key_tables.public_key_set``).
+def _public_key_shaped(snapshot: PlatformSnapshot, token: str) -> bool:
+    """Whether a token is judged as a public-key token: a signature longer than an
+    HMAC's, on a platform that holds public keys (stored or from its JWKS URL) or takes
+    them."""
+    takes_keys = (
+        snapshot.public_keys or snapshot.jwks is not None or snapshot.key_source != _SECRET_ONLY
+    )
+    return bool(takes_keys) and not _hmac_shaped(token)
+
+
+def _check_key_token(
+    snapshot: PlatformSnapshot, user_id: str, signed: str, now: float, again: bool = True
+) -> tuple[Verification, VerifyingKey | None]:
+    """A public-key token under the platform's public keys (``key_tables.public_key_set``:
+    the stored ones and its JWKS URL's; on an unknown ``kid`` that set is fetched again,
+    once a minute at most, and the token checked ``again`` under the new one: ``jwks``),
+    and the key its ``kid`` named (the tester says which).
 
     Valid only where the key source takes public keys (``both``, ``public-key``); on a
     ``secret`` platform a token its keys verify is ``form_not_allowed``, as a form the
@@ -228,11 +242,16 @@ def _verify_public_key_token(
         max_length=app_settings.MAX_TOKEN_LENGTH,
         memo=runtime.current().tokens,
     )
+    if snapshot.jwks is not None and again:
+        fresh = jwks.after_verification(snapshot, reason)
+        if fresh is not None:
+            return _check_key_token(fresh, user_id, signed, now, again=False)
     if reason is None and key is not None:
         if snapshot.key_source == _SECRET_ONLY:
-            return _RESULTS[PUBLIC_KEY, FORM_NOT_ALLOWED]
-        return _valid(PUBLIC_KEY, key.key_id)
-    return _RESULTS.get((PUBLIC_KEY, reason or NO_MATCH)) or Verification(False, PUBLIC_KEY, reason)
+            return _RESULTS[PUBLIC_KEY, FORM_NOT_ALLOWED], key
+        return _valid(PUBLIC_KEY, key.key_id), key
+    refused = _RESULTS.get((PUBLIC_KEY, reason or NO_MATCH))
+    return refused or Verification(False, PUBLIC_KEY, reason), key
 
 
 class MatchedSecret(NamedTuple):
@@ -253,10 +272,13 @@ class MatchedSecret(NamedTuple):
 
 class Explanation(NamedTuple):
     """What verification decided about one ``signed`` (exactly what a session start at
-    the same moment counts) and the secret its signature matched, if any."""
+    the same moment counts) and the secret its signature matched, if any; for a
+    public-key token, the public key that verified it (or that its ``kid`` names, expired,
+    or whose signature it carries while its claims or the policy refuse it)."""
 
     verification: Verification
     secret: MatchedSecret | None
+    key: VerifyingKey | None = None
 
 
 def explain_signed(
@@ -269,9 +291,13 @@ def explain_signed(
     compared with the secrets that verify (a refused form or token claims leave the
     match standing), then with the diagnostic ones through :func:`diagnostic_match`,
     the refinement session start itself uses. A few HMACs more than verification.
+    A public-key token names the key instead, from the one check session start makes.
     """
     if now is None:
         now = clock()
+    if "." in signed and looks_like_token(signed) and _public_key_shaped(snapshot, signed):
+        verification, key = _check_key_token(snapshot, user_id, signed, now)
+        return Explanation(verification, None, key)
     verification = verify_signed(snapshot, user_id, signed, now)
     if verification.secret_id is not None:
         return Explanation(verification, _matched(snapshot, verification.secret_id))
@@ -315,7 +341,9 @@ def _current_key(snapshot: PlatformSnapshot) -> HmacKey:
     if snapshot.key_source == KeySource.PUBLIC_KEY:
         raise PublicKeysOnly(
             f"{snapshot.space_slug}/{snapshot.kind} verifies public keys only: nothing "
-            "stored here can sign for it; sign with your private key (ES256, EdDSA or RS256)"
+            "stored here can sign for it; sign with your private key (ES256, EdDSA or "
+            "RS256), which a site signing for its own users gives in "
+            "TRUSTED_IDENTITY['PRIVATE_KEYS']"
         )
     raise ServiceUnavailable(f"platform #{snapshot.platform_id} has no current secret")
 
@@ -438,31 +466,3 @@ def sign_token_for(
             action="sign",
         )
     return issued
-
-
-class Signed(NamedTuple):
-    """A user id signed in either form: ``expires_at`` is None for the plain form."""
-
-    signed: str
-    expires_at: datetime | None = None
-
-
-def sign_in_form(snapshot: PlatformSnapshot, user_id: str, form: str | None) -> Signed:
-    """What the sign view answers: ``user_id`` signed in ``form`` (``plain``, the default,
-    or ``token``).
-
-    A form the platform does not accept is an InvalidRequest naming the one it does:
-    a plain signature never expires, so a platform that accepts only tokens gets
-    none, and a token would not verify on a platform that accepts only plain ones.
-    """
-    form = form or PLAIN
-    if form not in (PLAIN, TOKEN):
-        raise InvalidRequest(f"form must be plain or token, not {form!r}")
-    if not accepts(snapshot.signature_form, form):
-        wanted = TOKEN if form == PLAIN else PLAIN
-        raise InvalidRequest(
-            f"this platform accepts only {wanted} signatures: ask with form={wanted}"
-        )
-    if form == TOKEN:
-        return Signed(*sign_token(snapshot, user_id))
-    return Signed(sign_user_id(snapshot, user_id))

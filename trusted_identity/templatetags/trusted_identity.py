@@ -13,14 +13,19 @@ page holds nothing of the user. The space is ``TRUSTED_IDENTITY["SIGNING_SPACE"]
 unless ``space="slug"`` is given.
 
 ``form="token"`` signs with the expiring form (CONTRACT section 9) instead: ``signed``
-is an HS256 token, ``expiresAt`` says when it ends (as the sign view's ``&form=token``
+is a token, ``expiresAt`` says when it ends (as the sign view's ``&form=token``
 does), ``form`` is ``"token"`` and the sign endpoint asks for tokens, so the client
-refreshes in the same form. Without ``form``, the tag signs plain where the platform
-accepts it and with a token where it accepts only tokens, so a platform moved to
-``token`` (CONTRACT section 9) keeps its pages working. A ``form`` spelt out that the
+refreshes in the same form. The token is signed with the site's private key
+(``TRUSTED_IDENTITY["PRIVATE_KEYS"]``, CONTRACT section 10) where the platform takes
+public-key tokens and the site holds its key, else it is an HS256 token with the
+secret (``services.site_signing``). Without ``form``, the tag signs with a token
+wherever the site's key signs or the platform verifies public keys only, else plain
+where the platform accepts it and with a token where it accepts only tokens: a
+platform moved to ``token``, ``both`` or ``public-key`` keeps its pages working, and
+they move to public keys as soon as it takes them. A ``form`` spelt out that the
 platform's policy refuses is an ImproperlyConfigured naming the one it accepts, with
-the sign view's words, for visitors' pages too: it fails where it is developed, not
-in its users' sessions.
+the sign view's words, for visitors' pages too, as is a public-key platform the site
+can't sign for: it fails where it is developed, not in its users' sessions.
 
 The JSON is escaped as Django's ``json_script`` escapes it (``<``, ``>`` and ``&`` as
 ``\\u003C`` ...), and U+2028/U+2029 too, so nothing in it can close the element. The
@@ -42,9 +47,9 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
 from ..conf import app_settings
-from ..exceptions import InvalidRequest, NotFound
-from ..services import lookup, spaces, verification
-from ..services.signature_forms import TOKEN, check_form_accepted, default_form
+from ..exceptions import InvalidRequest, NotFound, PublicKeysOnly
+from ..services import lookup, site_keys, site_signing, spaces, verification
+from ..services.signature_forms import TOKEN
 from ..views import APP_NAMESPACE
 
 register = template.Library()
@@ -67,7 +72,7 @@ def client_config(
     request: Any, kind: str, space: str | None = None, form: str | None = None
 ) -> dict[str, Any]:
     """The client's configuration for ``kind`` in ``space``, signed for the request's user
-    in ``form`` (``plain``, the default, or ``token``)."""
+    in ``form`` (``plain`` or ``token``; None: ``site_signing.default_form``)."""
     slug = space or app_settings.SIGNING_SPACE
     if not slug:
         raise ImproperlyConfigured(
@@ -78,13 +83,21 @@ def client_config(
         platform = spaces.get_platform(slug, kind)
     except NotFound as exc:
         raise ImproperlyConfigured(f"{{% trusted_identity_config %}}: {exc.message}") from None
-    if form is None:  # what the platform accepts: a page must render whatever the policy
-        form = default_form(platform.signature_form)
-    try:
-        check_form_accepted(platform.signature_form, form)
-    except InvalidRequest as exc:
+    try:  # the sign view's own rules (the snapshot may be a moment behind the row)
+        snapshot = lookup.lookup_platform(platform.api_key)
+        if form is None:  # what the platform takes: a page must render whatever the policy
+            form = site_signing.default_form(snapshot)
+        signer = site_keys.signer_for(snapshot, verification.clock())
+        site_signing.check_form(snapshot, form, signer)
+        if signer is None and snapshot.key_source == site_keys.PUBLIC_KEY_ONLY:
+            raise ImproperlyConfigured(
+                f"it verifies public keys only and TRUSTED_IDENTITY['PRIVATE_KEYS'] has no "
+                f"{site_keys.entry_name(slug, kind)!r}: nothing else can sign for it"
+            )
+    except (InvalidRequest, ImproperlyConfigured) as exc:
+        message = exc.message if isinstance(exc, InvalidRequest) else str(exc)
         raise ImproperlyConfigured(
-            f"{{% trusted_identity_config %}}: {slug}/{kind}: {exc.message}"
+            f"{{% trusted_identity_config %}}: {slug}/{kind}: {message}"
         ) from None
     query = {"platform": kind, "space": slug}
     if form == TOKEN:
@@ -101,19 +114,16 @@ def client_config(
     user = getattr(request, "user", None)
     if getattr(user, "is_authenticated", False):
         user_id = str(getattr(user, app_settings.USER_ID_ATTRIBUTE))
-        snapshot = lookup.lookup_platform(platform.api_key)
         config["userId"] = user_id
-        if form == TOKEN:
-            try:  # the sign view's own rules (the snapshot may be a moment behind the row)
-                signed = verification.sign_in_form(snapshot, user_id, form)
-            except InvalidRequest as exc:
-                raise ImproperlyConfigured(
-                    f"{{% trusted_identity_config %}}: {slug}/{kind}: {exc.message}"
-                ) from None
-            config["signed"] = signed.signed
+        try:
+            signed = site_signing.sign_in_form(snapshot, user_id, form)
+        except (InvalidRequest, PublicKeysOnly) as exc:
+            raise ImproperlyConfigured(
+                f"{{% trusted_identity_config %}}: {slug}/{kind}: {exc.message}"
+            ) from None
+        config["signed"] = signed.signed
+        if signed.expires_at is not None:
             config["expiresAt"] = verification.iso_utc(signed.expires_at)
-        else:
-            config["signed"] = verification.sign_user_id(snapshot, user_id)
     return config
 
 

@@ -3,7 +3,8 @@ moments, the same wording as the CLI's (``trusted_identity.formatting``).
 
 ``{{ share|ti_percent }}`` → ``97.2%``, ``{{ n|ti_number }}`` → ``1,204``,
 ``{{ when|ti_moment }}`` → ``2026-11-26 14:05 UTC`` (``—`` when missing),
-``{{ user_id|ti_visible }}`` → the id with control and invisible characters spelt out.
+``{{ user_id|ti_visible }}`` → the id with control and invisible characters spelt out,
+``{{ figures|ti_form_shares }}`` → ``token 20.7% · public-key 3.3%``.
 """
 
 from __future__ import annotations
@@ -39,3 +40,20 @@ def ti_moment(value: datetime | None) -> str:
 def ti_visible(value: object) -> str:
     """Autoescaped as usual afterwards: the result is plain text, never marked safe."""
     return formatting.visible(str(value)) if value is not None else formatting.NONE
+
+
+@register.filter
+def ti_form_shares(figures: object) -> str:
+    """A platform's ``Figures`` as ``token 20.7% · public-key 3.3%`` of its valid users
+    (``formatting.form_shares``), as the CLI's ``status`` says it."""
+    users_by_form = getattr(figures, "users_by_form", None)
+    if users_by_form is None:
+        return formatting.NONE
+    return formatting.form_shares(figures.distinct_valid, users_by_form)  # type: ignore[attr-defined]
+
+
+@register.filter
+def ti_form_share_list(figures: object) -> list[str]:
+    """:func:`ti_form_shares` as its parts (``["token 20.7%", "public-key 3.3%"]``), for
+    a narrow cell that keeps each part on one line."""
+    return ti_form_shares(figures).split(" · ")

@@ -21,9 +21,10 @@ from django.utils import timezone
 from trusted_identity.conf import app_settings
 from trusted_identity.crypto import generate_key
 from trusted_identity.exceptions import TrustedIdentityError
-from trusted_identity.formatting import moment, percent
+from trusted_identity.formatting import form_shares, moment, percent
 from trusted_identity.management.diagnostics import DiagnosticsCommands
 from trusted_identity.management.grammar import add_subcommands, one_line, one_line_error
+from trusted_identity.management.jwks import JwksCommands
 from trusted_identity.management.public_keys import PublicKeyCommands
 
 from ...services import (
@@ -59,7 +60,7 @@ READINESS_WORDS = {
 NEEDS_NO_SITE = frozenset({"generate-key", "generate-key-pair"})
 
 
-class Command(DiagnosticsCommands, PublicKeyCommands, BaseCommand):
+class Command(DiagnosticsCommands, PublicKeyCommands, JwksCommands, BaseCommand):
     help = "Manage Trusted Identity spaces, platforms, secrets and enforcement."
 
     def execute(self, *args: Any, **options: Any) -> Any:
@@ -270,12 +271,13 @@ class Command(DiagnosticsCommands, PublicKeyCommands, BaseCommand):
         self._say(
             f"Since {moment(start)}: users are distinct identified users, valid-users the "
             "share of them with a valid signature (readiness reads it), valid-starts the "
-            "share of identified starts with one."
+            "share of identified starts with one; signed-with the share of the valid users "
+            "who signed with a token and with a public-key token, as the admin says it."
         )
         header = (
             f"{'space/platform':<28} {'enforced':<9} {'valid':>8} {'invalid':>8} "
             f"{'missing':>8} {'visitor':>8} {'rejected':>8} {'users':>8} {'valid-users':>12} "
-            f"{'valid-starts':>12}  readiness"
+            f"{'valid-starts':>12}  {'readiness':<21} {'key-source':<11} signed-with"
         )
         self._out(header)
         for space in spaces:
@@ -288,7 +290,9 @@ class Command(DiagnosticsCommands, PublicKeyCommands, BaseCommand):
                     f"{space['slug'] + '/' + p['kind']:<28} {'on' if p['enforced'] else 'off':<9} "
                     f"{p['valid']:>8} {p['invalid']:>8} {p['missing']:>8} {p['visitor']:>8} "
                     f"{p['rejected']:>8} {p['distinct']['identified']:>8} {users:>12} "
-                    f"{starts:>12}  {READINESS_WORDS[p['readiness']]}"
+                    f"{starts:>12}  {READINESS_WORDS[p['readiness']]:<21} "
+                    f"{p['key_source']:<11} "
+                    f"{form_shares(p['distinct']['valid'], p['distinct']['forms'])}"
                 )
 
     def do_rekey(self, options: dict[str, Any]) -> None:

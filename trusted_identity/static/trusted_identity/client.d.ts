@@ -39,7 +39,10 @@ export declare class TrustedIdentityError extends Error {
   readonly retryAfter: number | null;
 }
 
-/** The signature forms (CONTRACT sections 1 and 9): 64 hex digits, or an HS256 token. */
+/**
+ * The signature forms (CONTRACT sections 1, 9 and 10): 64 hex digits, or a token (HS256
+ * with the platform's secret, or signed with the site's private key).
+ */
 export type SignatureForm = "plain" | "token";
 
 /** What {% trusted_identity_config %} renders. userId and signed only for a logged-in user. */
@@ -63,9 +66,10 @@ export interface StartSessionOptions extends Partial<TrustedIdentityConfig> {
   /** A config object, or the kind ("web") or element id to read it from. Default: the page's. */
   config?: TrustedIdentityConfig | string;
   /**
-   * "token": ask the sign endpoint for HS256 tokens and refresh the one held before it is
+   * "token": ask the sign endpoint for tokens and refresh the one held before it is
    * sent when less than max(60 s, 10% of its lifetime) remains (never in its first half).
-   * Default: the config's form, else "plain" (a signature that never expires).
+   * Default: the config's form, else "plain" (a signature that never expires), until the
+   * sign endpoint answers a token (with expiresAt): then "token".
    */
   form?: SignatureForm;
   /** Start a visitor's session even if the config names a user. */

@@ -11,9 +11,13 @@
 // Retry-After (capped) and retries a bounded number of times. Every failure is a
 // TrustedIdentityError carrying the contract's error code. Types: client.d.ts.
 //
-// The expiring form (CONTRACT section 9): with `form: "token"` (an option, or the
-// config of {% trusted_identity_config form="token" %}) the sign endpoint is asked
-// for HS256 tokens (`&form=token`), and a token is refreshed before it is sent when
+// The expiring form (CONTRACT sections 9 and 10): with `form: "token"` (an option, or
+// the config of {% trusted_identity_config form="token" %}, which a platform that takes
+// the site's public-key tokens gets by default) the sign endpoint is asked for tokens
+// (`&form=token`: HS256 with the secret, or signed with the site's private key; the
+// client reads neither signature), and so is it once the sign endpoint has answered a
+// token with its `expiresAt` (a page rendered before its platform moved to public
+// keys only). A token is refreshed before it is sent when
 // less than max(60 s, 10% of its lifetime) of it remains, but never in its first
 // half (a token shorter than two minutes is used for half its life). Its times come
 // from its own `iat`/`exp` (else `expiresAt`); for a token the sign endpoint gave,
@@ -260,8 +264,10 @@ export async function startSession(options = {}) {
   const { signal } = settings;
   const userId = settings.userId;
   let signed = settings.signed ?? null;
-  const tokenForm = settings.form === TOKEN;
   const memoKey = `${settings.signEndpoint ?? ""}\u0000${userId}`;
+  // A token is kept fresh: asked for, or known to be what the sign endpoint answers.
+  let tokenForm =
+    settings.form === TOKEN || typeof settings.expiresAt === "string" || tokens.has(memoKey);
 
   const refreshSignature = async () => {
     const form = tokenForm ? TOKEN : undefined;
@@ -273,6 +279,7 @@ export async function startSession(options = {}) {
         "the sign endpoint signs another user than userId (did someone else log in?)",
       );
     }
+    if (typeof fresh.expiresAt === "string") tokenForm = true; // a token: keep it fresh
     if (tokenForm) {
       const timing = tokenTiming(fresh.signed, fresh.expiresAt, Date.now());
       if (timing) tokens.set(memoKey, timing);
