@@ -221,15 +221,18 @@ def test_the_signal_receiver_hears_a_reveal(db):
 
 
 def test_the_lean_asgi_file_answers_a_session_start(db):
-    from asgiref.sync import async_to_sync
-
     from trusted_identity.asgi import LeanSessions
 
-    namespace: dict = {}
-    exec(compile(snippet("lean-asgi"), "docs/production.md", "exec"), namespace)
-    application = namespace["application"]
-    assert isinstance(application, LeanSessions) and application.active
-    application.threads = 0  # the test's own thread: its transaction
+    from .lean_client import call_asgi
+
+    def application():
+        namespace: dict = {}
+        exec(compile(snippet("lean-asgi"), "docs/production.md", "exec"), namespace)
+        application = namespace["application"]
+        assert isinstance(application, LeanSessions) and application.active
+        application.threads = 0  # the test's own thread: its transaction
+        return application
+
     platform = testing.create_platform("web", space="acme", secret="s3cr3t")
     body = json.dumps({"userId": "42", "signed": signing.sign("s3cr3t", "42")}).encode()
     scope = {
@@ -239,17 +242,11 @@ def test_the_lean_asgi_file_answers_a_session_start(db):
                     (b"content-length", str(len(body)).encode()),
                     (b"x-api-key", platform.api_key.encode())],
     }  # fmt: skip
-    sent: list[dict] = []
-
-    async def receive():
-        return {"type": "http.request", "body": body}
-
-    async def send(message):
-        sent.append(message)
-
-    async_to_sync(application)(scope, receive, send)
-    assert sent[0]["status"] == 201
-    assert json.loads(sent[1]["body"])["trusted"] is True
+    # As a server calls it, the test's transaction kept (its close_old_connections would
+    # close the PostgreSQL connection the test's transaction lives on), as call_wsgi does.
+    status, _headers, answer = call_asgi(application, scope, body)
+    assert status == "201 Created"
+    assert json.loads(answer)["trusted"] is True
 
 
 def test_the_lean_wsgi_file_answers_a_session_start(db):
