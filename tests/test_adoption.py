@@ -184,7 +184,7 @@ def test_a_new_startproject_site_works_as_the_docs_say(built_dist, tmp_path):
         assert (status, body["signature"]) == (201, "invalid")
     finally:
         server.send_signal(signal.SIGINT)  # as Ctrl-C: the last buffered counts are written
-        server.communicate(timeout=10)  # its output read to the end, the pipe closed
+        server.communicate(timeout=60)  # its output read to the end, the pipe closed
 
     # The counts reached the site's database (written by the server's process).
     status = run(

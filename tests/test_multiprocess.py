@@ -138,7 +138,7 @@ def deployment(request, tmp_path):
         for server in servers:
             if server.poll() is None:
                 os.killpg(server.pid, signal.SIGTERM)
-                server.wait(timeout=30)
+                server.wait(timeout=60)
 
 
 def _post(url: str, api_key: str, body: dict) -> tuple[int, dict]:
@@ -265,7 +265,7 @@ def test_counts_from_both_servers_all_reach_the_database(deployment):
             os.killpg(server.pid, deployment["stop_signal"])
         else:
             os.kill(server.pid, deployment["stop_signal"])
-        server.wait(timeout=30)
+        server.wait(timeout=60)
     status = json.loads(manage("trusted_identity", "status", "multi", "--json"))
     web = status["spaces"][0]["platforms"][0]
     assert {k: web[k] for k in sent} == sent
@@ -357,7 +357,7 @@ def skewed_server(tmp_path, request):
     finally:
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=30)
+            server.wait(timeout=60)
         with psycopg.connect(
             _database_url_named(database_url, "postgres"), autocommit=True
         ) as admin:

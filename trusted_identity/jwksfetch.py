@@ -139,12 +139,18 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
     def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
         fp.close()
-        where = headers.get("Location", "")
-        target = f" to {shown(where, 80)}" if where else ""
-        raise JwksError(
-            f"the server answered HTTP {code}, a redirect{target}: redirects are not "
-            "followed; set the URL it points to"
-        )
+        raise _redirect_refused(code, headers)
+
+
+def _redirect_refused(code: int, headers) -> JwksError:  # type: ignore[no-untyped-def]
+    """The error for a redirect: the handler's (301-307) and, where ``urllib`` does not
+    know the code as one (308 before Python 3.11), the HTTP error's."""
+    where = headers.get("Location", "") if headers is not None else ""
+    target = f" to {shown(where, 80)}" if where else ""
+    return JwksError(
+        f"the server answered HTTP {code}, a redirect{target}: redirects are not "
+        "followed; set the URL it points to"
+    )
 
 
 def ssl_context(ca_bundle: str | None = None) -> ssl.SSLContext:
@@ -201,6 +207,8 @@ def fetch(
         raise
     except urllib.error.HTTPError as exc:
         exc.close()
+        if 300 <= exc.code < 400:
+            raise _redirect_refused(exc.code, exc.headers) from None
         raise JwksError(f"the server answered HTTP {exc.code}") from None
     except urllib.error.URLError as exc:
         raise JwksError(_unreachable(exc.reason, timeout)) from None
