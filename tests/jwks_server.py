@@ -3,7 +3,7 @@ certificate authority made here (``cryptography``), trusted through the
 ``JWKS_CA_BUNDLE`` setting, never the internet. Each path answers what the test set:
 a body, a status, headers, a delay, a trickle of bytes; every request is counted.
 
-Ports: within ``TRUSTED_IDENTITY_TEST_PORTS`` when it is set, else a free one.
+Its port is a free one (``isolation.free_port``).
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
-import os
-import socket
 import ssl
 import threading
 import time
@@ -28,24 +26,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from trusted_identity.publickeys import parse_public_key
 
+from .isolation import free_port
 from .keytoken_helpers import public_pem_of
-
-
-def free_port() -> int:
-    """A free port, within ``TRUSTED_IDENTITY_TEST_PORTS`` when it is set."""
-    span = os.environ.get("TRUSTED_IDENTITY_TEST_PORTS", "")
-    candidates = [0]
-    if span:
-        low, _, high = span.partition("-")
-        candidates = list(range(int(low), int(high or low) + 1))
-    for port in candidates:
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return sock.getsockname()[1]
-    raise RuntimeError(f"no free port in {span}")
 
 
 def _name(common: str) -> x509.Name:

@@ -16,7 +16,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -34,6 +33,7 @@ from trusted_identity import lean, signing
 from trusted_identity.asgi import LeanSessions
 
 from . import hardening
+from .isolation import free_port
 from .lean_client import LeanASGIClient, call_asgi, lean_asgi, scope_of
 from .test_lean_path import (
     LEAN,
@@ -217,12 +217,6 @@ def test_the_example_project_installs_the_asgi_door():
 # ------------------------------------------------------------- a real server
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _post(url: str, body: dict, **headers: str) -> tuple[int, Any, dict]:
     data = json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method="POST", headers={
@@ -256,7 +250,7 @@ def test_under_a_real_server_starts_are_answered_counted_and_written_on_sigterm(
 
     if not (UVICORN if name == "uvicorn" else GRANIAN).exists():
         pytest.skip(f"{name} is not installed (the serve extra)")
-    port = _free_port()
+    port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("TRUSTED_IDENTITY")},
         "DJANGO_SETTINGS_MODULE": "tests.settings_serving",

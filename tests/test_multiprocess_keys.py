@@ -4,15 +4,13 @@ database, without a shared cache (the README's set-up where only the verificatio
 generation carries a change), and the CLI in another process adding, removing and
 re-adding keys and moving the platform to public keys only.
 
-Ports: ``TRUSTED_IDENTITY_TEST_PORTS`` (``8200-8249``) confines the servers to a
-range, for runs beside other suites; without it the system picks free ones.
+Ports: free ones (``isolation.free_port``), so runs beside other suites never meet.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,27 +21,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from trusted_identity.crypto import generate_key
 from trusted_identity.signing import sign
 
+from .isolation import free_port
 from .keytoken_helpers import key_token, public_pem_of
 from .test_multiprocess import GUNICORN, ROOT, WITHIN, _honoured_within, _post
 
 pytestmark = pytest.mark.any_database  # the servers' own SQLite file
-
-
-def _port() -> int:
-    """A free port, within ``TRUSTED_IDENTITY_TEST_PORTS`` when it is set."""
-    span = os.environ.get("TRUSTED_IDENTITY_TEST_PORTS", "")
-    candidates = [0]
-    if span:
-        low, _, high = span.partition("-")
-        candidates = list(range(int(low), int(high or low) + 1))
-    for port in candidates:
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return sock.getsockname()[1]
-    raise RuntimeError(f"no free port in {span}")
 
 
 @pytest.fixture
@@ -78,7 +60,7 @@ def servers(tmp_path):
     api_key = manage("trusted_identity", "add-platform", "multi", "web")
     processes, urls = [], []
     for _ in range(2):
-        port = _port()
+        port = free_port()
         with open(tmp_path / f"server-{port}.log", "w") as log:  # the server keeps its copy
             processes.append(
                 subprocess.Popen(
