@@ -31,20 +31,3 @@ def read_generation() -> int:
     """The verification generation's number as the database holds it now."""
     row = VerificationGeneration.objects.filter(pk=VerificationGeneration.SINGLETON).first()
     return row.value if row else 0
-
-
-def close_thread_connections() -> None:
-    """End a test thread's database connections. Django's ``close_all()`` keeps an
-    in-memory SQLite connection open (closing the last one would drop the database),
-    so a thread's own connection to the test database would wait for the garbage
-    collector (a ResourceWarning on Python 3.13); the main thread's keeps the
-    database alive."""
-    from django.db import connections
-
-    for connection in connections.all(initialized_only=True):
-        if connection.vendor == "sqlite" and connection.is_in_memory_db():
-            if connection.connection is not None:
-                connection.connection.close()
-                connection.connection = None
-        else:
-            connection.close()

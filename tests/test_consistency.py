@@ -12,8 +12,9 @@ from datetime import timedelta
 import pytest
 from django.core.cache import caches
 
-from tests.support import close_thread_connections, read_generation, verify_user_id
+from tests.support import read_generation, verify_user_id
 from trusted_identity.conf import app_settings
+from trusted_identity.runtime import close_thread_connections
 from trusted_identity.services import access, enforcement, lookup, platform_secrets
 from trusted_identity.services.lookup import lookup_platform
 from trusted_identity.services.rekey import rekey

@@ -134,3 +134,26 @@ def test_a_forked_multiprocessing_child_writes_its_counts_at_its_end(tmp_path):
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert marker.read_text() == "stopped"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_background_work_leaves_no_database_connection_open():
+    """A background thread's connection is closed when its work is done, an in-memory
+    SQLite one included (Django's close_all() keeps those; the garbage collector would
+    close it later, a ResourceWarning from Python 3.13)."""
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+
+    used = []
+
+    def work():
+        get_user_model().objects.count()
+        used.append(connection.connection)
+
+    background = runtime.Background()
+    assert background.start("count-users", work)
+    background.wait()
+    assert len(used) == 1 and used[0] is not None
+    with pytest.raises(Exception, match="closed"):
+        used[0].execute("SELECT 1")
+    assert get_user_model().objects.count() == 0  # this thread's database is still there
