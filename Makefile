@@ -55,10 +55,13 @@ run: demo
 # gunicorn (project/gunicorn.conf.py); SERVER=uwsgi or SERVER=granian for the other
 # candidates bench/serving.py measures (docs/deploying.md: what each costs and keeps).
 SERVER ?= gunicorn
+# uWSGI's graceful stop: echo q > .uwsgi.fifo (docs/deploying.md)
+UWSGI_FIFO ?= $(CURDIR)/.uwsgi.fifo
 WEB_CONCURRENCY ?= 2
 SERVE_gunicorn = $(BIN)/gunicorn -c project/gunicorn.conf.py project.wsgi
 SERVE_uwsgi = $(BIN)/uwsgi --http11-socket $(HOST):$(PORT) --module project.wsgi:application \
-	--master --processes $(WEB_CONCURRENCY) --threads 4 --enable-threads --die-on-term --need-app
+	--master --processes $(WEB_CONCURRENCY) --threads 4 --enable-threads --die-on-term --need-app \
+	--master-fifo $(UWSGI_FIFO)
 SERVE_granian = $(BIN)/granian --interface wsgi --host $(HOST) --port $(PORT) \
 	--workers $(WEB_CONCURRENCY) --blocking-threads 4 --no-ws project.wsgi:application
 

@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -84,6 +85,7 @@ def deployment(request, tmp_path):
     api_key = manage("trusted_identity", "add-platform", "multi", "web")
 
     servers, urls = [], []
+    fifo = tmp_path / "uwsgi.fifo"
     for _ in range(2 if setup["server"] == "gunicorn" else 1):
         port = free_port()
         if setup["server"] == "gunicorn":
@@ -92,7 +94,7 @@ def deployment(request, tmp_path):
             command = [
                 str(UWSGI), "--http-socket", f"127.0.0.1:{port}", "--module", "project.wsgi",
                 "--master", "--processes", "2", "--die-on-term", "--need-app",
-                "--disable-logging",
+                "--disable-logging", "--master-fifo", str(fifo),
                 *(["--enable-threads"] if setup["threads"] else []),
             ]  # fmt: skip
         else:
@@ -125,12 +127,8 @@ def deployment(request, tmp_path):
             "urls": urls,
             "api_key": api_key,
             "servers": servers,
-            # gunicorn and uWSGI (--die-on-term) stop gracefully on SIGTERM; runserver on
-            # Ctrl-C. uWSGI's is sent to its master alone (systemd's KillMode=mixed, as
-            # docs/deploying.md says): a SIGTERM to every worker as well can make uWSGI end
-            # a worker without running its exit handlers.
-            "stop_signal": signal.SIGINT if setup["server"] == "runserver" else signal.SIGTERM,
-            "stop_group": setup["server"] != "uwsgi",
+            "logs": sorted(tmp_path.glob("server-*.log")),
+            "stop": partial(_stop_gracefully, setup["server"], fifo),
         }
         if redis:  # the servers really shared the cache, under this test's prefix
             assert redis.keys(), "no key under the test's prefix: the servers ignored Redis"
@@ -139,6 +137,20 @@ def deployment(request, tmp_path):
             if server.poll() is None:
                 os.killpg(server.pid, signal.SIGTERM)
                 server.wait(timeout=60)
+
+
+def _stop_gracefully(server_name: str, fifo: Path, server: subprocess.Popen) -> None:
+    """Stop a server as docs/deploying.md says: gunicorn on SIGTERM to its group (what
+    systemd sends), runserver on Ctrl-C, uWSGI by its master FIFO's ``q`` (uWSGI 2.0's
+    SIGTERM is its brutal stop: a worker still in a request, the tail after its answer
+    included, skips Python's exit handlers and loses what it buffered)."""
+    if server_name == "uwsgi":
+        fifo.write_text("q")
+    elif server_name == "runserver":
+        os.killpg(server.pid, signal.SIGINT)
+    else:
+        os.killpg(server.pid, signal.SIGTERM)
+    server.wait(timeout=60)
 
 
 def _post(url: str, api_key: str, body: dict) -> tuple[int, dict]:
@@ -255,20 +267,19 @@ def test_counts_from_both_servers_all_reach_the_database(deployment):
     for n in range(30):
         url = urls[n % len(urls)]
         if n % 3 == 0:
-            _post(url, api_key, {"userId": f"u{n}"})
+            answer = _post(url, api_key, {"userId": f"u{n}"})
             sent["missing"] += 1
+            assert answer[0] == 201 and answer[1]["signature"] == "missing", answer
         else:
-            _post(url, api_key, {"userId": f"u{n}", "signed": sign(secret, f"u{n}")})
+            answer = _post(url, api_key, {"userId": f"u{n}", "signed": sign(secret, f"u{n}")})
             sent["valid"] += 1
+            assert answer[0] == 201 and answer[1]["signature"] == "valid", answer
     for server in deployment["servers"]:  # a graceful stop writes what is buffered
-        if deployment["stop_group"]:
-            os.killpg(server.pid, deployment["stop_signal"])
-        else:
-            os.kill(server.pid, deployment["stop_signal"])
-        server.wait(timeout=60)
+        deployment["stop"](server)
     status = json.loads(manage("trusted_identity", "status", "multi", "--json"))
     web = status["spaces"][0]["platforms"][0]
-    assert {k: web[k] for k in sent} == sent
+    logs = "\n".join(log.read_text() for log in deployment["logs"])
+    assert {k: web[k] for k in sent} == sent, logs
 
 
 # ---------------------------------------------------------------- a skewed clock
