@@ -336,28 +336,44 @@ def _wrk(
     }
 
 
-def _server_cpu_seconds(server: subprocess.Popen) -> float:
-    """CPU time used so far by a gunicorn master and its workers (user + system)."""
+def _worker_ticks(server: subprocess.Popen) -> dict[int, int]:
+    """CPU ticks (user + system) used so far by a gunicorn master and each worker."""
     children = Path(f"/proc/{server.pid}/task/{server.pid}/children")
-    pids = [server.pid, *(children.read_text().split() if children.exists() else [])]
-    ticks = 0
+    pids = [server.pid, *map(int, children.read_text().split() if children.exists() else [])]
+    ticks = {}
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
         except OSError:
             continue
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
+        ticks[pid] = int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks
 
 
-def _measured(server: subprocess.Popen, *args) -> dict:
-    """A wrk round, with the server's CPU time per request: what a shared machine's
-    other load changes least (requests/s fall when others take the cores; the work
-    per request does not)."""
-    before = _server_cpu_seconds(server)
-    result = _wrk(*args)
-    used = _server_cpu_seconds(server) - before
-    return result | {"cpu_us_per_request": round(used * 1e6 / max(1, result["requests"]), 1)}
+def _server_cpu_seconds(server: subprocess.Popen) -> float:
+    """CPU time used so far by a gunicorn master and its workers (user + system)."""
+    return sum(_worker_ticks(server).values()) / os.sysconf("SC_CLK_TCK")
+
+
+def _measured(server: subprocess.Popen, *args, run=None) -> dict:
+    """A wrk round (``run``, else ``_wrk``, called with ``args``), with the server's CPU
+    time per request, what a shared machine's other load changes least (requests/s fall
+    when others take the cores; the work per request does not), and the busiest
+    worker's share of it (a round one worker mostly served measures the balance)."""
+    before = _worker_ticks(server)
+    result = (run or _wrk)(*args)
+    after = _worker_ticks(server)
+    used = {pid: after[pid] - before.get(pid, 0) for pid in after if pid != server.pid}
+    total = sum(after.values()) - sum(before.get(pid, 0) for pid in after)
+    workers = sum(used.values())
+    return result | {
+        "cpu_us_per_request": round(
+            total / os.sysconf("SC_CLK_TCK") * 1e6 / max(1, result["requests"]), 1
+        ),
+        "busiest_worker_share": round(max(used.values(), default=0) / workers, 3)
+        if workers
+        else 0.0,
+    }
 
 
 def bench_session_start(
@@ -706,16 +722,21 @@ TARGETS = {
 }
 
 
-SECTIONS = ["verify", "session_start", "flood", "long_run", "admin", "bulk", "serving", "hold"]
-
-
 def signing_of(secret: str, user_id: str) -> str:
     from trusted_identity.signing import sign
 
     return sign(secret, user_id)
 
 
-def print_table(results: dict) -> None:
+def results_file(only: list[str] | None) -> Path:
+    """``bench/results.json`` for a whole run; a run of some sections alone writes
+    ``bench/results-<sections>.json`` and leaves the whole run's figures alone."""
+    if not only or set(only) == set(SECTIONS):
+        return RESULTS
+    return RESULTS.with_name(f"results-{'-'.join(sorted(set(only)))}.json")
+
+
+def print_table(results: dict, written: Path = RESULTS) -> None:
     print()
     print(f"trusted-identity benchmarks  {results['date']}  {results['machine']['summary']}")
     print(f"database: {results['database']}   cache: {results['cache']}")
@@ -762,27 +783,30 @@ def print_table(results: dict) -> None:
                 f"[target >= 0.85], busiest worker {verdict['max_share']} [target <= 0.65]"
             )
     print("-" * 78)
-    print(f"written to {RESULTS.relative_to(ROOT)}")
+    print(f"written to {written.relative_to(ROOT)}")
 
 
-SECTIONS = ["verify", "session_start", "flood", "long_run", "admin", "bulk", "public_keys"]
+SECTIONS = [
+    "verify", "session_start", "flood", "long_run", "admin", "bulk", "public_keys", "serving",
+    "hold",
+]  # fmt: skip
 
 
-def main() -> int:
+def argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter runs (for a smoke test)")
-    parser.add_argument(
-        "--only",
-        nargs="*",
-        choices=SECTIONS,
-        default=None,
-    )
+    parser.add_argument("--only", nargs="*", choices=SECTIONS, default=None)
     parser.add_argument(
         "--rounds",
         type=int,
         default=None,
         help="interleaved load rounds per target (default 3, 1 with --quick); the median counts",
     )
+    return parser
+
+
+def main() -> int:
+    parser = argument_parser()
     args = parser.parse_args()
     sections = set(args.only or SECTIONS)
     sys.path.insert(0, str(ROOT))
@@ -843,8 +867,9 @@ def main() -> int:
                 keepalive_rounds=2 if args.quick else 10, reconnect_rounds=1 if args.quick else 5,
                 seconds=2 if args.quick else 5,
             )  # fmt: skip
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print_table(results)
+    written = results_file(args.only)
+    written.write_text(json.dumps(results, indent=2) + "\n")
+    print_table(results, written)
     return 0
 
 

@@ -38,7 +38,6 @@ import json
 import os
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -46,6 +45,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from bench.figures import spread
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -317,17 +318,6 @@ def _balanced(run: dict) -> bool:
     return len(counted) < 2 or run["busiest_worker_share"] <= MAX_WORKER_SHARE
 
 
-def _spread(values: list[float]) -> dict:
-    if not values:
-        return {"median": None, "min": None, "max": None, "n": 0}
-    return {
-        "median": round(statistics.median(values), 3),
-        "min": round(min(values), 3),
-        "max": round(max(values), 3),
-        "n": len(values),
-    }
-
-
 def compare(
     env: dict[str, str],
     api_key: str,
@@ -381,10 +371,10 @@ def summarise(running: list[Running], rounds: int) -> dict:
     result: dict = {"targets": {}, "ratios": {}, "max_worker_share": MAX_WORKER_SHARE}
     for target in running:
         result["targets"][target.name] = {
-            "rps": _spread([r["rps"] for r in target.runs]),
-            "cpu_us_per_request": _spread([r["cpu_us_per_request"] for r in target.runs]),
-            "p99_ms": _spread([r["p99_ms"] for r in target.runs]),
-            "busiest_worker_share": _spread([r["busiest_worker_share"] for r in target.runs]),
+            "rps": spread([r["rps"] for r in target.runs]),
+            "cpu_us_per_request": spread([r["cpu_us_per_request"] for r in target.runs]),
+            "p99_ms": spread([r["p99_ms"] for r in target.runs]),
+            "busiest_worker_share": spread([r["busiest_worker_share"] for r in target.runs]),
             "non_2xx": sum(r["non_2xx"] for r in target.runs),
             "runs_refused_unbalanced": len(target.refused),
         }
@@ -404,14 +394,14 @@ def summarise(running: list[Running], rounds: int) -> dict:
             if target.app != "site" or target.server.interface != interface:
                 continue
             bare = by_name[f"{target.server.name}/bare"]
-            result["ratios"][f"{target.name} vs {bare.name}"] = _spread(per_round(target, bare))
+            result["ratios"][f"{target.name} vs {bare.name}"] = spread(per_round(target, bare))
             django = by_name.get(f"{target.server.name}/django")
             if django is not None:
                 key = f"{target.name} vs {django.name} (Django's handler)"
-                result["ratios"][key] = _spread(per_round(target, django))
+                result["ratios"][key] = spread(per_round(target, django))
             if fastest is not None and fastest is not bare:
                 key = f"{target.name} vs {fastest.name} (fastest bare)"
-                result["ratios"][key] = _spread(per_round(target, fastest))
+                result["ratios"][key] = spread(per_round(target, fastest))
     result["rounds"] = rounds
     return result
 

@@ -1,0 +1,17 @@
+"""How the benchmarks report a figure: the median of its runs with their spread."""
+
+from __future__ import annotations
+
+import statistics
+
+
+def spread(values: list[float]) -> dict:
+    """Median, min, max and the number of runs (``None`` figures when there was none)."""
+    if not values:
+        return {"median": None, "min": None, "max": None, "n": 0}
+    return {
+        "median": round(statistics.median(values), 3),
+        "min": round(min(values), 3),
+        "max": round(max(values), 3),
+        "n": len(values),
+    }

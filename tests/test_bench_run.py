@@ -1,0 +1,38 @@
+"""``make bench``'s command line: every section it runs can be asked for alone."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from bench.figures import spread
+from bench.run import SECTIONS, argument_parser
+
+RUN = Path(__file__).resolve().parent.parent / "bench" / "run.py"
+
+
+def test_every_section_main_runs_is_a_choice_of_only():
+    run_by_main = set(re.findall(r'if "(\w+)" in sections', RUN.read_text()))
+    assert run_by_main == set(SECTIONS)
+    assert argument_parser().parse_args(["--only", *SECTIONS]).only == SECTIONS
+
+
+def test_an_unknown_section_is_refused(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        argument_parser().parse_args(["--only", "nothing"])
+    assert stopped.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+def test_a_figure_is_its_median_with_its_spread():
+    assert spread([3.0, 1.0, 2.0, 10.0]) == {"median": 2.5, "min": 1.0, "max": 10.0, "n": 4}
+    assert spread([]) == {"median": None, "min": None, "max": None, "n": 0}
+
+
+def test_a_run_of_some_sections_keeps_the_whole_runs_figures():
+    from bench.run import RESULTS, results_file
+
+    assert results_file(None) == RESULTS == results_file(SECTIONS)
+    assert results_file(["public_keys"]).name == "results-public_keys.json"
+    assert results_file(["hold", "serving", "hold"]).name == "results-hold-serving.json"
