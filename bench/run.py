@@ -793,6 +793,8 @@ SECTIONS = [
 
 
 def argument_parser() -> argparse.ArgumentParser:
+    from bench.serving import SERVERS
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter runs (for a smoke test)")
     parser.add_argument("--only", nargs="*", choices=SECTIONS, default=None)
@@ -801,6 +803,12 @@ def argument_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="interleaved load rounds per target (default 3, 1 with --quick); the median counts",
+    )
+    parser.add_argument(
+        "--hold-server",
+        default="gunicorn",
+        choices=sorted(SERVERS),
+        help="the server the hold section runs the site under (default: make serve's, gunicorn)",
     )
     return parser
 
@@ -863,7 +871,7 @@ def main() -> int:
             )  # fmt: skip
         if "hold" in sections:
             results["hold"] = serving.hold(
-                env, platform.api_key, secret, body,
+                env, platform.api_key, secret, body, server=args.hold_server,
                 keepalive_rounds=2 if args.quick else 10, reconnect_rounds=1 if args.quick else 5,
                 seconds=2 if args.quick else 5,
             )  # fmt: skip

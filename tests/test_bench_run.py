@@ -19,6 +19,15 @@ def test_every_section_main_runs_is_a_choice_of_only():
     assert argument_parser().parse_args(["--only", *SECTIONS]).only == SECTIONS
 
 
+def test_hold_runs_under_make_serves_server_unless_told():
+    from bench.serving import SERVERS
+
+    assert argument_parser().parse_args([]).hold_server == "gunicorn"
+    assert argument_parser().parse_args(["--hold-server", "uwsgi"]).hold_server in SERVERS
+    makefile = (RUN.parent.parent / "Makefile").read_text()
+    assert re.search(r"^SERVER \?= gunicorn$", makefile, re.MULTILINE)
+
+
 def test_an_unknown_section_is_refused(capsys):
     with pytest.raises(SystemExit) as stopped:
         argument_parser().parse_args(["--only", "nothing"])
