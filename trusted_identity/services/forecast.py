@@ -21,7 +21,7 @@ from ..conf import app_settings
 from ..formatting import number, percent
 from ..models import Outcome
 from . import durations
-from .figures import Figures, window_start
+from .figures import Figures, readiness_since, window_start
 
 OTHER = "other"
 _NUMBERS = re.compile(r"\d+")
@@ -191,7 +191,7 @@ def forecast(
     fewer than ``FORECAST_MIN_OBSERVED`` were observed or the window holds fewer than
     ``READINESS_MIN_STARTS`` distinct identified users."""
     now = now or timezone.now()
-    start = window_start(since)
+    start = window_start(since or readiness_since(now))  # the window as of ``now``
     first = figures.first_counted
     observed_since = max(start, first) if first is not None else None
     observed = max(now - (observed_since or now), timedelta(hours=1))
