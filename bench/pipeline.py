@@ -33,14 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.run import (
-    ROOT,
-    _free_port,
-    _start_gunicorn,
-    configure_environment,
-    make_platform,
-    setup_django,
-)
+from bench.load import ROOT, _free_port, _start_gunicorn
+from bench.run import configure_environment, make_platform, setup_django
 
 RESULTS = ROOT / "bench" / "pipeline-results.json"
 _REQUESTS = re.compile(r"(\d+) requests in")

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.figures import spread
-from bench.run import (
+from bench.load import (
     _UNITS,
     _WRK_PERCENTILE,
     _WRK_REQUESTS,

@@ -41,46 +41,27 @@ import datetime as dt
 import json
 import os
 import platform as platform_module
-import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import timeit
-import tracemalloc
-import urllib.error
-import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
-from bench.figures import spread
+from bench.admin import bench_admin, bench_bulk
+from bench.load import (
+    ROOT,
+    _free_port,
+    _measured,
+    _port_open,
+    _start_gunicorn,
+    _wrk,
+)
+from bench.verify import bench_verify
 
-ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results.json"
-PYTHON = sys.executable
-
-
-def _port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _free_port() -> int:
-    """A free port; within ``BENCH_PORTS`` (such as ``8350-8399``) when set."""
-    if os.environ.get("BENCH_PORTS"):
-        low, high = (int(n) for n in os.environ["BENCH_PORTS"].split("-"))
-        for port in range(low, high + 1):
-            if not _port_open(port):
-                return port
-        raise RuntimeError(f"no free port in {low}-{high}")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def configure_environment(workdir: Path) -> dict[str, str]:
@@ -142,101 +123,6 @@ def make_platform(slug: str = "bench", kind: str = "web"):
     return platform, secret
 
 
-# ------------------------------------------------------------------------ verify
-
-
-def bench_verify(platform, secret: str, quick: bool) -> dict:
-    import hashlib
-    import hmac
-
-    from trusted_identity.services import (
-        lookup,
-        verification,
-    )
-
-    user_id = "user-1234567890"
-    signature = hmac.new(secret.encode(), user_id.encode(), hashlib.sha256).hexdigest()
-    snapshot = lookup.lookup_platform(platform.api_key)  # warm: cached, decrypted once
-    assert verification.verify_signed(snapshot, user_id, signature).valid
-
-    def raw() -> bool:
-        expected = hmac.new(secret.encode(), user_id.encode(), hashlib.sha256).hexdigest()
-        return hmac.compare_digest(expected, signature)
-
-    def app() -> bool:  # what session start calls
-        return verification.verify_signed(snapshot, user_id, signature).valid
-
-    number = 20_000 if quick else 100_000
-    raw_runs, app_runs = [], []
-    for _ in range(7):  # interleaved: each round's ratio against the raw HMAC beside it
-        raw_runs.append(timeit.timeit(raw, number=number) / number)
-        app_runs.append(timeit.timeit(app, number=number) / number)
-    ratios = [a / r for a, r in zip(app_runs, raw_runs, strict=True)]
-    return {
-        "raw_hmac_us": round(statistics.median(raw_runs) * 1e6, 3),
-        "app_verify_us": round(statistics.median(app_runs) * 1e6, 3),
-        "verify_ratio": round(statistics.median(ratios), 3),
-        "verify_ratio_spread": spread(ratios),
-        "calls_per_run": number,
-        **bench_token_verify(snapshot, user_id, raw, quick),
-    }
-
-
-def bench_token_verify(snapshot, user_id: str, raw: Callable[[], bool], quick: bool) -> dict:
-    """HS256 tokens through ``verification.verify_signed``, as session start calls it.
-
-    ``token_verify``: a token this process verified before (a client starting several
-    sessions with one token): the remembered verdict, then the key, subject,
-    lifetime and clock checks. ``token_first_verify``: a different token every call:
-    the whole check each time. ``token_forged``: a wrong signature: the shape check
-    and one HMAC per secret, no claim decoded (what an attacker can make us spend).
-    """
-    from trusted_identity import runtime
-    from trusted_identity.services import (
-        verification,
-    )
-
-    token = verification.sign_token(snapshot, user_id).token
-    forged = token.rsplit(".", 1)[0] + "." + "A" * 43
-    assert verification.verify_signed(snapshot, user_id, token).valid
-    assert verification.verify_signed(snapshot, user_id, forged).reason == "no_match"
-    number = 5_000 if quick else 20_000
-    start = time.time()
-    fresh = [  # all different, all valid for the next ten minutes at least
-        verification.sign_token(
-            snapshot, user_id, dt.timedelta(seconds=3600 - n // 1000), now=start - n % 1000
-        ).token
-        for n in range(number)
-    ]
-    assert all(verification.verify_signed(snapshot, user_id, t).valid for t in fresh[::997])
-
-    def again() -> bool:
-        return verification.verify_signed(snapshot, user_id, token).valid
-
-    def first() -> bool:
-        return verification.verify_signed(snapshot, user_id, next(pending)).valid
-
-    def forgery() -> bool:
-        return verification.verify_signed(snapshot, user_id, forged).valid
-
-    runs: dict[str, list[float]] = {"raw": [], "again": [], "first": [], "forged": []}
-    for _ in range(7):  # each round's ratios against the raw HMAC timed beside them
-        runs["raw"].append(timeit.timeit(raw, number=number * 5) / (number * 5))
-        runs["again"].append(timeit.timeit(again, number=number) / number)
-        runtime.current().tokens.clear()  # every token unseen again
-        pending = iter(fresh)
-        runs["first"].append(timeit.timeit(first, number=number) / number)
-        runs["forged"].append(timeit.timeit(forgery, number=number) / number)
-    result: dict = {"token_calls_per_run": number}
-    for name, key in (("again", "token_verify"), ("first", "token_first_verify"),
-                      ("forged", "token_forged")):  # fmt: skip
-        ratios = [t / r for t, r in zip(runs[name], runs["raw"], strict=True)]
-        result[f"{key}_us"] = round(statistics.median(runs[name]) * 1e6, 3)
-        result[f"{key}_ratio"] = round(statistics.median(ratios), 3)
-        result[f"{key}_ratio_spread"] = spread(ratios)
-    return result
-
-
 # ----------------------------------------------------------------- session start
 
 
@@ -275,107 +161,6 @@ def count_session_start_queries(platform, secret: str) -> dict:
         "sustained_starts": starts,
         "sustained_reads": len(sustained),
         "sustained_reads_are_generation": all("verificationgeneration" in q for q in sustained),
-    }
-
-
-def _start_gunicorn(
-    env: dict[str, str], port: int, secret: str, app: str = "project.wsgi"
-) -> subprocess.Popen:
-    server_env = {
-        **os.environ,
-        **env,
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "WEB_CONCURRENCY": "2",
-        "BENCH_HANDWRITTEN_SECRET": secret,
-    }
-    process = subprocess.Popen(
-        [str(Path(PYTHON).with_name("gunicorn")), "-c", "project/gunicorn.conf.py", app],
-        cwd=ROOT,
-        env=server_env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/bench/trivial", data=b"{}", timeout=1)
-            return process
-        except urllib.error.HTTPError:  # it answers (bench/bare.py: 400 to this body)
-            return process
-        except OSError:
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError("gunicorn did not start: " + process.stderr.read().decode()[-2000:])
-
-
-_WRK_RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
-_WRK_PERCENTILE = re.compile(r"^\s+(50|99)(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE)
-_WRK_STATUS = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
-_WRK_REQUESTS = re.compile(r"(\d+) requests in")
-_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-
-
-def _wrk(
-    url: str, api_key: str, body: str, seconds: int, connections: int, forged: bool = False
-) -> dict:
-    env = {**os.environ, "BENCH_BODY": body, "BENCH_API_KEY": api_key}
-    if forged:
-        env["BENCH_FORGED"] = "1"
-    command = [
-        "wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency",
-        "-s", str(ROOT / "bench" / "post.lua"), url,
-    ]  # fmt: skip
-    output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
-    percentiles = {p: float(v) * _UNITS[u] for p, v, u in _WRK_PERCENTILE.findall(output)}
-    errors = _WRK_STATUS.search(output)
-    return {
-        "rps": float(_WRK_RPS.search(output).group(1)),
-        "p50_ms": round(percentiles["50"], 3),
-        "p99_ms": round(percentiles["99"], 3),
-        "non_2xx": int(errors.group(1)) if errors else 0,
-        "requests": int(_WRK_REQUESTS.search(output).group(1)),
-    }
-
-
-def _worker_ticks(server: subprocess.Popen) -> dict[int, int]:
-    """CPU ticks (user + system) used so far by a gunicorn master and each worker."""
-    children = Path(f"/proc/{server.pid}/task/{server.pid}/children")
-    pids = [server.pid, *map(int, children.read_text().split() if children.exists() else [])]
-    ticks = {}
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        ticks[pid] = int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks
-
-
-def _server_cpu_seconds(server: subprocess.Popen) -> float:
-    """CPU time used so far by a gunicorn master and its workers (user + system)."""
-    return sum(_worker_ticks(server).values()) / os.sysconf("SC_CLK_TCK")
-
-
-def _measured(server: subprocess.Popen, *args, run=None) -> dict:
-    """A wrk round (``run``, else ``_wrk``, called with ``args``), with the server's CPU
-    time per request, what a shared machine's other load changes least (requests/s fall
-    when others take the cores; the work per request does not), and the busiest
-    worker's share of it (a round one worker mostly served measures the balance)."""
-    before = _worker_ticks(server)
-    result = (run or _wrk)(*args)
-    after = _worker_ticks(server)
-    used = {pid: after[pid] - before.get(pid, 0) for pid in after if pid != server.pid}
-    total = sum(after.values()) - sum(before.get(pid, 0) for pid in after)
-    workers = sum(used.values())
-    return result | {
-        "cpu_us_per_request": round(
-            total / os.sysconf("SC_CLK_TCK") * 1e6 / max(1, result["requests"]), 1
-        ),
-        "busiest_worker_share": round(max(used.values(), default=0) / workers, 3)
-        if workers
-        else 0.0,
     }
 
 
@@ -505,164 +290,6 @@ def bench_long_run(env: dict[str, str], platform, secret: str, quick: bool) -> d
         "worker_rss_mib_before": memory_before,
         "worker_rss_mib_after": memory_after,
     }
-
-
-# ------------------------------------------------------------------------- admin
-
-
-def _count_queries(client, url: str) -> int:
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
-    with CaptureQueriesContext(connection) as queries:
-        response = client.get(url)
-    assert response.status_code == 200, (url, response.status_code)
-    return len(queries.captured_queries)
-
-
-def bench_admin(quick: bool) -> dict:
-    from django.contrib.auth import get_user_model
-    from django.test import Client
-
-    from trusted_identity.models import PlatformKind, Space
-    from trusted_identity.services.spaces import add_platform, create_space
-
-    user_model = get_user_model()
-    admin_user = user_model.objects.create_superuser("bench-admin", "b@example.com", "x")
-    client = Client()
-    client.force_login(admin_user)
-
-    few = create_space("admin-few")
-    for kind in PlatformKind.values[:2]:
-        add_platform(few, kind)
-    many = create_space("admin-many")
-    for kind in PlatformKind.values:
-        add_platform(many, kind)
-
-    def settings_url(space) -> str:
-        return f"/admin/trusted_identity/space/{space.pk}/trusted-identity/"
-
-    result = {
-        "settings_page_queries_2_platforms": _count_queries(client, settings_url(few)),
-        "settings_page_queries_6_platforms": _count_queries(client, settings_url(many)),
-    }
-    result["space_list_queries_few_spaces"] = _count_queries(
-        client, "/admin/trusted_identity/space/"
-    )
-
-    total = 1000
-    existing = Space.objects.count()
-    Space.objects.bulk_create(
-        [Space(slug=f"bulk-{n}", name=f"Bulk {n}") for n in range(total - existing)]
-    )
-    result["space_list_queries_1000_spaces"] = _count_queries(
-        client, "/admin/trusted_identity/space/"
-    )
-    timings = []
-    for _ in range(3 if quick else 7):
-        start = time.perf_counter()
-        response = client.get("/admin/trusted_identity/space/?all=")
-        timings.append(time.perf_counter() - start)
-        assert response.status_code == 200
-        rows = response.content.count(b'name="_selected_action"')  # a checkbox a row
-        assert rows == total, f"Show all rendered {rows} rows, not {total}"
-    result["space_list_1000_spaces_ms"] = round(statistics.median(timings) * 1000, 1)
-    result["space_list_rows_rendered"] = rows
-    return result
-
-
-# -------------------------------------------------------------------------- bulk
-
-
-def bench_bulk(quick: bool) -> dict:
-    from django.contrib.auth import get_user_model
-    from django.test import Client
-
-    from trusted_identity.crypto import generate_key
-    from trusted_identity.keyring import get_key_ring
-    from trusted_identity.models import Platform, PlatformSecret, Space
-    from trusted_identity.services.rekey import rekey
-    from trusted_identity.services.spaces import add_platform
-
-    result: dict = {}
-    count = 200 if quick else 1000
-    spaces = Space.objects.bulk_create([Space(slug=f"rot-{n}", name=f"R{n}") for n in range(count)])
-    for space in spaces:
-        add_platform(space, "web")
-    ids = list(Platform.objects.filter(space__in=spaces).values_list("pk", flat=True))
-    user_model = get_user_model()
-    admin_user = user_model.objects.filter(
-        is_superuser=True
-    ).first() or user_model.objects.create_superuser("bulk-admin", "a@example.com", "x")
-    client = Client()
-    client.force_login(admin_user)
-    tracemalloc.start()
-    start = time.perf_counter()
-    # "Select all N platforms" in the changelist, as a person would with this many
-    # (a POST naming 1,000 ids is over Django's DATA_UPLOAD_MAX_NUMBER_FIELDS).
-    response = client.post(
-        "/admin/trusted_identity/platform/?q=rot-",
-        {
-            "action": "rotate_secrets",
-            "select_across": "1",
-            "index": "0",
-            "_selected_action": ids[:1],
-            "post": "yes",
-            "grace": "0",
-        },
-    )
-    elapsed = time.perf_counter() - start
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    assert response.status_code in (200, 302), response.status_code
-    rotated = PlatformSecret.objects.filter(platform_id__in=ids).count()
-    assert rotated >= 2 * len(ids), "the admin action did not rotate every platform"
-    result["rotate_platforms"] = len(ids)
-    result["rotate_admin_action_s"] = round(elapsed, 2)
-    result["rotate_peak_mib"] = round(peak / 2**20, 1)
-
-    # Re-key: enough secrets under the old key, then a new key first in the ring.
-    secrets_target = 2_000 if quick else 10_000
-    ring = get_key_ring()
-    platforms = list(Platform.objects.values_list("pk", flat=True))
-    rows, index = [], 0
-    existing = PlatformSecret.objects.count()
-    now = dt.datetime.now(dt.timezone.utc)
-    while existing + len(rows) < secrets_target:
-        pid = platforms[index % len(platforms)]
-        index += 1
-        rows.append(
-            PlatformSecret(
-                platform_id=pid,
-                ciphertext="",  # bound to the row: encrypted once the row has its key
-                created_at=now,
-                retired_at=now,
-                valid_until=now + dt.timedelta(days=1),
-            )
-        )
-    PlatformSecret.objects.bulk_create(rows, batch_size=1000)
-    for number, row in enumerate(rows):
-        row.ciphertext = ring.encrypt(
-            f"tis_web_bench{number}", PlatformSecret.associated_data(row.platform_id, row.pk)
-        )
-    PlatformSecret.objects.bulk_update(rows, ["ciphertext"], batch_size=1000)
-    old_key = os.environ["TRUSTED_IDENTITY_ENCRYPTION_KEYS"]
-    from django.conf import settings
-    from django.test.utils import override_settings
-
-    new_ring = {**settings.TRUSTED_IDENTITY, "ENCRYPTION_KEYS": f"{generate_key()},{old_key}"}
-    with override_settings(TRUSTED_IDENTITY=new_ring):  # fires setting_changed: a new ring
-        tracemalloc.start()
-        start = time.perf_counter()
-        outcome = rekey(batch_size=500)
-        elapsed = time.perf_counter() - start
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
-    assert not outcome.failed and outcome.rekeyed == outcome.total
-    result["rekey_secrets"] = outcome.total
-    result["rekey_s"] = round(elapsed, 2)
-    result["rekey_peak_mib"] = round(peak / 2**20, 1)
-    return result
 
 
 def bench_flood(env: dict[str, str], platform, secret: str, quick: bool) -> dict:

@@ -231,7 +231,8 @@ def measure(label: str) -> dict:
 
 def worker_memory(env: dict[str, str]) -> dict:
     """A gunicorn worker's memory before and after 10 s of session starts (wrk)."""
-    from bench.run import _free_port, _start_gunicorn, _worker_rss_mib, _wrk
+    from bench.load import _free_port, _start_gunicorn, _wrk
+    from bench.run import _worker_rss_mib
     from trusted_identity.services import access, platform_secrets
     from trusted_identity.services.spaces import add_platform, create_space
     from trusted_identity.signing import sign

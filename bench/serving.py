@@ -193,7 +193,7 @@ class Running:
 
 
 def _free_port(taken: set[int]) -> int:
-    from bench.run import _free_port as free
+    from bench.load import _free_port as free
 
     for _ in range(100):
         port = free()
@@ -292,7 +292,7 @@ def measure(
     reconnect_every: int = 0,
 ) -> dict:
     """One wrk run against ``running``, with each worker's share of the server's CPU."""
-    from bench.run import _wrk
+    from bench.load import _wrk
 
     before = worker_ticks(running)
     if reconnect_every:

@@ -1,0 +1,138 @@
+"""The load side of `make bench`: free ports, a gunicorn of the example project, wrk
+rounds, and the server's CPU time per request and per worker (``bench/run.py``,
+``bench/publickeys.py`` and ``bench/serving.py`` use them)."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _free_port() -> int:
+    """A free port; within ``BENCH_PORTS`` (such as ``8350-8399``) when set."""
+    if os.environ.get("BENCH_PORTS"):
+        low, high = (int(n) for n in os.environ["BENCH_PORTS"].split("-"))
+        for port in range(low, high + 1):
+            if not _port_open(port):
+                return port
+        raise RuntimeError(f"no free port in {low}-{high}")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start_gunicorn(
+    env: dict[str, str], port: int, secret: str, app: str = "project.wsgi"
+) -> subprocess.Popen:
+    server_env = {
+        **os.environ,
+        **env,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "WEB_CONCURRENCY": "2",
+        "BENCH_HANDWRITTEN_SECRET": secret,
+    }
+    process = subprocess.Popen(
+        [str(Path(PYTHON).with_name("gunicorn")), "-c", "project/gunicorn.conf.py", app],
+        cwd=ROOT,
+        env=server_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/bench/trivial", data=b"{}", timeout=1)
+            return process
+        except urllib.error.HTTPError:  # it answers (bench/bare.py: 400 to this body)
+            return process
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("gunicorn did not start: " + process.stderr.read().decode()[-2000:])
+
+
+_WRK_RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
+_WRK_PERCENTILE = re.compile(r"^\s+(50|99)(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE)
+_WRK_STATUS = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
+_WRK_REQUESTS = re.compile(r"(\d+) requests in")
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _wrk(
+    url: str, api_key: str, body: str, seconds: int, connections: int, forged: bool = False
+) -> dict:
+    env = {**os.environ, "BENCH_BODY": body, "BENCH_API_KEY": api_key}
+    if forged:
+        env["BENCH_FORGED"] = "1"
+    command = [
+        "wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency",
+        "-s", str(ROOT / "bench" / "post.lua"), url,
+    ]  # fmt: skip
+    output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    percentiles = {p: float(v) * _UNITS[u] for p, v, u in _WRK_PERCENTILE.findall(output)}
+    errors = _WRK_STATUS.search(output)
+    return {
+        "rps": float(_WRK_RPS.search(output).group(1)),
+        "p50_ms": round(percentiles["50"], 3),
+        "p99_ms": round(percentiles["99"], 3),
+        "non_2xx": int(errors.group(1)) if errors else 0,
+        "requests": int(_WRK_REQUESTS.search(output).group(1)),
+    }
+
+
+def _worker_ticks(server: subprocess.Popen) -> dict[int, int]:
+    """CPU ticks (user + system) used so far by a gunicorn master and each worker."""
+    children = Path(f"/proc/{server.pid}/task/{server.pid}/children")
+    pids = [server.pid, *map(int, children.read_text().split() if children.exists() else [])]
+    ticks = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        ticks[pid] = int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks
+
+
+def _server_cpu_seconds(server: subprocess.Popen) -> float:
+    """CPU time used so far by a gunicorn master and its workers (user + system)."""
+    return sum(_worker_ticks(server).values()) / os.sysconf("SC_CLK_TCK")
+
+
+def _measured(server: subprocess.Popen, *args, run=None) -> dict:
+    """A wrk round (``run``, else ``_wrk``, called with ``args``), with the server's CPU
+    time per request, what a shared machine's other load changes least (requests/s fall
+    when others take the cores; the work per request does not), and the busiest
+    worker's share of it (a round one worker mostly served measures the balance)."""
+    before = _worker_ticks(server)
+    result = (run or _wrk)(*args)
+    after = _worker_ticks(server)
+    used = {pid: after[pid] - before.get(pid, 0) for pid in after if pid != server.pid}
+    total = sum(after.values()) - sum(before.get(pid, 0) for pid in after)
+    workers = sum(used.values())
+    return result | {
+        "cpu_us_per_request": round(
+            total / os.sysconf("SC_CLK_TCK") * 1e6 / max(1, result["requests"]), 1
+        ),
+        "busiest_worker_share": round(max(used.values(), default=0) / workers, 3)
+        if workers
+        else 0.0,
+    }

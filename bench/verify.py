@@ -1,0 +1,106 @@
+"""``make bench`'s ``verify`` section: the app's verification against a raw HMAC, plain
+signatures and HS256 tokens, each ratio per round with its spread."""
+
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+import time
+import timeit
+from collections.abc import Callable
+
+from bench.figures import spread
+
+# ------------------------------------------------------------------------ verify
+
+
+def bench_verify(platform, secret: str, quick: bool) -> dict:
+    import hashlib
+    import hmac
+
+    from trusted_identity.services import (
+        lookup,
+        verification,
+    )
+
+    user_id = "user-1234567890"
+    signature = hmac.new(secret.encode(), user_id.encode(), hashlib.sha256).hexdigest()
+    snapshot = lookup.lookup_platform(platform.api_key)  # warm: cached, decrypted once
+    assert verification.verify_signed(snapshot, user_id, signature).valid
+
+    def raw() -> bool:
+        expected = hmac.new(secret.encode(), user_id.encode(), hashlib.sha256).hexdigest()
+        return hmac.compare_digest(expected, signature)
+
+    def app() -> bool:  # what session start calls
+        return verification.verify_signed(snapshot, user_id, signature).valid
+
+    number = 20_000 if quick else 100_000
+    raw_runs, app_runs = [], []
+    for _ in range(7):  # interleaved: each round's ratio against the raw HMAC beside it
+        raw_runs.append(timeit.timeit(raw, number=number) / number)
+        app_runs.append(timeit.timeit(app, number=number) / number)
+    ratios = [a / r for a, r in zip(app_runs, raw_runs, strict=True)]
+    return {
+        "raw_hmac_us": round(statistics.median(raw_runs) * 1e6, 3),
+        "app_verify_us": round(statistics.median(app_runs) * 1e6, 3),
+        "verify_ratio": round(statistics.median(ratios), 3),
+        "verify_ratio_spread": spread(ratios),
+        "calls_per_run": number,
+        **bench_token_verify(snapshot, user_id, raw, quick),
+    }
+
+
+def bench_token_verify(snapshot, user_id: str, raw: Callable[[], bool], quick: bool) -> dict:
+    """HS256 tokens through ``verification.verify_signed``, as session start calls it.
+
+    ``token_verify``: a token this process verified before (a client starting several
+    sessions with one token): the remembered verdict, then the key, subject,
+    lifetime and clock checks. ``token_first_verify``: a different token every call:
+    the whole check each time. ``token_forged``: a wrong signature: the shape check
+    and one HMAC per secret, no claim decoded (what an attacker can make us spend).
+    """
+    from trusted_identity import runtime
+    from trusted_identity.services import (
+        verification,
+    )
+
+    token = verification.sign_token(snapshot, user_id).token
+    forged = token.rsplit(".", 1)[0] + "." + "A" * 43
+    assert verification.verify_signed(snapshot, user_id, token).valid
+    assert verification.verify_signed(snapshot, user_id, forged).reason == "no_match"
+    number = 5_000 if quick else 20_000
+    start = time.time()
+    fresh = [  # all different, all valid for the next ten minutes at least
+        verification.sign_token(
+            snapshot, user_id, dt.timedelta(seconds=3600 - n // 1000), now=start - n % 1000
+        ).token
+        for n in range(number)
+    ]
+    assert all(verification.verify_signed(snapshot, user_id, t).valid for t in fresh[::997])
+
+    def again() -> bool:
+        return verification.verify_signed(snapshot, user_id, token).valid
+
+    def first() -> bool:
+        return verification.verify_signed(snapshot, user_id, next(pending)).valid
+
+    def forgery() -> bool:
+        return verification.verify_signed(snapshot, user_id, forged).valid
+
+    runs: dict[str, list[float]] = {"raw": [], "again": [], "first": [], "forged": []}
+    for _ in range(7):  # each round's ratios against the raw HMAC timed beside them
+        runs["raw"].append(timeit.timeit(raw, number=number * 5) / (number * 5))
+        runs["again"].append(timeit.timeit(again, number=number) / number)
+        runtime.current().tokens.clear()  # every token unseen again
+        pending = iter(fresh)
+        runs["first"].append(timeit.timeit(first, number=number) / number)
+        runs["forged"].append(timeit.timeit(forgery, number=number) / number)
+    result: dict = {"token_calls_per_run": number}
+    for name, key in (("again", "token_verify"), ("first", "token_first_verify"),
+                      ("forged", "token_forged")):  # fmt: skip
+        ratios = [t / r for t, r in zip(runs[name], runs["raw"], strict=True)]
+        result[f"{key}_us"] = round(statistics.median(runs[name]) * 1e6, 3)
+        result[f"{key}_ratio"] = round(statistics.median(ratios), 3)
+        result[f"{key}_ratio_spread"] = spread(ratios)
+    return result
