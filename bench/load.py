@@ -79,12 +79,21 @@ _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 def _wrk(
     url: str, api_key: str, body: str, seconds: int, connections: int, forged: bool = False
 ) -> dict:
-    env = {**os.environ, "BENCH_BODY": body, "BENCH_API_KEY": api_key}
-    if forged:
-        env["BENCH_FORGED"] = "1"
+    """One wrk round posting ``body`` (``bench/post.lua``; ``forged``: a new wrong
+    signature each request)."""
+    extra = {"BENCH_BODY": body} | ({"BENCH_FORGED": "1"} if forged else {})
+    return wrk_round(url, api_key, "post.lua", extra, seconds, connections)
+
+
+def wrk_round(
+    url: str, api_key: str, script: str, extra_env: dict[str, str], seconds: int, connections: int
+) -> dict:
+    """One wrk round with a script of ``bench/`` and what it reads from the environment:
+    requests/s, p50 and p99, non-2xx answers and requests."""
+    env = {**os.environ, "BENCH_API_KEY": api_key, **extra_env}
     command = [
         "wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency",
-        "-s", str(ROOT / "bench" / "post.lua"), url,
+        "-s", str(ROOT / "bench" / script), url,
     ]  # fmt: skip
     output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
     percentiles = {p: float(v) * _UNITS[u] for p, v, u in _WRK_PERCENTILE.findall(output)}
@@ -98,10 +107,8 @@ def _wrk(
     }
 
 
-def _worker_ticks(server: subprocess.Popen) -> dict[int, int]:
-    """CPU ticks (user + system) used so far by a gunicorn master and each worker."""
-    children = Path(f"/proc/{server.pid}/task/{server.pid}/children")
-    pids = [server.pid, *map(int, children.read_text().split() if children.exists() else [])]
+def process_ticks(pids: list[int]) -> dict[int, int]:
+    """CPU ticks (user + system, all threads) used so far by each of ``pids`` still alive."""
     ticks = {}
     for pid in pids:
         try:
@@ -110,6 +117,14 @@ def _worker_ticks(server: subprocess.Popen) -> dict[int, int]:
             continue
         ticks[pid] = int(fields[11]) + int(fields[12])  # utime, stime
     return ticks
+
+
+def _worker_ticks(server: subprocess.Popen) -> dict[int, int]:
+    """CPU ticks (user + system) used so far by a gunicorn master and each worker."""
+    children = Path(f"/proc/{server.pid}/task/{server.pid}/children")
+    return process_ticks(
+        [server.pid, *map(int, children.read_text().split() if children.exists() else [])]
+    )
 
 
 def _server_cpu_seconds(server: subprocess.Popen) -> float:

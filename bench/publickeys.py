@@ -29,7 +29,6 @@ import json
 import os
 import signal
 import statistics
-import subprocess
 import tempfile
 import time
 import timeit
@@ -38,16 +37,11 @@ from pathlib import Path
 
 from bench.figures import spread
 from bench.load import (
-    _UNITS,
-    _WRK_PERCENTILE,
-    _WRK_REQUESTS,
-    _WRK_RPS,
-    _WRK_STATUS,
-    ROOT,
     _free_port,
     _measured,
     _start_gunicorn,
     _wrk,
+    wrk_round,
 )
 from bench.serving import MAX_WORKER_SHARE
 
@@ -155,22 +149,10 @@ def _time_tokens(
 
 
 def _wrk_bodies(url: str, api_key: str, bodies: Path, seconds: int, connections: int) -> dict:
-    """One wrk round over a file of bodies (``bench/bodies.lua``), as ``run._wrk`` reads it."""
-    env = {**os.environ, "BENCH_BODIES_FILE": str(bodies), "BENCH_API_KEY": api_key}
-    command = [
-        "wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency",
-        "-s", str(ROOT / "bench" / "bodies.lua"), url,
-    ]  # fmt: skip
-    output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
-    percentiles = {p: float(v) * _UNITS[u] for p, v, u in _WRK_PERCENTILE.findall(output)}
-    errors = _WRK_STATUS.search(output)
-    return {
-        "rps": float(_WRK_RPS.search(output).group(1)),
-        "p50_ms": round(percentiles["50"], 3),
-        "p99_ms": round(percentiles["99"], 3),
-        "non_2xx": int(errors.group(1)) if errors else 0,
-        "requests": int(_WRK_REQUESTS.search(output).group(1)),
-    }
+    """One wrk round over a file of bodies, one a request in turn (``bench/bodies.lua``)."""
+    return wrk_round(
+        url, api_key, "bodies.lua", {"BENCH_BODIES_FILE": str(bodies)}, seconds, connections
+    )
 
 
 def _measured_bodies(server, *args) -> dict:

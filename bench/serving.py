@@ -272,15 +272,9 @@ def _descendants(pid: int) -> list[int]:
 def worker_ticks(running: Running) -> dict[int, int]:
     """CPU ticks (user + system, all threads) of each worker process; the master's own
     when the server runs in one process."""
-    pids = _descendants(running.process.pid) or [running.process.pid]
-    ticks = {}
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        ticks[pid] = int(fields[11]) + int(fields[12])
-    return ticks
+    from bench.load import process_ticks
+
+    return process_ticks(_descendants(running.process.pid) or [running.process.pid])
 
 
 def measure(
