@@ -31,7 +31,6 @@ import signal
 import statistics
 import tempfile
 import time
-import timeit
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,6 +43,7 @@ from bench.load import (
     wrk_round,
 )
 from bench.serving import MAX_WORKER_SHARE
+from bench.verify import time_token_cases
 
 ALGORITHMS = ("ES256", "EdDSA", "RS256")
 USER_ID = "load-user"
@@ -118,7 +118,6 @@ def _time_tokens(
 ) -> dict[str, list[float]]:
     """Each round's time per call of one algorithm's tokens (seen again, first seen,
     forged) and of the raw HMAC, timed in the same round."""
-    from trusted_identity import runtime
     from trusted_identity.services import verification
 
     fresh = _tokens(signer, number)
@@ -126,26 +125,9 @@ def _time_tokens(
     assert verification.verify_signed(snapshot, USER_ID, token).form == "public-key"
     assert all(verification.verify_signed(snapshot, USER_ID, t).valid for t in fresh[::97])
     assert verification.verify_signed(snapshot, USER_ID, forged).reason == "no_match"
-    pending = iter(fresh)
-
-    def again() -> bool:
-        return verification.verify_signed(snapshot, USER_ID, token).valid
-
-    def first() -> bool:
-        return verification.verify_signed(snapshot, USER_ID, next(pending)).valid
-
-    def forgery() -> bool:
-        return verification.verify_signed(snapshot, USER_ID, forged).valid
-
-    runs: dict[str, list[float]] = {"raw": [], "repeat": [], "first": [], "forged": []}
-    for _ in range(rounds):
-        runs["raw"].append(timeit.timeit(raw, number=20_000) / 20_000)
-        runs["repeat"].append(timeit.timeit(again, number=number) / number)
-        runtime.current().tokens.clear()  # every token unseen again
-        pending = iter(fresh)
-        runs["first"].append(timeit.timeit(first, number=number) / number)
-        runs["forged"].append(timeit.timeit(forgery, number=number) / number)
-    return runs
+    return time_token_cases(
+        snapshot, USER_ID, token, fresh, forged, raw, number=number, rounds=rounds
+    )
 
 
 def _wrk_bodies(url: str, api_key: str, bodies: Path, seconds: int, connections: int) -> dict:

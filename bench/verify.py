@@ -60,7 +60,6 @@ def bench_token_verify(snapshot, user_id: str, raw: Callable[[], bool], quick: b
     the whole check each time. ``token_forged``: a wrong signature: the shape check
     and one HMAC per secret, no claim decoded (what an attacker can make us spend).
     """
-    from trusted_identity import runtime
     from trusted_identity.services import (
         verification,
     )
@@ -79,6 +78,39 @@ def bench_token_verify(snapshot, user_id: str, raw: Callable[[], bool], quick: b
     ]
     assert all(verification.verify_signed(snapshot, user_id, t).valid for t in fresh[::997])
 
+    runs = time_token_cases(
+        snapshot, user_id, token, fresh, forged, raw, number=number, rounds=7, raw_number=number * 5
+    )
+    result: dict = {"token_calls_per_run": number}
+    for name, key in (("repeat", "token_verify"), ("first", "token_first_verify"),
+                      ("forged", "token_forged")):  # fmt: skip
+        ratios = [t / r for t, r in zip(runs[name], runs["raw"], strict=True)]
+        result[f"{key}_us"] = round(statistics.median(runs[name]) * 1e6, 3)
+        result[f"{key}_ratio"] = round(statistics.median(ratios), 3)
+        result[f"{key}_ratio_spread"] = spread(ratios)
+    return result
+
+
+def time_token_cases(
+    snapshot,
+    user_id: str,
+    token: str,
+    fresh: list[str],
+    forged: str,
+    raw: Callable[[], bool],
+    *,
+    number: int,
+    rounds: int,
+    raw_number: int = 20_000,
+) -> dict[str, list[float]]:
+    """Each round's time per call through ``verify_signed`` (session start's check) of
+    ``token`` seen again, of ``fresh`` tokens each seen for the first time and of
+    ``forged``, and of the raw HMAC ``raw`` timed beside them in the same round."""
+    from trusted_identity import runtime
+    from trusted_identity.services import verification
+
+    pending = iter(fresh)
+
     def again() -> bool:
         return verification.verify_signed(snapshot, user_id, token).valid
 
@@ -88,19 +120,12 @@ def bench_token_verify(snapshot, user_id: str, raw: Callable[[], bool], quick: b
     def forgery() -> bool:
         return verification.verify_signed(snapshot, user_id, forged).valid
 
-    runs: dict[str, list[float]] = {"raw": [], "again": [], "first": [], "forged": []}
-    for _ in range(7):  # each round's ratios against the raw HMAC timed beside them
-        runs["raw"].append(timeit.timeit(raw, number=number * 5) / (number * 5))
-        runs["again"].append(timeit.timeit(again, number=number) / number)
+    runs: dict[str, list[float]] = {"raw": [], "repeat": [], "first": [], "forged": []}
+    for _ in range(rounds):
+        runs["raw"].append(timeit.timeit(raw, number=raw_number) / raw_number)
+        runs["repeat"].append(timeit.timeit(again, number=number) / number)
         runtime.current().tokens.clear()  # every token unseen again
         pending = iter(fresh)
         runs["first"].append(timeit.timeit(first, number=number) / number)
         runs["forged"].append(timeit.timeit(forgery, number=number) / number)
-    result: dict = {"token_calls_per_run": number}
-    for name, key in (("again", "token_verify"), ("first", "token_first_verify"),
-                      ("forged", "token_forged")):  # fmt: skip
-        ratios = [t / r for t, r in zip(runs[name], runs["raw"], strict=True)]
-        result[f"{key}_us"] = round(statistics.median(runs[name]) * 1e6, 3)
-        result[f"{key}_ratio"] = round(statistics.median(ratios), 3)
-        result[f"{key}_ratio_spread"] = spread(ratios)
-    return result
+    return runs
