@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 from bench.load import ROOT, _free_port, _start_gunicorn
-from bench.run import configure_environment, make_platform, setup_django
+from bench.run import prepare
 
 RESULTS = ROOT / "bench" / "pipeline-results.json"
 _REQUESTS = re.compile(r"(\d+) requests in")
@@ -195,11 +195,9 @@ def main() -> int:
     os.chdir(ROOT)
     results: dict = {}
     with tempfile.TemporaryDirectory() as workdir:
-        env = configure_environment(Path(workdir))
-        setup_django()
+        env, platform, secret = prepare(Path(workdir), "pipeline")
         from django.db import connection
 
-        platform, secret = make_platform("pipeline")
         results["database"] = connection.vendor
         if "statements" in sections:
             results["statements"] = bench_statements(env, platform, secret, args.commit_seconds)

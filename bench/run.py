@@ -49,6 +49,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.admin import bench_admin, bench_bulk
 from bench.load import (
@@ -359,6 +360,20 @@ def signing_of(secret: str, user_id: str) -> str:
     return sign(secret, user_id)
 
 
+def load_body(secret: str) -> str:
+    """The session-start body every load round posts: ``load-user`` signed."""
+    return json.dumps({"userId": "load-user", "signed": signing_of(secret, "load-user")})
+
+
+def prepare(workdir: Path, slug: str = "bench") -> tuple[dict[str, str], Any, str]:
+    """A run's start: the database, cache and keys exported for the servers, Django set
+    up on a migrated, empty database, and a platform (taking both forms) with its secret."""
+    env = configure_environment(workdir)
+    setup_django()
+    platform, secret = make_platform(slug)
+    return env, platform, secret
+
+
 def results_file(only: list[str] | None) -> Path:
     """``bench/results.json`` for a whole run; a run of some sections alone writes
     ``bench/results-<sections>.json`` and leaves the whole run's figures alone."""
@@ -451,11 +466,9 @@ def main() -> int:
     sys.path.insert(0, str(ROOT))
     os.chdir(ROOT)
     with tempfile.TemporaryDirectory() as workdir:
-        env = configure_environment(Path(workdir))
-        setup_django()
+        env, platform, secret = prepare(Path(workdir))
         from django.db import connection
 
-        platform, secret = make_platform()
         results: dict = {
             "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": {
@@ -492,7 +505,7 @@ def main() -> int:
         if "serving" in sections or "hold" in sections:
             from bench import serving
 
-            body = json.dumps({"userId": "load-user", "signed": signing_of(secret, "load-user")})
+            body = load_body(secret)
         if "serving" in sections:
             results["serving"] = serving.compare(
                 env, platform.api_key, secret, body,

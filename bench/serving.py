@@ -482,14 +482,11 @@ def main() -> int:
     os.chdir(ROOT)
     import tempfile
 
-    from bench.run import configure_environment, make_platform, setup_django
-    from trusted_identity.signing import sign
+    from bench.run import load_body, prepare
 
     with tempfile.TemporaryDirectory() as workdir:
-        env = configure_environment(Path(workdir))
-        setup_django()
-        platform, secret = make_platform()
-        body = json.dumps({"userId": "load-user", "signed": sign(secret, "load-user")})
+        env, platform, secret = prepare(Path(workdir))
+        body = load_body(secret)
         if args.hold:
             result = hold(
                 env,

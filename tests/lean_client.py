@@ -85,17 +85,22 @@ class LeanHandler:
         self.app = _Built(lambda: LeanSessions(WSGIHandler()))
 
     def __call__(self, environ):
-        status, headers, body = call_wsgi(self.app, environ)
-        response = HttpResponse(body, status=int(status.split(" ", 1)[0]))
-        del response["Content-Type"]
-        for name, value in headers:
-            if name.lower() == "set-cookie":
-                response.cookies.load(value)
-            else:
-                response[name] = value
-        response.raw_status, response.raw_headers = status, headers
-        response.wsgi_request = HttpRequest()
-        return response
+        return response_of(*call_wsgi(self.app, environ))
+
+
+def response_of(status: str, headers: list[tuple[str, str]], body: bytes) -> HttpResponse:
+    """The answer of a door as the test client's HttpResponse, its raw status line and
+    headers kept (``raw_status``, ``raw_headers``) for the tests that read the wire."""
+    response = HttpResponse(body, status=int(status.split(" ", 1)[0]))
+    del response["Content-Type"]
+    for name, value in headers:
+        if name.lower() == "set-cookie":
+            response.cookies.load(value)
+        else:
+            response[name] = value
+    response.raw_status, response.raw_headers = status, headers
+    response.wsgi_request = HttpRequest()
+    return response
 
 
 class LeanClient(Client):
@@ -205,17 +210,7 @@ class LeanASGIHandler:
 
     def __call__(self, environ):
         scope, body = scope_of(environ)
-        status, headers, content = call_asgi(self.app, scope, body)
-        response = HttpResponse(content, status=int(status.split(" ", 1)[0]))
-        del response["Content-Type"]
-        for name, value in headers:
-            if name.lower() == "set-cookie":
-                response.cookies.load(value)
-            else:
-                response[name] = value
-        response.raw_status, response.raw_headers = status, headers
-        response.wsgi_request = HttpRequest()
-        return response
+        return response_of(*call_asgi(self.app, scope, body))
 
 
 class LeanASGIClient(Client):
