@@ -106,6 +106,18 @@ def log_in(page, user):
     assert page.locator("#user-tools").is_visible()
 
 
+def submit(page, selector):
+    """Click a control that submits a form and wait for the next document to load.
+
+    The answer may come back at the same URL (a form with errors, a redirect to the
+    page that was already open), so waiting for a URL can return on the old document:
+    the old one is marked, and the wait ends once a document without the mark is loaded.
+    """
+    page.evaluate("() => { window.__tiPrevious = true; }")
+    page.click(selector)
+    page.wait_for_function("() => !window.__tiPrevious && document.readyState === 'complete'")
+
+
 def settings_path(space):
     return f"/admin/trusted_identity/space/{space.pk}/trusted-identity/"
 
@@ -298,9 +310,9 @@ def test_toggle_enforcement_through_the_confirmation_and_the_override(page, spac
     assert success_messages(page)[0].startswith("Enforcement is now on for Web")
 
     # Off again, also confirmed.
-    page.click("#enforcement-web")
+    submit(page, "#enforcement-web")
     assert page.locator("h1").inner_text() == "Turn off enforcement for Web?"
-    page.click("#confirm-enforcement")
+    submit(page, "#confirm-enforcement")
     page.wait_for_url(f"**{settings_path(space)}#platform-web")
     assert not Platform.objects.get(pk=web.pk).enforced
     assert page.locator("#enforcement-web").inner_text() == "Turn on enforcement"
@@ -309,17 +321,17 @@ def test_toggle_enforcement_through_the_confirmation_and_the_override(page, spac
     OutcomeCountFactory(platform=web, hour=hour, outcome="missing", count=10)
     page.reload()
     assert page.locator("#platform-web .ti-readiness").get_attribute("data-ready") == "false"
-    page.click("#enforcement-web")
+    submit(page, "#enforcement-web")
     assert "not rolled out far enough: only 90.9%" in page.locator(".ti-readiness").inner_text()
     confirm = page.locator("#confirm-enforcement")
     assert confirm.inner_text() == "Yes, turn on enforcement"
-    confirm.click()  # no override ticked
-    page.locator(".errorlist").first.wait_for(state="visible")  # the page came back
+    submit(page, "#confirm-enforcement")  # no override ticked
+    assert page.locator(".errorlist").first.is_visible()
     assert not Platform.objects.get(pk=web.pk).enforced
     page.check("#id_override")
-    page.click("#confirm-enforcement")  # ticked, but no reason
+    submit(page, "#confirm-enforcement")  # ticked, but no reason
     reason_error = page.locator(".errorlist", has_text="Give the reason for the override.")
-    reason_error.wait_for(state="visible")
+    assert reason_error.is_visible()
     assert not Platform.objects.get(pk=web.pk).enforced
     assert page.locator("#id_override").is_checked()
     page.fill("#id_reason", "Launch day: the old app version is retired")

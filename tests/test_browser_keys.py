@@ -18,7 +18,7 @@ from trusted_identity.services import access, counting, public_keys
 
 from .factories import PlatformFactory
 from .keytoken_helpers import private_keys, public_pem_of
-from .test_browser import log_in, settings_path
+from .test_browser import log_in, settings_path, submit
 from .test_browser_settings import _new_context, _page, owner, space  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -119,7 +119,7 @@ def test_a_private_key_and_a_huge_paste_are_refused_and_not_kept(
         page.click("#add-key-ios summary")
         page.fill("#key-ios", private)
         page.fill("#kid-ios", "oops")
-        page.click("#add-key-button-ios")
+        submit(page, "#add-key-button-ios")
         errors = page.locator("#key-errors-ios")
         assert "This is a private key: it was not stored" in errors.inner_text()
         assert page.locator("#key-ios").input_value() == ""  # never sent back
@@ -129,7 +129,7 @@ def test_a_private_key_and_a_huge_paste_are_refused_and_not_kept(
         page.locator("#key-ios").focus()
         page.keyboard.insert_text("A" * 5_000_000)
         assert len(page.locator("#key-ios").input_value()) == 16_384
-        page.click("#add-key-button-ios")
+        submit(page, "#add-key-button-ios")
         assert page.locator("#key-errors-ios").is_visible()
         assert page.locator("#key-ios").input_value() == ""
         assert PublicKey.objects.filter(platform=keyed).count() == 2
@@ -152,22 +152,22 @@ def test_add_remove_and_move_to_public_keys_only(
         page.fill("#key-ios", public_pem_of(KEYS["EdDSA"]))
         page.fill("#kid-ios", "ed-1")
         page.fill("#expires-ios", "90d")
-        page.click("#add-key-button-ios")
+        submit(page, "#add-key-button-ios")
         assert "Added public key 'ed-1'" in page.locator("#messages-ios").inner_text()
         assert page.locator("#public-keys-ios [data-kid='ed-1']").is_visible()
         assert page.locator("#keys-full-ios").is_visible()  # three keys verify: no form
         # Remove one, through its confirmation page.
-        page.click("[aria-label='Remove public key rsa-1']")
+        submit(page, "[aria-label='Remove public key rsa-1']")
         assert "unknown_key" in page.locator("#key-consequence").inner_text()
-        page.click("#confirm-remove-key")
+        submit(page, "#confirm-remove-key")
         assert page.locator("#public-keys-ios [data-kid='rsa-1']").count() == 0
         # Public keys only, below the readiness rule: the override and its reason.
         page.select_option("#key-source-ios", "public-key")
-        page.click("#key-source-button-ios")
+        submit(page, "#key-source-button-ios")
         assert page.locator("#secrets-deletion").is_visible()
         page.check("input[name=override]")
         page.fill("textarea[name=reason]", "every client signs with its key since v5")
-        page.click("#confirm-key-source")
+        submit(page, "#confirm-key-source")
         assert page.locator("#no-secret-ios").is_visible()
         assert "Its secrets were deleted on" in page.locator("#secrets-deleted-ios").inner_text()
         assert page.locator("#reveal-ios").count() == 0 and page.locator("#rotate-ios").count() == 0
