@@ -386,6 +386,24 @@ def test_status_table(platform, space):
     assert "key-source" in lines[0] and lines[0].endswith("signed-with")
 
 
+def test_plain_status_reads_no_reasons_forms_or_versions(platform, monkeypatch):
+    """It prints none of them, and at thousands of platforms their queries are a third
+    of status's time (docs/performance.md); ``--json`` still carries them."""
+    from trusted_identity.services import diagnostics
+
+    _record(platform, valid=3, invalid=1)
+    read = diagnostics.status_details
+    calls = []
+    monkeypatch.setattr(
+        diagnostics, "status_details", lambda *a, **k: calls.append(a) or read(*a, **k)
+    )
+    out, _ = run("status")
+    assert next(line for line in out.splitlines() if line.startswith("acme/ios")).split()[2] == "3"
+    assert calls == []
+    (acme,) = json.loads(value_of(run("status", "--json")[0]))["spaces"]
+    assert acme["platforms"][0]["reasons"] and len(calls) == 1
+
+
 def test_status_without_spaces(db):
     out, err = run("status")
     assert out == ""

@@ -253,7 +253,8 @@ class Command(DiagnosticsCommands, PublicKeyCommands, JwksCommands, BaseCommand)
                 options["since"], maximum=app_settings.DAILY_RETENTION
             )
             since = timezone.now() - window
-        spaces = diagnostics.status(options["space"], since)
+        # Plain status prints no reasons, forms or versions: they are not read for it.
+        spaces = diagnostics.status(options["space"], since, details=options["as_json"])
         if options.get("actor"):  # only what that user may see
             actor = self._actor(options)
             visible = set(access.spaces_for(actor, "view").values_list("slug", flat=True))
