@@ -33,7 +33,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from django.db import DatabaseError, IntegrityError, connections, router, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 
 from .conf import app_settings
 from .models import (
@@ -48,6 +48,7 @@ from .models import (
 )
 from .secretwrites import SecretUses, write_last_used, write_secret_uses
 from .sketch import DistinctSketch
+from .upserts import connection_for, upsert_counts
 from .versionslots import OTHER, DaySlots, VersionSlot
 
 logger = logging.getLogger("trusted_identity")
@@ -211,61 +212,13 @@ class CountBatch:
 # ------------------------------------------------------------------ statements
 
 
-def _connection(model):
-    return connections[router.db_for_write(model)]
-
-
-def _params_per_statement(connection) -> int:
-    """How many parameters one statement may carry (SQLite before 3.32: 999)."""
-    return 999 if connection.vendor == "sqlite" else 30_000
-
-
-def upsert_counts(
-    model, fields: tuple[str, ...], rows: Iterable[tuple], insert_only: tuple[str, ...] = ()
-) -> int:
-    """Add counts to rows of a count table, as few statements as the parameter limit
-    allows: ``INSERT ... VALUES (...), ... ON CONFLICT (primary key) DO UPDATE SET
-    count = count + excluded.count`` (SQLite >= 3.24, PostgreSQL). ``rows`` are the
-    values of ``fields`` (the primary key's fields, then ``count``, then
-    ``insert_only``: set when the row is new, kept when it exists). Statements run."""
-    rows = list(rows)
-    if not rows:
-        return 0
-    connection = _connection(model)
-    quote, meta = connection.ops.quote_name, model._meta
-    all_fields = [meta.get_field(name) for name in (*fields, "count", *insert_only)]
-    table = quote(meta.db_table)
-    columns = ", ".join(quote(f.column) for f in all_fields)
-    keys = ", ".join(quote(f.column) for f in meta.pk_fields)
-    count = quote(meta.get_field("count").column)
-    per_statement = max(1, _params_per_statement(connection) // len(all_fields))
-    placeholder = "(" + ", ".join(["%s"] * len(all_fields)) + ")"
-    statements = 0
-    with connection.cursor() as cursor:
-        for start in range(0, len(rows), per_statement):
-            chunk = rows[start : start + per_statement]
-            params = [
-                f.get_db_prep_value(value, connection)
-                for row in chunk
-                for f, value in zip(all_fields, row, strict=True)
-            ]
-            cursor.execute(  # names from the model, quoted; every value is a parameter
-                f"INSERT INTO {table} ({columns}) VALUES "  # noqa: S608
-                f"{', '.join([placeholder] * len(chunk))} ON CONFLICT ({keys}) "
-                f"DO UPDATE SET {count} = {table}.{count} + excluded.{count}",
-                params,
-            )
-            statements += 1
-    return statements
-
-
 def add_count(model, key_fields: dict, count: int) -> None:
     """``count = count + n`` on one row of a count table (one upsert); a deleted
     platform's count is dropped."""
     if not Platform.objects.filter(pk=key_fields["platform_id"]).exists():
         return
     names = tuple(f.attname for f in model._meta.pk_fields)
-    with transaction.atomic(using=_connection(model).alias):
+    with transaction.atomic(using=connection_for(model).alias):
         upsert_counts(model, names, [(*(key_fields[n] for n in names), count)])
 
 
@@ -299,7 +252,7 @@ def merge_version_slots(versions: Counter[VersionKey]) -> int:
     values and one upsert of the difference. Call inside a transaction. Statements run."""
     if not versions:
         return 0
-    connection = _connection(DailyDetailCount)
+    connection = connection_for(DailyDetailCount)
     batches: dict[tuple[int, date, str], dict[str, Counter[str]]] = defaultdict(
         lambda: defaultdict(Counter)
     )
@@ -374,7 +327,7 @@ def write_counts(batch: CountBatch) -> int:
             for (pid, hour, dim, value, outcome), n in details.details.items()
         )
         try:
-            with transaction.atomic(using=_connection(OutcomeCount).alias):
+            with transaction.atomic(using=connection_for(OutcomeCount).alias):
                 upsert_counts(
                     OutcomeCount,
                     ("hour", "platform_id", "outcome"),
