@@ -40,6 +40,7 @@ COUNT_TABLES = (
     "trusted_identity_dailyoutcomecount",
     "trusted_identity_detailcount",
     "trusted_identity_dailydetailcount",
+    "trusted_identity_dailyoutcometotal",
 )
 
 
@@ -145,6 +146,14 @@ def load(spaces: int, days: int, details: bool = False) -> None:
                     "d(dimension, value, outcome)",
                     [day, day],
                 )
+        # The day totals the count writer keeps beside the hourly rows (daytotals.py),
+        # as the migration that made them fills them: the hourly rows by UTC day.
+        cursor.execute(
+            "INSERT INTO trusted_identity_dailyoutcometotal "
+            "(platform_id, day, outcome, count, first_hour) "
+            "SELECT platform_id, (hour AT TIME ZONE 'UTC')::date, outcome, sum(count), min(hour) "
+            "FROM trusted_identity_outcomecount GROUP BY 1, 2, 3"
+        )
         cursor.execute("SET synchronous_commit = on")
         for table in COUNT_TABLES:
             cursor.execute(f"VACUUM ANALYZE {table}")

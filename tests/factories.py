@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 from factory.django import DjangoModelFactory
 
 from trusted_identity.countwrites import merge_distinct
+from trusted_identity.daytotals import add_day_totals
 from trusted_identity.models import (
     DistinctUsers,
     OutcomeCount,
@@ -96,6 +97,13 @@ class OutcomeCountFactory(DjangoModelFactory):
     )
     outcome = "valid"
     count = 1
+
+    @factory.post_generation
+    def day_total(obj, create, extracted, **kwargs):
+        """Add the row to its day's total, as the count writer does in the same
+        transaction (``daytotals``): the window's figures read the totals."""
+        if create:
+            add_day_totals([(obj.hour, obj.platform_id, obj.outcome, obj.count)])
 
     @factory.post_generation
     def users(obj, create, extracted, **kwargs):

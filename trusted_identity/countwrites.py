@@ -36,6 +36,7 @@ from datetime import date, datetime
 from django.db import DatabaseError, IntegrityError, transaction
 
 from .conf import app_settings
+from .daytotals import add_day_totals
 from .models import (
     DailyDetailCount,
     DetailCount,
@@ -333,6 +334,7 @@ def write_counts(batch: CountBatch) -> int:
                     ("hour", "platform_id", "outcome"),
                     counts,
                 )
+                add_day_totals(counts)
                 upsert_counts(
                     DetailCount, ("hour", "platform_id", "dimension", "value", "outcome"), hourly
                 )

@@ -97,8 +97,9 @@ def test_the_all_spaces_status_lists_no_platform_ids(db):
         OutcomeCountFactory(platform=platform, outcome="valid", count=platform.pk)
     with CaptureQueriesContext(connection) as queries:
         result = diagnostics.status()
-    figures_sql = [q["sql"] for q in queries if "outcomecount" in q["sql"]]
+    figures_sql = [q["sql"] for q in queries if "dailyoutcometotal" in q["sql"]]
     assert len(figures_sql) == 1 and " IN (" not in figures_sql[0]
+    assert not [q for q in queries if '_outcomecount"' in q["sql"]]  # no hourly row read
     valid = {s["slug"]: s["platforms"][0]["valid"] for s in result}
     assert valid == {p.space.slug: p.pk for p in platforms}
 

@@ -73,6 +73,31 @@ class DailyOutcomeCount(CountFields):
         return f"{self.platform_id} {self.day:%Y-%m-%d} {self.outcome}={self.count}"
 
 
+class DailyOutcomeTotal(CountFields):
+    """All the session starts of one platform and UTC day with one outcome, kept as the
+    hourly counts are written (in the same transaction): what the window's figures read,
+    a row a day instead of 24 (``status`` of thousands of platforms, docs/performance.md).
+
+    Neither folded nor changed by ``prune``, which deletes it past ``DAILY_RETENTION``;
+    ``first_hour`` is the earliest hour counted that day (the figures' observed span).
+    """
+
+    pk = models.CompositePrimaryKey("platform", "day", "outcome")
+    platform = models.ForeignKey(
+        Platform, on_delete=models.CASCADE, related_name="day_totals", db_index=False
+    )
+    day = models.DateField(_("day"))
+    first_hour = models.DateTimeField(_("first hour counted"))
+
+    class Meta:
+        ordering = ["platform_id", "-day", "outcome"]
+        verbose_name = _("daily outcome total")
+        verbose_name_plural = _("daily outcome totals")
+
+    def __str__(self) -> str:
+        return f"{self.platform_id} {self.day:%Y-%m-%d} {self.outcome}={self.count}"
+
+
 class PruneRun(models.Model):
     """One run of ``prune``: when, and what it folded and deleted (the latest tells the
     admin and the system checks whether retention is kept)."""

@@ -9,6 +9,7 @@ platforms at once, in a fixed number of queries, for the settings page and ``sta
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -273,6 +274,10 @@ def status_details(
     }
 
 
+#: What ``status`` says of each platform beside its figures, in this order.
+STATUS_FIELDS = ("kind", "api_key", "enforced", "signature_form", "token_max_age", "key_source")
+
+
 def status(
     space_slug: str | None = None, since: datetime | None = None, details: bool = True
 ) -> list[dict[str, Any]]:
@@ -284,33 +289,32 @@ def status(
     over the readiness window, or since ``since`` (``status --since``; past
     ``HOURLY_RETENTION`` from the daily rows, to the day).
     """
-    spaces = Space.objects.order_by("slug").prefetch_related("platforms")
+    spaces = Space.objects.order_by("slug")
+    platforms = Platform.objects.order_by("space_id", "kind")
     if space_slug is not None:
-        spaces = spaces.filter(pk=get_space(space_slug).pk)
-    spaces = list(spaces)
-    if space_slug is None:
-        figures = figures_for(None, since)  # every platform: no list of ids in the query
-    else:
-        figures = figures_for([p.pk for s in spaces for p in s.platforms.all()], since)
-    ids = [p.pk for s in spaces for p in s.platforms.all()]
+        space = get_space(space_slug)
+        spaces, platforms = spaces.filter(pk=space.pk), platforms.filter(space_id=space.pk)
+    # Rows, not model instances: thousands of platforms are read here, and a plain
+    # ``status`` of all spaces is otherwise mostly the ORM making objects.
+    of_space: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for platform in platforms.values("space_id", "pk", *STATUS_FIELDS):
+        of_space[platform.pop("space_id")].append(platform)
+    ids = [platform["pk"] for rows in of_space.values() for platform in rows]
+    # Every platform of every space: no list of ids in the query.
+    figures = figures_for(None if space_slug is None else ids, since)
     extra = status_details(ids, since) if details else {pk: {} for pk in ids}
     return [
         {
-            "slug": space.slug,
-            "name": space.name,
+            "slug": slug,
+            "name": name,
             "platforms": [
                 {
-                    "kind": platform.kind,
-                    "api_key": platform.api_key,
-                    "enforced": platform.enforced,
-                    "signature_form": platform.signature_form,
-                    "token_max_age": platform.token_max_age,
-                    "key_source": platform.key_source,
-                    **figures.get(platform.pk, Figures()).as_dict(),
-                    **extra[platform.pk],
+                    **{field: platform[field] for field in STATUS_FIELDS},
+                    **figures.get(platform["pk"], Figures()).as_dict(),
+                    **extra[platform["pk"]],
                 }
-                for platform in space.platforms.all()
+                for platform in of_space.get(pk, ())
             ],
         }
-        for space in spaces
+        for pk, slug, name in spaces.values_list("pk", "slug", "name")
     ]

@@ -16,15 +16,13 @@ from datetime import date, datetime, timedelta
 from datetime import timezone as dt_timezone
 from typing import Any
 
-from django.db.models import Min, Sum
-from django.db.models.functions import TruncDate
+from django.db.models import Min, Q, Sum
 from django.utils import timezone
 
 from .. import outcomes
 from ..conf import app_settings
-from ..models import DailyOutcomeCount, DistinctUsers, OutcomeCount, Platform
+from ..models import DailyOutcomeTotal, DistinctUsers, Outcome, Platform
 from ..sketch import DistinctSketch
-from .retention import hourly_cutoff
 
 logger = logging.getLogger("trusted_identity")
 
@@ -195,9 +193,10 @@ def figures_for(
     midnight UTC that window starts on (:func:`window_start`).
 
     ``None`` for every platform, read without listing their ids (``status`` of all
-    spaces). Hourly rows answer to the hour; a window reaching past
-    ``HOURLY_RETENTION`` adds the daily rows ``prune`` folded those hours into, to
-    the day. One query, two past the hourly retention.
+    spaces). The counts are the day totals (``daytotals``: a row per platform, day and
+    outcome, kept as the hourly counts are written), as far back as
+    ``DAILY_RETENTION``; the first counted moment to the hour. One query, and one for
+    the distinct users.
     """
     outcomes.flush()  # what this process counted but has not written yet
     since = window_start(since)
@@ -207,25 +206,24 @@ def figures_for(
     )
     if ids == []:
         return result
-    queries = [(OutcomeCount.objects.filter(hour__gte=since), "hour")]
-    if since < hourly_cutoff():
-        queries.append((DailyOutcomeCount.objects.filter(day__gte=since.date()), "day"))
-    for queryset, period in queries:
-        if ids is not None:
-            queryset = queryset.filter(platform_id__in=ids)
-        rows = (
-            queryset.values("platform_id", "outcome")
-            .annotate(total=Sum("count"), first=Min(period))
-            .order_by()
-        )
-        for row in rows:
-            figures = result[row["platform_id"]]
-            figures.add(row["outcome"], row["total"])
-            first = row["first"]
-            if period == "day":
-                first = datetime.combine(first, datetime.min.time(), tzinfo=dt_timezone.utc)
-            if figures.first_counted is None or first < figures.first_counted:
-                figures.first_counted = first
+    totals = DailyOutcomeTotal.objects.filter(day__gte=since.astimezone(dt_timezone.utc).date())
+    if ids is not None:
+        totals = totals.filter(platform_id__in=ids)
+    # A row per platform, each outcome's sum a column: thousands of platforms read as
+    # few rows (and first hours) as there are platforms.
+    sums = {outcome: Sum("count", filter=Q(outcome=outcome)) for outcome in Outcome.values}
+    rows = (
+        totals.values("platform_id")
+        .annotate(first=Min("first_hour"), **sums)
+        .values_list("platform_id", "first", *sums)
+        .order_by()
+    )
+    for platform_id, first, *counts in rows:
+        figures = result[platform_id]
+        for outcome, count in zip(sums, counts, strict=True):
+            if count:
+                figures.add(outcome, count)
+        figures.first_counted = first
     for (platform_id, kind), sketch in distinct_sketches(ids, since).items():
         if kind == DistinctUsers.VALID:
             result[platform_id].distinct_valid = sketch.count()
@@ -306,15 +304,10 @@ def daily_figures(
     day_list = [today - timedelta(days=offset) for offset in range(days - 1, -1, -1)]
     series = {pk: {day: Figures() for day in day_list} for pk in platform_ids}
     if platform_ids:
-        start = datetime.combine(day_list[0], datetime.min.time(), tzinfo=dt_timezone.utc)
-        rows = (
-            OutcomeCount.objects.filter(platform_id__in=platform_ids, hour__gte=start)
-            .annotate(day=TruncDate("hour", tzinfo=dt_timezone.utc))
-            .values("platform_id", "day", "outcome")
-            .annotate(total=Sum("count"))
-            .order_by()
-        )
-        for row in rows:
-            if row["day"] in series[row["platform_id"]]:
-                series[row["platform_id"]][row["day"]].add(row["outcome"], row["total"])
+        rows = DailyOutcomeTotal.objects.filter(
+            platform_id__in=platform_ids, day__gte=day_list[0]
+        ).values_list("platform_id", "day", "outcome", "count")
+        for platform_id, day, outcome, count in rows:
+            if day in series[platform_id]:
+                series[platform_id][day].add(outcome, count)
     return {pk: list(days_map.items()) for pk, days_map in series.items()}
