@@ -41,6 +41,7 @@ COUNT_TABLES = (
     "trusted_identity_detailcount",
     "trusted_identity_dailydetailcount",
     "trusted_identity_dailyoutcometotal",
+    "trusted_identity_dailydetailtotal",
 )
 
 
@@ -154,6 +155,13 @@ def load(spaces: int, days: int, details: bool = False) -> None:
             "SELECT platform_id, (hour AT TIME ZONE 'UTC')::date, outcome, sum(count), min(hour) "
             "FROM trusted_identity_outcomecount GROUP BY 1, 2, 3"
         )
+        if details:  # reasons and forms: daily totals too (versions are daily already)
+            cursor.execute(
+                "INSERT INTO trusted_identity_dailydetailtotal "
+                "(platform_id, day, dimension, value, outcome, count) "
+                "SELECT platform_id, (hour AT TIME ZONE 'UTC')::date, dimension, value, "
+                "outcome, sum(count) FROM trusted_identity_detailcount GROUP BY 1, 2, 3, 4, 5"
+            )
         cursor.execute("SET synchronous_commit = on")
         for table in COUNT_TABLES:
             cursor.execute(f"VACUUM ANALYZE {table}")

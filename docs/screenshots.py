@@ -319,7 +319,7 @@ class Tally:
 
     def save(self, rng) -> None:
         from trusted_identity.countwrites import merge_distinct
-        from trusted_identity.models import DailyDetailCount, DetailCount, FailureRecord
+        from trusted_identity.models import DailyDetailCount, FailureRecord
         from trusted_identity.services.counting import user_hasher
 
         DailyDetailCount.objects.bulk_create(
@@ -333,27 +333,15 @@ class Tally:
             )
             for (day, version, outcome), n in self.versions.items()
         )
-        DetailCount.objects.bulk_create(
-            DetailCount(
-                platform_id=self.platform_id,
-                hour=hour,
-                dimension="reason",
-                value=reason,
-                outcome=outcome,
-                count=n,
-            )
-            for (hour, reason, outcome), n in self.reasons.items()
-        )
-        DetailCount.objects.bulk_create(
-            DetailCount(
-                platform_id=self.platform_id,
-                hour=hour,
-                dimension="form",
-                value=form,
-                outcome=outcome,
-                count=n,
-            )
-            for (hour, form, outcome), n in self.forms.items()
+        write_details(
+            [
+                (hour, self.platform_id, "reason", reason, outcome, n)
+                for (hour, reason, outcome), n in self.reasons.items()
+            ]
+            + [
+                (hour, self.platform_id, "form", form, outcome, n)
+                for (hour, form, outcome), n in self.forms.items()
+            ]
         )
         hasher = user_hasher()  # keyed with the installation's distinct-user key
         for (day, kind), starts in self.users.items():
@@ -378,6 +366,20 @@ class Tally:
         )
 
 
+def write_details(rows: list[tuple]) -> None:
+    """Hourly detail counts ``(hour, platform_id, dimension, value, outcome, n)`` written
+    as a flush writes them: the hourly rows and their day totals, in one transaction."""
+    from django.db import transaction
+
+    from trusted_identity.daytotals import add_detail_day_totals
+    from trusted_identity.models import DetailCount
+    from trusted_identity.upserts import upsert_counts
+
+    with transaction.atomic():
+        upsert_counts(DetailCount, ("hour", "platform_id", "dimension", "value", "outcome"), rows)
+        add_detail_day_totals(rows)
+
+
 def sdk_of(version: str | None, rng) -> str:
     if version is None:
         return "none"
@@ -387,19 +389,14 @@ def sdk_of(version: str | None, rng) -> str:
 
 def secret_use(platform, secret, now, hours: int, per_hour: int, rng) -> None:
     """Valid starts a secret verified, hour by hour, as session start counts them."""
-    from trusted_identity.models import DetailCount, PlatformSecret
+    from trusted_identity.models import PlatformSecret
 
+    rows = []
     for back in range(hours, 0, -1):
         hour = (now - timedelta(hours=back)).replace(minute=0, second=0, microsecond=0)
         n = round(per_hour * rng.uniform(0.7, 1.3))
-        DetailCount.objects.update_or_create(
-            platform_id=platform.pk,
-            hour=hour,
-            dimension="secret",
-            value=str(secret.pk),
-            outcome="valid",
-            defaults={"count": n},
-        )
+        rows.append((hour, platform.pk, "secret", str(secret.pk), "valid", n))
+    write_details(rows)
     PlatformSecret.objects.filter(pk=secret.pk).update(
         last_verified_at=now - timedelta(minutes=rng.randrange(1, 9))
     )

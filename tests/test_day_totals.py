@@ -1,7 +1,8 @@
-"""The day totals the window's figures read (``trusted_identity.daytotals``): written with
-the hourly counts in one transaction, late flushes and concurrent writers included; the
-figures read from them equal the hourly rows' sums; prune's fold leaves them alone and
-its retention deletes them; the migration fills them from the counts already written."""
+"""The day totals the window's figures, reasons and forms read
+(``trusted_identity.daytotals``): written with the hourly counts in one transaction,
+late flushes and concurrent writers included; what is read from them equals the hourly
+rows' sums; prune's fold leaves them alone and its retention deletes them; the
+migration fills them from the counts already written."""
 
 from __future__ import annotations
 
@@ -21,7 +22,12 @@ from django.utils import timezone
 from trusted_identity import countwrites
 from trusted_identity.countwrites import CountBatch
 from trusted_identity.daytotals import day_total_rows
-from trusted_identity.models import DailyOutcomeTotal, OutcomeCount
+from trusted_identity.models import (
+    DailyDetailTotal,
+    DailyOutcomeTotal,
+    DetailCount,
+    OutcomeCount,
+)
 from trusted_identity.services import diagnostics, figures, retention
 
 from .factories import PlatformFactory, SpaceFactory
@@ -33,12 +39,29 @@ def this_hour() -> datetime:
     return timezone.now().astimezone(dt_timezone.utc).replace(minute=0, second=0, microsecond=0)
 
 
-def write(counts: dict[tuple[int, datetime, str], int]) -> None:
-    """As a flush writes: ``countwrites.write_counts`` of a batch of hourly counts."""
+def write(counts: dict[tuple[int, datetime, str], int], details: dict | None = None) -> None:
+    """As a flush writes: ``countwrites.write_counts`` of a batch of hourly counts, and
+    of detail counts keyed ``(platform_id, hour, dimension, value, outcome)``."""
     batch = CountBatch()
     for key, n in counts.items():
         batch.add(key, n)
+    batch.details.details.update(details or {})
     countwrites.write_counts(batch)
+
+
+def detail_totals() -> dict[tuple, int]:
+    return {
+        (t.platform_id, t.day, t.dimension, t.value, t.outcome): t.count
+        for t in DailyDetailTotal.objects.all()
+    }
+
+
+def detail_totals_from_hourly_rows() -> dict[tuple, int]:
+    found: Counter = Counter()
+    for row in DetailCount.objects.all():
+        day = row.hour.astimezone(dt_timezone.utc).date()
+        found[row.platform_id, day, row.dimension, row.value, row.outcome] += row.count
+    return dict(found)
 
 
 def totals() -> dict[tuple, tuple[int, datetime]]:
@@ -87,6 +110,31 @@ def test_flushes_keep_the_totals_equal_to_the_hourly_rows_late_ones_too(db):
     assert totals() == totals_from_hourly_rows()
     day = three_days_ago.date()
     assert totals()[platform.pk, day, "missing"] == (5, three_days_ago.replace(hour=0))
+
+
+def test_detail_flushes_keep_their_totals_and_the_reasons_read_them(db):
+    """Reasons, forms and secrets over three days, one flush late: their totals are the
+    hourly rows' sums, and ``reasons_for`` and ``forms_for`` read the window from them."""
+    platform = PlatformFactory()
+    now = this_hour()
+    two_days_ago = now - timedelta(days=2)
+    write(
+        {(platform.pk, now, "invalid"): 5},
+        {
+            (platform.pk, now, "reason", "no_match", "invalid"): 3,
+            (platform.pk, now, "reason", "expired_secret", "invalid"): 2,
+            (platform.pk, now, "form", "token", "valid"): 4,
+            (platform.pk, now - timedelta(hours=1), "secret", "17", "valid"): 4,
+        },
+    )
+    write({}, {(platform.pk, two_days_ago, "reason", "no_match", "invalid"): 6})  # late
+    assert detail_totals() == detail_totals_from_hourly_rows()
+    with CaptureQueriesContext(connection) as queries:
+        reasons = diagnostics.reasons_for([platform.pk])[platform.pk]
+        forms = diagnostics.forms_for([platform.pk])[platform.pk]
+    assert not [q for q in queries if '_detailcount"' in q["sql"]]  # no hourly row read
+    assert (reasons["no_match"], reasons["expired_secret"]) == (9, 2)
+    assert forms["token"]["valid"] == 4
 
 
 def test_a_flush_adds_one_statement_for_the_totals(db):
@@ -142,7 +190,10 @@ def test_prune_folds_under_the_totals_and_deletes_them_past_the_daily_retention(
     platform = PlatformFactory()
     now = this_hour()
     old = now - timedelta(days=20)  # past HOURLY_RETENTION: folded
-    write({(platform.pk, old, "valid"): 7, (platform.pk, now, "valid"): 3})
+    write(
+        {(platform.pk, old, "valid"): 7, (platform.pk, now, "valid"): 3},
+        {(platform.pk, old, "reason", "no_match", "invalid"): 2},
+    )
     since = now - timedelta(days=30)
     before = figures.figures_for([platform.pk], since)[platform.pk]
     assert before.valid == 10
@@ -150,9 +201,11 @@ def test_prune_folds_under_the_totals_and_deletes_them_past_the_daily_retention(
     assert report.hourly_rows_folded >= 1
     assert totals()[platform.pk, old.date(), "valid"] == (7, old)  # untouched by the fold
     assert figures.figures_for([platform.pk], since)[platform.pk].valid == 10
+    assert diagnostics.reasons_for([platform.pk], since)[platform.pk]["no_match"] == 2
     # Past DAILY_RETENTION they go with the daily rows.
     retention.prune(now=timezone.now() + timedelta(days=400))
     assert (platform.pk, old.date(), "valid") not in totals()
+    assert detail_totals() == {}
 
 
 def test_a_deleted_platform_takes_its_totals_with_it(db):
@@ -250,7 +303,24 @@ def test_the_migration_fills_the_totals_from_the_counts_already_written():
         Hourly.objects.create(
             platform=platform, hour=late + timedelta(hours=13), outcome="valid", count=2
         )
+        HourlyDetail = apps.get_model(APP, "DetailCount")
+        DailyDetail = apps.get_model(APP, "DailyDetailCount")
+        reason = {"dimension": "reason", "value": "no_match", "outcome": "invalid"}
+        HourlyDetail.objects.create(platform=platform, hour=now, count=3, **reason)
+        HourlyDetail.objects.create(platform=platform, hour=late, count=1, **reason)
+        DailyDetail.objects.create(platform=platform, day=folded_day, count=5, **reason)
+        DailyDetail.objects.create(  # a client version: counted by day already, no total
+            platform=platform, day=folded_day, dimension="app_version", value="1.0",
+            outcome="valid", count=9,
+        )  # fmt: skip
         apps = _migrate(WITH_TOTALS)
+        DetailTotal = apps.get_model(APP, "DailyDetailTotal")
+        assert {
+            (t.day, t.dimension, t.value, t.outcome): t.count for t in DetailTotal.objects.all()
+        } == {
+            (now.date(), "reason", "no_match", "invalid"): 3,
+            (folded_day, "reason", "no_match", "invalid"): 6,
+        }
         Total = apps.get_model(APP, "DailyOutcomeTotal")
         found = {(t.day, t.outcome): (t.count, t.first_hour) for t in Total.objects.all()}
         hourly = Hourly.objects.exclude(hour__date=folded_day)
@@ -264,3 +334,29 @@ def test_the_migration_fills_the_totals_from_the_counts_already_written():
         assert found == expected
     finally:
         _migrate(latest)
+
+
+def test_every_platforms_details_read_without_listing_them_skip_a_newer_platform(db):
+    """``status`` of all spaces reads the details of every platform without an ``IN``
+    list (``AllPlatforms``); a platform made after its ids were read is left out, not
+    an error."""
+    listed, newer = PlatformFactory(), PlatformFactory()
+    now = this_hour()
+    write(
+        {},
+        {
+            (p.pk, now, dimension, value, outcome): 1
+            for p in (listed, newer)
+            for dimension, value, outcome in [
+                ("reason", "no_match", "invalid"),
+                ("form", "token", "valid"),
+            ]
+        },
+    )
+    ids = diagnostics.AllPlatforms([listed.pk])
+    with CaptureQueriesContext(connection) as queries:
+        details = diagnostics.status_details(ids)
+    assert set(details) == {listed.pk}
+    assert details[listed.pk]["reasons"]["no_match"] == 1
+    assert details[listed.pk]["forms"]["token"]["valid"] == 1
+    assert not [q for q in queries if '"platform_id" IN (' in q["sql"]]

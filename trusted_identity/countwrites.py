@@ -36,7 +36,7 @@ from datetime import date, datetime
 from django.db import DatabaseError, IntegrityError, transaction
 
 from .conf import app_settings
-from .daytotals import add_day_totals
+from .daytotals import add_day_totals, add_detail_day_totals
 from .models import (
     DailyDetailCount,
     DetailCount,
@@ -338,6 +338,7 @@ def write_counts(batch: CountBatch) -> int:
                 upsert_counts(
                     DetailCount, ("hour", "platform_id", "dimension", "value", "outcome"), hourly
                 )
+                add_detail_day_totals(hourly)
                 merge_version_slots(details.versions)
         except IntegrityError:
             continue  # a platform went away before the commit: without it, again

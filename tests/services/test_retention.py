@@ -100,6 +100,8 @@ def test_the_all_spaces_status_lists_no_platform_ids(db):
     figures_sql = [q["sql"] for q in queries if "dailyoutcometotal" in q["sql"]]
     assert len(figures_sql) == 1 and " IN (" not in figures_sql[0]
     assert not [q for q in queries if '_outcomecount"' in q["sql"]]  # no hourly row read
+    # Nor do the reasons, forms and versions list the platforms: they are all of them.
+    assert not [q for q in queries if '"platform_id" IN (' in q["sql"]]
     valid = {s["slug"]: s["platforms"][0]["valid"] for s in result}
     assert valid == {p.space.slug: p.pk for p in platforms}
 

@@ -186,6 +186,28 @@ class DailyDetailCount(DetailCountFields):
         return f"{self.platform_id} {self.day:%Y-%m-%d} {self.dimension}={self.value} {self.count}"
 
 
+class DailyDetailTotal(DetailCountFields):
+    """The detail counts of one platform and UTC day (reasons, forms, secrets, keys), kept
+    as the hourly ones are written, in the same transaction: what a window's reasons and
+    forms read (``daytotals``), as :class:`DailyOutcomeTotal` is for its outcomes. The
+    client versions are daily from the start (:class:`DailyDetailCount`) and have none.
+    Neither folded nor changed by ``prune``, which deletes it past ``DAILY_RETENTION``."""
+
+    pk = models.CompositePrimaryKey("platform", "day", "dimension", "value", "outcome")
+    platform = models.ForeignKey(
+        Platform, on_delete=models.CASCADE, related_name="detail_day_totals", db_index=False
+    )
+    day = models.DateField(_("day"))
+
+    class Meta:
+        ordering = ["platform_id", "-day", "dimension", "value", "outcome"]
+        verbose_name = _("daily detail total")
+        verbose_name_plural = _("daily detail totals")
+
+    def __str__(self) -> str:
+        return f"{self.platform_id} {self.day:%Y-%m-%d} {self.dimension}={self.value} {self.count}"
+
+
 class DistinctUsers(models.Model):
     """The distinct user ids of one platform's starts in one UTC day, as a sketch
     (``trusted_identity.sketch``: exact up to 2,048 users, then a HyperLogLog of 16 KiB,

@@ -1,9 +1,9 @@
 """Rollout diagnostics: why starts fail, which client versions still don't sign, which
 secrets are still in use (``secret_use``), and the failure log (CONTRACT section 8).
 
-Read from the counts ``counting`` writes: reasons, forms and secrets per hour
-(:class:`DetailCount`, folded into :class:`DailyDetailCount` past the hourly
-retention), client versions per day, sampled failures. Every reader takes many
+Read from the counts ``counting`` writes: reasons, forms and secrets from their day
+totals (:class:`DailyDetailTotal`, kept beside the hourly :class:`DetailCount` rows),
+client versions per day, sampled failures. Every reader takes many
 platforms at once, in a fixed number of queries, for the settings page and ``status``.
 """
 
@@ -23,7 +23,7 @@ from django.utils import timezone
 from .. import outcomes
 from ..models import (
     DailyDetailCount,
-    DetailCount,
+    DailyDetailTotal,
     Dimension,
     FailureRecord,
     Outcome,
@@ -37,7 +37,6 @@ from .forecast import OTHER, VersionRow
 from .forecast import Forecast as Forecast  # the forecast is read from here too
 from .forecast import forecast as forecast
 from .forecast import version_key as version_key
-from .retention import hourly_cutoff
 from .secret_use import SecretUsage, secret_usage  # noqa: F401  (the page's and CLI's door)
 from .spaces import get_space
 
@@ -61,31 +60,31 @@ REASONS = (
 VERSIONS_SHOWN = 10
 
 
+class AllPlatforms(list):
+    """The ids of every platform, read as such: the queries list none of them (``status``
+    of all spaces: thousands of ids in an ``IN`` cost more to send than the rows read).
+    A row of a platform made since the ids were read is left out."""
+
+
+def _of_platforms(queryset, platform_ids: Sequence[int]):
+    if isinstance(platform_ids, AllPlatforms):
+        return queryset
+    return queryset.filter(platform_id__in=platform_ids)
+
+
 def _detail_rows(
     platform_ids: Sequence[int], dimension: str, since: datetime
 ) -> list[dict[str, Any]]:
-    """Summed counts of one dimension by platform, value and outcome since ``since``:
-    hourly rows to the hour, daily rows (versions, and hours ``prune`` folded) to the
-    day, all from the midnight UTC the window starts on (``figures.window_start``, as the
-    figures: one span for every figure). At most two queries."""
+    """Summed counts of one dimension by platform, value and outcome since ``since``, to
+    the day, from the midnight UTC the window starts on (``figures.window_start``, as
+    the figures: one span for every figure): the day totals (``daytotals``) for reasons,
+    forms, secrets and keys, the daily slots for client versions. One query."""
     outcomes.flush()
-    since = window_start(since)
-    rows: list[dict[str, Any]] = []
-    daily_since = since.astimezone(dt_timezone.utc).date()
-    if dimension not in (Dimension.APP_VERSION, Dimension.SDK_VERSION):
-        hourly = DetailCount.objects.filter(
-            platform_id__in=platform_ids, dimension=dimension, hour__gte=hour_start(since)
-        )
-        rows += hourly.values("platform_id", "value", "outcome").annotate(n=Sum("count")).order_by()
-        if since >= hourly_cutoff():
-            return rows
-    daily = DailyDetailCount.objects.filter(
-        platform_id__in=platform_ids, dimension=dimension, day__gte=daily_since
-    )
-    if dimension not in (Dimension.APP_VERSION, Dimension.SDK_VERSION):
-        daily = daily.filter(day__lt=hourly_cutoff().date())
-    rows += daily.values("platform_id", "value", "outcome").annotate(n=Sum("count")).order_by()
-    return rows
+    day = window_start(since).astimezone(dt_timezone.utc).date()
+    versions = dimension in (Dimension.APP_VERSION, Dimension.SDK_VERSION)
+    model = DailyDetailCount if versions else DailyDetailTotal
+    rows = _of_platforms(model.objects.filter(dimension=dimension, day__gte=day), platform_ids)
+    return list(rows.values("platform_id", "value", "outcome").annotate(n=Sum("count")).order_by())
 
 
 def reasons_for(
@@ -95,8 +94,9 @@ def reasons_for(
     rejected ones) by reason, every reason listed (0 when none)."""
     result = {pk: dict.fromkeys(REASONS, 0) for pk in platform_ids}
     for row in _detail_rows(platform_ids, Dimension.REASON, since or readiness_since()):
-        reasons = result[row["platform_id"]]
-        reasons[row["value"]] = reasons.get(row["value"], 0) + row["n"]
+        reasons = result.get(row["platform_id"])
+        if reasons is not None:
+            reasons[row["value"]] = reasons.get(row["value"], 0) + row["n"]
     return result
 
 
@@ -110,9 +110,10 @@ def forms_for(
         for pk in platform_ids
     }
     for row in _detail_rows(platform_ids, Dimension.FORM, since or readiness_since()):
-        by_outcome = result[row["platform_id"]].setdefault(
-            row["value"], {"valid": 0, "invalid": 0, "rejected": 0}
-        )
+        forms = result.get(row["platform_id"])
+        if forms is None:
+            continue
+        by_outcome = forms.setdefault(row["value"], {"valid": 0, "invalid": 0, "rejected": 0})
         by_outcome[row["outcome"]] = by_outcome.get(row["outcome"], 0) + row["n"]
     return result
 
@@ -132,23 +133,27 @@ def versions_for(
     since = since or readiness_since()
     by_platform: dict[int, dict[str, VersionRow]] = {pk: {} for pk in platform_ids}
     for row in _detail_rows(platform_ids, dimension, since):
-        versions = by_platform[row["platform_id"]]
+        versions = by_platform.get(row["platform_id"])
+        if versions is None:
+            continue
         value = row["value"]
         version = versions.setdefault(value, VersionRow(None if value == NOT_SENT else value))
         version.counts[row["outcome"]] += row["n"]
     errors = (
-        DailyDetailCount.objects.filter(
-            platform_id__in=platform_ids,
-            dimension=dimension,
-            day__gte=since.astimezone(dt_timezone.utc).date(),
-            max_error__gt=0,
+        _of_platforms(
+            DailyDetailCount.objects.filter(
+                dimension=dimension,
+                day__gte=since.astimezone(dt_timezone.utc).date(),
+                max_error__gt=0,
+            ),
+            platform_ids,
         )
         .values("platform_id", "value", "day")
         .annotate(e=Max("max_error"))
         .order_by()
     )
     for row in errors:  # the rows of a value and day share their error
-        version = by_platform[row["platform_id"]].get(row["value"])
+        version = by_platform.get(row["platform_id"], {}).get(row["value"])
         if version is not None:
             version.max_error += row["e"]
     result: dict[int, list[VersionRow]] = {}
@@ -300,7 +305,8 @@ def status(
     for platform in platforms.values("space_id", "pk", *STATUS_FIELDS):
         of_space[platform.pop("space_id")].append(platform)
     ids = [platform["pk"] for rows in of_space.values() for platform in rows]
-    # Every platform of every space: no list of ids in the query.
+    if space_slug is None:  # every platform of every space: no list of ids in a query
+        ids = AllPlatforms(ids)
     figures = figures_for(None if space_slug is None else ids, since)
     extra = status_details(ids, since) if details else {pk: {} for pk in ids}
     return [

@@ -18,9 +18,9 @@ new hourly row that the next batch or run folds in. Counts are moved, never copi
 each start is in exactly one table. On PostgreSQL the tables a run emptied most are
 vacuumed after it, so a first prune of a large install leaves no dead rows behind.
 
-The day totals the window's figures read (``daytotals``) are neither folded nor moved:
-they already hold every hour of their day; ``prune`` deletes them past
-``DAILY_RETENTION`` with the daily rows.
+The day totals the window's figures, reasons and forms read (``daytotals``) are neither
+folded nor moved: they already hold every hour of their day; ``prune`` deletes them
+past ``DAILY_RETENTION`` with the daily rows.
 
 ``prune`` also deletes the secrets whose grace ended more than
 ``EXPIRED_SECRET_RETENTION`` ago (``platform_secrets.delete_expired_secrets``), as
@@ -43,6 +43,7 @@ from ..conf import app_settings
 from ..models import (
     AlertSent,
     DailyDetailCount,
+    DailyDetailTotal,
     DailyOutcomeCount,
     DailyOutcomeTotal,
     DetailCount,
@@ -303,6 +304,11 @@ def prune(
         ("platform_id", "day", "dimension", "value", "outcome"),
         batch_size,
     )
+    removed[DailyDetailTotal] += _delete_composite_in_batches(
+        DailyDetailTotal.objects.filter(day__lt=before),
+        ("platform_id", "day", "dimension", "value", "outcome"),
+        batch_size,
+    )
     removed[DailyOutcomeTotal] += _delete_composite_in_batches(
         DailyOutcomeTotal.objects.filter(day__lt=before),
         ("platform_id", "day", "outcome"),
@@ -320,7 +326,14 @@ def prune(
         batch_size,
     )
     report.daily_rows_deleted = sum(
-        removed[m] for m in (DailyOutcomeCount, DailyDetailCount, DailyOutcomeTotal, DistinctUsers)
+        removed[m]
+        for m in (
+            DailyOutcomeCount,
+            DailyDetailCount,
+            DailyOutcomeTotal,
+            DailyDetailTotal,
+            DistinctUsers,
+        )
     )
     report.failures_deleted = removed[FailureRecord] = _delete_in_batches(
         FailureRecord.objects.filter(at__lt=now - app_settings.FAILURE_LOG_RETENTION), batch_size
