@@ -147,20 +147,22 @@ def load(spaces: int, days: int, details: bool = False) -> None:
                     "d(dimension, value, outcome)",
                     [day, day],
                 )
-        # The day totals the count writer keeps beside the hourly rows (daytotals.py),
-        # as the migration that made them fills them: the hourly rows by UTC day.
+        # The day totals the count writer keeps beside the hourly rows (daytotals.py):
+        # the hourly rows by UTC day, stored day after day as a live install makes them
+        # (a window's days are then the table's last pages, as they would be).
         cursor.execute(
             "INSERT INTO trusted_identity_dailyoutcometotal "
             "(platform_id, day, outcome, count, first_hour) "
             "SELECT platform_id, (hour AT TIME ZONE 'UTC')::date, outcome, sum(count), min(hour) "
-            "FROM trusted_identity_outcomecount GROUP BY 1, 2, 3"
+            "FROM trusted_identity_outcomecount GROUP BY 1, 2, 3 ORDER BY 2, 1, 3"
         )
         if details:  # reasons and forms: daily totals too (versions are daily already)
             cursor.execute(
                 "INSERT INTO trusted_identity_dailydetailtotal "
                 "(platform_id, day, dimension, value, outcome, count) "
                 "SELECT platform_id, (hour AT TIME ZONE 'UTC')::date, dimension, value, "
-                "outcome, sum(count) FROM trusted_identity_detailcount GROUP BY 1, 2, 3, 4, 5"
+                "outcome, sum(count) FROM trusted_identity_detailcount GROUP BY 1, 2, 3, 4, 5 "
+                "ORDER BY 2, 1, 3, 4, 5"
             )
         cursor.execute("SET synchronous_commit = on")
         for table in COUNT_TABLES:
@@ -313,6 +315,9 @@ def run_size(spaces: int, days: int, env: dict[str, str], options: argparse.Name
     from trusted_identity import runtime
     from trusted_identity.services import retention
 
+    # The last size's buffered counts are written to its own database before it goes,
+    # not retried into the next one while it is made.
+    runtime.current().stop()
     connections.close_all()
     _psql(f"DROP DATABASE IF EXISTS {DATABASE}")
     _psql(f"CREATE DATABASE {DATABASE}")

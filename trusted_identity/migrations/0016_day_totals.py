@@ -92,7 +92,7 @@ class Migration(migrations.Migration):
                 ('dimension', models.CharField(choices=[('reason', 'Reason'), ('form', 'Signature form'), ('secret', 'Secret'), ('key', 'Public key'), ('app_version', 'App version'), ('sdk_version', 'SDK version')], max_length=16, verbose_name='dimension')),
                 ('value', models.CharField(max_length=40, verbose_name='value')),
                 ('pk', models.CompositePrimaryKey('platform', 'day', 'dimension', 'value', 'outcome', blank=True, editable=False, primary_key=True, serialize=False)),
-                ('day', models.DateField(verbose_name='day')),
+                ('day', models.DateField(db_index=True, verbose_name='day')),
                 ('platform', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='detail_day_totals', to='trusted_identity.platform')),
             ],
             options={
@@ -107,7 +107,7 @@ class Migration(migrations.Migration):
                 ('outcome', models.CharField(choices=[('valid', 'Valid signature'), ('invalid', 'Invalid signature'), ('missing', 'Missing signature'), ('visitor', 'Visitor'), ('rejected', 'Rejected')], max_length=16, verbose_name='outcome')),
                 ('count', models.PositiveBigIntegerField(default=0, verbose_name='count')),
                 ('pk', models.CompositePrimaryKey('platform', 'day', 'outcome', blank=True, editable=False, primary_key=True, serialize=False)),
-                ('day', models.DateField(verbose_name='day')),
+                ('day', models.DateField(db_index=True, verbose_name='day')),
                 ('first_hour', models.DateTimeField(verbose_name='first hour counted')),
                 ('platform', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='day_totals', to='trusted_identity.platform')),
             ],

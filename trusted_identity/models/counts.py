@@ -86,7 +86,8 @@ class DailyOutcomeTotal(CountFields):
     platform = models.ForeignKey(
         Platform, on_delete=models.CASCADE, related_name="day_totals", db_index=False
     )
-    day = models.DateField(_("day"))
+    # Indexed: a window's days of every platform are a few of the table's (7 of 400).
+    day = models.DateField(_("day"), db_index=True)
     first_hour = models.DateTimeField(_("first hour counted"))
 
     class Meta:
@@ -197,7 +198,7 @@ class DailyDetailTotal(DetailCountFields):
     platform = models.ForeignKey(
         Platform, on_delete=models.CASCADE, related_name="detail_day_totals", db_index=False
     )
-    day = models.DateField(_("day"))
+    day = models.DateField(_("day"), db_index=True)
 
     class Meta:
         ordering = ["platform_id", "-day", "dimension", "value", "outcome"]
