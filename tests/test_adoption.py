@@ -36,6 +36,7 @@ from trusted_identity import signing
 
 from .docs_snippets import snippet
 from .isolation import free_port
+from .stuck import abort_for_stacks
 
 # With the packaging tests on one pytest-xdist worker: one build of the wheel per run.
 pytestmark = [pytest.mark.adoption, pytest.mark.xdist_group("dist"), pytest.mark.any_database]
@@ -159,7 +160,8 @@ def test_a_new_startproject_site_works_as_the_docs_say(built_dist, tmp_path):
     server = subprocess.Popen(
         [str(python), "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
         cwd=site_dir,
-        env={**env, "TRUSTED_IDENTITY_ENCRYPTION_KEYS": key},
+        # Faulthandler: a server that won't stop is aborted for its stacks.
+        env={**env, "TRUSTED_IDENTITY_ENCRYPTION_KEYS": key, "PYTHONFAULTHANDLER": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -184,7 +186,14 @@ def test_a_new_startproject_site_works_as_the_docs_say(built_dist, tmp_path):
         assert (status, body["signature"]) == (201, "invalid")
     finally:
         server.send_signal(signal.SIGINT)  # as Ctrl-C: the last buffered counts are written
-        server.communicate(timeout=60)  # its output read to the end, the pipe closed
+        try:
+            server.communicate(timeout=60)  # its output read to the end, the pipe closed
+        except subprocess.TimeoutExpired:  # why, in the failure: its masks and its stacks
+            masks = abort_for_stacks(server)
+            output = server.communicate()[0]
+            raise AssertionError(
+                f"runserver did not stop on SIGINT within 60 s ({masks}):\n{output[-6000:]}"
+            ) from None
 
     # The counts reached the site's database (written by the server's process).
     status = run(

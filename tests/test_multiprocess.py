@@ -27,6 +27,7 @@ from trusted_identity.crypto import generate_key
 from trusted_identity.signing import sign
 
 from .isolation import free_port
+from .stuck import abort_for_stacks
 
 ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = Path(sys.executable).with_name("gunicorn")
@@ -100,16 +101,17 @@ def deployment(request, tmp_path):
         else:
             command = [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"]
         with open(tmp_path / f"server-{port}.log", "w") as log:  # the server keeps its copy
-            servers.append(
-                subprocess.Popen(
-                    command,
-                    cwd=ROOT,
-                    env={**env, "HOST": "127.0.0.1", "PORT": str(port)},
-                    stdout=subprocess.DEVNULL,
-                    stderr=log,
-                    start_new_session=True,
-                )
+            server = subprocess.Popen(
+                command,
+                cwd=ROOT,
+                # Faulthandler: a server that won't stop is aborted for its stacks.
+                env={**env, "HOST": "127.0.0.1", "PORT": str(port), "PYTHONFAULTHANDLER": "1"},
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                start_new_session=True,
             )
+        server.log = Path(log.name)
+        servers.append(server)
         urls.append(f"http://127.0.0.1:{port}/trusted-identity/v1/sessions")
     deadline = time.monotonic() + 30
     for url in urls:
@@ -150,7 +152,13 @@ def _stop_gracefully(server_name: str, fifo: Path, server: subprocess.Popen) -> 
         os.killpg(server.pid, signal.SIGINT)
     else:
         os.killpg(server.pid, signal.SIGTERM)
-    server.wait(timeout=60)
+    try:
+        server.wait(timeout=60)
+    except subprocess.TimeoutExpired:  # why, in the failure: its masks and its stacks
+        masks = abort_for_stacks(server)
+        raise AssertionError(
+            f"{server_name} did not stop within 60 s ({masks}):\n{server.log.read_text()[-6000:]}"
+        ) from None
 
 
 def _post(url: str, api_key: str, body: dict) -> tuple[int, dict]:
