@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -31,3 +34,23 @@ def abort_for_stacks(server: subprocess.Popen) -> str:
         server.kill()
         server.wait()
     return masks
+
+
+@contextmanager
+def interruptible() -> Iterator[None]:
+    """Servers started inside take Ctrl-C (SIGINT) as a terminal gives it, even when
+    this process ignores it (a background job of a non-interactive shell ignores SIGINT,
+    and an ignored signal stays ignored across ``exec``: such a runserver never stops).
+    A caught signal is reset to its default in the child, so it is caught here while
+    they start; only the main thread may set a handler."""
+    if (
+        signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+        or threading.current_thread() is not threading.main_thread()
+    ):
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -36,7 +36,7 @@ from trusted_identity import signing
 
 from .docs_snippets import snippet
 from .isolation import free_port
-from .stuck import abort_for_stacks
+from .stuck import abort_for_stacks, interruptible
 
 # With the packaging tests on one pytest-xdist worker: one build of the wheel per run.
 pytestmark = [pytest.mark.adoption, pytest.mark.xdist_group("dist"), pytest.mark.any_database]
@@ -157,15 +157,16 @@ def test_a_new_startproject_site_works_as_the_docs_say(built_dist, tmp_path):
     assert "KeyError" not in ran.stderr and "NameError" not in ran.stderr
 
     port = free_port()
-    server = subprocess.Popen(
-        [str(python), "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
-        cwd=site_dir,
-        # Faulthandler: a server that won't stop is aborted for its stacks.
-        env={**env, "TRUSTED_IDENTITY_ENCRYPTION_KEYS": key, "PYTHONFAULTHANDLER": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    with interruptible():  # stopped by Ctrl-C below, however this suite was started
+        server = subprocess.Popen(
+            [str(python), "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
+            cwd=site_dir,
+            # Faulthandler: a server that won't stop is aborted for its stacks.
+            env={**env, "TRUSTED_IDENTITY_ENCRYPTION_KEYS": key, "PYTHONFAULTHANDLER": "1"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     url = f"http://127.0.0.1:{port}/trusted-identity/v1/sessions"
     try:
         for _ in range(150):

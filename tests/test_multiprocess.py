@@ -27,7 +27,7 @@ from trusted_identity.crypto import generate_key
 from trusted_identity.signing import sign
 
 from .isolation import free_port
-from .stuck import abort_for_stacks
+from .stuck import abort_for_stacks, interruptible
 
 ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = Path(sys.executable).with_name("gunicorn")
@@ -100,7 +100,8 @@ def deployment(request, tmp_path):
             ]  # fmt: skip
         else:
             command = [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"]
-        with open(tmp_path / f"server-{port}.log", "w") as log:  # the server keeps its copy
+        # runserver is stopped by Ctrl-C, however this suite was started (interruptible).
+        with open(tmp_path / f"server-{port}.log", "w") as log, interruptible():
             server = subprocess.Popen(
                 command,
                 cwd=ROOT,
