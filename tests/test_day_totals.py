@@ -14,7 +14,6 @@ from datetime import timezone as dt_timezone
 
 import pytest
 from django.db import connection, connections
-from django.db.migrations.executor import MigrationExecutor
 from django.db.models import Min, Sum
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -31,6 +30,7 @@ from trusted_identity.models import (
 from trusted_identity.services import diagnostics, figures, retention
 
 from .factories import PlatformFactory, SpaceFactory
+from .test_migrations import APP, _latest, _migrate
 
 OUTCOMES = ["valid", "invalid", "missing", "visitor", "rejected"]
 
@@ -177,7 +177,7 @@ def test_figures_read_from_the_totals_equal_the_hourly_rows(db):
         expected[row.platform_id][row.outcome] += row.count
         first[row.platform_id] = min(first.get(row.platform_id, row.hour), row.hour)
     with CaptureQueriesContext(connection) as queries:
-        found = figures.figures_for(None)
+        found = figures.figures_for(figures.AllPlatforms(p.pk for p in platforms))
     assert not [q for q in queries if '_outcomecount"' in q["sql"]]
     for platform in platforms:
         got = found.get(platform.pk, figures.Figures())
@@ -265,16 +265,8 @@ def test_concurrent_writers_of_the_same_days_keep_the_totals_exact():
 
 # ------------------------------------------------------------------ the migration
 
-APP = "trusted_identity"
 BEFORE = [(APP, "0015_jwks_url")]
 WITH_TOTALS = [(APP, "0016_day_totals")]
-
-
-def _migrate(targets):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-    return executor.loader.project_state(targets).apps
 
 
 @pytest.mark.django_db(transaction=True)
@@ -282,7 +274,7 @@ def test_the_migration_fills_the_totals_from_the_counts_already_written():
     """Hourly rows over three days and a day prune folded (with a late hourly row of the
     same day): the migration's totals are their sums, the folded day's first hour its
     midnight."""
-    latest = MigrationExecutor(connection).loader.graph.leaf_nodes(APP)
+    latest = _latest()
     try:
         apps = _migrate(BEFORE)
         Space = apps.get_model(APP, "Space")
@@ -353,10 +345,42 @@ def test_every_platforms_details_read_without_listing_them_skip_a_newer_platform
             ]
         },
     )
-    ids = diagnostics.AllPlatforms([listed.pk])
+    ids = figures.AllPlatforms([listed.pk])
     with CaptureQueriesContext(connection) as queries:
         details = diagnostics.status_details(ids)
     assert set(details) == {listed.pk}
     assert details[listed.pk]["reasons"]["no_match"] == 1
     assert details[listed.pk]["forms"]["token"]["valid"] == 1
     assert not [q for q in queries if '"platform_id" IN (' in q["sql"]]
+
+
+@pytest.mark.both_paths
+def test_a_flood_with_a_public_api_key_keeps_the_totals_bounded_and_true(client, platform):
+    """What a client holding only the API key sends: 300 starts, each a new user id, a
+    junk signature or token, a new app and SDK version. The detail totals get rows
+    only for values the server names (reasons, forms: none for the versions, which have
+    their own bounded slots), and every total equals its hourly rows."""
+    from trusted_identity import outcomes
+
+    from .test_http import start
+
+    signatures = ["0" * 64, "junk", "a.b.c", "eyJhbGciOiJIUzI1NiJ9.e30." + "A" * 43, None]
+    for n in range(300):
+        body = {"userId": f"intruder-{n}"}
+        if signatures[n % 5] is not None:
+            body["signed"] = signatures[n % 5]
+        response = start(
+            client, platform.api_key, body,
+            HTTP_X_APP_VERSION=f"evil-{n}", HTTP_X_SDK_VERSION=f"sdk-{n}",
+        )  # fmt: skip
+        assert response.status_code == 201
+    outcomes.flush()
+    assert totals() == totals_from_hourly_rows()
+    assert detail_totals() == detail_totals_from_hourly_rows()
+    stored = DailyDetailTotal.objects.filter(platform=platform)
+    assert not stored.filter(dimension__in=["app_version", "sdk_version"]).exists()
+    assert {value for value in stored.values_list("value", flat=True)} <= {
+        *diagnostics.REASONS, "plain", "token", "public-key",
+    }  # fmt: skip
+    assert stored.count() <= len(diagnostics.REASONS) * 3 + 3 * 3  # reason and form rows
+    assert sum(count for count, _ in totals().values()) == 300

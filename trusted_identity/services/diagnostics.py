@@ -32,7 +32,15 @@ from ..models import (
     Space,
 )
 from .counting import NOT_SENT, hour_start
-from .figures import FORMS, Figures, figures_for, readiness_since, window_start
+from .figures import (
+    FORMS,
+    AllPlatforms,
+    Figures,
+    figures_for,
+    of_platforms,
+    readiness_since,
+    window_start,
+)
 from .forecast import OTHER, VersionRow
 from .forecast import Forecast as Forecast  # the forecast is read from here too
 from .forecast import forecast as forecast
@@ -60,18 +68,6 @@ REASONS = (
 VERSIONS_SHOWN = 10
 
 
-class AllPlatforms(list):
-    """The ids of every platform, read as such: the queries list none of them (``status``
-    of all spaces: thousands of ids in an ``IN`` cost more to send than the rows read).
-    A row of a platform made since the ids were read is left out."""
-
-
-def _of_platforms(queryset, platform_ids: Sequence[int]):
-    if isinstance(platform_ids, AllPlatforms):
-        return queryset
-    return queryset.filter(platform_id__in=platform_ids)
-
-
 def _detail_rows(
     platform_ids: Sequence[int], dimension: str, since: datetime
 ) -> list[dict[str, Any]]:
@@ -83,7 +79,7 @@ def _detail_rows(
     day = window_start(since).astimezone(dt_timezone.utc).date()
     versions = dimension in (Dimension.APP_VERSION, Dimension.SDK_VERSION)
     model = DailyDetailCount if versions else DailyDetailTotal
-    rows = _of_platforms(model.objects.filter(dimension=dimension, day__gte=day), platform_ids)
+    rows = of_platforms(model.objects.filter(dimension=dimension, day__gte=day), platform_ids)
     return list(rows.values("platform_id", "value", "outcome").annotate(n=Sum("count")).order_by())
 
 
@@ -140,7 +136,7 @@ def versions_for(
         version = versions.setdefault(value, VersionRow(None if value == NOT_SENT else value))
         version.counts[row["outcome"]] += row["n"]
     errors = (
-        _of_platforms(
+        of_platforms(
             DailyDetailCount.objects.filter(
                 dimension=dimension,
                 day__gte=since.astimezone(dt_timezone.utc).date(),
@@ -291,8 +287,7 @@ def status(
     With, per platform, the reasons of invalid starts, the forms and the app versions
     (CONTRACT section 8), unless ``details`` is false (plain ``status`` prints none of
     them, and at thousands of platforms they are a third of the time). The figures are
-    over the readiness window, or since ``since`` (``status --since``; past
-    ``HOURLY_RETENTION`` from the daily rows, to the day).
+    over the readiness window, or since ``since`` (``status --since``, to the day).
     """
     spaces = Space.objects.order_by("slug")
     platforms = Platform.objects.order_by("space_id", "kind")
@@ -307,7 +302,7 @@ def status(
     ids = [platform["pk"] for rows in of_space.values() for platform in rows]
     if space_slug is None:  # every platform of every space: no list of ids in a query
         ids = AllPlatforms(ids)
-    figures = figures_for(None if space_slug is None else ids, since)
+    figures = figures_for(ids, since)
     extra = status_details(ids, since) if details else {pk: {} for pk in ids}
     return [
         {

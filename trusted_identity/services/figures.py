@@ -9,7 +9,6 @@ is ``status --json``.
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -186,29 +185,37 @@ def window_start(since: datetime | None = None) -> datetime:
     return since.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def figures_for(
-    platform_ids: Iterable[int] | None, since: datetime | None = None
-) -> dict[int, Figures]:
+class AllPlatforms(list):
+    """The ids of every platform, read as such: the queries list none of them (``status``
+    of all spaces: thousands of ids in an ``IN`` cost more to send than the rows read).
+    A row of a platform made since the ids were read is left out."""
+
+
+def of_platforms(queryset, platform_ids: Sequence[int]):
+    """``queryset`` narrowed to ``platform_ids``, unless they are :class:`AllPlatforms`."""
+    if isinstance(platform_ids, AllPlatforms):
+        return queryset
+    return queryset.filter(platform_id__in=platform_ids)
+
+
+def figures_for(platform_ids: Iterable[int], since: datetime | None = None) -> dict[int, Figures]:
     """Figures per platform since ``since`` (default: the readiness window), from the
     midnight UTC that window starts on (:func:`window_start`).
 
-    ``None`` for every platform, read without listing their ids (``status`` of all
-    spaces). The counts are the day totals (``daytotals``: a row per platform, day and
-    outcome, kept as the hourly counts are written), as far back as
+    :class:`AllPlatforms` for every platform, read without listing their ids (``status``
+    of all spaces). The counts are the day totals (``daytotals``: a row per platform,
+    day and outcome, kept as the hourly counts are written), as far back as
     ``DAILY_RETENTION``; the first counted moment to the hour. One query, and one for
     the distinct users.
     """
     outcomes.flush()  # what this process counted but has not written yet
     since = window_start(since)
-    ids = None if platform_ids is None else list(platform_ids)
-    result: dict[int, Figures] = (
-        defaultdict(Figures) if ids is None else {pk: Figures() for pk in ids}
-    )
-    if ids == []:
+    ids = platform_ids if isinstance(platform_ids, AllPlatforms) else list(platform_ids)
+    result = {pk: Figures() for pk in ids}
+    if not ids:
         return result
-    totals = DailyOutcomeTotal.objects.filter(day__gte=since.astimezone(dt_timezone.utc).date())
-    if ids is not None:
-        totals = totals.filter(platform_id__in=ids)
+    day = since.astimezone(dt_timezone.utc).date()
+    totals = of_platforms(DailyOutcomeTotal.objects.filter(day__gte=day), ids)
     # A row per platform, each outcome's sum a column: thousands of platforms read as
     # few rows (and first hours) as there are platforms.
     sums = {outcome: Sum("count", filter=Q(outcome=outcome)) for outcome in Outcome.values}
@@ -219,20 +226,25 @@ def figures_for(
         .order_by()
     )
     for platform_id, first, *counts in rows:
-        figures = result[platform_id]
+        figures = result.get(platform_id)
+        if figures is None:
+            continue
         for outcome, count in zip(sums, counts, strict=True):
             if count:
                 figures.add(outcome, count)
         figures.first_counted = first
     for (platform_id, kind), sketch in distinct_sketches(ids, since).items():
+        figures = result.get(platform_id)
+        if figures is None:
+            continue
         if kind == DistinctUsers.VALID:
-            result[platform_id].distinct_valid = sketch.count()
+            figures.distinct_valid = sketch.count()
         elif kind == DistinctUsers.IDENTIFIED:
-            result[platform_id].distinct_identified = sketch.count()
+            figures.distinct_identified = sketch.count()
         elif kind == DistinctUsers.FAILING:
-            result[platform_id].distinct_failing = sketch.count()
+            figures.distinct_failing = sketch.count()
         elif kind in _FORM_KINDS:
-            result[platform_id].distinct_forms[_FORM_KINDS[kind]] = sketch.count()
+            figures.distinct_forms[_FORM_KINDS[kind]] = sketch.count()
     return result
 
 
@@ -268,14 +280,13 @@ def users_of_forms(platform_id: int, forms: Sequence[str], since: datetime | Non
 
 
 def distinct_sketches(
-    platform_ids: list[int] | None, since: datetime
+    platform_ids: Sequence[int], since: datetime
 ) -> dict[tuple[int, str], DistinctSketch]:
     """The distinct users of each platform and kind since ``since``, to the UTC day: the
     union of the daily sketches (one query; a sketch that can't be read is skipped and
     logged)."""
-    rows = DistinctUsers.objects.filter(day__gte=since.astimezone(dt_timezone.utc).date())
-    if platform_ids is not None:
-        rows = rows.filter(platform_id__in=platform_ids)
+    day = since.astimezone(dt_timezone.utc).date()
+    rows = of_platforms(DistinctUsers.objects.filter(day__gte=day), platform_ids)
     merged: dict[tuple[int, str], DistinctSketch] = {}
     for platform_id, kind, data in rows.values_list("platform_id", "kind", "sketch").iterator():
         try:
