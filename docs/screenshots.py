@@ -368,16 +368,14 @@ class Tally:
 
 def write_details(rows: list[tuple]) -> None:
     """Hourly detail counts ``(hour, platform_id, dimension, value, outcome, n)`` written
-    as a flush writes them: the hourly rows and their day totals, in one transaction."""
-    from django.db import transaction
+    as a flush writes them (``countwrites.write_counts``: the hourly rows and their day
+    totals, in one transaction)."""
+    from trusted_identity.countwrites import CountBatch, write_counts
 
-    from trusted_identity.daytotals import add_detail_day_totals
-    from trusted_identity.models import DetailCount
-    from trusted_identity.upserts import upsert_counts
-
-    with transaction.atomic():
-        upsert_counts(DetailCount, ("hour", "platform_id", "dimension", "value", "outcome"), rows)
-        add_detail_day_totals(rows)
+    batch = CountBatch()
+    for hour, platform_id, dimension, value, outcome, n in rows:
+        batch.details.details[platform_id, hour, dimension, value, outcome] += n
+    write_counts(batch)
 
 
 def sdk_of(version: str | None, rng) -> str:
