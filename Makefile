@@ -112,7 +112,8 @@ test: install node-deps
 # The same suite on PostgreSQL (127.0.0.1:5432, trust auth on this project's machines).
 POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/trusted_identity
 # Tests marked any_database (servers on SQLite files of their own, programs in other
-# languages) run alike on any DATABASE_URL: make test runs them, this leaves them out.
+# languages, and every test that can't reach the test database: tests/conftest.py marks
+# them) run alike on any DATABASE_URL: make test runs them, this leaves them out.
 test-postgres: install node-deps
 	DATABASE_URL=$(POSTGRES_URL) $(PYTEST) -m "not any_database"
 

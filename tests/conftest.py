@@ -79,14 +79,26 @@ START_FIRST = {
 }
 
 
+def _uses_test_database(item) -> bool:
+    fixtures = set(getattr(item, "fixturenames", ()))
+    database_fixtures = _DB_FIXTURES | {"django_db_setup"}
+    return bool(item.get_closest_marker("django_db") or database_fixtures & fixtures)
+
+
+def pytest_itemcollected(item):
+    """A test that can't reach the test database (no ``django_db`` mark, no database
+    fixture: pytest-django refuses it any query) answers the same whatever
+    ``DATABASE_URL`` says, unless it is marked ``postgres`` (it reaches PostgreSQL its
+    own way): it is ``any_database``, and ``make test-postgres`` leaves it to ``make test``."""
+    if not _uses_test_database(item) and not item.get_closest_marker("postgres"):
+        item.add_marker(pytest.mark.any_database)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items):
-    def no_database(item) -> bool:
-        return not item.get_closest_marker("django_db") and not _DB_FIXTURES & set(
-            getattr(item, "fixturenames", ())
-        )
-
-    items.sort(key=lambda item: not (item.path.name in START_FIRST and no_database(item)))
+    items.sort(
+        key=lambda item: not (item.path.name in START_FIRST and not _uses_test_database(item))
+    )
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -12,6 +12,9 @@ whole middleware chain, CSRF checks included), not the test client's handler.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import os
+import threading
 
 from django.core import signals
 from django.core.handlers.wsgi import WSGIHandler
@@ -157,13 +160,43 @@ def _header_bytes(value: str) -> bytes:
         return value.encode("utf-8")
 
 
+class _ClientLoop:
+    """One event loop per test process, in a thread of its own, on which ``call_asgi``
+    runs every ASGI call: ``async_to_sync`` otherwise makes a thread and a loop per call
+    (about half a millisecond, which floods of thousands of starts paid per start). It
+    is offered to ``async_to_sync`` as the calling thread's main event loop, as asgiref
+    does inside ``sync_to_async``: thread-sensitive work still comes back to the calling
+    thread (the test's transaction)."""
+
+    loop: asyncio.AbstractEventLoop | None = None
+    pid: int | None = None
+
+    @classmethod
+    def get(cls) -> asyncio.AbstractEventLoop:
+        if cls.loop is None or cls.pid != os.getpid():  # a forked child makes its own
+            cls.loop, cls.pid = asyncio.new_event_loop(), os.getpid()
+            thread = threading.Thread(
+                target=cls.loop.run_forever, name="lean-asgi-client", daemon=True
+            )
+            thread.start()
+            atexit.register(cls._close, cls.loop, thread)
+        return cls.loop
+
+    @staticmethod
+    def _close(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=5)
+        loop.close()
+
+
 def call_asgi(make_app, scope: dict, body: bytes) -> tuple[str, list[tuple[str, str]], bytes]:
-    """(status line, headers, body) of one ASGI call to ``make_app()``, run as
-    ``async_to_sync`` runs it from this thread (its database work stays in this thread:
-    the test's transaction), the request signals left alone as ``call_wsgi`` does."""
+    """(status line, headers, body) of one ASGI call to ``make_app()``, run by
+    ``async_to_sync`` from this thread on the process's client loop (its database work
+    stays in this thread: the test's transaction), the request signals left alone as
+    ``call_wsgi`` does."""
     from http.client import responses
 
-    from asgiref.sync import async_to_sync
+    from asgiref.sync import SyncToAsync, async_to_sync
 
     sent: list[dict] = []
     messages = [{"type": "http.request", "body": body, "more_body": False}]
@@ -180,9 +213,13 @@ def call_asgi(make_app, scope: dict, body: bytes) -> tuple[str, list[tuple[str, 
     signals.request_started.disconnect(close_old_connections)
     signals.request_finished.disconnect(close_old_connections)
     lean_module.close_old_connections = _keep_connections
+    local = SyncToAsync.threadlocal
+    offered = getattr(local, "main_event_loop", None), getattr(local, "main_event_loop_pid", None)
+    local.main_event_loop, local.main_event_loop_pid = _ClientLoop.get(), os.getpid()
     try:
         async_to_sync(make_app())(scope, receive, send)
     finally:
+        local.main_event_loop, local.main_event_loop_pid = offered
         lean_module.close_old_connections = close_old_connections
         signals.request_started.connect(close_old_connections)
         signals.request_finished.connect(close_old_connections)

@@ -103,7 +103,10 @@ class CustomerHandler(BaseHTTPRequestHandler):
 def customer_site():
     site = CustomerSite(("127.0.0.1", 0), CustomerHandler)  # a free port, bound at once
     site.config, site.signatures, site.sign_requests = {}, {}, 0
-    thread = threading.Thread(target=site.serve_forever, daemon=True)
+    # shutdown() waits for the next poll: 0.5 s by default.
+    thread = threading.Thread(
+        target=site.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+    )
     thread.start()
     yield site
     site.shutdown()

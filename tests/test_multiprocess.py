@@ -395,6 +395,7 @@ def _server_clock_behind(url: str) -> float:
     return time.time() - email.utils.parsedate_to_datetime(date).timestamp()
 
 
+@pytest.mark.postgres  # its own database on the server (skewed_server)
 def test_a_server_20_s_behind_stops_a_revoked_secret_within_a_second(skewed_server):
     manage, url, api_key = (skewed_server[k] for k in ("manage", "url", "api_key"))
     assert _server_clock_behind(url) > -SKEW - 2  # the server really runs behind
