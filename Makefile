@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 STAMP := $(VENV)/.installed
 
 
-.PHONY: help install run serve serve-checks serve-asgi bench bench-pipeline bench-scale test test-postgres test-pgbouncer test-matrix node-deps dist check-dist docs lint migrate demo screenshots clean
+.PHONY: help install run serve serve-checks serve-asgi bench bench-steadiness bench-pipeline bench-scale test test-postgres test-pgbouncer test-matrix node-deps dist check-dist docs lint migrate demo screenshots clean
 
 help:
 	@echo "make run    - install, migrate, create the demo space and admin login, serve on $(HOST):$(PORT)"
@@ -17,6 +17,7 @@ help:
 	@echo "make serve  - WSGI: gunicorn (SERVER=uwsgi or granian), DEBUG off, settings from the environment"
 	@echo "make serve-asgi - ASGI: uvicorn (uvloop, httptools) with the lean ASGI door"
 	@echo "make bench  - benchmarks: a table, and bench/results.json"
+	@echo "make bench-steadiness - make bench three times in a row, every ratio of the three side by side"
 	@echo "make bench-pipeline - counts under a flood of distinct versions: bench/pipeline-results.json"
 	@echo "make bench-scale - cost as the data grows (PostgreSQL): bench/scale-results.json"
 	@echo "make lint   - ruff"
@@ -163,6 +164,18 @@ bench: install
 	@command -v wrk >/dev/null 2>&1 || { echo "Installing Debian's wrk (load generator)..."; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	$(BIN)/python -m bench.run
+
+# make bench three times in a row, each run's results kept (bench/steadiness/run-N.json),
+# then every ratio of the runs side by side (bench/steadiness.py): it fails when one is
+# more than 10% from the runs' median. About 45 minutes; run it on a quiet machine.
+STEADY_RUNS ?= 3
+bench-steadiness: install
+	mkdir -p bench/steadiness
+	for n in $$(seq 1 $(STEADY_RUNS)); do \
+		$(MAKE) --no-print-directory bench && cp bench/results.json bench/steadiness/run-$$n.json \
+		|| exit 1; \
+	done
+	$(BIN)/python -m bench.steadiness $$(seq -f bench/steadiness/run-%g.json 1 $(STEADY_RUNS))
 
 # The count pipeline under a flood (issue 19): statements per 1,000 forged starts, the
 # writer's backlog after a 45 s flood, counts lost on SIGTERM. About two minutes.

@@ -481,44 +481,49 @@ def main() -> int:
             "cache": env["CACHE_URL"].split(":")[0],
             "quick": args.quick,
         }
-        if "verify" in sections:
-            results["verify"] = bench_verify(platform, secret, args.quick)
-        if "session_start" in sections:
-            results["session_start"] = {
-                **count_session_start_queries(platform, secret),
-                **bench_session_start(env, platform, secret, args.quick, args.rounds),
-            }
-        if "flood" in sections:
-            results["flood"] = bench_flood(env, platform, secret, args.quick)
-        if "long_run" in sections:
-            results["long_run"] = bench_long_run(env, platform, secret, args.quick)
-        if "admin" in sections:
-            results["admin"] = bench_admin(args.quick)
-        if "bulk" in sections:
-            results["bulk"] = bench_bulk(args.quick)
-        if "public_keys" in sections:
-            from bench.publickeys import bench_public_keys
+        try:
+            if "verify" in sections:
+                results["verify"] = bench_verify(platform, secret, args.quick)
+            if "session_start" in sections:
+                results["session_start"] = {
+                    **count_session_start_queries(platform, secret),
+                    **bench_session_start(env, platform, secret, args.quick, args.rounds),
+                }
+            if "flood" in sections:
+                results["flood"] = bench_flood(env, platform, secret, args.quick)
+            if "long_run" in sections:
+                results["long_run"] = bench_long_run(env, platform, secret, args.quick)
+            if "admin" in sections:
+                results["admin"] = bench_admin(args.quick)
+            if "bulk" in sections:
+                results["bulk"] = bench_bulk(args.quick)
+            if "public_keys" in sections:
+                from bench.publickeys import bench_public_keys
 
-            keyed, keyed_secret = make_platform("bench-keys")
-            for part, values in bench_public_keys(env, keyed, keyed_secret, args.quick).items():
-                results[f"pk_{part}"] = values
-        if "serving" in sections or "hold" in sections:
-            from bench import serving
+                keyed, keyed_secret = make_platform("bench-keys")
+                for part, values in bench_public_keys(env, keyed, keyed_secret, args.quick).items():
+                    results[f"pk_{part}"] = values
+            if "serving" in sections or "hold" in sections:
+                from bench import serving
 
-            body = load_body(secret)
-        if "serving" in sections:
-            results["serving"] = serving.compare(
-                env, platform.api_key, secret, body,
-                servers=[n for n in serving.SERVERS if serving.installed(n)],
-                rounds=args.rounds or (1 if args.quick else 5),
-                seconds=2 if args.quick else 5, connections=8 if args.quick else 16,
-            )  # fmt: skip
-        if "hold" in sections:
-            results["hold"] = serving.hold(
-                env, platform.api_key, secret, body, server=args.hold_server,
-                keepalive_rounds=2 if args.quick else 10, reconnect_rounds=1 if args.quick else 5,
-                seconds=2 if args.quick else 5,
-            )  # fmt: skip
+                body = load_body(secret)
+            if "serving" in sections:
+                results["serving"] = serving.compare(
+                    env, platform.api_key, secret, body,
+                    servers=[n for n in serving.SERVERS if serving.installed(n)],
+                    rounds=args.rounds or (1 if args.quick else 5),
+                    seconds=2 if args.quick else 5, connections=8 if args.quick else 16,
+                )  # fmt: skip
+            if "hold" in sections:
+                results["hold"] = serving.hold(
+                    env, platform.api_key, secret, body, server=args.hold_server,
+                    keepalive_rounds=2 if args.quick else 10,
+                    reconnect_rounds=1 if args.quick else 5, seconds=2 if args.quick else 5,
+                )  # fmt: skip
+        except Exception as error:  # the sections measured so far are kept, with why it stopped
+            results["stopped_by"] = f"{type(error).__name__}: {error}"
+            results_file(args.only).write_text(json.dumps(results, indent=2) + "\n")
+            raise
     written = results_file(args.only)
     written.write_text(json.dumps(results, indent=2) + "\n")
     print_table(results, written)

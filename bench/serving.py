@@ -34,12 +34,14 @@ worst round against best and the busiest worker's share in each.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -186,6 +188,7 @@ class Running:
     url: str
     runs: list[dict] = field(default_factory=list)
     refused: list[dict] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # rounds wrk could not run, and why
 
     @property
     def name(self) -> str:
@@ -216,6 +219,8 @@ def start(
     target, path = APPS[server.interface, app]
     if server.name.startswith("gunicorn"):
         target = target.removesuffix(":application")
+    # The server's messages to a file: an unread pipe fills and stalls the server.
+    log = tempfile.TemporaryFile()  # noqa: SIM115 (open as long as the server runs; stop closes it)
     process = subprocess.Popen(
         server.command(target, port, workers, threads),
         cwd=ROOT,
@@ -226,15 +231,15 @@ def start(
             "BENCH_HANDWRITTEN_SECRET": secret,
         },
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
         start_new_session=True,
     )
+    process.log = log
     url = f"http://127.0.0.1:{port}{path}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            output = process.stderr.read().decode()[-2000:]
-            raise RuntimeError(f"{server.name} {app} exited: {output}")
+            raise RuntimeError(f"{server.name} {app} exited: {server_log(process)}")
         try:
             urllib.request.urlopen(url, data=b"{}", timeout=1)
             break
@@ -248,13 +253,21 @@ def start(
     return Running(server, app, port, process, url)
 
 
+def server_log(process: subprocess.Popen, size: int = 2000) -> str:
+    """The end of what a server started by ``start`` wrote to its stderr."""
+    process.log.seek(0)
+    return process.log.read().decode(errors="replace")[-size:]
+
+
 def stop(running: Running) -> None:
     try:
         os.killpg(running.process.pid, signal.SIGTERM)
         running.process.wait(timeout=30)
     except (ProcessLookupError, subprocess.TimeoutExpired):
-        os.killpg(running.process.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # the whole group is gone already
+            os.killpg(running.process.pid, signal.SIGKILL)
         running.process.wait(timeout=10)
+    running.process.log.close()
 
 
 def _descendants(pid: int) -> list[int]:
@@ -307,6 +320,18 @@ def measure(
     }
 
 
+def failed(target: Running, round_index: int, error: subprocess.CalledProcessError) -> None:
+    """A round wrk could not run, kept with its reason (and the server's last words
+    when it has exited) instead of ending the whole benchmark."""
+    reason = (error.stderr or error.stdout or "").strip().splitlines()[-1:] or ["no output"]
+    exited = target.process.poll()
+    why = f"round {round_index}: wrk exited {error.returncode}: {reason[0]}"
+    if exited is not None:
+        why += f"; the server exited {exited}: {server_log(target.process, 600)!r}"
+    target.failed.append(why)
+    print(f"{target.name}: {why}", file=sys.stderr)
+
+
 def _balanced(run: dict) -> bool:
     counted = [t for t in run["worker_ticks"] if t > 0]
     return len(counted) < 2 or run["busiest_worker_share"] <= MAX_WORKER_SHARE
@@ -346,8 +371,14 @@ def compare(
         for round_index in range(rounds):
             shift = round_index % len(running)
             for target in running[shift:] + running[:shift]:
+                if target.process.poll() is not None:
+                    continue  # stopped answering in an earlier round: said there
                 for _attempt in range(RETRIES + 1):
-                    run = measure(target, api_key, body, seconds, connections)
+                    try:
+                        run = measure(target, api_key, body, seconds, connections)
+                    except subprocess.CalledProcessError as error:  # wrk could not run
+                        failed(target, round_index, error)
+                        break
                     run["round"] = round_index
                     if _balanced(run):
                         target.runs.append(run)
@@ -371,6 +402,7 @@ def summarise(running: list[Running], rounds: int) -> dict:
             "busiest_worker_share": spread([r["busiest_worker_share"] for r in target.runs]),
             "non_2xx": sum(r["non_2xx"] for r in target.runs),
             "runs_refused_unbalanced": len(target.refused),
+            "runs_failed": target.failed,
         }
 
     def per_round(a: Running, b: Running) -> list[float]:
@@ -460,6 +492,8 @@ def print_table(result: dict) -> None:
             f"{name:<28}{spread:>30}{cpu['median'] or 0:>12}{share['max'] or 0:>9}"
             f"{t['runs_refused_unbalanced']:>9}"
         )
+        for why in t.get("runs_failed", []):
+            print(f"  {name} failed: {why}")
     for name, ratio in result["ratios"].items():
         print(f"  {name:<56} {ratio['median']} [{ratio['min']}-{ratio['max']}] n={ratio['n']}")
 
@@ -480,8 +514,6 @@ def main() -> int:
         raise SystemExit("wrk is not installed (make bench installs Debian's wrk)")
     sys.path.insert(0, str(ROOT))
     os.chdir(ROOT)
-    import tempfile
-
     from bench.run import load_body, prepare
 
     with tempfile.TemporaryDirectory() as workdir:

@@ -85,3 +85,23 @@ def test_make_serve_refuses_an_unknown_server():
         env={**os.environ, "MAKEFLAGS": ""},
     )  # fmt: skip
     assert "SERVER must be gunicorn, uwsgi or granian" in done.stdout
+
+
+def test_a_round_wrk_cannot_run_is_kept_with_its_reason_and_the_servers_last_words(capsys):
+    """A server that died mid-run costs its rounds, not the whole benchmark's figures."""
+    import tempfile
+    from types import SimpleNamespace
+
+    with tempfile.TemporaryFile() as log:
+        log.write(b"booting\nOSError: [Errno 24] Too many open files\n")
+        target = _running("uwsgi", "bare", [9000.0])
+        target.process = SimpleNamespace(poll=lambda: 3, log=log)
+        refused = "unable to connect to 127.0.0.1:1 Connection refused\n"
+        error = subprocess.CalledProcessError(1, ["wrk"], output="", stderr=refused)
+        serving.failed(target, 2, error)
+    [why] = target.failed
+    assert why.startswith("round 2: wrk exited 1: unable to connect")
+    assert "the server exited 3" in why and "Too many open files" in why
+    assert "uwsgi/bare: round 2" in capsys.readouterr().err
+    summary = serving.summarise([target], rounds=3)["targets"]["uwsgi/bare"]
+    assert summary["runs_failed"] == [why] and summary["rps"]["n"] == 1
