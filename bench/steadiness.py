@@ -7,8 +7,9 @@ the farthest run's distance from it. It exits 1 when a ratio strays more than
 ``--tolerance`` (10 % by default) from its median, 2 on a file it can't read.
 
 A ratio is a figure the results name as one: a key holding ``ratio``, ``_vs_`` or
-``worst_to_best``, and each of the serving section's ``ratios`` (their medians). The
-spreads beside them are each run's own; this is the spread between runs.
+``worst_to_best`` (but hold's ``targets``, the thresholds it is judged by), and each of
+the serving section's ``ratios`` (their medians). The spreads beside them are each
+run's own; this is the spread between runs.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ def ratios(results: dict) -> dict[str, float]:
     def walk(node: dict, path: str) -> None:
         for key, value in node.items():
             name = f"{path}.{key}" if path else str(key)
-            if str(key).endswith("_spread"):
-                continue  # the run's own spread of the ratio beside it
+            if str(key).endswith("_spread") or (key == "targets" and path == "hold"):
+                continue  # the run's own spread of a ratio; hold's targets are thresholds
             if path.endswith("serving.ratios") and isinstance(value, dict):
                 if isinstance(value.get("median"), int | float):
                     found[name] = float(value["median"])
