@@ -432,54 +432,6 @@ def summarise(running: list[Running], rounds: int) -> dict:
     return result
 
 
-def hold(
-    env: dict[str, str],
-    api_key: str,
-    secret: str,
-    body: str,
-    *,
-    server: str = "gunicorn",
-    keepalive_rounds: int = 10,
-    reconnect_rounds: int = 5,
-    seconds: int = 5,
-    connections: int = 16,
-    reconnect_every: int = 100,
-) -> dict:
-    """The steadiness check: consecutive rounds on the site, keep-alive then reconnecting."""
-    target = start(SERVERS[server], "site", _free_port(set()), env, secret)
-    try:
-        measure(target, api_key, body, 2, connections)  # warm
-        keep = [
-            measure(target, api_key, body, seconds, connections) for _ in range(keepalive_rounds)
-        ]
-        again = [
-            measure(target, api_key, body, seconds, connections, reconnect_every)
-            for _ in range(reconnect_rounds)
-        ]
-    finally:
-        stop(target)
-
-    def verdict(runs: list[dict]) -> dict:
-        rps = [round(r["rps"]) for r in runs]
-        shares = [r["busiest_worker_share"] for r in runs]
-        return {
-            "rps": rps,
-            "worst_to_best": round(min(rps) / max(rps), 3) if rps else None,
-            "busiest_worker_share": shares,
-            "max_share": max(shares, default=None),
-            "non_2xx": sum(r["non_2xx"] for r in runs),
-        }
-
-    return {
-        "server": server,
-        "seconds": seconds,
-        "connections": connections,
-        "keepalive": verdict(keep),
-        f"reconnect_every_{reconnect_every}": verdict(again),
-        "targets": {"worst_to_best": 0.85, "max_share": MAX_WORKER_SHARE},
-    }
-
-
 def print_table(result: dict) -> None:
     print(
         f"{'target':<28}{'req/s median [min-max]':>30}{'CPU µs/req':>12}{'busiest':>9}"
@@ -520,6 +472,8 @@ def main() -> int:
         env, platform, secret = prepare(Path(workdir))
         body = load_body(secret)
         if args.hold:
+            from bench.hold import hold
+
             result = hold(
                 env,
                 platform.api_key,
