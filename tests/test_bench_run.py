@@ -45,3 +45,19 @@ def test_a_run_of_some_sections_keeps_the_whole_runs_figures():
     assert results_file(None) == RESULTS == results_file(SECTIONS)
     assert results_file(["public_keys"]).name == "results-public_keys.json"
     assert results_file(["hold", "serving", "hold"]).name == "results-hold-serving.json"
+
+
+def test_a_session_start_round_one_worker_mostly_served_is_measured_again(monkeypatch):
+    """As the serving harness counts rounds: one worker doing more than 65% of a round is
+    gunicorn's accepts, not the code; the refusals are counted, and after RETRIES the
+    next round counts whatever its balance (the ratios pair rounds one to one)."""
+    from bench import run
+    from bench.serving import RETRIES
+
+    shares = iter([0.99, 0.9, 0.55])
+    monkeypatch.setattr(run, "_measured", lambda *_: {"busiest_worker_share": next(shares)})
+    assert run._balanced_round(None, 1, "url") == ({"busiest_worker_share": 0.55}, 3)
+
+    unbalanced = iter([1.0] * RETRIES + [0.97])
+    monkeypatch.setattr(run, "_measured", lambda *_: {"busiest_worker_share": next(unbalanced)})
+    assert run._balanced_round(None, 0, "url") == ({"busiest_worker_share": 0.97}, RETRIES)
