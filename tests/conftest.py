@@ -15,7 +15,7 @@ from trusted_identity import runtime
 from trusted_identity.models import PlatformSecret
 from trusted_identity.services import access
 
-from . import hardening, isolation
+from . import hardening, isolation, migrated
 from .factories import PlatformFactory, SpaceFactory, SuperuserFactory
 from .lean_client import LeanASGIClient, LeanClient
 
@@ -356,6 +356,7 @@ def pytest_testnodedown(node, error):
 
 
 def pytest_sessionfinish(session, exitstatus):
+    migrated.remove_template()  # this process's migrated SQLite file (tests/migrated.py)
     config = session.config
     if hasattr(config, "workeroutput"):  # a pytest-xdist worker: the controller adds up
         config.workeroutput["ti_hardening"] = _hardening_report()

@@ -23,6 +23,7 @@ import pytest
 from trusted_identity.crypto import generate_key
 
 from .isolation import free_port
+from .migrated import migrated_sqlite
 
 pytestmark = pytest.mark.any_database  # the server's own SQLite file
 
@@ -62,7 +63,7 @@ def served(request, tmp_path):
         assert done.returncode == 0, done.stderr
         return done.stdout.strip()
 
-    manage("migrate", "--noinput", "-v0")
+    migrated_sqlite(tmp_path / "graceful.sqlite3")  # as `manage.py migrate` makes it
     manage("trusted_identity", "create-space", "flood")
     open_key = manage("trusted_identity", "add-platform", "flood", "web")
     enforced_key = manage("trusted_identity", "add-platform", "flood", "ios")

@@ -35,6 +35,7 @@ from trusted_identity.asgi import LeanSessions
 from . import hardening
 from .isolation import free_port
 from .lean_client import LeanASGIClient, call_asgi, lean_asgi, scope_of
+from .migrated import migrated_sqlite
 from .test_lean_path import (
     LEAN,
     RANDOM,
@@ -274,7 +275,7 @@ def test_under_a_real_server_starts_are_answered_counted_and_written_on_sigterm(
         assert done.returncode == 0, done.stderr
         return done.stdout.strip()
 
-    manage("migrate", "--noinput", "-v0")
+    migrated_sqlite(tmp_path / "db.sqlite3")  # as `manage.py migrate` makes it
     manage("trusted_identity", "create-space", "acme")
     api_key = manage("trusted_identity", "add-platform", "acme", "web")
     manage("trusted_identity", "allow-origin", "acme", "web", "https://app.example.com")

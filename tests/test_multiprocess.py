@@ -27,6 +27,7 @@ from trusted_identity.crypto import generate_key
 from trusted_identity.signing import sign
 
 from .isolation import free_port
+from .migrated import migrated_sqlite
 from .stuck import abort_for_stacks, interruptible
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,7 +82,7 @@ def deployment(request, tmp_path):
         assert done.returncode == 0, done.stderr
         return done.stdout.strip()
 
-    manage("migrate", "--noinput", "-v0")
+    migrated_sqlite(tmp_path / "shared.sqlite3")  # as `manage.py migrate` makes it
     manage("trusted_identity", "create-space", "multi")
     api_key = manage("trusted_identity", "add-platform", "multi", "web")
 

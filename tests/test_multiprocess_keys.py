@@ -23,6 +23,7 @@ from trusted_identity.signing import sign
 
 from .isolation import free_port
 from .keytoken_helpers import key_token, public_pem_of
+from .migrated import migrated_sqlite
 from .test_multiprocess import GUNICORN, ROOT, WITHIN, _honoured_within, _post
 
 pytestmark = pytest.mark.any_database  # the servers' own SQLite file
@@ -55,7 +56,7 @@ def servers(tmp_path):
         assert done.returncode == 0, done.stderr
         return done.stdout.strip()
 
-    manage("migrate", "--noinput", "-v0")
+    migrated_sqlite(tmp_path / "shared.sqlite3")  # as `manage.py migrate` makes it
     manage("trusted_identity", "create-space", "multi")
     api_key = manage("trusted_identity", "add-platform", "multi", "web")
     processes, urls = [], []
