@@ -3,7 +3,8 @@ round after round, keep-alive connections then connections that reconnect."""
 
 from __future__ import annotations
 
-from bench.serving import MAX_WORKER_SHARE, SERVERS, _free_port, measure, start, stop
+from bench.balance import MAX_WORKER_SHARE
+from bench.serving import SERVERS, _free_port, measure, start, stop
 
 
 def hold(

@@ -14,6 +14,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from bench.balance import balanced_round, busiest_share
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 
@@ -142,12 +144,17 @@ def _measured(server: subprocess.Popen, *args, run=None) -> dict:
     after = _worker_ticks(server)
     used = {pid: after[pid] - before.get(pid, 0) for pid in after if pid != server.pid}
     total = sum(after.values()) - sum(before.get(pid, 0) for pid in after)
-    workers = sum(used.values())
     return result | {
         "cpu_us_per_request": round(
             total / os.sysconf("SC_CLK_TCK") * 1e6 / max(1, result["requests"]), 1
         ),
-        "busiest_worker_share": round(max(used.values(), default=0) / workers, 3)
-        if workers
-        else 0.0,
+        "worker_ticks": sorted(used.values(), reverse=True),
+        "busiest_worker_share": busiest_share(list(used.values())),
     }
+
+
+def balanced_measured(server: subprocess.Popen, refused: int, *args, run=None) -> tuple[dict, int]:
+    """``_measured`` until a round counts by bench/balance.py's rule (one worker doing
+    more than 65% of a round measures gunicorn's accepts, not the code), and ``refused``
+    plus the rounds refused on the way."""
+    return balanced_round(lambda: _measured(server, *args, run=run), refused)

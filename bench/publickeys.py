@@ -34,15 +34,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.balance import balanced
 from bench.figures import spread
 from bench.load import (
     _free_port,
     _measured,
     _start_gunicorn,
     _wrk,
+    balanced_measured,
     wrk_round,
 )
-from bench.serving import MAX_WORKER_SHARE
 from bench.verify import time_token_cases
 
 ALGORITHMS = ("ES256", "EdDSA", "RS256")
@@ -195,7 +196,7 @@ def bench_key_session_start(
                         pair[name] = _measured_bodies(
                             server, start_url, platform.api_key, bodies, seconds, connections
                         )
-                if all(run["busiest_worker_share"] <= MAX_WORKER_SHARE for run in pair.values()):
+                if all(balanced(run) for run in pair.values()):
                     for name, run in pair.items():
                         runs[name].append(run)
                 else:
@@ -257,20 +258,24 @@ def bench_key_flood(
         )
         repeated = json.dumps({"userId": users[0], "signed": valid_tokens[0]})
         runs: dict[str, list[dict]] = {"valid": [], "repeated": [], "forged": []}
+        refused = dict.fromkeys(runs, 0)
         try:
             _wrk_bodies(url, platform.api_key, valid, 1, connections)  # warm
+            # Interleaved rounds, each counted only when balanced (bench/balance.py).
             for index in range(rounds or (1 if quick else 3)):
                 order = ("valid", "repeated", "forged")
                 for name in order if index % 2 == 0 else order[::-1]:
                     if name == "repeated":
-                        run = _measured(
-                            server, url, platform.api_key, repeated, seconds, connections
-                        )
+                        run, refused[name] = balanced_measured(
+                            server, refused[name],
+                            url, platform.api_key, repeated, seconds, connections,
+                        )  # fmt: skip
                     else:
-                        bodies = valid if name == "valid" else forged
-                        run = _measured_bodies(
-                            server, url, platform.api_key, bodies, seconds, connections
-                        )
+                        run, refused[name] = balanced_measured(
+                            server, refused[name],
+                            url, platform.api_key, valid if name == "valid" else forged,
+                            seconds, connections, run=_wrk_bodies,
+                        )  # fmt: skip
                     runs[name].append(run)
             time.sleep(1.5)  # the workers' last flush
         finally:
@@ -297,6 +302,7 @@ def bench_key_flood(
         "forged_vs_valid_cpu_spread": spread(cpu_ratios("valid")),
         "forged_vs_repeated_cpu": round(statistics.median(cpu_ratios("repeated")), 3),
         "forged_vs_repeated_cpu_spread": spread(cpu_ratios("repeated")),
+        "rounds_refused_unbalanced": refused,
     }
 
 

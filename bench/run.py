@@ -52,13 +52,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.admin import bench_admin, bench_bulk
+from bench.figures import spread
 from bench.load import (
     ROOT,
     _free_port,
-    _measured,
     _port_open,
     _start_gunicorn,
     _wrk,
+    balanced_measured,
 )
 from bench.table import print_table
 from bench.verify import bench_verify
@@ -166,22 +167,6 @@ def count_session_start_queries(platform, secret: str) -> dict:
     }
 
 
-def _balanced_round(server: subprocess.Popen, refused: int, *args) -> tuple[dict, int]:
-    """A round (``_measured`` with ``args``) in which no worker did more than
-    ``MAX_WORKER_SHARE`` of the work, as the serving harness counts them: a round one
-    gunicorn worker mostly served measures its accepts, not the code (three ``make
-    bench`` runs in a row moved by up to 48% on such rounds). Each refused round is
-    counted; after ``RETRIES`` the last one counts whatever its balance."""
-    from bench.serving import MAX_WORKER_SHARE, RETRIES
-
-    for _attempt in range(RETRIES):
-        run = _measured(server, *args)
-        if run["busiest_worker_share"] <= MAX_WORKER_SHARE:
-            return run, refused
-        refused += 1
-    return _measured(server, *args), refused
-
-
 def bench_session_start(
     env: dict[str, str], platform, secret: str, quick: bool, round_count: int | None = None
 ) -> dict:
@@ -220,7 +205,7 @@ def bench_session_start(
             order = names[round_index % len(names) :] + names[: round_index % len(names)]
             for name in order:
                 process = bare if name == "bare" else server
-                run, refused[name] = _balanced_round(
+                run, refused[name] = balanced_measured(
                     process, refused[name],
                     targets[name], platform.api_key, bodies[name], seconds, connections,
                 )  # fmt: skip
@@ -325,10 +310,18 @@ def bench_flood(env: dict[str, str], platform, secret: str, quick: bool) -> dict
     body = json.dumps({"userId": "load-user", "signed": sign(secret, "load-user")})
     seconds, connections = (3, 8) if quick else (8, 16)
     FailureRecord.objects.filter(platform=platform).delete()
+    runs: dict[str, list[dict]] = {"valid": [], "forged": []}
+    refused = {"valid": 0, "forged": 0}
     try:
         _wrk(url, platform.api_key, body, 1, connections)  # warm
-        valid = _measured(server, url, platform.api_key, body, seconds, connections)
-        forged = _measured(server, url, platform.api_key, body, seconds, connections, True)
+        # Interleaved rounds, each counted only when balanced (bench/balance.py).
+        for index in range(1 if quick else 3):
+            for name in ("valid", "forged") if index % 2 == 0 else ("forged", "valid"):
+                run, refused[name] = balanced_measured(
+                    server, refused[name],
+                    url, platform.api_key, body, seconds, connections, name == "forged",
+                )  # fmt: skip
+                runs[name].append(run)
         time.sleep(1.5)  # the workers' last flush
     finally:
         os.killpg(server.pid, signal.SIGTERM)
@@ -336,15 +329,30 @@ def bench_flood(env: dict[str, str], platform, secret: str, quick: bool) -> dict
     rows = FailureRecord.objects.filter(platform=platform).count()
     from trusted_identity.conf import app_settings
 
+    # Per second and worker, over every clock second a forged round touched (a round of
+    # n seconds touches n + 1 of them; the refused rounds count too).
+    forged_seconds = (seconds + 1) * (len(runs["forged"]) + refused["forged"])
     bound = min(
-        app_settings.FAILURE_LOG_MAX_ROWS,
-        app_settings.FAILURE_LOG_PER_SECOND * 2 * (seconds + 1),  # per second, per worker
+        app_settings.FAILURE_LOG_MAX_ROWS, app_settings.FAILURE_LOG_PER_SECOND * 2 * forged_seconds
     )
+    ratios = [
+        forged["cpu_us_per_request"] / valid["cpu_us_per_request"]
+        for forged, valid in zip(runs["forged"], runs["valid"], strict=True)
+    ]
+
+    def median_run(values: list[dict]) -> dict:
+        return {
+            key: round(statistics.median(run[key] for run in values), 3)
+            for key in ("rps", "p50_ms", "p99_ms", "cpu_us_per_request")
+        } | {"non_2xx": sum(run["non_2xx"] for run in values)}
+
     return {
-        "valid_flood": valid,
-        "forged_flood": forged,
-        "forged_starts": forged["requests"],
-        "forged_vs_valid_cpu": round(forged["cpu_us_per_request"] / valid["cpu_us_per_request"], 3),
+        "valid_flood": median_run(runs["valid"]),
+        "forged_flood": median_run(runs["forged"]),
+        "forged_starts": sum(run["requests"] for run in runs["forged"]),
+        "forged_vs_valid_cpu": round(statistics.median(ratios), 3),
+        "forged_vs_valid_cpu_spread": spread(ratios),
+        "rounds_refused_unbalanced": refused,
         "failure_log_rows_written": rows,
         "failure_log_rows_bound": bound,
         "failure_log_bounded": rows <= bound,

@@ -48,13 +48,11 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.balance import MAX_WORKER_SHARE, RETRIES, balanced, busiest_share
 from bench.figures import spread
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-#: A run counts only if no worker did more than this share of the server's CPU time.
-MAX_WORKER_SHARE = 0.65
-RETRIES = 3
 SESSIONS = "/trusted-identity/v1/sessions"
 
 
@@ -311,11 +309,10 @@ def measure(
     after = worker_ticks(running)
     used = {pid: after[pid] - before.get(pid, 0) for pid in after}
     total = sum(used.values())
-    busiest = max(used.values(), default=0) / total if total else 0.0
     clock = os.sysconf("SC_CLK_TCK")
     return result | {
         "worker_ticks": sorted(used.values(), reverse=True),
-        "busiest_worker_share": round(busiest, 3),
+        "busiest_worker_share": busiest_share(list(used.values())),
         "cpu_us_per_request": round(total / clock * 1e6 / max(1, result["requests"]), 1),
     }
 
@@ -330,11 +327,6 @@ def failed(target: Running, round_index: int, error: subprocess.CalledProcessErr
         why += f"; the server exited {exited}: {server_log(target.process, 600)!r}"
     target.failed.append(why)
     print(f"{target.name}: {why}", file=sys.stderr)
-
-
-def _balanced(run: dict) -> bool:
-    counted = [t for t in run["worker_ticks"] if t > 0]
-    return len(counted) < 2 or run["busiest_worker_share"] <= MAX_WORKER_SHARE
 
 
 def compare(
@@ -380,7 +372,7 @@ def compare(
                         failed(target, round_index, error)
                         break
                     run["round"] = round_index
-                    if _balanced(run):
+                    if balanced(run):
                         target.runs.append(run)
                         break
                     target.refused.append(run)

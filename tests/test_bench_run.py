@@ -47,17 +47,33 @@ def test_a_run_of_some_sections_keeps_the_whole_runs_figures():
     assert results_file(["hold", "serving", "hold"]).name == "results-hold-serving.json"
 
 
-def test_a_session_start_round_one_worker_mostly_served_is_measured_again(monkeypatch):
-    """As the serving harness counts rounds: one worker doing more than 65% of a round is
-    gunicorn's accepts, not the code; the refusals are counted, and after RETRIES the
-    next round counts whatever its balance (the ratios pair rounds one to one)."""
-    from bench import run
-    from bench.serving import RETRIES
+def test_a_round_one_worker_mostly_served_is_measured_again():
+    """bench/balance.py's one rule: one worker doing more than 65% of a round is gunicorn's
+    accepts, not the code; the refusals are counted, and after RETRIES the next round
+    counts whatever its balance (the ratios pair rounds one to one)."""
+    from bench.balance import RETRIES, balanced_round
 
-    shares = iter([0.99, 0.9, 0.55])
-    monkeypatch.setattr(run, "_measured", lambda *_: {"busiest_worker_share": next(shares)})
-    assert run._balanced_round(None, 1, "url") == ({"busiest_worker_share": 0.55}, 3)
+    def rounds(*shares):
+        runs = iter([{"worker_ticks": [1, 1], "busiest_worker_share": s} for s in shares])
+        return lambda: next(runs)
 
-    unbalanced = iter([1.0] * RETRIES + [0.97])
-    monkeypatch.setattr(run, "_measured", lambda *_: {"busiest_worker_share": next(unbalanced)})
-    assert run._balanced_round(None, 0, "url") == ({"busiest_worker_share": 0.97}, RETRIES)
+    run, refused = balanced_round(rounds(0.99, 0.9, 0.55), 1)
+    assert (run["busiest_worker_share"], refused) == (0.55, 3)
+    run, refused = balanced_round(rounds(*[1.0] * RETRIES, 0.97))
+    assert (run["busiest_worker_share"], refused) == (0.97, RETRIES)
+
+
+@pytest.mark.parametrize("section", ["bench_session_start", "bench_flood"])
+def test_every_gunicorn_round_of_make_bench_goes_through_the_balance_rule(section):
+    """session_start, flood and pk_flood measure through balanced_measured, never a bare
+    _measured whose round would count whatever one worker did."""
+    import inspect
+
+    from bench import publickeys, run
+
+    source = inspect.getsource(getattr(run, section))
+    assert "balanced_measured(" in source and "_measured(" not in source.replace(
+        "balanced_measured(", ""
+    )
+    flood = inspect.getsource(publickeys.bench_key_flood)
+    assert flood.count("balanced_measured(") == 2 and "_measured_bodies(" not in flood
