@@ -26,6 +26,7 @@ import pytest
 from trusted_identity.crypto import generate_key
 from trusted_identity.signing import sign
 
+from .cli_host import CliHost
 from .isolation import free_port
 from .migrated import migrated_sqlite
 from .stuck import abort_for_stacks, interruptible
@@ -74,13 +75,15 @@ def deployment(request, tmp_path):
     else:
         env.pop("CACHE_URL", None)
 
+    # The CLI in a process of its own, apart from the servers, that runs the chain of
+    # commands without a Django start for each (tests/cli_host.py).
+    host = CliHost(env)
+    request.addfinalizer(host.close)
+
     def manage(*args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr
-        return done.stdout.strip()
+        code, out, err = host(*args)
+        assert code == 0, err
+        return out.strip()
 
     migrated_sqlite(tmp_path / "shared.sqlite3")  # as `manage.py migrate` makes it
     manage("trusted_identity", "create-space", "multi")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -21,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from trusted_identity.crypto import generate_key
 from trusted_identity.signing import sign
 
+from .cli_host import CliHost
 from .isolation import free_port
 from .keytoken_helpers import key_token, public_pem_of
 from .migrated import migrated_sqlite
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.any_database  # the servers' own SQLite file
 
 
 @pytest.fixture
-def servers(tmp_path):
+def servers(request, tmp_path):
     if not GUNICORN.exists() and not os.environ.get("CI"):
         pytest.skip("gunicorn is not installed (the project extra has it)")
     env = {
@@ -48,13 +48,13 @@ def servers(tmp_path):
     }
     env.pop("CACHE_URL", None)
 
+    host = CliHost(env)  # the CLI in a process of its own (tests/cli_host.py)
+    request.addfinalizer(host.close)
+
     def manage(*args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr
-        return done.stdout.strip()
+        code, out, err = host(*args)
+        assert code == 0, err
+        return out.strip()
 
     migrated_sqlite(tmp_path / "shared.sqlite3")  # as `manage.py migrate` makes it
     manage("trusted_identity", "create-space", "multi")
