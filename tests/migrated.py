@@ -11,14 +11,13 @@ identity's restored backup) still run it.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from trusted_identity.crypto import generate_key
+from .site_process import site_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,18 +28,9 @@ _template: Path | None = None
 def _make_template() -> Path:
     folder = Path(tempfile.mkdtemp(prefix="ti-migrated-"))
     database = folder / "migrated.sqlite3"
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("TRUSTED_IDENTITY")},
-        "DJANGO_SETTINGS_MODULE": "project.settings",
-        "DJANGO_READ_DOT_ENV": "0",
-        "DEBUG": "0",
-        "SECRET_KEY": "migrated-template-" + "k" * 40,
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "DATABASE_URL": f"sqlite:///{database}",
-        # migrate's system checks want a key; the schema holds nothing encrypted with it.
-        "TRUSTED_IDENTITY_ENCRYPTION_KEYS": generate_key(),
-    }
-    env.pop("CACHE_URL", None)
+    # With a new encryption key (migrate's checks want one; the schema holds nothing
+    # encrypted with it).
+    env = site_env("migrated-template", database)
     done = subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,

@@ -10,7 +10,6 @@ the cache and the database files.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from trusted_identity.crypto import generate_key
+from .site_process import site_env
 
 pytestmark = pytest.mark.any_database  # the sites' own SQLite files
 
@@ -53,17 +52,7 @@ with transaction.atomic():
 def site(tmp_path, redis_namespace):
     """Each step a process of the example project on an SQLite file, all sharing one
     Redis cache: this test's own key prefix in the tests' Redis db (tests/isolation.py)."""
-    base = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "project.settings",
-        "DJANGO_READ_DOT_ENV": "0",
-        "DEBUG": "0",
-        "SECRET_KEY": "cache-identity-test-" + "k" * 40,
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "CACHE_URL": redis_namespace.cache_url,
-        "TRUSTED_IDENTITY_ENCRYPTION_KEYS": generate_key(),
-        "PYTHONWARNINGS": "ignore",
-    }
+    base = site_env("cache-identity", CACHE_URL=redis_namespace.cache_url, PYTHONWARNINGS="ignore")
 
     def run(database: Path, code: str) -> str:
         env = {**base, "DATABASE_URL": f"sqlite:///{database}"}

@@ -3,31 +3,18 @@ command after command in one process (the cross-process tests rely on each)."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
-
-from trusted_identity.crypto import generate_key
 
 from .cli_host import CliHost
 from .migrated import migrated_sqlite
+from .site_process import site_env
 
 pytestmark = pytest.mark.any_database  # a SQLite file of its own
 
 
 def test_the_host_answers_like_manage_py_command_after_command(tmp_path):
     database = migrated_sqlite(tmp_path / "host.sqlite3")
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("TRUSTED_IDENTITY")},
-        "DJANGO_SETTINGS_MODULE": "project.settings",
-        "DJANGO_READ_DOT_ENV": "0",
-        "DEBUG": "0",
-        "SECRET_KEY": "cli-host-test-" + "k" * 40,
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "DATABASE_URL": f"sqlite:///{database}",
-        "TRUSTED_IDENTITY_ENCRYPTION_KEYS": generate_key(),
-    }
-    env.pop("CACHE_URL", None)
+    env = site_env("cli-host", database)
     host = CliHost(env)
     try:
         assert host("trusted_identity", "create-space", "acme")[0] == 0

@@ -20,10 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from trusted_identity.crypto import generate_key
-
 from .isolation import free_port
 from .migrated import migrated_sqlite
+from .site_process import site_env
 
 pytestmark = pytest.mark.any_database  # the server's own SQLite file
 
@@ -40,20 +39,10 @@ WORKERS = {"gthread": [], "sync": ["-k", "sync", "--threads", "1"]}
 
 @pytest.fixture(params=["gthread", "sync"])
 def served(request, tmp_path):
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "project.settings",
-        "DJANGO_READ_DOT_ENV": "0",
-        "DEBUG": "0",
-        "SECRET_KEY": "graceful-stop-test-" + "k" * 40,
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "SECURE_SSL_REDIRECT": "0",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'graceful.sqlite3'}",
-        "TRUSTED_IDENTITY_ENCRYPTION_KEYS": generate_key(),
-        "TRUSTED_IDENTITY_RATE_LIMIT": "off",
-        "WEB_CONCURRENCY": "2",
-    }
-    env.pop("CACHE_URL", None)
+    env = site_env(
+        "graceful-stop", tmp_path / "graceful.sqlite3",
+        TRUSTED_IDENTITY_RATE_LIMIT="off", WEB_CONCURRENCY="2",
+    )  # fmt: skip
 
     def manage(*args: str) -> str:
         done = subprocess.run(

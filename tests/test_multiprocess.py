@@ -29,6 +29,7 @@ from trusted_identity.signing import sign
 from .cli_host import CliHost
 from .isolation import free_port
 from .migrated import migrated_sqlite
+from .site_process import site_env
 from .stuck import abort_for_stacks, interruptible
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,19 +58,10 @@ def deployment(request, tmp_path):
     redis = request.getfixturevalue("redis_namespace") if setup["cache"] else None
     if setup["server"] == "uwsgi" and not UWSGI.exists() and not os.environ.get("CI"):
         pytest.skip("uWSGI is not installed (the dev extra has it)")
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "project.settings",
-        "DJANGO_READ_DOT_ENV": "0",
-        "DEBUG": "0",
-        "SECRET_KEY": "multiprocess-test-" + "k" * 40,
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "SECURE_SSL_REDIRECT": "0",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'shared.sqlite3'}",
-        "TRUSTED_IDENTITY_ENCRYPTION_KEYS": generate_key(),
-        "TRUSTED_IDENTITY_RATE_LIMIT": "off",
-        "WEB_CONCURRENCY": "2",
-    }
+    env = site_env(
+        "multiprocess", tmp_path / "shared.sqlite3",
+        TRUSTED_IDENTITY_RATE_LIMIT="off", WEB_CONCURRENCY="2",
+    )  # fmt: skip
     if redis:
         env["CACHE_URL"] = redis.cache_url
     else:

@@ -17,13 +17,13 @@ import time
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from trusted_identity.crypto import generate_key
 from trusted_identity.signing import sign
 
 from .cli_host import CliHost
 from .isolation import free_port
 from .keytoken_helpers import key_token, public_pem_of
 from .migrated import migrated_sqlite
+from .site_process import site_env
 from .test_multiprocess import GUNICORN, ROOT, WITHIN, _honoured_within, _post
 
 pytestmark = pytest.mark.any_database  # the servers' own SQLite file
@@ -33,21 +33,10 @@ pytestmark = pytest.mark.any_database  # the servers' own SQLite file
 def servers(request, tmp_path):
     if not GUNICORN.exists() and not os.environ.get("CI"):
         pytest.skip("gunicorn is not installed (the project extra has it)")
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "project.settings",
-        "DJANGO_READ_DOT_ENV": "0",
-        "DEBUG": "0",
-        "SECRET_KEY": "multiprocess-keys-test-" + "k" * 40,
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "SECURE_SSL_REDIRECT": "0",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'shared.sqlite3'}",
-        "TRUSTED_IDENTITY_ENCRYPTION_KEYS": generate_key(),
-        "TRUSTED_IDENTITY_RATE_LIMIT": "off",
-        "WEB_CONCURRENCY": "2",
-    }
-    env.pop("CACHE_URL", None)
-
+    env = site_env(
+        "multiprocess-keys", tmp_path / "shared.sqlite3",
+        TRUSTED_IDENTITY_RATE_LIMIT="off", WEB_CONCURRENCY="2",
+    )  # fmt: skip
     host = CliHost(env)  # the CLI in a process of its own (tests/cli_host.py)
     request.addfinalizer(host.close)
 

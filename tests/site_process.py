@@ -1,0 +1,41 @@
+"""The environment of the example project run in a process of its own under test (real
+servers, the CLI, ``migrate``): one place for what every such process needs, so the
+tests that start them say only what is theirs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from trusted_identity.crypto import generate_key
+
+#: What the suite's environment may carry that a site under test must not inherit: its
+#: own database and cache come from the test, its settings from the keys below.
+_NOT_INHERITED = ("DATABASE_URL", "CACHE_URL")
+
+
+def site_env(label: str, database: Path | None = None, **settings: str) -> dict[str, str]:
+    """This process's environment less any ``TRUSTED_IDENTITY_*``, ``DATABASE_URL`` or
+    ``CACHE_URL``, with the example project's settings, DEBUG off, a secret key named for
+    ``label``, a new encryption key and the SQLite file ``database``; ``settings`` add to
+    them or replace them."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("TRUSTED_IDENTITY") and key not in _NOT_INHERITED
+    }
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "project.settings",
+            "DJANGO_READ_DOT_ENV": "0",
+            "DEBUG": "0",
+            "SECRET_KEY": f"{label}-test-" + "k" * 40,
+            "ALLOWED_HOSTS": "127.0.0.1",
+            "SECURE_SSL_REDIRECT": "0",
+            "TRUSTED_IDENTITY_ENCRYPTION_KEYS": generate_key(),
+        }
+    )
+    if database is not None:
+        env["DATABASE_URL"] = f"sqlite:///{database}"
+    env.update(settings)
+    return env
