@@ -51,8 +51,8 @@ def tests(session: nox.Session, django: str) -> None:
     # In parallel as `make test` is (pytest-xdist; WORKERS=0 for one process).
     workers = os.environ.get("WORKERS", "auto")
     # The fuzz tests' examples are derandomized (tests/conftest.py): every run draws the
-    # same ones, and `make test` and `make test-postgres` draw them all. Here, where the
-    # question is the versions, a quarter of them (FUZZ_SCALE=1 for all).
+    # same ones, and `make test` draws them all. Here, where the question is the
+    # versions, a quarter of them, as `make test-postgres` does (FUZZ_SCALE=1 for all).
     env = {"FUZZ_SCALE": os.environ.get("FUZZ_SCALE", "0.25")}
     # Django 5.2's admin is driven in Chromium by `make test` (Python 3.11): the page the
     # browser gets is Django's and ours, which the Python version doesn't change. So the

@@ -15,3 +15,11 @@ def spread(values: list[float]) -> dict:
         "max": round(max(values), 3),
         "n": len(values),
     }
+
+
+def median_run(runs: list[dict]) -> dict:
+    """A target's rounds of load as one: the median of each figure, the non-2xx summed."""
+    return {
+        key: round(statistics.median(run[key] for run in runs), 3)
+        for key in ("rps", "p50_ms", "p99_ms", "cpu_us_per_request")
+    } | {"non_2xx": sum(run["non_2xx"] for run in runs)}

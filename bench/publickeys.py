@@ -35,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.balance import balanced
-from bench.figures import spread
+from bench.figures import median_run, spread
 from bench.load import (
     _free_port,
     _measured,
@@ -210,14 +210,7 @@ def bench_key_session_start(
         a["rps"] / b["rps"] for a, b in zip(runs["es256_first"], runs["trivial"], strict=True)
     ]
     result = {
-        name: {
-            key: round(statistics.median(run[key] for run in values), 3)
-            for key in ("rps", "p50_ms", "p99_ms", "cpu_us_per_request")
-        }
-        | {
-            "non_2xx": sum(run["non_2xx"] for run in values),
-            "rps_spread": spread([run["rps"] for run in values]),
-        }
+        name: median_run(values) | {"rps_spread": spread([run["rps"] for run in values])}
         for name, values in runs.items()
     }
     result["session_start_es256_first_vs_trivial"] = round(statistics.median(ratios), 3)
@@ -287,12 +280,6 @@ def bench_key_flood(
             a["cpu_us_per_request"] / b["cpu_us_per_request"]
             for a, b in zip(runs["forged"], runs[over], strict=True)
         ]
-
-    def median_run(values: list[dict]) -> dict:
-        return {
-            key: round(statistics.median(run[key] for run in values), 3)
-            for key in ("rps", "p50_ms", "p99_ms", "cpu_us_per_request")
-        } | {"non_2xx": sum(run["non_2xx"] for run in values)}
 
     return {
         "valid_first_sight_flood": median_run(runs["valid"]),

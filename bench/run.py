@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.admin import bench_admin, bench_bulk
-from bench.figures import spread
+from bench.figures import median_run, spread
 from bench.load import (
     ROOT,
     _free_port,
@@ -215,14 +215,7 @@ def bench_session_start(
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=30)
 
-    def median_of(name: str) -> dict:
-        runs = rounds[name]
-        return {
-            key: round(statistics.median(run[key] for run in runs), 3)
-            for key in ("rps", "p50_ms", "p99_ms", "cpu_us_per_request")
-        } | {"non_2xx": sum(run["non_2xx"] for run in runs)}
-
-    result = {name: median_of(name) for name in targets}
+    result = {name: median_run(rounds[name]) for name in targets}
     result["rounds_refused_unbalanced"] = refused
 
     def ratio(name: str, floor: str) -> float:
@@ -339,12 +332,6 @@ def bench_flood(env: dict[str, str], platform, secret: str, quick: bool) -> dict
         forged["cpu_us_per_request"] / valid["cpu_us_per_request"]
         for forged, valid in zip(runs["forged"], runs["valid"], strict=True)
     ]
-
-    def median_run(values: list[dict]) -> dict:
-        return {
-            key: round(statistics.median(run[key] for run in values), 3)
-            for key in ("rps", "p50_ms", "p99_ms", "cpu_us_per_request")
-        } | {"non_2xx": sum(run["non_2xx"] for run in values)}
 
     return {
         "valid_flood": median_run(runs["valid"]),

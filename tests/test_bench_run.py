@@ -39,6 +39,18 @@ def test_a_figure_is_its_median_with_its_spread():
     assert spread([]) == {"median": None, "min": None, "max": None, "n": 0}
 
 
+def test_a_targets_rounds_are_reported_as_their_medians_and_their_failures_summed():
+    from bench.figures import median_run
+
+    rounds = [
+        {"rps": r, "p50_ms": 1.0, "p99_ms": p99, "cpu_us_per_request": 400.0, "non_2xx": bad}
+        for r, p99, bad in ((4000.0, 9.0, 0), (1500.0, 30.0, 2), (4100.0, 8.0, 1))
+    ]
+    assert median_run(rounds) == {
+        "rps": 4000.0, "p50_ms": 1.0, "p99_ms": 9.0, "cpu_us_per_request": 400.0, "non_2xx": 3,
+    }  # fmt: skip
+
+
 def test_a_run_of_some_sections_keeps_the_whole_runs_figures():
     from bench.run import RESULTS, results_file
 
