@@ -8,6 +8,7 @@ import base64
 import hashlib
 import hmac
 import json
+from collections.abc import Mapping
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
@@ -20,13 +21,35 @@ NOW = 1_800_000_000
 HOUR, DAY = 3600, 86400
 
 
-def private_keys() -> dict[str, object]:
-    """One private key per algorithm (RSA 2,048 bits: the smallest accepted)."""
-    return {
-        "ES256": ec.generate_private_key(ec.SECP256R1()),
-        "EdDSA": ed25519.Ed25519PrivateKey.generate(),
-        "RS256": rsa.generate_private_key(65537, 2048),
+class PrivateKeys(Mapping):
+    """One private key per algorithm (RSA 2,048 bits: the smallest accepted), each made
+    on first use: an RSA key costs about 40 ms, and most modules that hold a set never
+    sign with RSA (26 sets were made at every worker's collection)."""
+
+    MAKERS = {
+        "ES256": lambda: ec.generate_private_key(ec.SECP256R1()),
+        "EdDSA": ed25519.Ed25519PrivateKey.generate,
+        "RS256": lambda: rsa.generate_private_key(65537, 2048),
     }
+
+    def __init__(self) -> None:
+        self._made: dict[str, object] = {}
+
+    def __getitem__(self, alg: str):
+        if alg not in self._made:
+            self._made[alg] = self.MAKERS[alg]()
+        return self._made[alg]
+
+    def __iter__(self):
+        return iter(self.MAKERS)
+
+    def __len__(self) -> int:
+        return len(self.MAKERS)
+
+
+def private_keys() -> PrivateKeys:
+    """A new set of keys, one per algorithm, each distinct from every other set's."""
+    return PrivateKeys()
 
 
 def public_pem_of(private) -> str:
