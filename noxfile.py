@@ -3,8 +3,8 @@
 ``make test-matrix`` (and CI, after ``make test``) runs ``nox``. Each session is a
 fresh virtualenv of that Python with the dev extra and that Django, on SQLite (the
 default suite; ``make test-postgres`` covers PostgreSQL on the main interpreter), with a
-quarter of the fuzz examples; the oldest pair leaves the browser tests to ``make test``
-(below says why).
+quarter of the fuzz examples; the oldest pair leaves the browser tests to ``make test``,
+and the cross-process tests' server set-ups are spread over the pairs (below says why).
 The Pythons are the ones pyenv has installed; nox never downloads one.
 
 nox rather than tox: the matrix is three explicit pairs, not a product of factors,
@@ -25,6 +25,19 @@ MATRIX = [("3.10", "5.2"), ("3.12", "6.0"), ("3.13", "6.1")]
 #: The Django of `make test`'s virtualenv: on this project's Python 3.11, pip installs
 #: Django 5.2 (Django 6 needs Python 3.12).
 MAIN_DJANGO = "5.2"
+
+#: tests/test_multiprocess.py's server set-ups, spread over the pairs: `make test` serves
+#: with all five (Python 3.11, Django 5.2); each is about 13 s of a worker, mostly waiting
+#: for a change to reach every process. Here each pair runs the set-ups whose moving part
+#: its versions change: runserver is Django's own (both Django 6 pairs), uWSGI is built
+#: against each Python's C API (threads on the newest two, where threading changed), and
+#: gunicorn, pure Python, on the oldest and the newest (with Redis once).
+#: ALL_SETUPS=1 runs all five on every pair.
+SERVER_SETUPS = {
+    "5.2": ["gunicorn-locmem", "uwsgi-no-threads"],
+    "6.0": ["gunicorn-redis", "runserver-locmem", "uwsgi-threads"],
+    "6.1": ["gunicorn-locmem", "runserver-locmem", "uwsgi-threads"],
+}
 
 nox.options.sessions = ["tests"]
 nox.options.default_venv_backend = "venv"
@@ -61,7 +74,10 @@ def tests(session: nox.Session, django: str) -> None:
     marks = []
     if django == MAIN_DJANGO and not os.environ.get("BROWSER"):
         marks = ["-m", "not browser"]
+    setups = ["--server-setups", ",".join(SERVER_SETUPS[django])]
+    if os.environ.get("ALL_SETUPS"):
+        setups = []
     session.run(
-        "python", "-m", "pytest", "-p", "no:cacheprovider", "-n", workers, *marks,
+        "python", "-m", "pytest", "-p", "no:cacheprovider", "-n", workers, *marks, *setups,
         *session.posargs, env=env,
     )  # fmt: skip

@@ -94,8 +94,38 @@ def pytest_itemcollected(item):
         item.add_marker(pytest.mark.any_database)
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--server-setups",
+        default="",
+        help="the set-ups tests/test_multiprocess.py serves with, comma-separated "
+        "(runserver-locmem, gunicorn-locmem, gunicorn-redis, uwsgi-threads, "
+        "uwsgi-no-threads); all of them when empty. The version matrix spreads them.",
+    )
+
+
+def _deselect_server_setups(config, items) -> list:
+    """The items left once the set-ups ``--server-setups`` does not name are out."""
+    chosen = {name for name in config.getoption("server_setups").split(",") if name}
+    if not chosen:
+        return items
+    from .test_multiprocess import SETUPS
+
+    if unknown := chosen - set(SETUPS):
+        raise pytest.UsageError(f"--server-setups: no set-up named {', '.join(sorted(unknown))}")
+    kept, dropped = [], []
+    for item in items:
+        setup = getattr(getattr(item, "callspec", None), "params", {}).get("deployment")
+        in_module = item.path.name == "test_multiprocess.py"
+        (dropped if in_module and setup is not None and setup not in chosen else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+    return kept
+
+
 @pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(items):
+def pytest_collection_modifyitems(config, items):
+    items[:] = _deselect_server_setups(config, items)
     items.sort(
         key=lambda item: not (item.path.name in START_FIRST and not _uses_test_database(item))
     )
