@@ -20,7 +20,7 @@ help:
 	@echo "make test   - install and run the whole test suite (a worker per core; WORKERS=0: one process)"
 	@echo "make test-postgres - the database tests on PostgreSQL (POSTGRES_URL, 127.0.0.1:5432 by default)"
 	@echo "make test-pgbouncer - the PostgreSQL HTTP, concurrency, prune and revocation tests through PgBouncer"
-	@echo "make serve  - WSGI: gunicorn (SERVER=uwsgi or granian), DEBUG off, settings from the environment"
+	@echo "make serve  - WSGI: Granian (SERVER=gunicorn or uwsgi), DEBUG off, settings from the environment"
 	@echo "make serve-asgi - ASGI: uvicorn (uvloop, httptools) with the lean ASGI door"
 	@echo "make bench  - benchmarks: a table, and bench/results.json"
 	@echo "make bench-steadiness - make bench three times in a row, every ratio of the three side by side"
@@ -58,19 +58,27 @@ run: demo
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 # Production-style serving with settings from the environment (DATABASE_URL, CACHE_URL,
-# SECRET_KEY, TRUSTED_IDENTITY_ENCRYPTION_KEYS, ALLOWED_HOSTS). WSGI by default with
-# gunicorn (project/gunicorn.conf.py); SERVER=uwsgi or SERVER=granian for the other
-# candidates bench/serving.py measures (docs/deploying.md: what each costs and keeps).
-SERVER ?= gunicorn
+# SECRET_KEY, TRUSTED_IDENTITY_ENCRYPTION_KEYS, ALLOWED_HOSTS). WSGI under Granian by
+# default: bench/serving.py measured it beside gunicorn and uWSGI (docs/performance.md),
+# it holds its throughput where gunicorn's gthread workers pile connections on one
+# worker, and SIGTERM stops it gracefully (each worker writes its buffered counts).
+# Granian reads GRANIAN_* from the environment for the rest of its options (for example
+# GRANIAN_LOG_ACCESS_ENABLED=1 for an access log). SERVER=gunicorn (project/gunicorn.conf.py)
+# or SERVER=uwsgi for the other candidates (docs/deploying.md: what each costs and keeps).
+SERVER ?= granian
 # uWSGI's graceful stop: echo q > .uwsgi.fifo (docs/deploying.md)
 UWSGI_FIFO ?= $(CURDIR)/.uwsgi.fifo
 WEB_CONCURRENCY ?= 2
+SERVE_THREADS ?= 4
 SERVE_gunicorn = $(BIN)/gunicorn -c project/gunicorn.conf.py project.wsgi
 SERVE_uwsgi = $(BIN)/uwsgi --http11-socket $(HOST):$(PORT) --module project.wsgi:application \
-	--master --processes $(WEB_CONCURRENCY) --threads 4 --enable-threads --die-on-term --need-app \
-	--master-fifo $(UWSGI_FIFO)
+	--master --processes $(WEB_CONCURRENCY) --threads $(SERVE_THREADS) --enable-threads \
+	--die-on-term --need-app --master-fifo $(UWSGI_FIFO)
+# A worker that dies is started again, as gunicorn's arbiter does; a stop waits up to 30 s
+# for the requests in hand (gunicorn's graceful timeout), then ends the workers.
 SERVE_granian = $(BIN)/granian --interface wsgi --host $(HOST) --port $(PORT) \
-	--workers $(WEB_CONCURRENCY) --blocking-threads 4 --no-ws project.wsgi:application
+	--workers $(WEB_CONCURRENCY) --blocking-threads $(SERVE_THREADS) --no-ws \
+	--respawn-failed-workers --workers-kill-timeout 30 project.wsgi:application
 
 serve-checks: export CACHE_URL ?= redis://127.0.0.1:6379/0
 serve-checks: install

@@ -4,7 +4,7 @@ round after round, keep-alive connections then connections that reconnect."""
 from __future__ import annotations
 
 from bench.balance import MAX_WORKER_SHARE
-from bench.serving import SERVERS, _free_port, measure, start, stop
+from bench.serving import MAKE_SERVE, SERVERS, _free_port, measure, start, stop
 
 
 def hold(
@@ -13,7 +13,7 @@ def hold(
     secret: str,
     body: str,
     *,
-    server: str = "gunicorn",
+    server: str = MAKE_SERVE,
     keepalive_rounds: int = 10,
     reconnect_rounds: int = 5,
     seconds: int = 5,

@@ -384,7 +384,7 @@ SECTIONS = [
 
 
 def argument_parser() -> argparse.ArgumentParser:
-    from bench.serving import SERVERS
+    from bench.serving import MAKE_SERVE, SERVERS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter runs (for a smoke test)")
@@ -397,9 +397,9 @@ def argument_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--hold-server",
-        default="gunicorn",
+        default=MAKE_SERVE,
         choices=sorted(SERVERS),
-        help="the server the hold section runs the site under (default: make serve's, gunicorn)",
+        help=f"the server hold serves the site with (default make serve's: {MAKE_SERVE})",
     )
     return parser
 

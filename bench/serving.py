@@ -6,7 +6,7 @@ of ``bench/bare.py`` (a session start's work, no Django: the limit) and the site
 door), whose session start is measured on the lean door and, at ``/bench/django/``,
 through Django's own handler and middleware. The candidates:
 
-- WSGI: gunicorn gthread as ``make serve`` runs it (``project/gunicorn.conf.py``);
+- WSGI: gunicorn gthread as ``make serve SERVER=gunicorn`` runs it (``project/gunicorn.conf.py``);
   gunicorn tuned (``reuse_port``, a per-worker connection cap, more threads, the
   keep-alive cap at 100); Granian (``--interface wsgi``); uWSGI (HTTP/1.1 socket,
   threads).
@@ -65,7 +65,7 @@ class Server:
     def command(self, app: str, port: int, workers: int, threads: int) -> list[str]:
         exe = str(BIN / self.executable)
         bind = ["--host", "127.0.0.1", "--port", str(port)]
-        if self.name == "gunicorn":  # as make serve runs it
+        if self.name == "gunicorn":  # as make serve SERVER=gunicorn runs it
             return [exe, "-c", "project/gunicorn.conf.py", app]
         if self.name == "gunicorn-tuned":
             return [exe, "-c", "project/gunicorn.conf.py", "--reuse-port", app]
@@ -144,6 +144,9 @@ class Server:
             }
         return env
 
+
+#: The server ``make serve`` runs (the Makefile's ``SERVER``), which ``hold`` checks.
+MAKE_SERVE = "granian-wsgi"
 
 SERVERS = {
     s.name: s

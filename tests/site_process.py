@@ -5,9 +5,13 @@ tests that start them say only what is theirs."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 from trusted_identity.crypto import generate_key
+
+ROOT = Path(__file__).resolve().parent.parent
 
 #: What the suite's environment may carry that a site under test must not inherit: its
 #: own database and cache come from the test, its settings from the keys below.
@@ -39,3 +43,18 @@ def site_env(label: str, database: Path | None = None, **settings: str) -> dict[
         env["DATABASE_URL"] = f"sqlite:///{database}"
     env.update(settings)
     return env
+
+
+def make_serve_command(port: int, server: str = "") -> str:
+    """The server command ``make serve`` runs (its last line, the checks before it left
+    out) on 127.0.0.1:``port`` with this interpreter's executables: the Makefile's own
+    words, so a test of it serves as ``make serve`` does. ``server`` as ``SERVER=``."""
+    venv = Path(sys.executable).parent.parent
+    args = ["make", "-s", "-n", "serve", f"VENV={venv}", "HOST=127.0.0.1", f"PORT={port}"]
+    if server:
+        args.append(f"SERVER={server}")
+    done = subprocess.run(
+        args, cwd=ROOT, capture_output=True, text=True, check=True,
+        env={**os.environ, "MAKEFLAGS": "", "MAKELEVEL": ""},
+    )  # fmt: skip
+    return done.stdout.strip().splitlines()[-1]

@@ -20,12 +20,16 @@ def test_every_section_main_runs_is_a_choice_of_only():
 
 
 def test_hold_runs_under_make_serves_server_unless_told():
-    from bench.serving import SERVERS
+    from bench.serving import MAKE_SERVE, SERVERS
 
-    assert argument_parser().parse_args([]).hold_server == "gunicorn"
+    from .site_process import make_serve_command
+
+    assert argument_parser().parse_args([]).hold_server == MAKE_SERVE
     assert argument_parser().parse_args(["--hold-server", "uwsgi"]).hold_server in SERVERS
-    makefile = (RUN.parent.parent / "Makefile").read_text()
-    assert re.search(r"^SERVER \?= gunicorn$", makefile, re.MULTILINE)
+    served = SERVERS[MAKE_SERVE]  # the same server, with the same interface
+    command = make_serve_command(8000).split()
+    assert any(word.endswith("/" + served.executable) for word in command)
+    assert command[command.index("--interface") + 1] == served.interface
 
 
 def test_an_unknown_section_is_refused(capsys):

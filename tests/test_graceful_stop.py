@@ -1,8 +1,10 @@
-"""A graceful stop loses no count (issue 19): gunicorn serving the example project, a
-flood of forged starts each with a new client version, SIGTERM to the master right
-after, and every start answered is in the database once the workers have exited
-within gunicorn's graceful timeout (they write their buffer at exit: ``atexit`` runs
-as the worker leaves through ``sys.exit``)."""
+"""A graceful stop loses no count (issue 19): a server of the example project, a flood
+of forged starts each with a new client version, SIGTERM to the server's process group
+right after (as systemd sends it), and every start answered is in the database once
+the workers have exited within the graceful timeout. The servers: ``make serve``'s, run
+from the Makefile's own command (Granian: each worker writes its buffer through the
+runtime's multiprocessing finalizer), and gunicorn's gthread and sync workers (they
+write it at exit: ``atexit`` runs as the worker leaves through ``sys.exit``)."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import pytest
 
 from .isolation import free_port
 from .migrated import migrated_sqlite
-from .site_process import site_env
+from .site_process import make_serve_command, site_env
 
 pytestmark = pytest.mark.any_database  # the server's own SQLite file
 
@@ -32,12 +34,18 @@ STARTS = 3000
 CLIENTS = 8
 #: gunicorn's default graceful timeout: the workers must be gone by then.
 GRACEFUL_TIMEOUT = 30
-#: The worker classes whose exit writes the buffer (the example project's is gthread;
-#: sync needs one thread, or gunicorn makes it gthread).
+#: gunicorn's worker classes whose exit writes the buffer (project/gunicorn.conf.py's is
+#: gthread; sync needs one thread, or gunicorn makes it gthread).
 WORKERS = {"gthread": [], "sync": ["-k", "sync", "--threads", "1"]}
 
 
-@pytest.fixture(params=["gthread", "sync"])
+def server_command(kind: str, port: int) -> list[str]:
+    if kind == "make-serve":
+        return ["bash", "-c", make_serve_command(port)]
+    return [str(GUNICORN), "-c", "project/gunicorn.conf.py", *WORKERS[kind], "project.wsgi"]
+
+
+@pytest.fixture(params=["make-serve", "gthread", "sync"])
 def served(request, tmp_path):
     env = site_env(
         "graceful-stop", tmp_path / "graceful.sqlite3",
@@ -59,7 +67,7 @@ def served(request, tmp_path):
     manage("trusted_identity", "enforce", "flood", "ios", "on", "--force", "--reason", "test")
     port = free_port()
     server = subprocess.Popen(
-        [str(GUNICORN), "-c", "project/gunicorn.conf.py", *WORKERS[request.param], "project.wsgi"],
+        server_command(request.param, port),
         cwd=ROOT,
         env={**env, "HOST": "127.0.0.1", "PORT": str(port)},
         stdout=subprocess.DEVNULL,
@@ -72,7 +80,7 @@ def served(request, tmp_path):
             with socket.create_connection(("127.0.0.1", port), timeout=1):
                 break
         except OSError:
-            assert time.monotonic() < deadline, "gunicorn did not start"
+            assert time.monotonic() < deadline, f"{request.param} did not start"
             time.sleep(0.2)
     try:
         yield {"port": port, "keys": (open_key, enforced_key), "server": server, "manage": manage}
