@@ -45,14 +45,12 @@ def site_env(label: str, database: Path | None = None, **settings: str) -> dict[
     return env
 
 
-def make_serve_command(port: int, server: str = "") -> str:
+def make_serve_command(port: int) -> str:
     """The server command ``make serve`` runs (its last line, the checks before it left
     out) on 127.0.0.1:``port`` with this interpreter's executables: the Makefile's own
-    words, so a test of it serves as ``make serve`` does. ``server`` as ``SERVER=``."""
+    words, so a test of it serves as ``make serve`` does."""
     venv = Path(sys.executable).parent.parent
     args = ["make", "-s", "-n", "serve", f"VENV={venv}", "HOST=127.0.0.1", f"PORT={port}"]
-    if server:
-        args.append(f"SERVER={server}")
     done = subprocess.run(
         args, cwd=ROOT, capture_output=True, text=True, check=True,
         env={**os.environ, "MAKEFLAGS": "", "MAKELEVEL": ""},
