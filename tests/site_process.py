@@ -5,8 +5,10 @@ tests that start them say only what is theirs."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from trusted_identity.crypto import generate_key
@@ -56,3 +58,16 @@ def make_serve_command(port: int) -> str:
         env={**os.environ, "MAKEFLAGS": "", "MAKELEVEL": ""},
     )  # fmt: skip
     return done.stdout.strip().splitlines()[-1]
+
+
+def wait_until_listening(port: int, what: str, seconds: float = 30) -> None:
+    """Return once something accepts connections on 127.0.0.1:``port``; fail the test
+    naming ``what`` if nothing does within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            assert time.monotonic() < deadline, f"{what} did not start"
+            time.sleep(0.2)

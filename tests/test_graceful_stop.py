@@ -12,7 +12,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,7 +23,7 @@ import pytest
 
 from .isolation import free_port
 from .migrated import migrated_sqlite
-from .site_process import make_serve_command, site_env
+from .site_process import make_serve_command, site_env, wait_until_listening
 
 pytestmark = pytest.mark.any_database  # the server's own SQLite file
 
@@ -74,14 +73,7 @@ def served(request, tmp_path):
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-        except OSError:
-            assert time.monotonic() < deadline, f"{request.param} did not start"
-            time.sleep(0.2)
+    wait_until_listening(port, request.param)
     try:
         yield {"port": port, "keys": (open_key, enforced_key), "server": server, "manage": manage}
     finally:

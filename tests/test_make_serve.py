@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,7 +21,7 @@ from trusted_identity import signing
 
 from .isolation import free_port
 from .migrated import migrated_sqlite
-from .site_process import make_serve_command, site_env
+from .site_process import make_serve_command, site_env, wait_until_listening
 from .test_deployment import malformed_requests
 from .test_hostile_http import assert_contract_json, hostile_requests, send
 
@@ -63,14 +61,7 @@ def make_serve(tmp_path_factory):
         ["bash", "-c", command], cwd=ROOT, env=env, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-        except OSError:
-            assert time.monotonic() < deadline, "make serve's server did not start"
-            time.sleep(0.2)
+    wait_until_listening(port, "make serve's server")
     yield {"url": f"http://127.0.0.1:{port}", "port": port, "key": key, "secret": secret}
     os.killpg(server.pid, signal.SIGTERM)  # Granian's master and workers, as systemd stops it
     server.wait(timeout=40)
