@@ -262,8 +262,9 @@ def _worker_rss_mib(server: subprocess.Popen) -> list[float]:
 
 
 def bench_long_run(env: dict[str, str], platform, secret: str, quick: bool) -> dict:
-    """Session start through the shipped server config for a minute, in 10-second rounds
-    back to back: throughput must hold (no worker left idle), memory must stay flat."""
+    """Session start through gunicorn (``make serve SERVER=gunicorn``'s config) for a
+    minute, in 10-second rounds back to back: throughput must hold (no worker left
+    idle), memory must stay flat. ``hold`` checks ``make serve``'s own server."""
     from trusted_identity.signing import sign
 
     port = _free_port()
