@@ -1,4 +1,5 @@
-"""gunicorn settings for ``make serve``; each can be overridden from the environment."""
+"""gunicorn settings for ``make serve SERVER=gunicorn`` (and the tests that serve with
+gunicorn); each can be overridden from the environment."""
 
 import os
 
