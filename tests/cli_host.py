@@ -55,7 +55,8 @@ def serve(commands: io.TextIOBase, answers: io.TextIOBase) -> None:
 
 class CliHost:
     """A running host: ``host(*args)`` runs ``manage.py *args`` in it and returns
-    ``(exit code, stdout, stderr)``; ``close()`` ends it."""
+    ``(exit code, stdout, stderr)``; ``host.ok(*args)`` the output of one that must
+    succeed; ``close()`` ends it."""
 
     def __init__(self, env: dict[str, str], timeout: float = 60) -> None:
         self.timeout = timeout
@@ -73,6 +74,13 @@ class CliHost:
             raise RuntimeError(f"the CLI host exited ({self.process.poll()}) on {args}")
         code, out, err = json.loads(answer)
         return code, out, err
+
+    def ok(self, *args: str) -> str:
+        """``manage.py *args``'s output, stripped; the test fails with its errors unless it
+        exits 0."""
+        code, out, err = self(*args)
+        assert code == 0, err
+        return out.strip()
 
     def close(self) -> None:
         """End of input: the host ends; its pipes closed."""

@@ -19,6 +19,7 @@ import pytest
 
 from trusted_identity import signing
 
+from .cli_host import CliHost
 from .isolation import free_port
 from .migrated import migrated_sqlite
 from .site_process import make_serve_command, site_env, wait_until_listening
@@ -42,18 +43,14 @@ def make_serve(tmp_path_factory):
     database = tmp_path_factory.mktemp("make-serve") / "serve.sqlite3"
     env = site_env("make-serve", database)
 
-    def manage(*args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "manage.py", "trusted_identity", *args],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr
-        return done.stdout.strip()
-
     migrated_sqlite(database)
-    manage("create-space", "acme")
-    key = manage("add-platform", "acme", "ios")
-    secret = manage("show-secret", "acme", "ios")
+    host = CliHost(env)  # the CLI in a process of its own (tests/cli_host.py)
+    try:
+        host.ok("trusted_identity", "create-space", "acme")
+        key = host.ok("trusted_identity", "add-platform", "acme", "ios")
+        secret = host.ok("trusted_identity", "show-secret", "acme", "ios")
+    finally:
+        host.close()
     port = free_port()
     command = make_serve_command(port)
     assert "granian" in command  # make serve's default, as docs/production.md says

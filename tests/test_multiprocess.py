@@ -23,7 +23,6 @@ from pathlib import Path
 
 import pytest
 
-from trusted_identity.crypto import generate_key
 from trusted_identity.signing import sign
 
 from .cli_host import CliHost
@@ -64,18 +63,12 @@ def deployment(request, tmp_path):
     )  # fmt: skip
     if redis:
         env["CACHE_URL"] = redis.cache_url
-    else:
-        env.pop("CACHE_URL", None)
 
     # The CLI in a process of its own, apart from the servers, that runs the chain of
     # commands without a Django start for each (tests/cli_host.py).
     host = CliHost(env)
     request.addfinalizer(host.close)
-
-    def manage(*args: str) -> str:
-        code, out, err = host(*args)
-        assert code == 0, err
-        return out.strip()
+    manage = host.ok
 
     migrated_sqlite(tmp_path / "shared.sqlite3")  # as `manage.py migrate` makes it
     manage("trusted_identity", "create-space", "multi")
@@ -322,20 +315,10 @@ def skewed_server(tmp_path, request):
     with psycopg.connect(_database_url_named(database_url, "postgres"), autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.execute(f'CREATE DATABASE "{name}"')
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "project.settings",
-        "DJANGO_READ_DOT_ENV": "0",
-        "DEBUG": "0",
-        "SECRET_KEY": "multiprocess-test-" + "k" * 40,
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "SECURE_SSL_REDIRECT": "0",
-        "DATABASE_URL": _database_url_named(database_url, name),
-        "TRUSTED_IDENTITY_ENCRYPTION_KEYS": generate_key(),
-        "TRUSTED_IDENTITY_RATE_LIMIT": "off",
-        "WEB_CONCURRENCY": "2",
-    }
-    env.pop("CACHE_URL", None)
+    env = site_env(
+        "multiprocess", DATABASE_URL=_database_url_named(database_url, name),
+        TRUSTED_IDENTITY_RATE_LIMIT="off", WEB_CONCURRENCY="2",
+    )  # fmt: skip
 
     def manage(*args: str) -> str:
         done = subprocess.run(

@@ -39,11 +39,7 @@ def servers(request, tmp_path):
     )  # fmt: skip
     host = CliHost(env)  # the CLI in a process of its own (tests/cli_host.py)
     request.addfinalizer(host.close)
-
-    def manage(*args: str) -> str:
-        code, out, err = host(*args)
-        assert code == 0, err
-        return out.strip()
+    manage = host.ok
 
     migrated_sqlite(tmp_path / "shared.sqlite3")  # as `manage.py migrate` makes it
     manage("trusted_identity", "create-space", "multi")
