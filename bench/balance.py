@@ -27,11 +27,11 @@ def busiest_share(ticks: list[int]) -> float:
 
 
 def balanced(run: dict) -> bool:
-    """Whether a round counts: no worker did more than ``MAX_WORKER_SHARE`` of the work,
-    or one process alone worked (a one-process server; a process that took no tick in a
-    round of load is a server's helper, not a worker)."""
-    working = [ticks for ticks in run["worker_ticks"] if ticks > 0]
-    return len(working) < 2 or run["busiest_worker_share"] <= MAX_WORKER_SHARE
+    """Whether a round counts: the server runs one worker, or none of its ``workers`` did
+    more than ``MAX_WORKER_SHARE`` of the work. A worker that took no tick while another
+    did all the work is the worst imbalance, not a one-process server: the count is of
+    the workers the server was started with, not of those that worked."""
+    return run["workers"] < 2 or run["busiest_worker_share"] <= MAX_WORKER_SHARE
 
 
 def balanced_round(measure: Callable[[], dict], refused: int = 0) -> tuple[dict, int]:

@@ -148,6 +148,7 @@ def _measured(server: subprocess.Popen, *args, run=None) -> dict:
         "cpu_us_per_request": round(
             total / os.sysconf("SC_CLK_TCK") * 1e6 / max(1, result["requests"]), 1
         ),
+        "workers": len(used),  # the master's children: gunicorn's workers, idle or not
         "worker_ticks": sorted(used.values(), reverse=True),
         "busiest_worker_share": busiest_share(list(used.values())),
     }

@@ -187,6 +187,7 @@ class Running:
     port: int
     process: subprocess.Popen
     url: str
+    workers: int = 2  # worker processes the server was started with
     runs: list[dict] = field(default_factory=list)
     refused: list[dict] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)  # rounds wrk could not run, and why
@@ -249,9 +250,9 @@ def start(
         except OSError:
             time.sleep(0.2)
     else:
-        stop(Running(server, app, port, process, url))
+        stop(Running(server, app, port, process, url, workers))
         raise RuntimeError(f"{server.name} did not start with {app}")
-    return Running(server, app, port, process, url)
+    return Running(server, app, port, process, url, workers)
 
 
 def server_log(process: subprocess.Popen, size: int = 2000) -> str:
@@ -314,6 +315,7 @@ def measure(
     total = sum(used.values())
     clock = os.sysconf("SC_CLK_TCK")
     return result | {
+        "workers": running.workers,
         "worker_ticks": sorted(used.values(), reverse=True),
         "busiest_worker_share": busiest_share(list(used.values())),
         "cpu_us_per_request": round(total / clock * 1e6 / max(1, result["requests"]), 1),
@@ -360,7 +362,9 @@ def compare(
             if django:
                 site = running[-1]
                 url = f"http://127.0.0.1:{site.port}{DJANGO_PATH}"
-                running.append(Running(site.server, "django", site.port, site.process, url))
+                running.append(
+                    Running(site.server, "django", site.port, site.process, url, site.workers)
+                )
         for target in running:  # warm every worker's caches and connections
             measure(target, api_key, body, 1, connections)
         for round_index in range(rounds):

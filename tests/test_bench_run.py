@@ -70,7 +70,7 @@ def test_a_round_one_worker_mostly_served_is_measured_again():
     from bench.balance import RETRIES, balanced_round
 
     def rounds(*shares):
-        runs = iter([{"worker_ticks": [1, 1], "busiest_worker_share": s} for s in shares])
+        runs = iter([{"workers": 2, "busiest_worker_share": s} for s in shares])
         return lambda: next(runs)
 
     run, refused = balanced_round(rounds(0.99, 0.9, 0.55), 1)
