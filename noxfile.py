@@ -26,17 +26,18 @@ MATRIX = [("3.10", "5.2"), ("3.12", "6.0"), ("3.13", "6.1")]
 #: Django 5.2 (Django 6 needs Python 3.12).
 MAIN_DJANGO = "5.2"
 
-#: tests/test_multiprocess.py's server set-ups, spread over the pairs: `make test` serves
-#: with all five (Python 3.11, Django 5.2); each is about 13 s of a worker, mostly waiting
-#: for a change to reach every process. Here each pair runs the set-ups whose moving part
-#: its versions change: runserver is Django's own (both Django 6 pairs), uWSGI is built
-#: against each Python's C API (threads on the newest two, where threading changed), and
-#: gunicorn, pure Python, on the oldest and the newest (with Redis once).
-#: ALL_SETUPS=1 runs all five on every pair.
+#: The cross-process tests' server set-ups, spread over the pairs: `make test` runs them
+#: all (Python 3.11, Django 5.2). tests/test_multiprocess.py serves with five (each about
+#: 13 s of a worker, mostly waiting for a change to reach every process):
+#: runserver is Django's own (both Django 6 pairs), uWSGI is built against each Python's
+#: C API (threads on the newest two, where threading changed), and gunicorn, pure
+#: Python, on the oldest and the newest (with Redis once). tests/test_graceful_stop.py
+#: stops three servers after a flood (about 12 s each): gunicorn's sync and gthread
+#: workers and `make serve`'s Granian, one per pair. ALL_SETUPS=1 runs all on every pair.
 SERVER_SETUPS = {
-    "5.2": ["gunicorn-locmem", "uwsgi-no-threads"],
-    "6.0": ["gunicorn-redis", "runserver-locmem", "uwsgi-threads"],
-    "6.1": ["gunicorn-locmem", "runserver-locmem", "uwsgi-threads"],
+    "5.2": ["gunicorn-locmem", "uwsgi-no-threads", "sync"],
+    "6.0": ["gunicorn-redis", "runserver-locmem", "uwsgi-threads", "gthread"],
+    "6.1": ["gunicorn-locmem", "runserver-locmem", "uwsgi-threads", "make-serve"],
 }
 
 nox.options.sessions = ["tests"]

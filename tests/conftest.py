@@ -98,9 +98,10 @@ def pytest_addoption(parser):
     parser.addoption(
         "--server-setups",
         default="",
-        help="the set-ups tests/test_multiprocess.py serves with, comma-separated "
-        "(runserver-locmem, gunicorn-locmem, gunicorn-redis, uwsgi-threads, "
-        "uwsgi-no-threads); all of them when empty. The version matrix spreads them.",
+        help="the server set-ups the cross-process tests run, comma-separated: "
+        "tests/test_multiprocess.py's (runserver-locmem, gunicorn-locmem, gunicorn-redis, "
+        "uwsgi-threads, uwsgi-no-threads) and tests/test_graceful_stop.py's (make-serve, "
+        "gthread, sync); all of them when empty. The version matrix spreads them.",
     )
 
 
@@ -109,15 +110,17 @@ def _deselect_server_setups(config, items) -> list:
     chosen = {name for name in config.getoption("server_setups").split(",") if name}
     if not chosen:
         return items
-    from .test_multiprocess import SETUPS
+    from .site_process import server_setups
 
-    if unknown := chosen - set(SETUPS):
+    known = server_setups()
+    if unknown := chosen - set(known):
         raise pytest.UsageError(f"--server-setups: no set-up named {', '.join(sorted(unknown))}")
+    params = {module: param for module, param in known.values()}
     kept, dropped = [], []
     for item in items:
-        setup = getattr(getattr(item, "callspec", None), "params", {}).get("deployment")
-        in_module = item.path.name == "test_multiprocess.py"
-        (dropped if in_module and setup is not None and setup not in chosen else kept).append(item)
+        param = params.get(item.path.name)
+        setup = getattr(getattr(item, "callspec", None), "params", {}).get(param)
+        (dropped if setup is not None and setup not in chosen else kept).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
     return kept

@@ -71,3 +71,14 @@ def wait_until_listening(port: int, what: str, seconds: float = 30) -> None:
         except OSError:
             assert time.monotonic() < deadline, f"{what} did not start"
             time.sleep(0.2)
+
+
+def server_setups() -> dict[str, tuple[str, str]]:
+    """Every server set-up ``--server-setups`` can name (``noxfile.SERVER_SETUPS`` spreads
+    them over the version matrix): name -> (its test module, the parameter naming it)."""
+    from .test_graceful_stop import SERVERS
+    from .test_multiprocess import SETUPS
+
+    return {name: ("test_multiprocess.py", "deployment") for name in SETUPS} | {
+        name: ("test_graceful_stop.py", "served") for name in SERVERS
+    }

@@ -36,6 +36,8 @@ GRACEFUL_TIMEOUT = 30
 #: gunicorn's worker classes whose exit writes the buffer (project/gunicorn.conf.py's is
 #: gthread; sync needs one thread, or gunicorn makes it gthread).
 WORKERS = {"gthread": [], "sync": ["-k", "sync", "--threads", "1"]}
+#: The servers stopped here, by the names ``--server-setups`` chooses among them with.
+SERVERS = ("make-serve", *WORKERS)
 
 
 def server_command(kind: str, port: int) -> list[str]:
@@ -44,7 +46,7 @@ def server_command(kind: str, port: int) -> list[str]:
     return [str(GUNICORN), "-c", "project/gunicorn.conf.py", *WORKERS[kind], "project.wsgi"]
 
 
-@pytest.fixture(params=["make-serve", "gthread", "sync"])
+@pytest.fixture(params=SERVERS)
 def served(request, tmp_path):
     env = site_env(
         "graceful-stop", tmp_path / "graceful.sqlite3",
