@@ -1,5 +1,6 @@
-"""The load side of `make bench`: free ports, a gunicorn of the example project, wrk
-rounds, and the server's CPU time per request and per worker (``bench/run.py``,
+"""The load side of `make bench`: free ports, the example project served as `make serve`
+serves it (and with gunicorn, for `bench-pipeline` and `bench-scale`), wrk rounds, and
+the server's CPU time per request and per worker (``bench/run.py``,
 ``bench/publickeys.py`` and ``bench/serving.py`` use them)."""
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ def _free_port() -> int:
 def _start_gunicorn(
     env: dict[str, str], port: int, secret: str, app: str = "project.wsgi"
 ) -> subprocess.Popen:
+    """gunicorn as ``make serve SERVER=gunicorn`` runs it (``bench/pipeline.py`` and
+    ``bench/scale.py`` measure through it)."""
     server_env = {
         **os.environ,
         **env,
@@ -69,6 +72,30 @@ def _start_gunicorn(
             time.sleep(0.2)
     process.kill()
     raise RuntimeError("gunicorn did not start: " + process.stderr.read().decode()[-2000:])
+
+
+#: Worker processes of the servers ``start_site`` starts (``make serve``'s default).
+SITE_WORKERS = 2
+
+
+def start_site(env: dict[str, str], port: int, secret: str, app: str = "site") -> subprocess.Popen:
+    """The example project (``app="site"``) or ``bench/bare.py``'s callable (``"bare"``)
+    served as ``make serve`` serves it (``bench.serving.MAKE_SERVE``: Granian, 2 workers
+    x 4 threads), in a process group of its own; the process carries ``workers``, the
+    worker processes it runs (what a round's balance is judged against). Stop it with
+    ``stop_site``."""
+    from bench.serving import MAKE_SERVE, SERVERS, start
+
+    running = start(SERVERS[MAKE_SERVE], app, port, env, secret, workers=SITE_WORKERS)
+    running.process.workers = SITE_WORKERS
+    return running.process
+
+
+def stop_site(process: subprocess.Popen) -> None:
+    """Stop a server ``start_site`` started (``SIGTERM`` to its group, as systemd does)."""
+    from bench.serving import Running, stop
+
+    stop(Running(None, "", 0, process, ""))
 
 
 _WRK_RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
@@ -122,16 +149,11 @@ def process_ticks(pids: list[int]) -> dict[int, int]:
 
 
 def _worker_ticks(server: subprocess.Popen) -> dict[int, int]:
-    """CPU ticks (user + system) used so far by a gunicorn master and each worker."""
-    children = Path(f"/proc/{server.pid}/task/{server.pid}/children")
-    return process_ticks(
-        [server.pid, *map(int, children.read_text().split() if children.exists() else [])]
-    )
+    """CPU ticks (user + system) used so far by a server's master and every process
+    under it (gunicorn's workers are its children; Granian's, under its threads)."""
+    from bench.serving import _descendants
 
-
-def _server_cpu_seconds(server: subprocess.Popen) -> float:
-    """CPU time used so far by a gunicorn master and its workers (user + system)."""
-    return sum(_worker_ticks(server).values()) / os.sysconf("SC_CLK_TCK")
+    return process_ticks([server.pid, *_descendants(server.pid)])
 
 
 def _measured(server: subprocess.Popen, *args, run=None) -> dict:
@@ -148,7 +170,8 @@ def _measured(server: subprocess.Popen, *args, run=None) -> dict:
         "cpu_us_per_request": round(
             total / os.sysconf("SC_CLK_TCK") * 1e6 / max(1, result["requests"]), 1
         ),
-        "workers": len(used),  # the master's children: gunicorn's workers, idle or not
+        # The workers the server runs, idle or not (gunicorn's: the master's children).
+        "workers": getattr(server, "workers", len(used)),
         "worker_ticks": sorted(used.values(), reverse=True),
         "busiest_worker_share": busiest_share(list(used.values())),
     }
@@ -156,6 +179,6 @@ def _measured(server: subprocess.Popen, *args, run=None) -> dict:
 
 def balanced_measured(server: subprocess.Popen, refused: int, *args, run=None) -> tuple[dict, int]:
     """``_measured`` until a round counts by bench/balance.py's rule (one worker doing
-    more than 65% of a round measures gunicorn's accepts, not the code), and ``refused``
+    more than 65% of a round measures the server's accepts, not the code), and ``refused``
     plus the rounds refused on the way."""
     return balanced_round(lambda: _measured(server, *args, run=run), refused)

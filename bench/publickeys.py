@@ -7,7 +7,7 @@
   one signature verification), seen again (the verified-token memo), and forged (the
   right shape and ``kid``, a signature that does not match: what an attacker makes us
   spend).
-- ``session_start``: requests/s through gunicorn (2 workers) under wrk with a
+- ``session_start``: requests/s through ``make serve``'s server (2 workers) under wrk with a
   first-sight ES256 token in every start (a list of distinct tokens longer than a
   worker's memo, ``bench/bodies.lua``), against the trivial JSON view of the same
   deployment (target >= 0.7).
@@ -27,7 +27,6 @@ import hashlib
 import hmac
 import json
 import os
-import signal
 import statistics
 import tempfile
 import time
@@ -39,9 +38,10 @@ from bench.figures import median_run, spread
 from bench.load import (
     _free_port,
     _measured,
-    _start_gunicorn,
     _wrk,
     balanced_measured,
+    start_site,
+    stop_site,
     wrk_round,
 )
 from bench.verify import time_token_cases
@@ -164,7 +164,7 @@ def bench_key_session_start(
 ) -> dict:
     """Session start with a first-sight ES256 token, against the trivial view."""
     port = _free_port()
-    server = _start_gunicorn(env, port, secret)
+    server = start_site(env, port, secret)
     seconds = seconds or (3 if quick else 10)
     connections = 8 if quick else 16
     count = tokens or 20_000  # > 2 x 4,096: a token comes back to a worker after its memo let go
@@ -181,7 +181,7 @@ def bench_key_session_start(
             _wrk_bodies(start_url, platform.api_key, bodies, 1, connections)  # warm
             _wrk(trivial_url, platform.api_key, plain, 1, connections)
             # Interleaved pairs; a pair counts when no worker did more than 65% of either
-            # run's work (an unbalanced round measures gunicorn's accept, not the token).
+            # run's work (an unbalanced round measures the server's accepts, not the token).
             wanted = rounds or (1 if quick else 5)
             for index in range(wanted * 2):
                 pair = {}
@@ -204,8 +204,7 @@ def bench_key_session_start(
                 if len(runs["trivial"]) == wanted:
                     break
         finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=30)
+            stop_site(server)
     ratios = [
         a["rps"] / b["rps"] for a, b in zip(runs["es256_first"], runs["trivial"], strict=True)
     ]
@@ -234,7 +233,7 @@ def bench_key_flood(
     """Forged public-key tokens (new user ids, signatures that do not match) against valid
     first-sight ones (new user ids, their tokens), by the server's CPU per request."""
     port = _free_port()
-    server = _start_gunicorn(env, port, secret)
+    server = start_site(env, port, secret)
     seconds = seconds or (3 if quick else 8)
     connections = 8 if quick else 16
     count = tokens or 20_000
@@ -272,8 +271,7 @@ def bench_key_flood(
                     runs[name].append(run)
             time.sleep(1.5)  # the workers' last flush
         finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=30)
+            stop_site(server)
 
     def cpu_ratios(over: str) -> list[float]:
         return [

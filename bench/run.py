@@ -6,10 +6,10 @@ Prints a table and writes ``bench/results.json``. Sections:
   the same for HS256 tokens: one seen before by the process (its verdict remembered),
   a different token each call (each checked in full), and a forged one (the shape check
   and the HMAC alone).
-- ``session_start``: requests/s and p50/p99 through gunicorn (2 workers) under wrk,
-  on the lean path (``LeanSessions``, as ``project/wsgi.py`` ships) and through Django
-  (the view behind every middleware), vs the limit (``bench/bare.py``, a bare WSGI
-  callable doing the same work, served by the same gunicorn config), a trivial JSON
+- ``session_start``: requests/s and p50/p99 through ``make serve``'s server (Granian,
+  2 workers) under wrk, on the lean path (``LeanSessions``, as ``project/wsgi.py``
+  ships) and through Django (the view behind every middleware), vs the limit
+  (``bench/bare.py``, a bare WSGI callable doing the same work, served the same way), a trivial JSON
   view and a hand-written verify view; and the queries one warm session start makes;
   each also with a token (HS256) instead of a plain signature.
 - ``admin``: queries of the settings page and the space list for few vs many rows,
@@ -27,6 +27,11 @@ Prints a table and writes ``bench/results.json``. Sections:
 - ``hold``: ``make serve``'s steadiness: 10 consecutive 5 s rounds with keep-alive
   connections, 5 with connections that reconnect every 100 requests.
 
+Every section that loads a server (``session_start``, ``long_run``, ``flood``, the
+public-key ones) serves through ``make serve``'s server (``bench.load.start_site``);
+``serving`` compares it with the others, and ``make bench-pipeline`` and
+``make bench-scale`` still serve with gunicorn.
+
 ``serving`` takes about 10 minutes (21 targets, 5 rounds of 5 s, retries), ``hold``
 about 1.5: run ``make bench`` on a quiet machine; ``--only`` picks sections.
 
@@ -37,12 +42,12 @@ machines), else SQLite and local memory; the table says which.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
 import platform as platform_module
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -55,12 +60,15 @@ from bench.admin import bench_admin, bench_bulk
 from bench.figures import median_run, spread
 from bench.load import (
     ROOT,
+    SITE_WORKERS,
     _free_port,
     _port_open,
-    _start_gunicorn,
     _wrk,
     balanced_measured,
+    start_site,
+    stop_site,
 )
+from bench.serving import MAKE_SERVE
 from bench.table import print_table
 from bench.verify import bench_verify
 
@@ -176,9 +184,9 @@ def bench_session_start(
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed (make bench installs Debian's wrk)")
     port = _free_port()
-    server = _start_gunicorn(env, port, secret)
+    server = start_site(env, port, secret)
     bare_port = _free_port()
-    bare = _start_gunicorn(env, bare_port, secret, app="bench.bare:application")
+    bare = start_site(env, bare_port, secret, app="bare")
     seconds, connections = (3, 8) if quick else (10, 16)
     body = json.dumps({"userId": "load-user", "signed": sign(secret, "load-user")})
     token = verification.sign_token_for("bench", "web", "load-user").token
@@ -212,8 +220,7 @@ def bench_session_start(
                 rounds[name].append(run)
     finally:
         for process in (server, bare):
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=30)
+            stop_site(process)
 
     result = {name: median_run(rounds[name]) for name in targets}
     result["rounds_refused_unbalanced"] = refused
@@ -245,30 +252,32 @@ def bench_session_start(
         "connections": connections,
         "seconds": seconds,
         "rounds": round_count,
-        "workers": 2,
+        "server": MAKE_SERVE,
+        "workers": SITE_WORKERS,
     }
     return result
 
 
 def _worker_rss_mib(server: subprocess.Popen) -> list[float]:
-    """Resident memory of the gunicorn workers (children of the master), in MiB."""
-    children = Path(f"/proc/{server.pid}/task/{server.pid}/children")
+    """Resident memory of a server's workers (every process under its master), in MiB."""
+    from bench.serving import _descendants
+
     sizes = []
-    for pid in children.read_text().split() if children.exists() else []:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                sizes.append(round(int(line.split()[1]) / 1024, 1))
+    for pid in _descendants(server.pid):
+        with contextlib.suppress(OSError):  # gone meanwhile
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    sizes.append(round(int(line.split()[1]) / 1024, 1))
     return sorted(sizes)
 
 
 def bench_long_run(env: dict[str, str], platform, secret: str, quick: bool) -> dict:
-    """Session start through gunicorn (``make serve SERVER=gunicorn``'s config) for a
-    minute, in 10-second rounds back to back: throughput must hold (no worker left
-    idle), memory must stay flat. ``hold`` checks ``make serve``'s own server."""
+    """Session start through ``make serve``'s server for a minute, in 10-second rounds
+    back to back: throughput must hold (no worker left idle), memory must stay flat."""
     from trusted_identity.signing import sign
 
     port = _free_port()
-    server = _start_gunicorn(env, port, secret)
+    server = start_site(env, port, secret)
     body = json.dumps({"userId": "long-user", "signed": sign(secret, "long-user")})
     url = f"http://127.0.0.1:{port}/trusted-identity/v1/sessions"
     rounds = 2 if quick else 6
@@ -278,8 +287,7 @@ def bench_long_run(env: dict[str, str], platform, secret: str, quick: bool) -> d
         per_round = [_wrk(url, platform.api_key, body, 10, 16) for _ in range(rounds)]
         memory_after = _worker_rss_mib(server)
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        stop_site(server)
     rps = [round(r["rps"]) for r in per_round]
     return {
         "seconds": 10 * rounds,
@@ -299,7 +307,7 @@ def bench_flood(env: dict[str, str], platform, secret: str, quick: bool) -> dict
     from trusted_identity.signing import sign
 
     port = _free_port()
-    server = _start_gunicorn(env, port, secret)
+    server = start_site(env, port, secret)
     url = f"http://127.0.0.1:{port}/trusted-identity/v1/sessions"
     body = json.dumps({"userId": "load-user", "signed": sign(secret, "load-user")})
     seconds, connections = (3, 8) if quick else (8, 16)
@@ -318,8 +326,7 @@ def bench_flood(env: dict[str, str], platform, secret: str, quick: bool) -> dict
                 runs[name].append(run)
         time.sleep(1.5)  # the workers' last flush
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        stop_site(server)
     rows = FailureRecord.objects.filter(platform=platform).count()
     from trusted_identity.conf import app_settings
 

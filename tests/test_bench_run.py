@@ -64,8 +64,8 @@ def test_a_run_of_some_sections_keeps_the_whole_runs_figures():
 
 
 def test_a_round_one_worker_mostly_served_is_measured_again():
-    """bench/balance.py's one rule: one worker doing more than 65% of a round is gunicorn's
-    accepts, not the code; the refusals are counted, and after RETRIES the next round
+    """bench/balance.py's one rule: one worker doing more than 65% of a round is the
+    server's accepts, not the code; the refusals are counted, and after RETRIES the next round
     counts whatever its balance (the ratios pair rounds one to one)."""
     from bench.balance import RETRIES, balanced_round
 
@@ -80,7 +80,7 @@ def test_a_round_one_worker_mostly_served_is_measured_again():
 
 
 @pytest.mark.parametrize("section", ["bench_session_start", "bench_flood"])
-def test_every_gunicorn_round_of_make_bench_goes_through_the_balance_rule(section):
+def test_every_served_round_of_make_bench_goes_through_the_balance_rule(section):
     """session_start, flood and pk_flood measure through balanced_measured, never a bare
     _measured whose round would count whatever one worker did."""
     import inspect
@@ -93,3 +93,20 @@ def test_every_gunicorn_round_of_make_bench_goes_through_the_balance_rule(sectio
     )
     flood = inspect.getsource(publickeys.bench_key_flood)
     assert flood.count("balanced_measured(") == 2 and "_measured_bodies(" not in flood
+
+
+@pytest.mark.parametrize(
+    "section",
+    ["run.bench_session_start", "run.bench_long_run", "run.bench_flood",
+     "publickeys.bench_key_session_start", "publickeys.bench_key_flood"],
+)  # fmt: skip
+def test_make_bench_loads_make_serves_server(section):
+    """The sections that load a server measure the one `make serve` runs (start_site:
+    bench.serving.MAKE_SERVE, itself held to the Makefile), never gunicorn by default."""
+    import importlib
+    import inspect
+
+    module, function = section.split(".")
+    source = inspect.getsource(getattr(importlib.import_module(f"bench.{module}"), function))
+    assert "start_site(" in source and "_start_gunicorn" not in source
+    assert "stop_site(" in source and "killpg" not in source
