@@ -136,6 +136,20 @@ def wrk_round(
     }
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process under ``pid``: the children of each of its threads (``/proc``
+    lists a child under the thread that started it), and theirs."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in map(int, children):
+            found += [child, *descendants(child)]
+    return found
+
+
 def process_ticks(pids: list[int]) -> dict[int, int]:
     """CPU ticks (user + system, all threads) used so far by each of ``pids`` still alive."""
     ticks = {}
@@ -150,10 +164,8 @@ def process_ticks(pids: list[int]) -> dict[int, int]:
 
 def _worker_ticks(server: subprocess.Popen) -> dict[int, int]:
     """CPU ticks (user + system) used so far by a server's master and every process
-    under it (gunicorn's workers are its children; Granian's, under its threads)."""
-    from bench.serving import _descendants
-
-    return process_ticks([server.pid, *_descendants(server.pid)])
+    under it."""
+    return process_ticks([server.pid, *descendants(server.pid)])
 
 
 def _measured(server: subprocess.Popen, *args, run=None) -> dict:

@@ -9,9 +9,9 @@ Prints a table and writes ``bench/results.json``. Sections:
 - ``session_start``: requests/s and p50/p99 through ``make serve``'s server (Granian,
   2 workers) under wrk, on the lean path (``LeanSessions``, as ``project/wsgi.py``
   ships) and through Django (the view behind every middleware), vs the limit
-  (``bench/bare.py``, a bare WSGI callable doing the same work, served the same way), a trivial JSON
-  view and a hand-written verify view; and the queries one warm session start makes;
-  each also with a token (HS256) instead of a plain signature.
+  (``bench/bare.py``, a bare WSGI callable doing the same work, served the same way), a
+  trivial JSON view and a hand-written verify view; and the queries one warm session
+  start makes; each also with a token (HS256) instead of a plain signature.
 - ``admin``: queries of the settings page and the space list for few vs many rows,
   and the time to render the space list with 1,000 spaces.
 - ``bulk``: rotating 1,000 platforms through the admin action and re-keying 10,000
@@ -65,6 +65,7 @@ from bench.load import (
     _port_open,
     _wrk,
     balanced_measured,
+    descendants,
     start_site,
     stop_site,
 )
@@ -260,10 +261,8 @@ def bench_session_start(
 
 def _worker_rss_mib(server: subprocess.Popen) -> list[float]:
     """Resident memory of a server's workers (every process under its master), in MiB."""
-    from bench.serving import _descendants
-
     sizes = []
-    for pid in _descendants(server.pid):
+    for pid in descendants(server.pid):
         with contextlib.suppress(OSError):  # gone meanwhile
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):

@@ -272,24 +272,12 @@ def stop(running: Running) -> None:
     running.process.log.close()
 
 
-def _descendants(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            children = (task / "children").read_text().split()
-        except OSError:
-            continue
-        for child in map(int, children):
-            found += [child, *_descendants(child)]
-    return found
-
-
 def worker_ticks(running: Running) -> dict[int, int]:
     """CPU ticks (user + system, all threads) of each worker process; the master's own
     when the server runs in one process."""
-    from bench.load import process_ticks
+    from bench.load import descendants, process_ticks
 
-    return process_ticks(_descendants(running.process.pid) or [running.process.pid])
+    return process_ticks(descendants(running.process.pid) or [running.process.pid])
 
 
 def measure(
