@@ -182,8 +182,7 @@ def _measured(server: subprocess.Popen, *args, run=None) -> dict:
         "cpu_us_per_request": round(
             total / os.sysconf("SC_CLK_TCK") * 1e6 / max(1, result["requests"]), 1
         ),
-        # The workers the server runs, idle or not (gunicorn's: the master's children).
-        "workers": getattr(server, "workers", len(used)),
+        "workers": server.workers,  # the workers it runs, idle or not (start_site's)
         "worker_ticks": sorted(used.values(), reverse=True),
         "busiest_worker_share": busiest_share(list(used.values())),
     }
