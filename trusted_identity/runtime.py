@@ -176,7 +176,11 @@ class Worker:
                     self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
                     with signals_blocked():
                         self._thread.start()
-        self._wake.set()
+        # Set only when clear: every session start wakes the writer, and setting an
+        # Event takes its lock even when set. A wake seen set is one the thread has not
+        # taken yet, so what the caller added before it goes with that write.
+        if not self._wake.is_set():
+            self._wake.set()
 
     def _run(self) -> None:
         while not self._stop.is_set():
