@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -157,3 +158,41 @@ def test_background_work_leaves_no_database_connection_open():
     with pytest.raises(Exception, match="closed"):
         used[0].execute("SELECT 1")
     assert get_user_model().objects.count() == 0  # this thread's database is still there
+
+
+def _wait_for(condition, seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def test_wakes_while_the_writer_works_bring_one_more_run_and_no_wake_is_lost():
+    """Every session start wakes the count writer: a wake while a run is in flight
+    brings exactly one more run (what was added meanwhile is written), however many
+    starts woke it, and a wake after that run brings another."""
+    runs: list[int] = []
+    first_run_started, release_first_run = threading.Event(), threading.Event()
+
+    def work() -> None:
+        runs.append(len(runs) + 1)
+        if len(runs) == 1:
+            first_run_started.set()
+            release_first_run.wait(5)
+
+    worker = runtime.Worker("test-writer", work, lambda: 0.01)
+    try:
+        worker.wake()
+        assert first_run_started.wait(5)
+        for _ in range(100):  # a hundred starts while the first write is in flight
+            worker.wake()
+        release_first_run.set()
+        assert _wait_for(lambda: len(runs) == 2)
+        time.sleep(0.1)
+        assert runs == [1, 2]  # the hundred wakes were one run
+        worker.wake()
+        assert _wait_for(lambda: len(runs) == 3)
+    finally:
+        worker.stop()
