@@ -147,7 +147,15 @@ def debug(request, settings):
 
 
 @pytest.fixture
-def world(db):
+def strict_hosts(settings):
+    """DEBUG off and two allowed hosts, set once for all of a test's examples: a setting
+    changed in each example would rebuild the doors and reset the runtime each time."""
+    settings.DEBUG = False
+    settings.ALLOWED_HOSTS = ["testserver", "localhost"]
+
+
+@pytest.fixture
+def world(db, counts_as_served):
     space = SpaceFactory(slug="acme", name="Acme")
     open_platform = PlatformFactory(space=space, kind="ios")
     enforced = PlatformFactory(space=space, kind="android", enforced=True)
@@ -503,12 +511,10 @@ HOSTS = st.text(max_size=30) | st.sampled_from(
     path=st.sampled_from([SESSIONS, SIGN, MOUNT + "nope"]),
     method=st.sampled_from(["GET", "POST"]),
 )
-def test_any_host_header_with_debug_off(client, world, settings, host, path, method):
+def test_any_host_header_with_debug_off(client, world, strict_hosts, host, path, method):
     """Django refuses a Host header it does not allow before any view runs; under the
     mount its answer is still the contract's JSON (trusted_identity.views.handler400)."""
     case("host-header")
-    settings.DEBUG = False
-    settings.ALLOWED_HOSTS = ["testserver", "localhost"]
     response = client.generic(
         method,
         path,
