@@ -297,10 +297,10 @@ def cli_actor(db):
 def counts_as_served(settings, monkeypatch):
     """Counts kept as a serving process keeps them: no transaction around a start (the
     test's own is hidden from the counting), buffered for ``COUNT_FLUSH_INTERVAL`` (60 s
-    here, so nothing is written during the test). The figures read what is buffered as
-    they do in production. For tests that send thousands of starts: inside the test's
-    transaction each start's counts are written at once (13 statements, about 3 ms on
-    SQLite), which the counting tests cover."""
+    here, so the writer thread writes nothing during the test); reading the figures
+    writes what is buffered first, as in production. For tests that send thousands of
+    starts: inside the test's transaction each start's counts are written at once (13
+    statements, about 3 ms on SQLite), which the counting tests cover."""
     settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, "COUNT_FLUSH_INTERVAL": 60}
     monkeypatch.setattr(outcomes, "in_transaction", lambda: False)
 
