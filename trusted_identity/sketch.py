@@ -33,7 +33,6 @@ EXACT_LIMIT = REGISTERS // 8
 
 _EXACT = b"E"
 _DENSE = b"D"
-_WORD = struct.Struct(">Q")
 _VALUE_BITS = 64 - PRECISION
 _VALUE_MASK = (1 << _VALUE_BITS) - 1
 # Byte-lane masks for the branch-free register-wise maximum of two register arrays
@@ -148,8 +147,9 @@ class DistinctSketch:
 
     def to_bytes(self) -> bytes:
         """A compact form for the database: sorted hashes, or compressed registers."""
-        if self._exact is not None:
-            return _EXACT + b"".join(_WORD.pack(h) for h in sorted(self._exact))
+        if self._exact is not None:  # one pack of them all: a flush writes it twice
+            exact = sorted(self._exact)
+            return _EXACT + struct.pack(f">{len(exact)}Q", *exact)
         return _DENSE + zlib.compress(bytes(self._registers or b""), 6)
 
     @classmethod
@@ -162,7 +162,7 @@ class DistinctSketch:
             return sketch
         kind, body = data[:1], data[1:]
         if kind == _EXACT and len(body) % 8 == 0:
-            sketch.add_hashes(h for (h,) in _WORD.iter_unpack(body))
+            sketch.add_hashes(struct.unpack(f">{len(body) // 8}Q", body))
             return sketch
         if kind == _DENSE:
             try:
