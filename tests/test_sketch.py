@@ -101,3 +101,15 @@ def test_damaged_bytes_are_a_value_error(data):
 def test_storage_is_bounded_whatever_the_number_of_users():
     big = sketch_of(f"u{i}" for i in range(200_000))
     assert len(big.to_bytes()) < 16 * 1024 + 64
+
+
+def test_the_stored_exact_form_is_sorted_big_endian_hashes():
+    """Rows written by any version are read by the next: the exact form is ``E`` then
+    each hash as 8 big-endian bytes, in ascending order."""
+    sketch = DistinctSketch()
+    sketch.add_hashes([2**64 - 1, 1, 0x0102030405060708])
+    stored = b"E" + bytes(7) + b"\x01" + bytes(range(1, 9)) + b"\xff" * 8
+    assert sketch.to_bytes() == stored
+    assert DistinctSketch.from_bytes(stored).to_bytes() == stored
+    assert DistinctSketch.from_bytes(b"E").count() == 0
+    assert DistinctSketch().to_bytes() == b"E"
