@@ -15,7 +15,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from trusted_identity import outcomes, signing
+from trusted_identity import signing
 from trusted_identity.models import Outcome, Platform
 from trusted_identity.services import access, diagnostics, enforcement, platform_secrets
 from trusted_identity.services.figures import readiness
@@ -528,10 +528,7 @@ def test_warm_lookup_needs_no_platform_queries(client, platform):
     assert readiness(platform).visitor == 2
 
 
-def test_warm_buffered_start_makes_no_query_at_all(client, platform, settings, monkeypatch):
-    settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, "COUNT_FLUSH_INTERVAL": 60}
-    # As in a serving process: counts wait in memory outside transactions.
-    monkeypatch.setattr(outcomes, "in_transaction", lambda: False)
+def test_warm_buffered_start_makes_no_query_at_all(client, platform, counts_as_served):
     start(client, platform.api_key, {})
     with CaptureQueriesContext(connection) as queries:
         assert start(client, platform.api_key, {}).status_code == 201

@@ -15,7 +15,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from trusted_identity import outcomes, runtime
+from trusted_identity import runtime
 from trusted_identity.models import AuditEvent, JwksSource, Role
 from trusted_identity.services import (
     access,
@@ -129,12 +129,10 @@ def test_the_last_good_set_serves_while_the_host_is_down(client, published, jwks
 
 @pytest.mark.both_paths
 def test_a_warm_jwks_start_reads_nothing_and_fetches_nothing(
-    client, published, jwks_host, settings, monkeypatch
+    client, published, jwks_host, counts_as_served
 ):
     """The set is cached twice: in its row (every process), and with the snapshot and
     the parsed keys in each process, so a warm start neither queries nor fetches."""
-    settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, "COUNT_FLUSH_INTERVAL": 60}
-    monkeypatch.setattr(outcomes, "in_transaction", lambda: False)  # as a serving process
     first = {"userId": "u-1", "signed": token()}
     assert start(client, published.api_key, first).status_code == 201
     fresh = {"userId": "u-2", "signed": token(alg="RS256", kid="rsa-1", user_id="u-2")}

@@ -29,9 +29,7 @@ def pending():
 
 
 @pytest.fixture
-def buffered(settings, monkeypatch):
-    settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, "COUNT_FLUSH_INTERVAL": 60}
-    as_a_serving_process(monkeypatch)
+def buffered(counts_as_served):
     outcomes.flush()
     yield
     outcomes.flush()

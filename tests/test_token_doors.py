@@ -11,7 +11,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from trusted_identity import outcomes, runtime
+from trusted_identity import runtime
 from trusted_identity.models import Platform
 from trusted_identity.services import access, enforcement, figures, signature_forms, verification
 from trusted_identity.services.verification import sign_for, sign_token_for
@@ -139,10 +139,7 @@ def test_tokens_over_http_with_enforcement_one_public_answer(client, platform):
     assert len(bodies) == 1  # the same words for every reason: no oracle
 
 
-def test_a_warm_token_start_reads_nothing(client, platform, settings, monkeypatch):
-    settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, "COUNT_FLUSH_INTERVAL": 60}
-    # As in a serving process: counts wait in memory outside transactions.
-    monkeypatch.setattr(outcomes, "in_transaction", lambda: False)
+def test_a_warm_token_start_reads_nothing(client, platform, counts_as_served):
     set_form(platform, "either")
     good = sign_token_for("acme", "ios", "u-1").token
     body = {"userId": "u-1", "signed": good}
