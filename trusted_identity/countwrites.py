@@ -7,10 +7,11 @@ few statements per table, however many distinct values arrived: one multi-row up
 (``INSERT ... ON CONFLICT DO UPDATE SET count = count + excluded.count``) per count
 table, in one transaction with the version slots (``versionslots``: read the day's
 rows, merge, write back the difference); the distinct users of the batch read in one
-query and merged with a compare-and-set per row; secret and key use in one ``UPDATE``
-each (and, for a retired secret, its starts and users since the retirement,
-``secretwrites``); the failure log in
-one ``INSERT`` and its cap. Platforms deleted meanwhile are left out first, in one
+query and merged with a compare-and-set per row; secret and key use in one conditional
+``UPDATE`` per row, sent together (and, for a retired secret, its starts and users since
+the retirement, ``secretwrites``); the failure log in one ``INSERT`` and its cap. The
+reads and compare-and-sets are plain statements (``flushsql``), as the upserts are
+(``upserts``): built through the ORM they cost more Python than the database's work. Platforms deleted meanwhile are left out first, in one
 query (and again if one disappears before the commit).
 
 Every write is safe beside other processes and ``prune``: counts are added in the
@@ -37,6 +38,13 @@ from django.db import DatabaseError, IntegrityError, transaction
 
 from .conf import app_settings
 from .daytotals import add_day_totals, add_detail_day_totals
+from .flushsql import (
+    DistinctKey,
+    existing_platform_ids,
+    read_sketches,
+    read_version_rows,
+    replace_sketch,
+)
 from .models import (
     DailyDetailCount,
     DetailCount,
@@ -62,7 +70,6 @@ MAX_BUFFERED_VERSIONS = 4096
 CountKey = tuple[int, datetime, str]  # (platform id, start of the hour, outcome)
 DetailKey = tuple[int, datetime, str, str, str]  # platform, hour, dimension, value, outcome
 VersionKey = tuple[int, date, str, str, str]  # platform, day, dimension, value, outcome
-DistinctKey = tuple[int, date, str]  # platform, day, kind (identified | valid)
 
 
 def _count_version(versions: Counter[VersionKey], key: VersionKey, n: int) -> None:
@@ -227,8 +234,8 @@ def add_count(model, key_fields: dict, count: int) -> None:
 
 
 def existing_platforms(ids: Iterable[int]) -> set[int]:
-    """Which of ``ids`` still name a platform (one query)."""
-    return set(Platform.objects.filter(pk__in=ids).order_by().values_list("pk", flat=True))
+    """Which of ``ids`` still name a platform (one query: ``flushsql``)."""
+    return existing_platform_ids(ids)
 
 
 def _version_lock(connection, groups: list[tuple[int, date, str]]) -> None:
@@ -262,14 +269,7 @@ def merge_version_slots(versions: Counter[VersionKey]) -> int:
     _version_lock(connection, list(batches))
     stored: dict[tuple[int, date, str], DaySlots] = defaultdict(DaySlots)
     before: dict[tuple, int] = {}
-    rows = DailyDetailCount.objects.filter(
-        platform_id__in={g[0] for g in batches},
-        day__in={g[1] for g in batches},
-        dimension__in={g[2] for g in batches},
-    ).values_list("platform_id", "day", "dimension", "value", "outcome", "count", "max_error")
-    for pid, day, dimension, value, outcome, n, max_error in rows:
-        if (pid, day, dimension) not in batches:
-            continue
+    for pid, day, dimension, value, outcome, n, max_error in read_version_rows(batches):
         slots = stored[pid, day, dimension]
         if value == OTHER:
             slots.other[outcome] += n
@@ -356,16 +356,12 @@ def write_counts(batch: CountBatch) -> int:
 def write_distinct(distinct: dict[DistinctKey, DistinctSketch]) -> None:
     """Merge each (platform, day, kind)'s users into its stored sketch: the batch's rows
     read in one query, each changed one written if its revision is still the one read
-    (else another process wrote meanwhile: read again). Written keys leave ``distinct``."""
+    (else another process wrote meanwhile: read again; ``flushsql`` holds both
+    statements). Written keys leave ``distinct``."""
     for _attempt in range(WRITE_ATTEMPTS):
         if not distinct:
             return
-        stored = {
-            (pid, day, kind): (data, revision)
-            for pid, day, kind, data, revision in DistinctUsers.objects.filter(
-                pk__in=list(distinct)
-            ).values_list("platform_id", "day", "kind", "sketch", "revision")
-        }
+        stored = read_sketches(distinct)
         for key, added in list(distinct.items()):
             pid, day, kind = key
             found = stored.get(key)
@@ -390,10 +386,7 @@ def write_distinct(distinct: dict[DistinctKey, DistinctSketch]) -> None:
             before = sketch.to_bytes()
             sketch.merge(added)
             after = sketch.to_bytes()
-            rows = DistinctUsers.objects.filter(platform_id=pid, day=day, kind=kind)
-            if after == before or rows.filter(revision=revision).update(
-                sketch=after, revision=revision + 1
-            ):
+            if after == before or replace_sketch(key, after, revision):
                 del distinct[key]
     if distinct:
         raise IntegrityError(f"could not merge {len(distinct)} distinct-user rows")

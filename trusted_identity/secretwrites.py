@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db import connections, router, transaction
-from django.db.models import Case, DateTimeField, F, Value, When
-from django.db.models.functions import Coalesce, Greatest
+from django.db.models import F
 
+from .flushsql import retired_moments
 from .models import PlatformSecret
 from .sketch import DistinctSketch
 
@@ -90,19 +90,32 @@ class SecretUses:
 
 def write_last_used(model: type, used: dict[int, tuple[int, datetime]]) -> None:
     """When each row (a ``PlatformSecret`` or a ``PublicKey``: ``{pk: (platform id, moment)}``)
-    last verified a start, in one ``UPDATE`` per few hundred rows: only ever forward,
-    whatever another process wrote. Written rows leave ``used``; a deleted row's use
-    is dropped with it."""
+    last verified a start: only ever forward, whatever another process wrote. Written
+    rows leave ``used``; a deleted row's use is dropped with it.
+
+    One parameterised ``UPDATE ... WHERE pk = %s AND (last IS NULL OR last < %s)`` per
+    row, sent together with ``executemany`` (pipelined by psycopg 3), a few hundred rows
+    a call: the condition keeps the later moment in the database itself, and the
+    statement costs a tenth of what Django spent building a ``CASE`` over the rows
+    (a session start counted inside a transaction pays it every time).
+    """
+    connection = connections[router.db_for_write(model)]
+    quote, meta = connection.ops.quote_name, model._meta  # type: ignore[attr-defined]
+    last_used = meta.get_field("last_verified_at")
+    table, column, key = quote(meta.db_table), quote(last_used.column), quote(meta.pk.column)
+    statement = (  # names from the model, quoted; every value is a parameter
+        f"UPDATE {table} SET {column} = %s "  # noqa: S608
+        f"WHERE {key} = %s AND ({column} IS NULL OR {column} < %s)"
+    )
     items = list(used.items())
-    for start in range(0, len(items), 300):
-        chunk = items[start : start + 300]
-        at = Case(
-            *(When(pk=pk, then=Value(moment)) for pk, (_pid, moment) in chunk),
-            output_field=DateTimeField(),
-        )
-        model.objects.filter(pk__in=[pk for pk, _ in chunk]).update(  # type: ignore[attr-defined]
-            last_verified_at=Greatest(Coalesce(F("last_verified_at"), at), at)
-        )
+    for start in range(0, len(items), 500):
+        chunk = items[start : start + 500]
+        rows = []
+        for pk, (_pid, moment) in chunk:
+            at = last_used.get_db_prep_value(moment, connection)
+            rows.append((at, pk, at))
+        with connection.cursor() as cursor:
+            cursor.executemany(statement, rows)
         for pk, _ in chunk:
             del used[pk]
 
@@ -115,11 +128,7 @@ def write_secret_uses(secret_uses: dict[int, SecretUses]) -> None:
     secret's are dropped. Written secrets leave ``secret_uses``."""
     if not secret_uses:
         return
-    retired = dict(
-        PlatformSecret.objects.filter(
-            pk__in=list(secret_uses), retired_at__isnull=False
-        ).values_list("pk", "retired_at")
-    )
+    retired = retired_moments(secret_uses)
     since = {}
     for secret_id, uses in secret_uses.items():
         retired_at = retired.get(secret_id)
