@@ -83,6 +83,29 @@ def test_merging_an_exact_sketch_past_the_limit_switches_to_registers():
     assert abs(a.count() - 2 * EXACT_LIMIT) / (2 * EXACT_LIMIT) < 0.02
 
 
+def test_merge_says_whether_the_stored_form_changed():
+    """A flush writes a sketch back only when ``merge`` says it changed: it must say so
+    exactly when the stored bytes differ, for each pair of forms."""
+    cases = [
+        (range(0, 10), range(5, 10)),  # exact into exact, nothing new
+        (range(0, 10), range(5, 15)),  # exact into exact, new users
+        (range(0, EXACT_LIMIT), range(EXACT_LIMIT, EXACT_LIMIT + 5)),  # turns dense
+        (range(0, 5_000), range(0, 10)),  # exact into dense, registers already that high
+        (range(0, 5_000), range(5_000, 5_200)),  # exact into dense, new users
+        (range(0, 5_000), range(0, 4_000)),  # dense into dense, nothing higher
+        (range(0, 5_000), range(3_000, 9_000)),  # dense into dense, higher registers
+        (range(0, 10), range(0, 5_000)),  # dense into exact: dense now
+    ]
+    seen = set()
+    for mine, theirs in cases:
+        stored = sketch_of(f"u{i}" for i in mine)
+        before = stored.to_bytes()
+        changed = stored.merge(sketch_of(f"u{i}" for i in theirs))
+        assert changed == (stored.to_bytes() != before), (mine, theirs)
+        seen.add(changed)
+    assert seen == {True, False}
+
+
 @pytest.mark.parametrize("n", [0, 7, EXACT_LIMIT + 50])
 def test_bytes_round_trip(n):
     sketch = sketch_of(f"u{i}" for i in range(n))

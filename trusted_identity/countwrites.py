@@ -11,8 +11,9 @@ query and merged with a compare-and-set per row; secret and key use in one condi
 ``UPDATE`` per row, sent together (and, for a retired secret, its starts and users since
 the retirement, ``secretwrites``); the failure log in one ``INSERT`` and its cap. The
 reads and compare-and-sets are plain statements (``flushsql``), as the upserts are
-(``upserts``): built through the ORM they cost more Python than the database's work. Platforms deleted meanwhile are left out first, in one
-query (and again if one disappears before the commit).
+(``upserts``): built through the ORM they cost more Python than the database's work.
+Platforms deleted meanwhile are left out first, in one query (and again if one
+disappears before the commit).
 
 Every write is safe beside other processes and ``prune``: counts are added in the
 database, the version slots of a day are merged under a lock (PostgreSQL; SQLite
@@ -383,10 +384,7 @@ def write_distinct(distinct: dict[DistinctKey, DistinctSketch]) -> None:
             except ValueError:
                 logger.error("Distinct users of platform #%s on %s were damaged", pid, day)
                 sketch = DistinctSketch()
-            before = sketch.to_bytes()
-            sketch.merge(added)
-            after = sketch.to_bytes()
-            if after == before or replace_sketch(key, after, revision):
+            if not sketch.merge(added) or replace_sketch(key, sketch.to_bytes(), revision):
                 del distinct[key]
     if distinct:
         raise IntegrityError(f"could not merge {len(distinct)} distinct-user rows")
