@@ -300,7 +300,7 @@ def counts_as_served(settings, monkeypatch):
     here, so the writer thread writes nothing during the test); reading the figures
     writes what is buffered first, as in production. For tests that send thousands of
     starts: inside the test's transaction each start's counts are written at once (13
-    statements, about 3 ms on SQLite), which the counting tests cover."""
+    statements, about 1 ms on SQLite), which the counting tests cover."""
     settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, "COUNT_FLUSH_INTERVAL": 60}
     monkeypatch.setattr(outcomes, "in_transaction", lambda: False)
 

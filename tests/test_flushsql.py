@@ -10,9 +10,9 @@ from datetime import date, timedelta
 import pytest
 from django.db.models import Q
 
-from trusted_identity import flushsql
+from trusted_identity import flushsql, outcomes
 from trusted_identity.models import DailyDetailCount, DistinctUsers, Platform, PlatformSecret
-from trusted_identity.services import durations, platform_secrets
+from trusted_identity.services import counting, durations, platform_secrets
 
 from .factories import PlatformFactory
 
@@ -118,3 +118,37 @@ def test_retired_moments_are_the_orms_aware_datetimes(platform, cli_actor, small
     found = flushsql.retired_moments([old, current, 10**9])
     assert found == dict(PlatformSecret.objects.filter(pk=old).values_list("pk", "retired_at"))
     assert found[old].utcoffset() == timedelta(0)
+
+
+class ReadsGoElsewhere:
+    """A primary/replica router whose replica this suite does not have: any read a
+    flush makes through the read database fails."""
+
+    def db_for_read(self, model, **hints):
+        return "replica"
+
+    def db_for_write(self, model, **hints):
+        return "default"
+
+
+def test_a_flush_reads_what_it_merges_through_the_database_it_writes_to(
+    platform, settings, counts_as_served, caplog
+):
+    """A replica's lag can't lose a compare-and-set: the rows a flush merges into (the
+    platforms, the version slots, the sketches and their revisions, the secrets'
+    retirement) are read where it writes."""
+    secret_id = platform_secrets.current_secret_row(platform).pk
+    for user in ("ann", "bob", "ann"):
+        counting.record_start(
+            platform.pk, "valid", user, form="plain", secret_id=secret_id,
+            client=counting.ClientVersions("3.1.0", "1.0"),
+        )  # fmt: skip
+    settings.DATABASE_ROUTERS = [f"{__name__}.ReadsGoElsewhere"]
+    assert outcomes.flush() == 1
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+    settings.DATABASE_ROUTERS = []
+    versions = DailyDetailCount.objects.filter(platform=platform, dimension="app_version")
+    assert list(versions.values_list("value", "count")) == [("3.1.0", 3)]
+    identified = DistinctUsers.objects.get(platform=platform, kind=DistinctUsers.IDENTIFIED)
+    assert identified.revision == 1
+    assert PlatformSecret.objects.get(pk=secret_id).last_verified_at is not None
