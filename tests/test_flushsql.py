@@ -9,9 +9,16 @@ from datetime import date, timedelta
 
 import pytest
 from django.db.models import Q
+from django.utils import timezone
 
-from trusted_identity import flushsql, outcomes
-from trusted_identity.models import DailyDetailCount, DistinctUsers, Platform, PlatformSecret
+from trusted_identity import countwrites, flushsql, outcomes
+from trusted_identity.models import (
+    DailyDetailCount,
+    DistinctUsers,
+    FailureRecord,
+    Platform,
+    PlatformSecret,
+)
 from trusted_identity.services import counting, durations, platform_secrets
 
 from .factories import PlatformFactory
@@ -134,21 +141,29 @@ class ReadsGoElsewhere:
 def test_a_flush_reads_what_it_merges_through_the_database_it_writes_to(
     platform, settings, counts_as_served, caplog
 ):
-    """A replica's lag can't lose a compare-and-set: the rows a flush merges into (the
-    platforms, the version slots, the sketches and their revisions, the secrets'
-    retirement) are read where it writes."""
+    """A replica's lag can't make a new platform look deleted or fail a compare-and-set:
+    what a flush merges into (the platforms, the version slots, the sketches and their
+    revisions, the secrets' retirement, the failure log's cap) is read where it writes."""
     secret_id = platform_secrets.current_secret_row(platform).pk
     for user in ("ann", "bob", "ann"):
         counting.record_start(
             platform.pk, "valid", user, form="plain", secret_id=secret_id,
             client=counting.ClientVersions("3.1.0", "1.0"),
         )  # fmt: skip
+    counting.record_start(platform.pk, "invalid", "eve", form="plain", reason="no_match")
     settings.DATABASE_ROUTERS = [f"{__name__}.ReadsGoElsewhere"]
-    assert outcomes.flush() == 1
+    assert outcomes.flush() == 2
+    a_month_ago = timezone.now().date() - timedelta(days=30)
+    countwrites.merge_distinct(platform.pk, a_month_ago, DistinctUsers.VALID, [42])
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
     settings.DATABASE_ROUTERS = []
     versions = DailyDetailCount.objects.filter(platform=platform, dimension="app_version")
-    assert list(versions.values_list("value", "count")) == [("3.1.0", 3)]
+    assert sorted(versions.values_list("value", "outcome", "count")) == [
+        ("3.1.0", "valid", 3),
+        ("none", "invalid", 1),  # a start without a version header
+    ]
     identified = DistinctUsers.objects.get(platform=platform, kind=DistinctUsers.IDENTIFIED)
     assert identified.revision == 1
+    assert DistinctUsers.objects.get(platform=platform, day=a_month_ago).kind == "valid"
     assert PlatformSecret.objects.get(pk=secret_id).last_verified_at is not None
+    assert list(FailureRecord.objects.values_list("user_id", "reason")) == [("eve", "no_match")]

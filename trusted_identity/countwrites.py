@@ -52,7 +52,6 @@ from .models import (
     DistinctUsers,
     FailureRecord,
     OutcomeCount,
-    Platform,
     PlatformSecret,
     PublicKey,
 )
@@ -224,7 +223,7 @@ class CountBatch:
 def add_count(model, key_fields: dict, count: int) -> None:
     """``count = count + n`` on one row of a count table (one upsert); a deleted
     platform's count is dropped."""
-    if not Platform.objects.filter(pk=key_fields["platform_id"]).exists():
+    if not existing_platforms([key_fields["platform_id"]]):
         return
     names = tuple(f.attname for f in model._meta.pk_fields)
     with transaction.atomic(using=connection_for(model).alias):
@@ -368,7 +367,7 @@ def write_distinct(distinct: dict[DistinctKey, DistinctSketch]) -> None:
             found = stored.get(key)
             if found is None:
                 try:
-                    with transaction.atomic():
+                    with transaction.atomic(using=connection_for(DistinctUsers).alias):
                         DistinctUsers.objects.create(
                             platform_id=pid, day=day, kind=kind, sketch=added.to_bytes(), revision=1
                         )
@@ -392,7 +391,7 @@ def write_distinct(distinct: dict[DistinctKey, DistinctSketch]) -> None:
 
 def merge_distinct(platform_id: int, day: date, kind: str, hashes: Iterable[int]) -> None:
     """Merge user hashes into one day's sketch (:func:`write_distinct` for one row)."""
-    if not Platform.objects.filter(pk=platform_id).exists():
+    if not existing_platforms([platform_id]):
         return
     sketch = DistinctSketch()
     sketch.add_hashes(hashes)
@@ -415,22 +414,26 @@ def write_failures(failures: list[FailureRecord]) -> None:
     existing = existing_platforms({record.platform_id for record in failures})
     records = [record for record in failures if record.platform_id in existing]
     failures.clear()  # samples: a write that fails drops them, it is never retried forever
+    # Everything through the database the rows are written to: the cap is read there, and
+    # bulk_create itself asks the read database for its features.
+    alias = connection_for(FailureRecord).alias
+    rows = FailureRecord.objects.db_manager(alias)
     try:
-        with transaction.atomic():
-            FailureRecord.objects.bulk_create(records)
+        with transaction.atomic(using=alias):
+            rows.bulk_create(records)
     except DatabaseError:
         logger.exception("Could not write %d failure log rows; dropped them", len(records))
         return
     limit = app_settings.FAILURE_LOG_MAX_ROWS
     for platform_id in existing:
         oldest_kept = (
-            FailureRecord.objects.filter(platform_id=platform_id)
+            rows.filter(platform_id=platform_id)
             .order_by("-id")
             .values_list("id", flat=True)[limit - 1 : limit]
         )
         cut = list(oldest_kept)
         if cut:
-            FailureRecord.objects.filter(platform_id=platform_id, id__lt=cut[0]).delete()
+            rows.filter(platform_id=platform_id, id__lt=cut[0]).delete()
 
 
 def write_details_batch(batch: Details) -> None:
