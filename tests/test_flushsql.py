@@ -34,17 +34,17 @@ def small_statements(monkeypatch):
     monkeypatch.setattr(flushsql, "params_per_statement", lambda connection: 3)
 
 
-def test_existing_platform_ids_are_the_platforms_that_remain(space, small_statements):
+def test_existing_platforms_are_the_platforms_that_remain(space, small_statements):
     platforms = [PlatformFactory(space=space, kind=kind) for kind in ("web", "ios", "tvos")]
     platforms.append(PlatformFactory(space=space, kind="android"))
     gone = platforms.pop(1)
     gone_id = gone.pk
     gone.delete()
     asked = [p.pk for p in platforms] + [gone_id, 10**9]
-    found = flushsql.existing_platform_ids(asked)
+    found = flushsql.existing_platforms(asked)
     assert found == {p.pk for p in platforms}
     assert found == set(Platform.objects.filter(pk__in=asked).values_list("pk", flat=True))
-    assert flushsql.existing_platform_ids([]) == set()
+    assert flushsql.existing_platforms([]) == set()
 
 
 def _version_row(platform, day, dimension, value, count):

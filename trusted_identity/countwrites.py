@@ -41,7 +41,7 @@ from .conf import app_settings
 from .daytotals import add_day_totals, add_detail_day_totals
 from .flushsql import (
     DistinctKey,
-    existing_platform_ids,
+    existing_platforms,
     read_sketches,
     read_version_rows,
     replace_sketch,
@@ -231,11 +231,6 @@ def add_count(model, key_fields: dict, count: int) -> None:
 
 
 # ------------------------------------------------------------- counts, details, versions
-
-
-def existing_platforms(ids: Iterable[int]) -> set[int]:
-    """Which of ``ids`` still name a platform (one query: ``flushsql``)."""
-    return existing_platform_ids(ids)
 
 
 def _version_lock(connection, groups: list[tuple[int, date, str]]) -> None:

@@ -57,7 +57,7 @@ def _chunks(values: Sequence, size: int) -> Iterable[Sequence]:
         yield values[start : start + size]
 
 
-def existing_platform_ids(ids: Iterable[int]) -> set[int]:
+def existing_platforms(ids: Iterable[int]) -> set[int]:
     """Which of ``ids`` still name a platform: one ``SELECT`` per few hundred ids."""
     ids = sorted(set(ids))
     if not ids:
