@@ -1,0 +1,129 @@
+"""The ASGI door's threads (``trusted_identity.asgi.HandOff``): every call handed over
+comes back to the loop that asked, with its result or its exception, and nothing a
+request does (leaving, its loop closing) stops the threads serving the next one."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+from django.core.handlers.asgi import ASGIHandler
+
+from trusted_identity import runtime
+from trusted_identity.asgi import HandOff, LeanSessions
+
+
+def in_a_thread(main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    """``asyncio.run(main())`` in a thread of its own (a browser test's Playwright leaves
+    its loop marked running in the main thread); its result, or its exception raised."""
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append((asyncio.run(main()), None))
+        except BaseException as exc:  # re-raised in the test's thread
+            outcome.append((None, exc))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(30)
+    [(result, error)] = outcome
+    if error is not None:
+        raise error
+    return result
+
+
+def ended(pool: HandOff) -> bool:
+    pool.shutdown()
+    for thread in pool.threads:
+        thread.join(5)
+    return not any(thread.is_alive() for thread in pool.threads)
+
+
+def test_results_and_exceptions_come_back_from_the_named_threads():
+    pool = HandOff(2, "door")
+
+    def fails() -> None:
+        raise LookupError("from the thread")
+
+    async def main() -> tuple[list[int], set[str], str]:
+        results = await asyncio.gather(*(pool.run(lambda n=n: n * n) for n in range(50)))
+        where = [pool.run(lambda: threading.current_thread().name) for _ in range(20)]
+        names = set(await asyncio.gather(*where))
+        with pytest.raises(LookupError, match="from the thread") as raised:
+            await pool.run(fails)
+        return results, names, str(raised.value)
+
+    results, names, _ = in_a_thread(main)
+    assert results == [n * n for n in range(50)]
+    assert names <= {"door_0", "door_1"} and names  # never the event loop's thread
+    assert all(thread.daemon for thread in pool.threads)
+    assert ended(pool)
+
+
+def test_a_request_that_left_or_a_closed_loop_leaves_the_thread_serving():
+    """A cancelled request's result is dropped, and so is one whose loop has closed
+    (``call_soon_threadsafe`` refuses it): the one thread answers the next call."""
+    pool = HandOff(1, "door")
+    release = threading.Event()
+    problems: list[dict] = []
+
+    def slow() -> str:
+        release.wait(10)
+        return "late"
+
+    async def leaves() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _, context: problems.append(context))
+        waiting = asyncio.ensure_future(pool.run(slow))
+        await asyncio.sleep(0)
+        waiting.cancel()
+        release.set()
+        await asyncio.sleep(0.2)  # the result arrives for a cancelled future
+
+    in_a_thread(leaves)
+    release.clear()
+
+    async def abandons() -> None:
+        pool.run(slow)  # never awaited: asyncio.run closes this loop first
+
+    in_a_thread(abandons)
+    release.set()
+
+    async def next_request() -> int:
+        return await pool.run(lambda: 7)
+
+    assert in_a_thread(next_request) == 7
+    assert problems == []
+    assert ended(pool)
+
+
+def test_the_door_makes_its_threads_in_the_process_that_serves(monkeypatch):
+    """Made on the first start, anew after a fork (a server's workers are forked from a
+    process that may have answered already), ended by the lifespan's shutdown."""
+    door = LeanSessions(ASGIHandler(), threads=2)
+    assert door._pool is None
+
+    def where() -> str:
+        return threading.current_thread().name
+
+    assert in_a_thread(lambda: door._run(where)).startswith("trusted-identity-lean_")
+    first = door._pool
+    assert in_a_thread(lambda: door._run(where)) and door._pool is first
+    parent = os.getpid()
+    monkeypatch.setattr(os, "getpid", lambda: parent + 1)
+    in_a_thread(lambda: door._run(where))
+    second = door._pool
+    assert second is not first and len(second.threads) == 2
+    assert ended(first)  # in a real fork, the parent's threads are not in the child
+
+    monkeypatch.setattr(runtime.current(), "stop", lambda: None)
+    in_a_thread(door._stop)
+    assert door._pool is None
+    for thread in second.threads:
+        thread.join(5)
+    assert not any(thread.is_alive() for thread in second.threads)
