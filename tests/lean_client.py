@@ -15,6 +15,8 @@ import asyncio
 import atexit
 import os
 import threading
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from django.core import signals
 from django.core.handlers.wsgi import WSGIHandler
@@ -228,6 +230,27 @@ def call_asgi(make_app, scope: dict, body: bytes) -> tuple[str, list[tuple[str, 
     content = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     status = start["status"]
     return f"{status} {responses.get(status, 'Unknown')}", headers, content
+
+
+def in_own_loop(main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    """``asyncio.run(main())`` in a thread of its own (a browser test's Playwright leaves
+    its loop marked running in the main thread): its result, or its exception raised."""
+    outcome: list[tuple[Any, BaseException | None]] = []
+
+    def run() -> None:
+        try:
+            outcome.append((asyncio.run(main()), None))
+        except BaseException as exc:  # re-raised in the test's thread
+            outcome.append((None, exc))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(30)
+    assert outcome, "still running after 30 s"
+    [(result, error)] = outcome
+    if error is not None:
+        raise error
+    return result
 
 
 def lean_asgi(application=None):

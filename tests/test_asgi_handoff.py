@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Callable, Coroutine
-from typing import Any
 
 import pytest
 from django.core.handlers.asgi import ASGIHandler
@@ -16,25 +14,7 @@ from django.core.handlers.asgi import ASGIHandler
 from trusted_identity import runtime
 from trusted_identity.asgi import HandOff, LeanSessions
 
-
-def in_a_thread(main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
-    """``asyncio.run(main())`` in a thread of its own (a browser test's Playwright leaves
-    its loop marked running in the main thread); its result, or its exception raised."""
-    outcome: list[Any] = []
-
-    def run() -> None:
-        try:
-            outcome.append((asyncio.run(main()), None))
-        except BaseException as exc:  # re-raised in the test's thread
-            outcome.append((None, exc))
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(30)
-    [(result, error)] = outcome
-    if error is not None:
-        raise error
-    return result
+from .lean_client import in_own_loop
 
 
 def ended(pool: HandOff) -> bool:
@@ -58,7 +38,7 @@ def test_results_and_exceptions_come_back_from_the_named_threads():
             await pool.run(fails)
         return results, names, str(raised.value)
 
-    results, names, _ = in_a_thread(main)
+    results, names, _ = in_own_loop(main)
     assert results == [n * n for n in range(50)]
     assert names <= {"door_0", "door_1"} and names  # never the event loop's thread
     assert all(thread.daemon for thread in pool.threads)
@@ -85,19 +65,19 @@ def test_a_request_that_left_or_a_closed_loop_leaves_the_thread_serving():
         release.set()
         await asyncio.sleep(0.2)  # the result arrives for a cancelled future
 
-    in_a_thread(leaves)
+    in_own_loop(leaves)
     release.clear()
 
     async def abandons() -> None:
         pool.run(slow)  # never awaited: asyncio.run closes this loop first
 
-    in_a_thread(abandons)
+    in_own_loop(abandons)
     release.set()
 
     async def next_request() -> int:
         return await pool.run(lambda: 7)
 
-    assert in_a_thread(next_request) == 7
+    assert in_own_loop(next_request) == 7
     assert problems == []
     assert ended(pool)
 
@@ -111,18 +91,18 @@ def test_the_door_makes_its_threads_in_the_process_that_serves(monkeypatch):
     def where() -> str:
         return threading.current_thread().name
 
-    assert in_a_thread(lambda: door._run(where)).startswith("trusted-identity-lean_")
+    assert in_own_loop(lambda: door._run(where)).startswith("trusted-identity-lean_")
     first = door._pool
-    assert in_a_thread(lambda: door._run(where)) and door._pool is first
+    assert in_own_loop(lambda: door._run(where)) and door._pool is first
     parent = os.getpid()
     monkeypatch.setattr(os, "getpid", lambda: parent + 1)
-    in_a_thread(lambda: door._run(where))
+    in_own_loop(lambda: door._run(where))
     second = door._pool
     assert second is not first and len(second.threads) == 2
     assert ended(first)  # in a real fork, the parent's threads are not in the child
 
     monkeypatch.setattr(runtime.current(), "stop", lambda: None)
-    in_a_thread(door._stop)
+    in_own_loop(door._stop)
     assert door._pool is None
     for thread in second.threads:
         thread.join(5)

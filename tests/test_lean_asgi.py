@@ -12,13 +12,11 @@ real server: uvicorn on a free port, with the example project's ``project.asgi``
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -34,7 +32,7 @@ from trusted_identity.asgi import LeanSessions
 
 from . import hardening
 from .isolation import free_port
-from .lean_client import LeanASGIClient, call_asgi, lean_asgi, scope_of
+from .lean_client import LeanASGIClient, call_asgi, in_own_loop, lean_asgi, scope_of
 from .migrated import migrated_sqlite
 from .test_lean_path import (
     LEAN,
@@ -55,24 +53,6 @@ GRANIAN = Path(sys.executable).with_name("granian")
 #: shorter or longer than its Content-Length, a negative one): the ASGI door reads the
 #: body as the WSGI door does; Django's ASGI handler takes whatever bytes it is given.
 FRAMING = {"short-content-length", "huge-content-length", "bad-content-length"}
-
-
-def in_a_thread(application, *args) -> None:
-    """``await application(*args)`` on a new event loop in a thread of its own: a browser
-    test's Playwright leaves its loop marked running in the main thread."""
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            asyncio.run(application(*args))
-        except BaseException as exc:  # re-raised in the test's thread
-            errors.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(30)
-    if errors:
-        raise errors[0]
 
 
 class Spy:
@@ -151,7 +131,7 @@ def test_other_scopes_go_to_the_application(site):
         received.append(scope["type"])
 
     door.application = inner
-    in_a_thread(door, {"type": "lifespan"}, None, None)
+    in_own_loop(lambda: door({"type": "lifespan"}, None, None))
     assert received == ["lifespan"]
 
 
@@ -170,7 +150,7 @@ def test_the_lifespan_shutdown_writes_the_buffered_counts_first(site, monkeypatc
     async def send(message):
         sent.append((message["type"], len(stopped)))
 
-    in_a_thread(LeanSessions(ASGIHandler()), {"type": "lifespan"}, receive, send)
+    in_own_loop(lambda: LeanSessions(ASGIHandler())({"type": "lifespan"}, receive, send))
     assert sent == [("lifespan.startup.complete", 0), ("lifespan.shutdown.complete", 1)]
 
 
