@@ -66,10 +66,12 @@ T = TypeVar("T")
 #: A call handed to the door's threads: the call, its future, that future's loop.
 Handed = tuple[Callable[[], Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
 
-#: Threads answering session starts per process: enough to overlap the rate limit's
-#: round trip to the cache, few enough not to fight over the GIL, which the rest of the
-#: work holds (measured under uvicorn: docs/performance.md).
-DEFAULT_THREADS = 4
+#: Threads answering session starts per process: two, so one start that waits (a cold
+#: lookup in the database, a slow cache) does not hold up the worker's others; more only
+#: fight over the GIL, which the rest of the work holds. Measured under uvicorn with the
+#: hand-off below: 2 threads 0.37 of the bare ASGI callable, 4 threads 0.28 to 0.31, 1
+#: thread 0.41; with a rate limit in Redis all alike (docs/performance.md).
+DEFAULT_THREADS = 2
 
 
 class LeanSessions:
