@@ -106,3 +106,24 @@ def test_the_door_makes_its_threads_in_the_process_that_serves(monkeypatch):
     for thread in second.threads:
         thread.join(5)
     assert not any(thread.is_alive() for thread in second.threads)
+
+
+def test_one_start_waiting_does_not_hold_up_the_next():
+    """The door's default threads: a start waiting on the database or the cache leaves
+    another thread for the next start of that worker."""
+    door = LeanSessions(ASGIHandler())
+    release = threading.Event()
+
+    async def main() -> str:
+        waiting = asyncio.ensure_future(door._run(release.wait, 10))
+        answered = await asyncio.wait_for(door._run(lambda: "answered"), 5)
+        release.set()
+        await waiting
+        return answered
+
+    try:
+        assert in_own_loop(main) == "answered"
+    finally:
+        release.set()
+        if door._pool is not None:
+            assert ended(door._pool)
