@@ -1,8 +1,10 @@
-"""Two shortcuts the tests share, kept out of the app because production never needs
-them: a yes/no verification, and counts of an outcome written as session starts would."""
+"""Shortcuts the tests share, kept out of the app because production never needs them:
+a yes/no verification, counts of an outcome written as session starts would, and a
+wait that keeps a burst inside one fixed rate-limit window."""
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 
 from django.utils import timezone
@@ -31,3 +33,13 @@ def read_generation() -> int:
     """The verification generation's number as the database holds it now."""
     row = VerificationGeneration.objects.filter(pk=VerificationGeneration.SINGLETON).first()
     return row.value if row else 0
+
+
+def wait_out_window_edge(period: float, margin: float = 1.5) -> None:
+    """Fixed-window rate limits (``ratelimit.hit``) count per ``period`` seconds since the
+    epoch: a burst that must meet the limit sleeps past the next edge when fewer than
+    ``margin`` seconds are left, so it can't straddle two windows (each with its own
+    budget) and pass. ``margin`` is more than the burst takes."""
+    left = period - time.time() % period
+    if left < margin:
+        time.sleep(left + 0.1)

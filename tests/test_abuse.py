@@ -30,7 +30,7 @@ from django.utils import timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.support import verify_user_id
+from tests.support import verify_user_id, wait_out_window_edge
 from trusted_identity import signing
 from trusted_identity.models import (
     AllowedOrigin,
@@ -253,8 +253,7 @@ def test_brute_force_is_rate_limited_per_address_and_key(client, graced, setting
     a right guess over the limit is refused too."""
     platform, secrets = graced
     settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, "RATE_LIMIT": "5/h"}
-    if 3600 - time.time() % 3600 < 5:  # fixed windows: don't start at the edge of one
-        time.sleep(6)
+    wait_out_window_edge(3600, margin=5)
     for attempt in range(5):
         response = start(
             client,
@@ -282,8 +281,7 @@ def test_forged_forwarded_for_does_not_escape_the_limit_behind_a_proxy(client, p
         "RATE_LIMIT": "60/m",
         "CLIENT_IP_HEADER": "HTTP_X_FORWARDED_FOR",
     }
-    if 60 - time.time() % 60 < 5:  # fixed windows: don't start at the edge of one
-        time.sleep(6)
+    wait_out_window_edge(60, margin=5)
     proxy = {"REMOTE_ADDR": "10.0.0.2"}
     statuses = [
         start(

@@ -36,6 +36,7 @@ from trusted_identity.services.figures import readiness
 
 from .browser_urls import HARNESS
 from .factories import PlatformFactory, SpaceFactory, UserFactory
+from .support import wait_out_window_edge
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -414,6 +415,7 @@ def test_cross_origin_429_exposes_retry_after(cross, customer_site, web, setting
     settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, "RATE_LIMIT": "1/m"}
     origins.allow_origin(web, customer_site.origin, access.get_cli_actor())
     page = customer_page(cross, customer_site, web)
+    wait_out_window_edge(60, margin=10)  # two starts from a page in Chromium
     assert run(page)["ok"]
     result = run(page, maxRetries=0)
     assert (result["code"], result["status"]) == ("rate_limited", 429)

@@ -21,6 +21,7 @@ from trusted_identity.signing import sign
 from .factories import MembershipFactory, PlatformFactory, UserFactory
 from .keytoken_helpers import key_token, private_keys, public_pem_of
 from .services.helpers import _audit_events
+from .support import wait_out_window_edge
 from .test_cli import fails, value_of
 
 USER_ID = "user-42"
@@ -202,6 +203,7 @@ def test_actor_needs_the_reveal_role(ios, space):
 
 def test_rate_limited_per_actor(ios, settings):
     settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, "TESTER_RATE_LIMIT": "2/m"}
+    wait_out_window_edge(60)
     for _ in range(2):
         verdict(USER_ID, "0" * 64)
     fails("test-signature", "acme", "ios", USER_ID, "0" * 64, match="too many")

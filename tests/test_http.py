@@ -7,7 +7,6 @@ the writes inside ``django_capture_on_commit_callbacks(execute=True)``.
 
 import json
 import re
-import time
 from datetime import timedelta
 
 import pytest
@@ -64,12 +63,6 @@ def secret_of(platform):
 
 def set_app_settings(settings, **values):
     settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, **values}
-
-
-def wait_out_window_edge(period):
-    """Fixed-window limits: don't start a burst in the last second of a window."""
-    if period - (time.time() % period) < 1.5:
-        time.sleep(1.6)
 
 
 @pytest.fixture

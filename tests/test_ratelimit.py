@@ -7,13 +7,13 @@ import pytest
 from trusted_identity.services import figures
 
 from .factories import PlatformFactory
+from .support import wait_out_window_edge
 from .test_http import (  # noqa: F401
     SESSIONS,
     assert_error,
     assert_json,
     set_app_settings,
     start,
-    wait_out_window_edge,
 )
 
 pytestmark = pytest.mark.both_paths

@@ -11,6 +11,7 @@ from trusted_identity import signing
 from trusted_identity.services import access, platform_secrets
 
 from .factories import PASSWORD, PlatformFactory, SpaceFactory, UserFactory
+from .support import wait_out_window_edge
 from .test_http import (  # noqa: F401
     HEX64,
     SIGN,
@@ -23,7 +24,6 @@ from .test_http import (  # noqa: F401
     start,
     user,
     user_client,
-    wait_out_window_edge,
 )
 
 # ----------------------------------------------------------------- the sign view

@@ -20,7 +20,8 @@ from django.test.utils import CaptureQueriesContext
 from trusted_identity.conf import SETTINGS
 
 from . import hardening
-from .test_http import assert_error, assert_json, set_app_settings, start, wait_out_window_edge
+from .support import wait_out_window_edge
+from .test_http import assert_error, assert_json, set_app_settings, start
 
 pytestmark = [pytest.mark.both_paths, pytest.mark.django_db]
 
