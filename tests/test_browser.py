@@ -22,8 +22,10 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.conf import settings as django_settings
 from django.contrib.admin.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
+from django.test import Client
 from django.utils import timezone
 
 from tests.support import record_outcome, verify_user_id
@@ -51,6 +53,7 @@ def _new_context(browser, live_server, **options):
         base_url=live_server.url, viewport={"width": 1280, "height": 900}, **options
     )
     context.set_default_timeout(TIMEOUT_MS)
+    context.ti_base_url = live_server.url  # for log_in's cookie
     return context
 
 
@@ -98,6 +101,20 @@ def viewer(space):
 
 
 def log_in(page, user):
+    """Signed in as ``user`` by the session cookie Django's login sets (``force_login``),
+    on no page yet. The login form itself is driven by :func:`log_in_with_the_form`, in
+    the test of logging in; here it would cost every test about 0.7 s (the form, its
+    post and the admin index, all static files loaded again in each new context)."""
+    client = Client()
+    client.force_login(user)
+    name = django_settings.SESSION_COOKIE_NAME
+    page.context.add_cookies(
+        [{"name": name, "value": client.cookies[name].value, "url": page.context.ti_base_url}]
+    )
+
+
+def log_in_with_the_form(page, user):
+    """Through /admin/login/ as a person does, to the admin index."""
     page.goto("/admin/login/?next=/admin/")
     page.fill("#id_username", user.get_username())
     page.fill("#id_password", PASSWORD)
@@ -151,7 +168,7 @@ def success_messages(page):
 
 def test_log_in_and_open_the_settings_page(page, space, web, owner):
     PlatformFactory(space=space, kind="ios")
-    log_in(page, owner)
+    log_in_with_the_form(page, owner)
     open_settings(page, space)
     assert page.locator("section.ti-platform").evaluate_all(
         "sections => sections.map(s => s.dataset.platform)"
@@ -352,6 +369,7 @@ def test_toggle_enforcement_through_the_confirmation_and_the_override(page, spac
 def test_viewer_sees_figures_but_cannot_reveal(page, space, web, viewer):
     record_outcome(web.pk, "valid", 7, at=timezone.now() - timedelta(hours=2))
     log_in(page, viewer)
+    page.goto("/admin/")
     open_settings(page, space)
     assert page.locator("#figures-web td[data-figure='valid']").inner_text() == "7"
     assert page.locator("#chart-web svg").is_visible()

@@ -31,6 +31,7 @@ def _new_context(browser, live_server, width=1280, **options):
         base_url=live_server.url, viewport={"width": width, "height": 900}, **options
     )
     context.set_default_timeout(TIMEOUT_MS)
+    context.ti_base_url = live_server.url  # for log_in's cookie
     return context
 
 
