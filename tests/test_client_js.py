@@ -13,6 +13,8 @@ import pytest
 
 import trusted_identity
 
+pytestmark = pytest.mark.one_version  # client.js under Node alone
+
 STATIC = Path(trusted_identity.__file__).resolve().parent / "static" / "trusted_identity"
 CLIENT = STATIC / "client.js"
 TESTS = Path(__file__).resolve().parent / "node" / "client_test.mjs"

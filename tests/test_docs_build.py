@@ -15,7 +15,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from .packaging import skip_or_fail
+
+# The docs are built once, by `make docs` on the main interpreter.
+pytestmark = pytest.mark.one_version
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"

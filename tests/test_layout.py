@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.one_version  # the source read with ast: the same on every version
+
 APP = Path(__file__).resolve().parent.parent / "trusted_identity"
 PACKAGE = "trusted_identity"
 

@@ -4,6 +4,7 @@ some pair, and ``--server-setups`` keeps exactly those it names, in both modules
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import subprocess
 import sys
@@ -19,7 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.any_database
 
 
+@functools.cache
 def _noxfile():
+    """noxfile.py, loaded once: each load registers its sessions with nox again."""
     pytest.importorskip("nox")
     spec = importlib.util.spec_from_file_location("noxfile_under_test", ROOT / "noxfile.py")
     module = importlib.util.module_from_spec(spec)
@@ -55,3 +58,51 @@ def test_server_setups_keeps_only_the_named_ones_and_refuses_unknown_names():
     assert any("20_s_behind" in line for line in ids)  # not a set-up test: kept
     refused = _collected("--server-setups", "nginx")
     assert refused.returncode != 0 and "no set-up named nginx" in refused.stderr
+
+
+class _SessionRecorder:
+    """What a nox session function asks of its session, recorded instead of done."""
+
+    posargs: list[str] = []
+
+    def __init__(self):
+        self.runs: list[tuple[tuple[str, ...], dict[str, str]]] = []
+
+    def install(self, *args, **kwargs):
+        pass
+
+    def run(self, *args, env=None, **kwargs):
+        self.runs.append((args, env or {}))
+
+
+def _suite_run(noxfile, django: str) -> tuple[tuple[str, ...], dict[str, str]]:
+    session = _SessionRecorder()
+    noxfile.tests(session, django=django)
+    (suite,) = [run for run in session.runs if "pytest" in run[0]]
+    return suite
+
+
+def test_the_newest_pair_is_the_run_on_postgresql_and_no_pair_repeats_one_version_tests(
+    monkeypatch,
+):
+    """CI's suite on PostgreSQL is the newest pair (.ci/run runs no make test-postgres):
+    it must get DATABASE_URL, and only it; every pair leaves the one_version tests to make
+    test, and the oldest the browser tests."""
+    for name in ("MATRIX_POSTGRES", "POSTGRES_URL", "BROWSER", "ALL_SETUPS", "FUZZ_SCALE"):
+        monkeypatch.delenv(name, raising=False)
+    noxfile = _noxfile()
+    newest = noxfile.MATRIX[-1][1]
+    assert newest == noxfile.POSTGRES_PAIR
+    for _python, django in noxfile.MATRIX:
+        args, env = _suite_run(noxfile, django)
+        marks = args[len(args) - args[::-1].index("-m")].split(" and ")  # the last -m
+        assert "not one_version" in marks
+        assert ("not browser" in marks) == (django == noxfile.MAIN_DJANGO)
+        database = env.get("DATABASE_URL", "")
+        assert database.startswith("postgres://") == (django == newest), (django, env)
+        assert env["FUZZ_SCALE"] == "0.25"
+    monkeypatch.setenv("MATRIX_POSTGRES", "0")
+    assert "DATABASE_URL" not in _suite_run(noxfile, newest)[1]
+    monkeypatch.setenv("MATRIX_POSTGRES", "1")
+    monkeypatch.setenv("POSTGRES_URL", "postgres://elsewhere:5433/ti")
+    assert _suite_run(noxfile, newest)[1]["DATABASE_URL"] == "postgres://elsewhere:5433/ti"

@@ -16,7 +16,8 @@ from trusted_identity import __version__
 from .packaging import skip_or_fail
 
 # With the adoption test on one pytest-xdist worker: one build of the wheel per run.
-pytestmark = pytest.mark.xdist_group("dist")
+# The package is built once, on the main interpreter, and its files are what they are.
+pytestmark = [pytest.mark.xdist_group("dist"), pytest.mark.one_version]
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")

@@ -24,7 +24,8 @@ import pytest
 
 from .docs_snippets import all_blocks, snippet
 
-pytestmark = pytest.mark.any_database  # other languages' programs, no database
+# Other languages' programs, no database, no Python but this harness.
+pytestmark = [pytest.mark.any_database, pytest.mark.one_version]
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS = json.loads((ROOT / "tests" / "data" / "node-hmac-sha256.json").read_text("utf-8"))[
