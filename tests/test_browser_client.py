@@ -252,9 +252,7 @@ def test_same_origin_403_without_a_login_gives_the_typed_error(
 def test_same_origin_429_waits_and_retries(context, web, app_settings):
     app_settings(RATE_LIMIT="1/m")
     page = open_page(context, "/client-page/")
-    # The fixed window must not roll over between the starts below (a few seconds).
-    if (remaining := 60 - time.time() % 60) < 10:
-        time.sleep(remaining + 0.2)
+    wait_out_window_edge(60, margin=10)  # no roll-over between the starts below
     assert run(page)["ok"]
 
     # Over the limit, retries exhausted: the typed error with Retry-After.
