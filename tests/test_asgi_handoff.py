@@ -5,6 +5,7 @@ request does (leaving, its loop closing) stops the threads serving the next one.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import threading
 
@@ -14,7 +15,8 @@ from django.core.handlers.asgi import ASGIHandler
 from trusted_identity import runtime
 from trusted_identity.asgi import HandOff, LeanSessions
 
-from .lean_client import in_own_loop
+from .lean_client import in_own_loop, scope_of
+from .test_lean_path import environ, site, world  # noqa: F401
 
 
 def ended(pool: HandOff) -> bool:
@@ -127,3 +129,64 @@ def test_one_start_waiting_does_not_hold_up_the_next():
         release.set()
         if door._pool is not None:
             assert ended(door._pool)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_starts_whose_bodies_never_end_hold_none_of_the_threads(site, world):
+    """An attacker holding the app's API key opens many starts and never sends the end of
+    their bodies: the door reads a body on the event loop before it hands the start to
+    its two threads, so those stay free, and a real start is answered at once."""
+    door = LeanSessions(ASGIHandler(), threads=2)
+    stalled_scope, _ = scope_of(environ(body={}, api_key=world.web.api_key))
+    stalled_scope["headers"] = [
+        (k, v) for k, v in stalled_scope["headers"] if k != b"content-length"
+    ]
+    scope, body = scope_of(environ(body={}, api_key=world.web.api_key))
+    handed: list[str] = []
+    run = door._run
+
+    async def counted_run(function, *args, **kwargs):
+        handed.append(function.__name__)
+        return await run(function, *args, **kwargs)
+
+    door._run = counted_run
+
+    async def never_ends() -> dict:
+        await asyncio.sleep(0)
+        if never_ends.sent:
+            await asyncio.Event().wait()  # the rest of the body never comes
+        never_ends.sent = True
+        return {"type": "http.request", "body": b"{", "more_body": True}
+
+    async def main() -> list[dict]:
+        stalled = []
+        for _ in range(20):
+            never_ends.sent = False
+            stalled.append(asyncio.ensure_future(door(stalled_scope, never_ends, _discard)))
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.2)
+        assert handed == []  # no stalled start reached the threads
+        sent: list[dict] = []
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def receive() -> dict:
+            return messages.pop() if messages else await asyncio.Event().wait()
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        await asyncio.wait_for(door(scope, receive, send), 10)
+        for request in stalled:
+            request.cancel()
+        await asyncio.gather(*stalled, return_exceptions=True)
+        door._pool.shutdown()
+        return sent
+
+    sent = in_own_loop(main)
+    assert sent[0]["status"] == 201, sent
+    assert json.loads(sent[-1]["body"])["signature"] == "none"  # a visitor's start
+    assert handed == ["respond"]  # the one start that ended its body, and only it
+
+
+async def _discard(message: dict) -> None:
+    pass
