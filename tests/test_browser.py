@@ -105,12 +105,15 @@ def log_in(page, user):
     on no page yet. The login form itself is driven by :func:`log_in_with_the_form`, in
     the test of logging in; here it would cost every test about 0.7 s (the form, its
     post and the admin index, all static files loaded again in each new context)."""
+    add_session_cookie(page.context, page.context.ti_base_url, user)
+
+
+def add_session_cookie(context, url: str, user) -> None:
+    """The session cookie Django's login sets for ``user`` (``force_login``), for ``url``."""
     client = Client()
     client.force_login(user)
     name = django_settings.SESSION_COOKIE_NAME
-    page.context.add_cookies(
-        [{"name": name, "value": client.cookies[name].value, "url": page.context.ti_base_url}]
-    )
+    context.add_cookies([{"name": name, "value": client.cookies[name].value, "url": url}])
 
 
 def log_in_with_the_form(page, user):

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pytest
 from django.core.cache import caches
-from django.test import Client
 
 from trusted_identity import signing
 from trusted_identity.services import (
@@ -37,6 +36,7 @@ from trusted_identity.services.figures import readiness
 from .browser_urls import HARNESS
 from .factories import PlatformFactory, SpaceFactory, UserFactory
 from .support import wait_out_window_edge
+from .test_browser import add_session_cookie
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -162,10 +162,7 @@ def run(page, **options):
 
 
 def log_in(context, live_server, user):
-    client = Client()
-    client.force_login(user)
-    cookie = client.cookies["sessionid"]
-    context.add_cookies([{"name": "sessionid", "value": cookie.value, "url": live_server.url}])
+    add_session_cookie(context, live_server.url, user)
 
 
 def posts(page, endpoint_part="/trusted-identity/v1/sessions"):
