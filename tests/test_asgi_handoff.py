@@ -11,6 +11,7 @@ import threading
 
 import pytest
 from django.core.handlers.asgi import ASGIHandler
+from django.db import connections
 
 from trusted_identity import runtime
 from trusted_identity.asgi import HandOff, LeanSessions
@@ -110,6 +111,46 @@ def test_the_door_makes_its_threads_in_the_process_that_serves(monkeypatch):
     assert not any(thread.is_alive() for thread in second.threads)
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_threads_close_their_database_connections_when_the_door_stops(monkeypatch):
+    """``CONN_MAX_AGE`` keeps each thread's connection open between starts, and only that
+    thread can close it: at the lifespan's shutdown each closes its own, where before the
+    connections were left to the garbage collector (psycopg's ResourceWarning)."""
+    door = LeanSessions(ASGIHandler(), threads=2)
+    release = threading.Barrier(2)
+    used = []
+    closing = []
+    close_all = connections.close_all
+
+    def recorded_close_all() -> None:
+        closing.append(threading.current_thread().name)
+        close_all()
+
+    monkeypatch.setattr(connections, "close_all", recorded_close_all)
+
+    def query() -> None:
+        release.wait(5)  # both threads hold a call, so both open a connection
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT 1")
+        used.append(connections["default"])
+
+    async def main() -> None:
+        await asyncio.gather(door._run(query), door._run(query))
+
+    in_own_loop(main)
+    pool = door._pool
+    assert len({id(wrapper) for wrapper in used}) == 2
+    assert all(wrapper.connection is not None for wrapper in used)  # open between calls
+    monkeypatch.setattr(runtime.current(), "stop", lambda: None)
+    in_own_loop(door._stop)
+    for thread in pool.threads:
+        thread.join(5)
+    assert sorted(closing) == sorted(thread.name for thread in pool.threads)
+    for wrapper in used:  # Django keeps an in-memory SQLite database open: its only copy
+        in_memory = wrapper.vendor == "sqlite" and wrapper.is_in_memory_db()
+        assert wrapper.connection is None or in_memory
+
+
 def test_one_start_waiting_does_not_hold_up_the_next():
     """The door's default threads: a start waiting on the database or the cache leaves
     another thread for the next start of that worker."""
@@ -179,10 +220,10 @@ def test_starts_whose_bodies_never_end_hold_none_of_the_threads(site, world):
         for request in stalled:
             request.cancel()
         await asyncio.gather(*stalled, return_exceptions=True)
-        door._pool.shutdown()
         return sent
 
     sent = in_own_loop(main)
+    assert ended(door._pool)
     assert sent[0]["status"] == 201, sent
     assert json.loads(sent[-1]["body"])["signature"] == "none"  # a visitor's start
     assert handed == ["respond"]  # the one start that ended its body, and only it

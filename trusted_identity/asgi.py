@@ -52,6 +52,7 @@ from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIHandler, ASGIRequest, get_script_prefix
+from django.db import connections
 
 from . import runtime
 from .conf import app_settings
@@ -187,7 +188,7 @@ class LeanSessions:
         if not self.threads:
             return await sync_to_async(call, thread_sensitive=True)()
         if self._pool is None or self._pool_pid != os.getpid():  # new, or forked since
-            self._pool = HandOff(self.threads, "trusted-identity-lean")
+            self._pool = HandOff(self.threads, "trusted-identity-lean", connections.close_all)
             self._pool_pid = os.getpid()
         return await self._pool.run(call)
 
@@ -201,11 +202,14 @@ class HandOff:
     it, the executor's idle semaphore): a tenth of a session start's. Here a call goes
     over with one queue put and comes back with one ``call_soon_threadsafe`` (4 to 6 µs;
     docs/performance.md). The threads are daemons: a server that stops without a
-    lifespan shutdown does not wait for them, and one that has one ends them here.
+    lifespan shutdown does not wait for them, and one that has one ends them here, each
+    thread calling ``on_exit`` last (the door's: close that thread's database
+    connections, which no other thread can close and ``CONN_MAX_AGE`` keeps open).
     """
 
-    def __init__(self, size: int, name: str) -> None:
+    def __init__(self, size: int, name: str, on_exit: Callable[[], None] | None = None) -> None:
         self._calls: queue.SimpleQueue[Handed | None] = queue.SimpleQueue()
+        self._on_exit = on_exit
         self.threads = [
             threading.Thread(target=self._serve, name=f"{name}_{n}", daemon=True)
             for n in range(size)
@@ -235,6 +239,8 @@ class HandOff:
             with contextlib.suppress(RuntimeError):  # that loop has closed: nobody awaits
                 loop.call_soon_threadsafe(_settle, future, *outcome)
             del handed, call, future, outcome  # no reference kept while waiting
+        if self._on_exit is not None:
+            self._on_exit()
 
 
 def _settle(future: asyncio.Future, result: Any, error: BaseException | None) -> None:
