@@ -73,6 +73,26 @@ def wait_until_listening(port: int, what: str, seconds: float = 30) -> None:
             time.sleep(0.2)
 
 
+#: What each server prints once a worker has loaded the application.
+WORKER_READY = {"granian": "Started worker-", "uvicorn": "Application startup complete"}
+
+
+def wait_until_workers_started(
+    log: Path, server: subprocess.Popen, ready: str, workers: int, what: str, seconds: float = 60
+) -> None:
+    """Return once ``log`` (the server's output) shows ``workers`` lines with ``ready``.
+
+    Listening is not enough under Granian: it accepts connections while a worker still
+    loads Django, and a worker stopped then ignores the stop and is killed only after
+    ``--workers-kill-timeout`` (30 s under ``make serve``). A test that starts and stops
+    a server quickly on a busy machine met exactly that."""
+    deadline = time.monotonic() + seconds
+    while log.read_text(errors="replace").count(ready) < workers:
+        assert server.poll() is None, f"{what} exited: {log.read_text(errors='replace')}"
+        assert time.monotonic() < deadline, f"{what} did not start its {workers} workers"
+        time.sleep(0.1)
+
+
 def server_setups() -> dict[str, tuple[str, str]]:
     """Every server set-up ``--server-setups`` can name (``noxfile.SERVER_SETUPS`` spreads
     them over the version matrix): name -> (its test module, the parameter naming it)."""

@@ -23,7 +23,13 @@ import pytest
 
 from .isolation import free_port
 from .migrated import migrated_sqlite
-from .site_process import make_serve_command, site_env, wait_until_listening
+from .site_process import (
+    WORKER_READY,
+    make_serve_command,
+    site_env,
+    wait_until_listening,
+    wait_until_workers_started,
+)
 
 pytestmark = pytest.mark.any_database  # the server's own SQLite file
 
@@ -67,14 +73,18 @@ def served(request, tmp_path):
     enforced_key = manage("trusted_identity", "add-platform", "flood", "ios")
     manage("trusted_identity", "enforce", "flood", "ios", "on", "--force", "--reason", "test")
     port = free_port()
-    server = subprocess.Popen(
-        server_command(request.param, port),
-        cwd=ROOT,
-        env={**env, "HOST": "127.0.0.1", "PORT": str(port)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    log = tmp_path / "server.log"
+    with log.open("wb") as output:
+        server = subprocess.Popen(
+            server_command(request.param, port),
+            cwd=ROOT,
+            env={**env, "HOST": "127.0.0.1", "PORT": str(port)},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    if request.param == "make-serve":  # the stop below must meet every worker booted
+        wait_until_workers_started(log, server, WORKER_READY["granian"], 2, request.param)
     wait_until_listening(port, request.param)
     try:
         yield {"port": port, "keys": (open_key, enforced_key), "server": server, "manage": manage}

@@ -34,6 +34,7 @@ from . import hardening
 from .isolation import free_port
 from .lean_client import LeanASGIClient, call_asgi, in_own_loop, lean_asgi, scope_of
 from .migrated import migrated_sqlite
+from .site_process import WORKER_READY, wait_until_workers_started
 from .test_lean_path import (
     LEAN,
     RANDOM,
@@ -266,14 +267,8 @@ def test_under_a_real_server_starts_are_answered_counted_and_written_on_sigterm(
                                   stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     url = f"http://127.0.0.1:{port}/trusted-identity/v1/sessions"
     try:
-        # Every worker up before the first request: stopped while a worker still boots,
-        # Granian has been seen to leave that worker hanging.
-        ready = "Started worker-" if name.startswith("granian") else "Application startup complete"
-        deadline = time.monotonic() + 60
-        while (tmp_path / "server.log").read_text().count(ready) < 2:
-            assert server.poll() is None, (tmp_path / "server.log").read_text()
-            assert time.monotonic() < deadline, f"{name} did not start"
-            time.sleep(0.1)
+        ready = WORKER_READY[name.split("-")[0]]  # both workers up before the first request
+        wait_until_workers_started(tmp_path / "server.log", server, ready, 2, name)
         for n in range(20):
             user = f"u{n}"
             code, headers, body = _post(url, {"userId": user, "signed": signing.sign(secret, user)},

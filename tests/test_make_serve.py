@@ -22,7 +22,7 @@ from trusted_identity import signing
 from .cli_host import CliHost
 from .isolation import free_port
 from .migrated import migrated_sqlite
-from .site_process import make_serve_command, site_env, wait_until_listening
+from .site_process import WORKER_READY, make_serve_command, site_env, wait_until_workers_started
 from .test_deployment import malformed_requests
 from .test_hostile_http import assert_contract_json, hostile_requests, send
 
@@ -54,11 +54,13 @@ def make_serve(tmp_path_factory):
     port = free_port()
     command = make_serve_command(port)
     assert "granian" in command  # make serve's default, as docs/production.md says
-    server = subprocess.Popen(
-        ["bash", "-c", command], cwd=ROOT, env=env, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    wait_until_listening(port, "make serve's server")
+    log = tmp_path_factory.mktemp("make-serve-log") / "server.log"
+    with log.open("wb") as output:
+        server = subprocess.Popen(
+            ["bash", "-c", command], cwd=ROOT, env=env, start_new_session=True,
+            stdout=output, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    wait_until_workers_started(log, server, WORKER_READY["granian"], 2, "make serve's server")
     yield {"url": f"http://127.0.0.1:{port}", "port": port, "key": key, "secret": secret}
     os.killpg(server.pid, signal.SIGTERM)  # Granian's master and workers, as systemd stops it
     server.wait(timeout=40)
