@@ -52,7 +52,6 @@ from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIHandler, ASGIRequest, get_script_prefix
-from django.db import connections
 
 from . import runtime
 from .conf import app_settings
@@ -188,7 +187,9 @@ class LeanSessions:
         if not self.threads:
             return await sync_to_async(call, thread_sensitive=True)()
         if self._pool is None or self._pool_pid != os.getpid():  # new, or forked since
-            self._pool = HandOff(self.threads, "trusted-identity-lean", connections.close_all)
+            self._pool = HandOff(
+                self.threads, "trusted-identity-lean", runtime.close_thread_connections
+            )
             self._pool_pid = os.getpid()
         return await self._pool.run(call)
 
