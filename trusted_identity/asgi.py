@@ -26,7 +26,8 @@ HMAC, the counting) runs in a pool of ``threads`` threads owned by this wrapper,
 in the process that serves (after any fork) on its first session start: each thread
 keeps its own database connection across requests, closed when ``CONN_MAX_AGE`` or a
 failed health check says so (``close_old_connections`` before and after each answer,
-as Django's handler does through its request signals), and its own cache client.
+as Django's handler does through its request signals) and by the thread itself when
+the lifespan's shutdown ends it, and its own cache client.
 Counts go to the runtime's buffer and its count thread, as under WSGI; the answer never
 waits for them. ``threads=0`` runs the synchronous part where
 ``sync_to_async(thread_sensitive=True)`` would (under ``async_to_sync``, the calling
