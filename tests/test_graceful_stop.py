@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from .cli_host import CliHost
 from .isolation import free_port
 from .migrated import migrated_sqlite
 from .site_process import (
@@ -59,13 +60,11 @@ def served(request, tmp_path):
         TRUSTED_IDENTITY_RATE_LIMIT="off", WEB_CONCURRENCY="2",
     )  # fmt: skip
 
-    def manage(*args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr
-        return done.stdout.strip()
+    # The CLI in a process of its own that runs the commands without a Django start for
+    # each (tests/cli_host.py).
+    host = CliHost(env)
+    request.addfinalizer(host.close)
+    manage = host.ok
 
     migrated_sqlite(tmp_path / "graceful.sqlite3")  # as `manage.py migrate` makes it
     manage("trusted_identity", "create-space", "flood")

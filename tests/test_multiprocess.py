@@ -330,14 +330,9 @@ def skewed_server(tmp_path, request):
         TRUSTED_IDENTITY_RATE_LIMIT="off", WEB_CONCURRENCY="2",
     )  # fmt: skip
 
-    def manage(*args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr
-        return done.stdout.strip()
-
+    host = CliHost(env)  # the CLI's chain in one process of its own (tests/cli_host.py)
+    request.addfinalizer(host.close)
+    manage = host.ok
     manage("migrate", "--noinput", "-v0")
     manage("trusted_identity", "create-space", "skew")
     api_key = manage("trusted_identity", "add-platform", "skew", "web")
