@@ -85,8 +85,12 @@ class SpaceAdmin(ScopedAdminMixin, admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Space]:
         queryset = super().get_queryset(request)
         match = getattr(request, "resolver_match", None)
-        if match is not None and match.url_name == "autocomplete":
-            return queryset  # no columns needed; the search narrows it further
+        changelist = f"{self.opts.app_label}_{self.opts.model_name}_changelist"
+        if match is not None and match.url_name != changelist:
+            # The columns and the enforcement filter are the list's alone: a space's own
+            # pages (its form, its Trusted Identity page, the autocomplete) read the row
+            # without five subqueries built and run for nothing.
+            return queryset
         return queryset.annotate(
             ti_platform_count=count_subquery(
                 Platform.objects.filter(space=OuterRef("pk")), "space"
