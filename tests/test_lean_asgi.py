@@ -31,6 +31,7 @@ from trusted_identity import lean, signing
 from trusted_identity.asgi import LeanSessions
 
 from . import hardening
+from .cli_host import CliHost
 from .isolation import free_port
 from .lean_client import LeanASGIClient, call_asgi, in_own_loop, lean_asgi, scope_of
 from .migrated import migrated_sqlite
@@ -221,7 +222,9 @@ def _server_command(name: str, port: int) -> list[str]:
 
 
 @pytest.mark.parametrize("name", ["uvicorn", "granian-asgi", "granian-wsgi"])
-def test_under_a_real_server_starts_are_answered_counted_and_written_on_sigterm(tmp_path, name):
+def test_under_a_real_server_starts_are_answered_counted_and_written_on_sigterm(
+    tmp_path, name, request
+):
     """The example project under uvicorn and Granian (2 workers; its ASGI application,
     and its WSGI one under Granian): valid and invalid starts, a preflight, an admin page
     through Django; the counts buffered in each worker (COUNT_FLUSH_INTERVAL 60 s) all
@@ -250,12 +253,9 @@ def test_under_a_real_server_starts_are_answered_counted_and_written_on_sigterm(
     env.pop("CACHE_URL", None)
     env.pop("DATABASE_URL_TEST", None)
 
-    def manage(*args: str) -> str:
-        done = subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=120)  # fmt: skip
-        assert done.returncode == 0, done.stderr
-        return done.stdout.strip()
-
+    host = CliHost(env)  # the CLI's chain in one process of its own (tests/cli_host.py)
+    request.addfinalizer(host.close)
+    manage = host.ok
     migrated_sqlite(tmp_path / "db.sqlite3")  # as `manage.py migrate` makes it
     manage("trusted_identity", "create-space", "acme")
     api_key = manage("trusted_identity", "add-platform", "acme", "web")
