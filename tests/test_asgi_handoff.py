@@ -48,6 +48,17 @@ def test_results_and_exceptions_come_back_from_the_named_threads():
     assert ended(pool)
 
 
+def test_a_failing_exit_is_logged_and_the_thread_still_ends(caplog):
+    def fails() -> None:
+        raise OSError("the database went away")
+
+    pool = HandOff(1, "door", fails)
+    assert ended(pool)
+    assert [r.getMessage() for r in caplog.records if r.name == "trusted_identity"] == [
+        "Trusted Identity's session-start thread could not finish"
+    ]
+
+
 def test_a_request_that_left_or_a_closed_loop_leaves_the_thread_serving():
     """A cancelled request's result is dropped, and so is one whose loop has closed
     (``call_soon_threadsafe`` refuses it): the one thread answers the next call."""

@@ -45,6 +45,7 @@ import asyncio
 import contextlib
 import functools
 import io
+import logging
 import os
 import queue
 import threading
@@ -64,6 +65,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 T = TypeVar("T")
+logger = logging.getLogger("trusted_identity")
 #: A call handed to the door's threads: the call, its future, that future's loop.
 Handed = tuple[Callable[[], Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
 
@@ -242,7 +244,10 @@ class HandOff:
                 loop.call_soon_threadsafe(_settle, future, *outcome)
             del handed, call, future, outcome  # no reference kept while waiting
         if self._on_exit is not None:
-            self._on_exit()
+            try:
+                self._on_exit()
+            except Exception:  # a connection that won't close: said, and the thread ends
+                logger.exception("Trusted Identity's session-start thread could not finish")
 
 
 def _settle(future: asyncio.Future, result: Any, error: BaseException | None) -> None:
