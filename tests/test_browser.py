@@ -48,9 +48,11 @@ TIMEOUT_MS = 15_000
 # The ``browser`` fixture (one Chromium for the whole run) is in conftest.py.
 
 
-def _new_context(browser, live_server, **options):
+def _new_context(browser, live_server, width=1280, **options):
+    """A fresh browser context on the live server, ``width`` px wide (the admin's two
+    layouts: 1,280 and 390), ready for :func:`log_in`."""
     context = browser.new_context(
-        base_url=live_server.url, viewport={"width": 1280, "height": 900}, **options
+        base_url=live_server.url, viewport={"width": width, "height": 900}, **options
     )
     context.set_default_timeout(TIMEOUT_MS)
     context.ti_base_url = live_server.url  # for log_in's cookie

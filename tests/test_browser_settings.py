@@ -18,21 +18,11 @@ from trusted_identity.models import FailureRecord, Role
 from trusted_identity.services import access, counting, platform_secrets
 
 from .factories import MembershipFactory, PlatformFactory, SpaceFactory, UserFactory
-from .test_browser import log_in, settings_path
+from .test_browser import _new_context, log_in, settings_path
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-TIMEOUT_MS = 15_000
 KINDS = ("web", "ios", "android", "tvos", "androidtv", "roku")
-
-
-def _new_context(browser, live_server, width=1280, **options):
-    context = browser.new_context(
-        base_url=live_server.url, viewport={"width": width, "height": 900}, **options
-    )
-    context.set_default_timeout(TIMEOUT_MS)
-    context.ti_base_url = live_server.url  # for log_in's cookie
-    return context
 
 
 def _page(context):
