@@ -5,7 +5,8 @@ fresh virtualenv of that Python with the dev extra and that Django, with a quart
 the fuzz examples; the oldest two pairs on SQLite (the default suite), the newest on
 PostgreSQL (below says why). The oldest pair leaves the browser tests to ``make test``,
 the tests whose outcome no version can change (marker ``one_version``) are left to it
-on every pair, and the cross-process tests' server set-ups are spread over the pairs.
+on every pair, and the cross-process tests' server set-ups and the end-to-end tests are
+spread over the pairs.
 The Pythons are the ones pyenv has installed; nox never downloads one.
 
 nox rather than tox: the matrix is three explicit pairs, not a product of factors,
@@ -39,6 +40,19 @@ SERVER_SETUPS = {
     "5.2": ["gunicorn-locmem", "uwsgi-no-threads", "sync"],
     "6.0": ["gunicorn-redis", "runserver-locmem", "uwsgi-threads", "gthread"],
     "6.1": ["gunicorn-locmem", "runserver-locmem", "uwsgi-threads", "make-serve"],
+}
+
+#: The end-to-end tests (marker ``end_to_end``: a runbook run as written in real
+#: processes, a new startproject site, a CLI script's every answer), spread over the pairs
+#: by module as the server set-ups are: each takes 8 to 21 s of a worker and starts
+#: Django 5 to 40 times, and most of what a version could change on their way the
+#: suite's in-process tests meet on every pair (the same commands, views and services).
+#: `make test` runs them all; ALL_SETUPS=1 runs them on every pair too. The newest pair
+#: takes the new site (issue 21's adopter was on Python 3.13 and Django 6.1).
+END_TO_END = {
+    "5.2": ["deployment", "token_doors", "cli"],
+    "6.0": ["public_key_runbook", "cli_public_keys", "multiprocess_keys"],
+    "6.1": ["adoption", "cache_identity", "cli_origins"],
 }
 
 #: The pair that runs on PostgreSQL (``POSTGRES_URL``, as ``make test-postgres``; 127.0.0.1:5432
@@ -91,6 +105,7 @@ def tests(session: nox.Session, django: str) -> None:
         left.append("browser")
     marks = ["-m", " and ".join(f"not {mark}" for mark in left)]
     setups = ["--server-setups", ",".join(SERVER_SETUPS[django])]
+    setups += ["--end-to-end", ",".join(END_TO_END[django])]
     if os.environ.get("ALL_SETUPS"):
         setups = []
     session.run(

@@ -41,6 +41,8 @@ hypothesis_settings.register_profile(
 )
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
+#: The suite's directory.
+TESTS = Path(__file__).resolve().parent
 VECTORS_FILE = Path(__file__).resolve().parents[2] / "shared" / "vectors" / "node-hmac-sha256.json"
 LOCAL_VECTORS_FILE = Path(__file__).resolve().parent / "data" / "node-hmac-sha256.json"
 
@@ -103,6 +105,23 @@ def pytest_addoption(parser):
         "uwsgi-threads, uwsgi-no-threads) and tests/test_graceful_stop.py's (make-serve, "
         "gthread, sync); all of them when empty. The version matrix spreads them.",
     )
+    parser.addoption(
+        "--end-to-end",
+        default="",
+        help="the modules whose end_to_end tests run, comma-separated, each named "
+        "without its test_ prefix (deployment, cli, ...); all of them when empty. The "
+        "version matrix spreads them.",
+    )
+
+
+def _deselect(config, items, dropped_when) -> list:
+    """The items ``dropped_when`` does not drop; the dropped ones reported to pytest."""
+    kept, dropped = [], []
+    for item in items:
+        (dropped if dropped_when(item) else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+    return kept
 
 
 def _deselect_server_setups(config, items) -> list:
@@ -116,19 +135,43 @@ def _deselect_server_setups(config, items) -> list:
     if unknown := chosen - set(known):
         raise pytest.UsageError(f"--server-setups: no set-up named {', '.join(sorted(unknown))}")
     params = {module: param for module, param in known.values()}
-    kept, dropped = [], []
-    for item in items:
-        param = params.get(item.path.name)
-        setup = getattr(getattr(item, "callspec", None), "params", {}).get(param)
-        (dropped if setup is not None and setup not in chosen else kept).append(item)
-    if dropped:
-        config.hook.pytest_deselected(items=dropped)
-    return kept
+
+    def unchosen(item) -> bool:
+        setup = getattr(getattr(item, "callspec", None), "params", {}).get(
+            params.get(item.path.name)
+        )
+        return setup is not None and setup not in chosen
+
+    return _deselect(config, items, unchosen)
+
+
+def end_to_end_name(path: Path) -> str:
+    """An end-to-end module's name for ``--end-to-end``: its file's, without ``test_``."""
+    return path.stem.removeprefix("test_")
+
+
+def _deselect_end_to_end(config, items) -> list:
+    """The items left once the ``end_to_end`` tests of modules ``--end-to-end`` does not
+    name are out."""
+    chosen = {name for name in config.getoption("end_to_end").split(",") if name}
+    if not chosen:
+        return items
+    known = {end_to_end_name(path) for path in TESTS.rglob("test_*.py")}
+    if unknown := chosen - known:
+        raise pytest.UsageError(f"--end-to-end: no module named {', '.join(sorted(unknown))}")
+    return _deselect(
+        config,
+        items,
+        lambda item: (
+            item.get_closest_marker("end_to_end") is not None
+            and end_to_end_name(item.path) not in chosen
+        ),
+    )
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
-    items[:] = _deselect_server_setups(config, items)
+    items[:] = _deselect_end_to_end(config, _deselect_server_setups(config, items))
     items.sort(
         key=lambda item: not (item.path.name in START_FIRST and not _uses_test_database(item))
     )

@@ -39,7 +39,12 @@ from .isolation import free_port
 from .stuck import abort_for_stacks, interruptible
 
 # With the packaging tests on one pytest-xdist worker: one build of the wheel per run.
-pytestmark = [pytest.mark.adoption, pytest.mark.xdist_group("dist"), pytest.mark.any_database]
+pytestmark = [
+    pytest.mark.adoption,
+    pytest.mark.xdist_group("dist"),
+    pytest.mark.any_database,
+    pytest.mark.end_to_end,
+]
 
 
 def adoption_blocks() -> dict[str, str]:

@@ -19,7 +19,7 @@ import pytest
 
 from .site_process import site_env
 
-pytestmark = pytest.mark.any_database  # the sites' own SQLite files
+pytestmark = [pytest.mark.any_database, pytest.mark.end_to_end]  # the sites' own SQLite files
 
 ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "tik_the-same-key-in-both-databases"

@@ -605,6 +605,7 @@ def manage(env, *args):
     )
 
 
+@pytest.mark.end_to_end
 def test_subprocess_values_are_one_line_on_stdout(cli_env):
     created = manage(cli_env, "create-space", "sub")
     assert created.returncode == 0, created.stderr
@@ -624,6 +625,7 @@ def test_subprocess_values_are_one_line_on_stdout(cli_env):
     assert signed.stdout == signing.sign(shown.stdout.strip(), "42") + "\n"
 
 
+@pytest.mark.end_to_end
 @pytest.mark.parametrize(
     "args",
     [
@@ -643,6 +645,7 @@ def test_subprocess_errors_are_one_line(cli_env, args):
     assert done.stderr.strip()
 
 
+@pytest.mark.end_to_end
 def test_subprocess_bare_number_grace_is_an_error(cli_env):
     """``--grace 5`` used to mean 5 seconds; now it is refused, on one line, and nothing
     changes."""
@@ -657,6 +660,7 @@ def test_subprocess_bare_number_grace_is_an_error(cli_env):
     assert manage(cli_env, "show-secret", "dur", "ios").stdout == before
 
 
+@pytest.mark.end_to_end
 def test_subprocess_a_broken_setting_stops_every_sub_command_but_generate_key(cli_env):
     broken = {**cli_env, "TRUSTED_IDENTITY_PROXY_COUNT": "0"}
     refused = manage(broken, "status")
@@ -717,6 +721,7 @@ def test_prune_and_status_refuse_bad_numbers(db, args, message):
         run(*args)
 
 
+@pytest.mark.end_to_end
 def test_audit_lines_go_to_the_audit_log_not_before_every_answer(cli_env, tmp_path):
     """The example project's logging: the CLI's answer alone on the terminal; the audit
     line in the file AUDIT_LOG names (and the AuditEvent row, always)."""

@@ -80,6 +80,7 @@ def test_errors_are_one_line(web, platform, args, match):
     assert origins.allowed_origins(web) == []
 
 
+@pytest.mark.end_to_end
 def test_subprocess_scripts_see_empty_stdout_and_one_line_errors(cli_env):
     assert manage(cli_env, "create-space", "cors").returncode == 0
     assert manage(cli_env, "add-platform", "cors", "web").returncode == 0

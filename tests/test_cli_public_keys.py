@@ -212,6 +212,7 @@ def test_generate_key_pair_prints_the_private_key_and_stores_nothing(db, alg):
     assert not PublicKey.objects.exists()
 
 
+@pytest.mark.end_to_end
 def test_subprocess_from_a_new_pair_to_a_public_key_platform(cli_env, tmp_path):
     """What a script sees: the pair without a site, the kid alone on stdout, the
     platform moved, its secret gone, a token PyJWT makes with the private key verifiable

@@ -40,6 +40,7 @@ GUNICORN = Path(sys.executable).with_name("gunicorn")
 pytestmark = [
     pytest.mark.skipif(not GUNICORN.exists(), reason="gunicorn is not installed"),
     pytest.mark.any_database,  # the deployment's own SQLite file
+    pytest.mark.end_to_end,
 ]
 
 

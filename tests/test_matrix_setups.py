@@ -1,17 +1,21 @@
 """The version matrix's spread of the cross-process tests' server set-ups
-(``noxfile.SERVER_SETUPS``): every pair names set-ups that exist, every set-up runs on
-some pair, and ``--server-setups`` keeps exactly those it names, in both modules."""
+(``noxfile.SERVER_SETUPS``) and of the end-to-end tests (``noxfile.END_TO_END``): every
+pair names set-ups and modules that exist, each runs on some pair (an end-to-end module
+on exactly one), and ``--server-setups`` and ``--end-to-end`` keep exactly those they
+name."""
 
 from __future__ import annotations
 
 import functools
 import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from .conftest import TESTS, end_to_end_name
 from .site_process import server_setups
 from .test_graceful_stop import SERVERS as STOPPED
 
@@ -40,15 +44,35 @@ def test_every_pair_names_known_set_ups_and_every_set_up_runs_somewhere():
         assert set(STOPPED) & set(names)
 
 
-def _collected(*args: str) -> subprocess.CompletedProcess:
+def _end_to_end_modules() -> set[str]:
+    """The modules that hold a test marked ``end_to_end``, by their ``--end-to-end`` name."""
+    marked = re.compile(r"\bpytest\.mark\.end_to_end\b")
+    return {
+        end_to_end_name(path)
+        for path in TESTS.rglob("test_*.py")
+        if marked.search(path.read_text(encoding="utf-8"))
+    }
+
+
+def test_every_end_to_end_module_runs_on_exactly_one_pair():
+    noxfile = _noxfile()
+    assert set(noxfile.END_TO_END) == {django for _python, django in noxfile.MATRIX}
+    named = [name for names in noxfile.END_TO_END.values() for name in names]
+    assert len(named) == len(set(named))  # not twice
+    assert set(named) == _end_to_end_modules()  # each one, and nothing else
+    assert all(noxfile.END_TO_END.values())  # every pair some
+
+
+def _collected(*args: str, modules=("test_multiprocess.py", "test_graceful_stop.py")):
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", "0",
-         "--collect-only", "-q", "tests/test_multiprocess.py", "tests/test_graceful_stop.py",
-         *args],
+         "--collect-only", "-q", *(f"tests/{module}" for module in modules), *args],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
 
 
+# pytest's own options, which no Python or Django version changes: make test alone runs it.
+@pytest.mark.one_version
 def test_server_setups_keeps_only_the_named_ones_and_refuses_unknown_names():
     done = _collected("--server-setups", "gunicorn-locmem,uwsgi-threads,sync")
     ids = [line for line in done.stdout.splitlines() if "::" in line]
@@ -58,6 +82,23 @@ def test_server_setups_keeps_only_the_named_ones_and_refuses_unknown_names():
     assert any("20_s_behind" in line for line in ids)  # not a set-up test: kept
     refused = _collected("--server-setups", "nginx")
     assert refused.returncode != 0 and "no set-up named nginx" in refused.stderr
+
+
+@pytest.mark.one_version
+def test_end_to_end_keeps_only_the_named_modules_and_refuses_unknown_names():
+    modules = ("test_cli_origins.py", "test_token_doors.py")
+    everything = _collected(modules=modules)
+    assert everything.returncode == 0, everything.stderr
+    done = _collected("--end-to-end", "token_doors", modules=modules)
+    kept = {line for line in done.stdout.splitlines() if "::" in line}
+    dropped = {line for line in everything.stdout.splitlines() if "::" in line} - kept
+    # The other module's end-to-end test alone is out; its in-process tests stay.
+    assert dropped == {
+        "tests/test_cli_origins.py::test_subprocess_scripts_see_empty_stdout_and_one_line_errors"
+    }, dropped
+    assert "tests/test_token_doors.py::test_subprocess_sign_token_prints_one_line" in kept
+    refused = _collected("--end-to-end", "nginx", modules=modules)
+    assert refused.returncode != 0 and "no module named nginx" in refused.stderr
 
 
 class _SessionRecorder:

@@ -26,7 +26,7 @@ from .migrated import migrated_sqlite
 from .site_process import site_env
 from .test_multiprocess import GUNICORN, ROOT, WITHIN, _honoured_within, _post
 
-pytestmark = pytest.mark.any_database  # the servers' own SQLite file
+pytestmark = [pytest.mark.any_database, pytest.mark.end_to_end]  # the servers' own SQLite file
 
 
 @pytest.fixture

@@ -30,7 +30,10 @@ from trusted_identity.crypto import generate_key
 from .docs_snippets import snippet
 from .test_deployment import GUNICORN, REPO, Deployment
 
-pytestmark = pytest.mark.skipif(not GUNICORN.exists(), reason="gunicorn is not installed")
+pytestmark = [
+    pytest.mark.skipif(not GUNICORN.exists(), reason="gunicorn is not installed"),
+    pytest.mark.end_to_end,
+]
 
 USERS = [f"user-{n}" for n in range(120)]
 

@@ -277,6 +277,7 @@ def test_sign_token_cli_errors(platform, args, match):
     fails("sign", "acme", "ios", "42", *args, match=match)
 
 
+@pytest.mark.end_to_end
 def test_subprocess_sign_token_prints_one_line(cli_env):
     assert manage(cli_env, "create-space", "tok").returncode == 0
     assert manage(cli_env, "add-platform", "tok", "web").returncode == 0
