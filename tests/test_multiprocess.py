@@ -304,6 +304,12 @@ def _database_url_named(url: str, name: str) -> str:
     return urllib.parse.urlsplit(url)._replace(path=f"/{name}").geturl()
 
 
+def _maintenance_url(url: str) -> str:
+    """The ``postgres`` database at ``url``'s server, for psycopg: without the query,
+    whose parameters are Django's (``disable_server_side_cursors`` behind PgBouncer)."""
+    return urllib.parse.urlsplit(url)._replace(path="/postgres", query="").geturl()
+
+
 @pytest.fixture
 def skewed_server(tmp_path, request):
     if FAKETIME is None:
@@ -322,7 +328,7 @@ def skewed_server(tmp_path, request):
     # Named after this run's and worker's test database (tests/isolation.py).
     request.getfixturevalue("django_db_setup")
     name = connection.settings_dict["NAME"] + "_skew"
-    with psycopg.connect(_database_url_named(database_url, "postgres"), autocommit=True) as admin:
+    with psycopg.connect(_maintenance_url(database_url), autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.execute(f'CREATE DATABASE "{name}"')
     env = site_env(
@@ -362,9 +368,7 @@ def skewed_server(tmp_path, request):
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=60)
-        with psycopg.connect(
-            _database_url_named(database_url, "postgres"), autocommit=True
-        ) as admin:
+        with psycopg.connect(_maintenance_url(database_url), autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
