@@ -18,6 +18,7 @@ from trusted_identity.services import access
 from . import hardening, isolation, migrated
 from .factories import PlatformFactory, SpaceFactory, SuperuserFactory
 from .lean_client import LeanASGIClient, LeanClient
+from .spread import end_to_end_modules, end_to_end_name
 
 # Property-based tests (tests/test_fuzz.py). "ci" is reproducible: the same
 # examples every run, no example database, no deadline (CI machines vary). Each
@@ -41,8 +42,6 @@ hypothesis_settings.register_profile(
 )
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
-#: The suite's directory.
-TESTS = Path(__file__).resolve().parent
 VECTORS_FILE = Path(__file__).resolve().parents[2] / "shared" / "vectors" / "node-hmac-sha256.json"
 LOCAL_VECTORS_FILE = Path(__file__).resolve().parent / "data" / "node-hmac-sha256.json"
 
@@ -145,20 +144,16 @@ def _deselect_server_setups(config, items) -> list:
     return _deselect(config, items, unchosen)
 
 
-def end_to_end_name(path: Path) -> str:
-    """An end-to-end module's name for ``--end-to-end``: its file's, without ``test_``."""
-    return path.stem.removeprefix("test_")
-
-
 def _deselect_end_to_end(config, items) -> list:
     """The items left once the ``end_to_end`` tests of modules ``--end-to-end`` does not
     name are out."""
     chosen = {name for name in config.getoption("end_to_end").split(",") if name}
     if not chosen:
         return items
-    known = {end_to_end_name(path) for path in TESTS.rglob("test_*.py")}
-    if unknown := chosen - known:
-        raise pytest.UsageError(f"--end-to-end: no module named {', '.join(sorted(unknown))}")
+    if unknown := chosen - end_to_end_modules():
+        raise pytest.UsageError(
+            f"--end-to-end: no module of end-to-end tests named {', '.join(sorted(unknown))}"
+        )
     return _deselect(
         config,
         items,

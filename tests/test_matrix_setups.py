@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from .conftest import TESTS, end_to_end_name
 from .site_process import server_setups
+from .spread import end_to_end_modules
 from .test_graceful_stop import SERVERS as STOPPED
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,22 +43,12 @@ def test_every_pair_names_known_set_ups_and_every_set_up_runs_somewhere():
         assert set(STOPPED) & set(names)
 
 
-def _end_to_end_modules() -> set[str]:
-    """The modules that hold a test marked ``end_to_end``, by their ``--end-to-end`` name."""
-    marked = re.compile(r"\bpytest\.mark\.end_to_end\b")
-    return {
-        end_to_end_name(path)
-        for path in TESTS.rglob("test_*.py")
-        if marked.search(path.read_text(encoding="utf-8"))
-    }
-
-
 def test_every_end_to_end_module_runs_on_exactly_one_pair():
     noxfile = _noxfile()
     assert set(noxfile.END_TO_END) == {django for _python, django in noxfile.MATRIX}
     named = [name for names in noxfile.END_TO_END.values() for name in names]
     assert len(named) == len(set(named))  # not twice
-    assert set(named) == _end_to_end_modules()  # each one, and nothing else
+    assert set(named) == end_to_end_modules()  # each one, and nothing else
     assert all(noxfile.END_TO_END.values())  # every pair some
 
 
@@ -98,7 +87,7 @@ def test_end_to_end_keeps_only_the_named_modules_and_refuses_unknown_names():
     }, dropped
     assert "tests/test_token_doors.py::test_subprocess_sign_token_prints_one_line" in kept
     refused = _collected("--end-to-end", "nginx", modules=modules)
-    assert refused.returncode != 0 and "no module named nginx" in refused.stderr
+    assert refused.returncode != 0 and "named nginx" in refused.stderr
 
 
 class _SessionRecorder:
