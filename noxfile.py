@@ -44,9 +44,10 @@ SERVER_SETUPS = {
 
 #: The end-to-end tests (marker ``end_to_end``: a runbook run as written in real
 #: processes, a new startproject site, a CLI script's every answer), spread over the pairs
-#: by module as the server set-ups are: each takes 8 to 21 s of a worker and starts
-#: Django 5 to 40 times, and most of what a version could change on their way the
-#: suite's in-process tests meet on every pair (the same commands, views and services).
+#: by module as the server set-ups are: each takes 8 to 21 s of a worker, most of it
+#: Django starting for each of its commands and servers, and most of what a version
+#: could change on their way the suite's in-process tests meet on every pair (the same
+#: commands, views and services).
 #: `make test` runs them all; ALL_SETUPS=1 runs them on every pair too. The newest pair
 #: takes the new site (issue 21's adopter was on Python 3.13 and Django 6.1).
 END_TO_END = {
