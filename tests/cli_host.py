@@ -23,6 +23,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,3 +96,11 @@ class CliHost:
 
 if __name__ == "__main__":
     serve(sys.stdin, sys.stdout)
+
+
+def cli_for(request, env: dict[str, str]) -> Callable[..., str]:
+    """``CliHost.ok`` of a host started with ``env`` that ends with the test or fixture
+    ``request`` is of: a chain of commands without a Django start for each."""
+    host = CliHost(env)
+    request.addfinalizer(host.close)
+    return host.ok

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from .cli_host import CliHost
+from .cli_host import cli_for
 from .isolation import free_port
 from .migrated import migrated_sqlite
 from .site_process import (
@@ -60,11 +60,7 @@ def served(request, tmp_path):
         TRUSTED_IDENTITY_RATE_LIMIT="off", WEB_CONCURRENCY="2",
     )  # fmt: skip
 
-    # The CLI in a process of its own that runs the commands without a Django start for
-    # each (tests/cli_host.py).
-    host = CliHost(env)
-    request.addfinalizer(host.close)
-    manage = host.ok
+    manage = cli_for(request, env)  # the CLI in a process of its own (tests/cli_host.py)
 
     migrated_sqlite(tmp_path / "graceful.sqlite3")  # as `manage.py migrate` makes it
     manage("trusted_identity", "create-space", "flood")

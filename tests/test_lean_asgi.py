@@ -31,7 +31,7 @@ from trusted_identity import lean, signing
 from trusted_identity.asgi import LeanSessions
 
 from . import hardening
-from .cli_host import CliHost
+from .cli_host import cli_for
 from .isolation import free_port
 from .lean_client import LeanASGIClient, call_asgi, in_own_loop, lean_asgi, scope_of
 from .migrated import migrated_sqlite
@@ -253,9 +253,7 @@ def test_under_a_real_server_starts_are_answered_counted_and_written_on_sigterm(
     env.pop("CACHE_URL", None)
     env.pop("DATABASE_URL_TEST", None)
 
-    host = CliHost(env)  # the CLI's chain in one process of its own (tests/cli_host.py)
-    request.addfinalizer(host.close)
-    manage = host.ok
+    manage = cli_for(request, env)  # the CLI's chain in one process (tests/cli_host.py)
     migrated_sqlite(tmp_path / "db.sqlite3")  # as `manage.py migrate` makes it
     manage("trusted_identity", "create-space", "acme")
     api_key = manage("trusted_identity", "add-platform", "acme", "web")

@@ -25,7 +25,7 @@ import pytest
 
 from trusted_identity.signing import sign
 
-from .cli_host import CliHost
+from .cli_host import cli_for
 from .isolation import free_port
 from .migrated import migrated_sqlite
 from .site_process import site_env
@@ -64,11 +64,8 @@ def deployment(request, tmp_path):
     if redis:
         env["CACHE_URL"] = redis.cache_url
 
-    # The CLI in a process of its own, apart from the servers, that runs the chain of
-    # commands without a Django start for each (tests/cli_host.py).
-    host = CliHost(env)
-    request.addfinalizer(host.close)
-    manage = host.ok
+    # The CLI in a process of its own, apart from the servers (tests/cli_host.py).
+    manage = cli_for(request, env)
 
     migrated_sqlite(tmp_path / "shared.sqlite3")  # as `manage.py migrate` makes it
     manage("trusted_identity", "create-space", "multi")
@@ -336,9 +333,7 @@ def skewed_server(tmp_path, request):
         TRUSTED_IDENTITY_RATE_LIMIT="off", WEB_CONCURRENCY="2",
     )  # fmt: skip
 
-    host = CliHost(env)  # the CLI's chain in one process of its own (tests/cli_host.py)
-    request.addfinalizer(host.close)
-    manage = host.ok
+    manage = cli_for(request, env)  # the CLI's chain in one process (tests/cli_host.py)
     manage("migrate", "--noinput", "-v0")
     manage("trusted_identity", "create-space", "skew")
     api_key = manage("trusted_identity", "add-platform", "skew", "web")

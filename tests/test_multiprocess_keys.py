@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from trusted_identity.signing import sign
 
-from .cli_host import CliHost
+from .cli_host import cli_for
 from .isolation import free_port
 from .keytoken_helpers import key_token, public_pem_of
 from .migrated import migrated_sqlite
@@ -37,9 +37,7 @@ def servers(request, tmp_path):
         "multiprocess-keys", tmp_path / "shared.sqlite3",
         TRUSTED_IDENTITY_RATE_LIMIT="off", WEB_CONCURRENCY="2",
     )  # fmt: skip
-    host = CliHost(env)  # the CLI in a process of its own (tests/cli_host.py)
-    request.addfinalizer(host.close)
-    manage = host.ok
+    manage = cli_for(request, env)  # the CLI in a process of its own (tests/cli_host.py)
 
     migrated_sqlite(tmp_path / "shared.sqlite3")  # as `manage.py migrate` makes it
     manage("trusted_identity", "create-space", "multi")
