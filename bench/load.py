@@ -105,13 +105,41 @@ _WRK_REQUESTS = re.compile(r"(\d+) requests in")
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
+class NotServed(RuntimeError):
+    """A round of session starts not all answered 2xx: its figures would be the error
+    answers' (the bench's platform is never enforced, its rate limit off)."""
+
+
 def _wrk(
     url: str, api_key: str, body: str, seconds: int, connections: int, forged: bool = False
 ) -> dict:
     """One wrk round posting ``body`` (``bench/post.lua``; ``forged``: a new wrong
-    signature each request)."""
+    signature each request). Raises :class:`NotServed`, with what the server answers
+    now, when any answer was not 2xx."""
     extra = {"BENCH_BODY": body} | ({"BENCH_FORGED": "1"} if forged else {})
-    return wrk_round(url, api_key, "post.lua", extra, seconds, connections)
+    run = wrk_round(url, api_key, "post.lua", extra, seconds, connections)
+    if run["non_2xx"]:
+        raise NotServed(
+            f"{url}: {run['non_2xx']} of {run['requests']} answers were not 2xx; "
+            f"one now: {answer_to(url, api_key, body)}"
+        )
+    return run
+
+
+def answer_to(url: str, api_key: str, body: str) -> str:
+    """One POST of ``body``: its status and the start of its answer, for an error message."""
+    request = urllib.request.Request(
+        url, data=body.encode(), method="POST",
+        headers={"Content-Type": "application/json", "X-Api-Key": api_key},
+    )  # fmt: skip
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            status, text = response.status, response.read(300)
+    except urllib.error.HTTPError as error:
+        status, text = error.code, error.read(300)
+    except OSError as error:
+        return f"no answer ({error})"
+    return f"{status} {text.decode('utf-8', 'replace')}"
 
 
 def wrk_round(

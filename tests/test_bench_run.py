@@ -110,3 +110,64 @@ def test_make_bench_loads_make_serves_server(section):
     source = inspect.getsource(getattr(importlib.import_module(f"bench.{module}"), function))
     assert "start_site(" in source and "_start_gunicorn" not in source
     assert "stop_site(" in source and "killpg" not in source
+
+
+def test_a_round_whose_starts_were_not_all_answered_2xx_is_no_figure(monkeypatch):
+    """A full `make bench` once measured `serving` and `hold` on 503s (the platform's
+    secrets left under a key the servers lacked): such a round ends the run, with
+    what the server answers."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from bench import load
+
+    class Unavailable(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = json.dumps({"error": {"code": "service_unavailable"}}).encode()
+            self.send_response(503)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Unavailable)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/trusted-identity/v1/sessions"
+    answered = {"rps": 9000.0, "p50_ms": 1.0, "p99_ms": 2.0, "requests": 45000}
+    try:
+        monkeypatch.setattr(load, "wrk_round", lambda *a: answered | {"non_2xx": 0})
+        assert load._wrk(url, "key", "{}", 5, 16)["rps"] == 9000.0
+        monkeypatch.setattr(load, "wrk_round", lambda *a: answered | {"non_2xx": 44990})
+        with pytest.raises(load.NotServed, match=r"44990 of 45000 .* one now: 503 .*unavailable"):
+            load._wrk(url, "key", "{}", 5, 16)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_timed_rekey_leaves_every_secret_under_the_servers_key(db, monkeypatch, settings):
+    """`bulk` re-keys under a key only its own process holds, then back: the servers of
+    the later sections, started with the environment's key, read every secret."""
+    from bench.admin import timed_rekey
+    from trusted_identity.crypto import generate_key
+    from trusted_identity.keyring import get_key_ring
+    from trusted_identity.services import platform_secrets
+
+    from .factories import PlatformFactory
+
+    monkeypatch.setenv("TRUSTED_IDENTITY_ENCRYPTION_KEYS", settings.TEST_ENCRYPTION_KEY)
+    platforms = PlatformFactory.create_batch(3)
+    before = [platform_secrets.current_secret_row(p).get_secret() for p in platforms]
+    primary = get_key_ring().primary_key_id
+
+    outcome, elapsed, peak = timed_rekey(generate_key())
+
+    assert outcome.rekeyed == outcome.total == 3 and not outcome.failed
+    assert elapsed > 0 and peak > 0
+    rows = [platform_secrets.current_secret_row(p) for p in platforms]
+    assert [row.get_secret() for row in rows] == before  # under the settings' ring alone
+    assert {get_key_ring().key_id_of(row.ciphertext) for row in rows} == {primary}
