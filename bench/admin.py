@@ -8,6 +8,10 @@ import os
 import statistics
 import time
 import tracemalloc
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from trusted_identity.services.rekey import RekeyResult
 
 # ------------------------------------------------------------------------- admin
 
@@ -155,7 +159,7 @@ def bench_bulk(quick: bool) -> dict:
     return result
 
 
-def timed_rekey(new_key: str):
+def timed_rekey(new_key: str) -> tuple[RekeyResult, float, int]:
     """Every secret re-encrypted under ``new_key`` put first in the ring, timed with its
     peak memory; then re-keyed back, untimed, under the key the environment gives.
 
