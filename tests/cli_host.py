@@ -94,13 +94,13 @@ class CliHost:
         self.process.stdout.close()
 
 
-if __name__ == "__main__":
-    serve(sys.stdin, sys.stdout)
-
-
 def cli_for(request, env: dict[str, str]) -> Callable[..., str]:
     """``CliHost.ok`` of a host started with ``env`` that ends with the test or fixture
     ``request`` is of: a chain of commands without a Django start for each."""
     host = CliHost(env)
     request.addfinalizer(host.close)
     return host.ok
+
+
+if __name__ == "__main__":
+    serve(sys.stdin, sys.stdout)
