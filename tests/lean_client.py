@@ -26,10 +26,11 @@ from django.http import HttpRequest, HttpResponse
 from django.test import Client
 
 from trusted_identity import lean as lean_module
+from trusted_identity.lean import close_old
 from trusted_identity.wsgi import LeanSessions
 
 
-def _keep_connections(**kwargs):
+def _keep_connections(*args, **kwargs):
     pass
 
 
@@ -41,11 +42,11 @@ def call_wsgi(make_app, environ) -> tuple[str, list[tuple[str, str]], bytes]:
         started.update(status=status, headers=list(headers))
 
     # As Django's test client does: the test's transaction must survive the request.
-    # The lean path calls close_old_connections itself when only Django's receivers
-    # listen to the request signals (as here, once made inside this window).
+    # The lean path calls close_old itself (close_old_connections) when only Django's
+    # receivers listen to the request signals (as here, once made inside this window).
     signals.request_started.disconnect(close_old_connections)
     signals.request_finished.disconnect(close_old_connections)
-    lean_module.close_old_connections = _keep_connections
+    lean_module.close_old = _keep_connections
     try:
         app = make_app()
         chunks = app(environ, start_response)
@@ -55,7 +56,7 @@ def call_wsgi(make_app, environ) -> tuple[str, list[tuple[str, str]], bytes]:
             if hasattr(chunks, "close"):
                 chunks.close()
     finally:
-        lean_module.close_old_connections = close_old_connections
+        lean_module.close_old = close_old
         signals.request_started.connect(close_old_connections)
         signals.request_finished.connect(close_old_connections)
     return started["status"], started["headers"], body
@@ -214,7 +215,7 @@ def call_asgi(make_app, scope: dict, body: bytes) -> tuple[str, list[tuple[str, 
 
     signals.request_started.disconnect(close_old_connections)
     signals.request_finished.disconnect(close_old_connections)
-    lean_module.close_old_connections = _keep_connections
+    lean_module.close_old = _keep_connections
     local = SyncToAsync.threadlocal
     offered = getattr(local, "main_event_loop", None), getattr(local, "main_event_loop_pid", None)
     local.main_event_loop, local.main_event_loop_pid = _ClientLoop.get(), os.getpid()
@@ -222,7 +223,7 @@ def call_asgi(make_app, scope: dict, body: bytes) -> tuple[str, list[tuple[str, 
         async_to_sync(make_app())(scope, receive, send)
     finally:
         local.main_event_loop, local.main_event_loop_pid = offered
-        lean_module.close_old_connections = close_old_connections
+        lean_module.close_old = close_old
         signals.request_started.connect(close_old_connections)
         signals.request_finished.connect(close_old_connections)
     start = next(m for m in sent if m["type"] == "http.response.start")

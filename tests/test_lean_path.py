@@ -340,3 +340,103 @@ def test_the_lean_client_really_takes_the_lean_path(site, world, monkeypatch):
     )
     response = LeanClient().post(SESSIONS, {}, "application/json", HTTP_X_API_KEY=world.web.api_key)
     assert response.status_code == 201 and seen == [1]
+
+
+def lean_or_django(lean: LeanSessions, spy: Spy, **request) -> str:
+    """Who answered one request through ``lean``: "lean" or "django"."""
+    before = spy.calls
+    call_wsgi(lambda: lean, environ(**request))
+    return "django" if spy.calls > before else "lean"
+
+
+def test_a_remembered_host_verdict_never_lets_another_host_through(site, world):
+    """The request checks' verdicts are remembered per Host (and what else they read):
+    an allowed Host answered lean first does not let a refused one through after it,
+    nor one forwarded in ``X-Forwarded-Host`` where the site trusts that header."""
+    spy = Spy(WSGIHandler())
+    lean = LeanSessions(spy)
+    start = dict(body={}, api_key=world.web.api_key)
+    assert lean_or_django(lean, spy, **start, HTTP_HOST="id.example.com") == "lean"
+    assert lean_or_django(lean, spy, **start, HTTP_HOST="evil.example.org") == "django"
+    assert lean_or_django(lean, spy, **start, HTTP_HOST="id.example.com") == "lean"
+    assert lean_or_django(lean, spy, **start, HTTP_HOST="id.example.com:8443") == "lean"
+    assert lean_or_django(lean, spy, **start, HTTP_HOST="evil.example.org:443") == "django"
+    site.USE_X_FORWARDED_HOST = True
+    forwarded = dict(start, HTTP_HOST="id.example.com")
+    assert lean_or_django(lean, spy, **forwarded, HTTP_X_FORWARDED_HOST="evil.test") == "django"
+    assert lean_or_django(lean, spy, **forwarded, HTTP_X_FORWARDED_HOST="testserver") == "lean"
+
+
+def test_a_setting_change_is_seen_by_a_door_already_made(site, world):
+    """``override_settings`` (the ``setting_changed`` signal) empties the remembered
+    verdicts: a Host allowed before and refused now goes to Django."""
+    spy = Spy(WSGIHandler())
+    lean = LeanSessions(spy)
+    start = dict(body={}, api_key=world.web.api_key, HTTP_HOST="id.example.com")
+    assert lean_or_django(lean, spy, **start) == "lean"
+    site.ALLOWED_HOSTS = ["testserver"]
+    assert lean_or_django(lean, spy, **start) == "django"
+    site.DISALLOWED_USER_AGENTS = [re.compile(r"^BadBot")]
+    start = dict(start, HTTP_HOST="testserver")
+    assert lean_or_django(lean, spy, **start, HTTP_USER_AGENT="App/1.0") == "lean"
+    assert lean_or_django(lean, spy, **start, HTTP_USER_AGENT="BadBot/2") == "django"
+    assert lean_or_django(lean, spy, **start, HTTP_USER_AGENT="App/1.0") == "lean"
+
+
+def test_a_flood_of_made_up_hosts_is_bounded_and_still_refused(site, world):
+    """An attacker with the public API key sending a new Host every request: every one
+    is checked (each refused), the door remembers at most ``VERDICTS_MAX`` verdicts,
+    and the real Host is still answered lean after the flood."""
+    from trusted_identity.lean import VERDICTS_MAX
+
+    spy = Spy(WSGIHandler())
+    lean = LeanSessions(spy)
+    start = dict(body={}, api_key=world.web.api_key)
+    flood = VERDICTS_MAX * 2 + 7
+    for n in range(flood):
+        call_wsgi(lambda: lean, environ(**start, HTTP_HOST=f"h{n}.evil.test"))
+        assert len(lean.door._verdicts) <= VERDICTS_MAX
+    assert spy.calls == flood  # every made-up Host went to Django, which refused it
+    assert lean_or_django(lean, spy, **start, HTTP_HOST="id.example.com") == "lean"
+
+
+def test_the_lean_path_closes_its_threads_old_connections(site, world, monkeypatch):
+    """Before and after each start, as ``close_old_connections`` does: every database
+    connection of the answering thread (found once per thread, the same objects Django
+    uses there), each closed if past ``CONN_MAX_AGE`` or unusable."""
+    import threading
+
+    from django.db import connections
+
+    from trusted_identity import lean as lean_module
+
+    seen = []
+    monkeypatch.setattr(lean_module, "close_old", lambda held: seen.append(held))
+    lean = LeanSessions(WSGIHandler())
+
+    def start(into: list) -> None:
+        status, _, _ = call_lean(lean, environ(body={}, api_key=world.web.api_key))
+        into.append((status, [connections[alias] for alias in connections]))
+
+    here, there = [], []
+    start(here)
+    start(here)
+    thread = threading.Thread(target=start, args=(there,))
+    thread.start()
+    thread.join(10)
+    assert [status for status, _ in here + there] == ["201 Created"] * 3
+    assert len(seen) == 6  # before and after each start
+    for held, (_, expected) in zip(seen[::2], here + there, strict=True):
+        assert [id(c) for c in held] == [id(c) for c in expected]
+    assert seen[0] is seen[2] and seen[0] is not seen[4]  # found once per thread
+
+
+def call_lean(lean: LeanSessions, env: dict) -> tuple[str, list, bytes]:
+    """One WSGI call with the request signals as a server sends them (no test client)."""
+    started: dict = {}
+
+    def start_response(status, headers, exc_info=None):
+        started.update(status=status, headers=list(headers))
+
+    body = b"".join(lean(env, start_response))
+    return started["status"], started["headers"], body

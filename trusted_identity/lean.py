@@ -22,8 +22,11 @@ it in ``TRUSTED_IDENTITY["LEAN_PATH_SKIPS_MIDDLEWARE"]``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 import weakref
+from collections.abc import Iterable
 from http.client import responses
 from typing import Any
 
@@ -31,7 +34,8 @@ from django.conf import settings
 from django.core import signals
 from django.core.cache import close_caches
 from django.core.handlers.base import reset_urlconf
-from django.db import close_old_connections, reset_queries
+from django.db import close_old_connections, connections, reset_queries
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.http import HttpRequest, HttpResponse
 from django.urls import get_script_prefix, resolve, reverse
 from django.utils.log import log_response
@@ -57,6 +61,10 @@ INERT = {
 #: What ``CommonMiddleware`` adds to every answer: filled in per request.
 CONTENT_LENGTH = "Content-Length"
 METHODS = ("POST", "OPTIONS")
+#: How many verdicts of the site's request checks a door remembers, one per distinct
+#: set of what those checks read (path, scheme, Host and the forwarded headers, the
+#: User-Agent where the site refuses some): a flood of made-up Hosts only empties it.
+VERDICTS_MAX = 256
 
 Headers = list[tuple[str, str]]
 
@@ -86,6 +94,12 @@ class LeanDoor:
         self.receivers_known = False
         self.receiver_counts = (-1, -1)
         self.active = False
+        #: The request checks' verdicts (``site_answers``) and each thread's database
+        #: connections (``close_old``), both forgotten when a setting changes.
+        self._verdicts: dict[tuple, bool] = {}
+        self._agents_matter = True
+        self._threads = threading.local()
+        signals.setting_changed.connect(self._forget)  # weakly: the door's own lifetime
         try:
             self._configure()
         except Exception:
@@ -121,7 +135,15 @@ class LeanDoor:
         started, finished = signals.request_started.receivers, signals.request_finished.receivers
         self.receivers_known = {_receiver(r) for r in started + finished} <= DJANGOS_RECEIVERS
         self.receiver_counts = (len(started), len(finished))
+        self._agents_matter = bool(settings.DISALLOWED_USER_AGENTS)
         self.active = True
+
+    def _forget(self, **kwargs: Any) -> None:
+        """A setting changed (``override_settings``): what was worked out from the
+        settings is worked out again."""
+        self._verdicts = {}
+        self._agents_matter = bool(settings.DISALLOWED_USER_AGENTS)
+        self._threads = threading.local()
 
     def _unsupported(self) -> str | None:
         skipped = set(app_settings.LEAN_PATH_SKIPS_MIDDLEWARE or ())
@@ -160,7 +182,34 @@ class LeanDoor:
 
     def site_answers(self, request: HttpRequest) -> bool:
         """Whether the site's request checks would answer before any view (a redirect, a
-        Host not allowed, a refused User-Agent): then Django answers instead."""
+        Host not allowed, a refused User-Agent): then Django answers instead.
+
+        The checks (``CommonMiddleware``'s, ``SecurityMiddleware``'s redirect) read the
+        settings and only what the key below holds of the request, so their verdict is
+        remembered per key: running them cost a served session start about a tenth of
+        its CPU (docs/performance.md).
+        """
+        meta = request.META
+        key = (
+            request.path,
+            request.is_secure(),
+            meta.get("HTTP_HOST"),
+            meta.get("HTTP_X_FORWARDED_HOST"),
+            meta.get("HTTP_X_FORWARDED_PORT"),
+            meta.get("SERVER_NAME"),
+            meta.get("SERVER_PORT"),
+            meta.get("HTTP_USER_AGENT") if self._agents_matter else None,
+        )
+        verdicts = self._verdicts
+        verdict = verdicts.get(key)
+        if verdict is None:
+            verdict = self._run_request_checks(request)
+            if len(verdicts) >= VERDICTS_MAX:
+                verdicts.clear()
+            verdicts[key] = verdict
+        return verdict
+
+    def _run_request_checks(self, request: HttpRequest) -> bool:
         try:
             return any(m.process_request(request) is not None for m in self.request_middleware)
         except Exception:  # a Host not allowed, a refused User-Agent: Django answers
@@ -175,7 +224,8 @@ class LeanDoor:
         """
         plain = self.plain_signals()
         if plain:
-            close_old_connections()
+            held = self._connections()
+            close_old(held)
             if settings.DEBUG:
                 reset_queries()
         else:
@@ -195,17 +245,35 @@ class LeanDoor:
             return answer.status, headers, body
         finally:
             if plain:
-                close_old_connections()
+                close_old(held)
             else:
                 signals.request_finished.send(sender=self.__class__)
+
+    def _connections(self) -> list[BaseDatabaseWrapper]:
+        """This thread's database connections, every alias's, found once per thread.
+
+        Django's ``close_old_connections`` looks them up on every call through
+        asgiref's ``Local``, which costs most of its time; a thread's connection
+        objects never change once made (closing one keeps the object), so the door
+        makes them all at its first request in the thread and keeps the list. In a
+        thread running an event loop the ``Local`` is per task: looked up each time.
+        """
+        if asyncio._get_running_loop() is not None:
+            return connections.all(initialized_only=True)
+        threads = self._threads
+        try:
+            return threads.connections
+        except AttributeError:
+            held = threads.connections = connections.all()
+            return held
 
     def plain_signals(self) -> bool:
         """Whether only Django's own receivers listen to the request signals.
 
         Then the lean path does what they do for it directly: sending the two signals
         costs a quarter of a lean session start. Old or broken database connections
-        are closed before and after (``close_old_connections``: ``CONN_MAX_AGE``,
-        health checks), the query log is reset under DEBUG; the URLconf is never
+        are closed before and after (``close_old``, as ``close_old_connections``:
+        ``CONN_MAX_AGE``, health checks), the query log is reset under DEBUG; the URLconf is never
         changed here, and closing cache connections at the end of each request is
         left out (a no-op for the local-memory, database and Redis backends).
         Anything else listening, a site's receiver or a test client's changes,
@@ -216,6 +284,14 @@ class LeanDoor:
             and len(signals.request_started.receivers) == self.receiver_counts[0]
             and len(signals.request_finished.receivers) == self.receiver_counts[1]
         )
+
+
+def close_old(held: Iterable[BaseDatabaseWrapper]) -> None:
+    """What Django's ``close_old_connections`` does, for connections already found:
+    each one past ``CONN_MAX_AGE``, broken or left outside autocommit is closed, and
+    its health check is due again at its next use."""
+    for connection in held:
+        connection.close_if_unusable_or_obsolete()
 
 
 def status_line(status: int) -> str:
