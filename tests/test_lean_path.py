@@ -440,3 +440,67 @@ def call_lean(lean: LeanSessions, env: dict) -> tuple[str, list, bytes]:
 
     body = b"".join(lean(env, start_response))
     return started["status"], started["headers"], body
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"SCRIPT_NAME": "/id"},
+        {"SCRIPT_NAME": "/id/", "secure": True},
+        {"HTTP_X_FORWARDED_PROTO": "https"},
+        {"CONTENT_LENGTH": "5"},  # shorter than the body: five bytes read
+        {"CONTENT_LENGTH": "-3"},
+        {"CONTENT_LENGTH": "twelve"},
+        {"CONTENT_LENGTH": ""},
+    ],
+)
+def test_the_door_reads_a_request_as_django_does(site, extra):
+    """What the decision reads of the door's ``DoorRequest`` is what it would read of
+    Django's ``WSGIRequest`` of the same environ: path, scheme, method and body."""
+    from django.core.handlers.wsgi import WSGIRequest
+
+    from trusted_identity.wsgi import DoorRequest
+
+    site.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    body = {"userId": "u-1", "signed": "0" * 64}
+    door, django = (
+        DoorRequest(environ(body=body, **extra)),
+        WSGIRequest(environ(body=body, **extra)),
+    )
+    assert (door.path, door.is_secure(), door.method) == (
+        django.path,
+        django.is_secure(),
+        django.method,
+    )
+    if extra.get("CONTENT_LENGTH") == "twelve":  # read_json_body refuses it before
+        for request in (django, door):
+            with pytest.raises(ValueError):
+                getattr(request, "body")  # noqa: B009 (a property that raises)
+    else:
+        assert door.body == django.body
+
+
+def test_a_body_over_djangos_own_limit_is_refused_on_both_paths(site, world):
+    """``DATA_UPLOAD_MAX_MEMORY_SIZE`` below the app's ``MAX_BODY_BYTES``: Django's
+    refusal of the body, the same answer on both paths."""
+    site.DATA_UPLOAD_MAX_MEMORY_SIZE = 20
+    request = dict(body={"userId": "u-1", "signed": "0" * 64}, api_key=world.web.api_key)
+    django_answer, lean_answer, passed = both(lambda: environ(**request))
+    assert lean_answer == django_answer and passed == 0
+    assert django_answer[0].startswith("400") and b"larger than" in django_answer[2]
+
+
+def test_a_logged_refusal_carries_djangos_request_with_its_body(site, world, caplog):
+    """The door logs a 4xx as Django's handler does (``django.request``), with Django's
+    own request object, its body the one the door read."""
+    from django.core.handlers.wsgi import WSGIRequest
+
+    body = {"userId": "u-1", "signed": "0" * 64}
+    enforced = dict(body=body, api_key=world.enforced.api_key)
+    with caplog.at_level("WARNING", logger="django.request"):
+        status, _, _ = call_wsgi(lambda: LeanSessions(WSGIHandler()), environ(**enforced))
+    assert status.startswith("403")
+    (record,) = [r for r in caplog.records if r.name == "django.request"]
+    assert isinstance(record.request, WSGIRequest)
+    assert json.loads(record.request.body) == body and record.status_code == 403

@@ -69,6 +69,21 @@ VERDICTS_MAX = 256
 Headers = list[tuple[str, str]]
 
 
+class StandIn(HttpRequest):
+    """A door's own request object, standing in for Django's where only the decision
+    reads it (``META``, ``method``, ``body``, ``path``, ``is_secure()``); ``django()``
+    gives Django's own request for anything else (the site's request checks, a logged
+    error's report)."""
+
+    def django(self) -> HttpRequest:
+        raise NotImplementedError
+
+
+def djangos(request: HttpRequest) -> HttpRequest:
+    """Django's own request for ``request``: a stand-in's, or ``request`` itself."""
+    return request.django() if isinstance(request, StandIn) else request
+
+
 class _Probe(HttpRequest):
     """A request that is only secure or not: what the response middleware asks of it."""
 
@@ -203,7 +218,7 @@ class LeanDoor:
         verdicts = self._verdicts
         verdict = verdicts.get(key)
         if verdict is None:
-            verdict = self._run_request_checks(request)
+            verdict = self._run_request_checks(djangos(request))
             if len(verdicts) >= VERDICTS_MAX:
                 verdicts.clear()
             verdicts[key] = verdict
@@ -241,7 +256,7 @@ class LeanDoor:
                 headers.append((name, value))
             if answer.status >= 400:  # logged as Django's handler logs it (django.request)
                 log_response("%s: %s", responses[answer.status], request.path,
-                             response=_Logged(answer.status), request=request)  # fmt: skip
+                             response=_Logged(answer.status), request=djangos(request))  # fmt: skip
             return answer.status, headers, body
         finally:
             if plain:
