@@ -13,6 +13,9 @@ import pytest
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from trusted_identity import signing
 from trusted_identity.models import Outcome, Platform
@@ -531,3 +534,26 @@ def test_warm_buffered_start_makes_no_query_at_all(client, platform, counts_as_s
 
 def test_outcomes_enum_matches_contract():
     assert set(Outcome.values) == {"valid", "invalid", "missing", "visitor", "rejected"}
+
+
+@given(
+    user_id=st.one_of(st.none(), st.text(max_size=40)),
+    signature=st.sampled_from(["valid", "invalid", "missing", "none"]),
+    space=st.text(min_size=1, max_size=20),
+    platform=st.sampled_from(["web", "ios", "android", "tv"]),
+)
+@hypothesis_settings(max_examples=300, deadline=None)
+def test_a_started_sessions_answer_is_the_json_encoders_to_the_byte(
+    user_id, signature, space, platform
+):
+    """Session start's answer is written from its fields (``views.json_bytes``): the same
+    bytes as ``JsonResponse``'s encoder gives its ``as_dict()``, for any user id (quotes,
+    backslashes, control characters, any script) and for a visitor's null."""
+    from django.core.serializers.json import DjangoJSONEncoder
+
+    from trusted_identity.services.sessions import SessionStart
+    from trusted_identity.views import json_bytes
+
+    started = SessionStart("s3ss10n_-Id", user_id, signature, space, platform)
+    expected = json.dumps(started.as_dict(), cls=DjangoJSONEncoder).encode()
+    assert json_bytes(started) == expected

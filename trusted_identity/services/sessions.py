@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..conf import app_settings
 from ..exceptions import InvalidRequest, SignatureInvalid, SignatureRequired
@@ -20,8 +19,13 @@ MAX_PLAIN_SIGNED_LENGTH = 256
 MISSING = "missing"
 
 
-@dataclass(frozen=True)
-class SessionStart:
+class SessionStart(NamedTuple):
+    """A started session: what the answer says, and what verification found.
+
+    A named tuple, not a frozen dataclass: as immutable, and made in a third of the time
+    (a frozen dataclass sets each field through ``object.__setattr__``), once per start.
+    """
+
     session_id: str
     user_id: str | None
     signature: str  # valid | invalid | missing | none
