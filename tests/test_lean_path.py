@@ -504,3 +504,18 @@ def test_a_logged_refusal_carries_djangos_request_with_its_body(site, world, cap
     (record,) = [r for r in caplog.records if r.name == "django.request"]
     assert isinstance(record.request, WSGIRequest)
     assert json.loads(record.request.body) == body and record.status_code == 403
+
+
+def test_a_remembered_verdict_is_the_paths_own(site, world):
+    """The HTTPS redirect exempts paths by pattern, and the path holds the script name:
+    a start under an exempt mount answered lean does not exempt the same start under
+    another mount (Django redirects that one), nor the other way round."""
+    site.SECURE_SSL_REDIRECT = True
+    site.SECURE_REDIRECT_EXEMPT = [r"^id/"]
+    spy = Spy(WSGIHandler())
+    lean = LeanSessions(spy)
+    start = dict(body={}, api_key=world.web.api_key)
+    assert lean_or_django(lean, spy, **start, SCRIPT_NAME="/id") == "lean"
+    assert lean_or_django(lean, spy, **start) == "django"
+    assert lean_or_django(lean, spy, **start, SCRIPT_NAME="/id") == "lean"
+    assert lean_or_django(lean, spy, **start, SCRIPT_NAME="/other") == "django"

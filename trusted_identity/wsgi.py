@@ -90,8 +90,27 @@ class DoorRequest(StandIn):
         path_info = get_path_info(self.environ) or "/"
         return f"{get_script_name(self.environ).rstrip('/')}/{path_info.replace('/', '', 1)}"
 
+    @property
+    def path_key(self) -> tuple:
+        """What ``get_script_name`` and ``get_path_info`` read of the environ."""
+        environ = self.environ
+        return (
+            environ.get("SCRIPT_NAME"),
+            environ.get("SCRIPT_URL"),
+            environ.get("REDIRECT_URL"),
+            environ.get("PATH_INFO"),
+        )
+
     def _get_scheme(self) -> str:
         return self.environ.get("wsgi.url_scheme")
+
+    def is_secure(self) -> bool:
+        """As Django's, asked once: the request checks' key and the answer's headers."""
+        try:
+            return self._secure
+        except AttributeError:
+            self._secure: bool = super().is_secure()
+            return self._secure
 
     @cached_property
     def body(self) -> bytes:
