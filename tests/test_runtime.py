@@ -64,6 +64,7 @@ def test_reset_leaves_nothing_behind(client, platform, settings):
     made.private_keys.get("k", lambda: 1)
     made.key_signers.get("k", lambda: 1)
     made.delivery_thread.wake()
+    made.thread_connections.all()
     empty = [part for part in runtime.Runtime.PARTS if len(getattr(made, part)) == 0]
     assert empty == [], f"not filled by the test: {empty}"
 
@@ -196,3 +197,82 @@ def test_wakes_while_the_writer_works_bring_one_more_run_and_no_wake_is_lost():
         assert _wait_for(lambda: len(runs) == 3)
     finally:
         worker.stop()
+
+
+def test_a_threads_connections_are_djangos_found_once_per_thread():
+    """``ThreadConnections`` gives each thread Django's own connection objects for it
+    (what ``connections[alias]`` gives there), found once; a thread running an event
+    loop asks Django each time (its connections are per task there)."""
+    import asyncio
+
+    from django.db import connections
+
+    from trusted_identity.state import ThreadConnections
+
+    held = ThreadConnections()
+
+    def asked() -> tuple:
+        everything = held.all()
+        return (
+            everything,
+            held.all(),
+            held.get("default"),
+            [connections[alias] for alias in connections],
+            connections["default"],
+        )
+
+    here = asked()
+    there: list = []
+    thread = threading.Thread(target=lambda: there.append(asked()))
+    thread.start()
+    thread.join(10)
+    for first, again, default, djangos, djangos_default in (here, there[0]):
+        assert first is again  # found once
+        assert [id(c) for c in first] == [id(c) for c in djangos]
+        assert default is djangos_default
+    assert here[2] is not there[0][2]  # each thread its own
+    assert len(held) == len(here[0])
+    held.clear()
+    assert len(held) == 0 and held.all() is not here[0]
+
+    async def in_a_loop() -> bool:
+        return held.get("default") is connections["default"]
+
+    assert asyncio.run(in_a_loop())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_counts_inside_a_transaction_are_written_in_it_from_any_thread(platform, settings):
+    """The counts' transaction check (``outcomes.in_transaction``) reads the calling
+    thread's own connection: inside ``atomic`` a count is written at once, in it (and
+    rolled back with it); outside, it goes to the buffer."""
+    from django.db import transaction
+
+    from trusted_identity import outcomes
+    from trusted_identity.models import OutcomeCount
+
+    settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, "COUNT_FLUSH_INTERVAL": 60}
+
+    def count_in(atomic: bool) -> tuple[bool, int]:
+        if atomic:
+            with transaction.atomic():
+                outcomes.count(platform.pk, _hour(), "valid")
+                inside = OutcomeCount.objects.filter(platform=platform).count()
+                transaction.set_rollback(True)
+            return outcomes.in_transaction(), inside
+        outcomes.count(platform.pk, _hour(), "valid")
+        return outcomes.in_transaction(), OutcomeCount.objects.filter(platform=platform).count()
+
+    results: list = []
+    for atomic in (True, False):
+        thread = threading.Thread(target=lambda a=atomic: results.append(count_in(a)))
+        thread.start()
+        thread.join(10)
+    runtime.current().counts.clear()
+    assert results == [(False, 1), (False, 0)]
+
+
+def _hour():
+    from django.utils import timezone
+
+    return timezone.now().replace(minute=0, second=0, microsecond=0)

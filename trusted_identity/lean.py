@@ -22,9 +22,7 @@ it in ``TRUSTED_IDENTITY["LEAN_PATH_SKIPS_MIDDLEWARE"]``.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import threading
 import weakref
 from collections.abc import Iterable
 from http.client import responses
@@ -34,13 +32,14 @@ from django.conf import settings
 from django.core import signals
 from django.core.cache import close_caches
 from django.core.handlers.base import reset_urlconf
-from django.db import close_old_connections, connections, reset_queries
+from django.db import close_old_connections, reset_queries
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.http import HttpRequest, HttpResponse
 from django.urls import get_script_prefix, resolve, reverse
 from django.utils.log import log_response
 from django.utils.module_loading import import_string
 
+from . import runtime
 from .conf import app_settings
 
 logger = logging.getLogger("trusted_identity")
@@ -115,11 +114,10 @@ class LeanDoor:
         self.receivers_known = False
         self.receiver_counts = (-1, -1)
         self.active = False
-        #: The request checks' verdicts (``site_answers``) and each thread's database
-        #: connections (``close_old``), both forgotten when a setting changes.
+        #: The request checks' verdicts (``site_answers``), forgotten when a setting
+        #: changes.
         self._verdicts: dict[tuple, bool] = {}
         self._agents_matter = True
-        self._threads = threading.local()
         signals.setting_changed.connect(self._forget)  # weakly: the door's own lifetime
         try:
             self._configure()
@@ -164,7 +162,6 @@ class LeanDoor:
         settings is worked out again."""
         self._verdicts = {}
         self._agents_matter = bool(settings.DISALLOWED_USER_AGENTS)
-        self._threads = threading.local()
 
     def _unsupported(self) -> str | None:
         skipped = set(app_settings.LEAN_PATH_SKIPS_MIDDLEWARE or ())
@@ -271,22 +268,10 @@ class LeanDoor:
                 signals.request_finished.send(sender=self.__class__)
 
     def _connections(self) -> list[BaseDatabaseWrapper]:
-        """This thread's database connections, every alias's, found once per thread.
-
-        Django's ``close_old_connections`` looks them up on every call through
-        asgiref's ``Local``, which costs most of its time; a thread's connection
-        objects never change once made (closing one keeps the object), so the door
-        makes them all at its first request in the thread and keeps the list. In a
-        thread running an event loop the ``Local`` is per task: looked up each time.
-        """
-        if asyncio._get_running_loop() is not None:
-            return connections.all(initialized_only=True)
-        threads = self._threads
-        try:
-            return threads.connections
-        except AttributeError:
-            held = threads.connections = connections.all()
-            return held
+        """This thread's database connections (``state.ThreadConnections``): Django's
+        ``close_old_connections`` looks each up through asgiref's ``Local``, which
+        costs most of its time."""
+        return runtime.current().thread_connections.all()
 
     def plain_signals(self) -> bool:
         """Whether only Django's own receivers listen to the request signals.

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from django.db import DatabaseError, connections, router
+from django.db import DatabaseError, router
 from django.dispatch import Signal
 
 from . import runtime
@@ -83,7 +83,8 @@ def announce(rejected: set[tuple[int, datetime]], grace_warnings: set[tuple[int,
 
 def in_transaction() -> bool:
     """Whether the caller's connection (the one counts are written with) is in ``atomic``."""
-    return connections[router.db_for_write(OutcomeCount)].in_atomic_block
+    alias = router.db_for_write(OutcomeCount)
+    return runtime.current().thread_connections.get(alias).in_atomic_block
 
 
 def count(

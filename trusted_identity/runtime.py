@@ -57,6 +57,7 @@ from .state import (
     Memo,
     SeenSet,
     Slot,
+    ThreadConnections,
     Throttle,
 )
 from .tokens import TokenMemo
@@ -335,6 +336,7 @@ class Runtime:
     #: Every part, each with ``clear()`` and ``len()`` (0 = holds nothing): a new piece of
     #: state is added here, or tests/test_runtime.py fails.
     PARTS = (
+        "thread_connections",
         "generation",
         "near_cache",
         "unknown_keys",
@@ -366,6 +368,7 @@ class Runtime:
         self._make_parts()
 
     def _make_parts(self) -> None:
+        self.thread_connections = ThreadConnections()  # each thread's, found once
         self.generation = GenerationTracker()
         self.near_cache = NearCache()
         self.unknown_keys = UnknownKeys()
