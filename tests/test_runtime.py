@@ -263,9 +263,15 @@ def test_counts_inside_a_transaction_are_written_in_it_from_any_thread(platform,
         outcomes.count(platform.pk, _hour(), "valid")
         return outcomes.in_transaction(), OutcomeCount.objects.filter(platform=platform).count()
 
+    def in_a_thread(atomic: bool) -> None:
+        try:
+            results.append(count_in(atomic))
+        finally:
+            runtime.close_thread_connections()
+
     results: list = []
     for atomic in (True, False):
-        thread = threading.Thread(target=lambda a=atomic: results.append(count_in(a)))
+        thread = threading.Thread(target=in_a_thread, args=(atomic,))
         thread.start()
         thread.join(10)
     runtime.current().counts.clear()
