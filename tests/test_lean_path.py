@@ -480,10 +480,10 @@ def test_the_door_reads_a_request_as_django_does(site, extra):
         django.is_secure(),
         django.method,
     )
-    if extra.get("CONTENT_LENGTH") == "twelve":  # read_json_body refuses it before
-        for request in (django, door):
-            with pytest.raises(ValueError):
-                getattr(request, "body")  # noqa: B009 (a property that raises)
+    if extra.get("CONTENT_LENGTH") == "twelve":
+        # Django 5.2 raises ValueError reading it, 6.1 reads nothing (as its stream's
+        # limit says): read_json_body refuses it before either (bad-content-length).
+        assert door.body == b""
     else:
         assert door.body == django.body
 

@@ -114,7 +114,10 @@ class DoorRequest(StandIn):
 
     @cached_property
     def body(self) -> bytes:
-        length = int(self.environ.get("CONTENT_LENGTH") or 0)  # ValueError, as Django's
+        try:
+            length = int(self.environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:  # as Django 6.1 and WSGIRequest's stream: nothing to read
+            length = 0
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         if limit is not None and length > limit:
             raise RequestDataTooBig("Request body exceeded settings.DATA_UPLOAD_MAX_MEMORY_SIZE.")
