@@ -537,7 +537,8 @@ def test_outcomes_enum_matches_contract():
 
 
 @given(
-    user_id=st.one_of(st.none(), st.text(max_size=40)),
+    # Any code point, lone surrogates too (a JSON body's "\ud800" decodes to one).
+    user_id=st.one_of(st.none(), st.text(st.characters(exclude_categories=()), max_size=40)),
     signature=st.sampled_from(["valid", "invalid", "missing", "none"]),
     space=st.text(min_size=1, max_size=20),
     platform=st.sampled_from(["web", "ios", "android", "tv"]),
@@ -548,7 +549,8 @@ def test_a_started_sessions_answer_is_the_json_encoders_to_the_byte(
 ):
     """Session start's answer is written from its fields (``views.json_bytes``): the same
     bytes as ``JsonResponse``'s encoder gives its ``as_dict()``, for any user id (quotes,
-    backslashes, control characters, any script) and for a visitor's null."""
+    backslashes, control characters, lone surrogates, any script) and for a visitor's
+    null."""
     from django.core.serializers.json import DjangoJSONEncoder
 
     from trusted_identity.services.sessions import SessionStart

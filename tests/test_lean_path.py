@@ -526,3 +526,13 @@ def test_a_remembered_verdict_is_the_paths_own(site, world):
     assert lean_or_django(lean, spy, **start) == "django"
     assert lean_or_django(lean, spy, **start, SCRIPT_NAME="/id") == "lean"
     assert lean_or_django(lean, spy, **start, SCRIPT_NAME="/other") == "django"
+
+
+def test_an_unusable_proxy_header_setting_is_djangos_to_answer(site, world):
+    """``SECURE_PROXY_SSL_HEADER`` that is not a pair: Django raises reading the scheme;
+    the door hands such a request to Django, which answers it (its 500), as before the
+    verdict memo."""
+    site.SECURE_PROXY_SSL_HEADER = "HTTP_X_FORWARDED_PROTO"
+    spy = Spy(WSGIHandler())
+    lean = LeanSessions(spy)
+    assert lean_or_django(lean, spy, body={}, api_key=world.web.api_key) == "django"

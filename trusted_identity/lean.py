@@ -208,9 +208,13 @@ class LeanDoor:
         its CPU (docs/performance.md).
         """
         meta = request.META
+        try:
+            secure = request.is_secure()
+        except Exception:  # SECURE_PROXY_SSL_HEADER unusable: Django answers, and says so
+            return True
         key = (
             request.path_key if isinstance(request, StandIn) else request.path,
-            request.is_secure(),
+            secure,
             meta.get("HTTP_HOST"),
             meta.get("HTTP_X_FORWARDED_HOST"),
             meta.get("HTTP_X_FORWARDED_PORT"),
@@ -279,8 +283,8 @@ class LeanDoor:
         Then the lean path does what they do for it directly: sending the two signals
         costs a quarter of a lean session start. Old or broken database connections
         are closed before and after (``close_old``, as ``close_old_connections``:
-        ``CONN_MAX_AGE``, health checks), the query log is reset under DEBUG; the URLconf is never
-        changed here, and closing cache connections at the end of each request is
+        ``CONN_MAX_AGE``, health checks), the query log is reset under DEBUG; the
+        URLconf is never changed here, and closing cache connections at the end of each request is
         left out (a no-op for the local-memory, database and Redis backends).
         Anything else listening, a site's receiver or a test client's changes,
         gets the signals sent as Django sends them.
