@@ -34,13 +34,30 @@ def _keep_connections(*args, **kwargs):
     pass
 
 
-def call_wsgi(make_app, environ) -> tuple[str, list[tuple[str, str]], bytes]:
-    """(status line, headers, body) of one WSGI call to the application ``make_app()``."""
+def call_wsgi(
+    make_app, environ, *, as_a_server: bool = False
+) -> tuple[str, list[tuple[str, str]], bytes]:
+    """(status line, headers, body) of one WSGI call to the application ``make_app()``.
+
+    ``as_a_server``: the connections closed when old, before and after, as a server's
+    request runs (a transactional test's own choice); else kept, as Django's test
+    client keeps them."""
     started: dict = {}
 
     def start_response(status, headers, exc_info=None):
         started.update(status=status, headers=list(headers))
 
+    def call() -> bytes:
+        chunks = make_app()(environ, start_response)
+        try:
+            return b"".join(chunks)
+        finally:
+            if hasattr(chunks, "close"):
+                chunks.close()
+
+    if as_a_server:
+        body = call()
+        return started["status"], started["headers"], body
     # As Django's test client does: the test's transaction must survive the request.
     # The lean path calls close_old itself (close_old_connections) when only Django's
     # receivers listen to the request signals (as here, once made inside this window).
@@ -48,13 +65,7 @@ def call_wsgi(make_app, environ) -> tuple[str, list[tuple[str, str]], bytes]:
     signals.request_finished.disconnect(close_old_connections)
     lean_module.close_old = _keep_connections
     try:
-        app = make_app()
-        chunks = app(environ, start_response)
-        try:
-            body = b"".join(chunks)
-        finally:
-            if hasattr(chunks, "close"):
-                chunks.close()
+        body = call()
     finally:
         lean_module.close_old = close_old
         signals.request_started.connect(close_old_connections)

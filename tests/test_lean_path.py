@@ -416,7 +416,9 @@ def test_the_lean_path_closes_its_threads_old_connections(site, world, monkeypat
     lean = LeanSessions(WSGIHandler())
 
     def start(into: list) -> None:
-        status, _, _ = call_lean(lean, environ(body={}, api_key=world.web.api_key))
+        status, _, _ = call_wsgi(
+            lambda: lean, environ(body={}, api_key=world.web.api_key), as_a_server=True
+        )
         into.append((status, [connections[alias] for alias in connections]))
 
     def start_in_a_thread(into: list) -> None:
@@ -436,17 +438,6 @@ def test_the_lean_path_closes_its_threads_old_connections(site, world, monkeypat
     for held, (_, expected) in zip(seen[::2], here + there, strict=True):
         assert [id(c) for c in held] == [id(c) for c in expected]
     assert seen[0] is seen[2] and seen[0] is not seen[4]  # found once per thread
-
-
-def call_lean(lean: LeanSessions, env: dict) -> tuple[str, list, bytes]:
-    """One WSGI call with the request signals as a server sends them (no test client)."""
-    started: dict = {}
-
-    def start_response(status, headers, exc_info=None):
-        started.update(status=status, headers=list(headers))
-
-    body = b"".join(lean(env, start_response))
-    return started["status"], started["headers"], body
 
 
 @pytest.mark.parametrize(

@@ -247,20 +247,22 @@ def test_counts_inside_a_transaction_are_written_in_it_from_any_thread(platform,
     thread's own connection: inside ``atomic`` a count is written at once, in it (and
     rolled back with it); outside, it goes to the buffer."""
     from django.db import transaction
+    from django.utils import timezone
 
     from trusted_identity import outcomes
     from trusted_identity.models import OutcomeCount
+    from trusted_identity.services.counting import hour_start
 
     settings.TRUSTED_IDENTITY = {**settings.TRUSTED_IDENTITY, "COUNT_FLUSH_INTERVAL": 60}
 
     def count_in(atomic: bool) -> tuple[bool, int]:
         if atomic:
             with transaction.atomic():
-                outcomes.count(platform.pk, _hour(), "valid")
+                outcomes.count(platform.pk, hour_start(timezone.now()), "valid")
                 inside = OutcomeCount.objects.filter(platform=platform).count()
                 transaction.set_rollback(True)
             return outcomes.in_transaction(), inside
-        outcomes.count(platform.pk, _hour(), "valid")
+        outcomes.count(platform.pk, hour_start(timezone.now()), "valid")
         return outcomes.in_transaction(), OutcomeCount.objects.filter(platform=platform).count()
 
     def in_a_thread(atomic: bool) -> None:
@@ -276,9 +278,3 @@ def test_counts_inside_a_transaction_are_written_in_it_from_any_thread(platform,
         thread.join(10)
     runtime.current().counts.clear()
     assert results == [(False, 1), (False, 0)]
-
-
-def _hour():
-    from django.utils import timezone
-
-    return timezone.now().replace(minute=0, second=0, microsecond=0)
