@@ -216,6 +216,22 @@ def test_header_members_that_pick_keys_or_change_processing_are_malformed(extra)
     assert check(token(header={**HEADER, **extra})) == TOKEN_MALFORMED
 
 
+def test_a_header_is_judged_by_itself_after_another_was_accepted():
+    """The header accepted last is taken without reading it again: only a token whose
+    header segment is exactly that one (up to its dot) is."""
+    assert check(token()) is None
+    accepted = token().split(".")[0]
+    refused = ({**HEADER, "crit": ["exp"], "exp": NOW}, {"alg": "none"}, {**HEADER, "jku": "x"})
+    for header in refused:
+        assert check(token(header=header)) == TOKEN_MALFORMED
+        assert check(token()) is None
+    body, mac = token().split(".")[1:]
+    for segment in (accepted + "A", accepted[:-1], accepted + "." + accepted):
+        assert check(f"{segment}.{body}.{mac}") == TOKEN_MALFORMED
+    assert check(token(header={"typ": "JWT", "alg": "HS256"})) is None  # another spelling
+    assert check(token({"sub": "42", "iat": NOW, "exp": NOW + HOUR, "jti": "x"})) is None
+
+
 @pytest.mark.parametrize(
     "kid", ["../../../../dev/null", "' OR '1'='1", "/etc/passwd", "", "x" * 200, "tis_ios_other"]
 )

@@ -45,7 +45,8 @@ HEADER_MEMBERS = frozenset({"alg", "typ", "kid"})
 
 URL_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 #: The last character of a segment whose length is 2 or 3 modulo 4 carries 4 or 2 unused
-#: bits; the canonical spelling has them zero (the length modulo 4 is never 1).
+#: bits; the canonical spelling has them zero (the length modulo 4 is never 1). None of
+#: them is ``-`` or ``_``: the same in the standard alphabet.
 _CANONICAL_LAST_OF = {2: frozenset(b"AQgw"), 3: frozenset(b"AEIMQUYcgkosw048"), 0: None}
 _PADDING = {0: b"", 2: b"==", 3: b"="}
 
@@ -144,13 +145,19 @@ _PLAIN_CLAIMS = re.compile(
 
 def parse_claims(segment: bytes) -> Claims | None:
     """The claims of a base64url claims segment, or None (``token_malformed``)."""
+    return parse_standard_claims(segment.translate(URL_TO_STANDARD))
+
+
+def parse_standard_claims(segment: bytes) -> Claims | None:
+    """:func:`parse_claims` of a segment already translated to the standard base64
+    alphabet (``+`` and ``/``): HS256 translates a whole token once."""
     remainder = len(segment) % 4  # b64decode, inline: a first sight's largest step
     if remainder == 1:
         return None
     canonical = _CANONICAL_LAST_OF[remainder]
     if canonical is not None and segment[-1] not in canonical:
         return None
-    raw = binascii.a2b_base64(segment.translate(URL_TO_STANDARD) + _PADDING[remainder])
+    raw = binascii.a2b_base64(segment + _PADDING[remainder])
     plain = _PLAIN_CLAIMS.fullmatch(raw)
     if plain is not None:
         sub, iat, exp = plain.groups()

@@ -73,7 +73,7 @@ from .jwtparts import (
     URL_TO_STANDARD,
     Claims,
     check_claims,
-    parse_claims,
+    parse_standard_claims,
     read_header,
 )
 from .signing import HmacKey
@@ -102,11 +102,14 @@ __all__ = [
     "verify_token_match",
 ]
 
-_SHAPE = re.compile(r"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]{43})")
+#: Three base64url segments, the last 43 characters (32 bytes) whose last character
+#: carries 2 unused bits, zero in the one canonical spelling.
+_SHAPE = re.compile(r"([A-Za-z0-9_-]+)\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]")
 
 _HEADERS_MAX = 256
 
 
+_NO_HEADER = "\n"  # no token starts with it: the shape allows no newline
 _VERIFIED_MAX = 4096
 _VERIFIED_MAX_LENGTH = 1024  # longer tokens are verified every time, never remembered
 
@@ -119,10 +122,13 @@ class TokenMemo:
     claims, and the keys PyJWT was asked about. The process's one is owned by
     ``trusted_identity.runtime`` and passed in; without one nothing is remembered."""
 
-    __slots__ = ("headers", "key_headers", "keys_checked", "verified")
+    __slots__ = ("headers", "key_headers", "keys_checked", "last_header", "verified")
 
     def __init__(self) -> None:
         self.headers: dict[str, bool] = {}
+        # The header segment accepted last, with its dot: a token that starts with it has
+        # that header (the shape ends the header at its first dot), checked already.
+        self.last_header = _NO_HEADER
         self.key_headers: dict[str, tuple[str, str | None] | None] = {}
         self.verified: dict[str, tuple[object, Claims]] = {}
         self.keys_checked: dict[bytes, bool] = {}
@@ -136,6 +142,7 @@ class TokenMemo:
 
     def clear(self) -> None:
         """Forget it all (keys changed, tests)."""
+        self.last_header = _NO_HEADER
         self.headers.clear()
         self.key_headers.clear()
         self.verified.clear()
@@ -198,7 +205,7 @@ def verify_token_match(
     are accepted (session start passes them so: keywords cost a first sight 2%)."""
     if memo is None:
         memo = TokenMemo()
-    headers, verified = memo.headers, memo.verified
+    verified = memo.verified
     try:  # one function, no inner call: the hot path of session start with a token
         known = verified.get(token)
         if known is not None and known[0] in keys:  # HmacKey has no __eq__: identity
@@ -206,21 +213,26 @@ def verify_token_match(
         shape = _SHAPE.fullmatch(token) if len(token) <= max_length else None
         if shape is None:
             return _MALFORMED
-        header_end = shape.end(1)
-        header = token[:header_end]
-        header_ok = headers.get(header)
-        if header_ok is None:
-            header_ok = _header_is_acceptable(header)
-            if len(headers) >= _HEADERS_MAX:
-                headers.clear()
-            headers[header] = header_ok
-        if not header_ok:
-            return _MALFORMED
-        if token[-1] not in _CANONICAL_LAST:  # the signature's 2 unused bits must be zero
-            return _MALFORMED
+        last_header = memo.last_header  # read once: another thread may replace it
+        if token.startswith(last_header):  # the header accepted last, and its dot
+            header_end = len(last_header) - 1
+        else:
+            header_end = shape.end(1)
+            header = token[:header_end]
+            headers = memo.headers
+            header_ok = headers.get(header)
+            if header_ok is None:
+                header_ok = _header_is_acceptable(header)
+                if len(headers) >= _HEADERS_MAX:
+                    headers.clear()
+                headers[header] = header_ok
+            if not header_ok:
+                return _MALFORMED
+            memo.last_header = header + "."
         ascii_token = token.encode("ascii")  # the shape allows nothing else
         message = ascii_token[:-44]  # the signature segment is 43 characters after a dot
-        signature = binascii.a2b_base64(ascii_token[-43:].translate(URL_TO_STANDARD) + b"=")
+        standard = ascii_token.translate(URL_TO_STANDARD)  # base64, for both decodings
+        signature = binascii.a2b_base64(standard[-43:] + b"=")
         matched = None
         for key in keys:  # every key, whatever the earlier ones gave
             if hmac.compare_digest(key.digest(message), signature) and matched is None:
@@ -230,7 +242,7 @@ def verify_token_match(
         checked = memo.keys_checked
         if not checked.get(matched.secret_bytes) and not _hmac_key_acceptable(matched, checked):
             return TOKEN_MALFORMED, matched
-        claims = parse_claims(ascii_token[header_end + 1 : -44])
+        claims = parse_standard_claims(standard[header_end + 1 : -44])
         if claims is None:
             return TOKEN_MALFORMED, matched
         sub, iat, exp, nbf = claims  # check_claims, inline: a first sight's hot path
@@ -259,8 +271,6 @@ def match_index(keys: Sequence[HmacKey], token: str, max_length: int = DEFAULT_M
     """
     try:
         if len(token) > max_length or _SHAPE.fullmatch(token) is None:
-            return -1
-        if token[-1] not in _CANONICAL_LAST:
             return -1
         ascii_token = token.encode("ascii")
         message = ascii_token[:-44]
@@ -293,10 +303,6 @@ def _hmac_key_acceptable(key: HmacKey, checked: dict[bytes, bool]) -> bool:
             checked.clear()
         checked[key.secret_bytes] = acceptable
     return acceptable
-
-
-#: The last of 43 base64url characters carries 2 unused bits, which must be zero.
-_CANONICAL_LAST = frozenset("AEIMQUYcgkosw048")
 
 
 def _header_is_acceptable(segment: str) -> bool:
