@@ -67,3 +67,24 @@ def test_deleting_a_space_stops_lookup_at_once(space, platform, commit):
         space.delete()
     with pytest.raises(InvalidApiKey):
         lookup.lookup_platform(platform.api_key)
+
+
+def test_whether_a_snapshot_takes_public_keys_is_derived_never_stored(platform):
+    """Read on every start with a token, so made once: from the fields when the
+    snapshot is made or replaced, and again when unpickled (an image from a version
+    that did not store it, too); never part of the shared cache's image."""
+    from dataclasses import replace
+
+    from trusted_identity.services.lookup import JwksSnapshot, PublicKeySnapshot
+
+    snapshot = lookup.lookup_platform(platform.api_key)
+    assert snapshot.takes_public_keys is False
+    key = PublicKeySnapshot(1, "k1", b"spki", None)
+    assert replace(snapshot, public_keys=(key,)).takes_public_keys is True
+    assert replace(snapshot, key_source="both").takes_public_keys is True
+    assert replace(snapshot, jwks=JwksSnapshot((), None)).takes_public_keys is True
+    assert replace(snapshot, key_source="public-key").takes_public_keys is True
+    taking = replace(snapshot, key_source="both")
+    assert "takes_public_keys" not in taking.__getstate__()
+    assert pickle.loads(pickle.dumps(taking)).takes_public_keys is True
+    assert pickle.loads(pickle.dumps(snapshot)).takes_public_keys is False

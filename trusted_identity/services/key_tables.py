@@ -43,15 +43,17 @@ class KeyTable:
 
     ``keys`` and ``ids`` (the rows) in the same order, prepared once so that a start
     before ``first_expiry`` (the earliest grace end; infinity without a previous
-    secret) uses them as they are, allocating nothing.
+    secret) uses them as they are, allocating nothing; ``id_of`` the row of each key
+    (the secret a token's matching key names).
     """
 
-    __slots__ = ("entries", "first_expiry", "ids", "keys")
+    __slots__ = ("entries", "first_expiry", "id_of", "ids", "keys")
 
     def __init__(self, entries: tuple[KeyEntry, ...], ids: tuple[int, ...]) -> None:
         self.entries = entries
         self.keys = tuple(key for key, _ in entries)
         self.ids = ids
+        self.id_of: dict[HmacKey, int] = dict(zip(self.keys, ids, strict=True))
         self.first_expiry = min(
             (expires_at for _, expires_at in entries if expires_at is not None),
             default=math.inf,
@@ -92,10 +94,11 @@ def key_table(snapshot: PlatformSnapshot) -> KeyTable:
     """The snapshot's secrets that verify, decrypted: held by the snapshot once prepared,
     else by the runtime's memo (a snapshot read again from the shared cache)."""
     ring = get_key_ring()
-    prepared = snapshot.prepared.under(ring)
+    prepared = snapshot.prepared
     table = prepared.keys
-    if table is not None:
+    if table is not None and prepared.ring is ring:  # PreparedKeys.under, inline: every start
         return table
+    prepared.under(ring)
     try:
         table = runtime.current().key_tables.get(
             (ring, snapshot.platform_id, snapshot.secrets),

@@ -148,14 +148,29 @@ class PlatformSnapshot:
     prepared: PreparedKeys = field(
         default_factory=PreparedKeys, init=False, compare=False, repr=False
     )
+    # Whether a token with a signature longer than an HMAC's is judged as a public-key
+    # token: the platform holds public keys (stored or from its JWKS URL) or takes them.
+    # Derived from the fields above when made (``replace()`` too) and when unpickled,
+    # never stored: read on every start with a token.
+    takes_public_keys: bool = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "takes_public_keys", self._takes_public_keys())
+
+    def _takes_public_keys(self) -> bool:
+        return bool(
+            self.public_keys or self.jwks is not None or self.key_source != KeySource.SECRET
+        )
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state.pop("prepared", None)
+        state.pop("takes_public_keys", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state, prepared=PreparedKeys())
+        self.__dict__["takes_public_keys"] = self._takes_public_keys()
 
 
 # ------------------------------------------------------------ the generation

@@ -180,7 +180,9 @@ def verify_signed(
         # bytes, as above): its cost depends on nothing but the platform's secrets.
         reason = diagnose(snapshot, user_id, signed, now)
         return _RESULTS[PLAIN, MALFORMED if decode_signature(signed) is None else reason]
-    if _public_key_shaped(snapshot, signed):
+    if snapshot.takes_public_keys and len(signed) - signed.rindex(".") != 44:
+        # _public_key_shaped, inline: longer than an HMAC's signature, on a platform
+        # that takes public keys (the check of a token with a public key)
         return _check_key_token(snapshot, user_id, signed, now)[0]
     settings = app_settings
     reason, key = verify_token_match(  # positional: the hot path of a start with a token
@@ -196,7 +198,7 @@ def verify_signed(
     if reason is None:
         if snapshot.signature_form == PLAIN:
             return _TOKEN_REFUSED
-        secret_id = ids[keys.index(key)]
+        secret_id = table.id_of[key]
         return _VALID[TOKEN].get(secret_id) or _valid(TOKEN, secret_id)
     if reason == NO_MATCH:
         reason = diagnose(snapshot, user_id, signed, now)
@@ -213,10 +215,7 @@ def _public_key_shaped(snapshot: PlatformSnapshot, token: str) -> bool:
     """Whether a token is judged as a public-key token: a signature longer than an
     HMAC's, on a platform that holds public keys (stored or from its JWKS URL) or takes
     them."""
-    takes_keys = (
-        snapshot.public_keys or snapshot.jwks is not None or snapshot.key_source != _SECRET_ONLY
-    )
-    return bool(takes_keys) and not _hmac_shaped(token)
+    return snapshot.takes_public_keys and not _hmac_shaped(token)
 
 
 def _check_key_token(
