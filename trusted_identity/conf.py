@@ -399,7 +399,7 @@ SETTINGS: dict[str, Setting] = {
                 "Rejected starts in an hour that raise the alert; None: never."),
         Setting("ALERT_GRACE_ENDING_WITHIN", timedelta(hours=1), optional(DURATION),
                 "A previous secret verifying this close to its grace's end alerts; None: never."),
-        Setting("TOKEN_LEEWAY", timedelta(seconds=60), DURATION,
+        Setting("TOKEN_LEEWAY", timedelta(seconds=60), SECONDS,
                 "How far a token's exp may lie in the past and its iat in the future."),
         Setting("TOKEN_TTL", timedelta(hours=1), DURATION,
                 "The lifetime of the tokens made unless asked otherwise."),
