@@ -360,8 +360,14 @@ def test_nothing_of_the_claims_is_read_before_the_signature_matched():
 # ---------------------------------------------------------------------- shape
 
 
-def test_shape_is_checked_before_anything_is_decoded():
+@pytest.mark.parametrize("header_seen", [False, True], ids=["new-header", "header-seen"])
+def test_shape_is_checked_before_anything_is_decoded(header_seen):
+    """With a header never seen, and with the one accepted last (whose segment is not
+    read again: only the rest's shape is checked)."""
     good = token()
+    if header_seen:
+        assert check(good) is None
+        MEMO.verified.clear()
     head, body, mac = good.split(".")
     for bad in (
         f"{head}.{body}.{mac}=",  # padding
@@ -371,6 +377,7 @@ def test_shape_is_checked_before_anything_is_decoded():
         f"{head}.{body}.{mac}.",
         f".{body}.{mac}",
         f"{head}..{mac}",
+        f"{head}.{body}.{body}.{mac}",
         f"{head}.{body}.",
         f" {good}",
         f"{good}\n",
@@ -384,10 +391,13 @@ def test_shape_is_checked_before_anything_is_decoded():
         assert check(bad) == TOKEN_MALFORMED, bad
 
 
-def test_a_non_canonical_signature_encoding_is_malformed():
+@pytest.mark.parametrize("header_seen", [False, True], ids=["new-header", "header-seen"])
+def test_a_non_canonical_signature_encoding_is_malformed(header_seen):
     """43 base64url characters carry 258 bits for 256: the last character's two unused
     bits must be zero, or one signature would have several spellings."""
     good = token()
+    if header_seen:
+        assert check(good) is None
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
     last = alphabet.index(good[-1])
     respelt = good[:-1] + alphabet[last | 1 if last % 2 == 0 else last - 1]

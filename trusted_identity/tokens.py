@@ -103,8 +103,11 @@ __all__ = [
 ]
 
 #: Three base64url segments, the last 43 characters (32 bytes) whose last character
-#: carries 2 unused bits, zero in the one canonical spelling.
-_SHAPE = re.compile(r"([A-Za-z0-9_-]+)\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]")
+#: carries 2 unused bits, zero in the one canonical spelling; ``_AFTER_HEADER`` the
+#: shape of what follows a header segment and its dot.
+_AFTER_HEADER_PATTERN = r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]"
+_SHAPE = re.compile(r"([A-Za-z0-9_-]+)\." + _AFTER_HEADER_PATTERN)
+_AFTER_HEADER = re.compile(_AFTER_HEADER_PATTERN)
 
 _HEADERS_MAX = 256
 
@@ -210,13 +213,17 @@ def verify_token_match(
         known = verified.get(token)
         if known is not None and known[0] in keys:  # HmacKey has no __eq__: identity
             return check_claims(known[1], user_id, now, leeway, max_age), known[0]
-        shape = _SHAPE.fullmatch(token) if len(token) <= max_length else None
-        if shape is None:
+        if len(token) > max_length:
             return _MALFORMED
         last_header = memo.last_header  # read once: another thread may replace it
         if token.startswith(last_header):  # the header accepted last, and its dot
             header_end = len(last_header) - 1
+            if _AFTER_HEADER.fullmatch(token, header_end + 1) is None:  # the rest's shape
+                return _MALFORMED
         else:
+            shape = _SHAPE.fullmatch(token)
+            if shape is None:
+                return _MALFORMED
             header_end = shape.end(1)
             header = token[:header_end]
             headers = memo.headers
