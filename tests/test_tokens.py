@@ -232,6 +232,19 @@ def test_a_header_is_judged_by_itself_after_another_was_accepted():
     assert check(token({"sub": "42", "iat": NOW, "exp": NOW + HOUR, "jti": "x"})) is None
 
 
+def test_a_flood_of_acceptable_headers_keeps_the_header_memo_bounded():
+    """A client holding an API key can send a new acceptable header on every start (any
+    ``kid``), forged or not: each is read once, the memo of headers stays bounded, and
+    the header remembered last is one string. Genuine tokens verify throughout."""
+    for n in range(3 * tokens._HEADERS_MAX):
+        forged = token(header={**HEADER, "kid": f"k{n}"}, secret="forged")
+        assert check(forged) == NO_MATCH
+        assert len(MEMO.headers) <= tokens._HEADERS_MAX
+        if n % 97 == 0:  # a token never seen, so its header is judged again
+            assert check(token({"sub": "42", "iat": NOW, "exp": NOW + HOUR - n})) is None
+    assert MEMO.last_header.endswith(".") and len(MEMO.last_header) < 100
+
+
 @pytest.mark.parametrize(
     "kid", ["../../../../dev/null", "' OR '1'='1", "/etc/passwd", "", "x" * 200, "tis_ios_other"]
 )

@@ -10,13 +10,15 @@ plain-``crypto`` snippet all make.
 :func:`verify_token` answers ``None`` for a valid token, else the reason:
 
 1. **Shape, before anything is decoded**: at most ``max_length`` characters, three
-   base64url segments without padding, the last one 43 characters (32 bytes).
-   Anything else is ``token_malformed``.
+   base64url segments without padding, the last one 43 characters (32 bytes) in its
+   one canonical spelling (the last character's 2 unused bits zero). Anything else is
+   ``token_malformed``.
 2. **Header**: a JSON object whose ``alg`` is exactly ``HS256``, with no member but
    ``alg``, ``typ`` (``JWT``) and ``kid`` (ignored: every still-valid secret is
    tried, so nothing in a token picks its key). ``none``, every other algorithm,
    ``crit``, ``jku``, ``jwk``, ``x5u``, ``x5c`` and ``b64`` are ``token_malformed``.
-   Checked headers are remembered (signers send one or two distinct ones).
+   Checked headers are remembered (signers send one or two distinct ones); after the
+   one accepted last, only the rest of the token's shape is matched.
 3. **Signature**: the HMAC of the first two segments under every still-valid key,
    each compared in constant time with the decoded signature, never stopping at the
    first match, as the plain form does. No match is ``no_match``. Nothing of the
