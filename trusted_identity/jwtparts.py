@@ -44,23 +44,28 @@ Claims = tuple[str, "int | float", "int | float", "int | float | None"]
 HEADER_MEMBERS = frozenset({"alg", "typ", "kid"})
 
 URL_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
-#: The last character of a segment whose length is 2 or 3 modulo 4 carries 4 or 2 unused
-#: bits; the canonical spelling has them zero (the length modulo 4 is never 1). None of
-#: them is ``-`` or ``_``: the same in the standard alphabet.
-_CANONICAL_LAST_OF = {2: frozenset(b"AQgw"), 3: frozenset(b"AEIMQUYcgkosw048"), 0: None}
-_PADDING = {0: b"", 2: b"==", 3: b"="}
+#: By a segment's length modulo 4 (never 1): the last characters its canonical spelling
+#: may end with, and the padding the decoder needs. The last character of a segment of
+#: length 2 or 3 modulo 4 carries 4 or 2 unused bits, zero in the canonical spelling
+#: (None: no unused bits). None of those characters is ``-`` or ``_``: the same sets
+#: serve the standard alphabet.
+_DECODING: dict[int, tuple[frozenset[int] | None, bytes]] = {
+    0: (None, b""),
+    2: (frozenset(b"AQgw"), b"=="),
+    3: (frozenset(b"AEIMQUYcgkosw048"), b"="),
+}
 
 
 def b64decode(segment: bytes) -> bytes | None:
     """The bytes of an unpadded base64url segment (only base64url characters, which the
     caller's shape checked), or None unless it is the canonical encoding of those bytes."""
-    remainder = len(segment) % 4
-    if remainder == 1:
+    decoding = _DECODING.get(len(segment) % 4)
+    if decoding is None:
         return None
-    canonical = _CANONICAL_LAST_OF[remainder]
+    canonical, padding = decoding
     if canonical is not None and segment[-1] not in canonical:
         return None  # unused trailing bits set: another spelling of the same bytes
-    return binascii.a2b_base64(segment.translate(URL_TO_STANDARD) + _PADDING[remainder])
+    return binascii.a2b_base64(segment.translate(URL_TO_STANDARD) + padding)
 
 
 def _text(segment: bytes) -> str | None:
@@ -138,11 +143,6 @@ def _is_number(value: Any) -> bool:
 _PLAIN_CLAIMS = re.compile(
     r'\{"sub":"([^"\\\x00-\x1f]*)","iat":(0|[1-9][0-9]{0,15}),"exp":(0|[1-9][0-9]{0,15})\}'
 )
-#: By a segment's length modulo 4 (never 1): the last characters its canonical spelling
-#: may end with (None: any) and the padding the decoder needs (b64decode, in one lookup).
-_DECODING = {
-    remainder: (_CANONICAL_LAST_OF[remainder], _PADDING[remainder]) for remainder in (0, 2, 3)
-}
 
 
 def parse_claims(segment: bytes) -> Claims | None:
