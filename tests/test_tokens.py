@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import logging
+import string
 
 import jwt
 import pytest
@@ -118,14 +119,19 @@ def test_any_user_id_round_trips(user_id):
     assert check(make_token(KEY, user_id, NOW, NOW + HOUR), user_id) is None
 
 
+#: What compare_digest gets for a token's signature: the whole of it, as base64 spells
+#: 32 bytes (43 characters, its padding and newline), against each key's spelt so.
+WHOLE_SIGNATURE = (45, 45)
+
+
 def test_every_key_is_compared_in_constant_time_without_stopping_at_a_match(compare_digest_calls):
     calls = compare_digest_calls
     keys = (KEY, OTHER_KEY, HmacKey("tis_ios_third" + "x" * 40))
     assert check(token(secret=SECRET + "x"), keys=keys) == NO_MATCH
-    assert calls == [(32, 32)] * 3
+    assert calls == [WHOLE_SIGNATURE] * 3
     calls.clear()
     assert check(token(), keys=keys) is None  # the first key matches: all three compared
-    assert calls == [(32, 32)] * 3
+    assert calls == [WHOLE_SIGNATURE] * 3
     calls.clear()
     assert check("a.b." + "A" * 43) == TOKEN_MALFORMED  # no header: nothing to compare
     assert calls == []
@@ -404,6 +410,38 @@ def test_shape_is_checked_before_anything_is_decoded(header_seen):
         assert check(bad) == TOKEN_MALFORMED, bad
 
 
+BASE64URL = frozenset(string.ascii_letters + string.digits + "-_")
+
+
+@pytest.mark.parametrize("segment", ["header", "claims", "signature"])
+@pytest.mark.parametrize("header_seen", [False, True], ids=["new-header", "header-seen"])
+def test_every_character_outside_base64url_is_malformed_even_correctly_signed(header_seen, segment):
+    """The shape admits base64url's 64 characters and the two dots, nothing else: every
+    other code point below 256 (and two beyond), put inside a segment of a token whose
+    signature is computed over it, is token_malformed, and the diagnosis's comparison
+    finds no key for it."""
+    good = token()
+    if header_seen:
+        assert check(good) is None
+        MEMO.verified.clear()
+    head, body, mac = good.split(".")
+    outside = [chr(code) for code in [*range(256), 0x2024, 0xFF0B]]
+    outside = [char for char in outside if char not in BASE64URL and char != "."]
+    assert len(outside) == 256 - 65 + 2
+    for char in outside:
+        if segment == "signature":
+            bad = f"{head}.{body}.{mac[:5]}{char}{mac[6:]}"
+        else:
+            if segment == "header":
+                signing_input = f"{head[:4]}{char}{head[4:]}.{body}"
+            else:
+                signing_input = f"{head}.{body[:4]}{char}{body[4:]}"
+            digest = hmac.new(SECRET.encode(), signing_input.encode(), hashlib.sha256).digest()
+            bad = f"{signing_input}.{b64(digest)}"
+        assert check(bad) == TOKEN_MALFORMED, repr(char)
+        assert tokens.match_index([KEY], bad) == -1, repr(char)
+
+
 @pytest.mark.parametrize("header_seen", [False, True], ids=["new-header", "header-seen"])
 def test_a_non_canonical_signature_encoding_is_malformed(header_seen):
     """43 base64url characters carry 258 bits for 256: the last character's two unused
@@ -559,7 +597,7 @@ def test_match_index_compares_the_signature_under_every_key(compare_digest_calls
     calls = compare_digest_calls
     keys = (OTHER_KEY, KEY, HmacKey(SECRET))
     assert tokens.match_index(keys, token()) == 1
-    assert calls == [(32, 32)] * 3
+    assert calls == [WHOLE_SIGNATURE] * 3
     assert tokens.match_index(keys, token(secret="nobody's")) == -1
     assert tokens.match_index(keys, token(claims={"sub": 1})) == 1  # claims never read
     calls.clear()

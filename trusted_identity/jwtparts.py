@@ -49,7 +49,7 @@ URL_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 #: length 2 or 3 modulo 4 carries 4 or 2 unused bits, zero in the canonical spelling
 #: (None: no unused bits). None of those characters is ``-`` or ``_``: the same sets
 #: serve the standard alphabet.
-_DECODING: dict[int, tuple[frozenset[int] | None, bytes]] = {
+CANONICAL_DECODING: dict[int, tuple[frozenset[int] | None, bytes]] = {
     0: (None, b""),
     2: (frozenset(b"AQgw"), b"=="),
     3: (frozenset(b"AEIMQUYcgkosw048"), b"="),
@@ -59,7 +59,7 @@ _DECODING: dict[int, tuple[frozenset[int] | None, bytes]] = {
 def b64decode(segment: bytes) -> bytes | None:
     """The bytes of an unpadded base64url segment (only base64url characters, which the
     caller's shape checked), or None unless it is the canonical encoding of those bytes."""
-    decoding = _DECODING.get(len(segment) % 4)
+    decoding = CANONICAL_DECODING.get(len(segment) % 4)
     if decoding is None:
         return None
     canonical, padding = decoding
@@ -153,7 +153,7 @@ def parse_claims(segment: bytes) -> Claims | None:
 def parse_standard_claims(segment: bytes) -> Claims | None:
     """:func:`parse_claims` of a segment already translated to the standard base64
     alphabet (``+`` and ``/``): HS256 translates a whole token once."""
-    decoding = _DECODING.get(len(segment) % 4)  # b64decode, inline: a first sight's hot path
+    decoding = CANONICAL_DECODING.get(len(segment) % 4)  # b64decode, inline: the hot path
     if decoding is None:
         return None
     canonical, padding = decoding
