@@ -39,6 +39,9 @@ def build_key_ring() -> KeyRing:
         raise ImproperlyConfigured(f"TRUSTED_IDENTITY_ENCRYPTION_KEYS: {exc}") from None
 
 
-def get_key_ring() -> KeyRing:
-    """The ring, built once per process (and again after ``runtime.reset()``)."""
-    return runtime.current().key_ring.get(build_key_ring)
+def get_key_ring(current: runtime.Runtime | None = None) -> KeyRing:
+    """The ring, built once per process (and again after ``runtime.reset()``); ``current``
+    the process's runtime, when the caller has read it already."""
+    if current is None:
+        current = runtime.current()
+    return current.key_ring.get(build_key_ring)

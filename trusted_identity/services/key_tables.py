@@ -90,17 +90,20 @@ def _key_entries(ring: KeyRing, platform_id: int, secrets: tuple[SecretSnapshot,
     )
 
 
-def key_table(snapshot: PlatformSnapshot) -> KeyTable:
+def key_table(snapshot: PlatformSnapshot, current: runtime.Runtime | None = None) -> KeyTable:
     """The snapshot's secrets that verify, decrypted: held by the snapshot once prepared,
-    else by the runtime's memo (a snapshot read again from the shared cache)."""
-    ring = get_key_ring()
+    else by the runtime's memo (a snapshot read again from the shared cache).
+    ``current``: the process's runtime, when the caller has read it already."""
+    if current is None:
+        current = runtime.current()
+    ring = get_key_ring(current)
     prepared = snapshot.prepared
     table = prepared.keys
     if table is not None and prepared.ring is ring:  # PreparedKeys.under, inline: every start
         return table
     prepared.under(ring)
     try:
-        table = runtime.current().key_tables.get(
+        table = current.key_tables.get(
             (ring, snapshot.platform_id, snapshot.secrets),
             _key_entries,
             ring,

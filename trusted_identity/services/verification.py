@@ -163,9 +163,10 @@ def verify_signed(
     tried under the diagnostic secrets (expired ones, the space's other platforms'),
     only to name its reason: a few more HMACs for an invalid start, none for a valid one.
     """
+    current = runtime.current()  # read once: the key table and the token memo are its
     if now is None:
         now = clock()
-    table = key_table(snapshot)
+    table = key_table(snapshot, current)
     if now < table.first_expiry:  # no grace has ended since the lookup: the keys as made
         keys, ids = table.keys, table.ids
     else:
@@ -193,7 +194,7 @@ def verify_signed(
         settings.TOKEN_LEEWAY,
         snapshot.token_max_age,
         settings.MAX_TOKEN_LENGTH,
-        runtime.current().tokens,
+        current.tokens,
     )
     if reason is None:
         if snapshot.signature_form == PLAIN:
