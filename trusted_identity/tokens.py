@@ -247,7 +247,7 @@ def verify_token_match(
         if len(token) > max_length or not token.isascii():
             return _MALFORMED
         ascii_token = token.encode("ascii")
-        standard = _standard_if_shaped(ascii_token)  # base64, for both decodings
+        standard = _standard_if_shaped(ascii_token)  # for the claims and the signature
         if standard is None:
             return _MALFORMED
         last_header = memo.last_header  # read once: another thread may replace it
