@@ -27,6 +27,7 @@ import binascii
 import json
 import math
 import re
+import string
 from typing import Any
 
 NO_MATCH = "no_match"
@@ -43,7 +44,14 @@ Claims = tuple[str, "int | float", "int | float", "int | float | None"]
 
 HEADER_MEMBERS = frozenset({"alg", "typ", "kid"})
 
-URL_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+_BASE64URL = bytes(string.ascii_letters + string.digits + "-_", "ascii")
+_OUTSIDE_BASE64URL = bytes(byte for byte in range(256) if byte not in _BASE64URL)
+#: base64url to the standard base64 alphabet (``-`` and ``_`` become ``+`` and ``/``,
+#: the rest of base64url stays), every other byte a dot: the decoder skips dots, and
+#: the HS256 form checks a token's shape by counting them (``tokens``).
+URL_TO_STANDARD = bytes.maketrans(
+    b"-_" + _OUTSIDE_BASE64URL, b"+/" + b"." * len(_OUTSIDE_BASE64URL)
+)
 #: By a segment's length modulo 4 (never 1): the last characters its canonical spelling
 #: may end with, and the padding the decoder needs. The last character of a segment of
 #: length 2 or 3 modulo 4 carries 4 or 2 unused bits, zero in the canonical spelling

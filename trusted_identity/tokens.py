@@ -58,7 +58,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import string
 from binascii import a2b_base64, b2a_base64
 from collections.abc import Sequence
 
@@ -73,6 +72,7 @@ from .jwtparts import (
     TOKEN_MALFORMED,
     TOKEN_SUBJECT_MISMATCH,
     TOKEN_TOO_LONG_LIVED,
+    URL_TO_STANDARD,
     Claims,
     check_claims,
     parse_standard_claims,
@@ -105,16 +105,6 @@ __all__ = [
 ]
 
 
-_BASE64URL = bytes(string.ascii_letters + string.digits + "-_", "ascii")
-_OUTSIDE_BASE64URL = bytes(byte for byte in range(256) if byte not in _BASE64URL)
-#: A token's bytes in the standard base64 alphabet (``-`` and ``_`` become ``+`` and
-#: ``/``, the rest of base64url stays), every other byte a dot: a token has its shape
-#: when its translation holds its two dots and no more. The decodings need the
-#: translation anyway, so the shape costs one count (a regex over every character
-#: cost more).
-_TO_STANDARD_OR_DOT = bytes.maketrans(
-    b"-_" + _OUTSIDE_BASE64URL, b"+/" + b"." * len(_OUTSIDE_BASE64URL)
-)
 _DOT = b"."[0]
 #: The last characters a 43-character signature segment (32 bytes: its last character
 #: carries 2 unused bits, zero in the one canonical spelling) may end with.
@@ -125,10 +115,11 @@ _SHORTEST = 1 + 1 + 1 + 1 + 43  # header, dot, claims, dot, signature
 def _standard_if_shaped(ascii_token: bytes) -> bytes | None:
     """``ascii_token`` in the standard base64 alphabet if it has a token's shape, else
     None: three base64url segments without padding, none empty, the last one 43
-    characters in its one canonical spelling."""
+    characters in its one canonical spelling. The translation the claims and the
+    signature need anyway is the check (one count, where a regex cost more)."""
     if len(ascii_token) < _SHORTEST:
         return None
-    standard = ascii_token.translate(_TO_STANDARD_OR_DOT)
+    standard = ascii_token.translate(URL_TO_STANDARD)  # outside base64url: a dot
     if (
         standard.count(b".") == 2  # its two dots and no byte outside base64url
         and standard[-44] == _DOT
