@@ -7,8 +7,9 @@ the farthest run's distance from it. It exits 1 when a ratio strays more than
 ``--tolerance`` (10 % by default) from its median, 2 on a file it can't read.
 
 A ratio is a figure the results name as one: a key holding ``ratio``, ``_vs_`` or
-``worst_to_best`` (but hold's ``targets``, the thresholds it is judged by), and each of
-the serving section's ``ratios`` (their medians). The spreads beside them are each
+``worst_to_best`` (but hold's ``targets``, the thresholds it is judged by), as a number
+or as the median of its rounds (``pk_verify``'s, with their spread), and each of the
+serving section's ``ratios`` (their medians). The spreads beside them are each
 run's own; this is the spread between runs.
 """
 
@@ -33,16 +34,16 @@ def ratios(results: dict) -> dict[str, float]:
             name = f"{path}.{key}" if path else str(key)
             if str(key).endswith("_spread") or (key == "targets" and path == "hold"):
                 continue  # the run's own spread of a ratio; hold's targets are thresholds
-            if path.endswith("serving.ratios") and isinstance(value, dict):
-                if isinstance(value.get("median"), int | float):
-                    found[name] = float(value["median"])
+            ratio = any(mark in str(key) for mark in RATIO_MARKS)
+            if (
+                isinstance(value, dict)
+                and (ratio or path.endswith("serving.ratios"))
+                and isinstance(value.get("median"), int | float)
+            ):  # a ratio given with its spread: its median
+                found[name] = float(value["median"])
             elif isinstance(value, dict):
                 walk(value, name)
-            elif (
-                isinstance(value, int | float)
-                and not isinstance(value, bool)
-                and any(mark in str(key) for mark in RATIO_MARKS)
-            ):
+            elif isinstance(value, int | float) and not isinstance(value, bool) and ratio:
                 found[name] = float(value)
 
     walk(results, "")

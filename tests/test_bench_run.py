@@ -171,3 +171,41 @@ def test_the_timed_rekey_leaves_every_secret_under_the_servers_key(db, monkeypat
     rows = [platform_secrets.current_secret_row(p) for p in platforms]
     assert [row.get_secret() for row in rows] == before  # under the settings' ring alone
     assert {get_key_ring().key_id_of(row.ciphertext) for row in rows} == {primary}
+
+
+# The order of Ed25519's group (RFC 8032) and of P-256's (FIPS 186-4, D.1.2.3).
+_ED25519_ORDER = 2**252 + 27742317777372353535851937790883648493
+_P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+@pytest.mark.parametrize("alg", ["ES256", "EdDSA", "RS256"])
+def test_the_benchs_forgeries_are_ones_the_verifier_must_check_in_full(alg):
+    """make bench's forged public-key tokens cost what an attacker's best costs: each
+    signature lies in the range its algorithm checks before any arithmetic, so none is
+    refused by its size (random bytes were, half the time for RSA and 15 in 16 for EdDSA,
+    and a forgery's figure then depended on the key drawn)."""
+    import base64
+
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    from bench.publickeys import _forged
+    from trusted_identity.privatekeys import TokenSigner, parse_private_key
+    from trusted_identity.publickeys import generate_key_pair
+
+    private_pem, public_pem = generate_key_pair(alg)
+    signer = TokenSigner(parse_private_key(private_pem.encode()), "k")
+    token = signer.token("user-1", 1_700_000_000, 1_700_003_600)
+    public = load_pem_public_key(public_pem.encode())
+    for _ in range(64):
+        forged = _forged(token)
+        head, _, encoded = forged.rpartition(".")
+        assert head == token.rpartition(".")[0] and encoded != token.rpartition(".")[2]
+        signature = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+        assert len(signature) == len(base64.urlsafe_b64decode(token.rpartition(".")[2] + "=="))
+        if alg == "RS256":
+            assert int.from_bytes(signature, "big") < public.public_numbers().n
+        elif alg == "EdDSA":
+            assert int.from_bytes(signature[32:], "little") < _ED25519_ORDER
+        else:
+            r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+            assert 0 < r < _P256_ORDER and 0 < s < _P256_ORDER

@@ -20,6 +20,10 @@ def results(factor: float = 1.0, *, hold: float = 0.9) -> dict:
             "token_first_verify_ratio": 3.0 * factor,
         },
         "session_start": {"bare": {"rps": 9000}, "session_start_vs_bare": 0.5 * factor},
+        "pk_verify": {  # ratios given as their rounds' spread, and a time given so
+            "RS256_forged_vs_hmac": {"median": 6.5 * factor, "min": 6.2, "max": 6.8, "n": 7},
+            "RS256_forged_us": {"median": 11.6, "min": 11.0, "max": 12.0, "n": 7},
+        },
         "serving": {
             "max_worker_share": 0.65,
             "ratios": {"gunicorn/site vs gunicorn/bare": {"median": 0.4 * factor, "n": 5}},
@@ -38,6 +42,7 @@ def test_every_ratio_is_found_and_nothing_else():
             "verify.verify_ratio": 1.1,
             "verify.token_first_verify_ratio": 3.0,
             "session_start.session_start_vs_bare": 0.5,
+            "pk_verify.RS256_forged_vs_hmac": 6.5,
             "serving.ratios.gunicorn/site vs gunicorn/bare": 0.4,
             "hold.keepalive.worst_to_best": 0.9,
         }
@@ -72,13 +77,13 @@ def _write(tmp_path, *runs):
 def test_steady_runs_pass_and_a_straying_one_fails_naming_it(tmp_path, capsys):
     steady = _write(tmp_path, results(1.0), results(1.04), results(0.97))
     assert main(steady) == 0
-    assert "5 of 5 ratios within ±10% of their median" in capsys.readouterr().out
+    assert "6 of 6 ratios within ±10% of their median" in capsys.readouterr().out
 
     straying = _write(tmp_path, results(1.0), results(1.0), results(1.0, hold=0.5))
     assert main(straying) == 1
     out = capsys.readouterr().out
     assert "hold.keepalive.worst_to_best" in out.split("<- outside")[0].splitlines()[-1]
-    assert "4 of 5 ratios within ±10%" in out
+    assert "5 of 6 ratios within ±10%" in out
 
 
 def test_unreadable_files_are_one_line_errors(tmp_path, capsys):
