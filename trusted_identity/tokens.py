@@ -105,29 +105,25 @@ __all__ = [
 ]
 
 
-_DOT = b"."[0]
 #: The last characters a 43-character signature segment (32 bytes: its last character
 #: carries 2 unused bits, zero in the one canonical spelling) may end with.
 _SIGNATURE_ENDINGS = CANONICAL_DECODING[43 % 4][0]
 _SHORTEST = 1 + 1 + 1 + 1 + 43  # header, dot, claims, dot, signature
 
 
-def _standard_if_shaped(ascii_token: bytes) -> bytes | None:
-    """``ascii_token`` in the standard base64 alphabet if it has a token's shape, else
-    None: three base64url segments without padding, none empty, the last one 43
-    characters in its one canonical spelling. The translation the claims and the
-    signature need anyway is the check (one count, where a regex cost more)."""
+def _shaped_segments(ascii_token: bytes) -> list[bytes] | None:
+    """``ascii_token``'s three segments in the standard base64 alphabet if it has a
+    token's shape, else None: three base64url segments without padding, none empty, the
+    last one 43 characters in its one canonical spelling. The translation the claims and
+    the signature need anyway is the check: it turns every byte outside base64url into
+    a dot, so one split finds both the segments and anything that does not belong."""
     if len(ascii_token) < _SHORTEST:
         return None
-    standard = ascii_token.translate(URL_TO_STANDARD)  # outside base64url: a dot
-    if (
-        standard.count(b".") == 2  # its two dots and no byte outside base64url
-        and standard[-44] == _DOT
-        and standard[0] != _DOT
-        and standard[-45] != _DOT
-        and standard[-1] in _SIGNATURE_ENDINGS
-    ):
-        return standard
+    segments = ascii_token.translate(URL_TO_STANDARD).split(b".")
+    if len(segments) == 3:
+        header, claims, signature = segments
+        if header and claims and len(signature) == 43 and signature[-1] in _SIGNATURE_ENDINGS:
+            return segments
     return None
 
 
@@ -238,15 +234,12 @@ def verify_token_match(
         if len(token) > max_length or not token.isascii():
             return _MALFORMED
         ascii_token = token.encode("ascii")
-        standard = _standard_if_shaped(ascii_token)  # for the claims and the signature
-        if standard is None:
+        segments = _shaped_segments(ascii_token)  # for the claims and the signature
+        if segments is None:
             return _MALFORMED
         last_header = memo.last_header  # read once: another thread may replace it
-        if token.startswith(last_header):  # the header accepted last, and its dot
-            header_end = len(last_header) - 1
-        else:
-            header_end = token.index(".")
-            header = token[:header_end]
+        if not token.startswith(last_header):  # the header accepted last, and its dot
+            header = token[: len(segments[0])]
             headers = memo.headers
             header_ok = headers.get(header)
             if header_ok is None:
@@ -260,7 +253,7 @@ def verify_token_match(
         message = ascii_token[:-44]  # the signature segment is 43 characters after a dot
         # The signature as b2a_base64 spells a digest (canonical: one spelling per digest),
         # compared with each key's so: encoding 32 bytes costs less than decoding 43 characters
-        signature = standard[-43:] + b"=\n"
+        signature = segments[2] + b"=\n"
         matched = None
         for key in keys:  # every key, whatever the earlier ones gave
             if hmac.compare_digest(b2a_base64(key.digest(message)), signature) and matched is None:
@@ -270,7 +263,7 @@ def verify_token_match(
         checked = memo.keys_checked
         if not checked.get(matched.secret_bytes) and not _hmac_key_acceptable(matched, checked):
             return TOKEN_MALFORMED, matched
-        claims = parse_standard_claims(standard[header_end + 1 : -44])
+        claims = parse_standard_claims(segments[1])
         if claims is None:
             return TOKEN_MALFORMED, matched
         sub, iat, exp, nbf = claims  # check_claims, inline: a first sight's hot path
@@ -300,14 +293,14 @@ def match_index(keys: Sequence[HmacKey], token: str, max_length: int = DEFAULT_M
     if len(token) > max_length or not token.isascii():
         return -1
     ascii_token = token.encode("ascii")
-    standard = _standard_if_shaped(ascii_token)
-    if standard is None:
+    segments = _shaped_segments(ascii_token)
+    if segments is None:
         return -1
     message = ascii_token[:-44]
     # Decoded once, not each key's digest encoded as verify_token_match does: the
     # diagnosis tries every expired and sibling secret, and from two keys on, decoding
     # once costs less than encoding each.
-    signature = a2b_base64(standard[-43:] + b"=")
+    signature = a2b_base64(segments[2] + b"=")
     found = -1
     for index, key in enumerate(keys):  # every key, whatever the earlier ones gave
         if hmac.compare_digest(key.digest(message), signature) and found < 0:
