@@ -1,5 +1,11 @@
 """``make bench`'s ``verify`` section: the app's verification against a raw HMAC, plain
-signatures and HS256 tokens, each ratio per round with its spread."""
+signatures and HS256 tokens, each ratio per round with its spread.
+
+Each round times its cases side by side in short blocks (:func:`interleaved`), so a
+round's ratio compares calls made within milliseconds of each other: on a host whose
+speed swings from one second to the next, two long runs one after the other measured
+the swing as much as the code (a first sight's ratio ranged over 2.0 to 4.4 in one
+process; in blocks, over 2.7 to 3.2)."""
 
 from __future__ import annotations
 
@@ -12,6 +18,34 @@ from collections.abc import Callable
 from bench.figures import spread
 
 # ------------------------------------------------------------------------ verify
+
+#: Blocks a round is cut into: each case timed once a block, in turn.
+BLOCKS = 20
+
+
+def interleaved(
+    cases: dict[str, tuple[Callable[[], object], int]],
+    rounds: int,
+    *,
+    before_round: Callable[[], None] | None = None,
+) -> dict[str, list[float]]:
+    """Each round's time per call of every case (``{name: (function, calls a round)}``),
+    the cases timed in turn in :data:`BLOCKS` blocks of a round, so that noise lasting
+    a few milliseconds falls on all of them alike. ``before_round`` runs before each
+    round, untimed."""
+    runs: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(rounds):
+        if before_round is not None:
+            before_round()
+        totals = dict.fromkeys(cases, 0.0)
+        for block in range(BLOCKS):
+            for name, (function, calls) in cases.items():
+                share = calls // BLOCKS + (block < calls % BLOCKS)  # a round's calls, all
+                if share:
+                    totals[name] += timeit.timeit(function, number=share)
+        for name, (_, calls) in cases.items():
+            runs[name].append(totals[name] / calls)
+    return runs
 
 
 def bench_verify(platform, secret: str, quick: bool) -> dict:
@@ -36,10 +70,8 @@ def bench_verify(platform, secret: str, quick: bool) -> dict:
         return verification.verify_signed(snapshot, user_id, signature).valid
 
     number = 20_000 if quick else 100_000
-    raw_runs, app_runs = [], []
-    for _ in range(7):  # interleaved: each round's ratio against the raw HMAC beside it
-        raw_runs.append(timeit.timeit(raw, number=number) / number)
-        app_runs.append(timeit.timeit(app, number=number) / number)
+    runs = interleaved({"raw": (raw, number), "app": (app, number)}, rounds=7)
+    raw_runs, app_runs = runs["raw"], runs["app"]
     ratios = [a / r for a, r in zip(app_runs, raw_runs, strict=True)]
     return {
         "raw_hmac_us": round(statistics.median(raw_runs) * 1e6, 3),
@@ -120,12 +152,15 @@ def time_token_cases(
     def forgery() -> bool:
         return verification.verify_signed(snapshot, user_id, forged).valid
 
-    runs: dict[str, list[float]] = {"raw": [], "repeat": [], "first": [], "forged": []}
-    for _ in range(rounds):
-        runs["raw"].append(timeit.timeit(raw, number=raw_number) / raw_number)
-        runs["repeat"].append(timeit.timeit(again, number=number) / number)
+    def unseen() -> None:
+        nonlocal pending
         runtime.current().tokens.clear()  # every token unseen again
         pending = iter(fresh)
-        runs["first"].append(timeit.timeit(first, number=number) / number)
-        runs["forged"].append(timeit.timeit(forgery, number=number) / number)
-    return runs
+
+    cases = {
+        "raw": (raw, raw_number),
+        "repeat": (again, number),
+        "first": (first, number),
+        "forged": (forgery, number),
+    }
+    return interleaved(cases, rounds, before_round=unseen)

@@ -209,3 +209,26 @@ def test_the_benchs_forgeries_are_ones_the_verifier_must_check_in_full(alg):
         else:
             r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
             assert 0 < r < _P256_ORDER and 0 < s < _P256_ORDER
+
+
+def test_a_rounds_cases_are_timed_in_turn_in_short_blocks_each_as_often_as_asked():
+    """bench.verify.interleaved: a ratio compares calls made side by side (the cases take
+    turns block by block, never one long run after another), and every case makes
+    exactly its calls a round, fewer calls than blocks included."""
+    from bench.verify import BLOCKS, interleaved
+
+    calls: list[str] = []
+    rounds_started: list[int] = []
+    cases = {
+        name: (lambda name=name: calls.append(name), number)
+        for name, number in (("raw", 5 * BLOCKS), ("first", BLOCKS), ("few", 3))
+    }
+    runs = interleaved(cases, rounds=2, before_round=lambda: rounds_started.append(len(calls)))
+
+    assert rounds_started == [0, 5 * BLOCKS + BLOCKS + 3]
+    first_round = calls[: rounds_started[1]]
+    assert [first_round.count(name) for name in cases] == [5 * BLOCKS, BLOCKS, 3]
+    turns = [name for n, name in enumerate(first_round) if n == 0 or first_round[n - 1] != name]
+    assert turns[:6] == ["raw", "first", "few", "raw", "first", "few"]
+    assert turns.count("raw") == BLOCKS and turns.count("first") == BLOCKS
+    assert all(len(times) == 2 and all(t > 0 for t in times) for times in runs.values())
