@@ -4,7 +4,7 @@ signatures and HS256 tokens, each ratio per round with its spread.
 Each round times its cases side by side in short blocks (:func:`interleaved`), so a
 round's ratio compares calls made within milliseconds of each other: on a host whose
 speed swings from one second to the next, two long runs one after the other measured
-the swing as much as the code (a first sight's ratio ranged over 2.0 to 4.4 in one
+the swing as much as the code (a first sight's rounds ranged over 2.0 to 4.0 in one
 process; in blocks, over 2.7 to 3.2)."""
 
 from __future__ import annotations

@@ -238,7 +238,7 @@ def verify_token_match(
         if segments is None:
             return _MALFORMED
         last_header = memo.last_header  # read once: another thread may replace it
-        if not token.startswith(last_header):  # the header accepted last, and its dot
+        if not token.startswith(last_header):  # not the header accepted last and its dot
             header = token[: len(segments[0])]
             headers = memo.headers
             header_ok = headers.get(header)
