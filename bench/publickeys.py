@@ -11,10 +11,13 @@
   first-sight ES256 token in every start (a list of distinct tokens longer than a
   worker's memo, ``bench/bodies.lua``), against the trivial JSON view of the same
   deployment (target >= 0.7).
-- ``flood``: the server's CPU per request for a flood of forged public-key tokens (each
-  a new user id, a signature that does not match) against a flood of valid first-sight
-  ones (each a new user id and its token; target <= 2), and against one valid token
-  repeated.
+- ``flood``: the server's CPU per request for a flood of forged public-key tokens (20,000
+  user ids, each with a signature that does not match) against a flood of valid
+  first-sight ones (20,000 other user ids and their tokens; target <= 2), and against
+  one valid token repeated. Each list is sent in turn (``bench/bodies.lua``), again
+  and again: a round of 8 s sends it two or three times on a quiet machine, so a token
+  comes back to a worker only after its memo let go of it (every valid one is a first
+  sight), but a user id comes back every 20,000 starts or so.
 
 The tokens are made with ``privatekeys.TokenSigner``, as the site's own producers make
 them. ``calls``, ``seconds`` and ``rounds`` shrink a run to prove it works.
@@ -248,8 +251,10 @@ def bench_key_flood(
     seconds: int | None = None,
     rounds: int | None = None,
 ) -> dict:
-    """Forged public-key tokens (new user ids, signatures that do not match) against valid
-    first-sight ones (new user ids, their tokens), by the server's CPU per request."""
+    """Forged public-key tokens (signatures that do not match) against valid first-sight
+    ones, by the server's CPU per request: 20,000 user ids of each, sent in turn and
+    again (a token is a first sight each time, a user id a returning one after the
+    first 20,000 starts)."""
     port = _free_port()
     server = start_site(env, port, secret)
     seconds = seconds or (3 if quick else 8)
