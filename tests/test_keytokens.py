@@ -113,6 +113,18 @@ def test_expired_keys():
     assert reason(both_gone, key_token(PRIVATE["ES256"], alg="ES256")) == UNKNOWN_KEY
 
 
+def test_a_remembered_public_key_token_leaves_the_garbage_collector_nothing_to_track():
+    """As an HS256 token's: its claims untracked once collected, its key kept apart."""
+    import gc
+
+    keys = key_set(("k", PRIVATE["ES256"]))
+    token = key_token(PRIVATE["ES256"], alg="ES256", kid="k")
+    assert reason(keys, token) is None
+    gc.collect()
+    assert not gc.is_tracked(MEMO.verified[token])
+    assert MEMO.verified_by[token] in keys
+
+
 def test_a_remembered_token_follows_its_key():
     """The memo names the key object: a token seen valid stops with its key's expiry,
     and once its key is gone from the set (a new set after a removal) it is verified

@@ -171,9 +171,9 @@ def test_the_memo_serves_a_token_again_only_under_its_key(client, keyed, monkeyp
     assert assert_json(start(client, keyed.api_key, body))["trusted"]
     assert body["signed"] in runtime.current().tokens.verified
     calls = []
-    real = type(runtime.current().tokens.verified[body["signed"]][0]).verify
+    real = type(runtime.current().tokens.verified_by[body["signed"]]).verify
     monkeypatch.setattr(
-        type(runtime.current().tokens.verified[body["signed"]][0]),
+        type(runtime.current().tokens.verified_by[body["signed"]]),
         "verify",
         lambda self, *a: calls.append(self.kid) or real(self, *a),
     )

@@ -205,11 +205,11 @@ def verify_key_token(
         memo = TokenMemo()
     try:
         known = memo.verified.get(token)
-        if known is not None and known[0] in keys:
-            key = known[0]
+        key = memo.verified_by.get(token) if known is not None else None
+        if key is not None and key in keys:
             if key.expired(now):  # type: ignore[attr-defined]
                 return KEY_EXPIRED, key
-            return check_claims(known[1], user_id, now, leeway, max_age), key  # type: ignore[return-value]
+            return check_claims(known, user_id, now, leeway, max_age), key  # type: ignore[return-value,arg-type]
         shape = _SHAPE.fullmatch(token) if len(token) <= max_length else None
         if shape is None:
             return _MALFORMED

@@ -138,12 +138,20 @@ _VERIFIED_MAX_LENGTH = 1024  # longer tokens are verified every time, never reme
 class TokenMemo:
     """What verification remembers between tokens, bounded: checked header segments
     (few distinct ones in practice; ``key_headers`` those of the public-key form,
-    ``keytokens``), valid tokens of either form with the key that matched (an
-    ``HmacKey`` or a ``keytokens.VerifyingKey``, compared by identity) and their
-    claims, and the keys PyJWT was asked about. The process's one is owned by
-    ``trusted_identity.runtime`` and passed in; without one nothing is remembered."""
+    ``keytokens``), valid tokens of either form with their claims (``verified``) and the
+    key that matched (``verified_by``: an ``HmacKey`` or a ``keytokens.VerifyingKey``,
+    compared by identity), and the keys PyJWT was asked about. The process's one is
+    owned by ``trusted_identity.runtime`` and passed in; without one nothing is
+    remembered.
 
-    __slots__ = ("headers", "key_headers", "keys_checked", "last_header", "verified")
+    A remembered token's claims and its key are kept in two dicts, not as one
+    ``(key, claims)`` pair: the claims are a tuple of strings and numbers, which the
+    garbage collector stops tracking, while a pair holding the key stays tracked. Up to
+    4,096 pairs, alive until the memo is full, were promoted through every generation,
+    and the collections they caused took a tenth of a first sight (docs/performance.md).
+    """
+
+    __slots__ = ("headers", "key_headers", "keys_checked", "last_header", "verified", "verified_by")
 
     def __init__(self) -> None:
         self.headers: dict[str, bool] = {}
@@ -151,7 +159,8 @@ class TokenMemo:
         # that header (the shape ends the header at its first dot), checked already.
         self.last_header = _NO_HEADER
         self.key_headers: dict[str, tuple[str, str | None] | None] = {}
-        self.verified: dict[str, tuple[object, Claims]] = {}
+        self.verified: dict[str, Claims] = {}
+        self.verified_by: dict[str, object] = {}  # each written after its claims
         self.keys_checked: dict[bytes, bool] = {}
 
     def remember(self, token: str, key: object, claims: Claims) -> None:
@@ -159,7 +168,9 @@ class TokenMemo:
         if len(token) <= _VERIFIED_MAX_LENGTH:
             if len(self.verified) >= _VERIFIED_MAX:
                 self.verified.clear()
-            self.verified[token] = (key, claims)
+                self.verified_by.clear()
+            self.verified[token] = claims
+            self.verified_by[token] = key
 
     def clear(self) -> None:
         """Forget it all (keys changed, tests)."""
@@ -167,6 +178,7 @@ class TokenMemo:
         self.headers.clear()
         self.key_headers.clear()
         self.verified.clear()
+        self.verified_by.clear()
         self.keys_checked.clear()
 
     def __len__(self) -> int:
@@ -229,8 +241,11 @@ def verify_token_match(
     verified = memo.verified
     try:  # one function, no inner call: the hot path of session start with a token
         known = verified.get(token)
-        if known is not None and known[0] in keys:  # HmacKey has no __eq__: identity
-            return check_claims(known[1], user_id, now, leeway, max_age), known[0]
+        if known is not None:
+            # None when another thread cleared the memo in between: checked in full then
+            key = memo.verified_by.get(token)
+            if key in keys:  # HmacKey has no __eq__: identity
+                return check_claims(known, user_id, now, leeway, max_age), key
         if len(token) > max_length or not token.isascii():
             return _MALFORMED
         ascii_token = token.encode("ascii")
@@ -276,7 +291,9 @@ def verify_token_match(
         if len(token) <= _VERIFIED_MAX_LENGTH:
             if len(verified) >= _VERIFIED_MAX:
                 verified.clear()
-            verified[token] = (matched, claims)
+                memo.verified_by.clear()
+            verified[token] = claims  # TokenMemo.remember, inline
+            memo.verified_by[token] = matched
         return None, matched
     except Exception as exc:  # no input may escape as an error; the reason says enough
         logger.error("Trusted Identity token verification failed (%s)", type(exc).__name__)
