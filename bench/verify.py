@@ -31,8 +31,9 @@ def interleaved(
 ) -> dict[str, list[float]]:
     """Each round's time per call of every case (``{name: (function, calls a round)}``),
     the cases timed in turn in :data:`BLOCKS` blocks of a round, so that noise lasting
-    a few milliseconds falls on all of them alike. ``before_round`` runs before each
-    round, untimed."""
+    a few milliseconds falls on all of them alike, and with the garbage collector on:
+    what a case's objects make it collect is part of its cost in a server.
+    ``before_round`` runs before each round, untimed."""
     runs: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(rounds):
         if before_round is not None:
@@ -41,8 +42,8 @@ def interleaved(
         for block in range(BLOCKS):
             for name, (function, calls) in cases.items():
                 share = calls // BLOCKS + (block < calls % BLOCKS)  # a round's calls, all
-                if share:
-                    totals[name] += timeit.timeit(function, number=share)
+                if share:  # the collector on, as in a server (timeit turns it off)
+                    totals[name] += timeit.timeit(function, "gc.enable()", number=share)
         for name, (_, calls) in cases.items():
             runs[name].append(totals[name] / calls)
     return runs

@@ -213,14 +213,17 @@ def test_the_benchs_forgeries_are_ones_the_verifier_must_check_in_full(alg):
 
 def test_a_rounds_cases_are_timed_in_turn_in_short_blocks_each_as_often_as_asked():
     """bench.verify.interleaved: a ratio compares calls made side by side (the cases take
-    turns block by block, never one long run after another), and every case makes
-    exactly its calls a round, fewer calls than blocks included."""
+    turns block by block, never one long run after another), every case makes exactly
+    its calls a round, fewer calls than blocks included, and the collector is on."""
+    import gc
+
     from bench.verify import BLOCKS, interleaved
 
     calls: list[str] = []
+    collecting: set[bool] = set()
     rounds_started: list[int] = []
     cases = {
-        name: (lambda name=name: calls.append(name), number)
+        name: (lambda name=name: calls.append(name) or collecting.add(gc.isenabled()), number)
         for name, number in (("raw", 5 * BLOCKS), ("first", BLOCKS), ("few", 3))
     }
     runs = interleaved(cases, rounds=2, before_round=lambda: rounds_started.append(len(calls)))
@@ -232,3 +235,4 @@ def test_a_rounds_cases_are_timed_in_turn_in_short_blocks_each_as_often_as_asked
     assert turns[:6] == ["raw", "first", "few", "raw", "first", "few"]
     assert turns.count("raw") == BLOCKS and turns.count("first") == BLOCKS
     assert all(len(times) == 2 and all(t > 0 for t in times) for times in runs.values())
+    assert collecting == {True}  # timed as a server runs them, the garbage collector on
