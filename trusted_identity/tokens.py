@@ -148,7 +148,7 @@ class TokenMemo:
     ``(key, claims)`` pair: the claims are a tuple of strings and numbers, which the
     garbage collector stops tracking, while a pair holding the key stays tracked. Up to
     4,096 pairs, alive until the memo is full, were promoted through every generation,
-    and the collections they caused took a tenth of a first sight (docs/performance.md).
+    and the collections they caused took 7% to 10% of a first sight (docs/performance.md).
     """
 
     __slots__ = ("headers", "key_headers", "keys_checked", "last_header", "verified", "verified_by")
