@@ -48,7 +48,8 @@ _BASE64URL = bytes(string.ascii_letters + string.digits + "-_", "ascii")
 _OUTSIDE_BASE64URL = bytes(byte for byte in range(256) if byte not in _BASE64URL)
 #: base64url to the standard base64 alphabet (``-`` and ``_`` become ``+`` and ``/``,
 #: the rest of base64url stays), every other byte a dot: the decoder skips dots, and
-#: the HS256 form checks a token's shape by counting them (``tokens``).
+#: the HS256 form splits a token's translation at them, so a byte outside base64url
+#: makes a segment too many (``tokens``).
 URL_TO_STANDARD = bytes.maketrans(
     b"-_" + _OUTSIDE_BASE64URL, b"+/" + b"." * len(_OUTSIDE_BASE64URL)
 )
