@@ -442,6 +442,34 @@ def test_every_character_outside_base64url_is_malformed_even_correctly_signed(he
         assert tokens.match_index([KEY], bad) == -1, repr(char)
 
 
+@pytest.mark.parametrize("separator", ["first", "second"])
+@pytest.mark.parametrize("header_seen", [False, True], ids=["new-header", "header-seen"])
+def test_a_character_outside_base64url_in_place_of_a_dot_is_malformed_even_signed(
+    header_seen, separator
+):
+    """A token has two dots. One character the shape check reads as a separator (a
+    ``+``, a space...) standing for either of them, in a text whose signature is
+    computed over what precedes its last separator, leaves a text of one dot: malformed,
+    whoever signed it, and no key matches it in the diagnosis."""
+    good = token()
+    if header_seen:
+        assert check(good) is None
+        MEMO.verified.clear()
+    head, body, _ = good.split(".")
+    for char in "+/ !~=\x7f\u00e9":
+        if separator == "first":
+            signing_input = f"{head}{char}{body}"
+            digest = hmac.new(SECRET.encode(), signing_input.encode(), hashlib.sha256).digest()
+            bad = f"{signing_input}.{b64(digest)}"
+        else:
+            signing_input = f"{head}.{body}"
+            digest = hmac.new(SECRET.encode(), signing_input.encode(), hashlib.sha256).digest()
+            bad = f"{signing_input}{char}{b64(digest)}"
+        assert bad.count(".") == 1
+        assert check(bad) == TOKEN_MALFORMED, repr(char)
+        assert tokens.match_index([KEY], bad) == -1, repr(char)
+
+
 @pytest.mark.parametrize("header_seen", [False, True], ids=["new-header", "header-seen"])
 def test_a_non_canonical_signature_encoding_is_malformed(header_seen):
     """43 base64url characters carry 258 bits for 256: the last character's two unused

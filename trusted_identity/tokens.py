@@ -109,6 +109,7 @@ __all__ = [
 #: carries 2 unused bits, zero in the one canonical spelling) may end with.
 _SIGNATURE_ENDINGS = CANONICAL_DECODING[43 % 4][0]
 _SHORTEST = 1 + 1 + 1 + 1 + 43  # header, dot, claims, dot, signature
+_DOT = ord(".")
 
 
 def _shaped_segments(ascii_token: bytes) -> list[bytes] | None:
@@ -116,13 +117,22 @@ def _shaped_segments(ascii_token: bytes) -> list[bytes] | None:
     token's shape, else None: three base64url segments without padding, none empty, the
     last one 43 characters in its one canonical spelling. The translation the claims and
     the signature need anyway is the check: it turns every byte outside base64url into
-    a dot, so one split finds both the segments and anything that does not belong."""
+    a dot, so one split finds both the segments and anything that does not belong. The
+    two bytes the split cut at must then be dots in the token itself: a ``+`` or a space
+    standing for one is no token, however it is signed."""
     if len(ascii_token) < _SHORTEST:
         return None
     segments = ascii_token.translate(URL_TO_STANDARD).split(b".")
     if len(segments) == 3:
         header, claims, signature = segments
-        if header and claims and len(signature) == 43 and signature[-1] in _SIGNATURE_ENDINGS:
+        if (
+            header
+            and claims
+            and len(signature) == 43
+            and signature[-1] in _SIGNATURE_ENDINGS
+            and ascii_token[len(header)] == _DOT
+            and ascii_token[-44] == _DOT
+        ):
             return segments
     return None
 
