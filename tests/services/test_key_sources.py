@@ -114,6 +114,37 @@ def test_a_platform_without_keys_treats_a_long_token_as_before(platform, cli_act
     assert (result.form, result.reason) == ("token", "token_malformed")
 
 
+def test_a_text_without_a_tokens_two_dots_is_the_plain_forms_on_every_platform(platform, cli_actor):
+    """One dot or three: not a token, whatever it looks like, so the plain form's
+    malformed signature (never ``token`` or ``public-key``), on a platform of the secret
+    alone and on one taking public keys; a real token beside them still verifies."""
+    plain = sign(platform_secrets.reveal_secret(platform, cli_actor), "u1")
+    public = token("u1")
+    head, body, signature = public.split(".")
+    texts = [
+        "a.b",
+        "a.b.c.d",
+        plain[:20] + "." + plain[20:],
+        f"{head}.{body}{signature}",  # a public-key token's length, one dot
+        f"{head}.{body}.{signature}.",
+        f"{head}.{body}.{signature[:43]}.{signature[43:]}",
+        f"{head}+{body}.{signature[:43]}",  # an HMAC's length after its one dot
+    ]
+    for source in ("secret", "both"):
+        if source == "both":
+            add_public_key(platform, public_pem_of(KEYS["ES256"]), cli_actor, kid="k")
+            set_key_source(platform, source, cli_actor)
+        for signed in texts:
+            result = start(platform, "u1", signed).verification
+            assert (result.valid, result.form, result.reason) == (False, "plain", "malformed"), (
+                source,
+                signed,
+            )
+        assert start(platform, "u1", plain).trusted
+    assert start(platform, "u1", public).verification.form == "public-key"
+    assert start(platform, "u1", public).trusted
+
+
 def test_hs256_with_the_public_key_pem_as_secret_is_refused_on_every_source(keyed, cli_actor):
     pem = public_pem_of(KEYS["ES256"]).encode()
     forged = key_token(header={"alg": "HS256", "typ": "JWT"}, hmac_key=pem)

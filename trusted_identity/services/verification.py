@@ -24,7 +24,7 @@ from ..exceptions import InvalidRequest, PublicKeysOnly, ServiceUnavailable
 from ..keytokens import KEY_EXPIRED, UNKNOWN_KEY, VerifyingKey, verify_key_token
 from ..models import KeySource, SecretState
 from ..signing import HmacKey, decode_signature, match_index, sign
-from ..tokens import looks_like_token, make_token, verify_token_match
+from ..tokens import TOKEN_MALFORMED, looks_like_token, make_token, verify_token_match
 from ..tokens import match_index as token_match_index
 from . import jwks
 from .access import Actor, authorize
@@ -171,39 +171,44 @@ def verify_signed(
         keys, ids = table.keys, table.ids
     else:
         keys, ids = table.live(now)
-    if signed.count(".") != 2:  # looks_like_token, inline
-        # The plain form, and anything that is not a token: the seed's cost (one
-        # comparison per still-valid secret, whatever the text), plus the test above.
-        index = match_index(keys, user_id, signed)
-        if index >= 0:
-            return _valid(PLAIN, ids[index]) if snapshot.signature_form != TOKEN else _PLAIN_REFUSED
-        # Every invalid text pays the diagnosis, a malformed one too (against 32 zero
-        # bytes, as above): its cost depends on nothing but the platform's secrets.
-        reason = diagnose(snapshot, user_id, signed, now)
-        return _RESULTS[PLAIN, MALFORMED if decode_signature(signed) is None else reason]
-    if snapshot.takes_public_keys and len(signed) - signed.rindex(".") != 44:
-        # _public_key_shaped, inline: longer than an HMAC's signature, on a platform
-        # that takes public keys (the check of a token with a public key)
-        return _check_key_token(snapshot, user_id, signed, now)[0]
-    settings = app_settings
-    reason, key = verify_token_match(  # positional: the hot path of a start with a token
-        keys,
-        user_id,
-        signed,
-        now,
-        settings.TOKEN_LEEWAY,
-        snapshot.token_max_age,
-        settings.MAX_TOKEN_LENGTH,
-        current.tokens,
-    )
-    if reason is None:
-        if snapshot.signature_form == PLAIN:
-            return _TOKEN_REFUSED
-        secret_id = table.id_of[key]
-        return _VALID[TOKEN].get(secret_id) or _valid(TOKEN, secret_id)
-    if reason == NO_MATCH:
-        reason = diagnose(snapshot, user_id, signed, now)
-    return _RESULTS.get((TOKEN, reason)) or Verification(False, TOKEN, reason)
+    if "." in signed:  # maybe a token: two dots (a plain signature has none)
+        if snapshot.takes_public_keys and len(signed) - signed.rindex(".") != 44:
+            # _public_key_shaped, inline: longer than an HMAC's signature, on a platform
+            # that takes public keys (the check of a token with a public key)
+            if signed.count(".") == 2:
+                return _check_key_token(snapshot, user_id, signed, now)[0]
+        else:
+            settings = app_settings
+            reason, key = verify_token_match(  # positional: the hot path of a token's start
+                keys,
+                user_id,
+                signed,
+                now,
+                settings.TOKEN_LEEWAY,
+                snapshot.token_max_age,
+                settings.MAX_TOKEN_LENGTH,
+                current.tokens,
+            )
+            if reason is None:
+                if snapshot.signature_form == PLAIN:
+                    return _TOKEN_REFUSED
+                secret_id = table.id_of[key]
+                return _VALID[TOKEN].get(secret_id) or _valid(TOKEN, secret_id)
+            # A text without a token's two dots is malformed as a token (the shape check
+            # wants them); only then is it counted, to judge it as the plain form below.
+            if reason != TOKEN_MALFORMED or signed.count(".") == 2:
+                if reason == NO_MATCH:
+                    reason = diagnose(snapshot, user_id, signed, now)
+                return _RESULTS.get((TOKEN, reason)) or Verification(False, TOKEN, reason)
+    # The plain form, and any text that is not a token (looks_like_token is false): the
+    # seed's cost (one comparison per still-valid secret, whatever the text).
+    index = match_index(keys, user_id, signed)
+    if index >= 0:
+        return _valid(PLAIN, ids[index]) if snapshot.signature_form != TOKEN else _PLAIN_REFUSED
+    # Every invalid text pays the diagnosis, a malformed one too (against 32 zero
+    # bytes, as above): its cost depends on nothing but the platform's secrets.
+    reason = diagnose(snapshot, user_id, signed, now)
+    return _RESULTS[PLAIN, MALFORMED if decode_signature(signed) is None else reason]
 
 
 def _hmac_shaped(token: str) -> bool:
