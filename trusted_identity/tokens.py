@@ -109,7 +109,7 @@ __all__ = [
 #: carries 2 unused bits, zero in the one canonical spelling) may end with.
 _SIGNATURE_ENDINGS = CANONICAL_DECODING[43 % 4][0]
 _SHORTEST = 1 + 1 + 1 + 1 + 43  # header, dot, claims, dot, signature
-_DOT = ord(".")
+_DOT = b"."[0]  # the byte, as indexing bytes gives it
 
 
 def _shaped_segments(ascii_token: bytes) -> list[bytes] | None:
