@@ -121,6 +121,11 @@ def signature_variants(secrets):
         "spaces-inside": good[:30] + "  " + good[32:],
         "non-ascii": "é" * 64,
         "nul": "\x00" * 64,
+        # Texts with dots but not a token's two: judged as the plain form, after the
+        # token check has refused their shape; they must cost no more than the rest.
+        "one-dot": good[:32] + "." + good[32:],
+        "three-dots": good[:16] + "." + good[16:32] + "." + good[32:48] + "." + good[48:],
+        "token-with-a-plus-for-a-dot": f"{good[:20]}+{good[20:]}." + "A" * 43,
     }
 
 
