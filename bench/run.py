@@ -56,6 +56,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import hostspeed
 from bench.admin import bench_admin, bench_bulk
 from bench.figures import median_run, spread
 from bench.load import (
@@ -432,6 +433,7 @@ def main() -> int:
             "database": connection.vendor,
             "cache": env["CACHE_URL"].split(":")[0],
             "quick": args.quick,
+            "host": {"start": hostspeed.probe(1.0 if args.quick else 3.0)},
         }
         try:
             if "verify" in sections:
@@ -476,8 +478,10 @@ def main() -> int:
                 )  # fmt: skip
         except Exception as error:  # the sections measured so far are kept, with why it stopped
             results["stopped_by"] = f"{type(error).__name__}: {error}"
+            results["host"]["end"] = hostspeed.probe(1.0)
             results_file(args.only).write_text(json.dumps(results, indent=2) + "\n")
             raise
+    results["host"]["end"] = hostspeed.probe(1.0 if args.quick else 3.0)
     written = results_file(args.only)
     written.write_text(json.dumps(results, indent=2) + "\n")
     print_table(results, written)

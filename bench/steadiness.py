@@ -10,7 +10,8 @@ A ratio is a figure the results name as one: a key holding ``ratio``, ``_vs_`` o
 ``worst_to_best`` (but hold's ``targets``, the thresholds it is judged by), as a number
 or as the median of its rounds (``pk_verify``'s, with their spread), and each of the
 serving section's ``ratios`` (their medians). The spreads beside them are each
-run's own; this is the spread between runs.
+run's own; this is the spread between runs. Each run's probes of the host
+(``bench.hostspeed``) are printed above the ratios, not judged.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from bench import hostspeed
 
 RATIO_MARKS = ("ratio", "_vs_", "worst_to_best")
 
@@ -107,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     dates = " | ".join(str(results.get("date", "?")) for results in loaded)
     print(f"{len(loaded)} runs: {dates}")
+    for number, results in enumerate(loaded, 1):  # how fast and how noisy the host was
+        if isinstance(results.get("host"), dict):
+            print(f"  run {number} host (a plain loop): {hostspeed.describe(results['host'])}")
     width = max(len(row.name) for row in rows)
     for row in rows:
         values = "  ".join(f"{value:8.3f}" for value in row.values)

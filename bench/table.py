@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench import hostspeed
 from bench.load import ROOT
 
 TARGETS = {
@@ -29,6 +30,8 @@ def print_table(results: dict, written: Path) -> None:
     print()
     print(f"trusted-identity benchmarks  {results['date']}  {results['machine']['summary']}")
     print(f"database: {results['database']}   cache: {results['cache']}")
+    if results.get("host"):
+        print(f"host (a plain loop): {hostspeed.describe(results['host'])}")
     print("-" * 78)
     for section in (
         "verify", "session_start", "flood", "long_run", "admin", "bulk",

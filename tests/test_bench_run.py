@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from bench import hostspeed
 from bench.figures import spread
 from bench.run import SECTIONS, argument_parser
 
@@ -236,3 +237,17 @@ def test_a_rounds_cases_are_timed_in_turn_in_short_blocks_each_as_often_as_asked
     assert turns.count("raw") == BLOCKS and turns.count("first") == BLOCKS
     assert all(len(times) == 2 and all(t > 0 for t in times) for times in runs.values())
     assert collecting == {True}  # timed as a server runs them, the garbage collector on
+
+
+def test_a_host_probe_says_how_fast_and_how_noisy_the_host_is():
+    """``make bench`` probes the host at a run's start and end: the loop's best time, its
+    median, the median over the best (1.0 quiet), all from loops actually timed."""
+    figures = hostspeed.probe(0.2)
+    assert figures["loops"] >= 2
+    assert 0 < figures["loop_best_ms"] <= figures["loop_median_ms"]
+    assert figures["median_over_best"] >= 1.0
+    assert figures["median_over_best"] == pytest.approx(
+        figures["loop_median_ms"] / figures["loop_best_ms"], abs=0.01
+    )
+    source = RUN.read_text()
+    assert source.count("hostspeed.probe(") == 3  # at the start, at the end, and when stopped

@@ -33,6 +33,10 @@ def results(factor: float = 1.0, *, hold: float = 0.9) -> dict:
             "keepalive": {"worst_to_best": hold, "rps": [4000, 4100]},
             "targets": {"worst_to_best": 0.85, "max_share": 0.65},
         },
+        "host": {  # bench.hostspeed's probes: the host's, not a ratio of the app's
+            "start": {"loop_best_ms": 5.1, "loop_median_ms": 5.4, "median_over_best": 1.06},
+            "end": {"loop_best_ms": 5.1, "loop_median_ms": 6.5, "median_over_best": 1.27 * factor},
+        },
     }
 
 
@@ -97,3 +101,18 @@ def test_unreadable_files_are_one_line_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as stopped:
         main([str(tmp_path / "run-0.json")])
     assert stopped.value.code == 2
+
+
+def test_each_runs_host_is_printed_beside_the_ratios_and_never_judged(tmp_path, capsys):
+    """A noisy host explains a straying ratio; it is not one: a host three times as
+    noisy in one run moves no count, and each run's probes are printed."""
+    assert main(_write(tmp_path, results(1.0), results(1.0), results(1.0))) == 0
+    out = capsys.readouterr().out
+    assert "6 of 6 ratios" in out
+    start = "start 5.10 ms best, median 1.06x"
+    assert f"run 3 host (a plain loop): {start}, end 5.10 ms best, median 1.27x" in out
+    noisy = results(1.0)
+    noisy["host"]["end"]["median_over_best"] = 3.8
+    assert main(_write(tmp_path, results(1.0), noisy, results(1.0))) == 0
+    printed = capsys.readouterr().out
+    assert f"run 2 host (a plain loop): {start}, end 5.10 ms best, median 3.80x" in printed
