@@ -175,7 +175,7 @@ def verify_signed(
         if snapshot.takes_public_keys and len(signed) - signed.rindex(".") != 44:
             # _public_key_shaped, inline: longer than an HMAC's signature, on a platform
             # that takes public keys (the check of a token with a public key)
-            if signed.count(".") == 2:
+            if looks_like_token(signed):
                 return _check_key_token(snapshot, user_id, signed, now)[0]
         else:
             settings = app_settings
@@ -195,8 +195,8 @@ def verify_signed(
                 secret_id = table.id_of[key]
                 return _VALID[TOKEN].get(secret_id) or _valid(TOKEN, secret_id)
             # A text without a token's two dots is malformed as a token (the shape check
-            # wants them); only then is it counted, to judge it as the plain form below.
-            if reason != TOKEN_MALFORMED or signed.count(".") == 2:
+            # wants them); only then are they counted, to judge it as the plain form below.
+            if reason != TOKEN_MALFORMED or looks_like_token(signed):
                 if reason == NO_MATCH:
                     reason = diagnose(snapshot, user_id, signed, now)
                 return _RESULTS.get((TOKEN, reason)) or Verification(False, TOKEN, reason)
