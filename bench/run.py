@@ -416,6 +416,7 @@ def main() -> int:
     parser = argument_parser()
     args = parser.parse_args()
     sections = set(args.only or SECTIONS)
+    probe_seconds = 1.0 if args.quick else 3.0  # the host's probes (bench.hostspeed)
     sys.path.insert(0, str(ROOT))
     os.chdir(ROOT)
     with tempfile.TemporaryDirectory() as workdir:
@@ -433,7 +434,7 @@ def main() -> int:
             "database": connection.vendor,
             "cache": env["CACHE_URL"].split(":")[0],
             "quick": args.quick,
-            "host": {"start": hostspeed.probe(1.0 if args.quick else 3.0)},
+            "host": {"start": hostspeed.probe(probe_seconds)},
         }
         try:
             if "verify" in sections:
@@ -478,10 +479,10 @@ def main() -> int:
                 )  # fmt: skip
         except Exception as error:  # the sections measured so far are kept, with why it stopped
             results["stopped_by"] = f"{type(error).__name__}: {error}"
-            results["host"]["end"] = hostspeed.probe(1.0)
+            results["host"]["end"] = hostspeed.probe(probe_seconds)
             results_file(args.only).write_text(json.dumps(results, indent=2) + "\n")
             raise
-    results["host"]["end"] = hostspeed.probe(1.0 if args.quick else 3.0)
+    results["host"]["end"] = hostspeed.probe(probe_seconds)
     written = results_file(args.only)
     written.write_text(json.dumps(results, indent=2) + "\n")
     print_table(results, written)
