@@ -91,27 +91,29 @@ class ThreadConnections:
 
 
 class Slot:
-    """One value, built once under a lock (the key ring)."""
+    """One value, built once under a lock (the key ring). ``value`` is None until built:
+    read without the lock where a value already built is all that matters (the hot path
+    of session start compares it by identity instead of calling :meth:`get`)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._value: Any = None
+        self.value: Any = None
 
     def get(self, build: Callable[[], T]) -> T:
-        value = self._value
+        value = self.value
         if value is None:
             with self._lock:
-                if self._value is None:
-                    self._value = build()
-                value = self._value
+                if self.value is None:
+                    self.value = build()
+                value = self.value
         return value
 
     def clear(self) -> None:
         with self._lock:
-            self._value = None
+            self.value = None
 
     def __len__(self) -> int:
-        return self._value is not None
+        return self.value is not None
 
 
 #: What reading the generation returns: its value, and the database's clock (Unix time)

@@ -15,13 +15,14 @@ from trusted_identity.exceptions import (
 from trusted_identity.models import (
     PlatformSecret,
 )
-from trusted_identity.services import platform_secrets, verification
+from trusted_identity.services import lookup, platform_secrets, verification
 from trusted_identity.services.rekey import rekey
 from trusted_identity.signing import sign
 
 from ..factories import (
     PlatformFactory,
 )
+from ..settings import TEST_ENCRYPTION_KEY
 from .helpers import _current_rows, _key_id, _secret, _set_keys, _start, _verifies
 
 
@@ -90,3 +91,26 @@ def test_rekey_reports_undecryptable_rows_without_changing_them(settings, space,
     assert roku_row.ciphertext == before[roku_row.pk]
     assert _current_rows(ios).get().ciphertext.split(":")[1] == _key_id(new_key)
     assert rekey().rekeyed == 0
+
+
+def test_a_snapshot_prepared_under_one_key_ring_is_decrypted_again_under_the_next(
+    settings, platform, cli_actor
+):
+    """The keys a snapshot holds were decrypted under the process's key ring; once the ring
+    is another (new ENCRYPTION_KEYS), the same snapshot object is decrypted again under it,
+    never served from what the old ring gave."""
+    old_key, new_key = generate_key(), generate_key()
+    _set_keys(settings, old_key)
+    with pytest.raises(ServiceUnavailable):  # the fixture's secret is under the test key
+        _secret(platform, cli_actor)
+    _set_keys(settings, f"{old_key},{TEST_ENCRYPTION_KEY}")
+    secret = _secret(platform, cli_actor)
+    snapshot = lookup.lookup_platform(platform.api_key)
+    signature = sign(secret, "7")
+    assert verification.verify_signed(snapshot, "7", signature).valid  # prepared: ring one
+
+    _set_keys(settings, new_key)  # a ring that can't read the secret
+    with pytest.raises(ServiceUnavailable):
+        verification.verify_signed(snapshot, "7", signature)
+    _set_keys(settings, f"{new_key},{TEST_ENCRYPTION_KEY}")  # another that can
+    assert verification.verify_signed(snapshot, "7", signature).valid

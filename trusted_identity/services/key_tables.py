@@ -96,11 +96,14 @@ def key_table(snapshot: PlatformSnapshot, current: runtime.Runtime | None = None
     ``current``: the process's runtime, when the caller has read it already."""
     if current is None:
         current = runtime.current()
-    ring = get_key_ring(current)
     prepared = snapshot.prepared
     table = prepared.keys
-    if table is not None and prepared.ring is ring:  # PreparedKeys.under, inline: every start
+    # Prepared under the ring this process holds, every start's case: the ring built
+    # already is compared as it is (calling get_key_ring and Slot.get cost 3.5% of a
+    # plain check's instructions, docs/performance.md)
+    if table is not None and prepared.ring is current.key_ring.value:
         return table
+    ring = get_key_ring(current)
     prepared.under(ring)
     try:
         table = current.key_tables.get(
