@@ -4,6 +4,7 @@ that offset, so a host whose clock is off stops a revoked secret as promptly as 
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -117,3 +118,22 @@ def test_a_host_behind_the_database_stops_a_revoked_secret_at_the_revocation(
     signed = signing.sign(second, "u1")
     assert verification.verify_signed(snapshot, "u1", signed, day_later - 1).valid
     assert not verification.verify_signed(snapshot, "u1", signed, day_later + 1).valid
+
+
+@pytest.mark.django_db
+def test_a_start_judges_a_grace_end_by_the_database_clock_not_the_hosts(platform, cli_actor):
+    """The snapshot in hand holds a previous secret whose grace ends in a minute; once the
+    measured offset puts the database's clock past that end (the host's clock still
+    before it), the previous secret stops verifying, on the next start, without a lookup."""
+    old = secret_of(platform)
+    platform_secrets.rotate_secret(platform, cli_actor, grace=timedelta(minutes=1))
+    snapshot = lookup.lookup_platform(platform.api_key)
+    signed = signing.sign(old, "u1")
+    assert verification.verify_signed(snapshot, "u1", signed).valid  # within its grace
+    tracker = runtime.current().generation
+    (grace_end,) = [s.expires_at for s in snapshot.secrets if s.expires_at is not None]
+    assert time.time() < grace_end
+    tracker.offset = grace_end - time.time() + 5  # the database's clock 5 s past the end
+    verdict = verification.verify_signed(snapshot, "u1", signed)
+    assert (verdict.valid, verdict.reason) == (False, "expired_secret")
+    assert time.time() < grace_end  # by the host's clock the grace had not ended

@@ -36,7 +36,9 @@ from .signature_forms import PLAIN, TOKEN
 from .spaces import get_platform
 
 #: The clock of verification and signing: Unix time by the database's clock, the one
-#: grace ends are written by (``lookup.database_time``: no query). Tests freeze it.
+#: grace ends are written by (``dbclock.database_time``: no query). Tests freeze it by
+#: replacing it; while it is that function, ``verify_signed`` reads the same clock
+#: through the runtime it holds already (2.5% of a plain check's instructions).
 clock = database_time
 
 MALFORMED = "malformed"  # neither 64 hex digits nor a token's three parts
@@ -164,8 +166,8 @@ def verify_signed(
     only to name its reason: a few more HMACs for an invalid start, none for a valid one.
     """
     current = runtime.current()  # read once: the key table and the token memo are its
-    if now is None:
-        now = clock()
+    if now is None:  # database_time's body with the runtime in hand: two calls fewer
+        now = current.generation.now() if clock is database_time else clock()
     table = key_table(snapshot, current)
     if now < table.first_expiry:  # no grace has ended since the lookup: the keys as made
         keys, ids = table.keys, table.ids
