@@ -168,7 +168,10 @@ def verify_signed(
     current = runtime.current()  # read once: the key table and the token memo are its
     if now is None:  # database_time's body with the runtime in hand: two calls fewer
         now = current.generation.now() if clock is database_time else clock()
-    table = key_table(snapshot, current)
+    prepared = snapshot.prepared  # key_table's every-start case, inline: one call fewer
+    table = prepared.keys
+    if table is None or prepared.ring is not current.key_ring.value:
+        table = key_table(snapshot, current)
     if now < table.first_expiry:  # no grace has ended since the lookup: the keys as made
         keys, ids = table.keys, table.ids
     else:
