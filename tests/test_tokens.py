@@ -635,6 +635,25 @@ def test_claims_read_without_the_decoder_are_what_json_reads(sub, iat, exp, spel
         assert got is None or all(type(a) is type(b) for a, b in zip(got, expected, strict=True))
 
 
+@pytest.mark.parametrize(
+    "subject",
+    [b"\xff", b"caf\xc3", b"\xed\xa0\x80", b"ok\xc0\xaf"],
+    ids=["not-utf8", "cut-short", "lone-surrogate", "overlong-slash"],
+)
+def test_a_subject_that_is_not_utf8_is_no_claims_even_in_the_signers_layout(subject):
+    """The signers' layout is matched on the bytes; a subject whose bytes are not UTF-8
+    gives no claims, as decoding the whole text first did."""
+    text = b'{"sub":"' + subject + b'","iat":1700000000,"exp":1700003600}'
+    assert jwtparts.parse_claims(base64.urlsafe_b64encode(text).rstrip(b"=")) is None
+    good = text.replace(subject, "café ✓".encode())
+    assert jwtparts.parse_claims(base64.urlsafe_b64encode(good).rstrip(b"=")) == (
+        "café ✓",
+        1700000000,
+        1700003600,
+        None,
+    )
+
+
 def test_match_index_compares_the_signature_under_every_key(compare_digest_calls):
     calls = compare_digest_calls
     keys = (OTHER_KEY, KEY, HmacKey(SECRET))

@@ -148,9 +148,12 @@ def _is_number(value: Any) -> bool:
 #: them: a subject with no escape or control character (so the text between the quotes is the
 #: string), then ``iat`` and ``exp`` as plain integers. What ``json.loads`` gives for
 #: such a text is exactly its three groups, so it is read without the JSON decoder
-#: (a fifth of a first verification); any other text goes through the decoder.
+#: (a fifth of a first verification); any other text goes through the decoder. Matched
+#: on the UTF-8 bytes, not the text: no byte of a character beyond ASCII is a quote, a
+#: backslash or a control character, so the bytes match exactly when the text would,
+#: only the subject is decoded, and ``int`` reads the digits' bytes (faster than text).
 _PLAIN_CLAIMS = re.compile(
-    r'\{"sub":"([^"\\\x00-\x1f]*)","iat":(0|[1-9][0-9]{0,15}),"exp":(0|[1-9][0-9]{0,15})\}'
+    rb'\{"sub":"([^"\\\x00-\x1f]*)","iat":(0|[1-9][0-9]{0,15}),"exp":(0|[1-9][0-9]{0,15})\}'
 )
 
 
@@ -168,15 +171,16 @@ def parse_standard_claims(segment: bytes) -> Claims | None:
     canonical, padding = decoding
     if canonical is not None and segment[-1] not in canonical:
         return None
+    raw = binascii.a2b_base64(segment + padding)
     try:
-        text = binascii.a2b_base64(segment + padding).decode("utf-8")
+        plain = _PLAIN_CLAIMS.fullmatch(raw)
+        if plain is not None:
+            sub, iat, exp = plain.groups()
+            iat, exp = int(iat), int(exp)
+            return (sub.decode("utf-8"), iat, exp, None) if exp > iat else None
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    plain = _PLAIN_CLAIMS.fullmatch(text)
-    if plain is not None:
-        sub, iat, exp = plain.groups()
-        iat, exp = int(iat), int(exp)
-        return (sub, iat, exp, None) if exp > iat else None
     claims = json_object(text)
     if claims is None or "aud" in claims:
         return None
