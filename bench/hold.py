@@ -3,6 +3,8 @@ round after round, keep-alive connections then connections that reconnect."""
 
 from __future__ import annotations
 
+import os
+
 from bench.balance import MAX_WORKER_SHARE
 from bench.serving import MAKE_SERVE, SERVERS, _free_port, measure, start, stop
 
@@ -43,6 +45,7 @@ def hold(
             "busiest_worker_share": shares,
             "max_share": max(shares, default=None),
             "non_2xx": sum(r["non_2xx"] for r in runs),
+            **rounds_apart(runs, seconds),
         }
 
     return {
@@ -52,4 +55,30 @@ def hold(
         "keepalive": verdict(keep),
         f"reconnect_every_{reconnect_every}": verdict(again),
         "targets": {"worst_to_best": 0.85, "max_share": MAX_WORKER_SHARE},
+    }
+
+
+def rounds_apart(runs: list[dict], seconds: int) -> dict:
+    """What tells a slow round's cause, per round: the workers' CPU time over the round's
+    length (``workers_busy``, in cores: a server that leaves a worker idle drops it) and
+    their CPU time per request (``cpu_us_per_request``: a host that slows, a neighbour
+    taking the core's caches, raises it for the same code). A round's requests/s is the
+    first over the second, so the worst round set beside the best says which moved
+    (``worst_round``). Figures to read, not targets: the target is ``worst_to_best``."""
+    clock = os.sysconf("SC_CLK_TCK")
+    busy = [round(sum(r["worker_ticks"]) / clock / seconds, 3) for r in runs]
+    cost = [r["cpu_us_per_request"] for r in runs]
+    if not runs:
+        return {"workers_busy": busy, "cpu_us_per_request": cost}
+    rps = [r["rps"] for r in runs]
+    worst, best = rps.index(min(rps)), rps.index(max(rps))
+    return {
+        "workers_busy": busy,
+        "cpu_us_per_request": cost,
+        "worst_round": {
+            "round": worst + 1,
+            "best_round": best + 1,
+            "workers_busy_over_best": round(busy[worst] / busy[best], 3) if busy[best] else None,
+            "cpu_per_request_over_best": round(cost[worst] / cost[best], 3) if cost[best] else None,
+        },
     }

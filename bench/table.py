@@ -74,5 +74,15 @@ def print_table(results: dict, written: Path) -> None:
                 f"hold {mode:<22} req/s {verdict['rps']} worst/best {verdict['worst_to_best']} "
                 f"[target >= 0.85], busiest worker {verdict['max_share']} [target <= 0.65]"
             )
+            apart = verdict.get("worst_round")
+            if apart:  # which moved in the worst round: the workers' CPU use, or its cost
+                worst, best = apart["round"] - 1, apart["best_round"] - 1
+                print(
+                    f"  worst round {worst + 1} against the best ({best + 1}): workers on the "
+                    f"CPU {verdict['workers_busy'][worst]} cores against "
+                    f"{verdict['workers_busy'][best]}, CPU per request "
+                    f"{verdict['cpu_us_per_request'][worst]} us against "
+                    f"{verdict['cpu_us_per_request'][best]}"
+                )
     print("-" * 78)
     print(f"written to {written.relative_to(ROOT)}")
