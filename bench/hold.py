@@ -4,6 +4,7 @@ round after round, keep-alive connections then connections that reconnect."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from bench.balance import MAX_WORKER_SHARE
 from bench.serving import MAKE_SERVE, SERVERS, _free_port, measure, start, stop
@@ -27,10 +28,11 @@ def hold(
     try:
         measure(target, api_key, body, 2, connections)  # warm
         keep = [
-            measure(target, api_key, body, seconds, connections) for _ in range(keepalive_rounds)
+            stolen(measure, target, api_key, body, seconds, connections)
+            for _ in range(keepalive_rounds)
         ]
         again = [
-            measure(target, api_key, body, seconds, connections, reconnect_every)
+            stolen(measure, target, api_key, body, seconds, connections, reconnect_every)
             for _ in range(reconnect_rounds)
         ]
     finally:
@@ -58,23 +60,51 @@ def hold(
     }
 
 
+def machine_ticks() -> tuple[int, int] | None:
+    """The whole machine's CPU ticks stolen by the hypervisor (a virtual machine's
+    neighbours running on its cores) and in all, from ``/proc/stat``; None elsewhere."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(field) for field in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    # user nice system idle iowait irq softirq steal (guest time is counted in user)
+    return (fields[7], sum(fields[:8])) if len(fields) >= 8 else None
+
+
+def stolen(measure: Callable[..., dict], *args: object) -> dict:
+    """``measure(*args)`` with ``host_steal``: the share of the machine's CPU time the
+    hypervisor took from it during the round (None where unknown)."""
+    before = machine_ticks()
+    run = measure(*args)
+    after = machine_ticks()
+    share = None
+    if before and after and after[1] > before[1]:
+        share = round((after[0] - before[0]) / (after[1] - before[1]), 3)
+    return run | {"host_steal": share}
+
+
 def rounds_apart(runs: list[dict], seconds: int) -> dict:
     """What tells a slow round's cause, per round: the workers' CPU time over the round's
     length (``workers_busy``, in cores: a server that leaves a worker idle drops it) and
     their CPU time per request (``cpu_us_per_request``: a host that slows, a neighbour
     taking the core's caches, raises it for the same code). A round's requests/s is the
     first over the second, so the worst round set beside the best says which moved
-    (``worst_round``). Figures to read, not targets: the target is ``worst_to_best``."""
+    (``worst_round``); ``host_steal`` says how much of the machine the hypervisor took
+    meanwhile (time no worker could run). Figures to read, not targets: the target is
+    ``worst_to_best``."""
     clock = os.sysconf("SC_CLK_TCK")
     busy = [round(sum(r["worker_ticks"]) / clock / seconds, 3) for r in runs]
     cost = [r["cpu_us_per_request"] for r in runs]
+    steal = [r.get("host_steal") for r in runs]
     if not runs:
-        return {"workers_busy": busy, "cpu_us_per_request": cost}
+        return {"workers_busy": busy, "cpu_us_per_request": cost, "host_steal": steal}
     rps = [r["rps"] for r in runs]
     worst, best = rps.index(min(rps)), rps.index(max(rps))
     return {
         "workers_busy": busy,
         "cpu_us_per_request": cost,
+        "host_steal": steal,
         "worst_round": {
             "round": worst + 1,
             "best_round": best + 1,

@@ -83,6 +83,14 @@ def print_table(results: dict, written: Path) -> None:
                     f"{verdict['workers_busy'][best]}, CPU per request "
                     f"{verdict['cpu_us_per_request'][worst]} us against "
                     f"{verdict['cpu_us_per_request'][best]}"
+                    + steal_note(verdict.get("host_steal") or [], worst, best)
                 )
     print("-" * 78)
     print(f"written to {written.relative_to(ROOT)}")
+
+
+def steal_note(steal: list[float | None], worst: int, best: int) -> str:
+    """The hypervisor's share of the machine in the worst round and the best, if known."""
+    if len(steal) <= max(worst, best) or steal[worst] is None or steal[best] is None:
+        return ""
+    return f", the hypervisor took {steal[worst]:.1%} of the machine against {steal[best]:.1%}"

@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from bench import hold
 from bench.hold import rounds_apart
 from bench.load import ROOT
 from bench.table import print_table
@@ -13,8 +14,11 @@ from bench.table import print_table
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def a_round(rps: float, busy_cores: float, cpu_us: float, seconds: int = 5) -> dict:
-    """What ``bench.serving.measure`` gives for a round, trimmed to what the hold reads."""
+def a_round(
+    rps: float, busy_cores: float, cpu_us: float, steal: float | None = None, seconds: int = 5
+) -> dict:
+    """What ``bench.serving.measure`` gives for a round, trimmed to what the hold reads,
+    with what ``stolen`` adds."""
     ticks = round(busy_cores * seconds * TICK)
     return {
         "rps": rps,
@@ -22,6 +26,7 @@ def a_round(rps: float, busy_cores: float, cpu_us: float, seconds: int = 5) -> d
         "busiest_worker_share": 0.5,
         "cpu_us_per_request": cpu_us,
         "non_2xx": 0,
+        "host_steal": steal,
     }
 
 
@@ -50,11 +55,29 @@ def test_a_round_slowed_by_an_idle_worker_shows_the_workers_less_busy_at_the_sam
 
 
 def test_no_round_gives_the_lists_empty_and_no_worst_round():
-    assert rounds_apart([], 5) == {"workers_busy": [], "cpu_us_per_request": []}
+    assert rounds_apart([], 5) == {"workers_busy": [], "cpu_us_per_request": [], "host_steal": []}
+
+
+def test_a_round_is_measured_with_the_share_of_the_machine_the_hypervisor_took(monkeypatch):
+    ticks = iter([(100, 10_000), (350, 12_000)])  # 250 of 2,000 ticks stolen meanwhile
+    monkeypatch.setattr(hold, "machine_ticks", lambda: next(ticks))
+    run = hold.stolen(lambda *args: {"rps": 1.0, "args": args}, "target", 5)
+    assert run == {"rps": 1.0, "args": ("target", 5), "host_steal": 0.125}
+    monkeypatch.setattr(hold, "machine_ticks", lambda: None)  # no /proc/stat
+    assert hold.stolen(lambda: {"rps": 1.0})["host_steal"] is None
+
+
+def test_the_machine_ticks_are_read_from_proc_stat_where_there_is_one():
+    ticks = hold.machine_ticks()
+    if not os.path.exists("/proc/stat"):
+        assert ticks is None
+    else:
+        steal, total = ticks
+        assert 0 <= steal < total
 
 
 def test_the_table_prints_the_worst_round_beside_the_best(capsys):
-    runs = [a_round(10_000, 1.9, 190.0), a_round(7_000, 1.9, 271.0)]
+    runs = [a_round(10_000, 1.9, 190.0, 0.01), a_round(7_000, 1.9, 271.0, 0.125)]
     keepalive = {
         "rps": [10_000, 7_000],
         "worst_to_best": 0.7,
@@ -75,5 +98,6 @@ def test_the_table_prints_the_worst_round_beside_the_best(capsys):
     assert "worst/best 0.7 [target >= 0.85]" in out
     assert (
         "worst round 2 against the best (1): workers on the CPU 1.9 cores against 1.9, "
-        "CPU per request 271.0 us against 190.0"
+        "CPU per request 271.0 us against 190.0, "
+        "the hypervisor took 12.5% of the machine against 1.0%"
     ) in out
