@@ -25,7 +25,9 @@ Prints a table and writes ``bench/results.json``. Sections:
   bare callable and the site, interleaved rounds, a round counted only when no worker
   did more than 65% of its work; every figure and ratio with its spread.
 - ``hold``: ``make serve``'s steadiness: 10 consecutive 5 s rounds with keep-alive
-  connections, 5 with connections that reconnect every 100 requests.
+  connections, 5 with connections that reconnect every 100 requests; each round with
+  the workers' CPU use, their CPU per request and the hypervisor's steal
+  (``bench/hold.py``), so a slow round says whether the server or the host moved.
 
 Every section that loads a server (``session_start``, ``long_run``, ``flood``, the
 public-key ones) serves through ``make serve``'s server (``bench.load.start_site``);
