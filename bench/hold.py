@@ -28,11 +28,11 @@ def hold(
     try:
         measure(target, api_key, body, 2, connections)  # warm
         keep = [
-            stolen(measure, target, api_key, body, seconds, connections)
+            with_host_steal(measure, target, api_key, body, seconds, connections)
             for _ in range(keepalive_rounds)
         ]
         again = [
-            stolen(measure, target, api_key, body, seconds, connections, reconnect_every)
+            with_host_steal(measure, target, api_key, body, seconds, connections, reconnect_every)
             for _ in range(reconnect_rounds)
         ]
     finally:
@@ -72,7 +72,7 @@ def machine_ticks() -> tuple[int, int] | None:
     return (fields[7], sum(fields[:8])) if len(fields) >= 8 else None
 
 
-def stolen(measure: Callable[..., dict], *args: object) -> dict:
+def with_host_steal(measure: Callable[..., dict], *args: object) -> dict:
     """``measure(*args)`` with ``host_steal``: the share of the machine's CPU time the
     hypervisor took from it during the round (None where unknown)."""
     before = machine_ticks()

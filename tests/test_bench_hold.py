@@ -18,7 +18,7 @@ def a_round(
     rps: float, busy_cores: float, cpu_us: float, steal: float | None = None, seconds: int = 5
 ) -> dict:
     """What ``bench.serving.measure`` gives for a round, trimmed to what the hold reads,
-    with what ``stolen`` adds."""
+    with what ``with_host_steal`` adds."""
     ticks = round(busy_cores * seconds * TICK)
     return {
         "rps": rps,
@@ -61,10 +61,10 @@ def test_no_round_gives_the_lists_empty_and_no_worst_round():
 def test_a_round_is_measured_with_the_share_of_the_machine_the_hypervisor_took(monkeypatch):
     ticks = iter([(100, 10_000), (350, 12_000)])  # 250 of 2,000 ticks stolen meanwhile
     monkeypatch.setattr(hold, "machine_ticks", lambda: next(ticks))
-    run = hold.stolen(lambda *args: {"rps": 1.0, "args": args}, "target", 5)
+    run = hold.with_host_steal(lambda *args: {"rps": 1.0, "args": args}, "target", 5)
     assert run == {"rps": 1.0, "args": ("target", 5), "host_steal": 0.125}
     monkeypatch.setattr(hold, "machine_ticks", lambda: None)  # no /proc/stat
-    assert hold.stolen(lambda: {"rps": 1.0})["host_steal"] is None
+    assert hold.with_host_steal(lambda: {"rps": 1.0})["host_steal"] is None
 
 
 def test_the_machine_ticks_are_read_from_proc_stat_where_there_is_one():
