@@ -101,3 +101,19 @@ def test_the_table_prints_the_worst_round_beside_the_best(capsys):
         "CPU per request 271.0 us against 190.0, "
         "the hypervisor took 12.5% of the machine against 1.0%"
     ) in out
+
+
+def test_the_table_says_nothing_of_the_hypervisor_where_its_share_is_unknown(capsys):
+    runs = [a_round(10_000, 1.9, 190.0), a_round(7_000, 1.9, 271.0)]  # no /proc/stat
+    keepalive = {"rps": [10_000, 7_000], "worst_to_best": 0.7, "max_share": 0.5}
+    keepalive |= rounds_apart(runs, 5)
+    results = {
+        "date": "2026-12-08 01:00 UTC",
+        "machine": {"summary": "2 cores"},
+        "database": "sqlite",
+        "cache": "locmem",
+        "hold": {"keepalive": keepalive},
+    }
+    print_table(results, ROOT / "bench" / "results.json")
+    out = capsys.readouterr().out
+    assert "CPU per request 271.0 us against 190.0\n" in out and "hypervisor" not in out
