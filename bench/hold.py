@@ -96,19 +96,18 @@ def rounds_apart(runs: list[dict], seconds: int) -> dict:
     clock = os.sysconf("SC_CLK_TCK")
     busy = [round(sum(r["worker_ticks"]) / clock / seconds, 3) for r in runs]
     cost = [r["cpu_us_per_request"] for r in runs]
-    steal = [r.get("host_steal") for r in runs]
-    if not runs:
-        return {"workers_busy": busy, "cpu_us_per_request": cost, "host_steal": steal}
-    rps = [r["rps"] for r in runs]
-    worst, best = rps.index(min(rps)), rps.index(max(rps))
-    return {
+    apart: dict = {
         "workers_busy": busy,
         "cpu_us_per_request": cost,
-        "host_steal": steal,
-        "worst_round": {
+        "host_steal": [r.get("host_steal") for r in runs],
+    }
+    if runs:
+        rps = [r["rps"] for r in runs]
+        worst, best = rps.index(min(rps)), rps.index(max(rps))
+        apart["worst_round"] = {
             "round": worst + 1,
             "best_round": best + 1,
             "workers_busy_over_best": round(busy[worst] / busy[best], 3) if busy[best] else None,
             "cpu_per_request_over_best": round(cost[worst] / cost[best], 3) if cost[best] else None,
-        },
-    }
+        }
+    return apart

@@ -76,10 +76,10 @@ def print_table(results: dict, written: Path) -> None:
             )
             apart = verdict.get("worst_round")
             if apart:  # which moved in the worst round: the workers' CPU use, or its cost
-                worst, best = apart["round"] - 1, apart["best_round"] - 1
+                worst, best = apart["round"] - 1, apart["best_round"] - 1  # list indices
                 print(
-                    f"  worst round {worst + 1} against the best ({best + 1}): workers on the "
-                    f"CPU {verdict['workers_busy'][worst]} cores against "
+                    f"  worst round {apart['round']} against the best ({apart['best_round']}): "
+                    f"workers on the CPU {verdict['workers_busy'][worst]} cores against "
                     f"{verdict['workers_busy'][best]}, CPU per request "
                     f"{verdict['cpu_us_per_request'][worst]} us against "
                     f"{verdict['cpu_us_per_request'][best]}"
